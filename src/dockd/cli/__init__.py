@@ -1,0 +1,69 @@
+"""The ``dockd`` command line: one module per command group, all thin.
+
+``main`` is the only place that turns a :class:`DockdError` into a message on
+stderr and an exit code.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dockd import __version__
+from dockd.cli import alerts, config_cmd, ingest, ledger, registry
+from dockd.cli.common import App
+from dockd.errors import DockdError
+
+app = typer.Typer(
+    name="dockd",
+    help="Take footage off body-worn recorders into a verified, audited store.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Config file (default: $DOCKD_CONFIG or /etc/dockd/dockd.toml)",
+            envvar="DOCKD_CONFIG",
+            dir_okay=False,
+        ),
+    ] = None,
+    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+) -> None:
+    if version:
+        typer.echo(f"dockd {__version__}")
+        raise typer.Exit()
+    ctx.obj = App(config_path=config)
+    ctx.call_on_close(ctx.obj.close)
+
+
+ingest.register(app)
+registry.register(app)
+app.add_typer(config_cmd.app, name="config")
+app.add_typer(ledger.app, name="ledger")
+app.add_typer(alerts.app, name="alerts")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code instead of exiting (tests call this)."""
+    try:
+        app(args=list(argv) if argv is not None else None, prog_name="dockd")
+    except DockdError as exc:
+        print(f"dockd: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except SystemExit as exc:  # typer/click end every run this way
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    return 0

@@ -1,0 +1,48 @@
+"""``dockd alerts list|ack``: what needs a person, and who has seen it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from dockd import alerts as core
+from dockd.cli.common import Format, app_of, default_actor, render
+
+app = typer.Typer(help="Alerts that need a person.", no_args_is_help=True)
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    all_: Annotated[bool, typer.Option("--all", help="Include acknowledged alerts.")] = False,
+    fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.table,
+) -> None:
+    """Open alerts (exit 0 even when there are some; scripts read --format json)."""
+    state = app_of(ctx)
+    with state.ledger.session() as s:
+        rows = [core.alert_dict(a) for a in core.list_alerts(s, include_acknowledged=all_)]
+    render(
+        rows,
+        fmt,
+        columns=None
+        if fmt is not Format.table
+        else ["id", "at", "severity", "kind", "subject", "message", "acknowledged_by"],
+    )
+
+
+@app.command("ack")
+def ack(
+    ctx: typer.Context,
+    alert_ids: Annotated[list[int], typer.Argument(help="Alert id(s).")],
+    by: Annotated[str, typer.Option("--by", help="Who has dealt with it.")] = "",
+) -> None:
+    """Acknowledge alerts: they leave the open list; the audit trail keeps who and when."""
+    state = app_of(ctx)
+    who = by or default_actor()
+    with state.ledger.session() as s:
+        for alert_id in alert_ids:
+            core.acknowledge(
+                s, alert_id, by=who, clock=state.clock, station=state.config.station.id
+            )
+    typer.echo(f"acknowledged {len(alert_ids)} alert(s) as {who}")

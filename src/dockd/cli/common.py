@@ -1,0 +1,145 @@
+"""What every command shares: the loaded config, the open ledger, output and time parsing.
+
+Commands stay thin: they parse arguments, call one function of the core, and
+render its result. Errors are raised as :class:`DockdError` and turned into a
+message and exit code in one place (``dockd.cli.main``).
+"""
+
+from __future__ import annotations
+
+import csv
+import getpass
+import io
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dockd.alerts import AlertSink
+from dockd.clock import SystemClock
+from dockd.config import Config, load_config
+from dockd.errors import UsageError
+from dockd.ledger.db import Ledger, open_ledger
+from dockd.logs import setup_logging
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+@dataclass
+class App:
+    """Lazily built shared state of one CLI invocation."""
+
+    config_path: Path | None = None
+    _config: Config | None = None
+    _ledger: Ledger | None = None
+    clock: SystemClock = field(default_factory=SystemClock)
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.config_path)
+            setup_logging(self._config.logging.level, self._config.logging.format)
+        return self._config
+
+    @property
+    def ledger(self) -> Ledger:
+        if self._ledger is None:
+            self._ledger = open_ledger(self.config.ledger.url)
+        return self._ledger
+
+    @property
+    def alerts(self) -> AlertSink:
+        return AlertSink(self.ledger, self.config.station.id, self.clock, self.config.alerts)
+
+    def close(self) -> None:
+        if self._ledger is not None:
+            self._ledger.close()
+
+
+def app_of(ctx: typer.Context) -> App:
+    obj = ctx.find_root().obj
+    assert isinstance(obj, App)
+    return obj
+
+
+def default_actor() -> str:
+    """Who is running this command: the sudo user if any, else the login name."""
+    return os.environ.get("SUDO_USER") or getpass.getuser()
+
+
+def parse_time(value: str | None, cfg: Config, *, end: bool = False) -> datetime | None:
+    """ISO date or date-time; without an offset it is read in the station's time zone.
+
+    A bare date as an end bound (``end=True``) means the whole of that day is
+    included: the bound returned is the next midnight, used exclusively.
+    """
+    if value is None:
+        return None
+    try:
+        if len(value) == 10:
+            d = date.fromisoformat(value)
+            start = datetime.combine(d, time.min, tzinfo=cfg.station.tz)
+            return (
+                datetime.combine(d + timedelta(days=1), time.min, tzinfo=cfg.station.tz)
+                if end
+                else start
+            )
+        ts = datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageError(
+            f"{value!r} is not a date or time; use e.g. 2026-03-15 or 2026-03-15T08:30+08:00"
+        ) from None
+    return ts.replace(tzinfo=cfg.station.tz) if ts.tzinfo is None else ts
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:.3f}".rstrip("0").rstrip(".")
+    return str(value)
+
+
+def render(
+    rows: Sequence[dict[str, Any]],
+    fmt: Format,
+    *,
+    columns: Sequence[str] | None = None,
+    title: str | None = None,
+) -> None:
+    """Print rows as a rich table, JSON (a list of objects) or CSV on stdout."""
+    cols = list(columns or (rows[0].keys() if rows else []))
+    if fmt is Format.json:
+        sys.stdout.write(json.dumps(list(rows), ensure_ascii=False, indent=2) + "\n")
+        return
+    if fmt is Format.csv:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: _cell(r.get(k)) for k in cols})
+        sys.stdout.write(buf.getvalue())
+        return
+    table = Table(title=title, show_lines=False)
+    for c in cols:
+        table.add_column(c)
+    for r in rows:
+        table.add_row(*(_cell(r.get(c)) for c in cols))
+    Console(soft_wrap=False).print(table)
+    if not rows:
+        Console(stderr=True).print("(no rows)")

@@ -1,0 +1,118 @@
+"""``dockd ingest SOURCE``: the same ingest the daemon runs when a recorder docks."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from dockd.cli.common import app_of
+from dockd.ingest.pipeline import FileOutcome, IngestContext, SessionResult, run_ingest
+from dockd.store import clean_incoming
+
+
+class RichProgress:
+    """Files and bytes bars with rate, shown only on a terminal."""
+
+    def __init__(self, console: Console) -> None:
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        self._files = self._progress.add_task("files", total=0)
+        self._bytes = self._progress.add_task("bytes", total=0)
+
+    def __enter__(self) -> RichProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def start(self, files: int, total_bytes: int) -> None:
+        self._progress.update(self._files, total=files)
+        self._progress.update(self._bytes, total=total_bytes)
+
+    def advance(self, nbytes: int) -> None:
+        self._progress.advance(self._bytes, nbytes)
+
+    def file_done(self, outcome: FileOutcome) -> None:
+        self._progress.advance(self._files, 1)
+        if outcome.status == "present":
+            self._progress.advance(self._bytes, outcome.size)
+
+
+def summary(result: SessionResult, console: Console) -> None:
+    """The end-of-run report: counts, and every file that did not make it, with why."""
+    where = "quarantine (unregistered recorder)" if result.quarantined else "store"
+    console.print(
+        f"session {result.session_id}: recorder {result.device_ref} "
+        f"({'identified by ' + result.identified_by if result.identified_by else 'NOT registered'})"
+        f" -> {where}"
+    )
+    console.print(
+        f"  outcome {result.outcome}: {result.count('stored')} stored, "
+        f"{result.count('present')} already present, {result.count('failed')} failed, "
+        f"{result.count('refused')} refused, {result.bytes_copied} bytes copied"
+    )
+    for f in result.files:
+        if f.status in ("failed", "refused"):
+            console.print(f"  {f.status.upper():8} {f.relpath}: {f.reason}", markup=False)
+        elif f.flags:
+            console.print(
+                f"  FLAGGED  {f.relpath} -> {f.store_path} [{', '.join(f.flags)}]", markup=False
+            )
+
+
+def ingest(
+    ctx: typer.Context,
+    source: Annotated[
+        Path, typer.Argument(help="The recorder's mount point or a copy of it.", file_okay=False)
+    ],
+    device: Annotated[
+        str | None,
+        typer.Option("--device", help="Device number, when the recorder cannot identify itself."),
+    ] = None,
+) -> None:
+    """Copy and hash every recording under SOURCE into the store; exit 1 if any file failed."""
+    state = app_of(ctx)
+    cfg = state.config
+    clean_incoming(cfg.store.root)
+    ictx = IngestContext(
+        config=cfg,
+        ledger=state.ledger,
+        clock=state.clock,
+        alerts=state.alerts,
+        actor="dockd-ingest",
+    )
+    console = Console(stderr=True)
+    if sys.stderr.isatty():
+        with RichProgress(console) as bar:
+            result = run_ingest(ictx, source, device_number=device, progress=bar)
+    else:
+        result = run_ingest(ictx, source, device_number=device)
+    summary(result, Console())
+    if result.outcome != "complete":
+        raise typer.Exit(2 if result.outcome == "refused" else 1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ingest")(ingest)

@@ -1,0 +1,376 @@
+"""TOML configuration, loaded once into one frozen, validated :class:`Config`.
+
+Unknown keys are errors: a typo in a policy key must never silently fall back to
+a default. Every problem is reported with its key path and the line of the file
+it stands on, all at once, so an admin fixes the file in one pass.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import string
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from dockd.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/dockd/dockd.toml")
+CONFIG_ENV = "DOCKD_CONFIG"
+
+# Placeholders a store path template may use; the template must begin with the
+# recording's local date so the store is laid out year / month / day (R4).
+TEMPLATE_FIELDS = frozenset(
+    {
+        "year",
+        "month",
+        "day",
+        "hour",
+        "minute",
+        "second",
+        "device",
+        "badge",
+        "station",
+        "stem",
+        "ext",
+        "name",
+        "kind",
+    }
+)
+NAMING_GROUPS = frozenset({"device", "serial", "badge", "timestamp", "seq"})
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StationConfig(_Section):
+    """Who this dock belongs to and which clock the store's days follow."""
+
+    unit: str = "Unnamed unit"
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")] = "station-1"
+    timezone: str = "Asia/Shanghai"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"unknown time zone {value!r}; use an IANA name such as 'Asia/Shanghai'"
+            ) from exc
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class StoreConfig(_Section):
+    """Where originals live and how their paths are built."""
+
+    root: Path = Path("/var/lib/dockd/store")
+    path_template: str = "{year}/{month}/{day}/{device}/{name}"
+    quarantine: Path | None = None  # default: <root>/../quarantine
+
+    @field_validator("path_template")
+    @classmethod
+    def _template_ok(cls, value: str) -> str:
+        names = [f for _, f, _, _ in string.Formatter().parse(value) if f is not None]
+        unknown = sorted({n for n in names if n not in TEMPLATE_FIELDS})
+        if unknown:
+            raise ValueError(
+                f"unknown placeholder(s) {unknown}; allowed: {sorted(TEMPLATE_FIELDS)}"
+            )
+        if not value.startswith("{year}/{month}/{day}/"):
+            raise ValueError("must begin with '{year}/{month}/{day}/' (store by recording day)")
+        if "{name}" not in value and "{stem}" not in value:
+            raise ValueError("must contain '{name}' or '{stem}' so stored files keep their names")
+        if value.startswith("/") or ".." in value.split("/"):
+            raise ValueError("must be relative to the store root and must not contain '..'")
+        return value
+
+    @property
+    def quarantine_root(self) -> Path:
+        return self.quarantine if self.quarantine is not None else self.root.parent / "quarantine"
+
+
+class LedgerConfig(_Section):
+    """The database auditors query: SQLite by default, PostgreSQL for many stations."""
+
+    url: str = "sqlite:////var/lib/dockd/ledger.sqlite3"
+
+    @field_validator("url")
+    @classmethod
+    def _url_ok(cls, value: str) -> str:
+        if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", value):
+            raise ValueError("must be an SQLAlchemy URL starting with sqlite:// or postgresql://")
+        return value
+
+
+def _lower_exts(values: Sequence[str]) -> tuple[str, ...]:
+    out = []
+    for v in values:
+        v = v.strip().lower().lstrip(".")
+        if not v or "/" in v:
+            raise ValueError(f"bad extension {v!r}")
+        out.append(v)
+    return tuple(out)
+
+
+class IngestConfig(_Section):
+    """What counts as a recording and how carefully it is copied."""
+
+    video_extensions: tuple[str, ...] = ("mp4", "mov", "avi", "mkv", "ts", "3gp")
+    audio_extensions: tuple[str, ...] = ("wav", "mp3", "aac", "m4a", "amr")
+    photo_extensions: tuple[str, ...] = ("jpg", "jpeg", "png")
+    verify: Literal["none", "reread"] = "reread"
+    unknown_device: Literal["quarantine", "refuse"] = "quarantine"
+    id_files: tuple[str, ...] = ("DEVICE.ID", "SYSTEM/devinfo.txt", "devinfo.txt")
+    copy_buffer_kib: Annotated[int, Field(ge=16, le=65536)] = 1024
+    clock_tolerance_hours: Annotated[float, Field(ge=0)] = 24.0
+
+    _norm = field_validator(
+        "video_extensions", "audio_extensions", "photo_extensions", mode="after"
+    )(classmethod(lambda cls, v: _lower_exts(v)))
+
+    @field_validator("id_files")
+    @classmethod
+    def _relative(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for v in value:
+            if v.startswith("/") or ".." in Path(v).parts:
+                raise ValueError(f"{v!r} must be a path inside the recorder, without '..'")
+        return value
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> IngestConfig:
+        seen: dict[str, str] = {}
+        for kind in ("video", "audio", "photo"):
+            for ext in getattr(self, f"{kind}_extensions"):
+                if ext in seen:
+                    raise ValueError(f"extension {ext!r} is listed as both {seen[ext]} and {kind}")
+                seen[ext] = kind
+        return self
+
+    def kind_of(self, suffix: str) -> str | None:
+        """``video``/``audio``/``photo`` for a file suffix, or None when not a recording."""
+        ext = suffix.lower().lstrip(".")
+        for kind in ("video", "audio", "photo"):
+            if ext in getattr(self, f"{kind}_extensions"):
+                return kind
+        return None
+
+
+class NamingRule(_Section):
+    """How one recorder brand names its files: a regex with named groups."""
+
+    name: str
+    pattern: str
+    timestamp_format: str | None = None
+    timezone: str | None = None  # zone of the recorder's clock; default: the station's
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            rx = re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from exc
+        unknown = sorted(set(rx.groupindex) - NAMING_GROUPS)
+        if unknown:
+            raise ValueError(f"unknown named group(s) {unknown}; allowed: {sorted(NAMING_GROUPS)}")
+        if not rx.groupindex:
+            raise ValueError("needs at least one named group, e.g. (?P<device>...)")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            StationConfig._known_zone(value)
+        return value
+
+    @model_validator(mode="after")
+    def _format_needed(self) -> NamingRule:
+        if "timestamp" in re.compile(self.pattern).groupindex and not self.timestamp_format:
+            raise ValueError("pattern has a 'timestamp' group, so timestamp_format is required")
+        return self
+
+    @property
+    def regex(self) -> re.Pattern[str]:
+        return re.compile(self.pattern)
+
+
+class AlertsConfig(_Section):
+    """Where alerts go besides the ledger: a command fed each alert as JSON on stdin."""
+
+    notify_command: tuple[str, ...] = ()
+    notify_timeout_s: Annotated[float, Field(gt=0, le=600)] = 30.0
+
+
+class LoggingConfig(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+DEFAULT_NAMING: tuple[NamingRule, ...] = (
+    NamingRule(
+        name="serial-badge-time-seq",
+        pattern=r"^(?P<serial>[A-Za-z0-9]+)_(?P<badge>\d+)_(?P<timestamp>\d{14})_(?P<seq>\d+)$",
+        timestamp_format="%Y%m%d%H%M%S",
+    ),
+    NamingRule(
+        name="device-date-time-seq",
+        pattern=r"^(?P<device>[A-Za-z0-9-]+)_(?P<timestamp>\d{8}_\d{6})_(?P<seq>\d+)$",
+        timestamp_format="%Y%m%d_%H%M%S",
+    ),
+)
+
+
+class Config(_Section):
+    """The whole configuration. Built once at start; never changed while running."""
+
+    station: StationConfig = StationConfig()
+    store: StoreConfig = StoreConfig()
+    ledger: LedgerConfig = LedgerConfig()
+    ingest: IngestConfig = IngestConfig()
+    naming: tuple[NamingRule, ...] = DEFAULT_NAMING
+    alerts: AlertsConfig = AlertsConfig()
+    logging: LoggingConfig = LoggingConfig()
+    source: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _unique_rule_names(self) -> Config:
+        names = [r.name for r in self.naming]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"naming rule names must be unique; repeated: {dupes}")
+        return self
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> None:
+    """Make relative paths (store root, quarantine, sqlite file) relative to the config file."""
+    store = data.get("store")
+    if isinstance(store, dict):
+        for key in ("root", "quarantine"):
+            val = store.get(key)
+            if isinstance(val, str) and val and not Path(val).is_absolute():
+                store[key] = str(base / val)
+    ledger = data.get("ledger")
+    if isinstance(ledger, dict):
+        url = ledger.get("url")
+        if (
+            isinstance(url, str)
+            and url.startswith("sqlite:///")
+            and not url.startswith("sqlite:////")
+        ):
+            rel = url.removeprefix("sqlite:///")
+            if rel and rel != ":memory:":
+                ledger["url"] = "sqlite:///" + str(base / rel)
+
+
+def key_lines(text: str) -> dict[tuple[str | int, ...], int]:
+    """Map key paths to 1-based line numbers by a light scan of the TOML text.
+
+    Handles ``[table]``, ``[[array.of.tables]]`` (indexed) and ``key = ...`` lines,
+    which is what dockd's config uses; anything it cannot place falls back to the
+    nearest enclosing table when reporting.
+    """
+    lines: dict[tuple[str | int, ...], int] = {}
+    counters: dict[tuple[str, ...], int] = {}
+    current: tuple[str | int, ...] = ()
+    header = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-\"' ]+?)\s*\]\]?\s*(#.*)?$")
+    keyline = re.compile(r"^\s*([A-Za-z0-9_\-]+|\"[^\"]+\")\s*=")
+    for number, raw in enumerate(text.splitlines(), start=1):
+        m = header.match(raw)
+        if m:
+            parts = tuple(p.strip().strip("\"'") for p in m.group(2).split("."))
+            if m.group(1) == "[[":
+                idx = counters.get(parts, 0)
+                counters[parts] = idx + 1
+                current = (*parts, idx)
+            else:
+                current = parts
+            lines.setdefault(current, number)
+            continue
+        k = keyline.match(raw)
+        if k:
+            lines.setdefault((*current, k.group(1).strip('"')), number)
+    return lines
+
+
+def _line_for(loc: tuple[str | int, ...], lines: dict[tuple[str | int, ...], int]) -> int | None:
+    for end in range(len(loc), 0, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return None
+
+
+def _fmt_loc(loc: Sequence[str | int]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def parse_config(text: str, *, source: str = "<config>", base: Path | None = None) -> Config:
+    """Parse and validate TOML text; raise :class:`ConfigError` listing every problem."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, [f"not valid TOML: {exc}"]) from exc
+    if base is not None:
+        _resolve_paths(data, base)
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as exc:
+        lines = key_lines(text)
+        problems = []
+        for err in exc.errors():
+            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
+            line = _line_for(loc, lines)
+            where = f"line {line}: " if line else ""
+            key = _fmt_loc(loc) or "(top level)"
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key (check the spelling; see config.example.toml for every key)"
+            problems.append(f"{where}{key}: {msg}")
+        raise ConfigError(source, problems) from None
+    return cfg.model_copy(update={"source": Path(source) if base is not None else None})
+
+
+def load_config(path: Path | None = None) -> Config:
+    """Load the config from ``path``, ``$DOCKD_CONFIG`` or /etc/dockd/dockd.toml.
+
+    A path that was asked for and does not exist is an error; when none was asked
+    for and the default file is absent, the built-in defaults are used.
+    """
+    explicit = path is not None or bool(os.environ.get(CONFIG_ENV))
+    chosen = path or Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
+    try:
+        text = chosen.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError(
+                str(chosen), ["file not found; copy config.example.toml there and edit it"]
+            ) from None
+        return Config()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(chosen), [f"cannot read: {exc}"]) from exc
+    return parse_config(text, source=str(chosen), base=chosen.resolve().parent)

@@ -1,0 +1,87 @@
+"""Discover the recordings on a recorder without trusting anything it holds.
+
+Walks the tree without following symbolic links; a link, a device node, a FIFO
+or a socket is refused with its reason (never opened: opening a FIFO would hang
+the dock). Files whose extension is not a configured media type are ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from dockd.config import IngestConfig
+
+_SPECIAL = (
+    (stat.S_ISFIFO, "a FIFO (named pipe), not a recording: refused"),
+    (stat.S_ISSOCK, "a socket, not a recording: refused"),
+    (stat.S_ISCHR, "a character device node, not a recording: refused"),
+    (stat.S_ISBLK, "a block device node, not a recording: refused"),
+)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A regular media file on the recorder."""
+
+    relpath: PurePosixPath
+    kind: str  # video | audio | photo
+    size: int
+    mtime: float
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Something on the recorder that was not taken, and why."""
+
+    relpath: PurePosixPath
+    reason: str
+
+
+def _walk(root: Path, rel: PurePosixPath, cfg: IngestConfig) -> Iterator[Candidate | Refusal]:
+    try:
+        entries = sorted(os.scandir(root / rel), key=lambda e: e.name)
+    except OSError as exc:
+        yield Refusal(rel, f"cannot list this directory: {exc.strerror or exc}")
+        return
+    for entry in entries:
+        child = rel / entry.name
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError as exc:
+            yield Refusal(child, f"cannot stat: {exc.strerror or exc}")
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            yield Refusal(
+                child,
+                "a symbolic link: links are never followed (could point "
+                "outside the recorder); copy the real file onto it if needed",
+            )
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            yield from _walk(root, child, cfg)
+            continue
+        special = next((why for test, why in _SPECIAL if test(st.st_mode)), None)
+        if special is not None:
+            yield Refusal(child, special)
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            continue
+        kind = cfg.kind_of(PurePosixPath(entry.name).suffix)
+        if kind is not None:
+            yield Candidate(child, kind, st.st_size, st.st_mtime)
+
+
+def discover(root: Path, cfg: IngestConfig) -> tuple[list[Candidate], list[Refusal]]:
+    """All media files under ``root`` in a stable order, and everything refused."""
+    found: list[Candidate] = []
+    refused: list[Refusal] = []
+    for item in _walk(root, PurePosixPath("."), cfg):
+        if isinstance(item, Candidate):
+            found.append(item)
+        else:
+            refused.append(item)
+    return found, refused

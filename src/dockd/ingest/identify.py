@@ -1,0 +1,138 @@
+"""Which recorder is this? Ties a docked tree to a registered device (R1, R14).
+
+Evidence is gathered from what the recorder offers (an ID file, the filesystem
+UUID and label the dock saw, the serial or device number in file names) and
+matched against the registry, strongest identifier first. An unmatched recorder
+is never silently trusted: the caller applies the unknown-device policy.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from dockd.ingest.naming import NameInfo
+from dockd.ledger import registry
+from dockd.ledger.models import Device
+
+_KV = re.compile(r"^\s*([A-Za-z_ ]+?)\s*[=:]\s*(\S.*?)\s*$")
+_KEYS = {
+    "serial": "serial",
+    "sn": "serial",
+    "serial_number": "serial",
+    "serialno": "serial",
+    "device": "device",
+    "device_number": "device",
+    "deviceno": "device",
+    "id": "device",
+    "device_id": "device",
+}
+MAX_ID_FILE = 64 * 1024
+
+
+@dataclass(frozen=True)
+class VolumeInfo:
+    """What the dock knows of the recorder's filesystem (empty for a plain folder)."""
+
+    fs_uuid: str | None = None
+    fs_label: str | None = None
+    serial: str | None = None  # USB serial reported by udev
+
+
+@dataclass(frozen=True)
+class Evidence:
+    serial: str | None = None
+    device: str | None = None
+    fs_uuid: str | None = None
+    fs_label: str | None = None
+
+    def ref(self) -> str:
+        """A stable name for the recorder even when it is not registered."""
+        for key in ("device", "serial", "fs_uuid", "fs_label"):
+            value = getattr(self, key)
+            if value:
+                return value if key == "device" else f"{key}:{value}"
+        return "unidentified"
+
+
+@dataclass(frozen=True)
+class Identity:
+    device: Device | None
+    ref: str  # device number when registered, else the best identifier seen
+    how: str | None  # which identifier matched: number / serial / fs_uuid / fs_label / operator
+
+
+def read_id_file(root: Path, candidates: Sequence[str]) -> dict[str, str]:
+    """``serial`` / ``device`` from the first ID file present (``key=value`` lines).
+
+    Only small regular files are read; a link or special file is ignored.
+    """
+    for rel in candidates:
+        path = root / rel
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_ID_FILE:
+            continue
+        try:
+            text = path.read_bytes().decode("utf-8", "replace")
+        except OSError:
+            continue
+        out: dict[str, str] = {}
+        for line in text.splitlines():
+            m = _KV.match(line)
+            if m:
+                key = _KEYS.get(m.group(1).strip().lower().replace(" ", "_"))
+                if key and key not in out:
+                    out[key] = m.group(2)
+        if out:
+            return out
+    return {}
+
+
+def _majority(values: Iterable[str | None]) -> str | None:
+    counts = Counter(v for v in values if v)
+    return counts.most_common(1)[0][0] if counts else None
+
+
+def gather_evidence(
+    root: Path, volume: VolumeInfo, id_files: Sequence[str], names: Iterable[NameInfo | None]
+) -> Evidence:
+    idf = read_id_file(root, id_files)
+    infos = [n for n in names if n is not None]
+    return Evidence(
+        serial=idf.get("serial") or volume.serial or _majority(n.serial for n in infos),
+        device=idf.get("device") or _majority(n.device for n in infos),
+        fs_uuid=volume.fs_uuid,
+        fs_label=volume.fs_label,
+    )
+
+
+def identify(session: Session, evidence: Evidence, *, device_number: str | None = None) -> Identity:
+    """Match the evidence against the registry.
+
+    ``device_number`` is the operator's word (``dockd ingest --device``): it must
+    name a registered device, and it wins over what the recorder says.
+    """
+    if device_number is not None:
+        dev = registry.device_by_number(session, device_number)
+        return Identity(dev, dev.number, "operator")
+    found = registry.find_device(
+        session,
+        number=evidence.device,
+        serial=evidence.serial,
+        fs_uuid=evidence.fs_uuid,
+        fs_label=evidence.fs_label,
+    )
+    if found is None:
+        return Identity(None, evidence.ref(), None)
+    dev, how = found
+    return Identity(dev, dev.number, how)

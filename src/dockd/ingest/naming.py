@@ -1,0 +1,59 @@
+"""Filename rules: what a recorder brand's file names say about a recording.
+
+Rules come from ``[[naming]]`` in the config, tried in order; the first whose
+regex matches the file's stem wins. A new brand needs a config entry, not code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import PurePosixPath
+from zoneinfo import ZoneInfo
+
+from dockd.config import NamingRule
+
+
+@dataclass(frozen=True)
+class NameInfo:
+    rule: str
+    device: str | None = None
+    serial: str | None = None
+    badge: str | None = None
+    timestamp: datetime | None = None
+    seq: str | None = None
+
+
+def parse_name(
+    relpath: PurePosixPath, rules: Sequence[NamingRule], default_tz: ZoneInfo
+) -> NameInfo | None:
+    """Apply the first matching rule to the file's stem; None when no rule matches.
+
+    A timestamp that matches the regex but not the format (e.g. month 13) leaves
+    ``timestamp`` empty rather than failing: the next time source is used.
+    """
+    stem = relpath.stem
+    for rule in rules:
+        m = rule.regex.match(stem)
+        if m is None:
+            continue
+        groups = {k: v for k, v in m.groupdict().items() if v}
+        ts: datetime | None = None
+        if "timestamp" in groups and rule.timestamp_format:
+            try:
+                naive = datetime.strptime(groups["timestamp"], rule.timestamp_format)
+            except ValueError:
+                naive = None
+            if naive is not None:
+                zone = ZoneInfo(rule.timezone) if rule.timezone else default_tz
+                ts = naive.replace(tzinfo=zone) if naive.tzinfo is None else naive
+        return NameInfo(
+            rule=rule.name,
+            device=groups.get("device"),
+            serial=groups.get("serial"),
+            badge=groups.get("badge"),
+            timestamp=ts,
+            seq=groups.get("seq"),
+        )
+    return None

@@ -1,0 +1,72 @@
+"""Read what a recording is, with PyAV. The only module that imports ``av``.
+
+Never raises for a damaged file: a file PyAV cannot read comes back with
+``error`` set, and is still stored and flagged (evidence is never dropped for
+being damaged).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import av
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    container: str | None = None
+    duration_s: float | None = None
+    video_codec: str | None = None
+    audio_codec: str | None = None
+    width: int | None = None
+    height: int | None = None
+    creation_time: datetime | None = None
+    error: str | None = None
+
+
+def _parse_creation_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    text = value.strip().replace("Z", "+00:00")
+    try:
+        ts = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if ts.year < 2000:  # recorders with an unset clock write 1970 or 1904
+        return None
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts
+
+
+def probe(path: Path) -> ProbeResult:
+    """Container, duration, codecs, resolution and embedded creation time of a file."""
+    if path.stat().st_size == 0:
+        return ProbeResult(error="empty file (0 bytes)")
+    try:
+        with av.open(str(path), mode="r", metadata_errors="ignore") as container:
+            video = container.streams.video[0] if container.streams.video else None
+            audio = container.streams.audio[0] if container.streams.audio else None
+            duration = float(container.duration) / av.time_base if container.duration else None
+            if duration is None and video is not None and video.duration and video.time_base:
+                duration = float(video.duration * video.time_base)
+            meta = dict(container.metadata)
+            if video is not None:
+                # Decoding the first frame catches files whose header is fine but whose
+                # data is cut off (the common damage when a recorder loses power).
+                next(container.decode(video=0))
+            return ProbeResult(
+                container=container.format.name,
+                duration_s=round(duration, 3) if duration is not None else None,
+                video_codec=video.codec_context.name if video is not None else None,
+                audio_codec=audio.codec_context.name if audio is not None else None,
+                width=video.codec_context.width if video is not None else None,
+                height=video.codec_context.height if video is not None else None,
+                creation_time=_parse_creation_time(meta.get("creation_time")),
+            )
+    except StopIteration:
+        return ProbeResult(error="no decodable video frame (file damaged or truncated)")
+    except (av.FFmpegError, OSError, ValueError, IndexError) as exc:
+        # The message names the temporary copy; keep only what is wrong with the data.
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        return ProbeResult(error=f"unreadable by PyAV: {reason}")

@@ -1,0 +1,133 @@
+"""Open the ledger: engine, sessions, schema version.
+
+SQLite runs in WAL mode with foreign keys on and ``BEGIN IMMEDIATE`` for every
+transaction, so concurrent writers queue instead of failing half-way. A brand-new
+ledger is created at the current schema; an existing one at an older version is
+refused until ``dockd ledger migrate`` is run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from dockd.errors import LedgerError
+
+
+def _alembic_config(engine: Engine) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(resources.files("dockd.ledger") / "migrations"))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def head_revision() -> str:
+    script = ScriptDirectory.from_config(_alembic_config(create_engine("sqlite://")))
+    head = script.get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def migrate(engine: Engine) -> tuple[str | None, str]:
+    """Bring the schema to the newest version; return (before, after)."""
+    before = current_revision(engine)
+    cfg = _alembic_config(engine)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+    return before, head_revision()
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; for SQLite the parent directory is created."""
+    if url.startswith("sqlite:///") and not url.endswith(":memory:"):
+        path = Path(url.removeprefix("sqlite:///"))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LedgerError(
+                f"cannot create the ledger directory {path.parent}: {exc.strerror}; "
+                "check [ledger] url and the permissions of that directory"
+            ) from exc
+    engine = create_engine(url, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+        _sqlite_setup(engine)
+    return engine
+
+
+class Ledger:
+    """An open ledger: hands out sessions; knows its engine for migrations and locks."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._factory = sessionmaker(engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A unit of work: committed when the block ends, rolled back on error."""
+        with self._factory() as session, session.begin():
+            yield session
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def open_ledger(url: str, *, create: bool = True) -> Ledger:
+    """Open the ledger at ``url``, creating an empty one at the current schema.
+
+    Raises :class:`LedgerError` if the database cannot be reached or its schema
+    is older (or newer) than this version of dockd.
+    """
+    engine = make_engine(url)
+    try:
+        has_tables = bool(inspect(engine).get_table_names())
+        current = current_revision(engine)
+    except OperationalError as exc:
+        engine.dispose()
+        raise LedgerError(f"cannot open the ledger at {engine.url!r}: {exc.orig}") from exc
+    head = head_revision()
+    if current is None and not has_tables and create:
+        migrate(engine)
+    elif current != head:
+        engine.dispose()
+        raise LedgerError(
+            f"the ledger at {engine.url!r} has schema version {current or 'none'} but this "
+            f"dockd needs {head}; back it up, then run `dockd ledger migrate`"
+        )
+    return Ledger(engine)

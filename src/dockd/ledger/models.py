@@ -1,0 +1,259 @@
+"""SQLAlchemy 2.x typed models of the ledger.
+
+Portable between SQLite and PostgreSQL: plain types, times stored as UTC and
+always returned timezone-aware, JSON details kept as text. Every change to this
+file needs a migration in ``migrations/versions``; a test checks they agree.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored as UTC and always read back timezone-aware.
+
+    SQLite has no time zones; storing naive UTC and re-attaching UTC on the way out
+    makes both backends behave alike. A naive datetime is refused on the way in:
+    every time in dockd is aware.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} given to the ledger; times must be aware")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime(), int: Integer}
+
+
+class Device(Base):
+    """A registered recorder (R1): numbered, with the identifiers it can be matched on."""
+
+    __tablename__ = "devices"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(64), unique=True)
+    serial: Mapped[str | None] = mapped_column(String(128), unique=True)
+    fs_uuid: Mapped[str | None] = mapped_column(String(64), index=True)
+    fs_label: Mapped[str | None] = mapped_column(String(64), index=True)
+    brand: Mapped[str | None] = mapped_column(String(64))
+    model: Mapped[str | None] = mapped_column(String(64))
+    unit: Mapped[str | None] = mapped_column(String(128))
+    registered_at: Mapped[datetime]
+    retired_at: Mapped[datetime | None]
+
+
+class Officer(Base):
+    """A person who wears recorders, known by badge number."""
+
+    __tablename__ = "officers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    badge: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(128))
+    unit: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime]
+
+
+class Assignment(Base):
+    """Officer O held device D from ``valid_from`` until ``valid_until`` (open when None)."""
+
+    __tablename__ = "assignments"
+    __table_args__ = (Index("ix_assignments_device_from", "device_id", "valid_from"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"))
+    officer_id: Mapped[int] = mapped_column(ForeignKey("officers.id"), index=True)
+    valid_from: Mapped[datetime]
+    valid_until: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(64))
+
+    device: Mapped[Device] = relationship()
+    officer: Mapped[Officer] = relationship()
+
+
+class DockSession(Base):
+    """One docking of one recorder (or one ``dockd ingest`` run) and what came of it."""
+
+    __tablename__ = "dock_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    station: Mapped[str] = mapped_column(String(64), index=True)
+    device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id"), index=True)
+    device_ref: Mapped[str | None] = mapped_column(String(128))
+    identified_by: Mapped[str | None] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(index=True)
+    ended_at: Mapped[datetime | None]
+    files_seen: Mapped[int] = mapped_column(default=0)
+    files_stored: Mapped[int] = mapped_column(default=0)
+    files_present: Mapped[int] = mapped_column(default=0)
+    files_failed: Mapped[int] = mapped_column(default=0)
+    files_refused: Mapped[int] = mapped_column(default=0)
+    bytes_copied: Mapped[int] = mapped_column(BigInteger, default=0)
+    fs_capacity_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    fs_free_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    # running | complete | partial | failed | interrupted | refused
+    outcome: Mapped[str] = mapped_column(String(16), default="running")
+    quarantined: Mapped[bool] = mapped_column(Boolean, default=False)
+    notes: Mapped[str | None] = mapped_column(Text)
+
+    device: Mapped[Device | None] = relationship()
+    failures: Mapped[list[SessionFailure]] = relationship(
+        back_populates="session", order_by="SessionFailure.id"
+    )
+
+
+class SessionFailure(Base):
+    """A file seen on a recorder that did not end verified in the store, and why (R17)."""
+
+    __tablename__ = "session_failures"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("dock_sessions.id"), index=True)
+    source_path: Mapped[str] = mapped_column(Text)
+    # failed (read/write error) | refused (symlink, device node, outside the source)
+    disposition: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime]
+
+    session: Mapped[DockSession] = relationship(back_populates="failures")
+
+
+class Recording(Base):
+    """One original file in the store: where it came from, what it is, who it belongs to."""
+
+    __tablename__ = "files"
+    __table_args__ = (
+        UniqueConstraint("station", "store_path"),
+        Index("ix_files_device_recorded", "device_id", "recorded_start"),
+        Index("ix_files_officer_recorded", "officer_id", "recorded_start"),
+        Index("ix_files_blake3", "blake3"),
+        Index("ix_files_recorded", "recorded_start"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    station: Mapped[str] = mapped_column(String(64))
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("dock_sessions.id"), index=True)
+    device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id"))
+    device_ref: Mapped[str] = mapped_column(String(128))
+    officer_id: Mapped[int | None] = mapped_column(ForeignKey("officers.id"))
+    badge_hint: Mapped[str | None] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(8))  # video | audio | photo
+    case_number: Mapped[str | None] = mapped_column(String(64), index=True)
+    case_cause: Mapped[str | None] = mapped_column(Text)
+    party: Mapped[str | None] = mapped_column(Text)
+    category: Mapped[str | None] = mapped_column(String(32))
+    access_class: Mapped[str] = mapped_column(String(16), default="normal")
+    recorded_start: Mapped[datetime]
+    recorded_end: Mapped[datetime | None]
+    time_source: Mapped[str] = mapped_column(String(16))  # container | filename | mtime
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    container: Mapped[str | None] = mapped_column(String(64))
+    video_codec: Mapped[str | None] = mapped_column(String(32))
+    audio_codec: Mapped[str | None] = mapped_column(String(32))
+    width: Mapped[int | None]
+    height: Mapped[int | None]
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    blake3: Mapped[str] = mapped_column(String(64))
+    source_path: Mapped[str] = mapped_column(Text)
+    store_path: Mapped[str] = mapped_column(Text)
+    ingested_at: Mapped[datetime] = mapped_column(index=True)
+    verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    probe_failed: Mapped[bool] = mapped_column(Boolean, default=False)
+    probe_error: Mapped[str | None] = mapped_column(Text)
+    clock_suspect: Mapped[bool] = mapped_column(Boolean, default=False)
+    unregistered: Mapped[bool] = mapped_column(Boolean, default=False)
+    # stored | trashed | purged
+    state: Mapped[str] = mapped_column(String(16), default="stored", index=True)
+
+    device: Mapped[Device | None] = relationship()
+    officer: Mapped[Officer | None] = relationship()
+
+    @property
+    def flags(self) -> list[str]:
+        names = ("probe_failed", "clock_suspect", "unregistered")
+        out = [n.replace("_", "-") for n in names if getattr(self, n)]
+        if self.size_bytes == 0:
+            out.append("empty")
+        return out
+
+
+class Alert(Base):
+    """Something a person must look at: a failed file, an unknown device, a bad hash."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    station: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(48), index=True)
+    severity: Mapped[str] = mapped_column(String(16))  # info | warning | critical
+    subject: Mapped[str] = mapped_column(Text)
+    message: Mapped[str] = mapped_column(Text)
+    details: Mapped[str | None] = mapped_column(Text)  # JSON
+    acknowledged_at: Mapped[datetime | None]
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class AuditEvent(Base):
+    """One entry in the hash-chained audit trail: who did what to which subject, when.
+
+    ``hash`` = SHA-256 over the canonical JSON of this event including ``prev_hash``,
+    so removing, reordering or editing an event breaks every later link.
+    """
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_subject", "subject_type", "subject_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime]
+    station: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32), index=True)
+    subject_type: Mapped[str] = mapped_column(String(16))
+    subject_id: Mapped[str] = mapped_column(String(64))
+    details: Mapped[str] = mapped_column(Text)  # canonical JSON
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)

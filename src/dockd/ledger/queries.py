@@ -1,0 +1,134 @@
+"""Reads with intent names: what auditors and the CLI ask of the ledger.
+
+``FILE_FIELDS`` is the stable JSON shape of one recording (listed in the README);
+scripts may rely on these names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session, aliased
+
+from dockd.ledger.models import Device, DockSession, Officer, Recording
+
+FILE_FIELDS: tuple[str, ...] = (
+    "id",
+    "station",
+    "device",
+    "officer",
+    "case",
+    "case_cause",
+    "party",
+    "category",
+    "access_class",
+    "kind",
+    "recorded_at",
+    "recorded_end",
+    "time_source",
+    "duration_s",
+    "container",
+    "video_codec",
+    "audio_codec",
+    "width",
+    "height",
+    "size_bytes",
+    "blake3",
+    "store_path",
+    "source_path",
+    "ingested_at",
+    "session_id",
+    "verified",
+    "flags",
+    "state",
+)
+
+
+@dataclass(frozen=True)
+class FileFilter:
+    device: str | None = None  # device number (or the quarantine ref of an unregistered one)
+    officer: str | None = None  # badge number
+    case: str | None = None
+    recorded_from: datetime | None = None  # inclusive
+    recorded_to: datetime | None = None  # exclusive
+    station: str | None = None
+    include_removed: bool = False  # trashed and purged files too
+
+
+def file_query(f: FileFilter) -> Select[Recording, str]:
+    off = aliased(Officer)
+    q = (
+        select(Recording, off.badge)
+        .outerjoin(off, Recording.officer_id == off.id)
+        .order_by(Recording.recorded_start, Recording.id)
+    )
+    if f.device is not None:
+        q = q.where(Recording.device_ref == f.device)
+    if f.officer is not None:
+        q = q.where(off.badge == f.officer)
+    if f.case is not None:
+        q = q.where(Recording.case_number == f.case)
+    if f.recorded_from is not None:
+        q = q.where(Recording.recorded_start >= f.recorded_from)
+    if f.recorded_to is not None:
+        q = q.where(Recording.recorded_start < f.recorded_to)
+    if f.station is not None:
+        q = q.where(Recording.station == f.station)
+    if not f.include_removed:
+        q = q.where(Recording.state == "stored")
+    return q
+
+
+def _iso(ts: datetime | None, tz: ZoneInfo) -> str | None:
+    return ts.astimezone(tz).isoformat() if ts is not None else None
+
+
+def file_record(row: Recording, badge: str | None, tz: ZoneInfo) -> dict[str, Any]:
+    """One recording in its stable JSON form; times in ISO 8601 with the station's offset."""
+    return {
+        "id": row.id,
+        "station": row.station,
+        "device": row.device_ref,
+        "officer": badge or row.badge_hint,
+        "case": row.case_number,
+        "case_cause": row.case_cause,
+        "party": row.party,
+        "category": row.category,
+        "access_class": row.access_class,
+        "kind": row.kind,
+        "recorded_at": _iso(row.recorded_start, tz),
+        "recorded_end": _iso(row.recorded_end, tz),
+        "time_source": row.time_source,
+        "duration_s": row.duration_s,
+        "container": row.container,
+        "video_codec": row.video_codec,
+        "audio_codec": row.audio_codec,
+        "width": row.width,
+        "height": row.height,
+        "size_bytes": row.size_bytes,
+        "blake3": row.blake3,
+        "store_path": row.store_path,
+        "source_path": row.source_path,
+        "ingested_at": _iso(row.ingested_at, tz),
+        "session_id": row.session_id,
+        "verified": row.verified,
+        "flags": row.flags,
+        "state": row.state,
+    }
+
+
+def find_files(session: Session, f: FileFilter, tz: ZoneInfo) -> list[dict[str, Any]]:
+    return [file_record(r, badge, tz) for r, badge in session.execute(file_query(f)).tuples()]
+
+
+def recent_sessions(session: Session, limit: int = 20) -> Sequence[DockSession]:
+    return session.scalars(select(DockSession).order_by(DockSession.id.desc()).limit(limit)).all()
+
+
+def device_numbers(session: Session) -> list[str]:
+    return list(session.scalars(select(Device.number).order_by(Device.number)))

@@ -1,0 +1,231 @@
+"""Devices, officers and who held which device when (R1, R14).
+
+Each write is audited. Look-ups are pure reads the ingest pipeline uses to tie a
+recording to a device number and the officer responsible for it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from dockd.errors import NotFound, UsageError
+from dockd.ledger import audit
+from dockd.ledger.models import Assignment, Device, Officer
+
+
+def add_device(
+    session: Session,
+    *,
+    number: str,
+    at: datetime,
+    station: str,
+    actor: str,
+    serial: str | None = None,
+    fs_uuid: str | None = None,
+    fs_label: str | None = None,
+    brand: str | None = None,
+    model: str | None = None,
+    unit: str | None = None,
+) -> Device:
+    """Register a recorder under its device number."""
+    if session.scalar(select(Device).where(Device.number == number)) is not None:
+        raise UsageError(f"device {number} is already registered; `dockd devices list` shows it")
+    if serial and session.scalar(select(Device).where(Device.serial == serial)) is not None:
+        raise UsageError(f"serial {serial} already belongs to another device")
+    dev = Device(
+        number=number,
+        serial=serial,
+        fs_uuid=fs_uuid,
+        fs_label=fs_label,
+        brand=brand,
+        model=model,
+        unit=unit,
+        registered_at=at,
+    )
+    session.add(dev)
+    try:
+        session.flush()
+    except IntegrityError as exc:  # a concurrent registration won the race
+        raise UsageError(f"device {number} or serial {serial} is already registered") from exc
+    audit.record(
+        session,
+        at=at,
+        station=station,
+        actor=actor,
+        action="device.add",
+        subject_type="device",
+        subject_id=number,
+        details={
+            "serial": serial,
+            "fs_uuid": fs_uuid,
+            "fs_label": fs_label,
+            "brand": brand,
+            "model": model,
+            "unit": unit,
+        },
+    )
+    return dev
+
+
+def add_officer(
+    session: Session,
+    *,
+    badge: str,
+    name: str,
+    at: datetime,
+    station: str,
+    actor: str,
+    unit: str | None = None,
+) -> Officer:
+    if session.scalar(select(Officer).where(Officer.badge == badge)) is not None:
+        raise UsageError(f"badge {badge} is already registered; `dockd officers list` shows it")
+    off = Officer(badge=badge, name=name, unit=unit, created_at=at)
+    session.add(off)
+    session.flush()
+    audit.record(
+        session,
+        at=at,
+        station=station,
+        actor=actor,
+        action="officer.add",
+        subject_type="officer",
+        subject_id=badge,
+        details={"name": name, "unit": unit},
+    )
+    return off
+
+
+def device_by_number(session: Session, number: str) -> Device:
+    dev = session.scalar(select(Device).where(Device.number == number))
+    if dev is None:
+        raise NotFound(f"no device numbered {number!r}; register it with `dockd devices add`")
+    return dev
+
+
+def find_officer(session: Session, badge: str) -> Officer | None:
+    return session.scalar(select(Officer).where(Officer.badge == badge))
+
+
+def officer_by_badge(session: Session, badge: str) -> Officer:
+    off = find_officer(session, badge)
+    if off is None:
+        raise NotFound(f"no officer with badge {badge!r}; register with `dockd officers add`")
+    return off
+
+
+def assign(
+    session: Session,
+    *,
+    device_number: str,
+    badge: str,
+    valid_from: datetime,
+    valid_until: datetime | None,
+    at: datetime,
+    station: str,
+    actor: str,
+) -> Assignment:
+    """Record that an officer holds a device over a time range.
+
+    Ranges of one device may not overlap: at any instant one officer is
+    responsible for a recorder ("whoever wears it is responsible").
+    """
+    if valid_until is not None and valid_until <= valid_from:
+        raise UsageError("an assignment must end after it starts (--until after --from)")
+    dev = device_by_number(session, device_number)
+    off = officer_by_badge(session, badge)
+    q = (
+        select(Assignment)
+        .where(Assignment.device_id == dev.id)
+        .where(or_(Assignment.valid_until.is_(None), Assignment.valid_until > valid_from))
+    )
+    if valid_until is not None:
+        q = q.where(Assignment.valid_from < valid_until)
+    overlap = session.scalar(q.limit(1))
+    if overlap is not None:
+        end = overlap.valid_until.isoformat() if overlap.valid_until else "open-ended"
+        raise UsageError(
+            f"device {device_number} is already assigned to badge {overlap.officer.badge} "
+            f"from {overlap.valid_from.isoformat()} until {end}; end that assignment first"
+        )
+    a = Assignment(
+        device_id=dev.id,
+        officer_id=off.id,
+        valid_from=valid_from,
+        valid_until=valid_until,
+        created_at=at,
+        created_by=actor,
+    )
+    session.add(a)
+    session.flush()
+    audit.record(
+        session,
+        at=at,
+        station=station,
+        actor=actor,
+        action="device.assign",
+        subject_type="device",
+        subject_id=device_number,
+        details={
+            "badge": badge,
+            "from": valid_from.isoformat(),
+            "until": valid_until.isoformat() if valid_until else None,
+        },
+    )
+    return a
+
+
+def officer_at(session: Session, device_id: int, when: datetime) -> Officer | None:
+    """The officer who held the device at ``when``, if any assignment covers it."""
+    return session.scalar(
+        select(Officer)
+        .join(Assignment, Assignment.officer_id == Officer.id)
+        .where(Assignment.device_id == device_id, Assignment.valid_from <= when)
+        .where(or_(Assignment.valid_until.is_(None), Assignment.valid_until > when))
+        .limit(1)
+    )
+
+
+def find_device(
+    session: Session,
+    *,
+    serial: str | None = None,
+    fs_uuid: str | None = None,
+    fs_label: str | None = None,
+    number: str | None = None,
+) -> tuple[Device, str] | None:
+    """Match a recorder against the registry; returns the device and what matched.
+
+    Strongest identifiers first: device number (from an ID file or the operator),
+    serial, filesystem UUID, then filesystem label.
+    """
+    checks: list[tuple[str, str | None, object]] = [
+        ("number", number, Device.number),
+        ("serial", serial, Device.serial),
+        ("fs_uuid", fs_uuid, Device.fs_uuid),
+        ("fs_label", fs_label, Device.fs_label),
+    ]
+    for how, value, column in checks:
+        if value:
+            dev = session.scalar(select(Device).where(column == value).limit(1))  # type: ignore[arg-type]
+            if dev is not None:
+                return dev, how
+    return None
+
+
+def list_devices(session: Session) -> list[Device]:
+    return list(session.scalars(select(Device).order_by(Device.number)))
+
+
+def list_officers(session: Session) -> list[Officer]:
+    return list(session.scalars(select(Officer).order_by(Officer.badge)))
+
+
+def list_assignments(session: Session, device_number: str | None = None) -> list[Assignment]:
+    q = select(Assignment).order_by(Assignment.device_id, Assignment.valid_from)
+    if device_number is not None:
+        q = q.where(Assignment.device_id == device_by_number(session, device_number).id)
+    return list(session.scalars(q))

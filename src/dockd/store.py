@@ -1,0 +1,290 @@
+"""The store of originals: path template, one-pass copy with hashing, atomic publish.
+
+A file enters the store in three steps, and only the last one makes it visible:
+
+1. ``copy_into_incoming`` streams the source once into ``<root>/.incoming/``,
+   feeding every chunk to BLAKE3 as it is written, then fsyncs;
+2. the caller probes the temporary copy and decides the final path;
+3. ``publish`` links it to its final name without ever replacing an existing
+   file, makes it read-only (0440), and fsyncs the directory.
+
+Whatever fails in between, ``Incoming.discard`` removes the temporary file, so
+the store never holds a half-file. Temporary files left by a crash are removed
+by ``clean_incoming`` at start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import stat
+import threading
+import unicodedata
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+
+import blake3
+
+INCOMING = ".incoming"
+FILE_MODE = 0o440
+DIR_MODE = 0o750
+MAX_NAME_BYTES = 200  # leaves room for a collision suffix within NAME_MAX (255)
+
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]")
+
+
+class Interrupted(Exception):
+    """The copy was abandoned because a stop was requested (shutdown, unplug)."""
+
+
+def safe_component(name: str, *, fallback: str = "unnamed") -> str:
+    """One path component that cannot climb out of its directory.
+
+    Keeps the name readable (Chinese names stay Chinese), replaces separators and
+    control characters, strips leading dots (no hidden files, no ``..``) and
+    trims to a byte length every filesystem accepts.
+    """
+    name = unicodedata.normalize("NFC", name)
+    name = _UNSAFE.sub("_", name).strip().lstrip(".").strip()
+    if not name or set(name) <= {"."}:
+        name = fallback
+    encoded = name.encode("utf-8")
+    if len(encoded) > MAX_NAME_BYTES:
+        stem, dot, ext = name.rpartition(".")
+        keep_ext = f".{ext}" if dot and len(ext) <= 8 else ""
+        body = (stem if keep_ext else name).encode("utf-8")
+        budget = MAX_NAME_BYTES - len(keep_ext.encode("utf-8"))
+        name = body[:budget].decode("utf-8", "ignore") + keep_ext
+    return name
+
+
+def render_path(
+    template: str,
+    *,
+    local_time: datetime,
+    device: str,
+    badge: str | None,
+    station: str,
+    source_name: str,
+    kind: str,
+) -> PurePosixPath:
+    """The store-relative path of a recording, from the configured template.
+
+    ``local_time`` must already be in the station's time zone: the day folders
+    follow the station's calendar (R4).
+    """
+    name = safe_component(source_name)
+    stem, dot, ext = name.rpartition(".")
+    if not dot:
+        stem, ext = name, ""
+    values = {
+        "year": f"{local_time.year:04d}",
+        "month": f"{local_time.month:02d}",
+        "day": f"{local_time.day:02d}",
+        "hour": f"{local_time.hour:02d}",
+        "minute": f"{local_time.minute:02d}",
+        "second": f"{local_time.second:02d}",
+        "device": safe_component(device, fallback="unknown-device"),
+        "badge": safe_component(badge or "unknown", fallback="unknown"),
+        "station": safe_component(station),
+        "stem": stem,
+        "ext": f".{ext}" if ext else "",
+        "name": name,
+        "kind": kind,
+    }
+    rendered = template.format(**values)
+    parts = [p for p in rendered.split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts) or not parts:
+        raise ValueError(f"path template produced an unsafe path {rendered!r}")
+    return PurePosixPath(*parts)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _makedirs(root: Path, rel: PurePosixPath) -> Path:
+    """Create the directories of ``rel`` under ``root``; fsync each new parent."""
+    current = root
+    for part in rel.parts:
+        nxt = current / part
+        try:
+            nxt.mkdir(mode=DIR_MODE)
+            _fsync_dir(current)
+        except FileExistsError:
+            if nxt.is_symlink() or not nxt.is_dir():
+                raise NotADirectoryError(
+                    f"{nxt} exists in the store and is not a directory"
+                ) from None
+        current = nxt
+    return current
+
+
+@dataclass
+class Incoming:
+    """A fully written, fsynced temporary copy inside the store, not yet published."""
+
+    path: Path
+    size: int
+    blake3: str
+
+    def discard(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+ProgressFn = Callable[[int], None]
+
+
+def copy_into_incoming(
+    root: Path,
+    source_fd: int,
+    *,
+    buffer_size: int,
+    stop: threading.Event | None = None,
+    progress: ProgressFn | None = None,
+) -> Incoming:
+    """Copy an open source file into ``<root>/.incoming`` in one pass, hashing as it goes.
+
+    The source is read exactly once. Raises :class:`Interrupted` if ``stop`` is set
+    mid-copy, ``OSError`` on a read or write error; in every failure the partial
+    temporary file is removed before the exception leaves.
+    """
+    incoming = root / INCOMING
+    incoming.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    tmp = incoming / f"{uuid.uuid4().hex}.part"
+    hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+    buf = bytearray(buffer_size)
+    view = memoryview(buf)
+    size = 0
+    with contextlib.suppress(OSError):  # advisory only; FUSE filesystems may refuse it
+        os.posix_fadvise(source_fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+    out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            while True:
+                if stop is not None and stop.is_set():
+                    raise Interrupted("stop requested during copy")
+                n = os.readv(source_fd, [view])
+                if n == 0:
+                    break
+                chunk = view[:n]
+                hasher.update(chunk)
+                written = 0
+                while written < n:
+                    written += os.write(out, chunk[written:])
+                size += n
+                if progress is not None:
+                    progress(n)
+            os.fsync(out)
+        finally:
+            os.close(out)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    return Incoming(path=tmp, size=size, blake3=hasher.hexdigest())
+
+
+def hash_fd(source_fd: int, *, buffer_size: int, stop: threading.Event | None = None) -> str:
+    """BLAKE3 of an open file, read once from its current position."""
+    hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+    buf = bytearray(buffer_size)
+    view = memoryview(buf)
+    while True:
+        if stop is not None and stop.is_set():
+            raise Interrupted("stop requested during hashing")
+        n = os.readv(source_fd, [view])
+        if n == 0:
+            return hasher.hexdigest()
+        hasher.update(view[:n])
+
+
+def hash_stored(path: Path, *, buffer_size: int = 1 << 20, drop_cache: bool = True) -> str:
+    """BLAKE3 of a stored file, asking the kernel to drop its cached pages first.
+
+    ``drop_cache`` makes the re-read come from the disk rather than the page cache
+    the copy just filled (POSIX_FADV_DONTNEED after the data is on disk).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if drop_cache:
+            with contextlib.suppress(OSError):
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        return hash_fd(fd, buffer_size=buffer_size)
+    finally:
+        os.close(fd)
+
+
+def publish(root: Path, incoming: Incoming, rel: PurePosixPath) -> PurePosixPath:
+    """Give the temporary copy its final name; never replace an existing file.
+
+    When the name is taken by a different recording, the file is stored beside it
+    as ``name~2.ext``, ``name~3.ext`` ... Returns the path actually used.
+    """
+    directory = _makedirs(root, rel.parent)
+    stem, dot, ext = rel.name.rpartition(".")
+    if not dot:
+        stem, ext = rel.name, ""
+    os.chmod(incoming.path, FILE_MODE)
+    for n in range(1, 10_000):
+        name = rel.name if n == 1 else f"{stem}~{n}{'.' + ext if ext else ''}"
+        target = directory / name
+        try:
+            os.link(incoming.path, target)  # fails with EEXIST: no silent overwrite
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV):
+                raise
+            if target.exists() or target.is_symlink():
+                continue
+            os.rename(incoming.path, target)
+        else:
+            incoming.path.unlink()
+        _fsync_dir(directory)
+        final = rel.parent / name
+        resolved = (root / final).resolve()
+        if not resolved.is_relative_to(root.resolve()):  # defence in depth
+            os.unlink(target)
+            raise ValueError(f"refusing to store outside the store root: {final}")
+        return final
+    raise FileExistsError(f"more than 9999 different files named {rel} in the store")
+
+
+def unpublish(root: Path, rel: PurePosixPath) -> None:
+    """Remove a just-published file whose ledger row could not be written."""
+    path = root / rel
+    try:
+        os.chmod(path, 0o600)
+        path.unlink()
+        _fsync_dir(path.parent)
+    except FileNotFoundError:
+        pass
+
+
+def clean_incoming(root: Path) -> list[Path]:
+    """Remove temporary files left by a crash; returns what was removed."""
+    removed: list[Path] = []
+    incoming = root / INCOMING
+    if not incoming.is_dir():
+        return removed
+    for entry in os.scandir(incoming):
+        if entry.name.endswith(".part") and stat.S_ISREG(entry.stat(follow_symlinks=False).st_mode):
+            Path(entry.path).unlink()
+            removed.append(Path(entry.path))
+    return removed
+
+
+def free_bytes(path: Path) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
