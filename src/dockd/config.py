@@ -17,15 +17,17 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from dockd.configbase import Section
+from dockd.dock.settings import DockConfig
 from dockd.errors import ConfigError
+from dockd.policy.settings import ArchiveConfig, FixityConfig, RetentionConfig, ScheduleConfig
+from dockd.reports.settings import ReportsConfig
 
 DEFAULT_CONFIG_PATH = Path("/etc/dockd/dockd.toml")
 CONFIG_ENV = "DOCKD_CONFIG"
@@ -52,11 +54,7 @@ TEMPLATE_FIELDS = frozenset(
 NAMING_GROUPS = frozenset({"device", "serial", "badge", "timestamp", "seq"})
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class StationConfig(_Section):
+class StationConfig(Section):
     """Who this dock belongs to and which clock the store's days follow."""
 
     unit: str = "Unnamed unit"
@@ -79,7 +77,7 @@ class StationConfig(_Section):
         return ZoneInfo(self.timezone)
 
 
-class StoreConfig(_Section):
+class StoreConfig(Section):
     """Where originals live and how their paths are built."""
 
     root: Path = Path("/var/lib/dockd/store")
@@ -108,7 +106,7 @@ class StoreConfig(_Section):
         return self.quarantine if self.quarantine is not None else self.root.parent / "quarantine"
 
 
-class LedgerConfig(_Section):
+class LedgerConfig(Section):
     """The database auditors query: SQLite by default, PostgreSQL for many stations."""
 
     url: str = "sqlite:////var/lib/dockd/ledger.sqlite3"
@@ -131,7 +129,7 @@ def _lower_exts(values: Sequence[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-class IngestConfig(_Section):
+class IngestConfig(Section):
     """What counts as a recording and how carefully it is copied."""
 
     video_extensions: tuple[str, ...] = ("mp4", "mov", "avi", "mkv", "ts", "3gp")
@@ -174,7 +172,7 @@ class IngestConfig(_Section):
         return None
 
 
-class NamingRule(_Section):
+class NamingRule(Section):
     """How one recorder brand names its files: a regex with named groups."""
 
     name: str
@@ -214,14 +212,14 @@ class NamingRule(_Section):
         return re.compile(self.pattern)
 
 
-class AlertsConfig(_Section):
+class AlertsConfig(Section):
     """Where alerts go besides the ledger: a command fed each alert as JSON on stdin."""
 
     notify_command: tuple[str, ...] = ()
     notify_timeout_s: Annotated[float, Field(gt=0, le=600)] = 30.0
 
 
-class LoggingConfig(_Section):
+class LoggingConfig(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
 
@@ -240,7 +238,7 @@ DEFAULT_NAMING: tuple[NamingRule, ...] = (
 )
 
 
-class Config(_Section):
+class Config(Section):
     """The whole configuration. Built once at start; never changed while running."""
 
     station: StationConfig = StationConfig()
@@ -250,6 +248,12 @@ class Config(_Section):
     naming: tuple[NamingRule, ...] = DEFAULT_NAMING
     alerts: AlertsConfig = AlertsConfig()
     logging: LoggingConfig = LoggingConfig()
+    dock: DockConfig = DockConfig()
+    retention: RetentionConfig = RetentionConfig()
+    archive: ArchiveConfig = ArchiveConfig()
+    fixity: FixityConfig = FixityConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    reports: ReportsConfig = ReportsConfig()
     source: Path | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")

@@ -31,7 +31,7 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dockd import store
+from dockd import cases, store
 from dockd.alerts import AlertSink
 from dockd.clock import Clock
 from dockd.config import Config
@@ -505,6 +505,7 @@ def _commit_row(ctx: IngestContext, row: Recording, officer_badge: str | None) -
     with ctx.ledger.session() as s:
         s.add(row)
         s.flush()
+        cases.tag_on_ingest(s, row, at=row.ingested_at, actor=ctx.actor)
         audit.record(
             s,
             at=row.ingested_at,

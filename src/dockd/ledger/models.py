@@ -207,6 +207,13 @@ class Recording(Base):
     unregistered: Mapped[bool] = mapped_column(Boolean, default=False)
     # stored | trashed | purged
     state: Mapped[str] = mapped_column(String(16), default="stored", index=True)
+    trashed_at: Mapped[datetime | None] = mapped_column(index=True)
+    trash_path: Mapped[str | None] = mapped_column(Text)
+    purged_at: Mapped[datetime | None]
+    # When the retention policy lets this file go (None: not yet computed / held by case).
+    expires_at: Mapped[datetime | None] = mapped_column(index=True)
+    last_fixity_at: Mapped[datetime | None] = mapped_column(index=True)
+    fixity_status: Mapped[str | None] = mapped_column(String(16))  # ok | missing | modified
 
     device: Mapped[Device | None] = relationship()
     officer: Mapped[Officer | None] = relationship()
@@ -257,3 +264,81 @@ class AuditEvent(Base):
     details: Mapped[str] = mapped_column(Text)  # canonical JSON
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class Case(Base):
+    """A case from the agency's case system: who, when, why; footage overlapping it is tagged."""
+
+    __tablename__ = "cases"
+    __table_args__ = (Index("ix_cases_officer_window", "officer_badge", "starts_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_number: Mapped[str] = mapped_column(String(64), index=True)
+    officer_badge: Mapped[str | None] = mapped_column(String(32))
+    starts_at: Mapped[datetime | None]
+    ends_at: Mapped[datetime | None]
+    cause: Mapped[str | None] = mapped_column(Text)
+    party: Mapped[str | None] = mapped_column(Text)
+    category: Mapped[str | None] = mapped_column(String(32))
+    closed_at: Mapped[datetime | None]
+    imported_at: Mapped[datetime]
+    imported_by: Mapped[str] = mapped_column(String(64))
+
+
+class Hold(Base):
+    """A legal hold (R7): while active, no file it covers may be deleted, whatever retention says.
+
+    Scope is one of: a file, a case, a device over a window, an officer over a window.
+    Releasing sets ``released_at``; the row stays for the audit trail.
+    """
+
+    __tablename__ = "holds"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # evidence | complaint | reconsideration | litigation | obstruction | emergency |
+    # major_case | other
+    reason: Mapped[str] = mapped_column(String(32))
+    reason_text: Mapped[str | None] = mapped_column(Text)
+    scope: Mapped[str] = mapped_column(String(16))  # file | case | device | officer
+    file_id: Mapped[int | None] = mapped_column(ForeignKey("files.id"), index=True)
+    case_number: Mapped[str | None] = mapped_column(String(64), index=True)
+    device_ref: Mapped[str | None] = mapped_column(String(128), index=True)
+    officer_badge: Mapped[str | None] = mapped_column(String(32), index=True)
+    window_from: Mapped[datetime | None]
+    window_until: Mapped[datetime | None]
+    placed_at: Mapped[datetime]
+    placed_by: Mapped[str] = mapped_column(String(64))
+    released_at: Mapped[datetime | None] = mapped_column(index=True)
+    released_by: Mapped[str | None] = mapped_column(String(64))
+    release_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class ArchiveCopy(Base):
+    """A verified second copy of a file on an archive target (R8)."""
+
+    __tablename__ = "archive_copies"
+    __table_args__ = (UniqueConstraint("file_id", "target"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    file_id: Mapped[int] = mapped_column(ForeignKey("files.id"), index=True)
+    target: Mapped[str] = mapped_column(String(64))
+    batch: Mapped[str] = mapped_column(String(64), index=True)
+    path: Mapped[str] = mapped_column(Text)  # relative to the target root
+    blake3: Mapped[str] = mapped_column(String(64))
+    sha256: Mapped[str] = mapped_column(String(64))
+    copied_at: Mapped[datetime]
+    verified_at: Mapped[datetime | None]
+
+
+class SweepRun(Base):
+    """One run of a sweep (retention, archive, fixity, report): when, where, what it did."""
+
+    __tablename__ = "sweep_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    station: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    status: Mapped[str] = mapped_column(String(16))  # running | ok | failed | dry-run
+    summary: Mapped[str | None] = mapped_column(Text)  # JSON

@@ -1,0 +1,1 @@
+"""Pure decisions about retention and holds: functions of values, no I/O."""

@@ -1,0 +1,1 @@
+"""Compliance reports for auditors and supervisors, read from the ledger alone."""

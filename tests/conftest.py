@@ -1,0 +1,134 @@
+"""Shared test fixtures: a real SQLite ledger, a real store on disk, a fixed clock,
+and real recordings made with PyAV (fixtures/make_recorder.py).
+
+Tests that need root, loop devices, FUSE, udevd or PostgreSQL call
+:func:`need` with what they need: outside CI a missing tool skips the test with
+the reason; under ``CI=true`` it fails, because CI must run every test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from dockd.alerts import AlertSink
+from dockd.clock import FixedClock
+from dockd.config import Config, parse_config
+from dockd.ingest.pipeline import IngestContext
+from dockd.ledger import registry
+from dockd.ledger.db import Ledger, open_ledger
+from make_recorder import Recorder, make_recorder
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+NOW = datetime(2026, 3, 16, 2, 0, tzinfo=UTC)  # the day after the fixture recordings
+
+
+def need(*, root: bool = False, tools: tuple[str, ...] = (), why: str = "") -> None:
+    """Skip (outside CI) or fail (under CI=true) when the test's real components are missing."""
+    missing = [t for t in tools if shutil.which(t) is None]
+    problems = []
+    if root and os.geteuid() != 0:
+        problems.append("root")
+    if missing:
+        problems.append("tools " + ", ".join(missing))
+    if not problems:
+        return
+    reason = f"needs {' and '.join(problems)}{': ' + why if why else ''}"
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: .ci/run must install these; skipping is not allowed)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_threads() -> Iterator[None]:
+    """A test that leaves a thread running fails: a daemon must stop what it starts."""
+    before = set(threading.enumerate())
+    yield
+    deadline = threading.Event()
+    for t in set(threading.enumerate()) - before:
+        t.join(timeout=5)
+    leaked = [t for t in set(threading.enumerate()) - before if t.is_alive()]
+    deadline.set()
+    assert not leaked, f"test leaked threads: {leaked}"
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(NOW)
+
+
+def make_config(tmp_path: Path, extra: str = "") -> Config:
+    text = f"""
+[station]
+unit = "Test Station"
+id = "st-test"
+timezone = "Asia/Shanghai"
+
+[store]
+root = "{tmp_path / "store"}"
+quarantine = "{tmp_path / "quarantine"}"
+
+[ledger]
+url = "sqlite:///{tmp_path / "ledger.sqlite3"}"
+{extra}
+"""
+    return parse_config(text, source=str(tmp_path / "dockd.toml"), base=tmp_path)
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    return make_config(tmp_path)
+
+
+@pytest.fixture
+def ledger(config: Config) -> Iterator[Ledger]:
+    led = open_ledger(config.ledger.url)
+    yield led
+    led.close()
+
+
+@pytest.fixture
+def ctx(config: Config, ledger: Ledger, clock: FixedClock) -> IngestContext:
+    alerts = AlertSink(ledger, config.station.id, clock, config.alerts)
+    return IngestContext(config=config, ledger=ledger, clock=clock, alerts=alerts)
+
+
+@pytest.fixture
+def recorder(tmp_path: Path) -> Recorder:
+    """A vendor-A recorder tree (DCIM/100MEDIA, DEVICE.ID) with the damaged extras."""
+    return make_recorder(tmp_path / "recorder", vendor="a")
+
+
+def register(ledger: Ledger, clock: FixedClock, rec: Recorder, *, assign: bool = True) -> None:
+    """Register the recorder's device (and its officer, assigned since 2026-01-01)."""
+    with ledger.session() as s:
+        registry.add_device(
+            s,
+            number=rec.device_number,
+            serial=rec.serial,
+            brand="Test",
+            model="BWC-1",
+            at=datetime(2025, 12, 1, tzinfo=UTC),
+            station="st-test",
+            actor="admin",
+        )
+        registry.add_officer(
+            s, badge=rec.badge, name="Zhang Wei", at=clock.now(), station="st-test", actor="admin"
+        )
+        if assign:
+            registry.assign(
+                s,
+                device_number=rec.device_number,
+                badge=rec.badge,
+                valid_from=datetime(2026, 1, 1, tzinfo=UTC),
+                valid_until=None,
+                at=clock.now(),
+                station="st-test",
+                actor="admin",
+            )
