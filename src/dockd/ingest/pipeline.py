@@ -505,29 +505,23 @@ def _commit_row(ctx: IngestContext, row: Recording, officer_badge: str | None) -
     with ctx.ledger.session() as s:
         s.add(row)
         s.flush()
-        cases.tag_on_ingest(s, row, at=row.ingested_at, actor=ctx.actor)
-        audit.record(
+        audit.record_file_change(
             s,
+            row,
             at=row.ingested_at,
-            station=row.station,
             actor=ctx.actor,
             action="file.ingest",
-            subject_type="file",
-            subject_id=row.id,
+            changed=audit.AUDITED_FILE_COLUMNS,
             details={
-                "blake3": row.blake3,
                 "size": row.size_bytes,
-                "store_path": row.store_path,
-                "source_path": row.source_path,
-                "device": row.device_ref,
                 "officer": officer_badge,
-                "recorded_start": row.recorded_start.isoformat(),
                 "time_source": row.time_source,
                 "flags": row.flags,
                 "session_id": row.session_id,
                 "verified": row.verified,
             },
         )
+        cases.tag_on_ingest(s, row, at=row.ingested_at, actor=ctx.actor)
         return row.id
 
 

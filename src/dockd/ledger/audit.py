@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from dockd.ledger.models import AuditEvent
+from dockd.ledger.models import AuditEvent, Recording
 
 GENESIS = "0" * 64
 _CHAIN_LOCK = 0x646F636B64  # "dockd": one writer of the chain at a time on PostgreSQL
@@ -95,6 +95,66 @@ def record(
     session.add(ev)
     session.flush()
     return ev
+
+
+# Columns of a file row that the audit trail vouches for. Every event about a file
+# that changes any of them carries the new values under details["set"], so
+# ``dockd audit verify`` can replay a file's events and compare with its row.
+AUDITED_FILE_COLUMNS: tuple[str, ...] = (
+    "blake3",
+    "size_bytes",
+    "store_path",
+    "source_path",
+    "device_ref",
+    "officer_id",
+    "recorded_start",
+    "case_number",
+    "case_cause",
+    "party",
+    "category",
+    "access_class",
+    "state",
+)
+
+
+def _json_value(value: Any) -> Any:
+    return value.astimezone(UTC).isoformat() if isinstance(value, datetime) else value
+
+
+def file_snapshot(
+    row: Recording, columns: tuple[str, ...] = AUDITED_FILE_COLUMNS
+) -> dict[str, Any]:
+    """The audited columns of a file row as JSON values (datetimes as UTC ISO 8601)."""
+    return {c: _json_value(getattr(row, c)) for c in columns}
+
+
+def record_file_change(
+    session: Session,
+    row: Recording,
+    *,
+    at: datetime,
+    actor: str,
+    action: str,
+    changed: tuple[str, ...],
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Audit a change to a file row: ``changed`` names the columns just set on ``row``.
+
+    Use this for every change to a file (tag, trash, restore, purge, ...): the
+    event carries the new values so the row can be checked against its history.
+    """
+    payload = dict(details or {})
+    payload["set"] = file_snapshot(row, changed)
+    return record(
+        session,
+        at=at,
+        station=row.station,
+        actor=actor,
+        action=action,
+        subject_type="file",
+        subject_id=row.id,
+        details=payload,
+    )
 
 
 def history(session: Session, subject_type: str, subject_id: str | int) -> list[AuditEvent]:
