@@ -47,7 +47,7 @@ from dockd.ledger.models import DockSession, Recording, SessionFailure
 log = structlog.get_logger("dockd.ingest")
 
 # Errors that mean the recorder itself went away, not that one file is bad.
-_GONE = {errno.ENODEV, errno.ENXIO, errno.ENOTCONN, errno.ESHUTDOWN, errno.EIO}
+_GONE = {errno.ENODEV, errno.ENXIO, errno.ENOTCONN, errno.ESHUTDOWN}
 PRE_REGISTRATION_SLACK = timedelta(days=365)
 
 
@@ -300,6 +300,14 @@ def take_file(
         return _failed_or_gone(source, rel, "copy failed", exc)
     finally:
         os.close(fd)
+    if incoming.size != size:
+        incoming.discard()
+        return FileOutcome(
+            rel,
+            "failed",
+            f"changed size while being copied ({size} -> {incoming.size} bytes); "
+            "the recorder may still be writing it: dock it again when it has finished",
+        )
 
     published: PurePosixPath | None = None
     try:
@@ -404,7 +412,7 @@ def _present_by_name(
     stop: threading.Event | None,
 ) -> bool:
     """Same recorder, same path, same size already stored? Then confirm by hash only."""
-    with ctx.ledger.session() as s:
+    with ctx.ledger.read() as s:
         hashes = set(
             s.scalars(
                 select(Recording.blake3).where(
@@ -421,7 +429,7 @@ def _present_by_name(
 
 
 def _present_by_hash(ctx: IngestContext, device_ref: str, digest: str) -> bool:
-    with ctx.ledger.session() as s:
+    with ctx.ledger.read() as s:
         return (
             s.scalar(
                 select(Recording.id)
@@ -461,7 +469,7 @@ def _describe(
     if identity.device is not None:
         suspect |= start < identity.device.registered_at - PRE_REGISTRATION_SLACK
     badge = name.badge if name is not None else None
-    with ctx.ledger.session() as s:
+    with ctx.ledger.read() as s:
         officer = registry.officer_at(s, identity.device.id, start) if identity.device else None
         if officer is None and badge:
             officer = registry.find_officer(s, badge)

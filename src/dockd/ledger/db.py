@@ -67,7 +67,10 @@ def _sqlite_setup(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers take the write lock up front so they queue (busy_timeout) instead of
+        # failing when upgrading a read lock; readers never block anyone in WAL mode.
+        read_only = conn.get_execution_options().get("dockd_read_only", False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def make_engine(url: str) -> Engine:
@@ -93,6 +96,9 @@ class Ledger:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._factory = sessionmaker(engine, expire_on_commit=False)
+        self._read_factory = sessionmaker(
+            engine.execution_options(dockd_read_only=True), expire_on_commit=False
+        )
 
     @property
     def dialect(self) -> str:
@@ -102,6 +108,12 @@ class Ledger:
     def session(self) -> Iterator[Session]:
         """A unit of work: committed when the block ends, rolled back on error."""
         with self._factory() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only unit of work: sees one consistent snapshot, blocks no writer."""
+        with self._read_factory() as session, session.begin():
             yield session
 
     def close(self) -> None:

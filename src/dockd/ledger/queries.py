@@ -123,7 +123,7 @@ def file_record(row: Recording, badge: str | None, tz: ZoneInfo) -> dict[str, An
 
 
 def find_files(session: Session, f: FileFilter, tz: ZoneInfo) -> list[dict[str, Any]]:
-    return [file_record(r, badge, tz) for r, badge in session.execute(file_query(f)).tuples()]
+    return [file_record(r, badge, tz) for r, badge in session.execute(file_query(f))]
 
 
 def recent_sessions(session: Session, limit: int = 20) -> Sequence[DockSession]:
