@@ -27,7 +27,7 @@ app = typer.Typer(
 )
 
 
-@app.callback()
+@app.callback(invoke_without_command=True)
 def _root(
     ctx: typer.Context,
     config: Annotated[
@@ -44,6 +44,9 @@ def _root(
 ) -> None:
     if version:
         typer.echo(f"dockd {__version__}")
+        raise typer.Exit()
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
         raise typer.Exit()
     ctx.obj = App(config_path=config)
     ctx.call_on_close(ctx.obj.close)

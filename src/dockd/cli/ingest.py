@@ -19,6 +19,7 @@ from rich.progress import (
 )
 
 from dockd.cli.common import app_of
+from dockd.ingest.identify import volume_of
 from dockd.ingest.pipeline import FileOutcome, IngestContext, SessionResult, run_ingest
 from dockd.store import clean_incoming
 
@@ -104,11 +105,12 @@ def ingest(
         actor="dockd-ingest",
     )
     console = Console(stderr=True)
+    volume = volume_of(source)
     if sys.stderr.isatty():
         with RichProgress(console) as bar:
-            result = run_ingest(ictx, source, device_number=device, progress=bar)
+            result = run_ingest(ictx, source, device_number=device, volume=volume, progress=bar)
     else:
-        result = run_ingest(ictx, source, device_number=device)
+        result = run_ingest(ictx, source, device_number=device, volume=volume)
     summary(result, Console())
     if result.outcome != "complete":
         raise typer.Exit(2 if result.outcome == "refused" else 1)

@@ -8,9 +8,11 @@ is never silently trusted: the caller applies the unknown-device policy.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
+import subprocess
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -67,6 +69,28 @@ class Identity:
     device: Device | None
     ref: str  # device number when registered, else the best identifier seen
     how: str | None  # which identifier matched: number / serial / fs_uuid / fs_label / operator
+
+
+def volume_of(path: Path) -> VolumeInfo:
+    """Filesystem UUID and label of ``path`` when it is a mount point (via ``findmnt``).
+
+    Lets ``dockd ingest /media/recorder`` match a recorder registered by its
+    filesystem UUID or label, as the dock daemon does from udev.
+    """
+    if not os.path.ismount(path):
+        return VolumeInfo()
+    try:
+        out = subprocess.run(
+            ["findmnt", "--json", "--output", "UUID,LABEL", "--mountpoint", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+        fs = json.loads(out)["filesystems"][0]
+    except (OSError, subprocess.SubprocessError, ValueError, KeyError, IndexError):
+        return VolumeInfo()
+    return VolumeInfo(fs_uuid=fs.get("uuid") or None, fs_label=fs.get("label") or None)
 
 
 def read_id_file(root: Path, candidates: Sequence[str]) -> dict[str, str]:
