@@ -24,7 +24,12 @@ from dockd.ingest.pipeline import IngestContext
 from dockd.ledger import registry
 from dockd.ledger.db import Ledger, open_ledger
 from make_recorder import Recorder, make_recorder
+from pgserver import PgServer, pg_bindir, running_server
 
+BACKENDS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 NOW = datetime(2026, 3, 16, 2, 0, tzinfo=UTC)  # the day after the fixture recordings
 
@@ -63,7 +68,20 @@ def clock() -> FixedClock:
     return FixedClock(NOW)
 
 
-def make_config(tmp_path: Path, extra: str = "") -> Config:
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """One real PostgreSQL server for the whole run (a fresh database per test)."""
+    if pg_bindir() is None:
+        need(
+            tools=("pg_ctl",),
+            why="PostgreSQL ledger tests start a real server (Debian package postgresql)",
+        )
+    with running_server() as server:
+        yield server
+
+
+def make_config(tmp_path: Path, extra: str = "", *, ledger_url: str | None = None) -> Config:
+    url = ledger_url or f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
     text = f"""
 [station]
 unit = "Test Station"
@@ -75,14 +93,20 @@ root = "{tmp_path / "store"}"
 quarantine = "{tmp_path / "quarantine"}"
 
 [ledger]
-url = "sqlite:///{tmp_path / "ledger.sqlite3"}"
+url = "{url}"
 {extra}
 """
     return parse_config(text, source=str(tmp_path / "dockd.toml"), base=tmp_path)
 
 
 @pytest.fixture
-def config(tmp_path: Path) -> Config:
+def config(request: pytest.FixtureRequest, tmp_path: Path) -> Config:
+    """SQLite by default; ``@pytest.mark.parametrize("config", BACKENDS, indirect=True)``
+    runs a test on both ledgers."""
+    backend = getattr(request, "param", "sqlite")
+    if backend == "postgresql":
+        server: PgServer = request.getfixturevalue("pg_server")
+        return make_config(tmp_path, ledger_url=server.new_database())
     return make_config(tmp_path)
 
 

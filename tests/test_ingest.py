@@ -14,7 +14,7 @@ import blake3
 import pytest
 from sqlalchemy import func, select
 
-from conftest import NOW, need, register
+from conftest import BACKENDS, NOW, need, register
 from dockd import store
 from dockd.clock import FixedClock
 from dockd.ingest.pipeline import IngestContext, run_ingest
@@ -34,6 +34,7 @@ def rows(ctx: IngestContext) -> list[Recording]:
         return list(s.scalars(select(Recording).order_by(Recording.id)))
 
 
+@pytest.mark.parametrize("config", BACKENDS, indirect=True)
 def test_every_file_is_stored_byte_for_byte_under_its_local_day(
     ctx: IngestContext, recorder: Recorder, clock: FixedClock
 ) -> None:
@@ -106,6 +107,7 @@ def test_damaged_video_is_stored_flagged_and_alerted(
     assert kinds.count("ingest.probe_failed") == 2  # the truncated MP4 and the empty file
 
 
+@pytest.mark.parametrize("config", BACKENDS, indirect=True)
 def test_second_ingest_stores_nothing(
     ctx: IngestContext, recorder: Recorder, clock: FixedClock
 ) -> None:
@@ -121,6 +123,7 @@ def test_second_ingest_stores_nothing(
     assert len(rows(ctx)) == len(recorder.recordings)
 
 
+@pytest.mark.parametrize("config", BACKENDS, indirect=True)
 def test_same_name_different_content_is_stored_beside_never_over(
     ctx: IngestContext, tmp_path: Path, clock: FixedClock
 ) -> None:
@@ -144,6 +147,7 @@ def test_same_name_different_content_is_stored_beside_never_over(
     assert (ctx.config.store.root / first_row.store_path).read_bytes() == original
 
 
+@pytest.mark.parametrize("config", BACKENDS, indirect=True)
 def test_read_failure_halfway_leaves_no_half_file_and_no_row(
     ctx: IngestContext, tmp_path: Path, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -297,6 +301,7 @@ def test_vendor_b_layout_identified_by_id_file_and_names(
     )
 
 
+@pytest.mark.parametrize("config", BACKENDS, indirect=True)
 def test_every_ingest_is_in_the_audit_trail(
     ctx: IngestContext, recorder: Recorder, clock: FixedClock
 ) -> None:

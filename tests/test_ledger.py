@@ -12,18 +12,19 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 
-from conftest import NOW
+from conftest import BACKENDS, NOW
 from dockd.alerts import AlertSink, acknowledge, list_alerts
 from dockd.cli import main
 from dockd.clock import FixedClock
-from dockd.config import AlertsConfig
+from dockd.config import AlertsConfig, Config
 from dockd.errors import LedgerError, UsageError
 from dockd.ledger import db, registry
 from dockd.ledger.models import AuditEvent, Base
 
 
-def test_migrations_build_exactly_the_models(tmp_path: Path) -> None:
-    led = db.open_ledger(f"sqlite:///{tmp_path}/l.sqlite3")
+@pytest.mark.parametrize("config", BACKENDS, indirect=True)
+def test_migrations_build_exactly_the_models(config: Config) -> None:
+    led = db.open_ledger(config.ledger.url)
     try:
         with led.engine.connect() as conn:
             diff = compare_metadata(
@@ -31,17 +32,22 @@ def test_migrations_build_exactly_the_models(tmp_path: Path) -> None:
             )
         assert diff == []
         assert db.current_revision(led.engine) == db.head_revision()
-        with led.engine.connect() as conn:
-            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        if led.dialect == "sqlite":
+            with led.engine.connect() as conn:
+                assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+                assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     finally:
         led.close()
 
 
+@pytest.mark.parametrize("config", BACKENDS, indirect=True)
 def test_out_of_date_schema_is_refused_until_migrated(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    config: Config,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    url = f"sqlite:///{tmp_path}/old.sqlite3"
+    url = config.ledger.url
     engine = db.make_engine(url)
     cfg = db._alembic_config(engine)
     with engine.begin() as conn:
@@ -61,8 +67,9 @@ def test_out_of_date_schema_is_refused_until_migrated(
     db.open_ledger(url).close()
 
 
-def test_times_come_back_aware_and_naive_times_are_refused(tmp_path: Path) -> None:
-    led = db.open_ledger(f"sqlite:///{tmp_path}/l.sqlite3")
+@pytest.mark.parametrize("config", BACKENDS, indirect=True)
+def test_times_come_back_aware_and_naive_times_are_refused(config: Config) -> None:
+    led = db.open_ledger(config.ledger.url)
     try:
         with led.session() as s:
             dev = registry.add_device(s, number="DV-1", at=NOW, station="s", actor="a")
@@ -80,8 +87,9 @@ def test_times_come_back_aware_and_naive_times_are_refused(tmp_path: Path) -> No
         led.close()
 
 
-def test_assignments_may_not_overlap(tmp_path: Path) -> None:
-    led = db.open_ledger(f"sqlite:///{tmp_path}/l.sqlite3")
+@pytest.mark.parametrize("config", BACKENDS, indirect=True)
+def test_assignments_may_not_overlap(config: Config) -> None:
+    led = db.open_ledger(config.ledger.url)
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     try:
         with led.session() as s:
