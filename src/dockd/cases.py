@@ -1,12 +1,244 @@
-"""Cases and case tagging (R4, R5): which footage belongs to which case."""
+"""Cases and case tagging (R4, R5): which footage belongs to which case.
+
+Three ways a recording gets its case labels (case number, cause, party,
+category, access class), all through :func:`apply_tag`, so every change is one
+``file.tag`` audit event carrying the new values:
+
+* ``dockd tag``: by file ids, or by device or officer over a time window;
+* ``dockd cases import``: cases from the agency's case system (case number,
+  officer badge, start, end, cause, party) tag the footage of that officer whose
+  recording overlaps the case window;
+* :func:`tag_on_ingest`: footage docked after the import is tagged the same way
+  inside the transaction that writes its row.
+
+An automatic tag never overwrites a different case number already on a file (a
+person put it there); such files are reported as conflicts.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+import csv
+import io
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from dockd.ledger.models import Recording
+from dockd.errors import NotFound, UsageError
+from dockd.ledger import audit
+from dockd.ledger.models import Case, Officer, Recording
+
+ACCESS_CLASSES = ("normal", "restricted")
+TAG_COLUMNS = ("case_number", "case_cause", "party", "category", "access_class")
+
+
+@dataclass(frozen=True)
+class Tag:
+    """Labels to set; ``None`` leaves a label as it is."""
+
+    case_number: str | None = None
+    cause: str | None = None
+    party: str | None = None
+    category: str | None = None
+    access_class: str | None = None
+
+    def columns(self) -> dict[str, str]:
+        """The file columns this tag sets, with their new values."""
+        if self.access_class is not None and self.access_class not in ACCESS_CLASSES:
+            raise UsageError(
+                f"access class {self.access_class!r} is not one of {', '.join(ACCESS_CLASSES)}"
+            )
+        values = {
+            "case_number": self.case_number,
+            "case_cause": self.cause,
+            "party": self.party,
+            "category": self.category,
+            "access_class": self.access_class,
+        }
+        return {k: v for k, v in values.items() if v is not None}
+
+
+def apply_tag(
+    session: Session,
+    row: Recording,
+    values: dict[str, str],
+    *,
+    at: datetime,
+    actor: str,
+    details: dict[str, Any] | None = None,
+) -> bool:
+    """Set ``values`` on one file row and audit it; False (and no event) if nothing changed."""
+    changed = tuple(c for c in TAG_COLUMNS if c in values and getattr(row, c) != values[c])
+    if not changed:
+        return False
+    before = {c: getattr(row, c) for c in changed}
+    for c in changed:
+        setattr(row, c, values[c])
+    payload = dict(details or {})
+    payload["before"] = before
+    audit.record_file_change(
+        session, row, at=at, actor=actor, action="file.tag", changed=changed, details=payload
+    )
+    return True
+
+
+# ----------------------------------------------------------------------------- selecting
+
+
+def _file_end() -> ColumnElement[datetime]:
+    return func.coalesce(Recording.recorded_end, Recording.recorded_start)
+
+
+def of_officer(badge: str) -> ColumnElement[bool]:
+    """Files of the officer with this badge (by assignment, else by the badge in the name)."""
+    officer_ids = select(Officer.id).where(Officer.badge == badge).scalar_subquery()
+    return or_(
+        Recording.officer_id.in_(officer_ids),
+        and_(Recording.officer_id.is_(None), Recording.badge_hint == badge),
+    )
+
+
+def select_files(
+    session: Session,
+    *,
+    file_ids: Sequence[int] = (),
+    device: str | None = None,
+    officer: str | None = None,
+    window_from: datetime | None = None,
+    window_to: datetime | None = None,
+) -> list[Recording]:
+    """The files to tag: given ids, or a device's / officer's recordings overlapping a window.
+
+    The window is ``[window_from, window_to)``; a recording overlaps it if any part of
+    it (start to end) falls inside. Purged files are never selected.
+    """
+    if file_ids:
+        if device or officer or window_from or window_to:
+            raise UsageError(
+                "give either file ids or --device/--officer with --from/--to, not both"
+            )
+        rows = list(session.scalars(select(Recording).where(Recording.id.in_(file_ids))))
+        missing = sorted(set(file_ids) - {r.id for r in rows})
+        if missing:
+            raise NotFound(
+                f"no file with id {', '.join(map(str, missing))}; `dockd ledger query` lists them"
+            )
+        purged = [r.id for r in rows if r.state == "purged"]
+        if purged:
+            raise UsageError(f"file(s) {purged} were purged by retention and cannot be tagged")
+        return sorted(rows, key=lambda r: r.id)
+    if not (device or officer):
+        raise UsageError("say which files: file ids, or --device or --officer with --from and --to")
+    if window_from is None or window_to is None:
+        raise UsageError("--device/--officer need both --from and --to (the time window)")
+    if window_to <= window_from:
+        raise UsageError("--to must be after --from")
+    q = select(Recording).where(
+        Recording.state != "purged",
+        Recording.recorded_start < window_to,
+        _file_end() >= window_from,
+    )
+    if device:
+        q = q.where(Recording.device_ref == device)
+    if officer:
+        q = q.where(of_officer(officer))
+    rows = list(session.scalars(q.order_by(Recording.recorded_start, Recording.id)))
+    if not rows:
+        who = " and ".join(
+            x
+            for x in (f"device {device}" if device else "", f"officer {officer}" if officer else "")
+            if x
+        )
+        raise NotFound(
+            f"no footage of {who} recorded between {window_from.isoformat()} and "
+            f"{window_to.isoformat()}; check the window with `dockd ledger query`"
+        )
+    return rows
+
+
+@dataclass
+class TagResult:
+    tagged: list[int] = field(default_factory=list)
+    unchanged: list[int] = field(default_factory=list)
+    conflicts: list[tuple[int, str, str]] = field(default_factory=list)  # id, has, wanted
+
+
+def tag_files(
+    session: Session,
+    rows: Iterable[Recording],
+    tag: Tag,
+    *,
+    at: datetime,
+    actor: str,
+    reason: str | None = None,
+) -> TagResult:
+    """Tag files by hand (``dockd tag``): sets every given label, overwriting earlier ones."""
+    values = tag.columns()
+    if not values:
+        raise UsageError("nothing to set: give --case, --cause, --party, --category or --access")
+    result = TagResult()
+    details: dict[str, Any] = {"source": "manual"}
+    if reason:
+        details["reason"] = reason
+    for row in rows:
+        if apply_tag(session, row, values, at=at, actor=actor, details=details):
+            result.tagged.append(row.id)
+        else:
+            result.unchanged.append(row.id)
+    return result
+
+
+# ----------------------------------------------------------------------------- cases
+
+
+def _case_values(case: Case) -> dict[str, str]:
+    values = {"case_number": case.case_number}
+    if case.cause is not None:
+        values["case_cause"] = case.cause
+    if case.party is not None:
+        values["party"] = case.party
+    if case.category is not None:
+        values["category"] = case.category
+    return values
+
+
+def _tag_from_case(
+    session: Session,
+    row: Recording,
+    case: Case,
+    *,
+    at: datetime,
+    actor: str,
+    source: str,
+    result: TagResult,
+) -> None:
+    if row.case_number is not None and row.case_number != case.case_number:
+        result.conflicts.append((row.id, row.case_number, case.case_number))
+        return
+    details = {"source": source, "case_id": case.id, "officer": case.officer_badge}
+    if apply_tag(session, row, _case_values(case), at=at, actor=actor, details=details):
+        result.tagged.append(row.id)
+    else:
+        result.unchanged.append(row.id)
+
+
+def files_in_case_window(session: Session, case: Case) -> list[Recording]:
+    """Stored footage of the case's officer whose recording overlaps the case window."""
+    if case.officer_badge is None or case.starts_at is None:
+        return []
+    q = select(Recording).where(
+        Recording.state == "stored",
+        of_officer(case.officer_badge),
+        _file_end() >= case.starts_at,
+    )
+    if case.ends_at is not None:
+        q = q.where(Recording.recorded_start <= case.ends_at)
+    return list(session.scalars(q.order_by(Recording.recorded_start, Recording.id)))
 
 
 def tag_on_ingest(session: Session, row: Recording, *, at: datetime, actor: str) -> None:
@@ -14,4 +246,251 @@ def tag_on_ingest(session: Session, row: Recording, *, at: datetime, actor: str)
 
     Called by the ingest pipeline inside the transaction that writes the file row,
     so footage docked after a case import is tagged exactly like footage before it.
+    When several cases of the officer overlap, the earliest-starting one wins; a
+    different case can be set by hand with ``dockd tag``. The per-case view
+    (:mod:`dockd.bycase`) is not touched here (no config in reach): it catches up at
+    the next ``bycase.rebuild``.
     """
+    if row.case_number is not None:
+        return
+    badge: str | None = None
+    if row.officer_id is not None:
+        officer = session.get(Officer, row.officer_id)
+        badge = officer.badge if officer is not None else None
+    badge = badge or row.badge_hint
+    if badge is None:
+        return
+    end = row.recorded_end or row.recorded_start
+    q = (
+        select(Case)
+        .where(
+            Case.officer_badge == badge,
+            Case.starts_at.is_not(None),
+            Case.starts_at <= end,
+            or_(Case.ends_at.is_(None), Case.ends_at >= row.recorded_start),
+        )
+        .order_by(Case.starts_at, Case.id)
+        .limit(1)
+    )
+    case = session.scalar(q)
+    if case is not None:
+        _tag_from_case(session, row, case, at=at, actor=actor, source="ingest", result=TagResult())
+
+
+# ----------------------------------------------------------------------------- import
+
+_HEADERS: dict[str, tuple[str, ...]] = {
+    "case_number": ("case_number", "case", "case_no", "案件编号", "案号"),
+    "officer_badge": ("officer_badge", "badge", "officer", "警号"),
+    "start": ("start", "starts_at", "start_time", "开始时间"),
+    "end": ("end", "ends_at", "end_time", "结束时间"),
+    "cause": ("cause", "case_cause", "案由"),
+    "party": ("party", "当事人"),
+    "category": ("category", "类别"),
+}
+_REQUIRED = ("case_number", "officer_badge", "start")
+
+
+@dataclass(frozen=True)
+class CaseRow:
+    """One line of a case-system CSV, validated."""
+
+    line: int
+    case_number: str
+    officer_badge: str
+    starts_at: datetime
+    ends_at: datetime | None
+    cause: str | None
+    party: str | None
+    category: str | None
+
+
+def read_csv_text(path: Path) -> str:
+    """A case CSV as text: UTF-8 (with or without BOM), else GB18030 as Chinese systems write."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise NotFound(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        try:
+            return data.decode("gb18030")
+        except UnicodeDecodeError:
+            raise UsageError(f"{path} is neither UTF-8 nor GB18030 text") from None
+
+
+def _parse_when(text: str, tz: ZoneInfo) -> datetime:
+    ts = datetime.fromisoformat(text.strip().replace("/", "-"))
+    return ts.replace(tzinfo=tz) if ts.tzinfo is None else ts
+
+
+def parse_cases_csv(text: str, tz: ZoneInfo, *, source: str = "<csv>") -> list[CaseRow]:
+    """Validate a case CSV; raise :class:`UsageError` listing every bad line at once.
+
+    Columns (header names in English or Chinese, any order): case_number,
+    officer_badge, start, end, cause, party and optionally category. Times without
+    an offset are in the station's time zone; an empty end leaves the case open.
+    """
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise UsageError(f"{source} is empty; it needs a header line") from None
+    index: dict[str, int] = {}
+    for i, name in enumerate(header):
+        key = name.strip().lower()
+        for canon, aliases in _HEADERS.items():
+            if key in aliases:
+                index[canon] = i
+    missing = [c for c in _REQUIRED if c not in index]
+    if missing:
+        raise UsageError(
+            f"{source}: header lacks column(s) {', '.join(missing)}; expected "
+            "case_number,officer_badge,start,end,cause,party[,category]"
+        )
+    rows: list[CaseRow] = []
+    problems: list[str] = []
+    for line, fields in enumerate(reader, start=2):
+        if not any(f.strip() for f in fields):
+            continue
+
+        def get(col: str, fields: list[str] = fields) -> str | None:
+            i = index.get(col)
+            if i is None or i >= len(fields):
+                return None
+            return fields[i].strip() or None
+
+        where = f"line {line}"
+        number, badge = get("case_number"), get("officer_badge")
+        start_text, end_text = get("start"), get("end")
+        if not number or not badge or not start_text:
+            problems.append(f"{where}: case_number, officer_badge and start are required")
+            continue
+        try:
+            start = _parse_when(start_text, tz)
+            end = _parse_when(end_text, tz) if end_text else None
+        except ValueError:
+            problems.append(f"{where}: times must look like 2026-03-15 08:30 or ISO 8601")
+            continue
+        if end is not None and end < start:
+            problems.append(f"{where}: end {end_text} is before start {start_text}")
+            continue
+        rows.append(
+            CaseRow(line, number, badge, start, end, get("cause"), get("party"), get("category"))
+        )
+    if problems:
+        listed = "\n".join(f"  - {p}" for p in problems)
+        raise UsageError(f"{source}: {len(problems)} bad line(s), nothing imported:\n{listed}")
+    return rows
+
+
+@dataclass
+class ImportResult:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    unknown_badges: list[str] = field(default_factory=list)
+    tags: TagResult = field(default_factory=TagResult)
+
+
+def import_cases(
+    session: Session,
+    rows: Sequence[CaseRow],
+    *,
+    at: datetime,
+    actor: str,
+    station: str,
+    source: str,
+) -> ImportResult:
+    """Store (or update) each case and tag the footage overlapping its window.
+
+    A case is identified by case number and officer badge: importing the same
+    export again changes nothing; a changed window, cause or party updates the case
+    and re-tags. Every created or changed case is a ``case.import`` audit event.
+    """
+    result = ImportResult()
+    for r in rows:
+        case = session.scalar(
+            select(Case).where(
+                Case.case_number == r.case_number, Case.officer_badge == r.officer_badge
+            )
+        )
+        fields: dict[str, Any] = {
+            "starts_at": r.starts_at,
+            "ends_at": r.ends_at,
+            "cause": r.cause,
+            "party": r.party,
+            "category": r.category,
+        }
+        if case is None:
+            case = Case(
+                case_number=r.case_number,
+                officer_badge=r.officer_badge,
+                imported_at=at,
+                imported_by=actor,
+                **fields,
+            )
+            session.add(case)
+            session.flush()
+            result.created += 1
+            action = "case.import"
+        else:
+            if all(getattr(case, k) == v for k, v in fields.items()):
+                result.unchanged += 1
+                action = ""
+            else:
+                for k, v in fields.items():
+                    setattr(case, k, v)
+                case.imported_at, case.imported_by = at, actor
+                result.updated += 1
+                action = "case.update"
+        if action:
+            audit.record(
+                session,
+                at=at,
+                station=station,
+                actor=actor,
+                action=action,
+                subject_type="case",
+                subject_id=r.case_number,
+                details={
+                    "case_id": case.id,
+                    "officer": r.officer_badge,
+                    "source": source,
+                    "line": r.line,
+                    **{k: _json(v) for k, v in fields.items()},
+                },
+            )
+        if _badge_unknown(session, r.officer_badge):
+            result.unknown_badges.append(r.officer_badge)
+        for row in files_in_case_window(session, case):
+            _tag_from_case(
+                session, row, case, at=at, actor=actor, source="case-import", result=result.tags
+            )
+    return result
+
+
+def _json(value: Any) -> Any:
+    return value.astimezone(UTC).isoformat() if isinstance(value, datetime) else value
+
+
+def _badge_unknown(session: Session, badge: str) -> bool:
+    return session.scalar(select(Officer.id).where(Officer.badge == badge)) is None
+
+
+def list_cases(session: Session, *, case_number: str | None = None) -> list[Case]:
+    q = select(Case).order_by(Case.case_number, Case.officer_badge, Case.id)
+    if case_number is not None:
+        q = q.where(Case.case_number == case_number)
+    return list(session.scalars(q))
+
+
+def case_file_counts(session: Session) -> dict[str, int]:
+    """How many stored files carry each case number."""
+    q = (
+        select(Recording.case_number, func.count())
+        .where(Recording.case_number.is_not(None), Recording.state == "stored")
+        .group_by(Recording.case_number)
+    )
+    return {number: n for number, n in session.execute(q) if number is not None}

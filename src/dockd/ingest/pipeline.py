@@ -22,6 +22,7 @@ import errno
 import os
 import stat
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
@@ -31,7 +32,7 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dockd import cases, store
+from dockd import bycase, cases, store
 from dockd.alerts import AlertSink
 from dockd.clock import Clock
 from dockd.config import Config
@@ -71,6 +72,7 @@ class FileOutcome:
     store_path: str | None = None
     flags: tuple[str, ...] = ()
     size: int = 0
+    officer: str | None = None  # badge of the officer the file is tagged with
 
 
 @dataclass
@@ -126,8 +128,13 @@ def run_ingest(
     volume: VolumeInfo | None = None,
     stop: threading.Event | None = None,
     progress: Progress | None = None,
+    on_open: Callable[[SessionResult], None] | None = None,
 ) -> SessionResult:
-    """Ingest every recording under ``source``; returns what happened to each file."""
+    """Ingest every recording under ``source``; returns what happened to each file.
+
+    ``on_open`` is called once the session row exists, before any file is taken
+    (the dock daemon binds the session id and officer to its log context there).
+    """
     cfg = ctx.config
     progress = progress or _NoProgress()
     source = _check_source(source)
@@ -144,6 +151,8 @@ def run_ingest(
         identity.device.number if identity.device else None,
         identity.how,
     )
+    if on_open is not None:
+        on_open(result)
     slog = log.bind(session_id=result.session_id, device=identity.ref)
     slog.info(
         "dock session started",
@@ -344,6 +353,11 @@ def take_file(
         if isinstance(exc, OSError):
             return FileOutcome(rel, "failed", f"store failed: {_oserror(exc)}")
         raise
+    if row.case_number is not None:  # tagged on arrival by an imported case
+        try:
+            bycase.link_file(cfg, row)
+        except OSError as exc:  # the per-case view is secondary; `dockd cases links` mends it
+            log.warning("per-case link failed", file=rel, error=str(exc))
     if row.probe_failed:
         ctx.alerts.raise_alert(
             "ingest.probe_failed",
@@ -360,6 +374,7 @@ def take_file(
         store_path=row.store_path,
         flags=tuple(row.flags),
         size=row.size_bytes,
+        officer=officer_badge,
     )
 
 
@@ -581,6 +596,7 @@ def _record(
         reason=outcome.reason,
         store_path=outcome.store_path,
         flags=list(outcome.flags) or None,
+        **({"officer": outcome.officer} if outcome.officer else {}),
     )
     if outcome.status == "failed":
         ctx.alerts.raise_alert(

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from dockd.ledger.models import AuditEvent, Recording
@@ -168,3 +169,219 @@ def history(session: Session, subject_type: str, subject_id: str | int) -> list[
             .order_by(AuditEvent.id)
         )
     )
+
+
+# ---------------------------------------------------------------------------- verification
+
+
+@dataclass(frozen=True)
+class ChainHead:
+    """The newest event of the chain: what a station writes into its paper register."""
+
+    count: int
+    last_id: int | None
+    hash: str  # GENESIS when the chain is empty
+    at: datetime | None
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing ``verify`` found wrong, naming the event (or file) where it starts."""
+
+    message: str
+    event_id: int | None = None
+    file_id: int | None = None
+
+
+@dataclass
+class Verification:
+    head: ChainHead
+    problems: list[Problem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    events_checked: int = 0
+    files_checked: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def head(session: Session) -> ChainHead:
+    """The chain's newest event and how many events there are."""
+    count = session.scalar(select(func.count()).select_from(AuditEvent)) or 0
+    last = session.execute(
+        select(AuditEvent.id, AuditEvent.hash, AuditEvent.at)
+        .order_by(AuditEvent.id.desc())
+        .limit(1)
+    ).first()
+    if last is None:
+        return ChainHead(count=0, last_id=None, hash=GENESIS, at=None)
+    return ChainHead(count=count, last_id=last.id, hash=last.hash, at=last.at)
+
+
+def _describe(ev: Any) -> str:
+    return f"event #{ev.id} ({ev.action} on {ev.subject_type} {ev.subject_id})"
+
+
+def verify_chain(session: Session, *, strict_ids: bool | None = None) -> Verification:
+    """Walk the chain in id order: recompute every hash, check every prev link and that
+    ids run without gaps.
+
+    ``strict_ids`` (default: on for SQLite) makes a gap in the ids a problem. On
+    PostgreSQL a rolled-back transaction leaves a hole in the id sequence, so there
+    a gap whose links are intact is only a warning; a deleted event still breaks
+    the link of the event after it.
+    """
+    if strict_ids is None:
+        strict_ids = session.get_bind().dialect.name != "postgresql"
+    result = Verification(head=head(session))
+    cols = (
+        AuditEvent.id,
+        AuditEvent.at,
+        AuditEvent.station,
+        AuditEvent.actor,
+        AuditEvent.action,
+        AuditEvent.subject_type,
+        AuditEvent.subject_id,
+        AuditEvent.details,
+        AuditEvent.prev_hash,
+        AuditEvent.hash,
+    )
+    prev: Any = None
+    stream = session.execute(
+        select(*cols).order_by(AuditEvent.id).execution_options(yield_per=2000)
+    )
+    for ev in stream:
+        result.events_checked += 1
+        expected_prev = prev.hash if prev is not None else GENESIS
+        if prev is None and ev.id != 1:
+            msg = f"the chain starts at event #{ev.id}: event(s) before it are missing"
+            if strict_ids:
+                result.problems.append(Problem(msg, event_id=ev.id))
+            else:
+                result.warnings.append(msg)
+        if prev is not None and ev.id != prev.id + 1:
+            msg = (
+                f"event ids jump from #{prev.id} to #{ev.id}: {ev.id - prev.id - 1} event(s) "
+                "missing from the chain"
+            )
+            if strict_ids:
+                result.problems.append(Problem(msg + " (deleted)", event_id=ev.id))
+            else:
+                result.warnings.append(msg + " (a rolled-back transaction, if the links hold)")
+        if ev.prev_hash != expected_prev:
+            before = f"event #{prev.id}" if prev is not None else "the start of the chain"
+            result.problems.append(
+                Problem(
+                    f"{_describe(ev)} does not link to {before}: its prev_hash "
+                    f"{ev.prev_hash[:16]}... is not {expected_prev[:16]}...; an event was "
+                    "deleted, inserted or moved here",
+                    event_id=ev.id,
+                )
+            )
+        recomputed = event_hash(
+            prev_hash=ev.prev_hash,
+            at=ev.at,
+            station=ev.station,
+            actor=ev.actor,
+            action=ev.action,
+            subject_type=ev.subject_type,
+            subject_id=ev.subject_id,
+            details=ev.details,
+        )
+        if recomputed != ev.hash:
+            result.problems.append(
+                Problem(
+                    f"{_describe(ev)} does not match its own hash: its contents were edited, "
+                    "or it was forged",
+                    event_id=ev.id,
+                )
+            )
+        prev = ev
+    return result
+
+
+def verify_files(session: Session, result: Verification) -> None:
+    """Replay details["set"] of every file event in order and compare with each file row."""
+    expected: dict[int, dict[str, tuple[Any, int, str]]] = {}
+    q = (
+        select(AuditEvent.id, AuditEvent.action, AuditEvent.subject_id, AuditEvent.details)
+        .where(AuditEvent.subject_type == "file")
+        .order_by(AuditEvent.id)
+        .execution_options(yield_per=2000)
+    )
+    for ev in session.execute(q):
+        try:
+            file_id = int(ev.subject_id)
+            details = json.loads(ev.details)
+        except ValueError:
+            result.problems.append(
+                Problem(f"event #{ev.id} about file {ev.subject_id!r} is unreadable", ev.id)
+            )
+            continue
+        state = expected.setdefault(file_id, {})
+        for column, value in (details.get("set") or {}).items():
+            state[column] = (value, ev.id, ev.action)
+    seen: set[int] = set()
+    rows = session.scalars(
+        select(Recording).order_by(Recording.id).execution_options(yield_per=500)
+    )
+    for row in rows:
+        result.files_checked += 1
+        seen.add(row.id)
+        replayed = expected.get(row.id)
+        if replayed is None:
+            result.problems.append(
+                Problem(
+                    f"file {row.id} ({row.store_path}) has no audit event: its row was "
+                    "written without dockd",
+                    file_id=row.id,
+                )
+            )
+            continue
+        snapshot = file_snapshot(row)
+        for column in AUDITED_FILE_COLUMNS:
+            if column not in replayed:
+                result.problems.append(
+                    Problem(f"file {row.id}: no audit event ever set {column}", file_id=row.id)
+                )
+                continue
+            value, event_id, action = replayed[column]
+            if snapshot[column] != value:
+                result.problems.append(
+                    Problem(
+                        f"file {row.id}: {column} is {snapshot[column]!r} in its row but its "
+                        f"audit trail says {value!r} (event #{event_id}, {action}): the row was "
+                        "changed without an audit event",
+                        event_id=event_id,
+                        file_id=row.id,
+                    )
+                )
+    for file_id in sorted(set(expected) - seen):
+        last = max(e for _, e, _ in expected[file_id].values()) if expected[file_id] else None
+        result.problems.append(
+            Problem(
+                f"file {file_id} has audit events (last #{last}) but no row: the row was deleted",
+                event_id=last,
+                file_id=file_id,
+            )
+        )
+
+
+def verify(
+    session: Session, *, against: str | None = None, strict_ids: bool | None = None
+) -> Verification:
+    """The whole check behind ``dockd audit verify``: chain, file rows, and optionally a
+    head written down earlier (``against``), which must still be in the chain."""
+    result = verify_chain(session, strict_ids=strict_ids)
+    verify_files(session, result)
+    if against is not None:
+        found = session.scalar(select(AuditEvent.id).where(AuditEvent.hash == against.strip()))
+        if found is None and against.strip() != GENESIS:
+            result.problems.append(
+                Problem(
+                    f"the head {against.strip()} written down earlier is no longer in the chain: "
+                    "events were removed or the chain was rewritten after it"
+                )
+            )
+    return result

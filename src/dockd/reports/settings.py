@@ -1,10 +1,11 @@
-"""``[reports]``: thresholds of the compliance reports."""
+"""``[reports]``: thresholds of the compliance reports, and where the per-case view lives."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from dockd.configbase import Section
 
@@ -18,3 +19,14 @@ class ReportsConfig(Section):
     gap_minutes: Annotated[float, Field(gt=0)] = 10.0
     # Footage still without a case this many days after recording is listed.
     untagged_days: Annotated[int, Field(ge=0)] = 7
+    # Root of the read-only per-case view of each day (R4): hard links to the originals
+    # under <by_case_root>/<case>/<YYYY>/<MM>/<DD>/. Default: <store.root>/../by-case.
+    # Must be on the same filesystem as the store (hard links).
+    by_case_root: Path | None = None
+
+    @field_validator("by_case_root")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_absolute():
+            raise ValueError("must be an absolute path (on the same filesystem as the store)")
+        return value

@@ -1,0 +1,120 @@
+"""``dockd cases import|list|links``: cases from the agency's case system, and the
+per-case view of each day."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dockd import bycase
+from dockd import cases as core
+from dockd.cli.common import App, Format, app_of, default_actor, render
+from dockd.reports.base import iso
+
+app = typer.Typer(
+    help="Cases from the case system; footage is tagged by them.", no_args_is_help=True
+)
+
+
+def refresh_by_case(state: App) -> None:
+    """Bring the per-case tree in line with the tags just committed; problems become alerts."""
+    with state.ledger.session() as s:
+        result = bycase.rebuild(s, state.config)
+    for problem in result.errors:
+        typer.echo(f"dockd: warning: per-case view: {problem}", err=True)
+    if result.errors:
+        state.alerts.raise_alert(
+            "bycase.failed",
+            str(bycase.by_case_root(state.config)),
+            f"the per-case view could not be fully rebuilt ({len(result.errors)} problem(s)): "
+            f"{result.errors[0]}; fix it and run `dockd cases links`",
+            severity="warning",
+            details={"errors": result.errors[:20]},
+        )
+
+
+@app.command("import")
+def import_(
+    ctx: typer.Context,
+    csv_file: Annotated[
+        Path, typer.Argument(help="CSV export of the case system.", dir_okay=False)
+    ],
+    by: Annotated[str, typer.Option("--by", help="Who imports (default: you).")] = "",
+) -> None:
+    """Load cases (case_number, officer_badge, start, end, cause, party[, category]) and tag
+    the footage of that officer recorded in each case's window. Footage docked later is
+    tagged the same way when it arrives."""
+    state = app_of(ctx)
+    cfg = state.config
+    rows = core.parse_cases_csv(core.read_csv_text(csv_file), cfg.station.tz, source=str(csv_file))
+    with state.ledger.session() as s:
+        result = core.import_cases(
+            s,
+            rows,
+            at=state.clock.now(),
+            actor=by or default_actor(),
+            station=cfg.station.id,
+            source=csv_file.name,
+        )
+    typer.echo(
+        f"{len(rows)} case line(s): {result.created} new, {result.updated} updated, "
+        f"{result.unchanged} unchanged; {len(result.tags.tagged)} file(s) tagged"
+    )
+    for file_id, has, wanted in result.tags.conflicts:
+        typer.echo(
+            f"dockd: warning: file {file_id} is already tagged with case {has}, not {wanted}; "
+            "left as it is (`dockd tag` to change it)",
+            err=True,
+        )
+    for badge in sorted(set(result.unknown_badges)):
+        typer.echo(
+            f"dockd: warning: badge {badge} is not a registered officer; its cases tag nothing "
+            "until footage carrying that badge arrives",
+            err=True,
+        )
+    refresh_by_case(state)
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    case: Annotated[str | None, typer.Option("--case", help="Only this case number.")] = None,
+    fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.table,
+) -> None:
+    """Imported cases and how many stored files carry each case number."""
+    state = app_of(ctx)
+    tz = state.config.station.tz
+    with state.ledger.session() as s:
+        counts = core.case_file_counts(s)
+        rows = [
+            {
+                "case": c.case_number,
+                "officer": c.officer_badge,
+                "starts_at": iso(c.starts_at, tz),
+                "ends_at": iso(c.ends_at, tz),
+                "cause": c.cause,
+                "party": c.party,
+                "category": c.category,
+                "files": counts.get(c.case_number, 0),
+                "imported_at": iso(c.imported_at, tz),
+                "imported_by": c.imported_by,
+            }
+            for c in core.list_cases(s, case_number=case)
+        ]
+    render(rows, fmt, title="cases")
+
+
+@app.command("links")
+def links(ctx: typer.Context) -> None:
+    """Rebuild the per-case view (read-only hard links by case and day) from the ledger."""
+    state = app_of(ctx)
+    with state.ledger.session() as s:
+        result = bycase.rebuild(s, state.config)
+    root = bycase.by_case_root(state.config)
+    typer.echo(f"{root}: {result.linked} linked, {result.kept} unchanged, {result.removed} removed")
+    for problem in result.errors:
+        typer.echo(f"dockd: {problem}", err=True)
+    if result.errors:
+        raise typer.Exit(1)

@@ -1,0 +1,66 @@
+"""``dockd tag``: set case number, cause, party, category and access class on footage."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from dockd import cases
+from dockd.cli.cases import refresh_by_case
+from dockd.cli.common import app_of, default_actor, parse_time
+
+
+def tag(
+    ctx: typer.Context,
+    file_ids: Annotated[
+        list[int] | None, typer.Argument(help="File ids (or use --device/--officer).")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="Device number: its recordings.")] = None,
+    officer: Annotated[str | None, typer.Option(help="Badge number: their recordings.")] = None,
+    from_: Annotated[
+        str | None, typer.Option("--from", help="Window start (with --device/--officer).")
+    ] = None,
+    to: Annotated[str | None, typer.Option("--to", help="Window end (a date: through).")] = None,
+    case: Annotated[str | None, typer.Option("--case", help="Case number.")] = None,
+    cause: Annotated[str | None, typer.Option(help="Case cause (案由).")] = None,
+    party: Annotated[str | None, typer.Option(help="Party (当事人).")] = None,
+    category: Annotated[str | None, typer.Option(help="Retention category.")] = None,
+    access: Annotated[
+        str | None, typer.Option("--access", help="Access class: normal or restricted.")
+    ] = None,
+    reason: Annotated[str | None, typer.Option(help="Why (kept in the audit trail).")] = None,
+    by: Annotated[str, typer.Option("--by", help="Who tags (default: you).")] = "",
+) -> None:
+    """Tag footage by file ids, or a device's or officer's recordings overlapping a window.
+
+    Every changed file gets a file.tag audit event with the old and new values.
+    """
+    state = app_of(ctx)
+    cfg = state.config
+    label = cases.Tag(
+        case_number=case, cause=cause, party=party, category=category, access_class=access
+    )
+    label.columns()  # validate before touching the ledger
+    with state.ledger.session() as s:
+        rows = cases.select_files(
+            s,
+            file_ids=file_ids or (),
+            device=device,
+            officer=officer,
+            window_from=parse_time(from_, cfg),
+            window_to=parse_time(to, cfg, end=True),
+        )
+        result = cases.tag_files(
+            s, rows, label, at=state.clock.now(), actor=by or default_actor(), reason=reason
+        )
+    typer.echo(
+        f"{len(result.tagged)} file(s) tagged, {len(result.unchanged)} already so"
+        + (f": {', '.join(map(str, result.tagged))}" if result.tagged else "")
+    )
+    if result.tagged:
+        refresh_by_case(state)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("tag")(tag)

@@ -1,0 +1,35 @@
+"""The reports ``dockd report NAME`` knows, by name."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from dockd.config import Config
+from dockd.errors import UsageError
+from dockd.reports import footage, trail
+from dockd.reports.base import Period, Report, ReportFn
+
+REPORTS: dict[str, tuple[ReportFn, str]] = {
+    "late": (footage.late, "files ingested later than reports.late_ingest_hours (R2)"),
+    "gaps": (footage.gaps, "breaks longer than reports.gap_minutes between clips (R12)"),
+    "untagged": (footage.untagged, "footage without a case after reports.untagged_days (R5)"),
+    "usage-officer": (footage.usage_officer, "hours, files, days active, late share per officer"),
+    "usage-device": (footage.usage_device, "hours, files, days active, late share per device"),
+    "holds": (trail.holds, "holds active in the period and the files they cover (R7)"),
+    "deletions": (trail.deletions, "trashed and purged files with their audit events (R9)"),
+    "sessions": (trail.sessions, "incomplete or failed dock sessions (R17)"),
+    "clock": (footage.clock, "devices with clock-suspect footage (R13)"),
+    "access": (trail.access, "every view and export: who, why, approved by whom (R10)"),
+}
+
+
+def run_report(
+    name: str, session: Session, config: Config, period: Period, now: datetime
+) -> Report:
+    try:
+        fn, _ = REPORTS[name]
+    except KeyError:
+        raise UsageError(f"no report named {name!r}; choose one of: {', '.join(REPORTS)}") from None
+    return fn(session, config, period, now)
