@@ -20,7 +20,7 @@ def list_(
 ) -> None:
     """Open alerts (exit 0 even when there are some; scripts read --format json)."""
     state = app_of(ctx)
-    with state.ledger.session() as s:
+    with state.ledger.read() as s:
         rows = [core.alert_dict(a) for a in core.list_alerts(s, include_acknowledged=all_)]
     render(
         rows,

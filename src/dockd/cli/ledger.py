@@ -38,6 +38,9 @@ def query(
     include_removed: Annotated[
         bool, typer.Option("--include-removed", help="Also trashed/purged files.")
     ] = False,
+    station: Annotated[
+        str | None, typer.Option(help="Only this station's files (default: every station).")
+    ] = None,
     fmt: Fmt = Format.table,
 ) -> None:
     """Recordings matching all the given filters, oldest first."""
@@ -50,8 +53,9 @@ def query(
         recorded_from=parse_time(from_, cfg),
         recorded_to=parse_time(to, cfg, end=True),
         include_removed=include_removed,
+        station=station,
     )
-    with state.ledger.session() as s:
+    with state.ledger.read() as s:
         rows = queries.find_files(s, f, cfg.station.tz)
     render(
         rows,
@@ -70,7 +74,7 @@ def sessions(
     """Recent dock sessions and their outcome."""
     state = app_of(ctx)
     tz = state.config.station.tz
-    with state.ledger.session() as s:
+    with state.ledger.read() as s:
         rows = [
             {
                 "id": d.id,
@@ -105,3 +109,11 @@ def migrate(ctx: typer.Context) -> None:
         typer.echo(f"ledger schema already at {after}")
     else:
         typer.echo(f"ledger schema migrated from {before or 'empty'} to {after}")
+
+
+@app.command("optimize")
+def optimize(ctx: typer.Context) -> None:
+    """Refresh the query planner's statistics (run after large imports, or weekly)."""
+    state = app_of(ctx)
+    db.optimize(state.ledger.engine)
+    typer.echo("ledger statistics refreshed")

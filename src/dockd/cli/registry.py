@@ -54,7 +54,7 @@ def devices_list(ctx: typer.Context, fmt: Fmt = Format.table) -> None:
     state = app_of(ctx)
     now = state.clock.now()
     tz = state.config.station.tz
-    with state.ledger.session() as s:
+    with state.ledger.read() as s:
         rows = []
         for d in registry.list_devices(s):
             holder = registry.officer_at(s, d.id, now)
@@ -101,7 +101,7 @@ def officers_add(
 def officers_list(ctx: typer.Context, fmt: Fmt = Format.table) -> None:
     """All registered officers."""
     state = app_of(ctx)
-    with state.ledger.session() as s:
+    with state.ledger.read() as s:
         rows = [
             {"badge": o.badge, "name": o.name, "unit": o.unit} for o in registry.list_officers(s)
         ]

@@ -54,6 +54,13 @@ def migrate(engine: Engine) -> tuple[str | None, str]:
     return before, head_revision()
 
 
+def optimize(engine: Engine) -> None:
+    """Refresh the planner's statistics (ANALYZE) so queries keep using the right index."""
+    with engine.connect() as conn:
+        conn.exec_driver_sql("ANALYZE")
+        conn.commit()
+
+
 def _sqlite_setup(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
