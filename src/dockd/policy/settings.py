@@ -1,22 +1,325 @@
 """``[retention]``, ``[archive]``, ``[fixity]``, ``[schedule]``: how long footage lives and
-how it is kept safe."""
+how it is kept safe.
+
+The floor is enforced here, at load time, so ``dockd config check`` (and the daemon's
+start) refuse a policy that would delete footage earlier than the rules allow (R6).
+"""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
 from dockd.configbase import Section
+
+# The regulations (001 §19, 004 §12) ask for at least six months: no config goes below.
+LEGAL_FLOOR_DAYS = 180
+
+_NAME = r"^[a-z][a-z0-9_-]{0,31}$"
+
+
+class Category(Section):
+    """One retention category: how long its footage is kept, counted from the recording time."""
+
+    # Days from the end of the recording (its start when the end is unknown).
+    days: Annotated[int, Field(ge=0)]
+    # Evidence: keep at least until the file's case is closed, then ``after_close_days`` more.
+    # A file of such a category without a case, or whose case is still open, is never deleted.
+    until_case_closed: bool = False
+    after_close_days: Annotated[int, Field(ge=0)] = 0
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _after_close_only_with_case(self) -> Category:
+        if self.after_close_days and not self.until_case_closed:
+            raise ValueError("after_close_days needs until_case_closed = true")
+        return self
+
+
+def _default_categories() -> dict[str, Category]:
+    return {
+        "routine": Category(days=180, description="routine footage: six months"),
+        "evidence": Category(
+            days=180,
+            until_case_closed=True,
+            after_close_days=180,
+            description="evidence: as long as the case file, then six months",
+        ),
+    }
 
 
 class RetentionConfig(Section):
     """Retention categories and the floor no category may go below (R6)."""
 
+    # No category may keep footage fewer days than this; it cannot itself be set below
+    # the legal floor of 180 days, only raised (e.g. 365 for units that keep a year).
+    minimum_days: Annotated[int, Field(ge=1)] = LEGAL_FLOOR_DAYS
+    # Category of a file that has none of its own and no case.
+    default_category: str = "routine"
+    # Category that applies to every file tagged with a case number ("" for none).
+    case_category: str = "evidence"
+    # Built in: routine (180 days) and evidence (180 days, and until the case is closed
+    # plus 180 days). A [retention.categories.NAME] table adds a category or changes
+    # some keys of a built-in one.
+    categories: dict[str, Category] = Field(default_factory=_default_categories)
+    # Where trashed files wait before they are purged; must be on the store's filesystem.
+    # Default: <store.root>/../trash.
+    trash: Path | None = None
+    # How long a trashed file can still be restored before it is purged.
+    trash_grace_days: Annotated[int, Field(ge=0, le=3650)] = 7
+    # Files handled per database query in the sweep.
+    batch_size: Annotated[int, Field(ge=1, le=100_000)] = 500
+
+    @field_validator("minimum_days")
+    @classmethod
+    def _legal_floor(cls, value: int) -> int:
+        if value < LEGAL_FLOOR_DAYS:
+            raise ValueError(
+                f"{value} days is below the legal floor of {LEGAL_FLOOR_DAYS} days (six months, "
+                f"R6); the floor can be raised, never lowered"
+            )
+        return value
+
+    @field_validator("categories", mode="before")
+    @classmethod
+    def _over_defaults(cls, value: Any) -> Any:
+        """A table adds a category or changes keys of a default one (never drops keys)."""
+        if not isinstance(value, dict):
+            return value
+        merged: dict[str, Any] = {n: c.model_dump() for n, c in _default_categories().items()}
+        for name, given in value.items():
+            if isinstance(given, dict) and name in merged:
+                merged[name] = {**merged[name], **given}
+            else:
+                merged[name] = given
+        return merged
+
+    @field_validator("categories")
+    @classmethod
+    def _names_and_floor(
+        cls, value: dict[str, Category], info: ValidationInfo
+    ) -> dict[str, Category]:
+        if not value:
+            raise ValueError("at least one category is needed")
+        bad = sorted(n for n in value if not re.match(_NAME, n))
+        if bad:
+            raise ValueError(
+                f"bad category name(s) {bad}: use lower-case letters, digits, '_' or '-', "
+                "at most 32 characters, starting with a letter"
+            )
+        floor = info.data.get("minimum_days", LEGAL_FLOOR_DAYS)
+        below = [
+            InitErrorDetails(
+                type=PydanticCustomError(
+                    "value_error",
+                    "{days} days is below the floor minimum_days = {floor}: `dockd config "
+                    "check` refuses it; keep this category at least {floor} days",
+                    {"days": c.days, "floor": floor},
+                ),
+                loc=(name, "days"),
+                input=c.days,
+            )
+            for name, c in sorted(value.items())
+            if c.days < floor
+        ]
+        if below:  # one error per category, each at its own key and line
+            raise ValidationError.from_exception_data("RetentionConfig", below)
+        return value
+
+    @field_validator("trash")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_absolute():
+            raise ValueError(f"{str(value)!r} must be an absolute path")
+        return value
+
+    @model_validator(mode="after")
+    def _references(self) -> RetentionConfig:
+        if self.default_category not in self.categories:
+            raise ValueError(
+                f"default_category {self.default_category!r} is not one of the categories "
+                f"{sorted(self.categories)}"
+            )
+        if self.case_category and self.case_category not in self.categories:
+            raise ValueError(
+                f"case_category {self.case_category!r} is not one of the categories "
+                f'{sorted(self.categories)}; set it to "" to apply none'
+            )
+        return self
+
+
+class ArchiveTarget(Section):
+    """One place archive copies go: a second disk, removable media, an optical staging area."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    path: Path
+    kind: Literal["directory", "removable", "optical"] = "directory"
+    # Only copy when ``path`` is a mount point, so an unplugged disk's empty mount point
+    # is never filled instead. Default: true for removable, false otherwise.
+    require_mount: bool | None = None
+    # Leave at least this much free on the target.
+    reserve_mb: Annotated[int, Field(ge=0)] = 512
+    # Optical staging: never stage more than one disc's worth (e.g. 23000 for a 25 GB BD-R).
+    capacity_mb: Annotated[int | None, Field(gt=0)] = None
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        if not value.is_absolute():
+            raise ValueError(f"{str(value)!r} must be an absolute path")
+        return value
+
+    @property
+    def must_be_mounted(self) -> bool:
+        return self.require_mount if self.require_mount is not None else self.kind == "removable"
+
 
 class ArchiveConfig(Section):
     """Archive targets for held / evidence footage (R8)."""
+
+    targets: tuple[ArchiveTarget, ...] = ()
+    # Besides every held file, also archive files in these retention categories.
+    include_categories: tuple[str, ...] = ()
+    # At most this many files per target per sweep (one batch, one manifest).
+    batch_max_files: Annotated[int, Field(ge=1)] = 1000
+
+    @field_validator("targets")
+    @classmethod
+    def _unique(cls, value: tuple[ArchiveTarget, ...]) -> tuple[ArchiveTarget, ...]:
+        names = [t.name for t in value]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"archive target names must be unique; repeated: {dupes}")
+        return value
 
 
 class FixityConfig(Section):
     """How often and how fast the store is re-hashed (R9)."""
 
+    # Every stored file is re-hashed at least once in this many days.
+    cycle_days: Annotated[int, Field(ge=1, le=3650)] = 30
+    # Read at most this many MB (10^6 bytes) per second, so ingest is never starved.
+    rate_mb_s: Annotated[float, Field(gt=0)] = 20.0
+    # Also walk the store for files the ledger does not know.
+    scan_unexpected: bool = True
+    # At most this many alerts of one kind per run; the rest are counted in one more.
+    max_alerts_per_kind: Annotated[int, Field(ge=1)] = 20
+
+
+# ----------------------------------------------------------------------------- cron
+
+_CRON_FIELDS = (
+    ("minute", 0, 59, ()),
+    ("hour", 0, 23, ()),
+    ("day of month", 1, 31, ()),
+    (
+        "month",
+        1,
+        12,
+        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"),
+    ),
+    ("day of week", 0, 7, ("sun", "mon", "tue", "wed", "thu", "fri", "sat")),
+)
+_ITEM = re.compile(r"^(?P<range>\*|[a-z0-9]+(?:-[a-z0-9]+)?)(?:/(?P<step>\d+))?$")
+
+
+def _value(token: str, lo: int, hi: int, names: tuple[str, ...], what: str) -> int:
+    if token in names:
+        return names.index(token) + (1 if what == "month" else 0)
+    if not token.isdigit():
+        raise ValueError(f"{what}: {token!r} is not a number" + (f" or {names}" if names else ""))
+    n = int(token)
+    if not lo <= n <= hi:
+        raise ValueError(f"{what}: {n} is outside {lo}-{hi}")
+    return n
+
+
+def _expand(field: str, lo: int, hi: int, names: tuple[str, ...], what: str) -> set[int]:
+    out: set[int] = set()
+    for item in field.lower().split(","):
+        m = _ITEM.match(item)
+        if not m:
+            raise ValueError(f"{what}: cannot read {item!r}")
+        rng, step = m.group("range"), int(m.group("step") or 1)
+        if step < 1:
+            raise ValueError(f"{what}: step must be at least 1")
+        if rng == "*":
+            first, last = lo, hi
+        elif "-" in rng:
+            a, b = rng.split("-")
+            first, last = _value(a, lo, hi, names, what), _value(b, lo, hi, names, what)
+            if first > last:
+                raise ValueError(f"{what}: range {rng!r} runs backwards")
+        else:
+            first = _value(rng, lo, hi, names, what)
+            last = hi if m.group("step") else first
+        out.update(range(first, last + 1, step))
+    return out
+
+
+def cron_fields(expr: str) -> tuple[str, str, str, str, str]:
+    """Check a 5-field crontab expression; return the fields for APScheduler 3.
+
+    The day-of-week field is rewritten as names: crontab counts Sunday as 0 (and 7),
+    APScheduler 3 counts Monday as 0, so a bare number would run on the wrong day.
+    Months are rewritten as numbers, which APScheduler reads the same way cron does.
+    """
+    parts = expr.split()
+    if len(parts) != 5:
+        raise ValueError(
+            f"{expr!r} must have 5 fields (minute hour day-of-month month day-of-week), "
+            "e.g. '30 2 * * *' for 02:30 every day"
+        )
+    sets = [
+        _expand(p, lo, hi, names, what)
+        for p, (what, lo, hi, names) in zip(parts, _CRON_FIELDS, strict=True)
+    ]
+    months = "*" if len(sets[3]) == 12 else ",".join(str(m) for m in sorted(sets[3]))
+    days = {d % 7 for d in sets[4]}
+    dow_names = _CRON_FIELDS[4][3]
+    dow = "*" if len(days) == 7 else ",".join(dow_names[d] for d in sorted(days))
+    return parts[0], parts[1], parts[2], months, dow
+
+
+SWEEP_KINDS = ("retention", "archive", "fixity", "weekly_report")
+
 
 class ScheduleConfig(Section):
-    """Cron-style schedules of the sweeps inside ``dockd run``."""
+    """Cron-style schedules of the sweeps inside ``dockd run`` ("" turns one off)."""
+
+    # Times are read in [station] timezone.
+    retention: str = "30 2 * * *"
+    archive: str = "0 3 * * *"
+    fixity: str = "0 1 * * *"
+    weekly_report: str = "0 7 * * 1"
+    # A run missed (daemon down, machine asleep) by less than this is still run late.
+    misfire_grace_minutes: Annotated[int, Field(ge=1)] = 60
+    # Several missed runs of one sweep are run once, not once each.
+    coalesce: bool = True
+    # A sweep marked running whose process has not reported for this long is taken over.
+    stale_after_minutes: Annotated[int, Field(ge=1)] = 60
+    # Where the weekly report is also written as JSON and text (none: ledger and log only).
+    weekly_report_dir: Path | None = None
+
+    @field_validator("retention", "archive", "fixity", "weekly_report")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            cron_fields(value)
+        return value
+
+    @field_validator("weekly_report_dir")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_absolute():
+            raise ValueError(f"{str(value)!r} must be an absolute path")
+        return value
+
+    def jobs(self) -> dict[str, str]:
+        """Sweep kind -> crontab expression, for the sweeps that are switched on."""
+        return {k: getattr(self, k) for k in SWEEP_KINDS if getattr(self, k)}

@@ -141,21 +141,20 @@ def weekly_summary(
     def count(q: Any) -> int:
         return int(s.scalar(q) or 0)
 
-    n = func.count(Recording.id)
-    out.trashed = count(
-        select(n).where(in_station, Recording.trashed_at >= start, Recording.trashed_at < end)
-    )
-    out.purged = count(
-        select(n).where(in_station, Recording.purged_at >= start, Recording.purged_at < end)
-    )
-    out.restored = count(
-        select(func.count(AuditEvent.id)).where(
-            AuditEvent.station == station,
-            AuditEvent.action == "file.restore",
-            AuditEvent.at >= start,
-            AuditEvent.at < end,
+    def events(action: str) -> int:
+        return count(
+            select(func.count(AuditEvent.id)).where(
+                AuditEvent.action == action,
+                AuditEvent.station == station,
+                AuditEvent.at >= start,
+                AuditEvent.at < end,
+            )
         )
-    )
+
+    n = func.count(Recording.id)
+    out.trashed = events("file.trash")
+    out.purged = events("file.purge")
+    out.restored = events("file.restore")
     out.holds_placed = count(
         select(func.count(Hold.id)).where(Hold.placed_at >= start, Hold.placed_at < end)
     )

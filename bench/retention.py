@@ -1,0 +1,231 @@
+"""Retention sweep cost against the size of what expires, on a ledger of many files.
+
+Run from the repository root::
+
+    .venv/bin/python bench/retention.py                  # 1,000,000 files
+    .venv/bin/python bench/retention.py --files 200000   # quicker
+
+One run
+
+1. builds a fresh SQLite ledger of ``--files`` rows, bulk-inserted with SQLAlchemy
+   Core ``executemany`` in one transaction per chunk; each row's ``expires_at`` is what
+   the default policy gives it (routine: 180 days after its recording);
+2. arranges that at time T1 0.01 % of the files have expired, and at T2 (ten days
+   later) 1 %; only those files exist on disk (tiny real files, 0440 in 0750 folders),
+   because the sweep never opens the others;
+3. times ``run_retention`` at T1 (0.01 % expire: trash them) and at T2 (1 % expired,
+   the rest of them go), then the purge of all of them at T2 + 8 days; each on the same
+   ledger of ``--files`` rows;
+4. prints the query plan of the candidate query (it must use ``ix_files_expires_at``,
+   not scan the table) and the timings, and writes them as JSON to
+   ``bench/out/retention.json`` (``--json`` to change).
+
+Each trashed or purged file costs one transaction (the decision is re-made under the
+ledger's write lock), two directory fsyncs and an audit event: the sweep's cost is
+per file that expires; the ledger's size adds only index depth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, cast
+
+from sqlalchemy import Table, insert, text
+
+from dockd.alerts import AlertSink
+from dockd.clock import FixedClock
+from dockd.config import Config, parse_config
+from dockd.ledger.db import Ledger, open_ledger
+from dockd.ledger.models import Recording
+from dockd.logs import setup_logging
+from dockd.sweeps.retention import RetentionReport, run_retention
+from dockd.sweeps.runs import SweepContext
+
+T1 = datetime(2027, 6, 1, 2, 30, tzinfo=UTC)
+T2 = T1 + timedelta(days=10)
+RETENTION = timedelta(days=180)
+CHUNK = 50_000
+
+
+def build_config(workdir: Path) -> Config:
+    text_ = f"""
+[station]
+id = "bench"
+[store]
+root = "{workdir / "store"}"
+[ledger]
+url = "sqlite:///{workdir / "ledger.sqlite3"}"
+[logging]
+level = "warning"
+"""
+    return parse_config(text_, source="bench", base=workdir)
+
+
+def expiry_of(i: int, n: int) -> datetime:
+    """Spread expiries: a few before T1, 1 % before T2, the rest well after."""
+    few = max(1, n // 10_000)  # 0.01 %
+    some = max(few + 1, n // 100)  # 1 %
+    if i < few:
+        return T1 - timedelta(days=30) + timedelta(seconds=i * 60)
+    if i < some:
+        return T1 + timedelta(seconds=1 + (i - few) * (9 * 86400 // (some - few)))
+    return T2 + timedelta(days=30) + timedelta(seconds=(i * 37) % (400 * 86400))
+
+
+def load(led: Ledger, cfg: Config, n: int) -> tuple[float, int]:
+    """Insert n rows (Core executemany); create the files that will expire. Returns
+    (seconds, files on disk)."""
+    started = time.perf_counter()
+    root = cfg.store.root
+    table = cast(Table, Recording.__table__)
+    on_disk = 0
+    ingested = T1 - timedelta(days=400)
+    for base in range(0, n, CHUNK):
+        rows: list[dict[str, Any]] = []
+        for i in range(base, min(n, base + CHUNK)):
+            expires = expiry_of(i, n)
+            rec = expires - RETENTION - timedelta(minutes=2)
+            day = rec.date()
+            dev = f"DV-{i % 500:04d}"
+            rel = f"{day:%Y/%m/%d}/{dev}/CLIP_{i:08d}.MP4"
+            rows.append(
+                {
+                    "station": "bench",
+                    "device_ref": dev,
+                    "kind": "video",
+                    "recorded_start": rec,
+                    "recorded_end": rec + timedelta(minutes=2),
+                    "time_source": "container",
+                    "size_bytes": 16,
+                    "blake3": f"{i:064x}",
+                    "source_path": f"DCIM/{i:08d}.MP4",
+                    "store_path": rel,
+                    "ingested_at": ingested,
+                    "state": "stored",
+                    "expires_at": expires,
+                    "verified": True,
+                }
+            )
+            if expires <= T2:
+                path = root / rel
+                path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+                path.write_bytes(b"0123456789abcdef")
+                path.chmod(0o440)
+                on_disk += 1
+        with led.engine.begin() as conn:
+            conn.execute(insert(table), rows)
+        print(f"  loaded {min(n, base + CHUNK):>9,} rows", file=sys.stderr, end="\r")
+    print(file=sys.stderr)
+    with led.engine.begin() as conn:
+        conn.exec_driver_sql("ANALYZE")
+    return time.perf_counter() - started, on_disk
+
+
+def plan(led: Ledger) -> list[str]:
+    """The plan SQLite picks for the sweep's candidate query (as the sweep writes it)."""
+    sql = (
+        "EXPLAIN QUERY PLAN SELECT id, expires_at FROM files "
+        "WHERE expires_at <= :t AND state = 'stored' AND station = 'bench' "
+        "ORDER BY expires_at, id LIMIT 500"
+    )
+    with led.engine.connect() as conn:
+        rows = conn.execute(text(sql), {"t": "2027-06-01 02:30:00.000000"}).fetchall()
+    return [str(r[-1]) for r in rows]
+
+
+def sweep(led: Ledger, cfg: Config, at: datetime) -> tuple[float, RetentionReport]:
+    clock = FixedClock(at)
+    ctx = SweepContext(cfg, led, clock, AlertSink(led, "bench", clock, cfg.alerts))
+    started = time.perf_counter()
+    report = run_retention(ctx)
+    return time.perf_counter() - started, report
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--files", type=int, default=1_000_000, help="rows in the ledger")
+    ap.add_argument("--workdir", type=Path, default=None, help="default: a new dir in /var/tmp")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--json", type=Path, default=Path("bench/out/retention.json"))
+    args = ap.parse_args(argv)
+    n = args.files
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="dockd-retention-", dir="/var/tmp"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        cfg = build_config(workdir)
+        setup_logging(cfg.logging.level, "console")
+        led = open_ledger(cfg.ledger.url)
+        print(f"building a ledger of {n:,} files in {workdir} ...", file=sys.stderr)
+        load_s, on_disk = load(led, cfg, n)
+        query_plan = plan(led)
+        t1_s, r1 = sweep(led, cfg, T1)
+        t2_s, r2 = sweep(led, cfg, T2)
+        t3_s, r3 = sweep(led, cfg, T2 + timedelta(days=8))
+        with led.engine.connect() as conn:
+            rows = conn.execute(text("SELECT count(*) FROM files")).scalar_one()
+        led.close()
+        results = {
+            "files": rows,
+            "load_s": round(load_s, 2),
+            "query_plan": query_plan,
+            "sweep_0.01pct": {
+                "expired": len(r1.trashed),
+                "seconds": round(t1_s, 3),
+                "ms_per_file": round(1000 * t1_s / max(1, len(r1.trashed)), 3),
+            },
+            "sweep_1pct": {
+                "expired": len(r2.trashed),
+                "seconds": round(t2_s, 3),
+                "ms_per_file": round(1000 * t2_s / max(1, len(r2.trashed)), 3),
+            },
+            "purge": {
+                "purged": len(r3.purged),
+                "seconds": round(t3_s, 3),
+                "ms_per_file": round(1000 * t3_s / max(1, len(r3.purged)), 3),
+            },
+            "files_on_disk": on_disk,
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "cpus": os.cpu_count(),
+        }
+        print(f"\nretention sweep on a ledger of {rows:,} files (SQLite, one file per transaction)")
+        print(f"  load (Core executemany):       {load_s:8.1f} s")
+        print("  candidate query plan:          " + " | ".join(query_plan))
+        for label, key in (
+            ("0.01 % expired (trash)", "sweep_0.01pct"),
+            ("1 % expired (trash)", "sweep_1pct"),
+        ):
+            d = results[key]
+            assert isinstance(d, dict)
+            print(
+                f"  {label:<30} {d['seconds']:8.2f} s  {d['expired']:>7,} files"
+                f"  {d['ms_per_file']:.2f} ms/file"
+            )
+        d = results["purge"]
+        assert isinstance(d, dict)
+        print(
+            f"  {'purge after the grace period':<30} {d['seconds']:8.2f} s  {d['purged']:>7,} files"
+            f"  {d['ms_per_file']:.2f} ms/file"
+        )
+        ratio_t = t2_s / max(t1_s, 1e-9)
+        ratio_n = len(r2.trashed) / max(1, len(r1.trashed))
+        print(f"  1 % against 0.01 %: {ratio_t:.0f}x the time for {ratio_n:.0f}x the files")
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""``dockd sweep retention|archive|fixity|upcoming|report|runs``: run a sweep once, now.
+
+The same functions the daemon's scheduler calls, under the same one-at-a-time lock.
+Ctrl-C (or SIGTERM) stops a sweep between two files; the run ends 'interrupted'.
+Exit 1 when the sweep found something a person must look at (a missing or
+modified file, a target that is unplugged or full, a file it could not move).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import sys
+from collections.abc import Iterator
+from types import FrameType
+from typing import Annotated, Any
+
+import typer
+
+from dockd.cli.common import App, Format, app_of, default_actor, parse_time, render
+from dockd.errors import UsageError
+from dockd.reports.weekly import WEEK, week_ending, weekly_summary
+from dockd.sweeps import retention as retention_sweep
+from dockd.sweeps.archive import run_archive
+from dockd.sweeps.fixity import run_fixity
+from dockd.sweeps.runs import SweepContext, recent_runs
+
+app = typer.Typer(help="Run retention, archive and fixity sweeps once.", no_args_is_help=True)
+
+Fmt = Annotated[Format, typer.Option("--format", "-f")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Say what would be done; change nothing.")]
+By = Annotated[str, typer.Option("--by", help="Who runs it, for the audit trail (default: you).")]
+
+
+@contextlib.contextmanager
+def _context(state: App, by: str) -> Iterator[SweepContext]:
+    """A sweep context whose stop event SIGINT/SIGTERM set (restored afterwards)."""
+    sctx = SweepContext(
+        state.config, state.ledger, state.clock, state.alerts, by or default_actor()
+    )
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        typer.echo("stopping after the current file ...", err=True)
+        sctx.stop.set()
+
+    old = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield sctx
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def _done(status: str, counts: dict[str, Any], problems: bool) -> None:
+    typer.echo(f"{status}: " + json.dumps(counts, ensure_ascii=False), err=True)
+    if problems:
+        raise typer.Exit(1)
+
+
+@app.command("retention")
+def retention(
+    ctx: typer.Context, dry_run: DryRun = False, fmt: Fmt = Format.table, by: By = ""
+) -> None:
+    """Trash expired, unheld files; purge the trash after its grace period."""
+    state = app_of(ctx)
+    with _context(state, by) as sctx:
+        report = retention_sweep.run_retention(sctx, dry_run=dry_run)
+    rows = [i.as_dict() for i in report.items()]
+    if fmt is Format.json:
+        render(
+            [{"run_id": report.run_id, "status": report.status, **report.counts(), "files": rows}],
+            fmt,
+        )
+    else:
+        cols = ["file_id", "action", "store_path", "category", "rule", "note"]
+        render(rows, fmt, columns=cols, title=f"retention run {report.run_id}")
+    _done(report.status, report.counts(), bool(report.problems))
+
+
+@app.command("archive")
+def archive(
+    ctx: typer.Context, dry_run: DryRun = False, fmt: Fmt = Format.table, by: By = ""
+) -> None:
+    """Copy held (and configured evidence) files to every archive target, verified."""
+    state = app_of(ctx)
+    if not state.config.archive.targets:
+        typer.echo("no [[archive.targets]] configured: nothing to do", err=True)
+        return
+    with _context(state, by) as sctx:
+        report = run_archive(sctx, dry_run=dry_run)
+    rows = [i.as_dict() for i in report.items()]
+    if fmt is Format.json:
+        render(
+            [
+                {
+                    "run_id": report.run_id,
+                    "status": report.status,
+                    "targets": report.counts(),
+                    "files": rows,
+                }
+            ],
+            fmt,
+        )
+    else:
+        cols = ["target", "file_id", "status", "store_path", "path", "note"]
+        render(rows, fmt, columns=cols, title=f"archive run {report.run_id}")
+        for t in report.targets:
+            if t.status != "ok":
+                typer.echo(f"target {t.name}: {t.status}: {t.note}", err=True)
+    bad = any(
+        t.status != "ok" or any(i.status == "failed" for i in t.items) for t in report.targets
+    )
+    _done(report.status, report.counts(), bad)
+
+
+@app.command("fixity")
+def fixity(
+    ctx: typer.Context,
+    dry_run: DryRun = False,
+    all_: Annotated[bool, typer.Option("--all", help="Re-hash every stored file now.")] = False,
+    fmt: Fmt = Format.table,
+    by: By = "",
+) -> None:
+    """Re-hash this run's share of the store; name missing, modified and unexpected files."""
+    state = app_of(ctx)
+    with _context(state, by) as sctx:
+        report = run_fixity(sctx, dry_run=dry_run, full=all_)
+    rows = [f.as_dict() for f in report.findings]
+    if fmt is Format.json:
+        render(
+            [
+                {
+                    "run_id": report.run_id,
+                    "status": report.status,
+                    **report.counts(),
+                    "findings": rows,
+                }
+            ],
+            fmt,
+        )
+    else:
+        cols = ["kind", "path", "file_id", "expected", "found", "note"]
+        render(rows, fmt, columns=cols, title=f"fixity run {report.run_id}")
+    _done(report.status, report.counts(), bool(report.problems))
+
+
+@app.command("upcoming")
+def upcoming(
+    ctx: typer.Context,
+    days: Annotated[int, typer.Option("--days", min=0, help="How far ahead.")] = 30,
+    fmt: Fmt = Format.table,
+) -> None:
+    """Deletions coming in the next N days: files to trash (or held), trash to purge."""
+    state = app_of(ctx)
+    sctx = SweepContext(state.config, state.ledger, state.clock, state.alerts)
+    render(retention_sweep.upcoming(sctx, days), fmt, title=f"deletions in the next {days} days")
+
+
+@app.command("report")
+def report(
+    ctx: typer.Context,
+    week_ending_: Annotated[
+        str | None, typer.Option("--week-ending", help="Last day of the week (default: yesterday).")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
+) -> None:
+    """The weekly summary: ingested, late, deleted, held, archived, alerts."""
+    if fmt not in ("text", "json"):
+        raise UsageError(f"--format {fmt!r}: use text or json")
+    state = app_of(ctx)
+    cfg = state.config
+    if week_ending_ is not None:
+        end = parse_time(week_ending_, cfg, end=True)
+        assert end is not None
+        start = end - WEEK
+    else:
+        start, end = week_ending(cfg, state.clock.now())
+    with state.ledger.read() as s:
+        summary = weekly_summary(s, cfg, start=start, end=end)
+    if fmt == "json":
+        sys.stdout.write(json.dumps(summary.as_dict(), ensure_ascii=False, indent=2) + "\n")
+    else:
+        sys.stdout.write(summary.text())
+
+
+@app.command("runs")
+def runs(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
+    fmt: Fmt = Format.table,
+) -> None:
+    """Recent sweep runs and how they ended."""
+    state = app_of(ctx)
+    tz = state.config.station.tz
+    sctx = SweepContext(state.config, state.ledger, state.clock, state.alerts)
+    rows = [
+        {
+            "id": r.id,
+            "kind": r.kind,
+            "station": r.station,
+            "started_at": r.started_at.astimezone(tz).isoformat(timespec="seconds"),
+            "ended_at": r.ended_at.astimezone(tz).isoformat(timespec="seconds")
+            if r.ended_at
+            else None,
+            "status": r.status,
+            "summary": r.summary,
+        }
+        for r in recent_runs(sctx, limit)
+    ]
+    render(rows, fmt, title="sweep runs")

@@ -1,0 +1,54 @@
+"""``dockd trash list|restore``: files the retention sweep took, before they are purged."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from dockd.cli.common import Format, app_of, default_actor, render
+from dockd.policy.holds import REASONS
+from dockd.sweeps import retention
+from dockd.sweeps.runs import SweepContext
+
+app = typer.Typer(
+    help="The trash: expired files wait here for the grace period.", no_args_is_help=True
+)
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.table,
+) -> None:
+    """Files in the trash and when each is purged."""
+    state = app_of(ctx)
+    sctx = SweepContext(state.config, state.ledger, state.clock, state.alerts)
+    render(retention.trash_list(sctx), fmt, title="trash")
+
+
+@app.command("restore")
+def restore(
+    ctx: typer.Context,
+    file_ids: Annotated[list[int], typer.Argument(help="File id(s) (`dockd trash list`).")],
+    reason: Annotated[str, typer.Option("--reason", help="Why it comes back.")],
+    hold: Annotated[
+        str | None,
+        typer.Option(
+            "--hold",
+            help=f"Also place a hold ({', '.join(REASONS)}): needed when the file is still "
+            "expired, or the next sweep would take it again.",
+        ),
+    ] = None,
+    text: Annotated[str | None, typer.Option("--text", help="The hold's text.")] = None,
+    by: Annotated[str, typer.Option("--by", help="Who does it (default: you).")] = "",
+) -> None:
+    """Put files back in the store; each restore is an audit event."""
+    state = app_of(ctx)
+    who = by or default_actor()
+    sctx = SweepContext(state.config, state.ledger, state.clock, state.alerts, actor=who)
+    for file_id in file_ids:
+        item = retention.restore(
+            sctx, file_id, by=who, reason=reason, hold_reason=hold, hold_text=text
+        )
+        typer.echo(f"restored file {item.file_id} to {item.store_path}")

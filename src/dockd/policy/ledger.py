@@ -1,0 +1,368 @@
+"""The ledger side of the policy: facts in, holds placed and released.
+
+The decisions stay in :mod:`dockd.policy.retention` and :mod:`dockd.policy.holds`;
+this module only reads the facts they need with indexed queries (a coarse SQL
+superset, then the pure rule decides) and writes holds with their audit events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import or_, select, text
+from sqlalchemy.orm import Session
+
+from dockd.errors import NotFound, UsageError
+from dockd.ledger import audit
+from dockd.ledger.models import Case, Device, Hold, Officer, Recording
+from dockd.policy.holds import HoldFacts, covers, normalize_reason
+from dockd.policy.retention import CaseFacts, FileFacts, Retention, retention_of
+from dockd.policy.settings import RetentionConfig
+
+_HOLDS_LOCK = 0x646F636B68  # "dockh": placing a hold and deleting a file never interleave
+# No recording is longer than this: widens indexed window queries, the pure rule decides.
+_MAX_CLIP = timedelta(days=1)
+
+
+def serialize_with_holds(session: Session) -> None:
+    """Order this transaction against hold placement.
+
+    On SQLite every transaction is ``BEGIN IMMEDIATE`` already, so writers queue;
+    on PostgreSQL a transaction-scoped advisory lock does the same for the two
+    transactions that matter: placing a hold and taking a file.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _HOLDS_LOCK})
+
+
+# ------------------------------------------------------------------------------ facts
+
+
+def file_facts(session: Session, row: Recording) -> FileFacts:
+    badges = {row.badge_hint} if row.badge_hint else set()
+    if row.officer_id is not None:
+        badge = session.scalar(select(Officer.badge).where(Officer.id == row.officer_id))
+        if badge:
+            badges.add(badge)
+    return FileFacts(
+        id=row.id,
+        recorded_start=row.recorded_start,
+        recorded_end=row.recorded_end,
+        category=row.category,
+        case_number=row.case_number,
+        device_ref=row.device_ref,
+        officer_badges=frozenset(badges),
+    )
+
+
+def case_facts(session: Session, case_number: str | None) -> list[CaseFacts]:
+    if not case_number:
+        return []
+    rows = session.execute(
+        select(Case.case_number, Case.category, Case.closed_at).where(
+            Case.case_number == case_number
+        )
+    )
+    return [CaseFacts(n, c, closed) for n, c, closed in rows]
+
+
+def hold_facts(h: Hold) -> HoldFacts:
+    return HoldFacts(
+        id=h.id,
+        reason=h.reason,
+        scope=h.scope,
+        file_id=h.file_id,
+        case_number=h.case_number,
+        device_ref=h.device_ref,
+        officer_badge=h.officer_badge,
+        window_from=h.window_from,
+        window_until=h.window_until,
+        released_at=h.released_at,
+    )
+
+
+def holds_touching(session: Session, facts: FileFacts, *, active_only: bool = True) -> list[Hold]:
+    """Holds that may cover the file (each arm indexed); :func:`covers` decides."""
+    arms = [Hold.file_id == facts.id, Hold.device_ref == facts.device_ref]
+    if facts.case_number:
+        arms.append(Hold.case_number == facts.case_number)
+    if facts.officer_badges:
+        arms.append(Hold.officer_badge.in_(sorted(facts.officer_badges)))
+    q = select(Hold).where(or_(*arms)).order_by(Hold.id)
+    if active_only:
+        q = q.where(Hold.released_at.is_(None))
+    return [h for h in session.scalars(q) if covers(hold_facts(h), facts)]
+
+
+def retention_now(
+    session: Session, row: Recording, policy: RetentionConfig
+) -> tuple[FileFacts, list[CaseFacts], Retention]:
+    facts = file_facts(session, row)
+    cases = case_facts(session, row.case_number)
+    return facts, cases, retention_of(facts, cases, policy)
+
+
+def refresh_expiry(session: Session, row: Recording, policy: RetentionConfig) -> Retention:
+    """Recompute ``files.expires_at`` from the policy.
+
+    Call it (or set ``expires_at = None`` for the next sweep to do it) whenever a
+    file's category, case or recording time changes. It is a derived value, not a
+    fact: the audited columns and the policy decide it, so it carries no audit event.
+    """
+    _, _, r = retention_now(session, row, policy)
+    row.expires_at = r.expires_at
+    return r
+
+
+# ------------------------------------------------------------------------------ holds
+
+
+@dataclass
+class PlacedHold:
+    hold: Hold
+    warnings: list[str] = field(default_factory=list)
+
+
+def place_hold(
+    session: Session,
+    *,
+    station: str,
+    at: datetime,
+    by: str,
+    reason: str,
+    text_: str | None = None,
+    file_id: int | None = None,
+    case_number: str | None = None,
+    device_ref: str | None = None,
+    officer_badge: str | None = None,
+    window_from: datetime | None = None,
+    window_until: datetime | None = None,
+) -> PlacedHold:
+    """Place a hold on one file, a case, or a device / officer over a window."""
+    try:
+        reason = normalize_reason(reason)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if not by.strip():
+        raise UsageError("say who places the hold (--by NAME)")
+    if reason == "other" and not (text_ or "").strip():
+        raise UsageError("reason 'other' needs a text saying why (--text '...')")
+    targets = {
+        "file": file_id,
+        "case": case_number,
+        "device": device_ref,
+        "officer": officer_badge,
+    }
+    given = [k for k, v in targets.items() if v is not None and v != ""]
+    if len(given) != 1:
+        raise UsageError(
+            "a hold is on exactly one of: --file ID, --case NUMBER, --device NUMBER, "
+            f"--officer BADGE (got {', '.join(given) or 'none'})"
+        )
+    scope = given[0]
+    warnings: list[str] = []
+    if scope in ("file", "case"):
+        if window_from is not None or window_until is not None:
+            raise UsageError(f"a {scope} hold has no time window; drop --from/--until")
+    else:
+        if window_from is None:
+            raise UsageError(
+                f"a {scope} hold covers a time window: give --from (and --until, "
+                "or leave it out while the hold is open-ended)"
+            )
+        if window_until is not None and window_until <= window_from:
+            raise UsageError(
+                f"--until {window_until.isoformat()} is not after --from {window_from.isoformat()}"
+            )
+    if scope == "file":
+        row = session.get(Recording, file_id)
+        if row is None:
+            raise NotFound(f"no file with id {file_id}; `dockd ledger query` lists them")
+        if row.state == "purged":
+            raise UsageError(
+                f"file {file_id} ({row.store_path}) was purged on "
+                f"{row.purged_at.isoformat() if row.purged_at else '?'}: nothing is left to hold"
+            )
+        if row.state == "trashed":
+            warnings.append(
+                f"file {file_id} is in the trash; it is restored now or by the next retention sweep"
+            )
+    elif scope == "case":
+        known = session.scalar(
+            select(Recording.id).where(Recording.case_number == case_number).limit(1)
+        ) or session.scalar(select(Case.id).where(Case.case_number == case_number).limit(1))
+        if not known:
+            warnings.append(
+                f"no file or imported case has number {case_number!r} yet; "
+                "the hold covers its footage as soon as it is tagged"
+            )
+    elif scope == "device":
+        known = session.scalar(
+            select(Device.id).where(Device.number == device_ref).limit(1)
+        ) or session.scalar(select(Recording.id).where(Recording.device_ref == device_ref).limit(1))
+        if not known:
+            warnings.append(f"no device or footage is known as {device_ref!r}; check the number")
+    elif session.scalar(select(Officer.id).where(Officer.badge == officer_badge)) is None:
+        warnings.append(f"no officer has badge {officer_badge!r}; check the number")
+
+    serialize_with_holds(session)
+    hold = Hold(
+        reason=reason,
+        reason_text=(text_ or "").strip() or None,
+        scope=scope,
+        file_id=file_id if scope == "file" else None,
+        case_number=case_number if scope == "case" else None,
+        device_ref=device_ref if scope == "device" else None,
+        officer_badge=officer_badge if scope == "officer" else None,
+        window_from=window_from,
+        window_until=window_until,
+        placed_at=at,
+        placed_by=by,
+    )
+    session.add(hold)
+    session.flush()
+    audit.record(
+        session,
+        at=at,
+        station=station,
+        actor=by,
+        action="hold.add",
+        subject_type="hold",
+        subject_id=hold.id,
+        details=_hold_details(hold),
+    )
+    return PlacedHold(hold, warnings)
+
+
+def release_hold(
+    session: Session, hold_id: int, *, station: str, at: datetime, by: str, reason: str
+) -> Hold:
+    """Release a hold. The files it covered keep their retention: nothing is shortened."""
+    if not by.strip():
+        raise UsageError("say who releases the hold (--by NAME)")
+    if not reason.strip():
+        raise UsageError("say why the hold is released (--reason '...')")
+    hold = session.get(Hold, hold_id)
+    if hold is None:
+        raise NotFound(f"no hold with id {hold_id}; `dockd hold list --all` shows them")
+    if hold.released_at is not None:
+        raise UsageError(
+            f"hold {hold_id} was already released by {hold.released_by} "
+            f"at {hold.released_at.isoformat()}"
+        )
+    hold.released_at = at
+    hold.released_by = by
+    hold.release_reason = reason.strip()
+    audit.record(
+        session,
+        at=at,
+        station=station,
+        actor=by,
+        action="hold.release",
+        subject_type="hold",
+        subject_id=hold.id,
+        details={**_hold_details(hold), "release_reason": hold.release_reason},
+    )
+    return hold
+
+
+def list_holds(
+    session: Session,
+    *,
+    include_released: bool = False,
+    file_id: int | None = None,
+    reason: str | None = None,
+    by: str | None = None,
+) -> list[Hold]:
+    q = select(Hold).order_by(Hold.id)
+    if not include_released:
+        q = q.where(Hold.released_at.is_(None))
+    if reason is not None:
+        try:
+            q = q.where(Hold.reason == normalize_reason(reason))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    if by is not None:
+        q = q.where(or_(Hold.placed_by == by, Hold.released_by == by))
+    holds = list(session.scalars(q))
+    if file_id is not None:
+        row = session.get(Recording, file_id)
+        if row is None:
+            raise NotFound(f"no file with id {file_id}")
+        facts = file_facts(session, row)
+        holds = [h for h in holds if covers(hold_facts(h), facts)]
+    return holds
+
+
+def covered_files(session: Session, hold: Hold, *, states: tuple[str, ...]) -> list[Recording]:
+    """The files a hold covers, in the given states (indexed query, then the pure rule)."""
+    q = select(Recording).where(Recording.state.in_(states)).order_by(Recording.id)
+    if hold.scope == "file":
+        q = q.where(Recording.id == hold.file_id)
+    elif hold.scope == "case":
+        q = q.where(Recording.case_number == hold.case_number)
+    elif hold.scope == "device":
+        q = q.where(Recording.device_ref == hold.device_ref)
+    elif hold.scope == "officer":
+        ids = list(session.scalars(select(Officer.id).where(Officer.badge == hold.officer_badge)))
+        q = q.where(or_(Recording.officer_id.in_(ids), Recording.badge_hint == hold.officer_badge))
+    if hold.scope in ("device", "officer"):
+        if hold.window_from is not None:
+            q = q.where(Recording.recorded_start >= hold.window_from - _MAX_CLIP)
+        if hold.window_until is not None:
+            q = q.where(Recording.recorded_start < hold.window_until)
+    hf = hold_facts(hold)
+    return [r for r in session.scalars(q) if covers(hf, file_facts(session, r))]
+
+
+def _hold_details(hold: Hold) -> dict[str, Any]:
+    return {
+        "reason": hold.reason,
+        "text": hold.reason_text,
+        "scope": hold.scope,
+        "file_id": hold.file_id,
+        "case_number": hold.case_number,
+        "device_ref": hold.device_ref,
+        "officer_badge": hold.officer_badge,
+        "window_from": hold.window_from.isoformat() if hold.window_from else None,
+        "window_until": hold.window_until.isoformat() if hold.window_until else None,
+    }
+
+
+def hold_target(hold: Hold) -> str:
+    return {
+        "file": f"file {hold.file_id}",
+        "case": f"case {hold.case_number}",
+        "device": f"device {hold.device_ref}",
+        "officer": f"officer {hold.officer_badge}",
+    }.get(hold.scope, hold.scope)
+
+
+def hold_dict(hold: Hold, tz: ZoneInfo) -> dict[str, Any]:
+    """The stable JSON form of a hold (``dockd hold list --format json``)."""
+
+    def t(v: datetime | None) -> str | None:
+        return v.astimezone(tz).isoformat() if v else None
+
+    return {
+        "id": hold.id,
+        "reason": hold.reason,
+        "text": hold.reason_text,
+        "scope": hold.scope,
+        "target": hold_target(hold),
+        "file_id": hold.file_id,
+        "case_number": hold.case_number,
+        "device": hold.device_ref,
+        "officer": hold.officer_badge,
+        "from": t(hold.window_from),
+        "until": t(hold.window_until),
+        "placed_at": t(hold.placed_at),
+        "placed_by": hold.placed_by,
+        "released_at": t(hold.released_at),
+        "released_by": hold.released_by,
+        "release_reason": hold.release_reason,
+        "active": hold.released_at is None,
+    }

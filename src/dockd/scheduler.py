@@ -1,0 +1,137 @@
+"""The sweeps inside ``dockd run``: the only APScheduler import.
+
+Each sweep with a schedule in ``[schedule]`` becomes one cron job of a
+BackgroundScheduler, in the station's time zone, with:
+
+* ``max_instances = 1`` in this process, and the ledger lock of
+  :mod:`dockd.sweeps.runs` across processes (a ``dockd sweep`` by hand, another
+  daemon on a shared ledger): one run of a sweep at a time;
+* ``coalesce``: several missed runs are run once;
+* ``misfire_grace_time``: a run missed by less than that still runs late.
+
+``shutdown`` sets the stop event the sweeps check between files (and while the
+fixity sweep waits on its rate limit), so it returns promptly.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import datetime
+
+import structlog
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from dockd.alerts import AlertSink
+from dockd.clock import Clock
+from dockd.config import Config
+from dockd.ledger.db import Ledger
+from dockd.policy.settings import cron_fields
+from dockd.reports.weekly import run_weekly_report
+from dockd.sweeps.archive import run_archive
+from dockd.sweeps.fixity import run_fixity
+from dockd.sweeps.retention import run_retention
+from dockd.sweeps.runs import SweepBusy, SweepContext
+
+log = structlog.get_logger("dockd.scheduler")
+
+SWEEPS: dict[str, Callable[[SweepContext], object]] = {
+    "retention": run_retention,
+    "archive": run_archive,
+    "fixity": run_fixity,
+    "weekly_report": run_weekly_report,
+}
+
+CLI = {
+    "retention": "dockd sweep retention",
+    "archive": "dockd sweep archive",
+    "fixity": "dockd sweep fixity",
+    "weekly_report": "dockd sweep report",
+}
+
+
+def cron_trigger(expr: str, config: Config) -> CronTrigger:
+    """An APScheduler trigger for a crontab expression, read in the station's zone."""
+    minute, hour, day, month, dow = cron_fields(expr)
+    return CronTrigger(
+        minute=minute,
+        hour=hour,
+        day=day,
+        month=month,
+        day_of_week=dow,
+        timezone=config.station.tz,
+    )
+
+
+class SweepScheduler:
+    """Runs the sweeps on their schedules until shut down."""
+
+    def __init__(self, config: Config, ledger: Ledger, clock: Clock, alerts: AlertSink) -> None:
+        self.config = config
+        self.stop = threading.Event()
+        self.ctx = SweepContext(config, ledger, clock, alerts, actor="dockd", stop=self.stop)
+        sched = config.schedule
+        self._scheduler = BackgroundScheduler(
+            timezone=config.station.tz,
+            executors={"default": ThreadPoolExecutor(max_workers=len(SWEEPS))},
+            job_defaults={
+                "coalesce": sched.coalesce,
+                "max_instances": 1,
+                "misfire_grace_time": sched.misfire_grace_minutes * 60,
+            },
+        )
+
+    def start(self) -> None:
+        for kind, expr in self.config.schedule.jobs().items():
+            self._scheduler.add_job(
+                self.run_job,
+                cron_trigger(expr, self.config),
+                args=[kind],
+                id=kind,
+                name=f"{kind} sweep ({expr})",
+                replace_existing=True,
+            )
+        self._scheduler.start()
+        for job in self._scheduler.get_jobs():
+            log.info("sweep scheduled", sweep=job.id, next_run=str(job.next_run_time))
+
+    def shutdown(self, wait: bool = True) -> None:
+        self.stop.set()
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=wait)
+
+    def next_runs(self) -> dict[str, datetime | None]:
+        """Sweep -> when it runs next (for ``dockd status`` and tests)."""
+        return {job.id: job.next_run_time for job in self._scheduler.get_jobs()}
+
+    def run_now(self, kind: str) -> None:
+        """Queue one run of ``kind`` on the scheduler's executor, as if its time had come."""
+        self._scheduler.add_job(
+            self.run_job, args=[kind], id=f"{kind}-now", name=f"{kind} now", replace_existing=True
+        )
+
+    def run_job(self, kind: str) -> None:
+        """One scheduled run: never raises (a scheduler thread has no one to tell but alerts)."""
+        if self.stop.is_set():
+            return
+        try:
+            result = SWEEPS[kind](self.ctx)
+        except SweepBusy as exc:
+            log.warning("sweep skipped: another run is in progress", sweep=kind, reason=str(exc))
+            return
+        except Exception as exc:
+            log.exception("sweep failed", sweep=kind)
+            try:
+                self.ctx.alerts.raise_alert(
+                    "sweep.failed",
+                    kind,
+                    f"the scheduled {kind} sweep failed: {exc}. It runs again at its next "
+                    f"scheduled time; `{CLI[kind]}` runs it now",
+                    severity="critical",
+                )
+            except Exception:
+                log.exception("could not even raise the alert", sweep=kind)
+            return
+        log.info("sweep done", sweep=kind, status=getattr(result, "status", None))
