@@ -1,0 +1,311 @@
+"""Dock bench: udev event -> first byte latency, and 4 recorders at once vs 4 x ``cp -r``.
+
+Not a test: run it by hand, as root, on the machine that will be the dock::
+
+    sudo .venv/bin/python bench/dock.py [--clip-mb 64] [--clips 3] [--fs mixed]
+
+It builds real FAT32/exFAT images of generated recordings, starts systemd-udevd
+if none runs (and stops it after), runs a real ``dockd run`` and attaches the
+images with losetup. Figures:
+
+* latency: from the moment dockd read the udev event to the first byte copied
+  (dockd's own log: ``first bytes copied`` / ``since_event_s``), and from
+  ``losetup`` returning to that first byte, over three single docks;
+* throughput: bytes of 4 recorders docked together / (last session end - first
+  session start), from the ledger; then the same 4 trees copied with 4 parallel
+  ``cp -r`` from the same kind of read-only mounts. The page cache is dropped
+  before each run. dockd does more than cp: BLAKE3 while copying, fsync, probe,
+  re-read verify of every stored file, ledger rows and audit events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import select
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "fixtures"))
+
+from dockd.dock.watcher import udevd_running  # noqa: E402
+from dockd.ledger import registry  # noqa: E402
+from dockd.ledger.db import Ledger, open_ledger  # noqa: E402
+from dockd.ledger.models import DockSession  # noqa: E402
+from make_recorder import Recorder, make_recorder, pad_mp4  # noqa: E402
+
+MiB = 1024 * 1024
+UDEVD = ("/lib/systemd/systemd-udevd", "/usr/lib/systemd/systemd-udevd")
+
+
+def sh(*argv: str, env: dict[str, str] | None = None) -> str:
+    return subprocess.run(argv, check=True, capture_output=True, text=True, env=env).stdout
+
+
+def drop_caches() -> None:
+    os.sync()
+    Path("/proc/sys/vm/drop_caches").write_text("3\n")
+
+
+def build_image(path: Path, tree: Path, label: str, fs: str, size_mb: int) -> None:
+    with path.open("wb") as fh:
+        fh.truncate(size_mb * MiB)
+    if fs == "vfat":
+        sh("mkfs.vfat", "-F", "32", "-n", label, str(path))
+        env = {**os.environ, "LANG": "C.UTF-8", "MTOOLS_SKIP_CHECK": "1"}
+        sh("mcopy", "-s", "-m", "-i", str(path), *sorted(map(str, tree.iterdir())), "::/", env=env)
+        return
+    sh("mkfs.exfat", "-L", "BUILDING", str(path))
+    mnt = Path(tempfile.mkdtemp(prefix="dockbench-build-"))
+    loop = sh("losetup", "--find", "--show", str(path)).strip()
+    try:
+        sh("mount.exfat-fuse", "-o", "rw", loop, str(mnt))
+        try:
+            sh("cp", "-r", f"{tree}/.", str(mnt))
+        finally:
+            sh("umount", str(mnt))
+    finally:
+        for _ in range(50):
+            if subprocess.run(["losetup", "-d", loop], capture_output=True).returncode == 0:
+                break
+            time.sleep(0.1)
+        mnt.rmdir()
+    sh("exfatlabel", str(path), label)
+
+
+@contextlib.contextmanager
+def udevd() -> Iterator[None]:
+    if udevd_running():
+        yield
+        return
+    binary = shutil.which("systemd-udevd") or next(p for p in UDEVD if os.path.exists(p))
+    proc = subprocess.Popen([binary], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if udevd_running():
+                break
+            time.sleep(0.1)
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+class Dockd:
+    def __init__(self, config: Path, log: Path) -> None:
+        self.config, self.log = config, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Dockd:
+        name = f"dockbench-{secrets.token_hex(4)}"
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind("\0" + name)
+        sock.settimeout(120)
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "dockd", "--config", str(self.config), "run"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "NOTIFY_SOCKET": "@" + name},
+            )
+        while b"READY=1" not in sock.recv(4096):
+            pass
+        sock.close()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(60)
+
+    def events(self, name: str) -> list[dict[str, object]]:
+        out = []
+        for line in self.log.read_text(errors="replace").splitlines():
+            with contextlib.suppress(ValueError):
+                ev = json.loads(line)
+                if isinstance(ev, dict) and ev.get("event") == name:
+                    out.append(ev)
+        return out
+
+
+def sessions(ledger: Ledger) -> list[DockSession]:
+    with ledger.read() as s:
+        return list(s.scalars(select(DockSession).order_by(DockSession.id)))
+
+
+def wait_sessions(ledger: Ledger, n: int, timeout: float = 1800) -> list[DockSession]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = sessions(ledger)
+        if len(rows) >= n and all(r.outcome != "running" for r in rows):
+            return rows
+        time.sleep(0.2)
+    raise SystemExit(f"timed out waiting for {n} dock sessions")
+
+
+def tree_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
+    ap.add_argument("--clips", type=int, default=3, help="video clips per recorder")
+    ap.add_argument("--clip-mb", type=int, default=64, help="size of each clip (MiB)")
+    ap.add_argument("--fs", choices=("vfat", "exfat", "mixed"), default="mixed")
+    ap.add_argument("--workdir", type=Path, default=None)
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("bench/dock.py needs root (loop devices, mounts, udevd)")
+
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="dockbench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    prefix = "B" + secrets.token_hex(2).upper()
+    config = work / "dockd.toml"
+    config.write_text(
+        f"""
+[station]
+id = "bench"
+[store]
+root = "{work / "store"}"
+quarantine = "{work / "quarantine"}"
+[ledger]
+url = "sqlite:///{work / "ledger.sqlite3"}"
+[logging]
+format = "json"
+[dock]
+runtime_dir = "{work / "run"}"
+automount_roots = []
+[[dock.match]]
+name = "bench-images"
+devname = "/dev/loop*"
+fs_labels = ["{prefix}*"]
+"""
+    )
+    ledger = open_ledger(f"sqlite:///{work / 'ledger.sqlite3'}")
+    fss = ["vfat", "exfat"] if args.fs == "mixed" else [args.fs]
+
+    print(f"building images in {work} ...", flush=True)
+    small: list[tuple[Recorder, Path]] = []
+    big: list[tuple[Recorder, Path]] = []
+    for i in range(7):
+        heavy = i >= 3
+        rec = make_recorder(
+            work / "trees" / f"r{i}",
+            serial=f"BENCH{i:04d}",
+            device_number=f"BN-{i:04d}",
+            badge=f"9{i:05d}",
+            clips=args.clips if heavy else 1,
+            extras=False,
+        )
+        if heavy:
+            for clip in rec.of_kind("video"):
+                pad_mp4(rec.path(clip), args.clip_mb * MiB)
+        fs = fss[i % len(fss)]
+        size = max(64, tree_bytes(rec.root) // MiB + 64)
+        image = work / f"r{i}.{fs}.img"
+        build_image(image, rec.root, f"{prefix}{i}", fs, size)
+        with ledger.session() as s:
+            registry.add_device(
+                s,
+                number=rec.device_number,
+                serial=rec.serial,
+                at=datetime(2025, 1, 1, tzinfo=UTC),
+                station="bench",
+                actor="bench",
+            )
+        (big if heavy else small).append((rec, image))
+
+    loops: list[str] = []
+    try:
+        with udevd(), Dockd(config, work / "dockd.log") as dockd:
+            # latency, one dock at a time
+            lat_event, lat_attach = [], []
+            for n, (_rec, image) in enumerate(small, start=1):
+                drop_caches()
+                t0 = time.time()
+                loops.append(sh("losetup", "--find", "--show", str(image)).strip())
+                wait_sessions(ledger, n)
+                first = dockd.events("first bytes copied")[-1]
+                since = float(str(first["since_event_s"]))
+                lat_event.append(since)
+                lat_attach.append(float(str(first["event_at"])) + since - t0)
+            # throughput, four together
+            drop_caches()
+            t0 = time.monotonic()
+            for _rec, image in big:
+                loops.append(sh("losetup", "--find", "--show", str(image)).strip())
+            rows = wait_sessions(ledger, len(small) + len(big))[len(small) :]
+            wall = time.monotonic() - t0
+        total = sum(r.bytes_copied for r in rows)
+        start = min(r.started_at for r in rows)
+        end = max(r.ended_at or r.started_at for r in rows)
+        span = (end - start).total_seconds()
+        outcomes = sorted({r.outcome for r in rows})
+
+        # the same four trees with four parallel cp -r, from the same kind of mounts
+        for dev in loops:
+            subprocess.run(["losetup", "-d", dev], capture_output=True)
+        loops.clear()
+        mounts: list[Path] = []
+        for n, (_rec, image) in enumerate(big):
+            dev = sh("losetup", "--find", "--show", "--read-only", str(image)).strip()
+            loops.append(dev)
+            mnt = work / f"cp-src{n}"
+            mnt.mkdir(exist_ok=True)
+            helper = "fusefat" if ".vfat." in image.name else "mount.exfat-fuse"
+            sh(helper, "-o", "ro,nosuid,nodev,noexec", dev, str(mnt))
+            mounts.append(mnt)
+        drop_caches()
+        t0 = time.monotonic()
+        procs = [
+            subprocess.Popen(["cp", "-r", f"{m}/.", str(work / f"cp-dst{n}")])
+            for n, m in enumerate(mounts)
+        ]
+        for p in procs:
+            p.wait()
+        os.sync()
+        cp_wall = time.monotonic() - t0
+        cp_total = sum(tree_bytes(work / f"cp-dst{n}") for n in range(len(mounts)))
+        for m in mounts:
+            subprocess.run(["umount", str(m)], capture_output=True)
+    finally:
+        for dev in loops:
+            subprocess.run(["losetup", "-d", dev], capture_output=True)
+        ledger.close()
+
+    def mbs(nbytes: int, seconds: float) -> float:
+        return nbytes / MiB / seconds if seconds > 0 else float("nan")
+
+    print()
+    print(f"filesystems: {', '.join(fss)} (mount helpers as dockd chose them; see dockd.log)")
+    print("latency, udev event -> first byte copied (s):", ", ".join(f"{x:.3f}" for x in lat_event))
+    print("latency, losetup -> first byte copied (s):", ", ".join(f"{x:.3f}" for x in lat_attach))
+    print(
+        f"dockd, 4 recorders together: {total / MiB:.0f} MiB in {span:.2f} s "
+        f"(first start -> last end) = {mbs(total, span):.1f} MiB/s; "
+        f"attach -> all done {wall:.2f} s; outcomes {outcomes}"
+    )
+    print(
+        f"4 x cp -r in parallel:       {cp_total / MiB:.0f} MiB in {cp_wall:.2f} s "
+        f"= {mbs(cp_total, cp_wall):.1f} MiB/s"
+    )
+    print(f"dockd / cp: {mbs(total, span) / mbs(cp_total, cp_wall):.2f}")
+    print(f"(work directory kept: {work})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
