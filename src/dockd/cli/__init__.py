@@ -14,7 +14,22 @@ from typing import Annotated
 import typer
 
 from dockd import __version__
-from dockd.cli import alerts, config_cmd, ingest, ledger, registry
+from dockd.cli import (
+    access,
+    alerts,
+    audit,
+    cases,
+    config_cmd,
+    hold,
+    ingest,
+    ledger,
+    registry,
+    report,
+    run,
+    sweep,
+    tag,
+    trash,
+)
 from dockd.cli.common import App
 from dockd.errors import DockdError
 
@@ -53,10 +68,19 @@ def _root(
 
 
 ingest.register(app)
+run.register(app)
 registry.register(app)
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(ledger.app, name="ledger")
 app.add_typer(alerts.app, name="alerts")
+tag.register(app)
+report.register(app)
+access.register(app)
+app.add_typer(cases.app, name="cases")
+app.add_typer(audit.app, name="audit")
+app.add_typer(hold.app, name="hold")
+app.add_typer(sweep.app, name="sweep")
+app.add_typer(trash.app, name="trash")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
