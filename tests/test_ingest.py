@@ -366,3 +366,42 @@ def test_store_full_fails_cleanly_and_goes_on(tmp_path: Path, clock: FixedClock)
         assert not list((store_dir / store.INCOMING).glob("*"))
     finally:
         subprocess.run(["umount", str(store_dir)], check=False)
+
+
+def test_redocking_after_retention_neither_resurrects_nor_collides(
+    ctx: IngestContext, tmp_path: Path, clock: FixedClock
+) -> None:
+    """A recorder never wiped keeps a clip retention has purged; then reuses its name."""
+    from dockd.alerts import AlertSink
+    from dockd.sweeps.retention import run_retention
+    from dockd.sweeps.runs import SweepContext
+
+    rec = make_recorder(tmp_path / "rec", extras=False, clips=2)
+    register(ctx.ledger, clock, rec)
+    run_ingest(ctx, rec.root)
+    later = FixedClock(clock.now() + timedelta(days=400))
+    sweep = SweepContext(
+        ctx.config,
+        ctx.ledger,
+        later,
+        AlertSink(ctx.ledger, "st-test", later, ctx.config.alerts),
+        "sweeper",
+    )
+    run_retention(sweep)  # to trash
+    later.advance(timedelta(days=8))
+    run_retention(sweep)  # purged after the grace period
+    assert {r.state for r in rows(ctx)} == {"purged"}
+
+    ctx_later = IngestContext(ctx.config, ctx.ledger, later, sweep.alerts)
+    again = run_ingest(ctx_later, rec.root)
+    assert again.count("present") == len(rec.recordings) and again.count("stored") == 0
+
+    clip = rec.of_kind("video")[0]
+    rec.path(clip).unlink()
+    assert clip.recorded_at is not None
+    write_mp4(rec.path(clip), start=clip.recorded_at, seconds=3.0)  # same name, new content
+    result = run_ingest(ctx_later, rec.root)
+    assert result.count("stored") == 1 and result.outcome == "complete"
+    new = next(r for r in rows(ctx) if r.state == "stored")
+    old = next(r for r in rows(ctx) if r.state == "purged" and r.source_path == clip.relpath)
+    assert new.store_path != old.store_path and "~2" in new.store_path

@@ -79,6 +79,9 @@ def apply_tag(
     before = {c: getattr(row, c) for c in changed}
     for c in changed:
         setattr(row, c, values[c])
+    if {"case_number", "category"} & set(changed):
+        # the retention that applies may have changed: the next sweep works it out again
+        row.expires_at = None
     payload = dict(details or {})
     payload["before"] = before
     audit.record_file_change(

@@ -225,10 +225,17 @@ def hash_stored(path: Path, *, buffer_size: int = 1 << 20, drop_cache: bool = Tr
         os.close(fd)
 
 
-def publish(root: Path, incoming: Incoming, rel: PurePosixPath) -> PurePosixPath:
+def publish(
+    root: Path,
+    incoming: Incoming,
+    rel: PurePosixPath,
+    *,
+    taken: Callable[[PurePosixPath], bool] | None = None,
+) -> PurePosixPath:
     """Give the temporary copy its final name; never replace an existing file.
 
-    When the name is taken by a different recording, the file is stored beside it
+    When the name is taken by a different recording (on disk, or by ``taken``: a
+    ledger row whose file was since trashed or purged), the file is stored beside it
     as ``name~2.ext``, ``name~3.ext`` ... Returns the path actually used.
     """
     directory = _makedirs(root, rel.parent)
@@ -239,6 +246,8 @@ def publish(root: Path, incoming: Incoming, rel: PurePosixPath) -> PurePosixPath
     for n in range(1, 10_000):
         name = rel.name if n == 1 else f"{stem}~{n}{'.' + ext if ext else ''}"
         target = directory / name
+        if taken is not None and taken(rel.parent / name):
+            continue
         try:
             os.link(incoming.path, target)  # fails with EEXIST: no silent overwrite
         except FileExistsError:

@@ -30,6 +30,7 @@ from typing import Protocol
 
 import structlog
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from dockd import bycase, cases, store
@@ -334,7 +335,9 @@ def take_file(
             source_name=cand.relpath.name,
             kind=cand.kind,
         )
-        published = store.publish(root, incoming, target)
+        published = store.publish(
+            root, incoming, target, taken=lambda p: _path_in_ledger(ctx, p.as_posix())
+        )
         row.store_path = published.as_posix()
         if cfg.ingest.verify == "reread":
             again = store.hash_stored(root / published, buffer_size=bufsize)
@@ -352,6 +355,8 @@ def take_file(
             store.unpublish(root, published)
         if isinstance(exc, OSError):
             return FileOutcome(rel, "failed", f"store failed: {_oserror(exc)}")
+        if isinstance(exc, SQLAlchemyError):
+            return FileOutcome(rel, "failed", f"ledger write failed, file not kept: {exc!s:.300}")
         raise
     if row.case_number is not None:  # tagged on arrival by an imported case
         try:
@@ -426,7 +431,11 @@ def _present_by_name(
     bufsize: int,
     stop: threading.Event | None,
 ) -> bool:
-    """Same recorder, same path, same size already stored? Then confirm by hash only."""
+    """Same recorder, same path, same size already in the ledger? Then confirm by hash only.
+
+    Trashed and purged files count too: re-docking a recorder that was never wiped
+    must not bring back footage that retention has already let go.
+    """
     with ctx.ledger.read() as s:
         hashes = set(
             s.scalars(
@@ -434,13 +443,28 @@ def _present_by_name(
                     Recording.device_ref == device_ref,
                     Recording.source_path == rel,
                     Recording.size_bytes == size,
-                    Recording.state != "purged",
                 )
             )
         )
     if not hashes:
         return False
     return store.hash_fd(fd, buffer_size=bufsize, stop=stop) in hashes
+
+
+def _path_in_ledger(ctx: IngestContext, store_path: str) -> bool:
+    """A row of this station already uses the path (a trashed, purged or quarantined file)."""
+    with ctx.ledger.read() as s:
+        return (
+            s.scalar(
+                select(Recording.id)
+                .where(
+                    Recording.station == ctx.config.station.id,
+                    Recording.store_path == store_path,
+                )
+                .limit(1)
+            )
+            is not None
+        )
 
 
 def _present_by_hash(ctx: IngestContext, device_ref: str, digest: str) -> bool:
@@ -451,7 +475,6 @@ def _present_by_hash(ctx: IngestContext, device_ref: str, digest: str) -> bool:
                 .where(
                     Recording.blake3 == digest,
                     Recording.device_ref == device_ref,
-                    Recording.state != "purged",
                 )
                 .limit(1)
             )

@@ -210,7 +210,9 @@ class Recording(Base):
     trashed_at: Mapped[datetime | None] = mapped_column(index=True)
     trash_path: Mapped[str | None] = mapped_column(Text)
     purged_at: Mapped[datetime | None]
-    # When the retention policy lets this file go (None: not yet computed / held by case).
+    # When the retention policy lets this file go. None: not worked out yet (the next
+    # retention sweep does); 9999-12-31: waits for something (an open case). Holds are
+    # never folded in here: they are checked separately, at the moment of deletion.
     expires_at: Mapped[datetime | None] = mapped_column(index=True)
     last_fixity_at: Mapped[datetime | None] = mapped_column(index=True)
     fixity_status: Mapped[str | None] = mapped_column(String(16))  # ok | missing | modified
