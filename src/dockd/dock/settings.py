@@ -174,7 +174,7 @@ DEFAULT_MATCH: tuple[MatchRule, ...] = (MatchRule(name="usb-storage", bus="usb")
 
 
 class DockConfig(Section):
-    """Dock watcher, mount helpers and session limits (see docs/config-dock.toml.part)."""
+    """Dock watcher, mount helpers and session limits (see config.example.toml)."""
 
     runtime_dir: Path = Path("/run/dockd")
     udev_source: Literal["auto", "udev", "kernel"] = "auto"
