@@ -80,11 +80,14 @@ def pg_server() -> Iterator[PgServer]:
         yield server
 
 
-def make_config(tmp_path: Path, extra: str = "", *, ledger_url: str | None = None) -> Config:
+def config_text(
+    tmp_path: Path, extra: str = "", *, ledger_url: str | None = None, unit: str = "Test Station"
+) -> str:
+    """The test station's TOML: store, quarantine and SQLite ledger under ``tmp_path``."""
     url = ledger_url or f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
-    text = f"""
+    return f"""
 [station]
-unit = "Test Station"
+unit = "{unit}"
 id = "st-test"
 timezone = "Asia/Shanghai"
 
@@ -96,7 +99,18 @@ quarantine = "{tmp_path / "quarantine"}"
 url = "{url}"
 {extra}
 """
+
+
+def make_config(tmp_path: Path, extra: str = "", *, ledger_url: str | None = None) -> Config:
+    text = config_text(tmp_path, extra, ledger_url=ledger_url)
     return parse_config(text, source=str(tmp_path / "dockd.toml"), base=tmp_path)
+
+
+def write_config(tmp_path: Path, extra: str = "", *, unit: str = "Test Station") -> Path:
+    """The same station as the ``config`` fixture, as a file for CLI tests."""
+    path = tmp_path / "dockd.toml"
+    path.write_text(config_text(tmp_path, extra, unit=unit), encoding="utf-8")
+    return path
 
 
 @pytest.fixture

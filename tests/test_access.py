@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from conftest import register
+from conftest import register, write_config
 from dockd.access import Access, check, view
 from dockd.cli import main
 from dockd.clock import FixedClock
@@ -23,27 +23,6 @@ from dockd.ledger.models import AuditEvent, Recording
 from dockd.reports.base import Period
 from dockd.reports.catalog import run_report
 from make_recorder import Recorder, make_recorder
-
-
-def write_config(tmp_path: Path) -> Path:
-    path = tmp_path / "dockd.toml"
-    path.write_text(
-        f"""
-[station]
-unit = "Test Station"
-id = "st-test"
-timezone = "Asia/Shanghai"
-
-[store]
-root = "{tmp_path / "store"}"
-quarantine = "{tmp_path / "quarantine"}"
-
-[ledger]
-url = "sqlite:///{tmp_path / "ledger.sqlite3"}"
-""",
-        encoding="utf-8",
-    )
-    return path
 
 
 @pytest.fixture(scope="module")

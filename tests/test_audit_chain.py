@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from conftest import register
+from conftest import register, write_config
 from dockd.cli import main
 from dockd.clock import FixedClock
 from dockd.config import Config
@@ -19,28 +19,6 @@ from dockd.ingest.pipeline import IngestContext, run_ingest
 from dockd.ledger import audit
 from dockd.ledger.models import AuditEvent
 from make_recorder import Recorder, make_recorder
-
-
-def write_config(tmp_path: Path) -> Path:
-    """The same station as the ``config`` fixture, as a file for the CLI."""
-    path = tmp_path / "dockd.toml"
-    path.write_text(
-        f"""
-[station]
-unit = "Test Station"
-id = "st-test"
-timezone = "Asia/Shanghai"
-
-[store]
-root = "{tmp_path / "store"}"
-quarantine = "{tmp_path / "quarantine"}"
-
-[ledger]
-url = "sqlite:///{tmp_path / "ledger.sqlite3"}"
-""",
-        encoding="utf-8",
-    )
-    return path
 
 
 @pytest.fixture(scope="module")

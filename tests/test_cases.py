@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from conftest import register
+from conftest import register, write_config
 from dockd import bycase, cases
 from dockd.cli import main
 from dockd.clock import FixedClock
@@ -23,27 +23,6 @@ from make_recorder import DEFAULT_START, LOCAL_TZ, Recorder, make_recorder
 # The default recorder: clip 1 06:30:00-06:30:02, photo 06:30:12, audio 06:30:22-23,
 # clip 2 06:31:02-04, clip 3 06:32:04-06 (Asia/Shanghai, 2026-03-15).
 CSV_HEADER = "case_number,officer_badge,start,end,cause,party\n"
-
-
-def write_config(tmp_path: Path) -> Path:
-    path = tmp_path / "dockd.toml"
-    path.write_text(
-        f"""
-[station]
-unit = "Test Station"
-id = "st-test"
-timezone = "Asia/Shanghai"
-
-[store]
-root = "{tmp_path / "store"}"
-quarantine = "{tmp_path / "quarantine"}"
-
-[ledger]
-url = "sqlite:///{tmp_path / "ledger.sqlite3"}"
-""",
-        encoding="utf-8",
-    )
-    return path
 
 
 @pytest.fixture(scope="module")

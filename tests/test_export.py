@@ -14,7 +14,7 @@ import blake3
 import pytest
 from sqlalchemy import select
 
-from conftest import register
+from conftest import register, write_config
 from dockd import cases
 from dockd.access import Access
 from dockd.bycase import original_path
@@ -28,27 +28,6 @@ from dockd.ledger.models import Alert, AuditEvent, Recording
 from make_recorder import Recorder, make_recorder
 
 OK = Access(by="Li Na", reason="court request 2026-17", approved_by="Chief Wang")
-
-
-def write_config(tmp_path: Path) -> Path:
-    path = tmp_path / "dockd.toml"
-    path.write_text(
-        f"""
-[station]
-unit = "Test Station 城关派出所"
-id = "st-test"
-timezone = "Asia/Shanghai"
-
-[store]
-root = "{tmp_path / "store"}"
-quarantine = "{tmp_path / "quarantine"}"
-
-[ledger]
-url = "sqlite:///{tmp_path / "ledger.sqlite3"}"
-""",
-        encoding="utf-8",
-    )
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -216,7 +195,7 @@ def test_cli_export(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv("DOCKD_CONFIG", str(write_config(tmp_path)))
+    monkeypatch.setenv("DOCKD_CONFIG", str(write_config(tmp_path, unit="Test Station 城关派出所")))
     dest = tmp_path / "cli-bag"
     base = ["export", "--case", "K-1", "--to", str(dest), "--by", "Li Na"]
     assert main([*base, "--approved-by", "Chief Wang"]) == 64  # no reason

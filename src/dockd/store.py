@@ -104,7 +104,7 @@ def render_path(
     return PurePosixPath(*parts)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -112,14 +112,18 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _makedirs(root: Path, rel: PurePosixPath) -> Path:
-    """Create the directories of ``rel`` under ``root``; fsync each new parent."""
+def makedirs(root: Path, rel: PurePosixPath) -> Path:
+    """Create the directories of ``rel`` under ``root`` (mode 0750); fsync each new parent.
+
+    A directory that turns out to be a link or a file is refused: nothing is ever
+    written outside the tree through a planted link.
+    """
     current = root
     for part in rel.parts:
         nxt = current / part
         try:
             nxt.mkdir(mode=DIR_MODE)
-            _fsync_dir(current)
+            fsync_dir(current)
         except FileExistsError:
             if nxt.is_symlink() or not nxt.is_dir():
                 raise NotADirectoryError(
@@ -238,7 +242,7 @@ def publish(
     ledger row whose file was since trashed or purged), the file is stored beside it
     as ``name~2.ext``, ``name~3.ext`` ... Returns the path actually used.
     """
-    directory = _makedirs(root, rel.parent)
+    directory = makedirs(root, rel.parent)
     stem, dot, ext = rel.name.rpartition(".")
     if not dot:
         stem, ext = rel.name, ""
@@ -260,7 +264,7 @@ def publish(
             os.rename(incoming.path, target)
         else:
             incoming.path.unlink()
-        _fsync_dir(directory)
+        fsync_dir(directory)
         final = rel.parent / name
         resolved = (root / final).resolve()
         if not resolved.is_relative_to(root.resolve()):  # defence in depth
@@ -276,7 +280,7 @@ def unpublish(root: Path, rel: PurePosixPath) -> None:
     try:
         os.chmod(path, 0o600)
         path.unlink()
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except FileNotFoundError:
         pass
 

@@ -38,22 +38,8 @@ def rel_path(row: Recording) -> PurePosixPath:
     return PurePosixPath(QUARANTINE_PREFIX) / rel if row.unregistered else rel
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def makedirs(root: Path, rel: PurePosixPath) -> Path:
-    """Create ``root/rel`` one level at a time with the store's directory mode."""
-    current = root
-    for part in rel.parts:
-        current = current / part
-        with contextlib.suppress(FileExistsError):
-            current.mkdir(mode=store.DIR_MODE)
-    return current
+fsync_dir = store.fsync_dir
+makedirs = store.makedirs
 
 
 def prune_emptied(root: Path, directory: Path) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import Select, select, tuple_
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from dockd.errors import DockdError, NotFound, UsageError
 from dockd.ledger import audit
@@ -247,32 +247,36 @@ def _refresh(
 # ----------------------------------------------------------------------------- 2. trash
 
 
-def _expired_batches(ctx: SweepContext, now: datetime) -> Iterator[list[int]]:
-    """Stored files with ``expires_at <= now``, oldest expiry first (index range scan)."""
+def _keyset_batches(
+    ctx: SweepContext, column: InstrumentedAttribute[datetime | None], bound: datetime, state: str
+) -> Iterator[list[int]]:
+    """Ids of this station's files in ``state`` with ``column <= bound``, by ``column``.
+
+    Keyset pagination on an indexed time column: each batch is an index range scan,
+    so the cost follows how many files qualify, not the size of the ledger.
+    """
     size = ctx.config.retention.batch_size
     last: tuple[datetime, int] | None = None
     while True:
         q = (
-            select(Recording.id, Recording.expires_at)
-            .where(
-                Recording.expires_at <= now,
-                Recording.state == "stored",
-                Recording.station == _station(ctx),
-            )
-            .order_by(Recording.expires_at, Recording.id)
+            select(Recording.id, column)
+            .where(column <= bound, Recording.state == state, Recording.station == _station(ctx))
+            .order_by(column, Recording.id)
             .limit(size)
         )
         if last is not None:
-            q = q.where(
-                Recording.expires_at >= last[0],
-                tuple_(Recording.expires_at, Recording.id) > tuple_(*last),
-            )
+            q = q.where(column >= last[0], tuple_(column, Recording.id) > tuple_(*last))
         with ctx.ledger.read() as s:
-            rows = [(i, e) for i, e in s.execute(q) if e is not None]
+            rows = [(i, t) for i, t in s.execute(q) if t is not None]
         if not rows:
             return
         yield [i for i, _ in rows]
         last = (rows[-1][1], rows[-1][0])
+
+
+def _expired_batches(ctx: SweepContext, now: datetime) -> Iterator[list[int]]:
+    """Stored files with ``expires_at <= now``, oldest expiry first (index range scan)."""
+    return _keyset_batches(ctx, Recording.expires_at, now, "stored")
 
 
 def _trash_expired(
@@ -409,31 +413,9 @@ def _missing(
 
 
 def _due_batches(ctx: SweepContext, now: datetime) -> Iterator[list[int]]:
+    """Trashed files whose grace period is over, oldest first."""
     cutoff = now - timedelta(days=ctx.config.retention.trash_grace_days)
-    size = ctx.config.retention.batch_size
-    last: tuple[datetime, int] | None = None
-    while True:
-        q = (
-            select(Recording.id, Recording.trashed_at)
-            .where(
-                Recording.trashed_at <= cutoff,
-                Recording.state == "trashed",
-                Recording.station == _station(ctx),
-            )
-            .order_by(Recording.trashed_at, Recording.id)
-            .limit(size)
-        )
-        if last is not None:
-            q = q.where(
-                Recording.trashed_at >= last[0],
-                tuple_(Recording.trashed_at, Recording.id) > tuple_(*last),
-            )
-        with ctx.ledger.read() as s:
-            rows = [(i, t) for i, t in s.execute(q) if t is not None]
-        if not rows:
-            return
-        yield [i for i, _ in rows]
-        last = (rows[-1][1], rows[-1][0])
+    return _keyset_batches(ctx, Recording.trashed_at, cutoff, "trashed")
 
 
 def _purge_trash(
