@@ -36,7 +36,15 @@ from dockd.errors import DockdError
 from dockd.ledger import audit
 from dockd.ledger.models import Recording
 from dockd.sweeps import locations as loc
-from dockd.sweeps.runs import Run, SweepContext, Throttle, alert_once, last_run, sweep_run
+from dockd.sweeps.runs import (
+    Run,
+    SweepContext,
+    Throttle,
+    alert_once,
+    audit_run,
+    last_run,
+    sweep_run,
+)
 
 log = structlog.get_logger("dockd.sweeps.fixity")
 
@@ -120,17 +128,7 @@ def run_fixity(ctx: SweepContext, *, dry_run: bool = False, full: bool = False) 
             if not dry_run:
                 _alerts(ctx, report)
         if not dry_run:
-            with ctx.ledger.session() as s:
-                audit.record(
-                    s,
-                    at=ctx.clock.now(),
-                    station=ctx.config.station.id,
-                    actor=ctx.actor,
-                    action="sweep.fixity",
-                    subject_type="sweep",
-                    subject_id=run.id,
-                    details=report.counts(),
-                )
+            audit_run(ctx, run, "sweep.fixity", report.counts())
     report.status = run.status
     return report
 

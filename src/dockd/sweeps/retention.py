@@ -36,7 +36,7 @@ from dockd.policy import ledger as pledger
 from dockd.policy.holds import Verdict, decide
 from dockd.policy.retention import NEVER, Retention, policy_digest
 from dockd.sweeps import locations as loc
-from dockd.sweeps.runs import Run, SweepContext, alert_once, last_run, sweep_run
+from dockd.sweeps.runs import Run, SweepContext, alert_once, audit_run, last_run, sweep_run
 
 log = structlog.get_logger("dockd.sweeps.retention")
 
@@ -132,17 +132,7 @@ def run_retention(ctx: SweepContext, *, dry_run: bool = False) -> RetentionRepor
         _purge_trash(ctx, run, report, now, trash)
         run.summary = report.counts()
         if not dry_run:
-            with ctx.ledger.session() as s:
-                audit.record(
-                    s,
-                    at=ctx.clock.now(),
-                    station=ctx.config.station.id,
-                    actor=ctx.actor,
-                    action="sweep.retention",
-                    subject_type="sweep",
-                    subject_id=run.id,
-                    details=report.counts(),
-                )
+            audit_run(ctx, run, "sweep.retention", report.counts())
     report.status = run.status
     return report
 

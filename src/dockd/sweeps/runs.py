@@ -36,6 +36,7 @@ from dockd.alerts import AlertSink
 from dockd.clock import Clock
 from dockd.config import Config
 from dockd.errors import DockdError
+from dockd.ledger import audit
 from dockd.ledger.db import Ledger
 from dockd.ledger.models import Alert, SweepRun
 
@@ -308,3 +309,18 @@ def alert_once(
         return False
     ctx.alerts.raise_alert(kind, subject, message, severity=severity, details=details)
     return True
+
+
+def audit_run(ctx: SweepContext, run: Run, action: str, details: dict[str, Any]) -> None:
+    """One audit event for a finished (not dry) sweep run: what it did, in counts."""
+    with ctx.ledger.session() as s:
+        audit.record(
+            s,
+            at=ctx.clock.now(),
+            station=ctx.config.station.id,
+            actor=ctx.actor,
+            action=action,
+            subject_type="sweep",
+            subject_id=run.id,
+            details=details,
+        )
