@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -138,6 +139,10 @@ class DockSession(Base):
     outcome: Mapped[str] = mapped_column(String(16), default="running")
     quarantined: Mapped[bool] = mapped_column(Boolean, default=False)
     notes: Mapped[str | None] = mapped_column(Text)
+    # The process that runs the session: a 'running' session whose process is gone
+    # (same host, pid no longer alive) is closed 'interrupted' by the next run.
+    host: Mapped[str | None] = mapped_column(String(255))
+    pid: Mapped[int | None]
 
     device: Mapped[Device | None] = relationship()
     failures: Mapped[list[SessionFailure]] = relationship(
@@ -197,7 +202,10 @@ class Recording(Base):
     height: Mapped[int | None]
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     blake3: Mapped[str] = mapped_column(String(64))
+    # source_path is the name as people read it (UTF-8, else GB18030, else escaped);
+    # source_path_raw the exact bytes the recorder's filesystem holds (lossless).
     source_path: Mapped[str] = mapped_column(Text)
+    source_path_raw: Mapped[bytes | None] = mapped_column(LargeBinary)
     store_path: Mapped[str] = mapped_column(Text)
     ingested_at: Mapped[datetime] = mapped_column(index=True)
     verified: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -205,6 +213,8 @@ class Recording(Base):
     probe_error: Mapped[str | None] = mapped_column(Text)
     clock_suspect: Mapped[bool] = mapped_column(Boolean, default=False)
     unregistered: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The recorder's evidence named two registered devices: held in quarantine.
+    device_conflict: Mapped[bool] = mapped_column(Boolean, default=False)
     # stored | trashed | purged
     state: Mapped[str] = mapped_column(String(16), default="stored", index=True)
     trashed_at: Mapped[datetime | None] = mapped_column(index=True)
@@ -222,7 +232,7 @@ class Recording(Base):
 
     @property
     def flags(self) -> list[str]:
-        names = ("probe_failed", "clock_suspect", "unregistered")
+        names = ("probe_failed", "clock_suspect", "unregistered", "device_conflict")
         out = [n.replace("_", "-") for n in names if getattr(self, n)]
         if self.size_bytes == 0:
             out.append("empty")
@@ -244,6 +254,11 @@ class Alert(Base):
     details: Mapped[str | None] = mapped_column(Text)  # JSON
     acknowledged_at: Mapped[datetime | None]
     acknowledged_by: Mapped[str | None] = mapped_column(String(64))
+    # Repeats of one alert (same kind and group, e.g. one dock session) are folded
+    # into this row: how many, and when the last one came.
+    group_key: Mapped[str | None] = mapped_column(String(255), index=True)
+    occurrences: Mapped[int] = mapped_column(default=1)
+    last_at: Mapped[datetime | None]
 
 
 class AuditEvent(Base):
