@@ -9,14 +9,24 @@ A file enters the store in three steps, and only the last one makes it visible:
    file, makes it read-only (0440), and fsyncs the directory.
 
 Whatever fails in between, ``Incoming.discard`` removes the temporary file, so
-the store never holds a half-file. Temporary files left by a crash are removed
-by ``clean_incoming`` at start.
+the store never holds a half-file.
+
+Between ``publish`` and the ledger commit a published file has no ledger row yet.
+``publish`` therefore first writes a marker (``.incoming/<owner>.pub``, fsynced)
+naming the path and hash; ``settle`` removes it once the row is committed (or the
+file unpublished). A marker whose process is alive means "in flight" (the fixity
+sweep does not call that file unexpected); one whose process is gone is a crash
+between publish and commit, and ``recover_incoming`` removes the orphan (the
+recorder still holds the file, and was never told it is safe), so the next ingest
+never stores a twin. Temporary ``.part`` files of dead processes go the same way;
+those of live processes (another dockd on this store) are left alone.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import re
 import stat
@@ -133,6 +143,40 @@ def makedirs(root: Path, rel: PurePosixPath) -> Path:
     return current
 
 
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "unknown"
+
+
+_BOOT_ID = _boot_id()
+
+
+def _owner_tag() -> str:
+    """``<pid>-<random>``: names each temporary file after the process that owns it."""
+    return f"{os.getpid()}-{uuid.uuid4().hex}"
+
+
+def _owner_alive(name: str, boot_id: str | None = None) -> bool:
+    """Is the process named at the start of a ``<pid>-...`` file name still running?"""
+    if boot_id is not None and boot_id != _BOOT_ID:
+        return False  # written before the last reboot
+    head = name.split("-", 1)[0]
+    if not head.isdigit():
+        return False  # a name of an older dockd: no owner to ask
+    pid = int(head)
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @dataclass
 class Incoming:
     """A fully written, fsynced temporary copy inside the store, not yet published."""
@@ -140,6 +184,11 @@ class Incoming:
     path: Path
     size: int
     blake3: str
+
+    @property
+    def marker(self) -> Path:
+        """Where ``publish`` records the path it is about to publish (see module doc)."""
+        return self.path.with_suffix(".pub")
 
     def discard(self) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -165,7 +214,7 @@ def copy_into_incoming(
     """
     incoming = root / INCOMING
     incoming.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-    tmp = incoming / f"{uuid.uuid4().hex}.part"
+    tmp = incoming / f"{_owner_tag()}.part"
     hasher = blake3.blake3()  # one thread hashes several times faster than a disk writes
     buf = bytearray(buffer_size)
     view = memoryview(buf)
@@ -252,6 +301,7 @@ def publish(
         target = directory / name
         if taken is not None and taken(rel.parent / name):
             continue
+        _write_marker(incoming, rel.parent / name)
         try:
             os.link(incoming.path, target)  # fails with EEXIST: no silent overwrite
         except FileExistsError:
@@ -274,6 +324,28 @@ def publish(
     raise FileExistsError(f"more than 9999 different files named {rel} in the store")
 
 
+def _write_marker(incoming: Incoming, rel: PurePosixPath) -> None:
+    """Durably note "about to publish ``rel`` with this hash" before the link is made."""
+    body = json.dumps(
+        {"path": rel.as_posix(), "blake3": incoming.blake3, "boot_id": _BOOT_ID}
+    ).encode()
+    tmp = incoming.marker.with_suffix(".pub-new")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, body)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, incoming.marker)
+    fsync_dir(incoming.marker.parent)
+
+
+def settle(incoming: Incoming) -> None:
+    """The published file has its ledger row (or was unpublished): drop the marker."""
+    with contextlib.suppress(FileNotFoundError):
+        incoming.marker.unlink()
+
+
 def unpublish(root: Path, rel: PurePosixPath) -> None:
     """Remove a just-published file whose ledger row could not be written."""
     path = root / rel
@@ -285,17 +357,83 @@ def unpublish(root: Path, rel: PurePosixPath) -> None:
         pass
 
 
-def clean_incoming(root: Path) -> list[Path]:
-    """Remove temporary files left by a crash; returns what was removed."""
-    removed: list[Path] = []
+@dataclass(frozen=True)
+class Marker:
+    """A publish in progress (or cut short): which file, with which hash, by whom."""
+
+    file: Path
+    path: PurePosixPath
+    blake3: str
+    alive: bool
+
+
+def _markers(root: Path) -> list[Marker]:
     incoming = root / INCOMING
-    if not incoming.is_dir():
-        return removed
-    for entry in os.scandir(incoming):
-        if entry.name.endswith(".part") and stat.S_ISREG(entry.stat(follow_symlinks=False).st_mode):
-            Path(entry.path).unlink()
-            removed.append(Path(entry.path))
-    return removed
+    out: list[Marker] = []
+    try:
+        entries = list(os.scandir(incoming))
+    except FileNotFoundError:
+        return out
+    for entry in entries:
+        if not entry.name.endswith(".pub"):
+            continue
+        try:
+            data = json.loads(Path(entry.path).read_bytes())
+            rel, digest, boot = PurePosixPath(data["path"]), str(data["blake3"]), data["boot_id"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        out.append(Marker(Path(entry.path), rel, digest, _owner_alive(entry.name, boot)))
+    return out
+
+
+def in_flight(root: Path) -> set[PurePosixPath]:
+    """Store paths that a live process has published and not yet committed to the ledger."""
+    return {m.path for m in _markers(root) if m.alive}
+
+
+def recover_incoming(
+    root: Path, recorded: Callable[[PurePosixPath, str], bool]
+) -> tuple[list[Path], list[PurePosixPath]]:
+    """Clean up after processes that died mid-ingest; returns (temporaries, orphans) removed.
+
+    ``recorded(path, blake3)`` says whether the ledger has a row for that store path
+    with that hash. A published file whose process died before its row was written
+    is removed (only if its content is the one the marker names); the recorder still
+    holds it and the next dock takes it again, under the same name, never as a twin.
+    Files of live processes are left alone.
+    """
+    removed: list[Path] = []
+    orphans: list[PurePosixPath] = []
+    for m in _markers(root):
+        if m.alive:
+            continue
+        target = root / m.path
+        if not recorded(m.path, m.blake3) and target.is_file() and not target.is_symlink():
+            try:
+                same = hash_stored(target, drop_cache=False) == m.blake3
+            except OSError:
+                same = False
+            if same:
+                unpublish(root, m.path)
+                orphans.append(m.path)
+        m.file.unlink(missing_ok=True)
+    incoming = root / INCOMING
+    if incoming.is_dir():
+        for entry in os.scandir(incoming):
+            if not entry.name.endswith((".part", ".pub-new")) or _owner_alive(entry.name):
+                continue
+            if stat.S_ISREG(entry.stat(follow_symlinks=False).st_mode):
+                Path(entry.path).unlink(missing_ok=True)
+                removed.append(Path(entry.path))
+    return removed, orphans
+
+
+def clean_incoming(root: Path) -> list[Path]:
+    """Remove temporary files of processes that are gone; returns what was removed.
+
+    Published-but-unrecorded files need the ledger: see :func:`recover_incoming`.
+    """
+    return recover_incoming(root, lambda _p, _h: True)[0]
 
 
 def free_bytes(path: Path) -> int:
