@@ -48,3 +48,15 @@ class SourceError(DockdError):
     """A recorder or source directory cannot be read at all."""
 
     exit_code = 66
+
+
+class RecorderBusy(DockdError):
+    """Another process is ingesting the same recorder right now."""
+
+    exit_code = 73
+
+
+class AlreadyRunning(DockdError):
+    """Another ``dockd run`` holds this machine's daemon lock."""
+
+    exit_code = 69  # EX_UNAVAILABLE

@@ -93,6 +93,30 @@ def volume_of(path: Path) -> VolumeInfo:
     return VolumeInfo(fs_uuid=fs.get("uuid") or None, fs_label=fs.get("label") or None)
 
 
+def _clean_value(value: str) -> str | None:
+    """An identifier as the registry can hold it: printable, no NUL, not absurdly long."""
+    value = "".join(c for c in value if c.isprintable()).strip()
+    return value[:128] or None
+
+
+def parse_id_file(data: bytes) -> dict[str, str]:
+    """``serial`` / ``device`` from the bytes of an ID file (``key=value`` lines).
+
+    Anything else the recorder wrote is ignored; a value made only of control
+    characters counts as absent.
+    """
+    text = data[:MAX_ID_FILE].decode("utf-8", "replace")
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        m = _KV.match(line)
+        if m:
+            key = _KEYS.get(m.group(1).strip().lower().replace(" ", "_"))
+            value = _clean_value(m.group(2))
+            if key and value and key not in out:
+                out[key] = value
+    return out
+
+
 def read_id_file(root: Path, candidates: Sequence[str]) -> dict[str, str]:
     """``serial`` / ``device`` from the first ID file present (``key=value`` lines).
 
@@ -107,16 +131,10 @@ def read_id_file(root: Path, candidates: Sequence[str]) -> dict[str, str]:
         if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_ID_FILE:
             continue
         try:
-            text = path.read_bytes().decode("utf-8", "replace")
+            data = path.read_bytes()
         except OSError:
             continue
-        out: dict[str, str] = {}
-        for line in text.splitlines():
-            m = _KV.match(line)
-            if m:
-                key = _KEYS.get(m.group(1).strip().lower().replace(" ", "_"))
-                if key and key not in out:
-                    out[key] = m.group(2)
+        out = parse_id_file(data)
         if out:
             return out
     return {}
