@@ -2,10 +2,17 @@
 
 Rules come from ``[[naming]]`` in the config, tried in order; the first whose
 regex matches the file's stem wins. A new brand needs a config entry, not code.
+
+Patterns are RE2 (linear time), so a crafted pattern or file name cannot hang the
+ingest. A name that is not valid UTF-8 reaches us with surrogate escapes, which
+RE2 cannot take: each is matched as U+FFFD (one character for one, so ``.`` and
+``[^_]`` match it, ``\\w`` and ``[0-9]`` do not) and the groups are cut from the
+original name, escapes kept.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,6 +20,9 @@ from pathlib import PurePosixPath
 from zoneinfo import ZoneInfo
 
 from dockd.config import NamingRule
+
+# Lone surrogates (os.fsdecode's escapes of undecodable bytes); a fixed class, no backtracking.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -34,11 +44,17 @@ def parse_name(
     ``timestamp`` empty rather than failing: the next time source is used.
     """
     stem = relpath.stem
+    subject = stem if stem.isascii() else _SURROGATE.sub("\ufffd", stem)
     for rule in rules:
-        m = rule.regex.match(stem)
+        rx = rule.regex
+        m = rx.match(subject)
         if m is None:
             continue
-        groups = {k: v for k, v in m.groupdict().items() if v}
+        groups: dict[str, str] = {}
+        for name, index in rx.groupindex.items():
+            start, end = m.span(index)
+            if 0 <= start < end:  # a group that took part and matched something
+                groups[name] = stem[start:end]
         ts: datetime | None = None
         if "timestamp" in groups and rule.timestamp_format:
             try:
