@@ -60,7 +60,17 @@ def safe_component(name: str, *, fallback: str = "unnamed") -> str:
     trims to a byte length every filesystem accepts.
     """
     name = unicodedata.normalize("NFC", name)
-    name = _UNSAFE.sub("_", name).strip().lstrip(".").strip()
+    name = _UNSAFE.sub("_", name).strip()
+    # No hidden files and no "..": leading dots become "_", so "..mp4" keeps its
+    # extension as "_.mp4" instead of losing it.
+    if set(name) <= {"."}:
+        name = ""
+    elif name.startswith("."):
+        stem, _, ext = name.rpartition(".")
+        if stem.strip(".") or not ext:
+            name = "_" + name.lstrip(".")  # ".hidden.mp4" -> "_hidden.mp4"
+        else:
+            name = "_." + ext  # "..mp4" -> "_.mp4"
     if not name or set(name) <= {"."}:
         name = fallback
     encoded = name.encode("utf-8")

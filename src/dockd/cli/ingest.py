@@ -21,7 +21,7 @@ from rich.progress import (
 from dockd.cli.common import app_of
 from dockd.ingest.identify import volume_of
 from dockd.ingest.pipeline import FileOutcome, IngestContext, SessionResult, run_ingest
-from dockd.store import clean_incoming
+from dockd.ingest.recovery import recover
 
 
 class RichProgress:
@@ -92,11 +92,22 @@ def ingest(
         str | None,
         typer.Option("--device", help="Device number, when the recorder cannot identify itself."),
     ] = None,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait",
+            help="If another process is ingesting this recorder, wait for it instead of "
+            "exiting with code 73.",
+        ),
+    ] = False,
 ) -> None:
-    """Copy and hash every recording under SOURCE into the store; exit 1 if any file failed."""
+    """Copy and hash every recording under SOURCE into the store; exit 1 if any file failed.
+
+    Before it starts, whatever a crashed run left is put right: its temporaries and
+    unrecorded files are removed from the store and its session is closed.
+    """
     state = app_of(ctx)
     cfg = state.config
-    clean_incoming(cfg.store.root)
     ictx = IngestContext(
         config=cfg,
         ledger=state.ledger,
@@ -104,13 +115,16 @@ def ingest(
         alerts=state.alerts,
         actor="dockd-ingest",
     )
+    recover(ictx)
     console = Console(stderr=True)
     volume = volume_of(source)
     if sys.stderr.isatty():
         with RichProgress(console) as bar:
-            result = run_ingest(ictx, source, device_number=device, volume=volume, progress=bar)
+            result = run_ingest(
+                ictx, source, device_number=device, volume=volume, progress=bar, wait=wait
+            )
     else:
-        result = run_ingest(ictx, source, device_number=device, volume=volume)
+        result = run_ingest(ictx, source, device_number=device, volume=volume, wait=wait)
     summary(result, Console())
     if result.outcome != "complete":
         raise typer.Exit(2 if result.outcome == "refused" else 1)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from dockd.config import IngestConfig
+from dockd.ingest import names
 
 _SPECIAL = (
     (stat.S_ISFIFO, "a FIFO (named pipe), not a recording: refused"),
@@ -27,10 +28,20 @@ _SPECIAL = (
 class Candidate:
     """A regular media file on the recorder."""
 
-    relpath: PurePosixPath
+    relpath: PurePosixPath  # as the OS gives it: undecodable bytes as surrogate escapes
     kind: str  # video | audio | photo
     size: int
     mtime: float
+
+    @property
+    def raw(self) -> bytes:
+        """The exact bytes of the path on the recorder."""
+        return names.raw_of(self.relpath)
+
+    @property
+    def display(self) -> str:
+        """The path as people read it (and as the ledger's ``source_path`` holds it)."""
+        return names.display(self.raw)
 
 
 @dataclass(frozen=True)
@@ -39,6 +50,10 @@ class Refusal:
 
     relpath: PurePosixPath
     reason: str
+
+    @property
+    def display(self) -> str:
+        return names.display(names.raw_of(self.relpath))
 
 
 def _walk(root: Path, rel: PurePosixPath, cfg: IngestConfig) -> Iterator[Candidate | Refusal]:

@@ -49,11 +49,25 @@ class VolumeInfo:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """One thing the recorder says about itself: where it was read, what kind, the value."""
+
+    source: str  # id-file | usb | volume | names
+    kind: str  # number | serial | fs_uuid | fs_label
+    value: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.value!r} ({self.source})"
+
+
+@dataclass(frozen=True)
 class Evidence:
     serial: str | None = None
     device: str | None = None
     fs_uuid: str | None = None
     fs_label: str | None = None
+    # Every identifier seen, from every source, so that two that disagree are caught.
+    claims: tuple[Claim, ...] = ()
 
     def ref(self) -> str:
         """A stable name for the recorder even when it is not registered."""
@@ -65,10 +79,25 @@ class Evidence:
 
 
 @dataclass(frozen=True)
+class Conflict:
+    """The recorder's evidence points at two or more registered devices."""
+
+    devices: tuple[Device, ...]
+    claims: dict[str, tuple[Claim, ...]]  # device number -> the claims that name it
+
+    def describe(self) -> str:
+        return "; ".join(
+            f"device {number} by {', '.join(str(c) for c in claims)}"
+            for number, claims in self.claims.items()
+        )
+
+
+@dataclass(frozen=True)
 class Identity:
     device: Device | None
     ref: str  # device number when registered, else the best identifier seen
     how: str | None  # which identifier matched: number / serial / fs_uuid / fs_label / operator
+    conflict: Conflict | None = None
 
 
 def volume_of(path: Path) -> VolumeInfo:
@@ -150,31 +179,55 @@ def gather_evidence(
 ) -> Evidence:
     idf = read_id_file(root, id_files)
     infos = [n for n in names if n is not None]
+    name_serial = _majority(n.serial for n in infos)
+    name_device = _majority(n.device for n in infos)
+    sources: list[tuple[str, str, str | None]] = [
+        ("id-file", "number", idf.get("device")),
+        ("id-file", "serial", idf.get("serial")),
+        ("usb", "serial", volume.serial),
+        ("volume", "fs_uuid", volume.fs_uuid),
+        ("volume", "fs_label", volume.fs_label),
+        ("names", "number", name_device),
+        ("names", "serial", name_serial),
+    ]
     return Evidence(
-        serial=idf.get("serial") or volume.serial or _majority(n.serial for n in infos),
-        device=idf.get("device") or _majority(n.device for n in infos),
+        serial=idf.get("serial") or volume.serial or name_serial,
+        device=idf.get("device") or name_device,
         fs_uuid=volume.fs_uuid,
         fs_label=volume.fs_label,
+        claims=tuple(Claim(src, kind, value) for src, kind, value in sources if value),
     )
 
 
+_STRENGTH = ("number", "serial", "fs_uuid", "fs_label")
+
+
 def identify(session: Session, evidence: Evidence, *, device_number: str | None = None) -> Identity:
-    """Match the evidence against the registry.
+    """Match the evidence against the registry; never pick silently between two devices.
 
     ``device_number`` is the operator's word (``dockd ingest --device``): it must
-    name a registered device, and it wins over what the recorder says.
+    name a registered device, and it wins over what the recorder says. Otherwise
+    every claim is looked up; when they name two or more different devices the
+    identity carries a :class:`Conflict` and no device. A filesystem UUID or label
+    shared by several registered devices identifies none of them.
     """
     if device_number is not None:
         dev = registry.device_by_number(session, device_number)
         return Identity(dev, dev.number, "operator")
-    found = registry.find_device(
-        session,
-        number=evidence.device,
-        serial=evidence.serial,
-        fs_uuid=evidence.fs_uuid,
-        fs_label=evidence.fs_label,
-    )
-    if found is None:
+    named: dict[int, tuple[Device, list[Claim]]] = {}
+    for claim in evidence.claims:
+        matches = registry.devices_matching(session, claim.kind, claim.value)
+        if len(matches) != 1:
+            continue
+        dev = matches[0]
+        named.setdefault(dev.id, (dev, []))[1].append(claim)
+    if not named:
         return Identity(None, evidence.ref(), None)
-    dev, how = found
+    if len(named) > 1:
+        devices = tuple(sorted((d for d, _ in named.values()), key=lambda d: d.number))
+        conflict = Conflict(devices, {d.number: tuple(named[d.id][1]) for d in devices})
+        ref = "conflict:" + "+".join(d.number for d in devices)
+        return Identity(None, ref, None, conflict)
+    dev, claims = next(iter(named.values()))
+    how = min((c.kind for c in claims), key=_STRENGTH.index)
     return Identity(dev, dev.number, how)

@@ -20,7 +20,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import socket
 import stat
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,16 +32,17 @@ from typing import Protocol
 
 import structlog
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from dockd import bycase, cases, store
 from dockd.alerts import AlertSink
 from dockd.clock import Clock
 from dockd.config import Config
-from dockd.errors import SourceError
+from dockd.errors import LedgerError, RecorderBusy, SourceError
 from dockd.ingest.discover import Candidate, Refusal, discover
 from dockd.ingest.identify import Identity, VolumeInfo, gather_evidence, identify
+from dockd.ingest.lock import RecorderLock
 from dockd.ingest.naming import NameInfo, parse_name
 from dockd.ingest.probe import ProbeResult, probe
 from dockd.ledger import audit, registry
@@ -47,6 +50,10 @@ from dockd.ledger.db import Ledger
 from dockd.ledger.models import DockSession, Recording, SessionFailure
 
 log = structlog.get_logger("dockd.ingest")
+
+# Tests make a real `dockd ingest` stop at a named point so it can be killed there:
+# DOCKD_TEST_PAUSE=after-copy|after-publish|after-commit[:N] (the N-th file taken).
+PAUSE_ENV = "DOCKD_TEST_PAUSE"
 
 # Errors that mean the recorder itself went away, not that one file is bad.
 _GONE = {errno.ENODEV, errno.ENXIO, errno.ENOTCONN, errno.ESHUTDOWN}
@@ -87,6 +94,7 @@ class SessionResult:
     outcome: str = "running"
     files: list[FileOutcome] = field(default_factory=list)
     bytes_copied: int = 0
+    taken: int = 0  # files copied into the store so far (test pause points count these)
 
     def count(self, status: str) -> int:
         return sum(1 for f in self.files if f.status == status)
@@ -130,20 +138,62 @@ def run_ingest(
     stop: threading.Event | None = None,
     progress: Progress | None = None,
     on_open: Callable[[SessionResult], None] | None = None,
+    wait: bool = True,
 ) -> SessionResult:
     """Ingest every recording under ``source``; returns what happened to each file.
 
     ``on_open`` is called once the session row exists, before any file is taken
     (the dock daemon binds the session id and officer to its log context there).
+    Only one process ingests a recorder at a time: with ``wait`` a second one waits
+    for the first (stoppable by ``stop``), without it raises :class:`RecorderBusy`.
+    A ledger that fails mid-session raises :class:`LedgerError`.
     """
     cfg = ctx.config
     progress = progress or _NoProgress()
     source = _check_source(source)
     candidates, refusals = discover(source, cfg.ingest)
-    names = {c.relpath: parse_name(c.relpath, cfg.naming, cfg.station.tz) for c in candidates}
+    names = {
+        c.relpath: parse_name(PurePosixPath(c.display), cfg.naming, cfg.station.tz)
+        for c in candidates
+    }
     evidence = gather_evidence(source, volume or VolumeInfo(), cfg.ingest.id_files, names.values())
-    with ctx.ledger.session() as s:
+    with ctx.ledger.read() as s:
         identity = identify(s, evidence, device_number=device_number)
+    lock = RecorderLock(ctx.ledger, identity.ref)
+    if not lock.acquire(wait=wait, stop=stop):
+        raise RecorderBusy(
+            f"dockd stopped while waiting for another ingest of recorder {identity.ref} to end; "
+            "nothing was copied: dock it again"
+        )
+    with lock:
+        return _run_locked(
+            ctx,
+            source,
+            candidates,
+            refusals,
+            names,
+            identity,
+            evidence.__dict__,
+            stop=stop,
+            progress=progress,
+            on_open=on_open,
+        )
+
+
+def _run_locked(
+    ctx: IngestContext,
+    source: Path,
+    candidates: list[Candidate],
+    refusals: list[Refusal],
+    names: dict[PurePosixPath, NameInfo | None],
+    identity: Identity,
+    evidence: dict[str, object],
+    *,
+    stop: threading.Event | None,
+    progress: Progress,
+    on_open: Callable[[SessionResult], None] | None,
+) -> SessionResult:
+    with ctx.ledger.session() as s:
         session_row = _open_session(ctx, s, source, identity)
     result = SessionResult(
         session_row.id,
@@ -161,10 +211,46 @@ def run_ingest(
         files=len(candidates),
         identified_by=identity.how,
     )
+    try:
+        return _take_all(
+            ctx,
+            source,
+            candidates,
+            refusals,
+            names,
+            identity,
+            evidence,
+            result,
+            slog,
+            stop=stop,
+            progress=progress,
+        )
+    except SQLAlchemyError as exc:
+        raise _ledger_failed(ctx, result, exc, slog) from exc
 
-    if identity.device is None:
+
+def _take_all(
+    ctx: IngestContext,
+    source: Path,
+    candidates: list[Candidate],
+    refusals: list[Refusal],
+    names: dict[PurePosixPath, NameInfo | None],
+    identity: Identity,
+    evidence: dict[str, object],
+    result: SessionResult,
+    slog: structlog.typing.FilteringBoundLogger,
+    *,
+    stop: threading.Event | None,
+    progress: Progress,
+) -> SessionResult:
+    cfg = ctx.config
+    if identity.conflict is not None:
+        if _conflict(ctx, result, identity, len(candidates)) == "refuse":
+            return _refuse(ctx, result, candidates, identity)
+        result.quarantined = True
+    elif identity.device is None:
         if cfg.ingest.unknown_device == "refuse":
-            return _refuse_unknown(ctx, result, candidates)
+            return _refuse(ctx, result, candidates, identity)
         result.quarantined = True
         ctx.alerts.raise_alert(
             "device.unknown",
@@ -172,7 +258,7 @@ def run_ingest(
             f"recorder {identity.ref} at {source} is not registered: its {len(candidates)} "
             f"file(s) are copied to quarantine; register it with `dockd devices add` and assign it",
             severity="warning",
-            details={"session_id": result.session_id, "evidence": evidence.__dict__},
+            details={"session_id": result.session_id, "evidence": evidence},
         )
     root = cfg.store.quarantine_root if result.quarantined else cfg.store.root
 
@@ -196,7 +282,7 @@ def run_ingest(
                 progress=progress,
             )
         except SourceGone as exc:
-            _record(ctx, result, FileOutcome(cand.relpath.as_posix(), "failed", str(exc)), slog)
+            _record(ctx, result, FileOutcome(cand.display, "failed", str(exc)), slog)
             result.outcome = "interrupted"
             break
         except store.Interrupted:
@@ -205,6 +291,38 @@ def run_ingest(
         _record(ctx, result, outcome, slog)
         progress.file_done(outcome)
     return _close_session(ctx, result, len(candidates), slog)
+
+
+def _ledger_failed(
+    ctx: IngestContext,
+    result: SessionResult,
+    exc: SQLAlchemyError,
+    slog: structlog.typing.FilteringBoundLogger,
+) -> LedgerError:
+    """The ledger failed mid-session: stop here, say so everywhere that still works.
+
+    Files already committed are safe; the file in hand was unpublished; the session
+    row stays 'running' and the next run closes it 'interrupted' (its process is gone).
+    """
+    url = ctx.ledger.engine.url.render_as_string(hide_password=True)
+    reason = str(getattr(exc, "orig", None) or exc).splitlines()[0][:300]
+    done = result.count("stored") + result.count("present")
+    message = (
+        f"the ledger at {url} failed during dock session {result.session_id} of recorder "
+        f"{result.device_ref} ({reason}); {done} file(s) were safely taken before it, the rest "
+        "stay on the recorder: do not wipe it. Fix the ledger (free space, permissions, "
+        "database server), then dock the recorder again"
+    )
+    slog.critical("dock session aborted: ledger failed", error=reason, taken=done)
+    with contextlib.suppress(Exception):  # the alert goes wherever it can; the log has it
+        ctx.alerts.raise_alert(
+            "ingest.ledger_failed",
+            result.device_ref,
+            message,
+            severity="critical",
+            details={"session_id": result.session_id},
+        )
+    return LedgerError(message)
 
 
 def _check_source(source: Path) -> Path:
@@ -234,6 +352,8 @@ def _open_session(ctx: IngestContext, s: Session, source: Path, identity: Identi
         fs_free_bytes=free,
         quarantined=identity.device is None,
         outcome="running",
+        host=socket.gethostname(),
+        pid=os.getpid(),
         files_seen=0,
         files_stored=0,
         files_present=0,
@@ -246,26 +366,57 @@ def _open_session(ctx: IngestContext, s: Session, source: Path, identity: Identi
     return row
 
 
-def _refuse_unknown(
-    ctx: IngestContext, result: SessionResult, candidates: list[Candidate]
+def _conflict(ctx: IngestContext, result: SessionResult, identity: Identity, files: int) -> str:
+    """Raise the critical alert for a recorder that names two devices; returns the policy."""
+    assert identity.conflict is not None
+    policy = ctx.config.ingest.device_conflict
+    numbers = [d.number for d in identity.conflict.devices]
+    done = (
+        "nothing was copied (ingest.device_conflict = 'refuse')"
+        if policy == "refuse"
+        else f"its {files} file(s) are held in quarantine, flagged device-conflict"
+    )
+    ctx.alerts.raise_alert(
+        "device.conflict",
+        identity.ref,
+        f"the recorder at {result.source} identifies itself as {' AND '.join(numbers)}: "
+        f"{identity.conflict.describe()}. It was not filed under either device: {done}. "
+        "Find out which device this really is (check the label on the recorder), correct the "
+        "registry or the recorder's ID file, then dock it again",
+        severity="critical",
+        details={
+            "session_id": result.session_id,
+            "devices": numbers,
+            "claims": {k: [str(c) for c in v] for k, v in identity.conflict.claims.items()},
+        },
+    )
+    return policy
+
+
+def _refuse(
+    ctx: IngestContext, result: SessionResult, candidates: list[Candidate], identity: Identity
 ) -> SessionResult:
+    """Nothing is copied: an unknown recorder or a device conflict under 'refuse'."""
     result.outcome = "refused"
     with ctx.ledger.session() as s:
         row = s.get_one(DockSession, result.session_id)
         row.outcome, row.ended_at = "refused", ctx.clock.now()
         row.files_seen = len(candidates)
-        row.notes = "unknown device refused by policy (ingest.unknown_device = 'refuse')"
-        ctx.alerts.raise_alert(
-            "device.unknown",
-            result.device_ref,
-            f"recorder {result.device_ref} at {result.source} is not registered and the policy "
-            f"is 'refuse': nothing was copied from its {len(candidates)} file(s); register it "
-            "with `dockd devices add` and dock it again",
-            severity="critical",
-            details={"session_id": result.session_id},
-            session=s,
-        )
-    log.warning("unknown device refused", session_id=result.session_id, device=result.device_ref)
+        if identity.conflict is not None:
+            row.notes = "device conflict refused by policy (ingest.device_conflict = 'refuse')"
+        else:
+            row.notes = "unknown device refused by policy (ingest.unknown_device = 'refuse')"
+            ctx.alerts.raise_alert(
+                "device.unknown",
+                result.device_ref,
+                f"recorder {result.device_ref} at {result.source} is not registered and the "
+                f"policy is 'refuse': nothing was copied from its {len(candidates)} file(s); "
+                "register it with `dockd devices add` and dock it again",
+                severity="critical",
+                details={"session_id": result.session_id},
+                session=s,
+            )
+    log.warning("recorder refused", session_id=result.session_id, device=result.device_ref)
     return result
 
 
@@ -286,7 +437,7 @@ def take_file(
 ) -> FileOutcome:
     """Bring one file into the store, or say precisely why not."""
     cfg = ctx.config
-    rel = cand.relpath.as_posix()
+    rel = cand.display
     bufsize = cfg.ingest.copy_buffer_kib * 1024
     try:
         fd = _open_source(source, cand.relpath)
@@ -296,7 +447,7 @@ def take_file(
         return _failed_or_gone(source, rel, "cannot open", exc)
     try:
         size = os.fstat(fd).st_size
-        if _present_by_name(ctx, identity.ref, rel, size, fd, bufsize, stop):
+        if _present_by_name(ctx, identity.ref, cand.raw, size, fd, bufsize, stop):
             return FileOutcome(rel, "present", size=size)
         os.lseek(fd, 0, os.SEEK_SET)
         incoming = store.copy_into_incoming(
@@ -319,6 +470,8 @@ def take_file(
             "the recorder may still be writing it: dock it again when it has finished",
         )
 
+    result.taken += 1
+    _pause("after-copy", result.taken)
     published: PurePosixPath | None = None
     try:
         if _present_by_hash(ctx, identity.ref, incoming.blake3):
@@ -332,13 +485,14 @@ def take_file(
             device=identity.ref,
             badge=officer_badge,
             station=cfg.station.id,
-            source_name=cand.relpath.name,
+            source_name=PurePosixPath(rel).name,
             kind=cand.kind,
         )
         published = store.publish(
             root, incoming, target, taken=lambda p: _path_in_ledger(ctx, p.as_posix())
         )
         row.store_path = published.as_posix()
+        _pause("after-publish", result.taken)
         if cfg.ingest.verify == "reread":
             again = store.hash_stored(root / published, buffer_size=bufsize)
             if again != incoming.blake3:
@@ -353,11 +507,14 @@ def take_file(
         incoming.discard()
         if published is not None:
             store.unpublish(root, published)
+        store.settle(incoming)
         if isinstance(exc, OSError):
             return FileOutcome(rel, "failed", f"store failed: {_oserror(exc)}")
-        if isinstance(exc, SQLAlchemyError):
-            return FileOutcome(rel, "failed", f"ledger write failed, file not kept: {exc!s:.300}")
+        if isinstance(exc, IntegrityError):  # this row only; the ledger itself works
+            return FileOutcome(rel, "failed", f"ledger refused the row, file not kept: {exc.orig}")
         raise
+    store.settle(incoming)
+    _pause("after-commit", result.taken)
     if row.case_number is not None:  # tagged on arrival by an imported case
         try:
             bycase.link_file(cfg, row)
@@ -425,7 +582,7 @@ def _source_alive(source: Path) -> bool:
 def _present_by_name(
     ctx: IngestContext,
     device_ref: str,
-    rel: str,
+    raw: bytes,
     size: int,
     fd: int,
     bufsize: int,
@@ -441,7 +598,7 @@ def _present_by_name(
             s.scalars(
                 select(Recording.blake3).where(
                     Recording.device_ref == device_ref,
-                    Recording.source_path == rel,
+                    Recording.source_path_raw == raw,
                     Recording.size_bytes == size,
                 )
             )
@@ -532,14 +689,16 @@ def _describe(
         height=info.height,
         size_bytes=incoming.size,
         blake3=incoming.blake3,
-        source_path=cand.relpath.as_posix(),
+        source_path=cand.display,
+        source_path_raw=cand.raw,
         store_path="",
         ingested_at=now,
         verified=False,
         probe_failed=info.error is not None,
         probe_error=info.error,
         clock_suspect=suspect,
-        unregistered=identity.device is None,
+        unregistered=identity.device is None and identity.conflict is None,
+        device_conflict=identity.conflict is not None,
         access_class="normal",
         state="stored",
     )
@@ -572,7 +731,20 @@ def _commit_row(ctx: IngestContext, row: Recording, officer_badge: str | None) -
 
 
 def _refused(refusal: Refusal) -> FileOutcome:
-    return FileOutcome(refusal.relpath.as_posix(), "refused", refusal.reason)
+    return FileOutcome(refusal.display, "refused", refusal.reason)
+
+
+def _pause(point: str, nth: int) -> None:
+    """Stop here for ever when a test asked for it (see PAUSE_ENV); a no-op otherwise."""
+    want = os.environ.get(PAUSE_ENV)
+    if not want:
+        return
+    name, _, n = want.partition(":")
+    if name != point or nth != (int(n) if n.isdigit() else 1):
+        return
+    sys.stderr.write(f"dockd-test-pause {point} {nth}\n")
+    sys.stderr.flush()
+    threading.Event().wait()
 
 
 # ---------------------------------------------------------------------------- bookkeeping

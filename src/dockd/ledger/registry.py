@@ -189,31 +189,16 @@ def officer_at(session: Session, device_id: int, when: datetime) -> Officer | No
     )
 
 
-def find_device(
-    session: Session,
-    *,
-    serial: str | None = None,
-    fs_uuid: str | None = None,
-    fs_label: str | None = None,
-    number: str | None = None,
-) -> tuple[Device, str] | None:
-    """Match a recorder against the registry; returns the device and what matched.
-
-    Strongest identifiers first: device number (from an ID file or the operator),
-    serial, filesystem UUID, then filesystem label.
-    """
-    checks: list[tuple[str, str | None, object]] = [
-        ("number", number, Device.number),
-        ("serial", serial, Device.serial),
-        ("fs_uuid", fs_uuid, Device.fs_uuid),
-        ("fs_label", fs_label, Device.fs_label),
-    ]
-    for how, value, column in checks:
-        if value:
-            dev = session.scalar(select(Device).where(column == value).limit(1))  # type: ignore[arg-type]
-            if dev is not None:
-                return dev, how
-    return None
+def devices_matching(session: Session, kind: str, value: str) -> list[Device]:
+    """Registered devices whose ``kind`` identifier (number, serial, fs_uuid, fs_label) is
+    ``value``; at most two are returned (two already make it ambiguous)."""
+    column = {
+        "number": Device.number,
+        "serial": Device.serial,
+        "fs_uuid": Device.fs_uuid,
+        "fs_label": Device.fs_label,
+    }[kind]
+    return list(session.scalars(select(Device).where(column == value).order_by(Device.id).limit(2)))
 
 
 def list_devices(session: Session) -> list[Device]:

@@ -1,0 +1,147 @@
+"""After a crash: what a killed ingest left behind is found and put right.
+
+Run at the start of every ``dockd ingest`` and ``dockd run`` (a ``dockd ingest``
+may be the first thing that runs after a power cut)::
+
+    store and quarantine: temporaries of dead processes removed; files published
+        by a dead process without their ledger row removed (never twinned: the
+        recorder still holds them and the next dock takes them again)
+    dock sessions left 'running' by a process of this host that is gone
+        -> 'interrupted', with an audit event and an alert
+
+Nothing that belongs to a live process (the daemon beside a hand-run ingest) is
+touched: ownership is by PID on this host (see ``store`` and ``DockSession.pid``).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path, PurePosixPath
+
+import structlog
+from sqlalchemy import select
+
+from dockd import store
+from dockd.ingest.pipeline import IngestContext as Context
+from dockd.ledger import audit
+from dockd.ledger.models import DockSession, Recording
+
+log = structlog.get_logger("dockd.recovery")
+
+
+def this_host() -> str:
+    return socket.gethostname()
+
+
+def pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover(ctx: Context, *, daemon_roots: tuple[Path, ...] = ()) -> None:
+    """Everything below, in order."""
+    for root in (ctx.config.store.root, ctx.config.store.quarantine_root):
+        recover_store(ctx, root)
+    recover_sessions(ctx, daemon_roots=daemon_roots)
+
+
+def recover_store(ctx: Context, root: Path) -> None:
+    """Temporaries and unrecorded published files of dead processes, removed."""
+    station = ctx.config.station.id
+
+    def recorded(path: PurePosixPath, digest: str) -> bool:
+        with ctx.ledger.read() as s:
+            row = s.scalar(
+                select(Recording.id)
+                .where(
+                    Recording.station == station,
+                    Recording.store_path == path.as_posix(),
+                    Recording.blake3 == digest,
+                )
+                .limit(1)
+            )
+        return row is not None
+
+    removed, orphans = store.recover_incoming(root, recorded)
+    for part in removed:
+        log.warning("temporary file left by a crash removed", path=str(part))
+    for orphan in orphans:
+        log.warning(
+            "file published by a crashed ingest without its ledger row removed; "
+            "the recorder still holds it and the next dock takes it again",
+            store_root=str(root),
+            store_path=orphan.as_posix(),
+        )
+
+
+def recover_sessions(ctx: Context, *, daemon_roots: tuple[Path, ...] = ()) -> list[int]:
+    """Close the sessions a dead process of this host left 'running' (audit + alert).
+
+    A session knows its host and PID. Sessions written by an older dockd have none:
+    those are the daemon's when their source lies under ``daemon_roots`` (its mount
+    directory and automount roots), and only the daemon (which passes them) closes
+    them.
+    """
+    now = ctx.clock.now()
+    host = this_host()
+    recovered: list[int] = []
+    with ctx.ledger.session() as s:
+        rows = s.scalars(
+            select(DockSession)
+            .where(DockSession.outcome == "running")
+            .where(DockSession.station == ctx.config.station.id)
+            .where(DockSession.started_at <= now)
+            .order_by(DockSession.id)
+        )
+        for row in rows:
+            if row.pid is not None:
+                if row.host != host or pid_alive(row.pid):
+                    continue
+            elif not any(Path(row.source).is_relative_to(r) for r in daemon_roots):
+                continue
+            row.outcome, row.ended_at = "interrupted", now
+            note = (
+                "the dockd process running this session stopped (crash, kill, ledger "
+                "failure or power loss); dock the recorder again to take the files not yet stored"
+            )
+            row.notes = f"{row.notes}; {note}" if row.notes else note
+            audit.record(
+                s,
+                at=now,
+                station=row.station,
+                actor=ctx.actor,
+                action="session.recovered",
+                subject_type="session",
+                subject_id=row.id,
+                details={
+                    "outcome": "interrupted",
+                    "device": row.device_ref,
+                    "pid": row.pid,
+                    "seen": row.files_seen,
+                    "stored": row.files_stored,
+                    "present": row.files_present,
+                    "failed": row.files_failed,
+                },
+            )
+            ctx.alerts.raise_alert(
+                "ingest.interrupted",
+                row.device_ref or row.source,
+                f"dock session {row.id} of recorder {row.device_ref} was cut short when its "
+                f"dockd process stopped unexpectedly, after {row.files_stored} stored / "
+                f"{row.files_present} already present; dock the recorder again to take the rest",
+                severity="warning",
+                details={"session_id": row.id},
+                session=s,
+            )
+            recovered.append(row.id)
+    for sid in recovered:
+        log.warning("session left running by a dead process marked interrupted", session_id=sid)
+    return recovered

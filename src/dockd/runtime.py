@@ -1,0 +1,96 @@
+"""The machine's runtime directory and the locks that live in it.
+
+Locks are ``flock``s on files under the runtime directory: the kernel drops them
+when their holder dies (kill -9, power loss), so a crash never leaves a lock to
+clean up. The directory is ``$DOCKD_RUNTIME_DIR`` or ``/run/dockd``: deliberately
+not a config key, so two configs cannot make two daemons or two ingests of one
+recorder that do not see each other. A user who cannot create ``/run/dockd``
+(a demo run without root) gets ``$XDG_RUNTIME_DIR/dockd`` or a per-user temp dir.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import tempfile
+import threading
+from pathlib import Path
+
+RUNTIME_ENV = "DOCKD_RUNTIME_DIR"
+SYSTEM_RUNTIME_DIR = Path("/run/dockd")
+_POLL_S = 0.2
+
+
+def runtime_dir() -> Path:
+    """The runtime directory, created (0750) if needed."""
+    env = os.environ.get(RUNTIME_ENV)
+    candidates = [Path(env)] if env else [SYSTEM_RUNTIME_DIR]
+    if not env:
+        xdg = os.environ.get("XDG_RUNTIME_DIR")
+        if xdg:
+            candidates.append(Path(xdg) / "dockd")
+        candidates.append(Path(tempfile.gettempdir()) / f"dockd-{os.getuid()}")
+    last: OSError | None = None
+    for path in candidates:
+        try:
+            path.mkdir(mode=0o750, parents=True, exist_ok=True)
+        except OSError as exc:
+            last = exc
+            continue
+        if os.access(path, os.W_OK | os.X_OK):
+            return path
+    raise OSError(f"no usable runtime directory among {[str(p) for p in candidates]}: {last}")
+
+
+class FileLock:
+    """An exclusive ``flock`` on one file; the file holds the holder's PID and a note."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def try_acquire(self, note: str = "") -> bool:
+        """Take the lock if it is free; never blocks."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        except BaseException:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n{note}\n".encode(), 0)
+        self._fd = fd
+        return True
+
+    def acquire(self, note: str = "", *, stop: threading.Event | None = None) -> bool:
+        """Wait for the lock; returns False if ``stop`` was set first."""
+        while not self.try_acquire(note):
+            if stop is not None:
+                if stop.wait(_POLL_S):
+                    return False
+            else:
+                threading.Event().wait(_POLL_S)
+        return True
+
+    def holder(self) -> int | None:
+        """The PID written by the process that holds (or last held) the lock."""
+        try:
+            first = self.path.read_text(encoding="utf-8", errors="replace").split("\n", 1)[0]
+        except OSError:
+            return None
+        return int(first) if first.strip().isdigit() else None
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
