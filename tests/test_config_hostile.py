@@ -124,3 +124,57 @@ def test_names_in_other_encodings_match_and_keep_their_bytes() -> None:
     assert info.timestamp == datetime(2024, 3, 14, 9, 30, 15, tzinfo=SHANGHAI)
     info = parse_name(PurePosixPath("执法仪_20240314_093015_4.mp4"), rules, SHANGHAI)
     assert info is not None and info.device == "执法仪" and info.seq == "4"
+
+
+# ------------------------------------------------------------------ numbers are numbers
+
+SLIPS = """\
+[ingest]
+clock_tolerance_hours = true
+copy_buffer_kib = "1024"
+
+[alerts]
+notify_timeout_s = false
+
+[retention]
+trash_grace_days = "7"
+
+[retention.categories.traffic]
+days = true
+
+[fixity]
+rate_mb_s = "20"
+
+[dock]
+max_parallel = true
+
+[reports]
+late_ingest_hours = "24h"
+
+[[archive.targets]]
+name = "disk2"
+path = "/srv/archive/disk2"
+capacity_mb = true
+"""
+
+
+def test_a_bool_or_string_where_a_number_goes_is_refused_in_every_section() -> None:
+    assert problems(SLIPS) == (
+        [
+            "line 2: ingest.clock_tolerance_hours: must be a number, not true",
+            'line 3: ingest.copy_buffer_kib: must be a whole number, not "1024"',
+            "line 6: alerts.notify_timeout_s: must be a number, not false",
+            'line 9: retention.trash_grace_days: must be a whole number, not "7"',
+            "line 12: retention.categories.traffic.days: must be a whole number, not true",
+            'line 15: fixity.rate_mb_s: must be a number, not "20"',
+            "line 18: dock.max_parallel: must be a whole number, not true",
+            'line 21: reports.late_ingest_hours: must be a number, not "24h"',
+            "line 26: archive.targets[0].capacity_mb: must be a whole number, not true",
+        ]
+    )
+
+
+def test_an_integer_where_a_float_goes_is_fine() -> None:
+    cfg = parse_config("[ingest]\nclock_tolerance_hours = 6\n[fixity]\nrate_mb_s = 5\n")
+    assert cfg.ingest.clock_tolerance_hours == 6.0
+    assert cfg.fixity.rate_mb_s == 5.0

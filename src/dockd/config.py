@@ -400,7 +400,7 @@ def parse_config(text: str, *, source: str = "<config>", base: Path | None = Non
         cfg = Config.model_validate(data)
     except ValidationError as exc:
         lines = key_lines(text)
-        problems = []
+        problems: list[tuple[int, str]] = []
         for err in exc.errors():
             loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
             line = _line_for(loc, lines)
@@ -409,8 +409,9 @@ def parse_config(text: str, *, source: str = "<config>", base: Path | None = Non
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 msg = "unknown key (check the spelling; see config.example.toml for every key)"
-            problems.append(f"{where}{key}: {msg}")
-        raise ConfigError(source, problems) from None
+            problems.append((line or 0, f"{where}{key}: {msg}"))
+        # In the order of the file, so the admin fixes it top to bottom.
+        raise ConfigError(source, [p for _, p in sorted(problems, key=lambda p: p[0])]) from None
     return cfg.model_copy(update={"source": Path(source) if base is not None else None})
 
 
