@@ -19,7 +19,7 @@ import errno
 import os
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import structlog
 from sqlalchemy import select
@@ -35,7 +35,8 @@ log = structlog.get_logger("dockd.dock")
 
 @dataclass(frozen=True)
 class Verified:
-    relpath: str
+    relpath: PurePosixPath  # as the OS names it (undecodable bytes as surrogate escapes)
+    display: str  # as the ledger and people name it
     file_id: int
     blake3: str
     size: int
@@ -82,9 +83,9 @@ def plan_wipe(
     bufsize = cfg.ingest.copy_buffer_kib * 1024
     candidates, refusals = discover(source, cfg.ingest)
     for r in refusals:
-        plan.blockers.append((r.relpath.as_posix(), r.reason))
+        plan.blockers.append((r.display, r.reason))
     for cand in candidates:
-        rel = cand.relpath.as_posix()
+        rel = cand.display
         try:
             digest = _hash_path(source / cand.relpath, bufsize, stop)
         except OSError as exc:
@@ -95,7 +96,7 @@ def plan_wipe(
                 select(Recording)
                 .where(
                     Recording.device_ref == result.device_ref,
-                    Recording.source_path == rel,
+                    Recording.source_path_raw == cand.raw,
                     Recording.blake3 == digest,
                     Recording.state == "stored",
                 )
@@ -115,7 +116,7 @@ def plan_wipe(
                 (rel, f"stored copy {row.store_path} has BLAKE3 {again}, expected {digest}")
             )
             continue
-        plan.files.append(Verified(rel, row.id, digest, cand.size))
+        plan.files.append(Verified(cand.relpath, rel, row.id, digest, cand.size))
     return plan
 
 
@@ -152,7 +153,7 @@ def execute(ctx: IngestContext, writable: Path, result: SessionResult, plan: Wip
                 raise OSError(errno.EBUSY, "changed size since it was verified")
             os.unlink(path)
         except OSError as exc:
-            failed.append((f.relpath, exc.strerror or str(exc)))
+            failed.append((f.display, exc.strerror or str(exc)))
             continue
         deleted += 1
         with ctx.ledger.session() as s:
@@ -166,13 +167,13 @@ def execute(ctx: IngestContext, writable: Path, result: SessionResult, plan: Wip
                 subject_id=f.file_id,
                 details={
                     "device": result.device_ref,
-                    "source_path": f.relpath,
+                    "source_path": f.display,
                     "blake3": f.blake3,
                     "size": f.size,
                     "session_id": result.session_id,
                 },
             )
-        log.info("file wiped from recorder", file=f.relpath, file_id=f.file_id)
+        log.info("file wiped from recorder", file=f.display, file_id=f.file_id)
     with contextlib.suppress(OSError):
         os.sync()
     if failed:
