@@ -14,7 +14,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from dockd.config import parse_config
+from dockd.cli import main
+from dockd.config import load_config, parse_config
 from dockd.errors import ConfigError
 from dockd.ingest.naming import parse_name
 
@@ -178,3 +179,57 @@ def test_an_integer_where_a_float_goes_is_fine() -> None:
     cfg = parse_config("[ingest]\nclock_tolerance_hours = 6\n[fixity]\nrate_mb_s = 5\n")
     assert cfg.ingest.clock_tolerance_hours == 6.0
     assert cfg.fixity.rate_mb_s == 5.0
+
+
+# ------------------------------------------------------------------ encoding and syntax
+
+
+def test_a_file_saved_as_gbk_names_the_line_and_column_of_the_first_bad_byte(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "dockd.toml"
+    text = '[station]\nid = "st-1"\n# 派出所\nunit = "东城派出所"\n'
+    # Line 3 is UTF-8 (a comment someone pasted), line 4 was typed in a GBK editor.
+    data = b"".join(
+        line.encode("gb18030" if n == 4 else "utf-8")
+        for n, line in enumerate(text.splitlines(keepends=True), start=1)
+    )
+    path.write_bytes(data)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.problems == [
+        "line 4: not valid UTF-8 (byte 0xB6 at column 9); save the file as UTF-8"
+    ]
+    monkeypatch.setenv("DOCKD_CONFIG", str(path))
+    assert main(["config", "check"]) == 78
+    err = capsys.readouterr().err
+    assert f"{path}:" in err and "line 4: not valid UTF-8" in err
+    path.write_text(text, encoding="utf-8")
+    assert load_config(path).station.unit == "东城派出所"
+
+
+def test_a_byte_order_mark_is_not_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "dockd.toml"
+    path.write_bytes(b'\xef\xbb\xbf[station]\nid = "st-bom"\n')
+    assert load_config(path).station.id == "st-bom"
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (
+            '[station]\nid = "st-1"\nunit = "unterminated\n',
+            "line 3: not valid TOML: Illegal character '\\n' (column 21)",
+        ),
+        (
+            "[fixity]\ncycle_days = 30\ncycle_days = 40\n",
+            "line 3: not valid TOML: Cannot overwrite a value (column 16)",
+        ),
+        (
+            "[ingest]\nvideo_extensions = [\n  'mp4',\n",
+            "line 3: not valid TOML: Invalid value (at the end of the file)",
+        ),
+    ],
+)
+def test_a_toml_syntax_error_names_its_line(text: str, problem: str) -> None:
+    assert problems(text) == [problem]

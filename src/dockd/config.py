@@ -388,12 +388,52 @@ def _fmt_loc(loc: Sequence[str | int]) -> str:
     return out
 
 
+_TOML_AT = re.compile(
+    r"^(?P<msg>.*) \("
+    r"(?:at line (?P<line>\d+), column (?P<col>\d+)|(?P<end>at end of document))\)$"
+)
+
+
+def _toml_problem(message: str, text: str) -> str:
+    """``line N: not valid TOML: ... (column C)`` from tomllib's message, line first."""
+    m = _TOML_AT.match(message)
+    if m is None:
+        return f"not valid TOML: {message}"
+    if m.group("end"):
+        last = max(1, len(text.splitlines()))
+        return f"line {last}: not valid TOML: {m.group('msg')} (at the end of the file)"
+    return f"line {m.group('line')}: not valid TOML: {m.group('msg')} (column {m.group('col')})"
+
+
+def decode_config(data: bytes, source: str) -> str:
+    """The file's text; a file that is not UTF-8 is refused at the line of its first bad byte.
+
+    A config saved as GBK (or Latin-1) by a local editor would otherwise be reported
+    as a byte offset nobody can find in an editor.
+    """
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        start = exc.start
+        line = data.count(b"\n", 0, start) + 1
+        line_start = data.rfind(b"\n", 0, start) + 1
+        column = len(data[line_start:start].decode("utf-8")) + 1
+        raise ConfigError(
+            source,
+            [
+                f"line {line}: not valid UTF-8 (byte 0x{data[start]:02X} at column {column}); "
+                "save the file as UTF-8"
+            ],
+        ) from None
+
+
 def parse_config(text: str, *, source: str = "<config>", base: Path | None = None) -> Config:
     """Parse and validate TOML text; raise :class:`ConfigError` listing every problem."""
+    text = text.removeprefix("\ufeff")  # a byte-order mark (Windows editors) is not an error
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(source, [f"not valid TOML: {exc}"]) from exc
+        raise ConfigError(source, [_toml_problem(str(exc), text)]) from None
     if base is not None:
         _resolve_paths(data, base)
     try:
@@ -424,13 +464,14 @@ def load_config(path: Path | None = None) -> Config:
     explicit = path is not None or bool(os.environ.get(CONFIG_ENV))
     chosen = path or Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
     try:
-        text = chosen.read_text(encoding="utf-8")
+        data = chosen.read_bytes()
     except FileNotFoundError:
         if explicit:
             raise ConfigError(
                 str(chosen), ["file not found; copy config.example.toml there and edit it"]
             ) from None
         return Config()
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise ConfigError(str(chosen), [f"cannot read: {exc}"]) from exc
+    text = decode_config(data, str(chosen))
     return parse_config(text, source=str(chosen), base=chosen.resolve().parent)
