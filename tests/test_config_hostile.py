@@ -233,3 +233,20 @@ def test_a_byte_order_mark_is_not_an_error(tmp_path: Path) -> None:
 )
 def test_a_toml_syntax_error_names_its_line(text: str, problem: str) -> None:
     assert problems(text) == [problem]
+
+
+# ------------------------------------------------------------------ new keys
+
+
+def test_device_conflict_and_ledger_group() -> None:
+    cfg = parse_config("")
+    assert cfg.ingest.device_conflict == "quarantine"
+    assert cfg.ledger.group == "dockd"
+    cfg = parse_config('[ingest]\ndevice_conflict = "refuse"\n[ledger]\ngroup = "audit_ro"\n')
+    assert (cfg.ingest.device_conflict, cfg.ledger.group) == ("refuse", "audit_ro")
+    found = problems('[ingest]\ndevice_conflict = "guess"\n[ledger]\ngroup = "dockd;rm"\n')
+    assert len(found) == 2
+    assert found[0].startswith("line 2: ingest.device_conflict: Input should be 'quarantine'")
+    assert found[1].startswith("line 4: ledger.group: 'dockd;rm' is not a group name")
+    (problem,) = problems("[ledger]\ngroup = 0\n")
+    assert problem == "line 2: ledger.group: Input should be a valid string"

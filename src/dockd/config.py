@@ -112,6 +112,19 @@ class LedgerConfig(Section):
     """The database auditors query: SQLite by default, PostgreSQL for many stations."""
 
     url: str = "sqlite:////var/lib/dockd/ledger.sqlite3"
+    # OS group owning the SQLite ledger file (0640) and its directory (0750), so that
+    # auditors in it can read the ledger. Not used for PostgreSQL.
+    group: str = "dockd"
+
+    @field_validator("group")
+    @classmethod
+    def _group_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}", value):
+            raise ValueError(
+                f"{value!r} is not a group name: use letters, digits, '_', '.' or '-', at "
+                "most 32 characters, starting with a letter or '_' (e.g. \"dockd\")"
+            )
+        return value
 
     @field_validator("url")
     @classmethod
@@ -139,6 +152,9 @@ class IngestConfig(Section):
     photo_extensions: tuple[str, ...] = ("jpg", "jpeg", "png")
     verify: Literal["none", "reread"] = "reread"
     unknown_device: Literal["quarantine", "refuse"] = "quarantine"
+    # A recorder whose evidence (ID file, filesystem UUID/label, USB serial, file names)
+    # points at two different registered devices.
+    device_conflict: Literal["quarantine", "refuse"] = "quarantine"
     id_files: tuple[str, ...] = ("DEVICE.ID", "SYSTEM/devinfo.txt", "devinfo.txt")
     copy_buffer_kib: Annotated[int, Field(ge=16, le=65536)] = 1024
     clock_tolerance_hours: Annotated[float, Field(ge=0)] = 24.0
