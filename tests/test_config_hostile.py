@@ -250,3 +250,119 @@ def test_device_conflict_and_ledger_group() -> None:
     assert found[1].startswith("line 4: ledger.group: 'dockd;rm' is not a group name")
     (problem,) = problems("[ledger]\ngroup = 0\n")
     assert problem == "line 2: ledger.group: Input should be a valid string"
+
+
+# ------------------------------------------------------------------ the store's own place
+
+
+@pytest.mark.parametrize(
+    ("root", "said"),
+    [
+        ("/", "the filesystem root cannot be the directory of the store"),
+        ("", "must not be empty: give the directory of the store"),
+        ("  ", "must not be empty: give the directory of the store"),
+        ("/var/lib", "the system directory /var/lib cannot be the directory of the store"),
+        ("/tmp", "the system directory /tmp cannot be the directory of the store"),
+        ("/etc/", "the system directory /etc cannot be the directory of the store"),
+        ("/srv/x/../../usr", "the system directory /usr cannot be the directory of the store"),
+    ],
+)
+def test_a_store_root_that_is_no_place_of_its_own_is_refused(root: str, said: str) -> None:
+    (problem,) = problems(f'[station]\nid = "st-1"\n\n[store]\nroot = "{root}"\n')
+    assert problem.startswith(f"line 5: store.root: {said}")
+
+
+def test_a_store_root_through_a_symlink_to_a_system_directory_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "store").symlink_to("/etc")
+    (problem,) = problems('[store]\nroot = "store"\n', base=tmp_path)
+    assert problem.startswith(
+        f"line 2: store.root: the system directory /etc ({tmp_path / 'store'} is /etc) cannot be"
+    )
+
+
+def test_a_quarantine_of_slash_is_refused() -> None:
+    (problem,) = problems('[store]\nroot = "/srv/dockd/store"\nquarantine = "/"\n')
+    assert problem.startswith("line 3: store.quarantine: the filesystem root cannot be")
+
+
+def test_subdirectories_of_system_directories_are_fine(tmp_path: Path) -> None:
+    for root in ("/tmp/xyz", "/var/lib/dockd/store", "/srv/bwc/store", "/mnt/data/store"):
+        assert parse_config(f'[store]\nroot = "{root}"\n').store.root == Path(root)
+    cfg = parse_config(
+        '[store]\nroot = "store"\n[ledger]\nurl = "sqlite:///ledger.sqlite3"\n', base=tmp_path
+    )
+    assert cfg.store.root == tmp_path / "store"
+
+
+def test_a_sqlite_ledger_inside_the_store_is_refused(tmp_path: Path) -> None:
+    (problem,) = problems(
+        '[store]\nroot = "data"\n\n[ledger]\nurl = "sqlite:///data/ledger.sqlite3"\n',
+        base=tmp_path,
+    )
+    assert problem == (
+        f"line 5: ledger.url: the SQLite ledger {tmp_path}/data/ledger.sqlite3 is inside "
+        f"store.root ({tmp_path}/data); keep it beside the store, e.g. "
+        f"{tmp_path}/ledger.sqlite3: it changes with every ingest, so every fixity run would "
+        "raise an alert for it"
+    )
+    (problem,) = problems(
+        f'[store]\nroot = "{tmp_path}/store"\nquarantine = "{tmp_path}/q"\n'
+        f'[ledger]\nurl = "sqlite:///{tmp_path}/q/l.db"\n'
+    )
+    assert problem.startswith(f"line 5: ledger.url: the SQLite ledger {tmp_path}/q/l.db is inside")
+    # PostgreSQL and in-memory ledgers have no file to worry about.
+    parse_config('[store]\nroot = "/srv/s"\n[ledger]\nurl = "postgresql://db/dockd"\n')
+    parse_config('[store]\nroot = "/srv/s"\n[ledger]\nurl = "sqlite:///:memory:"\n')
+
+
+OVERLAPS = """\
+[store]
+root = "/srv/bwc/store"
+quarantine = "/srv/bwc/store/quarantine"
+
+[retention]
+trash = "/srv/bwc"
+
+[reports]
+by_case_root = "/srv/bwc/store"
+
+[[archive.targets]]
+name = "disk2"
+path = "/srv/bwc/quarantine/copies"
+
+[schedule]
+weekly_report_dir = "/srv/bwc/store/reports"
+"""
+
+
+def test_store_and_the_places_beside_it_must_not_overlap() -> None:
+    found = problems(OVERLAPS)
+    assert [p.split(" ", 3)[:3] for p in found] == [
+        ["line", "3:", "store.quarantine:"],
+        ["line", "6:", "retention.trash:"],
+        ["line", "9:", "reports.by_case_root:"],
+        ["line", "16:", "schedule.weekly_report_dir:"],
+    ]
+    assert "/srv/bwc/store/quarantine is inside store.root (/srv/bwc/store)" in found[0]
+    assert "/srv/bwc contains store.root (/srv/bwc/store)" in found[1]
+    assert "e.g. /srv/bwc/trash" in found[1]
+    assert "/srv/bwc/store is the same directory as store.root" in found[2]
+    assert "/srv/bwc/store/reports is inside store.root" in found[3]
+    # With the quarantine beside the store, the archive target inside it is the problem.
+    moved = OVERLAPS.replace('quarantine = "/srv/bwc/store/quarantine"', "")
+    found = problems(moved)
+    assert any(
+        p.startswith(
+            "line 13: archive.targets[0].path: /srv/bwc/quarantine/copies is inside "
+            "store.quarantine (/srv/bwc/quarantine)"
+        )
+        for p in found
+    )
+
+
+def test_the_default_places_beside_the_store_are_fine() -> None:
+    cfg = parse_config(
+        '[store]\nroot = "/srv/bwc/store"\n'
+        '[[archive.targets]]\nname = "disk2"\npath = "/srv/bwc/archive"\n'
+    )
+    assert cfg.store.quarantine_root == Path("/srv/bwc/quarantine")

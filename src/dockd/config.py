@@ -24,6 +24,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from dockd.configbase import Section
 from dockd.dock.settings import DockConfig
@@ -79,12 +80,111 @@ class StationConfig(Section):
         return ZoneInfo(self.timezone)
 
 
+# Directories dockd must never take as its store or quarantine: it would write its
+# YYYY/ folders and .incoming/ straight into them. Exactly these; a directory below
+# one of them (/tmp/xyz, /var/lib/dockd/store) is fine.
+SYSTEM_DIRS = frozenset(
+    {
+        "/",
+        "/bin",
+        "/boot",
+        "/dev",
+        "/etc",
+        "/home",
+        "/lib",
+        "/lib32",
+        "/lib64",
+        "/libx32",
+        "/lost+found",
+        "/media",
+        "/mnt",
+        "/opt",
+        "/proc",
+        "/root",
+        "/run",
+        "/run/media",
+        "/sbin",
+        "/snap",
+        "/srv",
+        "/sys",
+        "/tmp",  # noqa: S108 (a name refused, not a file used)
+        "/usr",
+        "/usr/bin",
+        "/usr/include",
+        "/usr/lib",
+        "/usr/lib32",
+        "/usr/lib64",
+        "/usr/libexec",
+        "/usr/local",
+        "/usr/local/bin",
+        "/usr/local/lib",
+        "/usr/local/sbin",
+        "/usr/local/share",
+        "/usr/sbin",
+        "/usr/share",
+        "/usr/src",
+        "/var",
+        "/var/backups",
+        "/var/cache",
+        "/var/lib",
+        "/var/local",
+        "/var/log",
+        "/var/mail",
+        "/var/opt",
+        "/var/run",
+        "/var/spool",
+        "/var/tmp",  # noqa: S108
+    }
+)
+
+
+def _forms(path: Path) -> tuple[Path, Path]:
+    """The path normalised as written (``..`` folded) and with symlinks resolved."""
+    lexical = Path(os.path.normpath(os.path.abspath(path)))
+    return lexical, Path(os.path.realpath(lexical))
+
+
+def _system_dir(path: Path) -> str | None:
+    """The system directory ``path`` is (as written or through a symlink), else None."""
+    for form in _forms(path):
+        if str(form) in SYSTEM_DIRS:
+            return str(form)
+    return None
+
+
+def _own_directory(value: Any, what: str, example: str) -> Any:
+    """Refuse an empty path, ``/`` or a system directory for a place dockd fills."""
+    if isinstance(value, str) and not value.strip():
+        raise ValueError(f"must not be empty: give the directory {what}, e.g. {example}")
+    if isinstance(value, str | Path):
+        system = _system_dir(Path(value))
+        if system is not None:
+            kind = "the filesystem root" if system == "/" else f"the system directory {system}"
+            seen = "" if os.path.normpath(str(value)) == system else f" ({value} is {system})"
+            raise ValueError(
+                f"{kind}{seen} cannot be the directory {what}: dockd writes its YYYY/ "
+                f"folders and .incoming/ straight into it; give a directory of its own, "
+                f"e.g. {example}"
+            )
+    return value
+
+
 class StoreConfig(Section):
     """Where originals live and how their paths are built."""
 
     root: Path = Path("/var/lib/dockd/store")
     path_template: str = "{year}/{month}/{day}/{device}/{name}"
     quarantine: Path | None = None  # default: <root>/../quarantine
+
+    @field_validator("root", mode="before")
+    @classmethod
+    def _root_own(cls, value: Any) -> Any:
+        return _own_directory(value, "of the store", "/var/lib/dockd/store")
+
+    @field_validator("quarantine", mode="before")
+    @classmethod
+    def _quarantine_own(cls, value: Any) -> Any:
+        return _own_directory(value, "of the quarantine", "/var/lib/dockd/quarantine")
 
     @field_validator("path_template")
     @classmethod
@@ -334,6 +434,120 @@ class Config(Section):
         if dupes:
             raise ValueError(f"naming rule names must be unique; repeated: {dupes}")
         return self
+
+    @model_validator(mode="after")
+    def _store_apart(self) -> Config:
+        """Nothing else dockd writes may be in the store or quarantine, nor hold them.
+
+        The fixity check walks both and alerts on every file the ledger does not know:
+        a SQLite ledger there changes all day, trash, per-case links, archive copies
+        and reports would each be "unexpected", and retention could sweep them.
+        """
+        problems = [
+            InitErrorDetails(
+                type=PydanticCustomError("value_error", "{message}", {"message": message}),
+                loc=loc,
+                input=str(path),
+            )
+            for loc, path, message in self._overlaps()
+        ]
+        if problems:
+            raise ValidationError.from_exception_data("Config", problems)
+        return self
+
+    def _overlaps(self) -> list[tuple[tuple[str | int, ...], Path, str]]:
+        store, quarantine = self.store.root, self.store.quarantine_root
+        beside = store.parent
+        fills: dict[str, Path] = {"store.root": store}
+        found: list[tuple[tuple[str | int, ...], Path, str]] = []
+
+        def check(loc: tuple[str | int, ...], path: Path, example: Path, why: str) -> None:
+            for name, other in fills.items():
+                relation = _relation(path, other)
+                if relation:
+                    found.append(
+                        (
+                            loc,
+                            path,
+                            f"{path} {relation} {name} ({other}); make it a directory beside "
+                            f"the store, e.g. {example}: {why}",
+                        )
+                    )
+                    return
+
+        q_loc = ("store", "quarantine") if self.store.quarantine is not None else ("store", "root")
+        check(
+            q_loc,
+            quarantine,
+            beside / "quarantine",
+            "the store and the quarantine are checked and cleaned apart, so each would take "
+            "the other's files for strays",
+        )
+        fills["store.quarantine"] = quarantine
+        ledger = _sqlite_file(self.ledger.url)
+        if ledger is not None:
+            for name, other in fills.items():
+                relation = _relation(ledger, other, file=True)
+                if relation:
+                    found.append(
+                        (
+                            ("ledger", "url"),
+                            ledger,
+                            f"the SQLite ledger {ledger} {relation} {name} ({other}); keep it "
+                            f"beside the store, e.g. {beside / 'ledger.sqlite3'}: it changes "
+                            "with every ingest, so every fixity run would raise an alert for it",
+                        )
+                    )
+                    break
+        stray = "the fixity check would report every file in it as unexpected"
+        trash = self.retention.trash
+        check(
+            ("retention", "trash") if trash is not None else ("store", "root"),
+            trash if trash is not None else beside / "trash",
+            beside / "trash",
+            "files moved to the trash would still be in the store, and " + stray,
+        )
+        by_case = self.reports.by_case_root
+        check(
+            ("reports", "by_case_root") if by_case is not None else ("store", "root"),
+            by_case if by_case is not None else beside / "by-case",
+            beside / "by-case",
+            "its hard links would be counted as stored files, and " + stray,
+        )
+        for index, target in enumerate(self.archive.targets):
+            check(
+                ("archive", "targets", index, "path"),
+                target.path,
+                beside / "archive" / target.name,
+                "an archive copy must be somewhere else than the originals, and " + stray,
+            )
+        reports = self.schedule.weekly_report_dir
+        if reports is not None:
+            check(("schedule", "weekly_report_dir"), reports, beside / "reports", stray)
+        return found
+
+
+def _relation(path: Path, other: Path, *, file: bool = False) -> str | None:
+    """How ``path`` lies to the directory ``other``: same, inside, containing, or None."""
+    for a, b in zip(_forms(path), _forms(other), strict=True):
+        if a == b:
+            return "is the same path as" if file else "is the same directory as"
+        if a.is_relative_to(b):
+            return "is inside"
+        if not file and b.is_relative_to(a):
+            return "contains"
+    return None
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite URL (None for PostgreSQL or an in-memory database)."""
+    m = re.match(r"^sqlite(?:\+\w+)?://(?P<rest>[^?]*)", url)
+    if m is None or not m.group("rest").startswith("/"):
+        return None
+    name = m.group("rest")[1:].removeprefix("file:")
+    if not name or name == ":memory:":
+        return None
+    return Path(name)
 
 
 # --------------------------------------------------------------------------- loading
