@@ -6,6 +6,7 @@ stderr and an exit code.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +33,7 @@ from dockd.cli import (
 )
 from dockd.cli.common import App
 from dockd.errors import DockdError
+from dockd.ledger.db import describe_failure, is_ledger_failure
 
 app = typer.Typer(
     name="dockd",
@@ -63,7 +65,10 @@ def _root(
     if ctx.invoked_subcommand is None:
         typer.echo(ctx.get_help())
         raise typer.Exit()
-    ctx.obj = App(config_path=config)
+    if isinstance(ctx.obj, App):  # made by main(), which reports ledger failures with it
+        ctx.obj.config_path = config
+    else:
+        ctx.obj = App(config_path=config)
     ctx.call_on_close(ctx.obj.close)
 
 
@@ -84,13 +89,31 @@ app.add_typer(trash.app, name="trash")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code instead of exiting (tests call this)."""
+    """Run the CLI; returns the exit code instead of exiting (tests call this).
+
+    The umask is 027 while a command runs, so nothing dockd creates (ledger, its
+    -wal/-shm, store directories, exports) is readable by every user (R15). A
+    database failure that no command turned into a :class:`DockdError` is reported
+    here as one (exit 75, the ledger named, what to do), never as a traceback.
+    """
+    old_umask = os.umask(0o027)
+    state = App()
     try:
-        app(args=list(argv) if argv is not None else None, prog_name="dockd")
+        app(args=list(argv) if argv is not None else None, prog_name="dockd", obj=state)
     except DockdError as exc:
-        print(f"dockd: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _report(exc)
     except SystemExit as exc:  # typer/click end every run this way
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)
+    except Exception as exc:
+        if not is_ledger_failure(exc):
+            raise
+        return _report(describe_failure(state.ledger_url, exc))
+    finally:
+        os.umask(old_umask)
     return 0
+
+
+def _report(exc: DockdError) -> int:
+    print(f"dockd: {exc}", file=sys.stderr)
+    return exc.exit_code
