@@ -63,6 +63,15 @@ def _no_leaked_threads() -> Iterator[None]:
     assert not leaked, f"test leaked threads: {leaked}"
 
 
+@pytest.fixture(autouse=True)
+def _runtime_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test its own runtime directory (recorder and daemon locks), so a test never
+    waits on, or is refused by, another run's lock on this machine."""
+    path = tmp_path_factory.mktemp("run")
+    monkeypatch.setenv("DOCKD_RUNTIME_DIR", str(path))
+    return path
+
+
 @pytest.fixture
 def clock() -> FixedClock:
     return FixedClock(NOW)
