@@ -160,19 +160,17 @@ capacity_mb = true
 
 
 def test_a_bool_or_string_where_a_number_goes_is_refused_in_every_section() -> None:
-    assert problems(SLIPS) == (
-        [
-            "line 2: ingest.clock_tolerance_hours: must be a number, not true",
-            'line 3: ingest.copy_buffer_kib: must be a whole number, not "1024"',
-            "line 6: alerts.notify_timeout_s: must be a number, not false",
-            'line 9: retention.trash_grace_days: must be a whole number, not "7"',
-            "line 12: retention.categories.traffic.days: must be a whole number, not true",
-            'line 15: fixity.rate_mb_s: must be a number, not "20"',
-            "line 18: dock.max_parallel: must be a whole number, not true",
-            'line 21: reports.late_ingest_hours: must be a number, not "24h"',
-            "line 26: archive.targets[0].capacity_mb: must be a whole number, not true",
-        ]
-    )
+    assert problems(SLIPS) == [
+        "line 2: ingest.clock_tolerance_hours: must be a number, not true",
+        'line 3: ingest.copy_buffer_kib: must be a whole number, not "1024"',
+        "line 6: alerts.notify_timeout_s: must be a number, not false",
+        'line 9: retention.trash_grace_days: must be a whole number, not "7"',
+        "line 12: retention.categories.traffic.days: must be a whole number, not true",
+        'line 15: fixity.rate_mb_s: must be a number, not "20"',
+        "line 18: dock.max_parallel: must be a whole number, not true",
+        'line 21: reports.late_ingest_hours: must be a number, not "24h"',
+        "line 26: archive.targets[0].capacity_mb: must be a whole number, not true",
+    ]
 
 
 def test_an_integer_where_a_float_goes_is_fine() -> None:
@@ -366,3 +364,15 @@ def test_the_default_places_beside_the_store_are_fine() -> None:
         '[[archive.targets]]\nname = "disk2"\npath = "/srv/bwc/archive"\n'
     )
     assert cfg.store.quarantine_root == Path("/srv/bwc/quarantine")
+
+
+def test_a_default_place_that_collides_is_reported_at_the_key_that_was_set() -> None:
+    # The trash is left at its default, <store>/../trash, and the quarantine was put there.
+    (problem,) = problems(
+        '[station]\nid = "st-1"\n[store]\nroot = "/srv/bwc/store"\nquarantine = "/srv/bwc/trash"\n'
+    )
+    assert problem.startswith(
+        "line 5: store.quarantine: retention.trash is not set, so it is /srv/bwc/trash, which "
+        "is the same directory as store.quarantine (/srv/bwc/trash); set retention.trash or "
+        "store.quarantine to a directory of its own: files moved to the trash"
+    )

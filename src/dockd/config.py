@@ -55,6 +55,7 @@ TEMPLATE_FIELDS = frozenset(
     }
 )
 NAMING_GROUPS = frozenset({"device", "serial", "badge", "timestamp", "seq"})
+KeyPath = tuple[str | int, ...]  # a key's place in the file: ("archive", "targets", 0, "path")
 
 
 class StationConfig(Section):
@@ -455,67 +456,87 @@ class Config(Section):
             raise ValidationError.from_exception_data("Config", problems)
         return self
 
-    def _overlaps(self) -> list[tuple[tuple[str | int, ...], Path, str]]:
-        store, quarantine = self.store.root, self.store.quarantine_root
-        beside = store.parent
-        fills: dict[str, Path] = {"store.root": store}
-        found: list[tuple[tuple[str | int, ...], Path, str]] = []
+    def _overlaps(self) -> list[tuple[KeyPath, Path, str]]:
+        """(key, path, message) of each place that overlaps the store or the quarantine.
 
-        def check(loc: tuple[str | int, ...], path: Path, example: Path, why: str) -> None:
-            for name, other in fills.items():
-                relation = _relation(path, other)
-                if relation:
-                    found.append(
-                        (
-                            loc,
-                            path,
-                            f"{path} {relation} {name} ({other}); make it a directory beside "
-                            f"the store, e.g. {example}: {why}",
-                        )
+        A problem is reported at the key that is set; where a place is left at its
+        default (beside the store), at the store key it collides with.
+        """
+        store, beside = self.store.root, self.store.root.parent
+        fills: dict[str, tuple[Path, KeyPath]] = {"store.root": (store, ("store", "root"))}
+        found: list[tuple[KeyPath, Path, str]] = []
+        stray = "the fixity check would report every file in it as unexpected"
+
+        def check(
+            key: str,
+            loc: KeyPath | None,
+            path: Path,
+            example: Path,
+            why: str,
+            *,
+            file: bool = False,
+        ) -> None:
+            for name, (other, other_loc) in fills.items():
+                relation = _relation(path, other, file=file)
+                if not relation:
+                    continue
+                if loc is None:  # left at its default: the store key that was set is to blame
+                    message = (
+                        f"{key} is not set, so it is {path}, which {relation} {name} ({other}); "
+                        f"set {key} or {name} to a directory of its own: {why}"
                     )
-                    return
+                else:
+                    what = f"the SQLite ledger {path}" if file else str(path)
+                    place = "keep it" if file else "make it a directory"
+                    message = (
+                        f"{what} {relation} {name} ({other}); {place} beside the store, "
+                        f"e.g. {example}: {why}"
+                    )
+                found.append((loc or other_loc, path, message))
+                return
 
-        q_loc = ("store", "quarantine") if self.store.quarantine is not None else ("store", "root")
+        quarantine = self.store.quarantine
         check(
-            q_loc,
-            quarantine,
+            "store.quarantine",
+            ("store", "quarantine") if quarantine is not None else None,
+            self.store.quarantine_root,
             beside / "quarantine",
             "the store and the quarantine are checked and cleaned apart, so each would take "
             "the other's files for strays",
         )
-        fills["store.quarantine"] = quarantine
+        fills["store.quarantine"] = (
+            self.store.quarantine_root,
+            ("store", "quarantine") if quarantine is not None else ("store", "root"),
+        )
         ledger = _sqlite_file(self.ledger.url)
         if ledger is not None:
-            for name, other in fills.items():
-                relation = _relation(ledger, other, file=True)
-                if relation:
-                    found.append(
-                        (
-                            ("ledger", "url"),
-                            ledger,
-                            f"the SQLite ledger {ledger} {relation} {name} ({other}); keep it "
-                            f"beside the store, e.g. {beside / 'ledger.sqlite3'}: it changes "
-                            "with every ingest, so every fixity run would raise an alert for it",
-                        )
-                    )
-                    break
-        stray = "the fixity check would report every file in it as unexpected"
+            check(
+                "ledger.url",
+                ("ledger", "url"),
+                ledger,
+                beside / "ledger.sqlite3",
+                "it changes with every ingest, so every fixity run would raise an alert for it",
+                file=True,
+            )
         trash = self.retention.trash
         check(
-            ("retention", "trash") if trash is not None else ("store", "root"),
+            "retention.trash",
+            ("retention", "trash") if trash is not None else None,
             trash if trash is not None else beside / "trash",
             beside / "trash",
             "files moved to the trash would still be in the store, and " + stray,
         )
         by_case = self.reports.by_case_root
         check(
-            ("reports", "by_case_root") if by_case is not None else ("store", "root"),
+            "reports.by_case_root",
+            ("reports", "by_case_root") if by_case is not None else None,
             by_case if by_case is not None else beside / "by-case",
             beside / "by-case",
             "its hard links would be counted as stored files, and " + stray,
         )
         for index, target in enumerate(self.archive.targets):
             check(
+                f"archive.targets[{index}].path",
                 ("archive", "targets", index, "path"),
                 target.path,
                 beside / "archive" / target.name,
@@ -523,7 +544,8 @@ class Config(Section):
             )
         reports = self.schedule.weekly_report_dir
         if reports is not None:
-            check(("schedule", "weekly_report_dir"), reports, beside / "reports", stray)
+            key = "schedule.weekly_report_dir"
+            check(key, ("schedule", "weekly_report_dir"), reports, beside / "reports", stray)
         return found
 
 
