@@ -18,7 +18,11 @@ def list_(
     all_: Annotated[bool, typer.Option("--all", help="Include acknowledged alerts.")] = False,
     fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.table,
 ) -> None:
-    """Open alerts (exit 0 even when there are some; scripts read --format json)."""
+    """Open alerts (exit 0 even when there are some; scripts read --format json).
+
+    A repeated problem (e.g. many damaged files in one dock session) is one alert:
+    ``occurrences`` says how many times it came, ``last_at`` when it last came.
+    """
     state = app_of(ctx)
     with state.ledger.read() as s:
         rows = [core.alert_dict(a) for a in core.list_alerts(s, include_acknowledged=all_)]
@@ -27,7 +31,17 @@ def list_(
         fmt,
         columns=None
         if fmt is not Format.table
-        else ["id", "at", "severity", "kind", "subject", "message", "acknowledged_by"],
+        else [
+            "id",
+            "at",
+            "severity",
+            "kind",
+            "subject",
+            "message",
+            "occurrences",
+            "last_at",
+            "acknowledged_by",
+        ],
     )
 
 
