@@ -156,6 +156,7 @@ def test_alert_reaches_the_notify_command_as_json_and_can_be_acknowledged(
             severity="critical",
             details={"session_id": 7},
         )
+        assert alert_id is not None
         import json
 
         payload = json.loads(out.read_text())

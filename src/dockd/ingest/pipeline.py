@@ -528,6 +528,8 @@ def take_file(
             f"cannot be played: {row.probe_error}; it is kept as evidence and flagged",
             severity="warning",
             details={"file_id": file_id, "session_id": result.session_id},
+            group=f"session:{result.session_id}",
+            item=rel,
         )
     return FileOutcome(
         rel,
@@ -801,6 +803,8 @@ def _record(
             "It is still on the recorder; do not wipe it; dock it again after fixing the cause",
             severity="critical",
             details={"session_id": result.session_id},
+            group=f"session:{result.session_id}",
+            item=outcome.relpath,
         )
 
 
