@@ -21,7 +21,6 @@ from structlog.testing import capture_logs
 
 from conftest import need, write_config
 from dockd.cli import main
-from dockd.config import LedgerConfig
 from dockd.ledger import registry
 from dockd.ledger.db import open_ledger
 from dockd.runtime import RUNTIME_ENV
@@ -96,14 +95,10 @@ def test_fresh_ledger_is_0640_in_0750_directories(
 @pytest.fixture
 def ledger_group() -> Iterator[tuple[str, str]]:
     """A real group for the ledger, created for the test and removed after: the name, and
-    the config text that selects it (the default, ``dockd``, until ``[ledger] group``
-    exists)."""
+    the config text that selects it."""
     need(root=True, tools=("groupadd", "groupdel"), why="a real group owns the ledger")
-    if "group" in LedgerConfig.model_fields:
-        name = f"dockdt{os.getpid() % 100000}"
-        extra = f'group = "{name}"\n'  # appended to the [ledger] table
-    else:
-        name, extra = "dockd", ""
+    name = f"dockdt{os.getpid() % 100000}"
+    extra = f'group = "{name}"\n'  # appended to the [ledger] table
     try:
         grp.getgrnam(name)
         created = False

@@ -28,7 +28,7 @@ from dockd.alerts import AlertSink
 from dockd.clock import SystemClock
 from dockd.config import Config, load_config
 from dockd.errors import UsageError
-from dockd.ledger.db import DEFAULT_GROUP, Ledger, open_ledger
+from dockd.ledger.db import Ledger, open_ledger
 from dockd.logs import setup_logging
 
 
@@ -57,14 +57,8 @@ class App:
     @property
     def ledger(self) -> Ledger:
         if self._ledger is None:
-            self._ledger = open_ledger(self.config.ledger.url, group=self.ledger_group)
+            self._ledger = open_ledger(self.config.ledger.url, group=self.config.ledger.group)
         return self._ledger
-
-    @property
-    def ledger_group(self) -> str:
-        """``[ledger] group``: the group a new SQLite ledger and its directory are given."""
-        group = getattr(self.config.ledger, "group", DEFAULT_GROUP)
-        return group if isinstance(group, str) else DEFAULT_GROUP
 
     @property
     def ledger_url(self) -> str | None:

@@ -100,7 +100,7 @@ def sessions(
 def migrate(ctx: typer.Context) -> None:
     """Bring the ledger schema to this version of dockd (back the ledger up first)."""
     state = app_of(ctx)
-    engine = db.make_engine(state.config.ledger.url, group=state.ledger_group)
+    engine = db.make_engine(state.config.ledger.url, group=state.config.ledger.group)
     try:
         before, after = db.migrate(engine)
     finally:
