@@ -51,6 +51,23 @@ def test_notify_sends_datagrams_to_a_path_or_abstract_socket(tmp_path: Path) -> 
     assert not notify("READY=1", {"NOTIFY_SOCKET": str(tmp_path / "nobody")})
 
 
+def test_notify_never_blocks_on_a_receiver_that_stopped_reading() -> None:
+    # A unix datagram waits for room in a full receive queue; the daemon's main thread
+    # must not (it would never get to a SIGTERM). Messages that find no room are dropped.
+    name = f"dockd-notify-full-{os.getpid()}"
+    env = {"NOTIFY_SOCKET": "@" + name}
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as srv:
+        srv.bind("\0" + name)
+        sent = [notify("WATCHDOG=1", env, timeout=0.05) for _ in range(64)]
+        assert sent[0] and not sent[-1]  # the queue filled up; later pings were not sent
+        queued = sent.count(True)
+        srv.settimeout(1)
+        for _ in range(queued):
+            assert srv.recv(100) == b"WATCHDOG=1"
+        assert notify("STOPPING=1", env)  # room again: delivered
+        assert srv.recv(100) == b"STOPPING=1"
+
+
 def test_watchdog_interval_is_half_the_timeout_for_this_process_only() -> None:
     assert watchdog_interval({"WATCHDOG_USEC": "2000000"}) == 1.0
     assert watchdog_interval({"WATCHDOG_USEC": "2000000", "WATCHDOG_PID": str(os.getpid())}) == 1.0

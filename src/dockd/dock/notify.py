@@ -4,6 +4,12 @@ A service of ``Type=notify`` sends ``READY=1`` once it is serving and, when
 ``WatchdogSec=`` is set, ``WATCHDOG=1`` at least every ``$WATCHDOG_USEC``
 microseconds; systemd restarts it when the pings stop. The messages are single
 datagrams on the unix socket named by ``$NOTIFY_SOCKET`` (``@`` = abstract).
+
+Sending never blocks for long: a unix datagram to a receiver whose queue is full
+(``net.unix.max_dgram_qlen``, 10 by default) waits until the receiver reads. A
+receiver that stops reading must not freeze the daemon's main thread (it would
+never get to a SIGTERM's stop), so a message that cannot be queued within
+``timeout`` seconds is dropped and reported as not sent.
 """
 
 from __future__ import annotations
@@ -12,9 +18,13 @@ import os
 import socket
 from collections.abc import Mapping
 
+SEND_TIMEOUT_S = 0.5
 
-def notify(message: str, env: Mapping[str, str] | None = None) -> bool:
-    """Send one sd_notify message; False when not run by systemd (or it failed)."""
+
+def notify(
+    message: str, env: Mapping[str, str] | None = None, *, timeout: float = SEND_TIMEOUT_S
+) -> bool:
+    """Send one sd_notify message; False when not run by systemd, or not sent in time."""
     env = os.environ if env is None else env
     address = env.get("NOTIFY_SOCKET")
     if not address or address[0] not in "/@":
@@ -22,6 +32,7 @@ def notify(message: str, env: Mapping[str, str] | None = None) -> bool:
     target = "\0" + address[1:] if address[0] == "@" else address
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+            s.settimeout(timeout)  # also bounds the wait for room in a full queue
             s.connect(target)
             s.sendall(message.encode("utf-8"))
     except OSError:
