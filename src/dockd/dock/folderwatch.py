@@ -75,8 +75,8 @@ class AutomountWatch:
             self._cond.wait_for(lambda: self._counter[0] != generation, timeout=timeout)
             return self._counter[0]
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
         if self._observer is not None:
             self._observer.stop()
-            self._observer.join(timeout=5)
+            self._observer.join(timeout=timeout)
             self._observer = None

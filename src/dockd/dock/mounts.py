@@ -18,8 +18,10 @@ import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -36,10 +38,17 @@ log = structlog.get_logger("dockd.dock")
 MOUNTINFO = Path("/proc/self/mountinfo")
 RO_FLAGS = ("ro", "nosuid", "nodev", "noexec")
 RW_FLAGS = ("rw", "nosuid", "nodev", "noexec")
+POLL_S = 0.05  # how often a helper run checks its stop event
+MIN_HELPER_S = 0.5  # the least a helper gets, even past the stop deadline (a lazy unmount)
+TIMED_OUT, ABANDONED = 124, 130  # exit codes _run reports for a helper it killed
 
 
 class MountError(DockdError):
     """A recorder could not be mounted (or safely used where it is mounted)."""
+
+
+class MountAbandoned(MountError):
+    """The mount was given up because the recorder left or dockd is stopping."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +141,16 @@ def choose_helper(
     return None
 
 
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a helper and its process group (it was started in a session of its own)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        proc.kill()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(MIN_HELPER_S)  # SIGKILL cannot be refused; only a process in D state lingers
+
+
 def mountpoint_name(ev: BlockEvent) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", f"{ev.sys_name}-{ev.medium}")[:100]
 
@@ -173,6 +192,7 @@ class Mounter:
     def __init__(self, cfg: DockConfig) -> None:
         self.cfg = cfg
         self.root = cfg.runtime_dir / "mnt"
+        self._deadline: float | None = None
 
     # ------------------------------------------------------------------ finding
 
@@ -213,32 +233,82 @@ class Mounter:
 
     # ------------------------------------------------------------------ mounting
 
-    def _run(self, argv: list[str]) -> tuple[int, str]:
-        """Run a helper; its output goes to a file (a FUSE daemon may keep it open)."""
+    def stop_by(self, deadline: float) -> None:
+        """The daemon is stopping: from now on no helper may outlive ``deadline``.
+
+        Every helper run (an unmount above all) is then bounded by the time left
+        until ``deadline`` (``time.monotonic()``) instead of ``helper_timeout_s``,
+        and a busy mount is detached lazily at once instead of being retried.
+        """
+        self._deadline = deadline
+
+    @property
+    def stopping(self) -> bool:
+        return self._deadline is not None
+
+    def _time_left(self) -> float:
+        limit = self.cfg.helper_timeout_s
+        if self._deadline is not None:
+            limit = min(limit, max(MIN_HELPER_S, self._deadline - time.monotonic()))
+        return limit
+
+    def _run(self, argv: list[str], *, stop: threading.Event | None = None) -> tuple[int, str]:
+        """Run a helper, bounded; its output goes to a file (a FUSE daemon may keep it open).
+
+        The helper (and whatever it started in its process group, such as the
+        ``mount.<type>`` program ``mount`` runs) is killed when it outlives its
+        time (exit 124) or when ``stop`` is set while it runs (exit 130: a
+        recorder unplugged, or dockd stopping, mid-mount).
+        """
+        limit = self._time_left()
         with tempfile.TemporaryFile() as out:
             try:
-                proc = subprocess.run(
+                proc = subprocess.Popen(
                     argv,
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,
-                    timeout=self.cfg.helper_timeout_s,
-                    check=False,
+                    start_new_session=True,
                 )
             except FileNotFoundError as exc:
                 return 127, str(exc)
-            except subprocess.TimeoutExpired:
-                return 124, f"timed out after {self.cfg.helper_timeout_s} s"
+            deadline = time.monotonic() + limit
+            code: int | None = None
+            why = ""
+            while code is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    why = f"timed out after {limit:.1f} s"
+                elif stop is not None and stop.is_set():
+                    why = "abandoned: recorder removed or dockd stopping"
+                if why:
+                    _kill_group(proc)
+                    return (TIMED_OUT if left <= 0 else ABANDONED), why
+                try:
+                    code = proc.wait(min(left, POLL_S) if stop is not None else left)
+                except subprocess.TimeoutExpired:
+                    continue
             out.seek(0)
             text = out.read()[-4000:].decode("utf-8", "replace").strip()
-        return proc.returncode, text
+        return code, text
 
     def _entry_at(self, path: Path) -> MountEntry | None:
         entries = [m for m in read_mounts() if m.mountpoint == path]
         return entries[-1] if entries else None
 
-    def mount(self, ev: BlockEvent, *, writable: bool = False, at: Path | None = None) -> Mount:
-        """Mount the device under the runtime directory with its helper."""
+    def mount(
+        self,
+        ev: BlockEvent,
+        *,
+        writable: bool = False,
+        at: Path | None = None,
+        stop: threading.Event | None = None,
+    ) -> Mount:
+        """Mount the device under the runtime directory with its helper.
+
+        ``stop`` set while the helper runs kills it and takes down whatever it
+        managed to mount: :class:`MountError`.
+        """
         devnode, fstype = ev.devnode or "", ev.fs_type or ""
         if not SAFE_DEVNODE.match(devnode):
             raise MountError(f"refusing to mount {devnode!r}: not a plain /dev path")
@@ -266,13 +336,15 @@ class Mounter:
             mountpoint=str(path),
             options=render((options,), device=devnode)[0],
         )
-        code, output = self._run(argv)
+        code, output = self._run(argv, stop=stop)
         entry = self._entry_at(path)
         if code != 0 or entry is None:
             if entry is not None:
                 self._umount(path)
             with contextlib.suppress(OSError):
                 path.rmdir()
+            if code == ABANDONED:
+                raise MountAbandoned(f"mounting {devnode} ({fstype}) abandoned: {output}")
             raise MountError(
                 f"mounting {devnode} ({fstype}) with {argv[0]} failed "
                 f"(exit {code}): {output or 'no output'}; check the device and "
@@ -316,16 +388,24 @@ class Mounter:
     # ---------------------------------------------------------------- unmounting
 
     def _umount(self, path: Path) -> bool:
-        for attempt in range(6):
-            code, output = self._run(render(self.cfg.unmount_command, mountpoint=str(path)))
-            if self._entry_at(path) is None:
-                return True
-            time.sleep(0.1 * (attempt + 1))
+        """A normal unmount; if the mount is still there, a lazy one.
+
+        A mount stays when it is busy (EBUSY: a process has its working directory
+        or an open file in it, perhaps not even ours) or when the unmount helper
+        hangs (a FUSE daemon that does not answer). Neither may hold up a session's
+        end or the daemon's stop: the lazy unmount detaches the mount point at
+        once, and the filesystem goes when its last user lets go.
+        """
+        code, output = self._run(render(self.cfg.unmount_command, mountpoint=str(path)))
+        if self._entry_at(path) is None:
+            return True
+        busy = output or f"exit {code}"
         code, output = self._run(render(self.cfg.lazy_unmount_command, mountpoint=str(path)))
         gone = self._entry_at(path) is None
         log.warning(
             "lazy unmount",
             mountpoint=str(path),
+            reason=busy,
             exit_code=code,
             output=output or None,
             detached=gone,
@@ -344,12 +424,19 @@ class Mounter:
         else:
             log.error("unmount failed", devnode=mount.devnode, mountpoint=str(mount.path))
 
-    def remount(self, mount: Mount, ev: BlockEvent, *, writable: bool) -> Mount:
+    def remount(
+        self,
+        mount: Mount,
+        ev: BlockEvent,
+        *,
+        writable: bool,
+        stop: threading.Event | None = None,
+    ) -> Mount:
         """Mount again at the same place, read-write (for the wipe) or read-only."""
         if not mount.owned:
             raise MountError(f"{mount.path} was mounted by an automounter; dockd leaves it as is")
         self.unmount(mount)
-        return self.mount(ev, writable=writable, at=mount.path)
+        return self.mount(ev, writable=writable, at=mount.path, stop=stop)
 
     def cleanup_stale(self) -> list[Path]:
         """Unmount what a crashed dockd left under the runtime directory."""

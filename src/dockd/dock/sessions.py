@@ -33,7 +33,7 @@ from dockd import store
 from dockd.dock import checks, wipe
 from dockd.dock.folderwatch import AutomountWatch
 from dockd.dock.match import BlockEvent, dockable, first_match
-from dockd.dock.mounts import Mount, Mounter
+from dockd.dock.mounts import Mount, MountAbandoned, Mounter
 from dockd.dock.settings import DockConfig
 from dockd.dock.watcher import complete_event, superseded
 from dockd.errors import DockdError
@@ -117,7 +117,10 @@ class SessionManager:
         self._seq = itertools.count(1)
         self._accepting = True
         self._pool = ThreadPoolExecutor(self.cfg.max_parallel, thread_name_prefix="dock-session")
-        self._dispatcher = threading.Thread(target=self._dispatch, name="dock-dispatcher")
+        # daemon: a stop waits for it with a bound; a blkid it runs must not hold up the exit
+        self._dispatcher = threading.Thread(
+            target=self._dispatch, name="dock-dispatcher", daemon=True
+        )
 
     # ------------------------------------------------------------------ events
 
@@ -140,6 +143,9 @@ class SessionManager:
 
     def handle(self, ev: BlockEvent) -> Dock | None:
         """Decide what one event means; returns the new dock, if one was started."""
+        if not self._accepting:  # stopping: every dock is told to stop already
+            log.debug("event ignored: dockd is stopping", action=ev.action, devnode=ev.devnode)
+            return None
         if superseded(ev):
             log.debug("superseded block event ignored", action=ev.action, devnode=ev.devnode)
             return None
@@ -229,6 +235,8 @@ class SessionManager:
                 self._take(dock, mount)
             finally:
                 self.mounter.unmount(mount)
+        except MountAbandoned as exc:
+            log.info("dock abandoned before it started", gone=dock.gone.is_set(), why=str(exc))
         except DockdError as exc:
             self._failed(dock, exc, severity="critical")
         except Exception as exc:
@@ -281,7 +289,7 @@ class SessionManager:
                     return found
         if dock.stop.is_set():
             return None
-        return self.mounter.mount(dock.ev)
+        return self.mounter.mount(dock.ev, stop=dock.stop)
 
     def _opened(self, dock: Dock, result: SessionResult, mount: Mount) -> None:
         """Session row exists: bind session, device and officer to every later event."""
@@ -350,7 +358,7 @@ class SessionManager:
                         f"not wiped: {len(plan.blockers)} file(s) not verified in the store",
                     )
                 return
-            writable = self.mounter.remount(mount, dock.ev, writable=True)
+            writable = self.mounter.remount(mount, dock.ev, writable=True, stop=dock.stop)
             mount.writable, mount.helper = True, writable.helper
             deleted = wipe.execute(self.ctx, writable.path, result, plan)
         except store.Interrupted:
@@ -375,21 +383,29 @@ class SessionManager:
     # ---------------------------------------------------------------- shutdown
 
     def stop(self, timeout: float) -> bool:
-        """Take no new docks; stop every session; True when all ended in time."""
+        """Take no new docks; stop every session; True when all ended within ``timeout`` s.
+
+        Bounded whatever the sessions are doing: a copy stops at its next chunk, a
+        mount helper still running is killed, unmounts get only the time left (a
+        busy mount is detached lazily), and a session stuck in the kernel past the
+        deadline is abandoned (False).
+        """
+        deadline = time.monotonic() + timeout
+        self.mounter.stop_by(deadline)
         with self._lock:
             self._accepting = False
             docks = list(self._all)
         for d in docks:
             d.stop.set()
         self._queue.put(None)
-        self._dispatcher.join(timeout=5)
         self._pool.shutdown(wait=False, cancel_futures=True)
         for d in docks:  # queued docks that never started: nothing to wait for
             if d.future is not None and d.future.cancelled():
                 d.finished.set()
                 log.info("dock abandoned before it started", dock=d.seq, devnode=d.ev.devnode)
-        deadline = time.monotonic() + timeout
         clean = all(d.finished.wait(max(0.0, deadline - time.monotonic())) for d in docks)
+        self._dispatcher.join(timeout=max(0.0, deadline - time.monotonic()))
+        clean = clean and not self._dispatcher.is_alive()
         if clean:
             self._pool.shutdown(wait=True)
         return clean
