@@ -10,7 +10,9 @@ BackgroundScheduler, in the station's time zone, with:
 * ``misfire_grace_time``: a run missed by less than that still runs late.
 
 ``shutdown`` sets the stop event the sweeps check between files (and while the
-fixity sweep waits on its rate limit), so it returns promptly.
+fixity sweep hashes or waits on its rate limit), then waits for the running
+sweeps to end, at most ``timeout`` seconds: a daemon's stop is bounded even by a
+sweep that does not look at its stop event often enough.
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ class SweepScheduler:
         self.config = config
         self.stop = threading.Event()
         self.ctx = SweepContext(config, ledger, clock, alerts, actor="dockd", stop=self.stop)
+        self._running: set[str] = set()
+        self._idle = threading.Condition()
         sched = config.schedule
         self._scheduler = BackgroundScheduler(
             timezone=config.station.tz,
@@ -97,10 +101,22 @@ class SweepScheduler:
         for job in self._scheduler.get_jobs():
             log.info("sweep scheduled", sweep=job.id, next_run=str(job.next_run_time))
 
-    def shutdown(self, wait: bool = True) -> None:
+    def shutdown(self, wait: bool = True, timeout: float | None = None) -> bool:
+        """Stop the schedule and tell running sweeps to stop; True when none runs any more.
+
+        With ``wait``, waits for the running sweeps to end (at most ``timeout`` s,
+        None: as long as they take). A sweep still running after that goes on in
+        its worker thread until it next checks the stop event.
+        """
         self.stop.set()
         if self._scheduler.running:
-            self._scheduler.shutdown(wait=wait)
+            self._scheduler.shutdown(wait=False)
+        with self._idle:
+            if wait:
+                self._idle.wait_for(lambda: not self._running, timeout)
+            if self._running:
+                log.warning("sweeps still running at shutdown", sweeps=sorted(self._running))
+            return not self._running
 
     def next_runs(self) -> dict[str, datetime | None]:
         """Sweep -> when it runs next (for ``dockd status`` and tests)."""
@@ -114,8 +130,18 @@ class SweepScheduler:
 
     def run_job(self, kind: str) -> None:
         """One scheduled run: never raises (a scheduler thread has no one to tell but alerts)."""
-        if self.stop.is_set():
-            return
+        with self._idle:
+            if self.stop.is_set():
+                return
+            self._running.add(kind)
+        try:
+            self._run_job(kind)
+        finally:
+            with self._idle:
+                self._running.discard(kind)
+                self._idle.notify_all()
+
+    def _run_job(self, kind: str) -> None:
         try:
             result = SWEEPS[kind](self.ctx)
         except SweepBusy as exc:
