@@ -2,16 +2,26 @@
 
 Start, in order::
 
-    ledger -> clean the store's .incoming -> close sessions a crash left 'running'
-    -> unmount what a crash left mounted -> automount watch -> session manager
-    -> udev watcher (+ the devices already plugged in) -> sweep scheduler -> READY=1
+    the machine's daemon lock -> ledger -> clean the store's .incoming
+    -> close sessions a crash left 'running' -> unmount what a crash left mounted
+    -> automount watch -> session manager -> udev watcher (+ the devices already
+    plugged in) -> sweep scheduler -> READY=1
 
 then wait for SIGTERM/SIGINT, pinging systemd's watchdog while every part is
-alive. Stop in the reverse order: no new docks, every session told to stop (the
-current file is abandoned cleanly: no partial file, the session ends
-'interrupted' with its counts), unmount, scheduler, ledger. The stop is bounded
-by ``dock.stop_timeout_s``; a session stuck in the kernel past it is abandoned
-and the process exits non-zero so systemd restarts it.
+alive. Stop in the reverse order: no new docks, every session and sweep told to
+stop (the current file is abandoned cleanly: no partial file, the session ends
+'interrupted' with its counts), unmount (lazily when something else holds the
+mount), scheduler, ledger.
+
+The stop is bounded by ``dock.stop_timeout_s`` from the signal, whatever the
+load and whatever hangs: each step gets only the time left, and a guard thread
+ends the process with exit 1 at the bound (systemd restarts it) if a session
+stuck in the kernel, or anything else, still holds it up.
+
+One daemon per machine: ``dockd run`` holds an exclusive ``flock`` on
+``<runtime dir>/dockd.lock`` (``$DOCKD_RUNTIME_DIR`` or ``/run/dockd``, never a
+config key) for as long as it lives; a second one refuses to start
+(:class:`~dockd.errors.AlreadyRunning`, naming the first one's PID).
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -37,13 +48,42 @@ from dockd.dock.mounts import Mounter
 from dockd.dock.notify import notify, watchdog_interval
 from dockd.dock.sessions import SessionManager
 from dockd.dock.watcher import UdevWatcher
+from dockd.errors import AlreadyRunning, DockdError
 from dockd.ingest.pipeline import IngestContext
 from dockd.ledger import audit
 from dockd.ledger.db import open_ledger
 from dockd.ledger.models import DockSession
+from dockd.runtime import FileLock, runtime_dir
 from dockd.scheduler import SweepScheduler
 
 log = structlog.get_logger("dockd.service")
+
+LOCK_NAME = "dockd.lock"
+#: Held from start to exit (the kernel drops it when the process dies, however).
+_daemon_lock: FileLock | None = None
+
+
+def take_daemon_lock() -> FileLock:
+    """The machine's daemon lock, or :class:`AlreadyRunning` naming who holds it."""
+    global _daemon_lock
+    try:
+        lock = FileLock(runtime_dir() / LOCK_NAME)
+        took = lock.try_acquire("dockd run")
+    except OSError as exc:
+        raise DockdError(
+            f"cannot take the daemon lock {LOCK_NAME} in the runtime directory: {exc}; run "
+            "dockd run as root, or set $DOCKD_RUNTIME_DIR to a directory it may write"
+        ) from exc
+    if not took:
+        pid = lock.holder()
+        who = f"PID {pid}" if pid else "another process (its PID not written yet)"
+        raise AlreadyRunning(
+            f"another dockd run is already running on this machine: {who} holds "
+            f"{lock.path}. One daemon docks every recorder here; stop that one first "
+            f"(systemctl stop dockd, or kill {pid or '<pid>'}) rather than starting a second"
+        )
+    _daemon_lock = lock
+    return lock
 
 
 def recover_sessions(ctx: IngestContext, roots: tuple[Path, ...]) -> list[int]:
@@ -106,11 +146,12 @@ def recover_sessions(ctx: IngestContext, roots: tuple[Path, ...]) -> list[int]:
 
 
 class _Signals:
-    """SIGTERM/SIGINT set an event the main thread waits on."""
+    """SIGTERM/SIGINT set an event the main thread waits on, and note when."""
 
     def __init__(self) -> None:
         self.stop = threading.Event()
         self.received: str | None = None
+        self.at: float | None = None  # time.monotonic() of the first stop signal
 
     def install(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -118,16 +159,50 @@ class _Signals:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
-        self.received = signal.Signals(signum).name
+        if self.at is None:
+            self.at = time.monotonic()
+            self.received = signal.Signals(signum).name
         self.stop.set()
+
+
+LAST_WORDS_S = 0.2  # of the stop bound, left to the guard for its log line
+
+
+def _last_words(timeout: float) -> None:
+    log.error("dockd did not stop in time; exiting now", timeout_s=timeout)
+    sys.stderr.flush()
+
+
+def _guard_stop(signals: _Signals, timeout: float) -> None:
+    """A daemon thread: ``timeout`` s after the stop signal, end the process (exit 1).
+
+    The orderly stop below bounds every step; this is the bound that holds even
+    when something does not (a thread stuck in the kernel, a sweep that never
+    looks at its stop event, the interpreter's exit joining a thread).
+    """
+
+    def guard() -> None:
+        signals.stop.wait()
+        at = signals.at if signals.at is not None else time.monotonic()
+        time.sleep(max(0.0, at + timeout - time.monotonic() - LAST_WORDS_S))
+        # The log line is written from a thread of its own: a stuck writer holding the
+        # log stream must not keep the process alive either.
+        last = threading.Thread(target=_last_words, args=(timeout,), daemon=True)
+        last.start()
+        last.join(max(0.0, at + timeout - time.monotonic()))
+        os._exit(1)
+
+    threading.Thread(target=guard, name="dockd-stop-guard", daemon=True).start()
 
 
 def run(config: Config, *, clock: Clock | None = None) -> int:
     """Run the dock daemon until SIGTERM/SIGINT; returns the exit code."""
+    take_daemon_lock()
     clock = clock or SystemClock()
     cfg = config.dock
     signals = _Signals()
     signals.install()
+    _guard_stop(signals, cfg.stop_timeout_s)
     log.info(
         "dockd starting",
         version=__version__,
@@ -183,21 +258,30 @@ def run(config: Config, *, clock: Clock | None = None) -> int:
 
     notify("STOPPING=1\nSTATUS=stopping")
     log.info("dockd stopping", signal=signals.received, sessions=len(manager.running()))
-    watcher.stop()
-    clean = manager.stop(cfg.stop_timeout_s)
+    at = signals.at if signals.at is not None else time.monotonic()
+    deadline = at + cfg.stop_timeout_s
+    # What the sessions may use; the rest is for the scheduler, the ledger and the exit.
+    sessions_by = deadline - min(5.0, 0.2 * cfg.stop_timeout_s)
+
+    def left(until: float) -> float:
+        return max(0.0, until - time.monotonic())
+
+    scheduler.stop.set()  # sweeps wind down alongside the sessions
+    watcher.stop(timeout=min(5.0, left(sessions_by)))
+    clean = manager.stop(left(sessions_by))
     if not clean:
         log.error(
             "sessions did not stop in time; abandoning them",
             timeout_s=cfg.stop_timeout_s,
             sessions=[d.session_id for d in manager.running()],
         )
-    scheduler.shutdown(wait=True)
-    automount.stop()
+    sweeps_done = scheduler.shutdown(wait=True, timeout=left(deadline - 1.0))
+    automount.stop(timeout=min(5.0, left(deadline - 1.0)))
     if not clean:
         mounter.cleanup_stale()
     ledger.close()
-    log.info("dockd stopped", clean=clean)
-    if not clean:
+    log.info("dockd stopped", clean=clean, sweeps_stopped=sweeps_done)
+    if not (clean and sweeps_done):
         sys.stderr.flush()
         os._exit(1)  # threads stuck in the kernel would keep the interpreter alive
     return 0
