@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from datetime import timedelta
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import blake3
 import pytest
 from sqlalchemy import select
 
 from conftest import BACKENDS, make_config, register
+from dockd import store
 from dockd.alerts import AlertSink
 from dockd.clock import FixedClock
 from dockd.ingest.pipeline import IngestContext, run_ingest
@@ -168,3 +170,44 @@ def test_dry_run_reports_but_writes_nothing(sctx: SweepContext) -> None:
     assert [f.file_id for f in report.of("missing")] == [row.id]
     assert all(r.fixity_status is None and r.last_fixity_at is None for r in _rows(sctx))
     assert _alerts(sctx) == []
+
+
+def _publish_without_commit(ctx: SweepContext, tmp_path: Path) -> tuple[PurePosixPath, Path]:
+    """What an ingest does up to its ledger commit: copy in, publish (marker first)."""
+    root = ctx.config.store.root
+    source = tmp_path / "in-flight.mp4"
+    source.write_bytes(os.urandom(64 * 1024))
+    fd = os.open(source, os.O_RDONLY)
+    try:
+        incoming = store.copy_into_incoming(root, fd, buffer_size=1 << 16)
+    finally:
+        os.close(fd)
+    rel = store.publish(root, incoming, PurePosixPath("2026/03/15/DV-9/in-flight.mp4"))
+    assert (root / rel).is_file() and incoming.marker.is_file()
+    return rel, incoming.marker
+
+
+def test_a_file_whose_ingest_is_in_flight_is_not_unexpected(
+    sctx: SweepContext, tmp_path: Path
+) -> None:
+    rel, _ = _publish_without_commit(sctx, tmp_path)  # this process is alive: in flight
+    assert rel in store.in_flight(sctx.config.store.root)
+    report = run_fixity(sctx, full=True)
+    assert report.of("unexpected") == [] and report.problems == []
+    assert _alerts(sctx) == []
+
+
+def test_a_file_published_by_a_process_that_died_before_its_commit_is_unexpected(
+    sctx: SweepContext, tmp_path: Path
+) -> None:
+    rel, marker = _publish_without_commit(sctx, tmp_path)
+    dead = subprocess.Popen(["true"])  # a process that has exited by now
+    dead.wait()
+    # the same marker, owned by a process that no longer runs (a crash before the commit)
+    owner, _, rest = marker.name.partition("-")
+    assert owner == str(os.getpid())
+    marker.rename(marker.with_name(f"{dead.pid}-{rest}"))
+    assert store.in_flight(sctx.config.store.root) == set()
+    report = run_fixity(sctx, full=True)
+    assert [f.path for f in report.of("unexpected")] == [rel.as_posix()]
+    assert [(a.kind, a.subject) for a in _alerts(sctx)] == [("fixity.unexpected", rel.as_posix())]

@@ -9,7 +9,8 @@
     -> each: missing? size? BLAKE3 under a MB/s rate limit (never starves ingest)
     -> files.fixity_status / last_fixity_at; a change of status is an audit event
        and a missing or modified file an alert naming it, expected and found hash
-    -> walk the store for files the ledger does not know: each one named
+    -> walk the store for files the ledger does not know: each one named, except
+       one an ingest is storing right now (published, its row not yet committed)
 
 The levels follow BagIt's: presence, size, then the full hash.
 """
@@ -39,6 +40,7 @@ from dockd.sweeps import locations as loc
 from dockd.sweeps.runs import (
     Run,
     SweepContext,
+    SweepStopped,
     Throttle,
     alert_once,
     audit_run,
@@ -118,9 +120,11 @@ def run_fixity(ctx: SweepContext, *, dry_run: bool = False, full: bool = False) 
             report.due = len(ids)
             throttle = Throttle(ctx.config.fixity.rate_mb_s * MB, ctx.stop)
             for batch in _batches(ids, 100):
-                results = [_check(ctx, d, throttle, report) for d in _load(ctx, batch)]
+                results = []
+                for d in _load(ctx, batch):
+                    results.append(_check(ctx, d, throttle, report))
+                    run.heartbeat(checked=report.checked)  # (at most every 30 s)
                 _record(ctx, run, report, now, results)
-                run.heartbeat(checked=report.checked)
             if ctx.config.fixity.scan_unexpected:
                 _scan_unexpected(ctx, report)
         finally:
@@ -262,6 +266,8 @@ def hash_throttled(fd: int, throttle: Throttle) -> str:
         if n == 0:
             return h.hexdigest()
         h.update(view[:n])
+        if throttle.stop.is_set():  # a fast disk may never make the throttle wait
+            raise SweepStopped("stop requested")
         throttle.consume(n)
 
 
@@ -346,16 +352,35 @@ def _scan_unexpected(ctx: SweepContext, report: FixityReport) -> None:
             if not files:
                 continue
             paths = [(rel_dir / name).as_posix() for name in sorted(files)]
-            known = _known(ctx, paths, unregistered)
-            for rel in paths:
-                if rel not in known:
-                    report.findings.append(
-                        Finding(
-                            "unexpected",
-                            (shown / rel).as_posix(),
-                            note=f"{root / rel} is in the store but not in the ledger",
-                        )
+            for rel in _unaccounted(ctx, root, paths, unregistered):
+                report.findings.append(
+                    Finding(
+                        "unexpected",
+                        (shown / rel).as_posix(),
+                        note=f"{root / rel} is in the store but not in the ledger",
                     )
+                )
+
+
+def _unaccounted(ctx: SweepContext, root: Path, paths: list[str], unregistered: bool) -> list[str]:
+    """The ``paths`` (under ``root``) no stored row accounts for, ingests in flight excepted.
+
+    An ingest publishes a file before it commits its row, so a file missing from
+    the first look at the ledger may be one being stored right now. In this order:
+    the publish markers of live processes (``store.in_flight``), then the ledger
+    again: a marker goes only after its row is committed, so a file whose marker
+    is gone by now has its row by now. What is left (and still there) is unexpected.
+    """
+    known = _known(ctx, paths, unregistered)
+    missing = [p for p in paths if p not in known]
+    if not missing:
+        return []
+    flying = {p.as_posix() for p in store.in_flight(root)}
+    missing = [p for p in missing if p not in flying]
+    if not missing:
+        return []
+    known = _known(ctx, missing, unregistered)
+    return [p for p in missing if p not in known and os.path.lexists(root / p)]
 
 
 def _known(ctx: SweepContext, paths: list[str], unregistered: bool) -> set[str]:
