@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -12,12 +14,13 @@ import pytest
 from sqlalchemy import select
 
 from conftest import make_config, register
+from dockd import store
 from dockd.alerts import AlertSink
 from dockd.clock import FixedClock
 from dockd.config import Config
 from dockd.ingest.pipeline import IngestContext, run_ingest
 from dockd.ledger.db import Ledger, open_ledger
-from dockd.ledger.models import Alert, SweepRun
+from dockd.ledger.models import Alert, Recording, SweepRun
 from dockd.reports.weekly import run_weekly_report
 from dockd.scheduler import SweepScheduler, cron_trigger
 from dockd.sweeps.runs import SweepContext, sweep_run
@@ -109,25 +112,48 @@ def test_a_scheduled_run_records_itself_and_a_failure_raises_an_alert(
     ]
 
 
+def _hashing(store_root: Path) -> Path | None:
+    """A stored file this process has open: the sweep thread is hashing it right now."""
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = Path(os.readlink(fd))
+            regular = stat.S_ISREG(os.stat(fd).st_mode)
+        except OSError:
+            continue
+        if regular and target.is_relative_to(store_root) and store.INCOMING not in target.parts:
+            return target
+    return None
+
+
 def test_shutdown_stops_a_running_sweep_promptly(
     tmp_path: Path, clock: FixedClock, card: Recorder
 ) -> None:
     # 1 kB/s: each ~20 kB file would take ~20 s; the stop must not wait for that.
     for ctx in _station(tmp_path, clock, card, "[fixity]\nrate_mb_s = 0.001\n"):
+        root = ctx.config.store.root
         sched = _scheduler(ctx)
         sched.start()
         try:
             sched.run_now("fixity")
-            for _ in range(400):  # wait until it is at work (not an assertion on time)
-                if any(r.status == "running" for r in _runs(ctx.ledger)):
-                    break
-                time.sleep(0.05)
+            # Evidence, not a guess: the sweep has the first file open (and is held
+            # back by the rate limit, mid-file), so the stop lands mid-file.
+            deadline = time.monotonic() + 20
+            while (opened := _hashing(root)) is None:
+                assert time.monotonic() < deadline, "the fixity sweep never opened a stored file"
+                time.sleep(0.02)
         finally:
-            sched.shutdown(wait=True)
+            stopped = sched.shutdown(wait=True)
+        assert stopped
         [run] = _runs(ctx.ledger)
         assert (run.kind, run.status) == ("fixity", "interrupted")
         summary = json.loads(run.summary or "{}")
+        # the file it was reading counts as checked, and nothing was called ok half-read
         assert summary["checked"] == 1 and summary["ok"] == 0
+        with ctx.ledger.session() as s:
+            rows = list(s.scalars(select(Recording)))
+        assert opened.relative_to(root).as_posix() in {r.store_path for r in rows}
+        assert {(r.fixity_status, r.last_fixity_at) for r in rows} == {(None, None)}
+        assert _hashing(root) is None  # and it let go of the file
 
 
 def test_weekly_report_counts_the_week(tmp_path: Path, clock: FixedClock, card: Recorder) -> None:
