@@ -25,15 +25,30 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from conftest import need
+import blake3
+from sqlalchemy import select
+
+from conftest import need, register
+from dockd import store
+from dockd.clock import FixedClock
+from dockd.config import Config, parse_config
 from dockd.dock.watcher import udevd_running
+from dockd.ledger.db import Ledger, open_ledger
+from dockd.ledger.models import Alert, DockSession, Recording
+from make_recorder import Recorder, make_recorder
 
 MiB = 1024 * 1024
+BIG = 256 * MiB
+# Copies of BIG last >= 2.6 s on any machine (fusefat alone is slower here; a kernel vfat
+# reading from the page cache is not): time to pull the plug, kill or stop mid-copy.
+MID_COPY = "copy_limit_mb_s = 100"
 TOOLS = (
     "losetup",
     "mkfs.vfat",
@@ -229,21 +244,39 @@ class Loop:
 
 
 class Daemon:
-    """``python -m dockd --config X run`` as a subprocess, with sd_notify wired up."""
+    """``python -m dockd --config X run`` as a subprocess, with sd_notify wired up.
 
-    def __init__(self, config: Path, log_path: Path, *, watchdog_usec: int | None = None) -> None:
+    Like systemd, the harness reads the notify socket all the time (a thread), so
+    ``notifications`` holds every message in the order sent.
+    """
+
+    def __init__(
+        self,
+        config: Path,
+        log_path: Path,
+        *,
+        watchdog_usec: int | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.config = config
         self.log_path = log_path
         self.watchdog_usec = watchdog_usec
+        self.extra_env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.sock: socket.socket | None = None
         self.notifications: list[str] = []
+        self._reader: threading.Thread | None = None
+        self._closing = threading.Event()
 
-    def start(self, timeout: float = 60) -> Daemon:
+    def spawn(self) -> Daemon:
+        """Start the process (and the notify reader); do not wait for READY=1."""
         address = f"@dockd-test-{secrets.token_hex(6)}"
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind("\0" + address[1:])
-        env = {**os.environ, "NOTIFY_SOCKET": address}
+        self.sock.settimeout(0.1)
+        self._reader = threading.Thread(target=self._read, name="notify-reader", daemon=True)
+        self._reader.start()
+        env = {**os.environ, "NOTIFY_SOCKET": address, **self.extra_env}
         env.pop("DOCKD_CONFIG", None)
         if self.watchdog_usec:
             env["WATCHDOG_USEC"] = str(self.watchdog_usec)
@@ -255,36 +288,60 @@ class Daemon:
                 env=env,
                 start_new_session=True,
             )
+        return self
+
+    def start(self, timeout: float = 60) -> Daemon:
+        self.spawn()
         self.wait_notify("READY=1", timeout)
         return self
 
-    def _drain(self, timeout: float) -> None:
-        assert self.sock is not None
-        self.sock.settimeout(timeout)
-        with contextlib.suppress(TimeoutError, BlockingIOError):
-            while True:
-                self.notifications.append(self.sock.recv(4096).decode())
-                self.sock.settimeout(0.0)
+    def _read(self) -> None:
+        sock = self.sock
+        assert sock is not None
+        while not self._closing.is_set():
+            try:
+                self.notifications.append(sock.recv(4096).decode())
+            except TimeoutError:
+                continue
+            except OSError:
+                return
 
-    def wait_notify(self, text: str, timeout: float) -> None:
+    def wait_notify(self, text: str, timeout: float, *, after: int = 0) -> None:
+        """Wait for a message containing ``text`` among those from index ``after`` on."""
         deadline = time.monotonic() + timeout
-        while not any(text in n for n in self.notifications):
+        while not any(text in n for n in self.notifications[after:]):
             if self.proc is not None and self.proc.poll() is not None:
+                time.sleep(0.1)  # let the reader take what the process sent before exiting
+                if any(text in n for n in self.notifications[after:]):
+                    return
                 raise AssertionError(
                     f"dockd exited ({self.proc.returncode}) before {text}:\n{self.tail()}"
                 )
             if time.monotonic() > deadline:
                 raise AssertionError(f"no {text} from dockd within {timeout} s:\n{self.tail()}")
-            self._drain(0.2)
+            time.sleep(0.05)
 
     def terminate(self, timeout: float = 60) -> tuple[int, float]:
-        """SIGTERM; returns (exit code, seconds it took)."""
+        """SIGTERM; returns (exit code, seconds it took). ``timeout`` only guards the test."""
         assert self.proc is not None
         t0 = time.monotonic()
         self.proc.send_signal(signal.SIGTERM)
         code = self.proc.wait(timeout)
-        self._drain(0.05)
-        return code, time.monotonic() - t0
+        took = time.monotonic() - t0
+        self._stop_reader()
+        return code, took
+
+    def _stop_reader(self) -> None:
+        """Stop the reader once it has taken every message already sent."""
+        if self._reader is None or self.sock is None:
+            return
+        self._closing.set()
+        self._reader.join(5)
+        self._reader = None
+        self.sock.setblocking(False)
+        with contextlib.suppress(BlockingIOError, OSError):
+            while True:
+                self.notifications.append(self.sock.recv(4096).decode())
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -296,6 +353,7 @@ class Daemon:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.terminate(30)
         self.kill()
+        self._stop_reader()
         if self.sock is not None:
             self.sock.close()
             self.sock = None
@@ -370,3 +428,193 @@ def cleanup(*actions: Callable[[], None]) -> Iterator[None]:
         for act in actions:
             with contextlib.suppress(Exception):
                 act()
+
+
+# ---------------------------------------------------------------------------- a dock
+
+
+@dataclass
+class DockEnv:
+    """One test's dock: directories, config, ledger, udevd, loops, daemons; all torn down."""
+
+    tmp: Path
+    clock: FixedClock
+    prefix: str = field(default_factory=new_label_prefix)
+    udevd: Udevd | None = None
+    loops: list[Loop] = field(default_factory=list)
+    daemons: list[Daemon] = field(default_factory=list)
+    config_path: Path | None = None
+    ledger: Ledger | None = None
+    _config: Config | None = None
+
+    @property
+    def run_dir(self) -> Path:
+        return self.tmp / "run"
+
+    @property
+    def store_root(self) -> Path:
+        return self.tmp / "store"
+
+    @property
+    def config(self) -> Config:
+        assert self._config is not None
+        return self._config
+
+    def configure(self, *, dock: str = "", ingest: str = "", automount_wait: float = 0) -> Config:
+        text = f"""
+[station]
+unit = "Test Station"
+id = "st-test"
+timezone = "Asia/Shanghai"
+
+[store]
+root = "{self.store_root}"
+quarantine = "{self.tmp / "quarantine"}"
+
+[ledger]
+url = "sqlite:///{self.tmp / "ledger.sqlite3"}"
+
+[logging]
+level = "info"
+format = "auto"
+
+[ingest]
+{ingest}
+
+[dock]
+runtime_dir = "{self.run_dir}"
+automount_roots = ["{self.tmp / "media"}"]
+automount_wait_s = {automount_wait}
+{dock}
+
+[[dock.match]]
+name = "test-images"
+devname = "/dev/loop*"
+fs_labels = ["{self.prefix}*"]
+"""
+        self.config_path = self.tmp / "dockd.toml"
+        self.config_path.write_text(text)
+        self._config = parse_config(text, source=str(self.config_path), base=self.tmp)
+        if self.ledger is None:
+            self.ledger = open_ledger(self._config.ledger.url)
+        return self._config
+
+    def recorder(self, name: str, **kw: Any) -> Recorder:
+        return make_recorder(self.tmp / "trees" / name, **kw)
+
+    def label(self, n: int) -> str:
+        return f"{self.prefix}{n}"
+
+    def fat(self, rec: Recorder, n: int, size_mb: int = 64) -> Path:
+        return fat_image(self.tmp / f"rec{n}.img", rec.root, self.label(n), size_mb)
+
+    def exfat(self, rec: Recorder, n: int, size_mb: int = 64) -> Path:
+        return exfat_image(self.tmp / f"rec{n}.img", rec.root, self.label(n), size_mb)
+
+    def attach(self, image: Path) -> Loop:
+        loop = Loop(image)
+        self.loops.append(loop)
+        loop.attach()
+        return loop
+
+    def daemon(self, **kw: Any) -> Daemon:
+        assert self.config_path is not None
+        d = Daemon(self.config_path, self.tmp / "dockd.log", **kw)
+        self.daemons.append(d)
+        return d.start()
+
+    def register(self, rec: Recorder, *, assign: bool = True) -> None:
+        assert self.ledger is not None
+        register(self.ledger, self.clock, rec, assign=assign)
+
+    # ------------------------------------------------------------------ ledger
+
+    def sessions(self) -> list[DockSession]:
+        assert self.ledger is not None
+        with self.ledger.read() as s:
+            return list(s.scalars(select(DockSession).order_by(DockSession.id)))
+
+    def wait_sessions(self, n: int, timeout: float = 90) -> list[DockSession]:
+        """Wait until ``n`` sessions exist and none is running."""
+
+        def done() -> list[DockSession] | None:
+            rows = self.sessions()
+            ended = [r for r in rows if r.outcome != "running"]
+            return rows if len(rows) >= n and len(ended) == len(rows) else None
+
+        try:
+            return wait_for(f"{n} finished dock session(s)", done, timeout, every=0.2)
+        except AssertionError:
+            tail = self.daemons[-1].tail() if self.daemons else ""
+            raise AssertionError(f"sessions: {self.sessions()!r}\n{tail}") from None
+
+    def recordings(self, session_id: int | None = None) -> list[Recording]:
+        assert self.ledger is not None
+        q = select(Recording).order_by(Recording.id)
+        if session_id is not None:
+            q = q.where(Recording.session_id == session_id)
+        with self.ledger.read() as s:
+            return list(s.scalars(q))
+
+    def alerts(self, kind: str) -> list[Alert]:
+        assert self.ledger is not None
+        with self.ledger.read() as s:
+            return list(s.scalars(select(Alert).where(Alert.kind == kind)))
+
+    def parts(self) -> list[Path]:
+        roots = (self.store_root, self.tmp / "quarantine")
+        return [p for r in roots for p in (r / store.INCOMING).glob("*.part")]
+
+    def copying(self, min_bytes: int = 32 * MiB) -> Path | None:
+        """The temporary file of a copy in progress, once it holds ``min_bytes``."""
+        for p in self.parts():
+            try:
+                if p.stat().st_size >= min_bytes:
+                    return p
+            except FileNotFoundError:
+                continue
+        return None
+
+    def teardown(self) -> None:
+        for d in self.daemons:
+            d.close()
+        unmount_under(self.tmp)
+        for loop in self.loops:
+            loop.detach()
+        if self.udevd is not None:
+            self.udevd.stop()
+        if self.ledger is not None:
+            self.ledger.close()
+
+
+def b3(path: Path) -> str:
+    return blake3.blake3(path.read_bytes()).hexdigest()
+
+
+def assert_stored_byte_for_byte(e: DockEnv, rec: Recorder, root: Path | None = None) -> None:
+    rows = [r for r in e.recordings() if r.device_ref == rec.device_number]
+    by_path = {r.source_path: r for r in rows}
+    assert len(rows) == len(by_path) == len(rec.recordings), sorted(by_path)
+    for r in rec.recordings:
+        row = by_path[r.relpath]
+        assert row.blake3 == b3(rec.path(r)), r.relpath
+        assert b3((root or e.store_root) / row.store_path) == row.blake3
+        assert row.verified
+
+
+@contextlib.contextmanager
+def dock_env(tmp: Path, clock: FixedClock, *, udevd: bool = True) -> Iterator[DockEnv]:
+    """A test's dock (with its own systemd-udevd unless the host runs one); torn down after."""
+    if udevd:
+        need_blockdev("the dock tests use loop devices, FUSE mounts and systemd-udevd")
+    else:
+        need_blockdev("the dock tests use loop devices and FUSE mounts")
+    e = DockEnv(tmp, clock)
+    if udevd:
+        e.udevd = Udevd(tmp / "udevd.log")
+    try:
+        if e.udevd is not None:
+            e.udevd.start()
+        yield e
+    finally:
+        e.teardown()
