@@ -1,6 +1,7 @@
 # dockd: everything a fresh Debian machine needs, from two targets.
 #   make demo   set up, then ingest a simulated recorder on the embedded defaults
 #   make test   set up (system packages too when root), then lint, type-check and test
+#   make test-stress   the same suite while stress-ng loads the CPUs and the disk beside it
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -9,9 +10,11 @@ BIN := $(VENV)/bin
 # System packages the tests use for real components: udevd, loop-device filesystems
 # (FAT32 and exFAT, through FUSE since many kernels lack vfat/exfat), b3sum, PostgreSQL.
 APT_PACKAGES := udev dosfstools exfatprogs fusefat exfat-fuse fuse3 mtools b3sum \
-	postgresql postgresql-contrib util-linux
+	postgresql postgresql-contrib util-linux stress-ng
+# The load beside `make test-stress`: what shook races out of the dock tests (issue 9).
+STRESS := stress-ng --cpu 2 --io 1 --quiet --timeout 4h
 
-.PHONY: demo test check system-deps venv clean bench
+.PHONY: demo test test-stress check system-deps venv clean bench
 
 $(BIN)/dockd: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +46,18 @@ check: venv
 
 test: system-deps venv check
 	$(BIN)/pytest
+
+# The suite exactly as `make test` runs it (check, then pytest), with $(STRESS) running
+# from before it starts until it ends, however it ends; the exit code is the suite's.
+# (The --timeout only keeps a stress-ng from outliving a make killed with SIGKILL.)
+test-stress: system-deps venv
+	@command -v stress-ng >/dev/null || { echo "stress-ng not found: apt install stress-ng" >&2; exit 1; }
+	@setsid $(STRESS) & stress=$$!; \
+	trap 'kill -TERM -- -$$stress 2>/dev/null; wait $$stress 2>/dev/null' EXIT; \
+	trap 'exit 130' INT TERM; \
+	echo "stress-ng running beside the suite (pid $$stress): $(STRESS)"; \
+	$(MAKE) --no-print-directory check && $(BIN)/pytest; \
+	exit $$?
 
 bench: venv
 	$(BIN)/python bench/ingest.py
