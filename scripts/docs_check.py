@@ -1,6 +1,6 @@
 """Run every ``dockd ...`` command that README.md and docs/*.md show, on a demo station.
 
-    .venv/bin/python scripts/docs_check.py [--keep] [FILE.md ...]
+    .venv/bin/python scripts/docs_check.py [--keep] [-v] [FILE.md ...]
 
 The guides cannot drift from the code: each ``dockd`` line of a ```sh block is run
 (through ``dockd.cli.main``, the console script's entry point, in this process so a
@@ -20,9 +20,10 @@ examples see what its earlier ones did (a tag, a hold) and no guide sees another
   each ``dockd`` part runs; a redirection (``> FILE``) is dropped.
 
 Every command must exit 0. A command that exits otherwise is reported with its
-file, line, the command as run, and its output; the check then exits 1. The README
-itself is checked too: at most 8 KiB, the two setup commands first, a link to every
-guide, every module of ``src/dockd`` in its layout, and no link out of the repository.
+file, line, the command as run, and its output; the check then exits 1. Relative
+links must point at files of the repository. When README.md is checked (the default)
+it must also be at most 8 KiB, show the two setup commands first, link every guide and
+name every module of ``src/dockd`` in its layout.
 """
 
 from __future__ import annotations
@@ -256,7 +257,12 @@ class Command:
     words: tuple[str, ...]  # after `dockd`
 
     def where(self) -> str:
-        return f"{self.path.relative_to(REPO)}:{self.line}"
+        return f"{shown(self.path)}:{self.line}"
+
+
+def shown(path: Path) -> str:
+    """A path as a person finds it: relative to the repository when inside it."""
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
 def sh_lines(text: str) -> Iterator[tuple[int, str]]:
@@ -289,7 +295,7 @@ def commands_in(path: Path) -> Iterator[Command]:
         try:
             tokens = list(lex)
         except ValueError as exc:
-            where = f"{path.relative_to(REPO)}:{number}"
+            where = f"{shown(path)}:{number}"
             raise SystemExit(f"{where}: the shell cannot read this line: {exc}") from exc
         part: list[str] = []
         for token in [*tokens, ";"]:
@@ -334,12 +340,13 @@ def readme_problems(readme: Path, guides: Sequence[Path]) -> list[str]:
     text = data.decode("utf-8")
     if len(data) > README_MAX_BYTES:
         problems.append(f"README.md is {len(data)} bytes; at most {README_MAX_BYTES}")
-    first = re.search(r"```sh\n(.*?)```", text, re.S)
-    body = text.split("\n## ", 1)[0]
-    if first is None or first.start() > body.find("\n", body.find("# ") + 1) + 2:
+    title, _, rest = text.partition("\n")
+    rest = rest.lstrip("\n")
+    if not title.startswith("# ") or not rest.startswith("```sh\n"):
         problems.append("README.md: a ```sh block must come right under the title")
     else:
-        lines = [ln.split("#", 1)[0].strip() for ln in first.group(1).splitlines()]
+        block = rest.removeprefix("```sh\n").split("```", 1)[0]
+        lines = [ln.split("#", 1)[0].strip() for ln in block.splitlines()]
         if [ln for ln in lines if ln][:2] != list(README_FIRST):
             problems.append(f"README.md: its first ```sh block must start with {README_FIRST}")
     for guide in guides:
@@ -377,20 +384,34 @@ def layout_problems(readme_text: str) -> list[str]:
     return problems
 
 
+def slugs(path: Path) -> set[str]:
+    """The anchors GitHub gives the headings of a Markdown file."""
+    out = set()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        m = re.match(r"#{1,6} (.*)", line)
+        if m:
+            out.add(re.sub(r"[^\w\- ]", "", m.group(1).strip().lower()).replace(" ", "-"))
+    return out
+
+
 def link_problems(path: Path) -> list[str]:
-    """Relative links must point at files of this repository that exist."""
+    """Relative links must point at files of this repository that exist (and at
+    headings that exist, for a link with ``#anchor`` to a Markdown file)."""
     problems = []
     text = path.read_text(encoding="utf-8")
     for number, line in enumerate(text.splitlines(), 1):
         for target in re.findall(r"\]\(([^)\s]+)\)", line):
-            if re.match(r"[a-z]+:", target) or target.startswith("#"):
+            if re.match(r"[a-z]+:", target):
                 continue
-            resolved = (path.parent / target.split("#", 1)[0]).resolve()
-            where = f"{path.relative_to(REPO)}:{number}"
+            file, _, anchor = target.partition("#")
+            resolved = (path.parent / file).resolve() if file else path
+            where = f"{shown(path)}:{number}"
             if not resolved.is_relative_to(REPO):
                 problems.append(f"{where}: link {target} leaves the repository")
             elif not resolved.exists():
                 problems.append(f"{where}: link {target} points at nothing")
+            elif anchor and resolved.suffix == ".md" and anchor not in slugs(resolved):
+                problems.append(f"{where}: link {target}: no such heading in {file or 'here'}")
     return problems
 
 
@@ -439,7 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     guides = sorted((REPO / "docs").glob("*.md"))
     files = [p.resolve() for p in args.files] or [readme, *guides]
     report = Report()
-    if not args.files:
+    if readme in files:
         report.failures += readme_problems(readme, guides)
     for path in files:
         report.failures += link_problems(path)
