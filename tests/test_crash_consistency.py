@@ -27,6 +27,7 @@ import blake3
 import pytest
 from sqlalchemy import select
 
+from blockdev import Daemon
 from conftest import NOW, config_text, need, register
 from dockd import store
 from dockd.clock import FixedClock
@@ -253,6 +254,33 @@ def test_killed_twice_in_a_row_still_no_twin(tmp_path: Path, card: Recorder) -> 
     assert_each_recording_once(station, card)
     assert [s.outcome for s in station.sessions()] == ["interrupted", "interrupted", "complete"]
     assert station.run("audit", "verify").returncode == 0
+
+
+def test_daemon_started_after_the_crash_leaves_the_next_ingest_no_twin(
+    tmp_path: Path, card: Recorder
+) -> None:
+    """Killed between publish and commit; then `dockd run` starts (a reboot) before the
+    recorder is docked again: the re-dock must still store each recording once."""
+    need(root=True, why="dockd run listens to the kernel's device events")
+    station = registered(make_station(tmp_path / "station"), card)
+    first = station.start("ingest", str(card.root), DOCKD_TEST_PAUSE="after-publish:2")
+    pause_line(first, "after-publish")
+    kill9(first)
+
+    daemon = Daemon(
+        station.config, tmp_path / "daemon.log", env={"DOCKD_RUNTIME_DIR": str(station.runtime)}
+    )
+    try:
+        daemon.start()
+        code, _ = daemon.terminate()
+        assert code == 0, daemon.tail()
+    finally:
+        daemon.close()
+
+    again = station.run("ingest", str(card.root))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert_each_recording_once(station, card)
+    assert [s.outcome for s in station.sessions()] == ["interrupted", "complete"]
 
 
 # ---------------------------------------------------------------------------- two at once
