@@ -108,6 +108,8 @@ def run_dockd(argv: list[str]) -> tuple[int, str, str]:
 
 def _file_id(st: Station, index: int) -> str:
     rows = [r for r in st.json("ledger", "query") if r["kind"] == "video" and not r["flags"]]
+    if len(rows) <= index:
+        raise RuntimeError(f"the demo has {len(rows)} stored video(s) left; this needs {index + 1}")
     return str(rows[index]["id"])
 
 
