@@ -1,6 +1,6 @@
 """Reads with intent names: what auditors and the CLI ask of the ledger.
 
-``FILE_FIELDS`` is the stable JSON shape of one recording (listed in the README);
+``FILE_FIELDS`` is the stable JSON shape of one recording (listed in docs/auditors.md);
 scripts may rely on these names.
 """
 

@@ -3,7 +3,7 @@
 The views have the same names and columns on SQLite and PostgreSQL; only two
 expressions differ by dialect (hours between two times, a field of the JSON
 details), chosen at migration time. Times are UTC (SQLite: text
-``YYYY-MM-DD HH:MM:SS.ffffff``; PostgreSQL: timestamptz). README.md ("SQL views")
+``YYYY-MM-DD HH:MM:SS.ffffff``; PostgreSQL: timestamptz). docs/auditors.md ("SQL views")
 describes each view with example queries.
 
 Revision ID: 0003
