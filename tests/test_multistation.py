@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from dockd.ledger import registry
 from dockd.ledger.db import open_ledger
 from dockd.ledger.models import AuditEvent, Recording
 from make_recorder import Recorder, make_recorder
@@ -68,12 +69,6 @@ def test_four_stations_ingesting_and_two_sweeping_on_one_postgresql(
             start=now - timedelta(hours=6),
             clips=4,
         )
-        for args in (
-            ("devices", "add", f"DV-{i:04d}", "--serial", f"SN{i:010d}", "--by", "admin"),
-            ("officers", "add", f"{100 + i:06d}", "--name", f"Officer {i}", "--by", "admin"),
-        ):
-            code, _, err = finish(dockd(confs[st], *args))
-            assert code == 0, err
     # old footage at station b, long past the 180-day routine retention: the
     # retention sweep trashes it while the others are docking
     old = make_recorder(
@@ -85,9 +80,28 @@ def test_four_stations_ingesting_and_two_sweeping_on_one_postgresql(
         clips=3,
         extras=False,
     )
-    assert (
-        finish(dockd(confs["st-b"], "devices", "add", "DV-0099", "--serial", "SNOLD00001"))[0] == 0
-    )
+    # The registry, in-process (what `dockd devices add` / `officers add` do, without a
+    # process start each: the concurrency under test is the one below).
+    setup = open_ledger(url)  # a new ledger: created at the current schema
+    try:
+        with setup.session() as s:
+            for i, st in enumerate(STATIONS):
+                registry.add_device(
+                    s, number=f"DV-{i:04d}", serial=f"SN{i:010d}", at=now, station=st, actor="admin"
+                )
+                registry.add_officer(
+                    s,
+                    badge=f"{100 + i:06d}",
+                    name=f"Officer {i}",
+                    at=now,
+                    station=st,
+                    actor="admin",
+                )
+            registry.add_device(
+                s, number="DV-0099", serial="SNOLD00001", at=now, station="st-b", actor="admin"
+            )
+    finally:
+        setup.close()
     code, _, err = finish(dockd(confs["st-b"], "ingest", str(old.root)))
     assert code == 0, err
 
