@@ -237,14 +237,10 @@ class Mounter:
         """The daemon is stopping: from now on no helper may outlive ``deadline``.
 
         Every helper run (an unmount above all) is then bounded by the time left
-        until ``deadline`` (``time.monotonic()``) instead of ``helper_timeout_s``,
-        and a busy mount is detached lazily at once instead of being retried.
+        until ``deadline`` (``time.monotonic()``) instead of ``helper_timeout_s``
+        (but never less than ``MIN_HELPER_S``, so a lazy unmount still gets its go).
         """
         self._deadline = deadline
-
-    @property
-    def stopping(self) -> bool:
-        return self._deadline is not None
 
     def _time_left(self) -> float:
         limit = self.cfg.helper_timeout_s
