@@ -20,6 +20,7 @@ is ``os.fsdecode(raw)``, as ``os.scandir`` would give it. Properties:
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from collections.abc import Sequence
@@ -31,6 +32,7 @@ import atheris  # type: ignore[import-untyped]
 from _harness import guarded, require
 
 with atheris.instrument_imports(include=["dockd", "re2", "_strptime"]):
+    importlib.import_module("_strptime")  # what datetime.strptime runs (imported lazily)
     from dockd.config import DEFAULT_NAMING, Config, NamingRule, parse_config
     from dockd.ingest.names import display
     from dockd.ingest.naming import NameInfo, parse_name

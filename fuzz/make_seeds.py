@@ -168,6 +168,26 @@ EXTRA_CONFIGS: dict[str, str] = {
     ),
     "alerts": '[alerts]\nnotify_command = ["/bin/true", "--x"]\nnotify_timeout_s = 5\n',
     "schedule": '[schedule]\nretention = "*/5 * * * 1-5"\nfixity = ""\n',
+    # TOML that config.example.toml does not use: nested arrays, inline tables,
+    # arrays laid out over lines, multi-line strings holding lines that look like headers
+    "nested-arrays": '[ingest]\nid_files = [["a", ["b"]], []]\nx = [[[[[[1]]]]], [[2]]]\n',
+    "inline-tables": (
+        'dock = { match = [{ name = "usb", bus = "usb", properties = { A = { B = "c" } } }] }\n'
+    ),
+    "aligned-arrays": (
+        "[ingest]\n"
+        "video_extensions = [\n"
+        '    "mp4",        "mov",\n'
+        "]\n"
+        "matrix = [\n"
+        "  [        1,   2],\n"
+        "  [  'a' ,    'b'  ],\n"
+        "]\n"
+    ),
+    "multiline-strings": (
+        '[station]\nunit = """\n[ station ]\n  [[naming]]  \\\n  x"""\n'
+        "id = '''\n[store]\n'''\n"
+    ),
 }
 
 CONFIG_TOKENS = [
