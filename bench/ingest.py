@@ -64,7 +64,8 @@ from sqlalchemy import select  # noqa: E402
 from dockd.alerts import AlertSink  # noqa: E402
 from dockd.clock import SystemClock  # noqa: E402
 from dockd.config import Config, parse_config  # noqa: E402
-from dockd.ingest.pipeline import IngestContext, SessionResult, run_ingest  # noqa: E402
+from dockd.ingest.context import IngestContext  # noqa: E402
+from dockd.ingest.pipeline import SessionResult, run_ingest  # noqa: E402
 from dockd.ledger import registry  # noqa: E402
 from dockd.ledger.db import Ledger, open_ledger  # noqa: E402
 from dockd.ledger.models import Recording  # noqa: E402

@@ -20,7 +20,7 @@ import pytest
 from dockd.alerts import AlertSink
 from dockd.clock import FixedClock
 from dockd.config import Config, parse_config
-from dockd.ingest.pipeline import IngestContext
+from dockd.ingest.context import IngestContext
 from dockd.ledger import registry
 from dockd.ledger.db import Ledger, open_ledger
 from make_recorder import Recorder, make_recorder

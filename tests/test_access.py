@@ -17,7 +17,8 @@ from dockd.clock import FixedClock
 from dockd.config import Config
 from dockd.errors import UsageError
 from dockd.export import export_bag
-from dockd.ingest.pipeline import IngestContext, run_ingest
+from dockd.ingest.context import IngestContext
+from dockd.ingest.pipeline import run_ingest
 from dockd.ledger import audit
 from dockd.ledger.models import AuditEvent, Recording
 from dockd.reports.base import Period

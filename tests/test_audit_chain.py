@@ -15,7 +15,8 @@ from conftest import register, write_config
 from dockd.cli import main
 from dockd.clock import FixedClock
 from dockd.config import Config
-from dockd.ingest.pipeline import IngestContext, run_ingest
+from dockd.ingest.context import IngestContext
+from dockd.ingest.pipeline import run_ingest
 from dockd.ledger import audit
 from dockd.ledger.models import AuditEvent
 from make_recorder import Recorder, make_recorder

@@ -16,7 +16,8 @@ from dockd.alerts import AlertSink
 from dockd.cli import main
 from dockd.clock import FixedClock
 from dockd.errors import ConfigError
-from dockd.ingest.pipeline import IngestContext, run_ingest
+from dockd.ingest.context import IngestContext
+from dockd.ingest.pipeline import run_ingest
 from dockd.ledger.db import open_ledger
 from dockd.ledger.models import Recording
 from make_recorder import Recorder, make_recorder

@@ -15,7 +15,8 @@ from dockd import bycase, cases
 from dockd.cli import main
 from dockd.clock import FixedClock
 from dockd.errors import NotFound, UsageError
-from dockd.ingest.pipeline import IngestContext, run_ingest
+from dockd.ingest.context import IngestContext
+from dockd.ingest.pipeline import run_ingest
 from dockd.ledger import audit
 from dockd.ledger.models import AuditEvent, Case, Recording
 from make_recorder import DEFAULT_START, LOCAL_TZ, Recorder, make_recorder

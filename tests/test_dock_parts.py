@@ -26,7 +26,8 @@ from dockd.dock.mounts import Mounter
 from dockd.dock.notify import notify, watchdog_interval
 from dockd.dock.sessions import Dock, SessionManager, _Progress
 from dockd.dock.watcher import _unescape, choose_source, udevd_running
-from dockd.ingest.pipeline import IngestContext, run_ingest
+from dockd.ingest.context import IngestContext
+from dockd.ingest.pipeline import run_ingest
 from dockd.ledger import registry
 from dockd.ledger.db import open_ledger
 from dockd.ledger.models import Alert, AuditEvent, DockSession, Recording

@@ -22,7 +22,8 @@ from dockd.cli import main
 from dockd.clock import FixedClock
 from dockd.errors import UsageError
 from dockd.export import ExportError, export_bag
-from dockd.ingest.pipeline import IngestContext, run_ingest
+from dockd.ingest.context import IngestContext
+from dockd.ingest.pipeline import run_ingest
 from dockd.ledger import audit
 from dockd.ledger.models import Alert, AuditEvent, Recording
 from make_recorder import Recorder, make_recorder

@@ -21,7 +21,8 @@ from dockd.alerts import AlertSink
 from dockd.cli import main
 from dockd.clock import FixedClock, SystemClock
 from dockd.config import load_config
-from dockd.ingest.pipeline import IngestContext, run_ingest
+from dockd.ingest.context import IngestContext
+from dockd.ingest.pipeline import run_ingest
 from dockd.ledger import audit
 from dockd.ledger.db import open_ledger
 from dockd.ledger.models import AuditEvent, Hold, Recording

@@ -17,7 +17,8 @@ from sqlalchemy import func, select
 from conftest import BACKENDS, NOW, need, register
 from dockd import store
 from dockd.clock import FixedClock
-from dockd.ingest.pipeline import IngestContext, run_ingest
+from dockd.ingest.context import IngestContext
+from dockd.ingest.pipeline import run_ingest
 from dockd.ledger.models import Alert, AuditEvent, DockSession, Recording, SessionFailure
 from dockd.ledger.queries import FileFilter, find_files
 from make_recorder import Recorder, make_recorder, write_mp4

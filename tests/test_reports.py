@@ -22,7 +22,8 @@ from dockd.alerts import AlertSink
 from dockd.cli import main
 from dockd.clock import FixedClock
 from dockd.config import Config
-from dockd.ingest.pipeline import IngestContext, run_ingest
+from dockd.ingest.context import IngestContext
+from dockd.ingest.pipeline import run_ingest
 from dockd.ledger import audit, registry
 from dockd.ledger.db import Ledger, open_ledger
 from dockd.ledger.models import Device, DockSession, Hold, Officer, Recording, SessionFailure

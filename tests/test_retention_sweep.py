@@ -21,7 +21,8 @@ from conftest import BACKENDS, make_config, register
 from dockd.alerts import AlertSink
 from dockd.clock import FixedClock
 from dockd.errors import DockdError, UsageError
-from dockd.ingest.pipeline import IngestContext, run_ingest
+from dockd.ingest.context import IngestContext
+from dockd.ingest.pipeline import run_ingest
 from dockd.ledger import audit
 from dockd.ledger.db import open_ledger
 from dockd.ledger.models import Alert, AuditEvent, Case, Recording, SweepRun

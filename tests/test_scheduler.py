@@ -18,7 +18,8 @@ from dockd import store
 from dockd.alerts import AlertSink
 from dockd.clock import FixedClock
 from dockd.config import Config
-from dockd.ingest.pipeline import IngestContext, run_ingest
+from dockd.ingest.context import IngestContext
+from dockd.ingest.pipeline import run_ingest
 from dockd.ledger.db import Ledger, open_ledger
 from dockd.ledger.models import Alert, Recording, SweepRun
 from dockd.reports.weekly import run_weekly_report

@@ -49,7 +49,7 @@ from dockd.dock.notify import notify, watchdog_interval
 from dockd.dock.sessions import SessionManager
 from dockd.dock.watcher import UdevWatcher
 from dockd.errors import AlreadyRunning, DockdError
-from dockd.ingest.pipeline import IngestContext
+from dockd.ingest.context import IngestContext
 from dockd.ledger import audit
 from dockd.ledger.db import open_ledger
 from dockd.ledger.models import DockSession

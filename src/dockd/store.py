@@ -67,10 +67,8 @@ def safe_component(name: str, *, fallback: str = "unnamed") -> str:
         name = ""
     elif name.startswith("."):
         stem, _, ext = name.rpartition(".")
-        if stem.strip(".") or not ext:
-            name = "_" + name.lstrip(".")  # ".hidden.mp4" -> "_hidden.mp4"
-        else:
-            name = "_." + ext  # "..mp4" -> "_.mp4"
+        # ".hidden.mp4" -> "_hidden.mp4"; "..mp4" -> "_.mp4"
+        name = "_" + name.lstrip(".") if stem.strip(".") or not ext else "_." + ext
     if not name or set(name) <= {"."}:
         name = fallback
     encoded = name.encode("utf-8")

@@ -19,9 +19,9 @@ from rich.progress import (
 )
 
 from dockd.cli.common import app_of
+from dockd.ingest.context import IngestContext
 from dockd.ingest.identify import volume_of
-from dockd.ingest.pipeline import FileOutcome, IngestContext, SessionResult, run_ingest
-from dockd.ingest.recovery import recover
+from dockd.ingest.pipeline import FileOutcome, SessionResult, run_ingest
 
 
 class RichProgress:
@@ -115,7 +115,6 @@ def ingest(
         alerts=state.alerts,
         actor="dockd-ingest",
     )
-    recover(ictx)
     console = Console(stderr=True)
     volume = volume_of(source)
     if sys.stderr.isatty():

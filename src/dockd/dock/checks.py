@@ -20,7 +20,8 @@ from pathlib import Path
 import structlog
 from sqlalchemy import select
 
-from dockd.ingest.pipeline import IngestContext, SessionResult
+from dockd.ingest.context import IngestContext
+from dockd.ingest.pipeline import SessionResult
 from dockd.ledger.models import DockSession, Recording
 
 log = structlog.get_logger("dockd.dock")

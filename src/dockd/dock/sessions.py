@@ -37,7 +37,8 @@ from dockd.dock.mounts import Mount, MountAbandoned, Mounter
 from dockd.dock.settings import DockConfig
 from dockd.dock.watcher import complete_event, superseded
 from dockd.errors import DockdError
-from dockd.ingest.pipeline import FileOutcome, IngestContext, SessionResult, run_ingest
+from dockd.ingest.context import IngestContext
+from dockd.ingest.pipeline import FileOutcome, SessionResult, run_ingest
 from dockd.ledger import registry
 
 log = structlog.get_logger("dockd.dock")

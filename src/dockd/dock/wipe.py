@@ -25,8 +25,9 @@ import structlog
 from sqlalchemy import select
 
 from dockd import store
+from dockd.ingest.context import IngestContext
 from dockd.ingest.discover import discover
-from dockd.ingest.pipeline import IngestContext, SessionResult
+from dockd.ingest.pipeline import SessionResult
 from dockd.ledger import audit
 from dockd.ledger.models import Recording
 

@@ -50,6 +50,9 @@ class Refusal:
 
     relpath: PurePosixPath
     reason: str
+    # True when the recorder could not be read (not a policy decision): the file
+    # counts as failed, raises a critical alert and blocks the wipe.
+    unreadable: bool = False
 
     @property
     def display(self) -> str:
@@ -60,14 +63,19 @@ def _walk(root: Path, rel: PurePosixPath, cfg: IngestConfig) -> Iterator[Candida
     try:
         entries = sorted(os.scandir(root / rel), key=lambda e: e.name)
     except OSError as exc:
-        yield Refusal(rel, f"cannot list this directory: {exc.strerror or exc}")
+        yield Refusal(rel, f"cannot list this directory: {exc.strerror or exc}", unreadable=True)
         return
     for entry in entries:
         child = rel / entry.name
         try:
             st = entry.stat(follow_symlinks=False)
         except OSError as exc:
-            yield Refusal(child, f"cannot stat: {exc.strerror or exc}")
+            yield Refusal(
+                child,
+                f"listed on the recorder but cannot be read ({exc.strerror or exc}); it is "
+                "still on the recorder: do not wipe it",
+                unreadable=True,
+            )
             continue
         if stat.S_ISLNK(st.st_mode):
             yield Refusal(

@@ -36,17 +36,15 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from dockd import bycase, cases, store
-from dockd.alerts import AlertSink
-from dockd.clock import Clock
-from dockd.config import Config
 from dockd.errors import LedgerError, RecorderBusy, SourceError
+from dockd.ingest import recovery
+from dockd.ingest.context import IngestContext
 from dockd.ingest.discover import Candidate, Refusal, discover
 from dockd.ingest.identify import Identity, VolumeInfo, gather_evidence, identify
 from dockd.ingest.lock import RecorderLock
 from dockd.ingest.naming import NameInfo, parse_name
 from dockd.ingest.probe import ProbeResult, probe
 from dockd.ledger import audit, registry
-from dockd.ledger.db import Ledger
 from dockd.ledger.models import DockSession, Recording, SessionFailure
 
 log = structlog.get_logger("dockd.ingest")
@@ -58,17 +56,6 @@ PAUSE_ENV = "DOCKD_TEST_PAUSE"
 # Errors that mean the recorder itself went away, not that one file is bad.
 _GONE = {errno.ENODEV, errno.ENXIO, errno.ENOTCONN, errno.ESHUTDOWN}
 PRE_REGISTRATION_SLACK = timedelta(days=365)
-
-
-@dataclass(frozen=True)
-class IngestContext:
-    """Everything an ingest needs, passed in: nothing is reached for."""
-
-    config: Config
-    ledger: Ledger
-    clock: Clock
-    alerts: AlertSink
-    actor: str = "dockd"
 
 
 @dataclass(frozen=True)
@@ -166,6 +153,9 @@ def run_ingest(
             "nothing was copied: dock it again"
         )
     with lock:
+        # Now that no other process can be taking this recorder: put right what a
+        # dead one left (a run we waited for may have died mid-file).
+        recovery.recover(ctx)
         return _run_locked(
             ctx,
             source,
@@ -471,7 +461,7 @@ def take_file(
         )
 
     result.taken += 1
-    _pause("after-copy", result.taken)
+    _pause("after-copy", result.taken, rel)
     published: PurePosixPath | None = None
     try:
         if _present_by_hash(ctx, identity.ref, incoming.blake3):
@@ -492,7 +482,7 @@ def take_file(
             root, incoming, target, taken=lambda p: _path_in_ledger(ctx, p.as_posix())
         )
         row.store_path = published.as_posix()
-        _pause("after-publish", result.taken)
+        _pause("after-publish", result.taken, rel)
         if cfg.ingest.verify == "reread":
             again = store.hash_stored(root / published, buffer_size=bufsize)
             if again != incoming.blake3:
@@ -514,7 +504,7 @@ def take_file(
             return FileOutcome(rel, "failed", f"ledger refused the row, file not kept: {exc.orig}")
         raise
     store.settle(incoming)
-    _pause("after-commit", result.taken)
+    _pause("after-commit", result.taken, rel)
     if row.case_number is not None:  # tagged on arrival by an imported case
         try:
             bycase.link_file(cfg, row)
@@ -733,10 +723,11 @@ def _commit_row(ctx: IngestContext, row: Recording, officer_badge: str | None) -
 
 
 def _refused(refusal: Refusal) -> FileOutcome:
-    return FileOutcome(refusal.display, "refused", refusal.reason)
+    status = "failed" if refusal.unreadable else "refused"
+    return FileOutcome(refusal.display, status, refusal.reason)
 
 
-def _pause(point: str, nth: int) -> None:
+def _pause(point: str, nth: int, rel: str) -> None:
     """Stop here for ever when a test asked for it (see PAUSE_ENV); a no-op otherwise."""
     want = os.environ.get(PAUSE_ENV)
     if not want:
@@ -744,7 +735,7 @@ def _pause(point: str, nth: int) -> None:
     name, _, n = want.partition(":")
     if name != point or nth != (int(n) if n.isdigit() else 1):
         return
-    sys.stderr.write(f"dockd-test-pause {point} {nth}\n")
+    sys.stderr.write(f"dockd-test-pause {point} {rel}\n")
     sys.stderr.flush()
     threading.Event().wait()
 

@@ -23,7 +23,7 @@ import structlog
 from sqlalchemy import select
 
 from dockd import store
-from dockd.ingest.pipeline import IngestContext as Context
+from dockd.ingest.context import IngestContext as Context
 from dockd.ledger import audit
 from dockd.ledger.models import DockSession, Recording
 
