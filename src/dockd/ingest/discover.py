@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Protocol
 
 from dockd.config import IngestConfig
 from dockd.ingest import names
@@ -24,6 +25,23 @@ _SPECIAL = (
 )
 
 
+class Fallback(Protocol):
+    """Another way to reach files the mounted filesystem lists but cannot open.
+
+    (fusefat, the FAT driver of kernels without vfat, lists a GBK short name but
+    cannot look it up: see ``ingest.fatreader``.) Paths are raw bytes relative to
+    the recorder's root.
+    """
+
+    def stat(self, rel: bytes) -> tuple[int, float] | None:
+        """(size, mtime) of the file, or None when this way cannot reach it either."""
+        ...
+
+    def open(self, rel: bytes) -> int:
+        """A readable file descriptor of its content (may be a pipe: not seekable)."""
+        ...
+
+
 @dataclass(frozen=True)
 class Candidate:
     """A regular media file on the recorder."""
@@ -32,6 +50,8 @@ class Candidate:
     kind: str  # video | audio | photo
     size: int
     mtime: float
+    # Set when the mount could not open this file and ``fallback`` reads it instead.
+    fallback: Fallback | None = field(default=None, compare=False, repr=False)
 
     @property
     def raw(self) -> bytes:
@@ -59,7 +79,9 @@ class Refusal:
         return names.display(names.raw_of(self.relpath))
 
 
-def _walk(root: Path, rel: PurePosixPath, cfg: IngestConfig) -> Iterator[Candidate | Refusal]:
+def _walk(
+    root: Path, rel: PurePosixPath, cfg: IngestConfig, fallback: Fallback | None
+) -> Iterator[Candidate | Refusal]:
     try:
         entries = sorted(os.scandir(root / rel), key=lambda e: e.name)
     except OSError as exc:
@@ -70,6 +92,11 @@ def _walk(root: Path, rel: PurePosixPath, cfg: IngestConfig) -> Iterator[Candida
         try:
             st = entry.stat(follow_symlinks=False)
         except OSError as exc:
+            kind = cfg.kind_of(PurePosixPath(entry.name).suffix)
+            found = fallback.stat(os.fsencode(str(child))) if fallback and kind else None
+            if kind is not None and found is not None:
+                yield Candidate(child, kind, found[0], found[1], fallback)
+                continue
             yield Refusal(
                 child,
                 f"listed on the recorder but cannot be read ({exc.strerror or exc}); it is "
@@ -85,7 +112,7 @@ def _walk(root: Path, rel: PurePosixPath, cfg: IngestConfig) -> Iterator[Candida
             )
             continue
         if stat.S_ISDIR(st.st_mode):
-            yield from _walk(root, child, cfg)
+            yield from _walk(root, child, cfg, fallback)
             continue
         special = next((why for test, why in _SPECIAL if test(st.st_mode)), None)
         if special is not None:
@@ -98,11 +125,16 @@ def _walk(root: Path, rel: PurePosixPath, cfg: IngestConfig) -> Iterator[Candida
             yield Candidate(child, kind, st.st_size, st.st_mtime)
 
 
-def discover(root: Path, cfg: IngestConfig) -> tuple[list[Candidate], list[Refusal]]:
-    """All media files under ``root`` in a stable order, and everything refused."""
+def discover(
+    root: Path, cfg: IngestConfig, *, fallback: Fallback | None = None
+) -> tuple[list[Candidate], list[Refusal]]:
+    """All media files under ``root`` in a stable order, and everything refused.
+
+    A file listed but not readable through the mount is asked of ``fallback``.
+    """
     found: list[Candidate] = []
     refused: list[Refusal] = []
-    for item in _walk(root, PurePosixPath("."), cfg):
+    for item in _walk(root, PurePosixPath("."), cfg, fallback):
         if isinstance(item, Candidate):
             found.append(item)
         else:

@@ -46,6 +46,7 @@ class VolumeInfo:
     fs_uuid: str | None = None
     fs_label: str | None = None
     serial: str | None = None  # USB serial reported by udev
+    devnode: str | None = None  # the block device behind the mount, e.g. /dev/sdb1
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ def volume_of(path: Path) -> VolumeInfo:
         return VolumeInfo()
     try:
         out = subprocess.run(
-            ["findmnt", "--json", "--output", "UUID,LABEL", "--mountpoint", str(path)],
+            ["findmnt", "--json", "--output", "SOURCE,UUID,LABEL", "--mountpoint", str(path)],
             capture_output=True,
             text=True,
             timeout=10,
@@ -119,7 +120,12 @@ def volume_of(path: Path) -> VolumeInfo:
         fs = json.loads(out)["filesystems"][0]
     except (OSError, subprocess.SubprocessError, ValueError, KeyError, IndexError):
         return VolumeInfo()
-    return VolumeInfo(fs_uuid=fs.get("uuid") or None, fs_label=fs.get("label") or None)
+    source = fs.get("source") or ""
+    return VolumeInfo(
+        fs_uuid=fs.get("uuid") or None,
+        fs_label=fs.get("label") or None,
+        devnode=source if source.startswith("/dev/") else None,
+    )
 
 
 def _clean_value(value: str) -> str | None:

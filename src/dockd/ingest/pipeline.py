@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 
 from dockd import bycase, cases, store
 from dockd.errors import LedgerError, RecorderBusy, SourceError
-from dockd.ingest import recovery
+from dockd.ingest import fatreader, recovery
 from dockd.ingest.context import IngestContext
 from dockd.ingest.discover import Candidate, Refusal, discover
 from dockd.ingest.identify import Identity, VolumeInfo, gather_evidence, identify
@@ -138,12 +138,13 @@ def run_ingest(
     cfg = ctx.config
     progress = progress or _NoProgress()
     source = _check_source(source)
-    candidates, refusals = discover(source, cfg.ingest)
+    volume = volume or VolumeInfo()
+    candidates, refusals = discover(source, cfg.ingest, fallback=fatreader.for_volume(volume))
     names = {
         c.relpath: parse_name(PurePosixPath(c.display), cfg.naming, cfg.station.tz)
         for c in candidates
     }
-    evidence = gather_evidence(source, volume or VolumeInfo(), cfg.ingest.id_files, names.values())
+    evidence = gather_evidence(source, volume, cfg.ingest.id_files, names.values())
     with ctx.ledger.read() as s:
         identity = identify(s, evidence, device_number=device_number)
     lock = RecorderLock(ctx.ledger, identity.ref)
@@ -430,16 +431,22 @@ def take_file(
     rel = cand.display
     bufsize = cfg.ingest.copy_buffer_kib * 1024
     try:
-        fd = _open_source(source, cand.relpath)
+        fd = _open_source(source, cand)
     except _NotRegular as exc:
         return FileOutcome(rel, "refused", str(exc))
     except OSError as exc:
         return _failed_or_gone(source, rel, "cannot open", exc)
     try:
-        size = os.fstat(fd).st_size
+        size = cand.size if cand.fallback is not None else os.fstat(fd).st_size
         if _present_by_name(ctx, identity.ref, cand.raw, size, fd, bufsize, stop):
             return FileOutcome(rel, "present", size=size)
-        os.lseek(fd, 0, os.SEEK_SET)
+        try:
+            os.lseek(fd, 0, os.SEEK_SET)
+        except OSError as exc:  # a pipe from the fallback reader: open it again
+            if exc.errno != errno.ESPIPE:
+                raise
+            os.close(fd)
+            fd = _open_source(source, cand)
         incoming = store.copy_into_incoming(
             root,
             fd,
@@ -536,11 +543,13 @@ class _NotRegular(Exception):
     pass
 
 
-def _open_source(source: Path, rel: PurePosixPath) -> int:
+def _open_source(source: Path, cand: Candidate) -> int:
     """Open without following a link and without blocking on a FIFO swapped in late."""
+    if cand.fallback is not None:
+        return cand.fallback.open(cand.raw)
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        fd = os.open(source / rel, flags)
+        fd = os.open(source / cand.relpath, flags)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise _NotRegular("became a symbolic link while docked: refused") from exc
