@@ -28,10 +28,10 @@ from dockd.dock.sessions import Dock, SessionManager, _Progress
 from dockd.dock.watcher import _unescape, choose_source, udevd_running
 from dockd.ingest.context import IngestContext
 from dockd.ingest.pipeline import run_ingest
+from dockd.ingest.recovery import recover_sessions
 from dockd.ledger import registry
 from dockd.ledger.db import open_ledger
 from dockd.ledger.models import Alert, AuditEvent, DockSession, Recording
-from dockd.service import recover_sessions
 from make_recorder import Recorder, make_recorder
 
 # ------------------------------------------------------------------ sd_notify
@@ -129,7 +129,7 @@ def test_sessions_left_running_by_a_crash_are_marked_interrupted(
 ) -> None:
     mnt = tmp_path / "run" / "mnt"
 
-    def session(source: Path, outcome: str) -> int:
+    def session(source: Path, outcome: str, pid: int | None = None, host: str | None = None) -> int:
         with ctx.ledger.session() as s:
             row = DockSession(
                 station="st-test",
@@ -138,25 +138,41 @@ def test_sessions_left_running_by_a_crash_are_marked_interrupted(
                 started_at=NOW - timedelta(minutes=5),
                 outcome=outcome,
                 files_stored=2,
+                pid=pid,
+                host=host,
             )
             s.add(row)
             s.flush()
             return row.id
 
-    crashed = session(mnt / "sdb1-42", "running")
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a PID that no longer runs
+    here = socket.gethostname()
+    crashed = session(mnt / "sdb1-42", "running")  # an older dockd's row: no PID
     by_hand = session(Path("/mnt/card"), "running")  # a `dockd ingest` still going
     finished = session(mnt / "sdc1-7", "complete")
-    assert recover_sessions(ctx, (mnt,)) == [crashed]
+    killed = session(Path("/mnt/card"), "running", dead.pid, here)  # kill -9'd ingest
+    alive = session(Path("/mnt/card2"), "running", os.getpid(), here)
+    elsewhere = session(Path("/mnt/card3"), "running", dead.pid, "another-station")
+    assert recover_sessions(ctx, daemon_roots=(mnt,)) == [crashed, killed]
     with ctx.ledger.read() as s:
         outcomes = {r.id: r.outcome for r in s.scalars(select(DockSession))}
         events = s.scalars(select(AuditEvent).where(AuditEvent.action == "session.recovered"))
         recovered = [e.subject_id for e in events]
         alerts = list(s.scalars(select(Alert).where(Alert.kind == "ingest.interrupted")))
         notes = s.get_one(DockSession, crashed).notes
-    assert outcomes == {crashed: "interrupted", by_hand: "running", finished: "complete"}
-    assert recovered == [str(crashed)] and len(alerts) == 1
+    assert outcomes == {
+        crashed: "interrupted",
+        by_hand: "running",
+        finished: "complete",
+        killed: "interrupted",
+        alive: "running",
+        elsewhere: "running",
+    }
+    assert recovered == [str(crashed), str(killed)] and len(alerts) == 2
     assert notes and "dock the recorder again" in notes
-    assert recover_sessions(ctx, (mnt,)) == []
+    assert recover_sessions(ctx, daemon_roots=(mnt,)) == []
+    assert recover_sessions(ctx) == []  # a `dockd ingest` closes only rows with a dead PID
 
 
 # ------------------------------------------------------------------ device check

@@ -33,13 +33,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from types import FrameType
 
 import structlog
-from sqlalchemy import select
 
-from dockd import __version__, store
+from dockd import __version__
 from dockd.alerts import AlertSink
 from dockd.clock import Clock, SystemClock
 from dockd.config import Config
@@ -49,10 +47,9 @@ from dockd.dock.notify import notify, watchdog_interval
 from dockd.dock.sessions import SessionManager
 from dockd.dock.watcher import UdevWatcher
 from dockd.errors import AlreadyRunning, DockdError
+from dockd.ingest import recovery
 from dockd.ingest.context import IngestContext
-from dockd.ledger import audit
 from dockd.ledger.db import open_ledger
-from dockd.ledger.models import DockSession
 from dockd.runtime import FileLock, runtime_dir
 from dockd.scheduler import SweepScheduler
 
@@ -84,65 +81,6 @@ def take_daemon_lock() -> FileLock:
         )
     _daemon_lock = lock
     return lock
-
-
-def recover_sessions(ctx: IngestContext, roots: tuple[Path, ...]) -> list[int]:
-    """Mark dock sessions a crashed dockd left 'running' as 'interrupted' (audit + alert).
-
-    Only sessions whose source lies under the daemon's own mount directory or an
-    automount root are the daemon's; a ``dockd ingest`` run by hand at the same
-    time keeps its 'running' session.
-    """
-    now = ctx.clock.now()
-    recovered: list[int] = []
-    with ctx.ledger.session() as s:
-        rows = s.scalars(
-            select(DockSession)
-            .where(DockSession.outcome == "running")
-            .where(DockSession.station == ctx.config.station.id)
-            .where(DockSession.started_at <= now)
-            .order_by(DockSession.id)
-        )
-        for row in rows:
-            if not any(Path(row.source).is_relative_to(r) for r in roots):
-                continue
-            row.outcome, row.ended_at = "interrupted", now
-            note = (
-                "dockd stopped (crash, kill or power loss) while this session ran; "
-                "dock the recorder again to take the files not yet stored"
-            )
-            row.notes = f"{row.notes}; {note}" if row.notes else note
-            audit.record(
-                s,
-                at=now,
-                station=row.station,
-                actor=ctx.actor,
-                action="session.recovered",
-                subject_type="session",
-                subject_id=row.id,
-                details={
-                    "outcome": "interrupted",
-                    "device": row.device_ref,
-                    "seen": row.files_seen,
-                    "stored": row.files_stored,
-                    "present": row.files_present,
-                    "failed": row.files_failed,
-                },
-            )
-            ctx.alerts.raise_alert(
-                "ingest.interrupted",
-                row.device_ref or row.source,
-                f"dock session {row.id} of recorder {row.device_ref} was cut short when dockd "
-                f"stopped unexpectedly, after {row.files_stored} stored / {row.files_present} "
-                "already present; dock the recorder again to take the rest",
-                severity="warning",
-                details={"session_id": row.id},
-                session=s,
-            )
-            recovered.append(row.id)
-    for sid in recovered:
-        log.warning("session left running by a crash marked interrupted", session_id=sid)
-    return recovered
 
 
 class _Signals:
@@ -215,10 +153,7 @@ def run(config: Config, *, clock: Clock | None = None) -> int:
     alerts = AlertSink(ledger, config.station.id, clock, config.alerts)
     ctx = IngestContext(config=config, ledger=ledger, clock=clock, alerts=alerts, actor="dockd")
     mounter = Mounter(cfg)
-    for root in (config.store.root, config.store.quarantine_root):
-        for part in store.clean_incoming(root):
-            log.warning("temporary file left by a crash removed", path=str(part))
-    recover_sessions(ctx, (mounter.root, *cfg.automount_roots))
+    recovery.recover(ctx, daemon_roots=(mounter.root, *cfg.automount_roots))
     for stale in mounter.cleanup_stale():
         log.warning("mount left by a crash taken down", mountpoint=str(stale))
 

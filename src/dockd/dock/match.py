@@ -58,6 +58,7 @@ class BlockEvent:
             fs_uuid=self.prop("ID_FS_UUID"),
             fs_label=self.prop("ID_FS_LABEL"),
             serial=self.prop("ID_SERIAL_SHORT"),
+            devnode=self.devnode,
         )
 
     def describe(self) -> dict[str, str | None]:
