@@ -14,7 +14,7 @@ APT_PACKAGES := udev dosfstools exfatprogs fusefat exfat-fuse fuse3 mtools b3sum
 # The load beside `make test-stress`: what shook races out of the dock tests (issue 9).
 STRESS := stress-ng --cpu 2 --io 1 --quiet --timeout 4h
 
-.PHONY: demo test test-stress check system-deps venv clean bench
+.PHONY: demo test test-stress check docs-check system-deps venv clean bench
 
 $(BIN)/dockd: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,11 @@ test-stress: system-deps venv
 	echo "stress-ng running beside the suite (pid $$stress): $(STRESS)"; \
 	$(MAKE) --no-print-directory check && $(BIN)/pytest; \
 	exit $$?
+
+# Every dockd command the README and docs/ show, run against a demo station
+# (tests/test_docs.py runs the same check inside `make test`).
+docs-check: venv
+	$(BIN)/python scripts/docs_check.py
 
 bench: venv
 	$(BIN)/python bench/ingest.py
