@@ -47,6 +47,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from dockd.ingest import names
 from dockd.ingest.discover import Fallback
 from dockd.ingest.identify import VolumeInfo
 
@@ -391,9 +392,9 @@ class _Device:
 
 def _match(entries: list[Entry], name: bytes) -> Entry | None:
     """The one entry known by ``name`` (exact names first), None if none or ambiguous."""
-    names = [e.names() for e in entries]
+    known = [e.names() for e in entries]
     for tier in (0, 1):
-        found = [e for e, n in zip(entries, names, strict=True) if name in n[tier]]
+        found = [e for e, n in zip(entries, known, strict=True) if name in n[tier]]
         if found:
             return found[0] if len(found) == 1 else None
     return None
@@ -507,7 +508,7 @@ def _runs(clusters: Iterator[int]) -> Iterator[tuple[int, int]]:
 
 
 def _show(rel: bytes) -> str:
-    return rel.decode("utf-8", "backslashreplace")
+    return names.display(rel)
 
 
 def for_volume(volume: VolumeInfo, *, scratch: str | None = None) -> Fallback | None:
