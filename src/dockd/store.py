@@ -206,6 +206,13 @@ class Incoming:
 ProgressFn = Callable[[int], None]
 
 
+def incoming_dir(root: Path) -> Path:
+    """``<root>/.incoming``, created if needed: where copies wait to be published."""
+    incoming = root / INCOMING
+    incoming.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    return incoming
+
+
 def copy_into_incoming(
     root: Path,
     source_fd: int,
@@ -220,9 +227,7 @@ def copy_into_incoming(
     mid-copy, ``OSError`` on a read or write error; in every failure the partial
     temporary file is removed before the exception leaves.
     """
-    incoming = root / INCOMING
-    incoming.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-    tmp = incoming / f"{_owner_tag()}.part"
+    tmp = incoming_dir(root) / f"{_owner_tag()}.part"
     hasher = blake3.blake3()  # one thread hashes several times faster than a disk writes
     buf = bytearray(buffer_size)
     view = memoryview(buf)

@@ -139,7 +139,13 @@ def run_ingest(
     progress = progress or _NoProgress()
     source = _check_source(source)
     volume = volume or VolumeInfo()
-    candidates, refusals = discover(source, cfg.ingest, fallback=fatreader.for_volume(volume))
+    # Files the mount cannot open are read from the device, staged on the store's disk.
+    fallback = (
+        fatreader.for_volume(volume, scratch=str(store.incoming_dir(cfg.store.root)))
+        if volume.devnode
+        else None
+    )
+    candidates, refusals = discover(source, cfg.ingest, fallback=fallback)
     names = {
         c.relpath: parse_name(PurePosixPath(c.display), cfg.naming, cfg.station.tz)
         for c in candidates
