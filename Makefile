@@ -14,7 +14,7 @@ APT_PACKAGES := udev dosfstools exfatprogs fusefat exfat-fuse fuse3 mtools b3sum
 # The load beside `make test-stress`: what shook races out of the dock tests (issue 9).
 STRESS := stress-ng --cpu 2 --io 1 --quiet --timeout 4h
 
-.PHONY: demo test test-stress check docs-check system-deps venv clean bench
+.PHONY: demo test test-stress check docs-check fuzz system-deps venv clean bench
 
 $(BIN)/dockd: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,12 @@ test-stress: system-deps venv
 # (tests/test_docs.py runs the same check inside `make test`).
 docs-check: venv
 	$(BIN)/python scripts/docs_check.py
+
+# Fuzz the ID-file parser, file-name parsing with the shipped rules, and the config
+# loader (atheris; not part of `make test`): FUZZ_SECONDS each, one after another.
+FUZZ_SECONDS ?= 600
+fuzz: venv
+	bash fuzz/run.sh $(FUZZ_SECONDS)
 
 bench: venv
 	$(BIN)/python bench/ingest.py

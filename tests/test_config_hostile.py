@@ -376,3 +376,22 @@ def test_a_default_place_that_collides_is_reported_at_the_key_that_was_set() -> 
         "is the same directory as store.quarantine (/srv/bwc/trash); set retention.trash or "
         "store.quarantine to a directory of its own: files moved to the trash"
     )
+
+
+# ------------------------------------------------- found by fuzzing the loader (make fuzz)
+
+
+@pytest.mark.parametrize(
+    "nested", ["a = " + "[" * 600 + "]" * 600, "a = " + "{b=" * 600 + "1" + "}" * 600]
+)
+def test_a_config_nested_beyond_reason_is_a_config_error_not_a_crash(nested: str) -> None:
+    (problem,) = problems(nested)
+    assert "nested too deeply" in problem
+
+
+def test_a_long_run_of_spaces_in_an_array_does_not_stall_config_check() -> None:
+    # `key_lines` ran a regex whose parts shared the spaces: cubic in their number
+    # (15 s for 1,500). Now linear; pytest-timeout guards the call, no stopwatch here.
+    text = "[ingest]\nclock_tolerance_hours = [\n[" + " " * 20_000 + "1],\n]\n"
+    (problem,) = problems(text)
+    assert problem.startswith("line 2: ingest.clock_tolerance_hours:")

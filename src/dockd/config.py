@@ -606,7 +606,11 @@ def key_lines(text: str) -> dict[tuple[str | int, ...], int]:
     lines: dict[tuple[str | int, ...], int] = {}
     counters: dict[tuple[str, ...], int] = {}
     current: tuple[str | int, ...] = ()
-    header = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-\"' ]+?)\s*\]\]?\s*(#.*)?$")
+    # Words separated by single runs of spaces: no two parts of the pattern can take
+    # the same spaces, so a long run of them costs linear time, not cubic.
+    header = re.compile(
+        r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-\"']+(?: +[A-Za-z0-9_.\-\"']+)*)\s*\]\]?\s*(#.*)?$"
+    )
     keyline = re.compile(r"^\s*([A-Za-z0-9_\-]+|\"[^\"]+\")\s*=")
     for number, raw in enumerate(text.splitlines(), start=1):
         m = header.match(raw)
@@ -686,6 +690,14 @@ def parse_config(text: str, *, source: str = "<config>", base: Path | None = Non
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, [_toml_problem(str(exc), text)]) from None
+    except RecursionError:
+        raise ConfigError(
+            source,
+            [
+                "arrays or tables nested too deeply to read; "
+                "a dockd config nests at most a few levels"
+            ],
+        ) from None
     if base is not None:
         _resolve_paths(data, base)
     try:
