@@ -43,6 +43,19 @@ def runtime_dir() -> Path:
     raise OSError(f"no usable runtime directory among {[str(p) for p in candidates]}: {last}")
 
 
+def pid_alive(pid: int) -> bool:
+    """Is process ``pid`` (on this machine) still running?"""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
 class FileLock:
     """An exclusive ``flock`` on one file; the file holds the holder's PID and a note."""
 

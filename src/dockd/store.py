@@ -40,6 +40,8 @@ from pathlib import Path, PurePosixPath
 
 import blake3
 
+from dockd.runtime import pid_alive
+
 INCOMING = ".incoming"
 FILE_MODE = 0o440
 DIR_MODE = 0o750
@@ -173,16 +175,7 @@ def _owner_alive(name: str, boot_id: str | None = None) -> bool:
     head = name.split("-", 1)[0]
     if not head.isdigit():
         return False  # a name of an older dockd: no owner to ask
-    pid = int(head)
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_alive(int(head))
 
 
 @dataclass

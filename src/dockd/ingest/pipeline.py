@@ -159,42 +159,40 @@ def run_ingest(
             f"dockd stopped while waiting for another ingest of recorder {identity.ref} to end; "
             "nothing was copied: dock it again"
         )
+    plan = _Plan(source, candidates, refusals, names, identity, evidence.__dict__)
     with lock:
         # Now that no other process can be taking this recorder: put right what a
         # dead one left (a run we waited for may have died mid-file).
         recovery.recover(ctx)
-        return _run_locked(
-            ctx,
-            source,
-            candidates,
-            refusals,
-            names,
-            identity,
-            evidence.__dict__,
-            stop=stop,
-            progress=progress,
-            on_open=on_open,
-        )
+        return _run_locked(ctx, plan, stop=stop, progress=progress, on_open=on_open)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What is known of a docked recorder before its session opens."""
+
+    source: Path
+    candidates: list[Candidate]
+    refusals: list[Refusal]
+    names: dict[PurePosixPath, NameInfo | None]
+    identity: Identity
+    evidence: dict[str, object]
 
 
 def _run_locked(
     ctx: IngestContext,
-    source: Path,
-    candidates: list[Candidate],
-    refusals: list[Refusal],
-    names: dict[PurePosixPath, NameInfo | None],
-    identity: Identity,
-    evidence: dict[str, object],
+    plan: _Plan,
     *,
     stop: threading.Event | None,
     progress: Progress,
     on_open: Callable[[SessionResult], None] | None,
 ) -> SessionResult:
+    identity = plan.identity
     with ctx.ledger.session() as s:
-        session_row = _open_session(ctx, s, source, identity)
+        session_row = _open_session(ctx, s, plan.source, identity)
     result = SessionResult(
         session_row.id,
-        str(source),
+        str(plan.source),
         identity.ref,
         identity.device.number if identity.device else None,
         identity.how,
@@ -204,36 +202,19 @@ def _run_locked(
     slog = log.bind(session_id=result.session_id, device=identity.ref)
     slog.info(
         "dock session started",
-        source=str(source),
-        files=len(candidates),
+        source=str(plan.source),
+        files=len(plan.candidates),
         identified_by=identity.how,
     )
     try:
-        return _take_all(
-            ctx,
-            source,
-            candidates,
-            refusals,
-            names,
-            identity,
-            evidence,
-            result,
-            slog,
-            stop=stop,
-            progress=progress,
-        )
+        return _take_all(ctx, plan, result, slog, stop=stop, progress=progress)
     except SQLAlchemyError as exc:
         raise _ledger_failed(ctx, result, exc, slog) from exc
 
 
 def _take_all(
     ctx: IngestContext,
-    source: Path,
-    candidates: list[Candidate],
-    refusals: list[Refusal],
-    names: dict[PurePosixPath, NameInfo | None],
-    identity: Identity,
-    evidence: dict[str, object],
+    plan: _Plan,
     result: SessionResult,
     slog: structlog.typing.FilteringBoundLogger,
     *,
@@ -241,6 +222,7 @@ def _take_all(
     progress: Progress,
 ) -> SessionResult:
     cfg = ctx.config
+    source, candidates, identity = plan.source, plan.candidates, plan.identity
     if identity.conflict is not None:
         if _conflict(ctx, result, identity, len(candidates)) == "refuse":
             return _refuse(ctx, result, candidates, identity)
@@ -255,11 +237,11 @@ def _take_all(
             f"recorder {identity.ref} at {source} is not registered: its {len(candidates)} "
             f"file(s) are copied to quarantine; register it with `dockd devices add` and assign it",
             severity="warning",
-            details={"session_id": result.session_id, "evidence": evidence},
+            details={"session_id": result.session_id, "evidence": plan.evidence},
         )
     root = cfg.store.quarantine_root if result.quarantined else cfg.store.root
 
-    for refusal in refusals:
+    for refusal in plan.refusals:
         _record(ctx, result, _refused(refusal), slog)
     progress.start(len(candidates), sum(c.size for c in candidates))
     for cand in candidates:
@@ -272,7 +254,7 @@ def _take_all(
                 source,
                 root,
                 cand,
-                names[cand.relpath],
+                plan.names[cand.relpath],
                 identity,
                 result,
                 stop=stop,

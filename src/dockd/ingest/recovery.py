@@ -15,7 +15,6 @@ touched: ownership is by PID on this host (see ``store`` and ``DockSession.pid``
 
 from __future__ import annotations
 
-import os
 import socket
 from pathlib import Path, PurePosixPath
 
@@ -26,24 +25,13 @@ from dockd import store
 from dockd.ingest.context import IngestContext as Context
 from dockd.ledger import audit
 from dockd.ledger.models import DockSession, Recording
+from dockd.runtime import pid_alive
 
 log = structlog.get_logger("dockd.recovery")
 
 
 def this_host() -> str:
     return socket.gethostname()
-
-
-def pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def recover(ctx: Context, *, daemon_roots: tuple[Path, ...] = ()) -> None:

@@ -39,6 +39,7 @@ from dockd.errors import DockdError
 from dockd.ledger import audit
 from dockd.ledger.db import Ledger
 from dockd.ledger.models import Alert, SweepRun
+from dockd.runtime import pid_alive
 
 log = structlog.get_logger("dockd.sweeps")
 
@@ -102,16 +103,6 @@ def _lock_key(station: str, kind: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _stale(row: SweepRun, now: datetime, stale_after: timedelta) -> str | None:
     """Why a 'running' row is stale, or None when its process may still be at work."""
     try:
@@ -119,7 +110,7 @@ def _stale(row: SweepRun, now: datetime, stale_after: timedelta) -> str | None:
     except ValueError:
         info = {}
     host, pid = info.get("host"), info.get("pid")
-    if host == socket.gethostname() and isinstance(pid, int) and not _pid_alive(pid):
+    if host == socket.gethostname() and isinstance(pid, int) and not pid_alive(pid):
         return f"process {pid} on {host} is gone"
     beat = info.get("heartbeat")
     last = datetime.fromisoformat(beat) if isinstance(beat, str) else row.started_at
