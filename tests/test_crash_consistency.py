@@ -42,6 +42,23 @@ PAUSE_GUARD_S = 240  # only so a broken build fails instead of hanging; never re
 
 # ---------------------------------------------------------------------------- the station
 
+_started: list[subprocess.Popen[bytes]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_paused_ingest_left() -> Iterator[None]:
+    """A test that fails before it kills its paused `dockd ingest` must not leave it
+    running (paused for ever, holding its recorder's lock)."""
+    yield
+    while _started:
+        proc = _started.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
 
 @dataclass
 class Station:
@@ -74,13 +91,15 @@ class Station:
         return proc
 
     def start(self, *args: str, stdout: bool = False, **env: str) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             self.argv(*args),
             stdout=subprocess.PIPE if stdout else subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             env=self.env(**env),
             start_new_session=True,
         )
+        _started.append(proc)
+        return proc
 
     @contextlib.contextmanager
     def ledger(self) -> Iterator[Ledger]:

@@ -129,7 +129,13 @@ def test_sessions_left_running_by_a_crash_are_marked_interrupted(
 ) -> None:
     mnt = tmp_path / "run" / "mnt"
 
-    def session(source: Path, outcome: str, pid: int | None = None, host: str | None = None) -> int:
+    def session(
+        source: Path,
+        outcome: str,
+        pid: int | None = None,
+        host: str | None = None,
+        boot_id: str | None = None,
+    ) -> int:
         with ctx.ledger.session() as s:
             row = DockSession(
                 station="st-test",
@@ -140,6 +146,7 @@ def test_sessions_left_running_by_a_crash_are_marked_interrupted(
                 files_stored=2,
                 pid=pid,
                 host=host,
+                boot_id=boot_id,
             )
             s.add(row)
             s.flush()
@@ -152,9 +159,26 @@ def test_sessions_left_running_by_a_crash_are_marked_interrupted(
     by_hand = session(Path("/mnt/card"), "running")  # a `dockd ingest` still going
     finished = session(mnt / "sdc1-7", "complete")
     killed = session(Path("/mnt/card"), "running", dead.pid, here)  # kill -9'd ingest
-    alive = session(Path("/mnt/card2"), "running", os.getpid(), here)
-    elsewhere = session(Path("/mnt/card3"), "running", dead.pid, "another-station")
-    assert recover_sessions(ctx, daemon_roots=(mnt,)) == [crashed, killed]
+    other = subprocess.Popen(["sleep", "600"])  # another dockd, still at work
+    try:
+        alive = session(Path("/mnt/card2"), "running", other.pid, here)
+        elsewhere = session(Path("/mnt/card3"), "running", dead.pid, "another-station")
+        # this very process, which survived a failure that cut its session short
+        survived = session(Path("/mnt/card4"), "running", os.getpid(), here)
+        # before a reboot: its PID now names another process, alive or not
+        rebooted = session(Path("/mnt/card5"), "running", other.pid, here, "an-earlier-boot")
+        assert recover_sessions(ctx, daemon_roots=(mnt,)) == [
+            crashed,
+            killed,
+            survived,
+            rebooted,
+        ]
+        # the live one is left alone however often recovery runs
+        assert recover_sessions(ctx, daemon_roots=(mnt,)) == []
+        assert recover_sessions(ctx) == []  # a `dockd ingest` closes only rows with a dead PID
+    finally:
+        other.kill()
+        other.wait()
     with ctx.ledger.read() as s:
         outcomes = {r.id: r.outcome for r in s.scalars(select(DockSession))}
         events = s.scalars(select(AuditEvent).where(AuditEvent.action == "session.recovered"))
@@ -168,11 +192,12 @@ def test_sessions_left_running_by_a_crash_are_marked_interrupted(
         killed: "interrupted",
         alive: "running",
         elsewhere: "running",
+        survived: "interrupted",
+        rebooted: "interrupted",
     }
-    assert recovered == [str(crashed), str(killed)] and len(alerts) == 2
+    assert recovered == [str(i) for i in (crashed, killed, survived, rebooted)]
+    assert len(alerts) == 4
     assert notes and "dock the recorder again" in notes
-    assert recover_sessions(ctx, daemon_roots=(mnt,)) == []
-    assert recover_sessions(ctx) == []  # a `dockd ingest` closes only rows with a dead PID
 
 
 # ------------------------------------------------------------------ device check

@@ -25,6 +25,7 @@ import hashlib
 import json
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -229,12 +230,15 @@ class AlertSink:
         if not self.config.notify_command:
             return
         data = json.dumps(payload, ensure_ascii=False)
+        timeout = self.config.notify_timeout_s
+        if _deadline is not None:  # the daemon is stopping: its bound comes first
+            timeout = max(0.1, min(timeout, _deadline - time.monotonic()))
         try:
             proc = subprocess.run(
                 list(self.config.notify_command),
                 input=data.encode("utf-8"),
                 capture_output=True,
-                timeout=self.config.notify_timeout_s,
+                timeout=timeout,
                 check=False,
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
@@ -253,6 +257,16 @@ class AlertSink:
                 exit_code=proc.returncode,
                 stderr=proc.stderr.decode("utf-8", "replace")[-500:],
             )
+
+
+_deadline: float | None = None
+
+
+def notify_deadline(at: float) -> None:
+    """From now on no notify command may run past ``at`` (time.monotonic()): the
+    daemon is stopping, and its stop is bounded."""
+    global _deadline
+    _deadline = at
 
 
 def _lock_key(station: str, kind: str, group: str) -> int:
@@ -384,7 +398,10 @@ def _on_transaction_end(session: Session, transaction: SessionTransaction) -> No
     done, pending[:] = list(pending), []
     for w in done:
         if not w.committed:
-            continue  # the transaction rolled back (or was closed): nothing to announce
+            # Rolled back with its transaction (often because the ledger failed): no
+            # notification for a row that does not exist, but the log keeps the alert.
+            log.error("alert not written: its transaction rolled back", **w.payload)
+            continue
         try:
             w.deliver()
         except Exception:  # never let a notification break the caller's commit

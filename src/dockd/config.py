@@ -25,6 +25,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from dockd.configbase import Section
 from dockd.dock.settings import DockConfig
@@ -232,6 +234,14 @@ class LedgerConfig(Section):
     def _url_ok(cls, value: str) -> str:
         if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", value):
             raise ValueError("must be an SQLAlchemy URL starting with sqlite:// or postgresql://")
+        if value.split("://", 1)[1].split("/", 1)[0].count("@") > 1:
+            raise ValueError(
+                "has more than one '@' before the host: write an '@' in the password as %40"
+            )
+        try:
+            make_url(value).port  # noqa: B018  (parsing the port is the check)
+        except (ArgumentError, ValueError) as exc:
+            raise ValueError(f"is not a database URL SQLAlchemy can read ({exc})") from None
         return value
 
 

@@ -43,6 +43,35 @@ def runtime_dir() -> Path:
     raise OSError(f"no usable runtime directory among {[str(p) for p in candidates]}: {last}")
 
 
+def _boot_time() -> float:
+    """When this machine booted (POSIX seconds), from /proc/stat; 0 when unknown."""
+    try:
+        for line in Path("/proc/stat").read_text().splitlines():
+            if line.startswith("btime "):
+                return float(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0.0
+
+
+BOOT_TIME = _boot_time()
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "unknown"
+
+
+BOOT_ID = _boot_id()  # differs after every reboot
+
+
+def before_boot(timestamp: float) -> bool:
+    """Was ``timestamp`` (POSIX seconds) before this boot? Then no process of it lives."""
+    return timestamp < BOOT_TIME
+
+
 def pid_alive(pid: int) -> bool:
     """Is process ``pid`` (on this machine) still running?"""
     if pid == os.getpid():

@@ -38,6 +38,7 @@ from types import FrameType
 import structlog
 
 from dockd import __version__
+from dockd import alerts as alerts_mod
 from dockd.alerts import AlertSink
 from dockd.clock import Clock, SystemClock
 from dockd.config import Config
@@ -90,6 +91,7 @@ class _Signals:
         self.stop = threading.Event()
         self.received: str | None = None
         self.at: float | None = None  # time.monotonic() of the first stop signal
+        self.stopped = threading.Event()  # the orderly stop is done: the guard stands down
 
     def install(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -122,7 +124,8 @@ def _guard_stop(signals: _Signals, timeout: float) -> None:
     def guard() -> None:
         signals.stop.wait()
         at = signals.at if signals.at is not None else time.monotonic()
-        time.sleep(max(0.0, at + timeout - time.monotonic() - LAST_WORDS_S))
+        if signals.stopped.wait(max(0.0, at + timeout - time.monotonic() - LAST_WORDS_S)):
+            return  # the orderly stop finished in time: nothing to end
         # The log line is written from a thread of its own: a stuck writer holding the
         # log stream must not keep the process alive either.
         last = threading.Thread(target=_last_words, args=(timeout,), daemon=True)
@@ -149,7 +152,7 @@ def run(config: Config, *, clock: Clock | None = None) -> int:
         store=str(config.store.root),
         max_parallel=cfg.max_parallel,
     )
-    ledger = open_ledger(config.ledger.url)
+    ledger = open_ledger(config.ledger.url, group=config.ledger.group)
     alerts = AlertSink(ledger, config.station.id, clock, config.alerts)
     ctx = IngestContext(config=config, ledger=ledger, clock=clock, alerts=alerts, actor="dockd")
     mounter = Mounter(cfg)
@@ -201,6 +204,7 @@ def run(config: Config, *, clock: Clock | None = None) -> int:
     def left(until: float) -> float:
         return max(0.0, until - time.monotonic())
 
+    alerts_mod.notify_deadline(deadline - 1.0)  # a slow notify command must not hold the stop
     scheduler.stop.set()  # sweeps wind down alongside the sessions
     watcher.stop(timeout=min(5.0, left(sessions_by)))
     clean = manager.stop(left(sessions_by))
@@ -219,4 +223,5 @@ def run(config: Config, *, clock: Clock | None = None) -> int:
     if not (clean and sweeps_done):
         sys.stderr.flush()
         os._exit(1)  # threads stuck in the kernel would keep the interpreter alive
+    signals.stopped.set()
     return 0

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import re
@@ -33,14 +34,14 @@ import stat
 import threading
 import unicodedata
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 
 import blake3
 
-from dockd.runtime import pid_alive
+from dockd.runtime import BOOT_ID, FileLock, before_boot, pid_alive, runtime_dir
 
 INCOMING = ".incoming"
 FILE_MODE = 0o440
@@ -153,28 +154,32 @@ def makedirs(root: Path, rel: PurePosixPath) -> Path:
     return current
 
 
-def _boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return "unknown"
-
-
-_BOOT_ID = _boot_id()
-
-
 def _owner_tag() -> str:
     """``<pid>-<random>``: names each temporary file after the process that owns it."""
     return f"{os.getpid()}-{uuid.uuid4().hex}"
 
 
-def _owner_alive(name: str, boot_id: str | None = None) -> bool:
-    """Is the process named at the start of a ``<pid>-...`` file name still running?"""
-    if boot_id is not None and boot_id != _BOOT_ID:
+# Markers this process has written and not yet settled. A marker of this process's
+# PID that is not here was left by a failure (the daemon lives on after one).
+_OWN_MARKERS: set[str] = set()
+_OWN_LOCK = threading.Lock()
+
+
+def _owner_alive(path: Path, *, boot_id: str | None = None) -> bool:
+    """Is the process that owns this ``<pid>-...`` file still running (and using it)?"""
+    if boot_id is not None and boot_id != BOOT_ID:
         return False  # written before the last reboot
-    head = name.split("-", 1)[0]
+    try:
+        if before_boot(path.lstat().st_mtime):
+            return False  # a PID of the last boot may now name another process
+    except FileNotFoundError:
+        return False
+    head = path.name.split("-", 1)[0]
     if not head.isdigit():
         return False  # a name of an older dockd: no owner to ask
+    if int(head) == os.getpid() and path.suffix == ".pub":
+        with _OWN_LOCK:
+            return path.name in _OWN_MARKERS
     return pid_alive(int(head))
 
 
@@ -194,6 +199,12 @@ class Incoming:
     def discard(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
+
+    def identity(self) -> tuple[int, int, int]:
+        """(device, inode, mtime in ns) of the copy: a published link of it has the same,
+        and a later copy that happens to get the freed inode number back does not."""
+        st = self.path.stat()
+        return st.st_dev, st.st_ino, st.st_mtime_ns
 
 
 ProgressFn = Callable[[int], None]
@@ -302,12 +313,13 @@ def publish(
     if not dot:
         stem, ext = rel.name, ""
     os.chmod(incoming.path, FILE_MODE)
+    identity = incoming.identity()
     for n in range(1, 10_000):
         name = rel.name if n == 1 else f"{stem}~{n}{'.' + ext if ext else ''}"
         target = directory / name
         if taken is not None and taken(rel.parent / name):
             continue
-        _write_marker(incoming, rel.parent / name)
+        _write_marker(incoming, rel.parent / name, identity)
         try:
             os.link(incoming.path, target)  # fails with EEXIST: no silent overwrite
         except FileExistsError:
@@ -318,9 +330,15 @@ def publish(
             if target.exists() or target.is_symlink():
                 continue
             os.rename(incoming.path, target)
-        else:
-            incoming.path.unlink()
-        fsync_dir(directory)
+        try:
+            incoming.path.unlink(missing_ok=True)
+            fsync_dir(directory)
+        except BaseException:
+            # Published but not durable: take it back, so no file is left without
+            # either a ledger row or a marker that names it.
+            with contextlib.suppress(OSError):
+                os.unlink(target)
+            raise
         final = rel.parent / name
         resolved = (root / final).resolve()
         if not resolved.is_relative_to(root.resolve()):  # defence in depth
@@ -330,11 +348,20 @@ def publish(
     raise FileExistsError(f"more than 9999 different files named {rel} in the store")
 
 
-def _write_marker(incoming: Incoming, rel: PurePosixPath) -> None:
-    """Durably note "about to publish ``rel`` with this hash" before the link is made."""
+def _write_marker(incoming: Incoming, rel: PurePosixPath, identity: tuple[int, int, int]) -> None:
+    """Durably note "about to publish ``rel``: this hash, this inode" before the link."""
     body = json.dumps(
-        {"path": rel.as_posix(), "blake3": incoming.blake3, "boot_id": _BOOT_ID}
+        {
+            "path": rel.as_posix(),
+            "blake3": incoming.blake3,
+            "boot_id": BOOT_ID,
+            "dev": identity[0],
+            "ino": identity[1],
+            "mtime_ns": identity[2],
+        }
     ).encode()
+    with _OWN_LOCK:
+        _OWN_MARKERS.add(incoming.marker.name)
     tmp = incoming.marker.with_suffix(".pub-new")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
@@ -350,6 +377,14 @@ def settle(incoming: Incoming) -> None:
     """The published file has its ledger row (or was unpublished): drop the marker."""
     with contextlib.suppress(FileNotFoundError):
         incoming.marker.unlink()
+    with _OWN_LOCK:
+        _OWN_MARKERS.discard(incoming.marker.name)
+
+
+def abandon(incoming: Incoming) -> None:
+    """Leave the marker for recovery (whether the row committed is not known here)."""
+    with _OWN_LOCK:
+        _OWN_MARKERS.discard(incoming.marker.name)
 
 
 def unpublish(root: Path, rel: PurePosixPath) -> None:
@@ -371,6 +406,7 @@ class Marker:
     path: PurePosixPath
     blake3: str
     alive: bool
+    identity: tuple[int, int, int] | None  # (device, inode, mtime ns) of the published file
 
 
 def _markers(root: Path) -> list[Marker]:
@@ -386,9 +422,15 @@ def _markers(root: Path) -> list[Marker]:
         try:
             data = json.loads(Path(entry.path).read_bytes())
             rel, digest, boot = PurePosixPath(data["path"]), str(data["blake3"]), data["boot_id"]
+            ident = (
+                (int(data["dev"]), int(data["ino"]), int(data["mtime_ns"]))
+                if "mtime_ns" in data
+                else None
+            )
         except (OSError, ValueError, KeyError, TypeError):
             continue
-        out.append(Marker(Path(entry.path), rel, digest, _owner_alive(entry.name, boot)))
+        path = Path(entry.path)
+        out.append(Marker(path, rel, digest, _owner_alive(path, boot_id=boot), ident))
     return out
 
 
@@ -410,28 +452,66 @@ def recover_incoming(
     """
     removed: list[Path] = []
     orphans: list[PurePosixPath] = []
-    for m in _markers(root):
-        if m.alive:
-            continue
-        target = root / m.path
-        if not recorded(m.path, m.blake3) and target.is_file() and not target.is_symlink():
-            try:
-                same = hash_stored(target, drop_cache=False) == m.blake3
-            except OSError:
-                same = False
-            if same:
+    with _recovery_lock(root):
+        for m in _markers(root):
+            if m.alive or not m.file.exists():
+                continue  # in use, or another recovery already dealt with it
+            if not recorded(m.path, m.blake3) and _is_the_published_copy(root, m):
                 unpublish(root, m.path)
                 orphans.append(m.path)
-        m.file.unlink(missing_ok=True)
+            m.file.unlink(missing_ok=True)
+        removed = _remove_dead_temporaries(root)
+    return removed, orphans
+
+
+def _is_the_published_copy(root: Path, m: Marker) -> bool:
+    """Is the file at the marker's path the very one its process published?
+
+    By inode when the marker has it (another process may since have stored the same
+    recording there anew), else by content.
+    """
+    target = root / m.path
+    try:
+        st = target.lstat()
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISREG(st.st_mode):
+        return False
+    if m.identity is not None:
+        return (st.st_dev, st.st_ino, st.st_mtime_ns) == m.identity
+    try:
+        return hash_stored(target, drop_cache=False) == m.blake3
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _recovery_lock(root: Path) -> Iterator[None]:
+    """One recovery of a store at a time (two docks starting together both recover)."""
+    lock = FileLock(runtime_dir() / f"recover-{_digest(str(root.resolve()))}.lock")
+    lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+def _remove_dead_temporaries(root: Path) -> list[Path]:
+    removed: list[Path] = []
     incoming = root / INCOMING
     if incoming.is_dir():
         for entry in os.scandir(incoming):
-            if not entry.name.endswith((".part", ".pub-new")) or _owner_alive(entry.name):
+            path = Path(entry.path)
+            if not entry.name.endswith((".part", ".pub-new")) or _owner_alive(path):
                 continue
             if stat.S_ISREG(entry.stat(follow_symlinks=False).st_mode):
-                Path(entry.path).unlink(missing_ok=True)
-                removed.append(Path(entry.path))
-    return removed, orphans
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
 
 
 def clean_incoming(root: Path) -> list[Path]:

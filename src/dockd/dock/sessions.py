@@ -178,16 +178,18 @@ class SessionManager:
             ]
             self._docks[ev.devpath] = dock
             self._all.append(dock)
-        log.info(
-            "recorder seen",
-            dock=dock.seq,
-            action=ev.action,
-            source=ev.source,
-            rule=rule.name,
-            event_at=ev.received_wall,
-            **ev.describe(),
-        )
-        dock.future = self._pool.submit(self._run, dock)
+            log.info(
+                "recorder seen",
+                dock=dock.seq,
+                action=ev.action,
+                source=ev.source,
+                rule=rule.name,
+                event_at=ev.received_wall,
+                **ev.describe(),
+            )
+            # Submitted under the lock: `stop` then sees every dock with its future, and
+            # can tell one that will never start (cancelled) from one that is running.
+            dock.future = self._pool.submit(self._run, dock)
         return dock
 
     def _mark_gone(self, dock: Dock, why: str) -> None:

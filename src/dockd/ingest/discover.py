@@ -79,15 +79,44 @@ class Refusal:
         return names.display(names.raw_of(self.relpath))
 
 
+MAX_DEPTH = 64  # no recorder nests folders deeper; a corrupt directory may loop
+
+
 def _walk(
-    root: Path, rel: PurePosixPath, cfg: IngestConfig, fallback: Fallback | None
+    root: Path, cfg: IngestConfig, fallback: Fallback | None
 ) -> Iterator[Candidate | Refusal]:
-    try:
-        entries = sorted(os.scandir(root / rel), key=lambda e: e.name)
-    except OSError as exc:
-        yield Refusal(rel, f"cannot list this directory: {exc.strerror or exc}", unreadable=True)
-        return
-    for entry in entries:
+    """Depth-first in name order, without recursion: a corrupt card whose directory
+    points back at an ancestor, or absurd nesting, is refused, never a crash."""
+    seen: set[tuple[int, int]] = set()
+    stack: list[tuple[PurePosixPath, Iterator[os.DirEntry[str]]]] = []
+
+    def enter(rel: PurePosixPath, st: os.stat_result | None) -> Refusal | None:
+        if st is not None:
+            if (st.st_dev, st.st_ino) in seen:
+                return Refusal(rel, "a directory that loops back on itself (corrupt card)")
+            seen.add((st.st_dev, st.st_ino))
+        if len(stack) >= MAX_DEPTH:
+            return Refusal(
+                rel, f"nested deeper than {MAX_DEPTH} folders: not read", unreadable=True
+            )
+        try:
+            entries = sorted(os.scandir(root / rel), key=lambda e: e.name)
+        except OSError as exc:
+            return Refusal(
+                rel, f"cannot list this directory: {exc.strerror or exc}", unreadable=True
+            )
+        stack.append((rel, iter(entries)))
+        return None
+
+    first = enter(PurePosixPath("."), None)
+    if first is not None:
+        yield first
+    while stack:
+        rel, entries = stack[-1]
+        entry = next(entries, None)
+        if entry is None:
+            stack.pop()
+            continue
         child = rel / entry.name
         try:
             st = entry.stat(follow_symlinks=False)
@@ -112,7 +141,9 @@ def _walk(
             )
             continue
         if stat.S_ISDIR(st.st_mode):
-            yield from _walk(root, child, cfg, fallback)
+            refused = enter(child, st)
+            if refused is not None:
+                yield refused
             continue
         special = next((why for test, why in _SPECIAL if test(st.st_mode)), None)
         if special is not None:
@@ -134,7 +165,7 @@ def discover(
     """
     found: list[Candidate] = []
     refused: list[Refusal] = []
-    for item in _walk(root, PurePosixPath("."), cfg, fallback):
+    for item in _walk(root, cfg, fallback):
         if isinstance(item, Candidate):
             found.append(item)
         else:

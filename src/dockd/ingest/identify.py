@@ -193,9 +193,11 @@ def gather_evidence(
         ("usb", "serial", volume.serial),
         ("volume", "fs_uuid", volume.fs_uuid),
         ("volume", "fs_label", volume.fs_label),
-        ("names", "number", name_device),
-        ("names", "serial", name_serial),
     ]
+    # Every device or serial any file name carries is a claim, not only the most
+    # common: a card holding another recorder's files must raise a conflict.
+    sources += [("names", "number", v) for v in sorted({n.device for n in infos if n.device})]
+    sources += [("names", "serial", v) for v in sorted({n.serial for n in infos if n.serial})]
     return Evidence(
         serial=idf.get("serial") or volume.serial or name_serial,
         device=idf.get("device") or name_device,

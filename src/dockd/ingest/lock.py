@@ -5,9 +5,15 @@ both decide "not yet in the store" for the same file: the second would store a
 duplicate. The lock is taken after the recorder is identified and before the dock
 session opens, so whoever comes second finds every file the first stored.
 
-- On this machine: ``flock`` on ``<runtime dir>/recorder-<hash>.lock``.
-- On a PostgreSQL ledger: a session-level advisory lock as well, held on its own
-  connection, so two stations docking the same recorder serialise too.
+A recorder is locked under every name it goes by: its identity (device number, or
+the best identifier of an unregistered one) and its filesystem UUID. Two processes
+that see it differently (the daemon knows the USB serial, a hand-run ingest does
+not) still meet on the UUID. Names are taken in sorted order, so two processes
+never hold one each and wait for the other.
+
+- On this machine: ``flock`` on ``<runtime dir>/recorder-<hash>.lock`` per name.
+- On a PostgreSQL ledger: a session-level advisory lock per name as well, held on
+  its own connection, so two stations docking the same recorder serialise too.
 
 Both die with their holder: nothing to clean up after a crash.
 """
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Iterable
 from types import TracebackType
 
 from sqlalchemy import Connection, text
@@ -28,56 +35,63 @@ from dockd.runtime import FileLock, runtime_dir
 _POLL_S = 0.2
 
 
-def _key(ref: str) -> bytes:
-    return hashlib.sha256(b"dockd-recorder\0" + ref.encode("utf-8", "surrogateescape")).digest()
+def _digest(name: str) -> bytes:
+    return hashlib.sha256(b"dockd-recorder\0" + name.encode("utf-8", "surrogateescape")).digest()
+
+
+def _pg_key(name: str) -> int:
+    return int.from_bytes(_digest(name)[:8], "big", signed=True)
 
 
 class RecorderLock:
     """Held while one process ingests one recorder; ``with`` it, or acquire/release."""
 
-    def __init__(self, ledger: Ledger, ref: str) -> None:
+    def __init__(self, ledger: Ledger, ref: str, *, aliases: Iterable[str] = ()) -> None:
         self.ref = ref
+        self.names = sorted({ref, *aliases})
         self._ledger = ledger
-        self._file = FileLock(runtime_dir() / f"recorder-{_key(ref)[:8].hex()}.lock")
+        run = runtime_dir()
+        self._files = [FileLock(run / f"recorder-{_digest(n)[:8].hex()}.lock") for n in self.names]
         self._pg: Connection | None = None
+        self._pg_held: list[str] = []
 
     def acquire(self, *, wait: bool, stop: threading.Event | None = None) -> bool:
         """Take the lock. Without ``wait`` a busy recorder raises :class:`RecorderBusy`;
         with it, waits until free (False if ``stop`` is set first)."""
-        if not self._file.try_acquire(self.ref):
-            if not wait:
-                raise self._busy(f"PID {self._file.holder() or '?'} on this machine")
-            if not self._file.acquire(self.ref, stop=stop):
-                return False
         try:
+            for lock in self._files:
+                if lock.try_acquire(self.ref):
+                    continue
+                if not wait:
+                    raise self._busy(f"PID {lock.holder() or '?'} on this machine")
+                if not lock.acquire(self.ref, stop=stop):
+                    self.release()
+                    return False
             if self._ledger.dialect == "postgresql" and not self._pg_acquire(wait, stop):
-                self._file.release()
+                self.release()
                 return False
         except BaseException:
-            self._file.release()
+            self.release()
             raise
         return True
 
     def _pg_acquire(self, wait: bool, stop: threading.Event | None) -> bool:
-        key = int.from_bytes(_key(self.ref)[:8], "big", signed=True)
         conn = self._ledger.engine.connect()
-        try:
+        self._pg = conn  # from here on `release` unlocks what was taken, or drops the link
+        for name in self.names:
             while True:
-                got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+                got = conn.execute(
+                    text("SELECT pg_try_advisory_lock(:k)"), {"k": _pg_key(name)}
+                ).scalar()
                 conn.commit()
                 if got:
-                    self._pg = conn
-                    return True
+                    self._pg_held.append(name)
+                    break
                 if not wait:
                     raise self._busy("another station (PostgreSQL advisory lock)")
-                if stop is not None and stop.wait(_POLL_S):
-                    conn.close()
+                if stop.wait(_POLL_S) if stop is not None else threading.Event().wait(_POLL_S):
                     return False
-                if stop is None:
-                    threading.Event().wait(_POLL_S)
-        except BaseException:
-            conn.close()
-            raise
+        return True
 
     def _busy(self, who: str) -> RecorderBusy:
         return RecorderBusy(
@@ -89,16 +103,18 @@ class RecorderLock:
     def release(self) -> None:
         if self._pg is not None:
             # The connection goes back to the pool, not away: unlock explicitly.
-            key = int.from_bytes(_key(self.ref)[:8], "big", signed=True)
             try:
-                self._pg.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                for name in self._pg_held:
+                    self._pg.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _pg_key(name)})
                 self._pg.commit()
             except SQLAlchemyError:
-                self._pg.invalidate()  # drop the connection, and the lock with it
+                self._pg.invalidate()  # drop the connection, and its locks with it
             finally:
                 self._pg.close()
                 self._pg = None
-        self._file.release()
+                self._pg_held = []
+        for lock in self._files:
+            lock.release()
 
     def __enter__(self) -> RecorderLock:
         return self

@@ -46,6 +46,7 @@ from dockd.ingest.naming import NameInfo, parse_name
 from dockd.ingest.probe import ProbeResult, probe
 from dockd.ledger import audit, registry
 from dockd.ledger.models import DockSession, Recording, SessionFailure
+from dockd.runtime import BOOT_ID
 
 log = structlog.get_logger("dockd.ingest")
 
@@ -153,7 +154,8 @@ def run_ingest(
     evidence = gather_evidence(source, volume, cfg.ingest.id_files, names.values())
     with ctx.ledger.read() as s:
         identity = identify(s, evidence, device_number=device_number)
-    lock = RecorderLock(ctx.ledger, identity.ref)
+    uuid = [f"fs_uuid:{volume.fs_uuid}"] if volume.fs_uuid else []
+    lock = RecorderLock(ctx.ledger, identity.ref, aliases=uuid)
     if not lock.acquire(wait=wait, stop=stop):
         raise RecorderBusy(
             f"dockd stopped while waiting for another ingest of recorder {identity.ref} to end; "
@@ -197,6 +199,23 @@ def _run_locked(
         identity.device.number if identity.device else None,
         identity.how,
     )
+    recovery.session_started(result.session_id)
+    try:
+        return _run_open(ctx, plan, result, stop=stop, progress=progress, on_open=on_open)
+    finally:
+        recovery.session_ended(result.session_id)
+
+
+def _run_open(
+    ctx: IngestContext,
+    plan: _Plan,
+    result: SessionResult,
+    *,
+    stop: threading.Event | None,
+    progress: Progress,
+    on_open: Callable[[SessionResult], None] | None,
+) -> SessionResult:
+    identity = plan.identity
     if on_open is not None:
         on_open(result)
     slog = log.bind(session_id=result.session_id, device=identity.ref)
@@ -333,6 +352,7 @@ def _open_session(ctx: IngestContext, s: Session, source: Path, identity: Identi
         outcome="running",
         host=socket.gethostname(),
         pid=os.getpid(),
+        boot_id=BOOT_ID,
         files_seen=0,
         files_stored=0,
         files_present=0,
@@ -434,6 +454,7 @@ def take_file(
             if exc.errno != errno.ESPIPE:
                 raise
             os.close(fd)
+            fd = -1  # closed: the `finally` below must not close a number reused since
             fd = _open_source(source, cand)
         incoming = store.copy_into_incoming(
             root,
@@ -445,7 +466,8 @@ def take_file(
     except OSError as exc:
         return _failed_or_gone(source, rel, "copy failed", exc)
     finally:
-        os.close(fd)
+        if fd >= 0:
+            os.close(fd)
     if incoming.size != size:
         incoming.discard()
         return FileOutcome(
@@ -458,6 +480,7 @@ def take_file(
     result.taken += 1
     _pause("after-copy", result.taken, rel)
     published: PurePosixPath | None = None
+    committing = False
     try:
         if _present_by_hash(ctx, identity.ref, incoming.blake3):
             incoming.discard()
@@ -487,9 +510,13 @@ def take_file(
                     f"expected {incoming.blake3}: the store disk may be failing",
                 )
             row.verified = True
+        committing = True
         file_id = _commit_row(ctx, row, officer_badge)
     except BaseException as exc:
         incoming.discard()
+        if committing and published is not None and not isinstance(exc, IntegrityError):
+            _commit_unknown(ctx, root, published, incoming)
+            raise
         if published is not None:
             store.unpublish(root, published)
         store.settle(incoming)
@@ -525,6 +552,25 @@ def take_file(
         size=row.size_bytes,
         officer=officer_badge,
     )
+
+
+def _commit_unknown(
+    ctx: IngestContext, root: Path, published: PurePosixPath, incoming: store.Incoming
+) -> None:
+    """The commit failed in a way that may still have landed (a connection lost after
+    COMMIT was sent, an interrupt): ask the ledger afresh before touching the file.
+
+    Recorded: keep it. Not recorded: unpublish. Cannot tell: leave the file and its
+    marker; the next run's recovery asks again.
+    """
+    try:
+        kept = recovery.recorded(ctx, published, incoming.blake3)
+    except SQLAlchemyError:
+        store.abandon(incoming)
+        return
+    if not kept:
+        store.unpublish(root, published)
+    store.settle(incoming)
 
 
 class _NotRegular(Exception):

@@ -15,7 +15,9 @@ touched: ownership is by PID on this host (see ``store`` and ``DockSession.pid``
 
 from __future__ import annotations
 
+import os
 import socket
+import threading
 from pathlib import Path, PurePosixPath
 
 import structlog
@@ -25,9 +27,37 @@ from dockd import store
 from dockd.ingest.context import IngestContext as Context
 from dockd.ledger import audit
 from dockd.ledger.models import DockSession, Recording
-from dockd.runtime import pid_alive
+from dockd.runtime import BOOT_ID, pid_alive
 
 log = structlog.get_logger("dockd.recovery")
+
+# Dock sessions this process is running now. A 'running' session of this PID that is
+# not here was cut short by a failure the process survived (the daemon lives on).
+_ACTIVE: set[int] = set()
+_ACTIVE_LOCK = threading.Lock()
+
+
+def session_started(session_id: int) -> None:
+    with _ACTIVE_LOCK:
+        _ACTIVE.add(session_id)
+
+
+def session_ended(session_id: int) -> None:
+    with _ACTIVE_LOCK:
+        _ACTIVE.discard(session_id)
+
+
+def _owner_gone(row: DockSession, host: str) -> bool:
+    """Is the process that ran this session gone (or no longer running it)?"""
+    assert row.pid is not None
+    if row.host != host:
+        return False  # another station's machine: its own runs recover it
+    if row.boot_id is not None and row.boot_id != BOOT_ID:
+        return True  # the PID was of an earlier boot
+    if row.pid == os.getpid():
+        with _ACTIVE_LOCK:
+            return row.id not in _ACTIVE
+    return not pid_alive(row.pid)
 
 
 def this_host() -> str:
@@ -41,24 +71,24 @@ def recover(ctx: Context, *, daemon_roots: tuple[Path, ...] = ()) -> None:
     recover_sessions(ctx, daemon_roots=daemon_roots)
 
 
+def recorded(ctx: Context, path: PurePosixPath, digest: str) -> bool:
+    """Has this station a ledger row for the store path with this content?"""
+    with ctx.ledger.read() as s:
+        row = s.scalar(
+            select(Recording.id)
+            .where(
+                Recording.station == ctx.config.station.id,
+                Recording.store_path == path.as_posix(),
+                Recording.blake3 == digest,
+            )
+            .limit(1)
+        )
+    return row is not None
+
+
 def recover_store(ctx: Context, root: Path) -> None:
     """Temporaries and unrecorded published files of dead processes, removed."""
-    station = ctx.config.station.id
-
-    def recorded(path: PurePosixPath, digest: str) -> bool:
-        with ctx.ledger.read() as s:
-            row = s.scalar(
-                select(Recording.id)
-                .where(
-                    Recording.station == station,
-                    Recording.store_path == path.as_posix(),
-                    Recording.blake3 == digest,
-                )
-                .limit(1)
-            )
-        return row is not None
-
-    removed, orphans = store.recover_incoming(root, recorded)
+    removed, orphans = store.recover_incoming(root, lambda p, h: recorded(ctx, p, h))
     for part in removed:
         log.warning("temporary file left by a crash removed", path=str(part))
     for orphan in orphans:
@@ -88,10 +118,12 @@ def recover_sessions(ctx: Context, *, daemon_roots: tuple[Path, ...] = ()) -> li
             .where(DockSession.station == ctx.config.station.id)
             .where(DockSession.started_at <= now)
             .order_by(DockSession.id)
+            # two processes recovering at once on PostgreSQL: each row closed once
+            .with_for_update(skip_locked=True)
         )
         for row in rows:
             if row.pid is not None:
-                if row.host != host or pid_alive(row.pid):
+                if not _owner_gone(row, host):
                     continue
             elif not any(Path(row.source).is_relative_to(r) for r in daemon_roots):
                 continue

@@ -30,7 +30,7 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import URL, Engine, create_engine, event, inspect, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dockd.errors import LedgerError
@@ -136,7 +136,7 @@ def make_engine(url: str, *, group: str | None = DEFAULT_GROUP) -> Engine:
     """
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:  # ValueError: e.g. a port that is no number
         raise LedgerError(
             f"[ledger] url {shown_url(url)} is not a database URL; "
             "use sqlite:////var/lib/dockd/ledger.sqlite3 or postgresql+psycopg://USER@HOST/DB"
@@ -296,7 +296,9 @@ def secure_sqlite_path(path: Path, group: str | None = DEFAULT_GROUP) -> None:
         mode = stat.S_IMODE(os.stat(directory).st_mode)
     except OSError:
         return
-    if dedicated:
+    # Never a directory anyone may write to (/tmp and the like: sticky or world-
+    # writable), whatever it holds right now: other programs depend on its mode.
+    if dedicated and not mode & (stat.S_ISVTX | 0o002):
         _tighten(directory, "the ledger directory")
     elif mode & 0o007:
         _warn_once(
@@ -316,10 +318,13 @@ def shown_url(url: str | URL | None) -> str:
     """The ledger URL as it may be shown to a person: any password replaced by ``***``."""
     if url is None:
         return "(the configured ledger)"
+    text = str(url)
+    if text.count("@") > 1:  # an unescaped "@" in the password: hide up to the last one
+        return re.sub(r"(://[^:/@]*:).*@", r"\1***@", text)
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", str(url))
+    except (ArgumentError, ValueError):
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", text)
 
 
 def _is_driver_error(exc: BaseException) -> bool:
@@ -330,8 +335,9 @@ def _is_driver_error(exc: BaseException) -> bool:
 
 
 def is_ledger_failure(exc: BaseException) -> bool:
-    """A database failure: any SQLAlchemy error, or a raw sqlite3/psycopg one."""
-    return isinstance(exc, SQLAlchemyError) or _is_driver_error(exc)
+    """A database failure (not a dockd bug such as a misused session): a DB-API error
+    as SQLAlchemy wraps it, or a raw sqlite3/psycopg one."""
+    return isinstance(exc, DBAPIError) or _is_driver_error(exc)
 
 
 def _driver_error(exc: BaseException) -> BaseException | None:

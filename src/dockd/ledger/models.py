@@ -143,6 +143,7 @@ class DockSession(Base):
     # (same host, pid no longer alive) is closed 'interrupted' by the next run.
     host: Mapped[str | None] = mapped_column(String(255))
     pid: Mapped[int | None]
+    boot_id: Mapped[str | None] = mapped_column(String(64))  # a PID means nothing after a reboot
 
     device: Mapped[Device | None] = relationship()
     failures: Mapped[list[SessionFailure]] = relationship(

@@ -4,8 +4,8 @@ folded alerts.
 - ``files.source_path_raw``: the exact bytes of the name on the recorder (a GBK name
   is not UTF-8); existing rows get the UTF-8 bytes of ``source_path``.
 - ``files.device_conflict``: the recorder's evidence named two registered devices.
-- ``dock_sessions.host`` / ``pid``: who runs a session, so a session whose process
-  is gone can be closed by the next run.
+- ``dock_sessions.host`` / ``pid`` / ``boot_id``: who runs a session, so a session
+  whose process is gone can be closed by the next run.
 - ``alerts.group_key`` / ``occurrences`` / ``last_at``: repeats of one alert in one
   dock session are folded into one row.
 
@@ -39,6 +39,7 @@ def upgrade() -> None:
         op.execute("UPDATE files SET source_path_raw = CAST(source_path AS BLOB)")
     op.add_column("dock_sessions", sa.Column("host", sa.String(length=255), nullable=True))
     op.add_column("dock_sessions", sa.Column("pid", sa.Integer(), nullable=True))
+    op.add_column("dock_sessions", sa.Column("boot_id", sa.String(length=64), nullable=True))
     op.add_column("alerts", sa.Column("group_key", sa.String(length=255), nullable=True))
     op.add_column(
         "alerts", sa.Column("occurrences", sa.Integer(), nullable=False, server_default="1")
@@ -53,6 +54,7 @@ def downgrade() -> None:
         ("alerts", "last_at"),
         ("alerts", "occurrences"),
         ("alerts", "group_key"),
+        ("dock_sessions", "boot_id"),
         ("dock_sessions", "pid"),
         ("dock_sessions", "host"),
         ("files", "device_conflict"),
