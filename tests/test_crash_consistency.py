@@ -17,32 +17,26 @@ import os
 import selectors
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import blake3
 import pytest
-from sqlalchemy import select
 
 from blockdev import Daemon
-from conftest import NOW, config_text, need, register
+from cli_station import Station, kill_started, make_station
+from conftest import NOW, need, register
 from dockd import store
 from dockd.clock import FixedClock
-from dockd.ledger.db import Ledger, open_ledger
-from dockd.ledger.models import DockSession, Recording
+from dockd.ledger.models import Recording
 from make_recorder import Recorder, make_recorder, write_jpeg
 
-DOCKD = str(Path(sys.executable).with_name("dockd"))
 POINTS = ("after-copy", "after-publish", "after-commit")
 PAUSE_GUARD_S = 240  # only so a broken build fails instead of hanging; never reached when right
 
 
 # ---------------------------------------------------------------------------- the station
-
-_started: list[subprocess.Popen[bytes]] = []
 
 
 @pytest.fixture(autouse=True)
@@ -50,81 +44,7 @@ def _no_paused_ingest_left() -> Iterator[None]:
     """A test that fails before it kills its paused `dockd ingest` must not leave it
     running (paused for ever, holding its recorder's lock)."""
     yield
-    while _started:
-        proc = _started.pop()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
-
-
-@dataclass
-class Station:
-    """A station on disk (config file, store, quarantine, SQLite ledger) and its `dockd`."""
-
-    root: Path
-    config: Path
-    ledger_url: str
-    runtime: Path
-
-    @property
-    def store(self) -> Path:
-        return self.root / "store"
-
-    def env(self, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKD_")}
-        # the recorder lock lives in the runtime dir: one per test, so tests running
-        # beside this one (other helpers, other tmp dirs) never see our locks
-        env.update(DOCKD_RUNTIME_DIR=str(self.runtime), COLUMNS="500", **extra)
-        return env
-
-    def argv(self, *args: str) -> list[str]:
-        return [DOCKD, "-c", str(self.config), *args]
-
-    def run(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            self.argv(*args), capture_output=True, text=True, env=self.env(**env), check=False
-        )
-        assert "Traceback" not in proc.stderr, proc.stderr
-        return proc
-
-    def start(self, *args: str, stdout: bool = False, **env: str) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(
-            self.argv(*args),
-            stdout=subprocess.PIPE if stdout else subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env=self.env(**env),
-            start_new_session=True,
-        )
-        _started.append(proc)
-        return proc
-
-    @contextlib.contextmanager
-    def ledger(self) -> Iterator[Ledger]:
-        led = open_ledger(self.ledger_url)
-        try:
-            yield led
-        finally:
-            led.close()
-
-    def rows(self) -> list[Recording]:
-        with self.ledger() as led, led.read() as s:
-            return list(s.scalars(select(Recording).order_by(Recording.id)))
-
-    def sessions(self) -> list[DockSession]:
-        with self.ledger() as led, led.read() as s:
-            return list(s.scalars(select(DockSession).order_by(DockSession.id)))
-
-
-def make_station(root: Path, *, ledger_url: str | None = None) -> Station:
-    root.mkdir(parents=True, exist_ok=True)
-    root.chmod(0o750)  # the ledger's directory, as dockd wants it
-    url = ledger_url or f"sqlite:///{root / 'ledger.sqlite3'}"
-    config = root / "dockd.toml"
-    config.write_text(config_text(root, ledger_url=url), encoding="utf-8")
-    return Station(root, config, url, root / "run")
+    kill_started()
 
 
 def registered(station: Station, rec: Recorder) -> Station:

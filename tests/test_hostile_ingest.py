@@ -9,14 +9,9 @@ the alerts, and that the audit trail still verifies.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
-import subprocess
-import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -25,91 +20,17 @@ import pytest
 from sqlalchemy import select
 
 import fatimage
-from conftest import NOW, config_text, need, register
+from cli_station import make_station
+from conftest import NOW, need, register
 from dockd import store
 from dockd.clock import FixedClock
-from dockd.ledger import registry
-from dockd.ledger.db import Ledger, open_ledger
-from dockd.ledger.models import Alert, DockSession, Recording, SessionFailure
+from dockd.ledger.models import SessionFailure
 from make_recorder import DEFAULT_START, Recorder, make_recorder, write_mp4
 
-DOCKD = str(Path(sys.executable).with_name("dockd"))
 SERIAL_A, SERIAL_B = "ZFY2024000123", "ZFY2024000999"
 
 
 # ---------------------------------------------------------------------------- the station
-
-
-@dataclass
-class Station:
-    """A station on disk (config file, store, quarantine, SQLite ledger) and its `dockd`."""
-
-    root: Path
-    config: Path
-    ledger_url: str
-
-    @property
-    def store(self) -> Path:
-        return self.root / "store"
-
-    @property
-    def quarantine(self) -> Path:
-        return self.root / "quarantine"
-
-    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKD_")}
-        env.update(DOCKD_RUNTIME_DIR=str(self.root / "run"), COLUMNS="500")
-        proc = subprocess.run(
-            [DOCKD, "-c", str(self.config), *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            check=False,
-        )
-        assert "Traceback" not in proc.stderr, proc.stderr
-        return proc
-
-    @contextlib.contextmanager
-    def ledger(self) -> Iterator[Ledger]:
-        led = open_ledger(self.ledger_url)
-        try:
-            yield led
-        finally:
-            led.close()
-
-    def rows(self) -> list[Recording]:
-        with self.ledger() as led, led.read() as s:
-            return list(s.scalars(select(Recording).order_by(Recording.id)))
-
-    def sessions(self) -> list[DockSession]:
-        with self.ledger() as led, led.read() as s:
-            return list(s.scalars(select(DockSession).order_by(DockSession.id)))
-
-    def alerts(self, kind: str) -> list[Alert]:
-        with self.ledger() as led, led.read() as s:
-            return list(s.scalars(select(Alert).where(Alert.kind == kind).order_by(Alert.id)))
-
-    def add_device(self, number: str, serial: str) -> None:
-        with self.ledger() as led, led.session() as s:
-            registry.add_device(
-                s,
-                number=number,
-                serial=serial,
-                brand="Test",
-                model="BWC-1",
-                at=NOW - timedelta(days=120),
-                station="st-test",
-                actor="admin",
-            )
-
-
-def make_station(root: Path, extra: str = "") -> Station:
-    root.mkdir(parents=True, exist_ok=True)
-    root.chmod(0o750)  # the ledger's directory, as dockd wants it
-    url = f"sqlite:///{root / 'ledger.sqlite3'}"
-    config = root / "dockd.toml"
-    config.write_text(config_text(root, extra, ledger_url=url), encoding="utf-8")
-    return Station(root, config, url)
 
 
 def files_under(root: Path) -> set[bytes]:
