@@ -64,7 +64,7 @@ from sqlalchemy import select  # noqa: E402
 from dockd.alerts import AlertSink  # noqa: E402
 from dockd.clock import SystemClock  # noqa: E402
 from dockd.config import Config, parse_config  # noqa: E402
-from dockd.ingest.context import IngestContext  # noqa: E402
+from dockd.context import Context  # noqa: E402
 from dockd.ingest.pipeline import SessionResult, run_ingest  # noqa: E402
 from dockd.ledger import registry  # noqa: E402
 from dockd.ledger.db import Ledger, open_ledger  # noqa: E402
@@ -261,7 +261,7 @@ url = "sqlite:///{run_dir / "ledger.sqlite3"}"
 
 
 @contextlib.contextmanager
-def bench_context(run_dir: Path, verify: Verify, buffer_kib: int | None) -> Iterator[IngestContext]:
+def bench_context(run_dir: Path, verify: Verify, buffer_kib: int | None) -> Iterator[Context]:
     """A fresh config, SQLite ledger and store, with the bench recorder registered."""
     run_dir.mkdir(parents=True, exist_ok=True)
     config = bench_config(run_dir, verify, buffer_kib)
@@ -293,7 +293,7 @@ def bench_context(run_dir: Path, verify: Verify, buffer_kib: int | None) -> Iter
                 actor="bench",
             )
         alerts = AlertSink(ledger, config.station.id, clock, config.alerts)
-        yield IngestContext(config=config, ledger=ledger, clock=clock, alerts=alerts)
+        yield Context(config=config, ledger=ledger, clock=clock, alerts=alerts)
     finally:
         ledger.close()
 

@@ -44,11 +44,11 @@ from sqlalchemy import Table, insert, text
 from dockd.alerts import AlertSink
 from dockd.clock import FixedClock
 from dockd.config import Config, parse_config
+from dockd.context import Context
 from dockd.ledger.db import Ledger, open_ledger
 from dockd.ledger.models import Recording
 from dockd.logs import setup_logging
 from dockd.sweeps.retention import RetentionReport, run_retention
-from dockd.sweeps.runs import SweepContext
 
 T1 = datetime(2027, 6, 1, 2, 30, tzinfo=UTC)
 T2 = T1 + timedelta(days=10)
@@ -144,7 +144,7 @@ def plan(led: Ledger) -> list[str]:
 
 def sweep(led: Ledger, cfg: Config, at: datetime) -> tuple[float, RetentionReport]:
     clock = FixedClock(at)
-    ctx = SweepContext(cfg, led, clock, AlertSink(led, "bench", clock, cfg.alerts))
+    ctx = Context(cfg, led, clock, AlertSink(led, "bench", clock, cfg.alerts))
     started = time.perf_counter()
     report = run_retention(ctx)
     return time.perf_counter() - started, report

@@ -20,7 +20,7 @@ import pytest
 from dockd.alerts import AlertSink
 from dockd.clock import FixedClock
 from dockd.config import Config, parse_config
-from dockd.ingest.context import IngestContext
+from dockd.context import Context
 from dockd.ledger import registry
 from dockd.ledger.db import Ledger, open_ledger
 from make_recorder import Recorder, make_recorder
@@ -141,9 +141,9 @@ def ledger(config: Config) -> Iterator[Ledger]:
 
 
 @pytest.fixture
-def ctx(config: Config, ledger: Ledger, clock: FixedClock) -> IngestContext:
+def ctx(config: Config, ledger: Ledger, clock: FixedClock) -> Context:
     alerts = AlertSink(ledger, config.station.id, clock, config.alerts)
-    return IngestContext(config=config, ledger=ledger, clock=clock, alerts=alerts)
+    return Context(config=config, ledger=ledger, clock=clock, alerts=alerts)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ bytes. ``fsck.vfat -n`` must accept the result.
 
 :func:`mounted` reads the card as the dock does on a kernel without vfat: a read-only
 loop device and the ``fusefat`` helper with dockd's default read-only options
-(``dockd.dock.settings.DEFAULT_HELPERS``).
+(``dockd.config.dock.DEFAULT_HELPERS``).
 
 One limit of ``fusefat`` 0.1a (libfat ``find_direntry`` compares names with a UTF-8
 case-folding compare that rejects any byte sequence that is not UTF-8): it *lists* a

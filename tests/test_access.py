@@ -11,13 +11,13 @@ import pytest
 from sqlalchemy import func, select
 
 from conftest import register, write_config
-from dockd.access import Access, check, view
 from dockd.cli import main
 from dockd.clock import FixedClock
 from dockd.config import Config
+from dockd.context import Context
 from dockd.errors import UsageError
-from dockd.export import export_bag
-from dockd.ingest.context import IngestContext
+from dockd.evidence.access import Access, check, view
+from dockd.evidence.export import export_bag
 from dockd.ingest.pipeline import run_ingest
 from dockd.ledger import audit
 from dockd.ledger.models import AuditEvent, Recording
@@ -33,7 +33,7 @@ def rec(tmp_path_factory: pytest.TempPathFactory) -> Recorder:
 
 @pytest.fixture
 def ids(
-    ctx: IngestContext, clock: FixedClock, rec: Recorder, tmp_path: Path,
+    ctx: Context, clock: FixedClock, rec: Recorder, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> list[int]:  # fmt: skip
     register(ctx.ledger, clock, rec)
@@ -42,7 +42,7 @@ def ids(
     return [f.file_id for f in result.files if f.file_id is not None]
 
 
-def access_events(ctx: IngestContext) -> int:
+def access_events(ctx: Context) -> int:
     with ctx.ledger.session() as s:
         q = select(func.count()).where(AuditEvent.action.in_(("file.view", "file.export")))
         return s.scalar(q) or 0
@@ -58,7 +58,7 @@ def access_events(ctx: IngestContext) -> int:
     ],
 )
 def test_access_without_who_why_or_approver_is_refused(
-    ctx: IngestContext,
+    ctx: Context,
     ids: list[int],
     capsys: pytest.CaptureFixture[str],
     by: str | None,
@@ -78,13 +78,13 @@ def test_access_without_who_why_or_approver_is_refused(
     assert access_events(ctx) == 0
 
 
-def test_self_approval_is_refused(ctx: IngestContext, ids: list[int]) -> None:
+def test_self_approval_is_refused(ctx: Context, ids: list[int]) -> None:
     with pytest.raises(UsageError, match="own access"):
         check(Access("Li Na", "curious", " li na "), [], what="viewing")
 
 
 def test_view_registers_the_access_and_prints_the_path(
-    ctx: IngestContext, ids: list[int], capsys: pytest.CaptureFixture[str]
+    ctx: Context, ids: list[int], capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["view", str(ids[0]), "--by", "Li", "--reason", "complaint 12",
                  "--approved-by", "Chief"]) == 0  # fmt: skip
@@ -107,7 +107,7 @@ def test_view_registers_the_access_and_prints_the_path(
 
 
 def test_restricted_files_need_explicit_confirmation(
-    ctx: IngestContext, ids: list[int], capsys: pytest.CaptureFixture[str]
+    ctx: Context, ids: list[int], capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["tag", str(ids[1]), "--access", "restricted", "--by", "sgt"]) == 0
     who = ["--by", "Li", "--reason", "privacy complaint", "--approved-by", "Chief"]
@@ -123,7 +123,7 @@ def test_restricted_files_need_explicit_confirmation(
 
 
 def test_access_report_lists_every_access_made(
-    ctx: IngestContext,
+    ctx: Context,
     ids: list[int],
     config: Config,
     tmp_path: Path,

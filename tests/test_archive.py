@@ -17,14 +17,13 @@ from conftest import BACKENDS, make_config, register
 from dockd.alerts import AlertSink
 from dockd.clock import FixedClock
 from dockd.config import Config
-from dockd.ingest.context import IngestContext
+from dockd.context import Context
 from dockd.ingest.pipeline import run_ingest
 from dockd.ledger import audit
 from dockd.ledger.db import open_ledger
 from dockd.ledger.models import Alert, ArchiveCopy, Recording
-from dockd.policy import ledger as pledger
+from dockd.policy import adapter as pledger
 from dockd.sweeps.archive import run_archive
-from dockd.sweeps.runs import SweepContext
 from make_recorder import Recorder, make_recorder
 from pgserver import PgServer
 
@@ -45,13 +44,13 @@ reserve_mb = {reserve_mb}
 """
 
 
-def _setup(tmp_path: Path, clock: FixedClock, card: Recorder, extra: str) -> SweepContext:
+def _setup(tmp_path: Path, clock: FixedClock, card: Recorder, extra: str) -> Context:
     cfg = make_config(tmp_path, extra)
     led = open_ledger(cfg.ledger.url)
     alerts = AlertSink(led, cfg.station.id, clock, cfg.alerts)
     register(led, clock, card)
-    assert run_ingest(IngestContext(cfg, led, clock, alerts), card.root).ok
-    return SweepContext(cfg, led, clock, alerts)
+    assert run_ingest(Context(cfg, led, clock, alerts), card.root).ok
+    return Context(cfg, led, clock, alerts)
 
 
 @pytest.fixture
@@ -69,25 +68,25 @@ def pg_url(request: pytest.FixtureRequest) -> str | None:
 
 
 @pytest.fixture
-def sctx(ctx: IngestContext, clock: FixedClock, card: Recorder, tmp_path: Path) -> SweepContext:
+def sctx(ctx: Context, clock: FixedClock, card: Recorder, tmp_path: Path) -> Context:
     (tmp_path / "archive2").mkdir()
     register(ctx.ledger, clock, card)
     assert run_ingest(ctx, card.root).ok
-    return SweepContext(ctx.config, ctx.ledger, clock, ctx.alerts)
+    return Context(ctx.config, ctx.ledger, clock, ctx.alerts)
 
 
-def _rows(ctx: SweepContext) -> list[Recording]:
+def _rows(ctx: Context) -> list[Recording]:
     with ctx.ledger.session() as s:
         return list(s.scalars(select(Recording).order_by(Recording.id)))
 
 
-def _copies(ctx: SweepContext) -> list[ArchiveCopy]:
+def _copies(ctx: Context) -> list[ArchiveCopy]:
     with ctx.ledger.session() as s:
         return list(s.scalars(select(ArchiveCopy).order_by(ArchiveCopy.file_id)))
 
 
 def _hold(
-    ctx: SweepContext,
+    ctx: Context,
     *,
     file_id: int | None = None,
     case_number: str | None = None,
@@ -109,7 +108,7 @@ def _hold(
 
 
 @pytest.mark.parametrize("pg_url", BACKENDS, indirect=True)
-def test_held_files_are_copied_verified_and_listed_in_manifests(sctx: SweepContext) -> None:
+def test_held_files_are_copied_verified_and_listed_in_manifests(sctx: Context) -> None:
     rows = _rows(sctx)
     _hold(sctx, file_id=rows[0].id)
     _hold(sctx, file_id=rows[2].id)
@@ -154,7 +153,7 @@ def test_held_files_are_copied_verified_and_listed_in_manifests(sctx: SweepConte
 
 
 def test_an_unplugged_target_raises_an_alert_and_the_next_sweep_catches_up(
-    sctx: SweepContext,
+    sctx: Context,
 ) -> None:
     root = sctx.config.archive.targets[0].path
     root.rmdir()  # the second disk is unplugged
@@ -219,7 +218,7 @@ def test_evidence_is_archived_when_configured_and_a_modified_original_is_not(
     ctx.ledger.close()
 
 
-def test_dry_run_lists_what_would_be_copied(sctx: SweepContext) -> None:
+def test_dry_run_lists_what_would_be_copied(sctx: Context) -> None:
     _hold(sctx, file_id=_rows(sctx)[1].id)
     report = run_archive(sctx, dry_run=True)
     assert [(i.file_id, i.status) for i in report.items()] == [(_rows(sctx)[1].id, "would-copy")]

@@ -15,7 +15,7 @@ from conftest import register, write_config
 from dockd.cli import main
 from dockd.clock import FixedClock
 from dockd.config import Config
-from dockd.ingest.context import IngestContext
+from dockd.context import Context
 from dockd.ingest.pipeline import run_ingest
 from dockd.ledger import audit
 from dockd.ledger.models import AuditEvent
@@ -29,7 +29,7 @@ def rec(tmp_path_factory: pytest.TempPathFactory) -> Recorder:
 
 
 @pytest.fixture
-def ingested(ctx: IngestContext, clock: FixedClock, rec: Recorder) -> list[int]:
+def ingested(ctx: Context, clock: FixedClock, rec: Recorder) -> list[int]:
     """The recorder's files ingested into a fresh ledger; returns the stored file ids."""
     register(ctx.ledger, clock, rec)
     result = run_ingest(ctx, rec.root)
@@ -45,18 +45,18 @@ def db(config: Config) -> Iterator[sqlite3.Connection]:
     conn.close()
 
 
-def verify(ctx: IngestContext, against: str | None = None) -> audit.Verification:
+def verify(ctx: Context, against: str | None = None) -> audit.Verification:
     with ctx.ledger.session() as s:
         return audit.verify(s, against=against)
 
 
-def event_ids(ctx: IngestContext) -> list[int]:
+def event_ids(ctx: Context) -> list[int]:
     with ctx.ledger.session() as s:
         return list(s.scalars(select(AuditEvent.id).order_by(AuditEvent.id)))
 
 
 def test_untouched_ledger_verifies_and_head_is_printed(
-    ctx: IngestContext,
+    ctx: Context,
     ingested: list[int],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -79,7 +79,7 @@ def test_untouched_ledger_verifies_and_head_is_printed(
 
 
 def test_changed_field_in_a_file_row_is_caught(
-    ctx: IngestContext,
+    ctx: Context,
     ingested: list[int],
     db: sqlite3.Connection,
     tmp_path: Path,
@@ -101,7 +101,7 @@ def test_changed_field_in_a_file_row_is_caught(
 
 
 def test_changed_hash_in_a_file_row_is_caught(
-    ctx: IngestContext, ingested: list[int], db: sqlite3.Connection
+    ctx: Context, ingested: list[int], db: sqlite3.Connection
 ) -> None:
     db.execute("UPDATE files SET blake3 = ? WHERE id = ?", ("0" * 64, ingested[0]))
     result = verify(ctx)
@@ -110,7 +110,7 @@ def test_changed_hash_in_a_file_row_is_caught(
 
 
 def test_deleted_audit_event_is_caught(
-    ctx: IngestContext, ingested: list[int], db: sqlite3.Connection
+    ctx: Context, ingested: list[int], db: sqlite3.Connection
 ) -> None:
     ids = event_ids(ctx)
     gone = ids[len(ids) // 2]
@@ -122,7 +122,7 @@ def test_deleted_audit_event_is_caught(
 
 
 def test_deleted_file_event_is_caught_by_replay_too(
-    ctx: IngestContext, ingested: list[int], db: sqlite3.Connection
+    ctx: Context, ingested: list[int], db: sqlite3.Connection
 ) -> None:
     """Deleting the ingest event of a file leaves a row nobody vouches for."""
     (ev_id,) = db.execute(
@@ -136,7 +136,7 @@ def test_deleted_file_event_is_caught_by_replay_too(
 
 
 def test_two_events_swapped_are_caught(
-    ctx: IngestContext, ingested: list[int], db: sqlite3.Connection
+    ctx: Context, ingested: list[int], db: sqlite3.Connection
 ) -> None:
     a, b = event_ids(ctx)[2:4]
     db.execute("UPDATE audit_events SET id = -1 WHERE id = ?", (a,))
@@ -148,7 +148,7 @@ def test_two_events_swapped_are_caught(
 
 
 def test_forged_event_with_made_up_hash_is_caught(
-    ctx: IngestContext, ingested: list[int], db: sqlite3.Connection
+    ctx: Context, ingested: list[int], db: sqlite3.Connection
 ) -> None:
     last_id, last_hash = db.execute(
         "SELECT id, hash FROM audit_events ORDER BY id DESC LIMIT 1"
@@ -165,7 +165,7 @@ def test_forged_event_with_made_up_hash_is_caught(
 
 
 def test_forged_event_inserted_in_the_middle_with_a_valid_hash_is_caught(
-    ctx: IngestContext, ingested: list[int], db: sqlite3.Connection
+    ctx: Context, ingested: list[int], db: sqlite3.Connection
 ) -> None:
     """The forger even computes a correct hash: the next event's link still breaks."""
     ids = event_ids(ctx)
@@ -203,7 +203,7 @@ def test_forged_event_inserted_in_the_middle_with_a_valid_hash_is_caught(
 
 
 def test_truncated_chain_is_caught_against_the_paper_register(
-    ctx: IngestContext,
+    ctx: Context,
     ingested: list[int],
     db: sqlite3.Connection,
     tmp_path: Path,
@@ -223,7 +223,7 @@ def test_truncated_chain_is_caught_against_the_paper_register(
 
 
 def test_deleted_file_row_is_caught(
-    ctx: IngestContext, ingested: list[int], db: sqlite3.Connection
+    ctx: Context, ingested: list[int], db: sqlite3.Connection
 ) -> None:
     db.execute("PRAGMA foreign_keys = OFF")
     db.execute("DELETE FROM files WHERE id = ?", (ingested[-1],))
@@ -233,7 +233,7 @@ def test_deleted_file_row_is_caught(
 
 
 def test_history_of_a_file_lists_its_events(
-    ctx: IngestContext,
+    ctx: Context,
     ingested: list[int],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,

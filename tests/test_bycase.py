@@ -11,12 +11,12 @@ import pytest
 from sqlalchemy import select
 
 from conftest import make_config, register
-from dockd import bycase, cases
 from dockd.alerts import AlertSink
 from dockd.cli import main
 from dockd.clock import FixedClock
+from dockd.context import Context
 from dockd.errors import ConfigError
-from dockd.ingest.context import IngestContext
+from dockd.evidence import bycase, cases
 from dockd.ingest.pipeline import run_ingest
 from dockd.ledger.db import open_ledger
 from dockd.ledger.models import Recording
@@ -29,19 +29,19 @@ def rec(tmp_path_factory: pytest.TempPathFactory) -> Recorder:
 
 
 @pytest.fixture
-def ids(ctx: IngestContext, clock: FixedClock, rec: Recorder) -> list[int]:
+def ids(ctx: Context, clock: FixedClock, rec: Recorder) -> list[int]:
     register(ctx.ledger, clock, rec)
     result = run_ingest(ctx, rec.root)
     return [f.file_id for f in result.files if f.file_id is not None]
 
 
-def tag(ctx: IngestContext, file_ids: list[int], case: str) -> None:
+def tag(ctx: Context, file_ids: list[int], case: str) -> None:
     with ctx.ledger.session() as s:
         rows = cases.select_files(s, file_ids=file_ids)
         cases.tag_files(s, rows, cases.Tag(case_number=case), at=ctx.clock.now(), actor="t")
 
 
-def rebuild(ctx: IngestContext) -> bycase.LinkResult:
+def rebuild(ctx: Context) -> bycase.LinkResult:
     with ctx.ledger.session() as s:
         return bycase.rebuild(s, ctx.config)
 
@@ -50,7 +50,7 @@ def tree(root: Path) -> set[str]:
     return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
 
 
-def test_links_by_case_and_local_recording_day(ctx: IngestContext, ids: list[int]) -> None:
+def test_links_by_case_and_local_recording_day(ctx: Context, ids: list[int]) -> None:
     tag(ctx, ids[:2], "G/1")  # a slash in a case number must not make a folder
     result = rebuild(ctx)
     assert (result.linked, result.errors) == (2, [])
@@ -70,7 +70,7 @@ def test_links_by_case_and_local_recording_day(ctx: IngestContext, ids: list[int
     assert (again.linked, again.kept, again.removed) == (0, 2, 0)
 
 
-def test_retag_moves_the_link_and_leaves_the_original(ctx: IngestContext, ids: list[int]) -> None:
+def test_retag_moves_the_link_and_leaves_the_original(ctx: Context, ids: list[int]) -> None:
     tag(ctx, ids[:1], "H-1")
     rebuild(ctx)
     with ctx.ledger.session() as s:
@@ -117,9 +117,7 @@ url = "sqlite:///{tmp_path / "ledger.sqlite3"}"
     )
     ledger = open_ledger(config.ledger.url)
     try:
-        ctx = IngestContext(
-            config, ledger, clock, AlertSink(ledger, "st-test", clock, config.alerts)
-        )
+        ctx = Context(config, ledger, clock, AlertSink(ledger, "st-test", clock, config.alerts))
         register(ledger, clock, rec)
         run_ingest(ctx, rec.root)
         with ledger.session() as s:

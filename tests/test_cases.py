@@ -11,11 +11,11 @@ import pytest
 from sqlalchemy import select
 
 from conftest import register, write_config
-from dockd import bycase, cases
 from dockd.cli import main
 from dockd.clock import FixedClock
+from dockd.context import Context
 from dockd.errors import NotFound, UsageError
-from dockd.ingest.context import IngestContext
+from dockd.evidence import bycase, cases
 from dockd.ingest.pipeline import run_ingest
 from dockd.ledger import audit
 from dockd.ledger.models import AuditEvent, Case, Recording
@@ -32,7 +32,7 @@ def rec(tmp_path_factory: pytest.TempPathFactory) -> Recorder:
 
 
 @pytest.fixture
-def ingested(ctx: IngestContext, clock: FixedClock, rec: Recorder) -> dict[str, int]:
+def ingested(ctx: Context, clock: FixedClock, rec: Recorder) -> dict[str, int]:
     """Ingest the module's recorder; returns file id by recorder path."""
     register(ctx.ledger, clock, rec)
     result = run_ingest(ctx, rec.root)
@@ -49,7 +49,7 @@ def ids_of(
     return out
 
 
-def tags(ctx: IngestContext) -> dict[int, tuple[str | None, str | None, str | None]]:
+def tags(ctx: Context) -> dict[int, tuple[str | None, str | None, str | None]]:
     with ctx.ledger.session() as s:
         return {
             r.id: (r.case_number, r.case_cause, r.party)
@@ -57,7 +57,7 @@ def tags(ctx: IngestContext) -> dict[int, tuple[str | None, str | None, str | No
         }
 
 
-def import_csv(ctx: IngestContext, text: str) -> cases.ImportResult:
+def import_csv(ctx: Context, text: str) -> cases.ImportResult:
     rows = cases.parse_cases_csv(text, ctx.config.station.tz)
     with ctx.ledger.session() as s:
         return cases.import_cases(
@@ -65,14 +65,14 @@ def import_csv(ctx: IngestContext, text: str) -> cases.ImportResult:
         )
 
 
-def verify_ok(ctx: IngestContext) -> None:
+def verify_ok(ctx: Context) -> None:
     with ctx.ledger.session() as s:
         result = audit.verify(s)
     assert result.ok, result.problems
 
 
 def test_csv_import_tags_footage_by_officer_and_time_overlap(
-    ctx: IngestContext, rec: Recorder, ingested: dict[str, int]
+    ctx: Context, rec: Recorder, ingested: dict[str, int]
 ) -> None:
     text = (
         CSV_HEADER
@@ -111,7 +111,7 @@ def test_csv_import_tags_footage_by_officer_and_time_overlap(
 
 
 def test_footage_ingested_after_the_import_is_tagged_on_arrival(
-    ctx: IngestContext, clock: FixedClock, tmp_path: Path
+    ctx: Context, clock: FixedClock, tmp_path: Path
 ) -> None:
     start = datetime(2026, 3, 15, 14, 0, tzinfo=LOCAL_TZ)
     import_csv(
@@ -170,7 +170,7 @@ def test_footage_ingested_after_the_import_is_tagged_on_arrival(
 
 
 def test_automatic_tagging_never_overwrites_another_case(
-    ctx: IngestContext, rec: Recorder, ingested: dict[str, int]
+    ctx: Context, rec: Recorder, ingested: dict[str, int]
 ) -> None:
     clip1 = ingested[rec.of_kind("video")[0].relpath]
     with ctx.ledger.session() as s:
@@ -182,7 +182,7 @@ def test_automatic_tagging_never_overwrites_another_case(
     verify_ok(ctx)
 
 
-def test_bad_csv_lists_every_bad_line_and_imports_nothing(ctx: IngestContext) -> None:
+def test_bad_csv_lists_every_bad_line_and_imports_nothing(ctx: Context) -> None:
     text = (
         CSV_HEADER
         + "D-1,012345,2026-03-15 08:00,2026-03-15 07:00,,\n"  # ends before it starts
@@ -200,7 +200,7 @@ def test_bad_csv_lists_every_bad_line_and_imports_nothing(ctx: IngestContext) ->
 
 
 def test_cli_import_of_a_gb18030_export_with_chinese_headers(
-    ctx: IngestContext,
+    ctx: Context,
     rec: Recorder,
     ingested: dict[str, int],
     tmp_path: Path,
@@ -228,7 +228,7 @@ def test_cli_import_of_a_gb18030_export_with_chinese_headers(
 
 
 def test_tag_by_ids_device_window_and_officer_window(
-    ctx: IngestContext,
+    ctx: Context,
     rec: Recorder,
     ingested: dict[str, int],
     tmp_path: Path,
@@ -272,7 +272,7 @@ def test_tag_by_ids_device_window_and_officer_window(
 
 
 def test_select_files_window_is_an_overlap(
-    ctx: IngestContext, rec: Recorder, ingested: dict[str, int]
+    ctx: Context, rec: Recorder, ingested: dict[str, int]
 ) -> None:
     """A window that starts mid-clip still selects that clip."""
     clip1 = rec.of_kind("video")[0]

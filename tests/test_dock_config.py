@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from dockd.config import Config, parse_config
+from dockd.config.dock import DockConfig, render
 from dockd.dock.match import BlockEvent, dockable
 from dockd.dock.mounts import (
     Mounter,
@@ -17,7 +18,6 @@ from dockd.dock.mounts import (
     mountpoint_name,
     parse_mountinfo,
 )
-from dockd.dock.settings import DockConfig, render
 from dockd.errors import ConfigError
 
 

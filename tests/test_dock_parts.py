@@ -19,14 +19,14 @@ from sqlalchemy import select
 from conftest import NOW, make_config, need, register
 from dockd.alerts import AlertSink
 from dockd.clock import FixedClock
+from dockd.context import Context
+from dockd.daemon.notify import notify, watchdog_interval
 from dockd.dock import checks, wipe
 from dockd.dock.folderwatch import AutomountWatch
 from dockd.dock.match import BlockEvent
 from dockd.dock.mounts import Mounter
-from dockd.dock.notify import notify, watchdog_interval
 from dockd.dock.sessions import Dock, SessionManager, _Progress
 from dockd.dock.watcher import _unescape, choose_source, udevd_running
-from dockd.ingest.context import IngestContext
 from dockd.ingest.pipeline import run_ingest
 from dockd.ingest.recovery import recover_sessions
 from dockd.ledger import registry
@@ -125,7 +125,7 @@ def test_automount_watch_wakes_waiters_when_something_appears(tmp_path: Path) ->
 
 
 def test_sessions_left_running_by_a_crash_are_marked_interrupted(
-    ctx: IngestContext, tmp_path: Path
+    ctx: Context, tmp_path: Path
 ) -> None:
     mnt = tmp_path / "run" / "mnt"
 
@@ -204,7 +204,7 @@ def test_sessions_left_running_by_a_crash_are_marked_interrupted(
 
 
 def test_device_check_sums_up_clock_and_officer_on_the_session(
-    ctx: IngestContext, tmp_path: Path, clock: FixedClock
+    ctx: Context, tmp_path: Path, clock: FixedClock
 ) -> None:
     ahead = make_recorder(tmp_path / "ahead", extras=False, start=NOW + timedelta(days=2))
     register(ctx.ledger, clock, ahead)
@@ -250,7 +250,7 @@ def test_fat32_capacity_and_free_space_come_from_the_boot_sector(tmp_path: Path)
 # ------------------------------------------------------------------ wipe gate
 
 
-def _ingested(ctx: IngestContext, recorder: Recorder, clock: FixedClock) -> wipe.WipePlan:
+def _ingested(ctx: Context, recorder: Recorder, clock: FixedClock) -> wipe.WipePlan:
     register(ctx.ledger, clock, recorder)
     result = run_ingest(ctx, recorder.root)
     assert result.outcome == "complete"
@@ -258,7 +258,7 @@ def _ingested(ctx: IngestContext, recorder: Recorder, clock: FixedClock) -> wipe
 
 
 def test_wipe_deletes_every_verified_recording_and_audits_each(
-    ctx: IngestContext, recorder: Recorder, clock: FixedClock
+    ctx: Context, recorder: Recorder, clock: FixedClock
 ) -> None:
     register(ctx.ledger, clock, recorder)
     result = run_ingest(ctx, recorder.root)
@@ -273,7 +273,7 @@ def test_wipe_deletes_every_verified_recording_and_audits_each(
 
 
 def test_one_unverified_file_blocks_the_whole_wipe(
-    ctx: IngestContext, recorder: Recorder, clock: FixedClock
+    ctx: Context, recorder: Recorder, clock: FixedClock
 ) -> None:
     register(ctx.ledger, clock, recorder)
     result = run_ingest(ctx, recorder.root)
@@ -299,7 +299,7 @@ def test_one_unverified_file_blocks_the_whole_wipe(
 
 
 def test_wipe_is_refused_for_incomplete_or_unregistered_sessions(
-    ctx: IngestContext, tmp_path: Path
+    ctx: Context, tmp_path: Path
 ) -> None:
     rec = make_recorder(tmp_path / "unknown", extras=False, serial="NOPE1", device_number="DV-9")
     result = run_ingest(ctx, rec.root)  # not registered: quarantined
@@ -317,7 +317,7 @@ def test_wipe_rehashes_even_when_ingest_did_not_verify(
     cfg = make_config(tmp_path, f'[ingest]\nverify = "{verify}"\n')
     ledger = open_ledger(cfg.ledger.url)
     try:
-        ictx = IngestContext(cfg, ledger, clock, AlertSink(ledger, "st-test", clock, cfg.alerts))
+        ictx = Context(cfg, ledger, clock, AlertSink(ledger, "st-test", clock, cfg.alerts))
         rec = make_recorder(tmp_path / "rec", extras=False)
         plan = _ingested(ictx, rec, clock)
         assert plan.allowed and len(plan.files) == len(rec.recordings)
@@ -341,7 +341,7 @@ def test_dispatcher_docks_a_medium_once_even_when_it_arrives_after_the_add_event
     )
     cfg = make_config(tmp_path, extra)
     ledger = open_ledger(cfg.ledger.url)
-    ictx = IngestContext(cfg, ledger, clock, AlertSink(ledger, "st-test", clock, cfg.alerts))
+    ictx = Context(cfg, ledger, clock, AlertSink(ledger, "st-test", clock, cfg.alerts))
     manager = SessionManager(ictx, Mounter(cfg.dock), AutomountWatch(()))
     manager.start()
     reader = BlockEvent(

@@ -15,14 +15,14 @@ import pytest
 from sqlalchemy import select
 
 from conftest import register, write_config
-from dockd import cases
-from dockd.access import Access
-from dockd.bycase import original_path
 from dockd.cli import main
 from dockd.clock import FixedClock
+from dockd.context import Context
 from dockd.errors import UsageError
-from dockd.export import ExportError, export_bag
-from dockd.ingest.context import IngestContext
+from dockd.evidence import cases
+from dockd.evidence.access import Access
+from dockd.evidence.bycase import original_path
+from dockd.evidence.export import ExportError, export_bag
 from dockd.ingest.pipeline import run_ingest
 from dockd.ledger import audit
 from dockd.ledger.models import Alert, AuditEvent, Recording
@@ -37,7 +37,7 @@ def rec(tmp_path_factory: pytest.TempPathFactory) -> Recorder:
 
 
 @pytest.fixture
-def case_ids(ctx: IngestContext, clock: FixedClock, rec: Recorder) -> list[int]:
+def case_ids(ctx: Context, clock: FixedClock, rec: Recorder) -> list[int]:
     """Ingest, then tag the two clips, the photo and the Chinese-named clip as case K-1."""
     register(ctx.ledger, clock, rec)
     result = run_ingest(ctx, rec.root)
@@ -51,7 +51,7 @@ def case_ids(ctx: IngestContext, clock: FixedClock, rec: Recorder) -> list[int]:
     return ids
 
 
-def do_export(ctx: IngestContext, dest: Path, **kw: object) -> Path:
+def do_export(ctx: Context, dest: Path, **kw: object) -> Path:
     result = export_bag(
         config=ctx.config,
         ledger=ctx.ledger,
@@ -65,7 +65,7 @@ def do_export(ctx: IngestContext, dest: Path, **kw: object) -> Path:
 
 
 def test_case_export_is_a_valid_bag_of_the_originals(
-    ctx: IngestContext, case_ids: list[int], tmp_path: Path
+    ctx: Context, case_ids: list[int], tmp_path: Path
 ) -> None:
     bag_dir = do_export(ctx, tmp_path / "out" / "K-1", case="K-1")
 
@@ -107,7 +107,7 @@ def test_case_export_is_a_valid_bag_of_the_originals(
 
 
 def test_recording_form_is_filled_from_the_ledger(
-    ctx: IngestContext, case_ids: list[int], tmp_path: Path
+    ctx: Context, case_ids: list[int], tmp_path: Path
 ) -> None:
     bag_dir = do_export(ctx, tmp_path / "bag", file_ids=case_ids[:2])
     bagit.Bag(str(bag_dir)).validate()
@@ -137,7 +137,7 @@ def test_recording_form_is_filled_from_the_ledger(
 
 
 def test_changed_original_aborts_the_export_with_an_alert(
-    ctx: IngestContext, case_ids: list[int], tmp_path: Path
+    ctx: Context, case_ids: list[int], tmp_path: Path
 ) -> None:
     with ctx.ledger.session() as s:
         victim = s.get_one(Recording, case_ids[1])
@@ -160,7 +160,7 @@ def test_changed_original_aborts_the_export_with_an_alert(
 
 
 def test_tampered_bag_fails_the_independent_validator(
-    ctx: IngestContext, case_ids: list[int], tmp_path: Path
+    ctx: Context, case_ids: list[int], tmp_path: Path
 ) -> None:
     bag_dir = do_export(ctx, tmp_path / "bag", file_ids=case_ids[:1])
     (payload,) = (p for p in (bag_dir / "data").rglob("*") if p.is_file())
@@ -170,7 +170,7 @@ def test_tampered_bag_fails_the_independent_validator(
         bagit.Bag(str(bag_dir)).validate()
 
 
-def test_export_refusals(ctx: IngestContext, case_ids: list[int], tmp_path: Path) -> None:
+def test_export_refusals(ctx: Context, case_ids: list[int], tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="approved-by"):
         do_export(ctx, tmp_path / "a", case="K-1", access=Access("Li Na", "why", None))
     assert not (tmp_path / "a").exists()
@@ -190,7 +190,7 @@ def test_export_refusals(ctx: IngestContext, case_ids: list[int], tmp_path: Path
 
 
 def test_cli_export(
-    ctx: IngestContext,
+    ctx: Context,
     case_ids: list[int],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,

@@ -16,13 +16,12 @@ from conftest import BACKENDS, make_config, register
 from dockd import store
 from dockd.alerts import AlertSink
 from dockd.clock import FixedClock
-from dockd.ingest.context import IngestContext
+from dockd.context import Context
 from dockd.ingest.pipeline import run_ingest
 from dockd.ledger import audit
 from dockd.ledger.db import open_ledger
 from dockd.ledger.models import Alert, Recording
 from dockd.sweeps.fixity import run_fixity
-from dockd.sweeps.runs import SweepContext
 from make_recorder import Recorder, make_recorder
 
 DAY = timedelta(days=1)
@@ -33,38 +32,36 @@ def card(tmp_path_factory: pytest.TempPathFactory) -> Recorder:
     return make_recorder(tmp_path_factory.mktemp("card") / "rec", clips=2, extras=False)
 
 
-def _setup(tmp_path: Path, clock: FixedClock, card: Recorder, extra: str = "") -> SweepContext:
+def _setup(tmp_path: Path, clock: FixedClock, card: Recorder, extra: str = "") -> Context:
     cfg = make_config(tmp_path, extra)
     led = open_ledger(cfg.ledger.url)
     alerts = AlertSink(led, cfg.station.id, clock, cfg.alerts)
     register(led, clock, card)
-    assert run_ingest(IngestContext(cfg, led, clock, alerts), card.root).ok
-    return SweepContext(cfg, led, clock, alerts)
+    assert run_ingest(Context(cfg, led, clock, alerts), card.root).ok
+    return Context(cfg, led, clock, alerts)
 
 
 @pytest.fixture
-def sctx(ctx: IngestContext, clock: FixedClock, card: Recorder) -> SweepContext:
+def sctx(ctx: Context, clock: FixedClock, card: Recorder) -> Context:
     """Real footage in a real store; the ledger is the `config` fixture's (SQLite or
     PostgreSQL when parametrized)."""
     register(ctx.ledger, clock, card)
     assert run_ingest(ctx, card.root).ok
-    return SweepContext(ctx.config, ctx.ledger, clock, ctx.alerts)
+    return Context(ctx.config, ctx.ledger, clock, ctx.alerts)
 
 
-def _rows(ctx: SweepContext) -> list[Recording]:
+def _rows(ctx: Context) -> list[Recording]:
     with ctx.ledger.session() as s:
         return list(s.scalars(select(Recording).order_by(Recording.id)))
 
 
-def _alerts(ctx: SweepContext) -> list[Alert]:
+def _alerts(ctx: Context) -> list[Alert]:
     with ctx.ledger.session() as s:
         return list(s.scalars(select(Alert).order_by(Alert.id)))
 
 
 @pytest.mark.parametrize("config", BACKENDS, indirect=True)
-def test_flipped_deleted_and_stray_files_are_each_named(
-    sctx: SweepContext, clock: FixedClock
-) -> None:
+def test_flipped_deleted_and_stray_files_are_each_named(sctx: Context, clock: FixedClock) -> None:
     root = sctx.config.store.root
     clean = run_fixity(sctx, full=True)
     assert clean.status == "ok"
@@ -128,7 +125,7 @@ def test_flipped_deleted_and_stray_files_are_each_named(
     assert len(_alerts(sctx)) == len(alerts)
 
 
-def test_a_repaired_file_is_recovered(sctx: SweepContext, clock: FixedClock) -> None:
+def test_a_repaired_file_is_recovered(sctx: Context, clock: FixedClock) -> None:
     root = sctx.config.store.root
     row = _rows(sctx)[0]
     path = root / row.store_path
@@ -161,7 +158,7 @@ def test_the_store_is_covered_once_per_cycle_a_slice_per_run(
     ctx.ledger.close()
 
 
-def test_dry_run_reports_but_writes_nothing(sctx: SweepContext) -> None:
+def test_dry_run_reports_but_writes_nothing(sctx: Context) -> None:
     row = _rows(sctx)[0]
     path = sctx.config.store.root / row.store_path
     os.chmod(path, 0o640)
@@ -173,7 +170,7 @@ def test_dry_run_reports_but_writes_nothing(sctx: SweepContext) -> None:
     assert _alerts(sctx) == []
 
 
-def _publish_without_commit(ctx: SweepContext, tmp_path: Path) -> tuple[PurePosixPath, Path]:
+def _publish_without_commit(ctx: Context, tmp_path: Path) -> tuple[PurePosixPath, Path]:
     """What an ingest does up to its ledger commit: copy in, publish (marker first)."""
     root = ctx.config.store.root
     source = tmp_path / "in-flight.mp4"
@@ -188,9 +185,7 @@ def _publish_without_commit(ctx: SweepContext, tmp_path: Path) -> tuple[PurePosi
     return rel, incoming.marker
 
 
-def test_a_file_whose_ingest_is_in_flight_is_not_unexpected(
-    sctx: SweepContext, tmp_path: Path
-) -> None:
+def test_a_file_whose_ingest_is_in_flight_is_not_unexpected(sctx: Context, tmp_path: Path) -> None:
     rel, _ = _publish_without_commit(sctx, tmp_path)  # this process is alive: in flight
     assert rel in store.in_flight(sctx.config.store.root)
     report = run_fixity(sctx, full=True)
@@ -199,7 +194,7 @@ def test_a_file_whose_ingest_is_in_flight_is_not_unexpected(
 
 
 def test_a_file_published_by_a_process_that_died_before_its_commit_is_unexpected(
-    sctx: SweepContext, tmp_path: Path
+    sctx: Context, tmp_path: Path
 ) -> None:
     rel, marker = _publish_without_commit(sctx, tmp_path)
     dead = subprocess.Popen(["true"])  # a process that has exited by now

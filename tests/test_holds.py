@@ -21,7 +21,7 @@ from dockd.alerts import AlertSink
 from dockd.cli import main
 from dockd.clock import FixedClock, SystemClock
 from dockd.config import load_config
-from dockd.ingest.context import IngestContext
+from dockd.context import Context
 from dockd.ingest.pipeline import run_ingest
 from dockd.ledger import audit
 from dockd.ledger.db import open_ledger
@@ -58,7 +58,7 @@ def station(tmp_path: Path, old_card: Recorder) -> Iterator[Station]:
     clock = FixedClock(SystemClock().now() - timedelta(days=199))  # docked a day late
     alerts = AlertSink(led, cfg.station.id, clock, cfg.alerts)
     register(led, clock, old_card)
-    assert run_ingest(IngestContext(cfg, led, clock, alerts), old_card.root).ok
+    assert run_ingest(Context(cfg, led, clock, alerts), old_card.root).ok
     with led.session() as s:
         ids = list(s.scalars(select(Recording.id).order_by(Recording.id)))
     led.close()

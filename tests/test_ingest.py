@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from conftest import BACKENDS, NOW, need, register
 from dockd import store
 from dockd.clock import FixedClock
-from dockd.ingest.context import IngestContext
+from dockd.context import Context
 from dockd.ingest.pipeline import run_ingest
 from dockd.ledger.models import Alert, AuditEvent, DockSession, Recording, SessionFailure
 from dockd.ledger.queries import FileFilter, find_files
@@ -30,14 +30,14 @@ def stored_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and store.INCOMING not in p.parts)
 
 
-def rows(ctx: IngestContext) -> list[Recording]:
+def rows(ctx: Context) -> list[Recording]:
     with ctx.ledger.read() as s:
         return list(s.scalars(select(Recording).order_by(Recording.id)))
 
 
 @pytest.mark.parametrize("config", BACKENDS, indirect=True)
 def test_every_file_is_stored_byte_for_byte_under_its_local_day(
-    ctx: IngestContext, recorder: Recorder, clock: FixedClock
+    ctx: Context, recorder: Recorder, clock: FixedClock
 ) -> None:
     register(ctx.ledger, clock, recorder)
     result = run_ingest(ctx, recorder.root)
@@ -67,7 +67,7 @@ def test_every_file_is_stored_byte_for_byte_under_its_local_day(
 
 
 def test_recording_time_source_officer_and_flags(
-    ctx: IngestContext, recorder: Recorder, clock: FixedClock
+    ctx: Context, recorder: Recorder, clock: FixedClock
 ) -> None:
     register(ctx.ledger, clock, recorder)
     empty_file = recorder.root / "DCIM" / "100MEDIA" / "EMPTY_0000.MP4"
@@ -99,7 +99,7 @@ def test_recording_time_source_officer_and_flags(
 
 
 def test_damaged_video_is_stored_flagged_and_alerted(
-    ctx: IngestContext, recorder: Recorder, clock: FixedClock
+    ctx: Context, recorder: Recorder, clock: FixedClock
 ) -> None:
     register(ctx.ledger, clock, recorder)
     run_ingest(ctx, recorder.root)
@@ -112,9 +112,7 @@ def test_damaged_video_is_stored_flagged_and_alerted(
 
 
 @pytest.mark.parametrize("config", BACKENDS, indirect=True)
-def test_second_ingest_stores_nothing(
-    ctx: IngestContext, recorder: Recorder, clock: FixedClock
-) -> None:
+def test_second_ingest_stores_nothing(ctx: Context, recorder: Recorder, clock: FixedClock) -> None:
     register(ctx.ledger, clock, recorder)
     first = run_ingest(ctx, recorder.root)
     before = stored_files(ctx.config.store.root)
@@ -129,7 +127,7 @@ def test_second_ingest_stores_nothing(
 
 @pytest.mark.parametrize("config", BACKENDS, indirect=True)
 def test_same_name_different_content_is_stored_beside_never_over(
-    ctx: IngestContext, tmp_path: Path, clock: FixedClock
+    ctx: Context, tmp_path: Path, clock: FixedClock
 ) -> None:
     rec = make_recorder(tmp_path / "rec", extras=False, clips=1)
     register(ctx.ledger, clock, rec)
@@ -153,7 +151,7 @@ def test_same_name_different_content_is_stored_beside_never_over(
 
 @pytest.mark.parametrize("config", BACKENDS, indirect=True)
 def test_read_failure_halfway_leaves_no_half_file_and_no_row(
-    ctx: IngestContext, tmp_path: Path, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+    ctx: Context, tmp_path: Path, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A read error in the middle of one file (EIO from a failing card).
 
@@ -175,7 +173,7 @@ def test_read_failure_halfway_leaves_no_half_file_and_no_row(
                 raise OSError(errno.EIO, "Input/output error")
         return real_readv(fd, buffers)
 
-    ctx_small = IngestContext(
+    ctx_small = Context(
         config=ctx.config.model_copy(
             update={"ingest": ctx.config.ingest.model_copy(update={"copy_buffer_kib": 16})}
         ),
@@ -206,7 +204,7 @@ def test_read_failure_halfway_leaves_no_half_file_and_no_row(
 
 
 def test_hostile_tree_writes_nothing_outside_the_store(
-    ctx: IngestContext, tmp_path: Path, clock: FixedClock
+    ctx: Context, tmp_path: Path, clock: FixedClock
 ) -> None:
     rec = make_recorder(tmp_path / "rec", extras=False, clips=1)
     register(ctx.ledger, clock, rec)
@@ -246,7 +244,7 @@ def test_hostile_tree_writes_nothing_outside_the_store(
     assert secret.read_bytes() == b"not yours"
 
 
-def test_unknown_device_is_quarantined_by_default(ctx: IngestContext, recorder: Recorder) -> None:
+def test_unknown_device_is_quarantined_by_default(ctx: Context, recorder: Recorder) -> None:
     result = run_ingest(ctx, recorder.root)  # nothing registered
     assert result.quarantined
     assert result.device_ref == "DV-0001"  # what its DEVICE.ID file says
@@ -267,7 +265,7 @@ def test_unknown_device_refused_by_policy(tmp_path: Path, recorder: Recorder) ->
     cfg = make_config(tmp_path, '[ingest]\nunknown_device = "refuse"\n')
     led = open_ledger(cfg.ledger.url)
     clock = FixedClock(NOW)
-    ctx = IngestContext(cfg, led, clock, AlertSink(led, "st-test", clock, cfg.alerts))
+    ctx = Context(cfg, led, clock, AlertSink(led, "st-test", clock, cfg.alerts))
     try:
         result = run_ingest(ctx, recorder.root)
         assert result.outcome == "refused"
@@ -281,7 +279,7 @@ def test_unknown_device_refused_by_policy(tmp_path: Path, recorder: Recorder) ->
 
 
 def test_badge_in_file_name_names_the_officer_without_an_assignment(
-    ctx: IngestContext, recorder: Recorder, clock: FixedClock
+    ctx: Context, recorder: Recorder, clock: FixedClock
 ) -> None:
     register(ctx.ledger, clock, recorder, assign=False)
     run_ingest(ctx, recorder.root)
@@ -292,7 +290,7 @@ def test_badge_in_file_name_names_the_officer_without_an_assignment(
 
 
 def test_vendor_b_layout_identified_by_id_file_and_names(
-    ctx: IngestContext, tmp_path: Path, clock: FixedClock
+    ctx: Context, tmp_path: Path, clock: FixedClock
 ) -> None:
     rec = make_recorder(tmp_path / "b", vendor="b", device_number="DV-0042", id_file=False)
     register(ctx.ledger, clock, rec)
@@ -307,7 +305,7 @@ def test_vendor_b_layout_identified_by_id_file_and_names(
 
 @pytest.mark.parametrize("config", BACKENDS, indirect=True)
 def test_every_ingest_is_in_the_audit_trail(
-    ctx: IngestContext, recorder: Recorder, clock: FixedClock
+    ctx: Context, recorder: Recorder, clock: FixedClock
 ) -> None:
     register(ctx.ledger, clock, recorder)
     run_ingest(ctx, recorder.root)
@@ -321,7 +319,7 @@ def test_every_ingest_is_in_the_audit_trail(
 
 
 def test_file_growing_while_copied_is_failed_not_truncated(
-    ctx: IngestContext, tmp_path: Path, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+    ctx: Context, tmp_path: Path, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A recorder still writing a clip: the size changes between open and end of copy."""
     rec = make_recorder(tmp_path / "rec", extras=False, clips=1)
@@ -359,7 +357,7 @@ def test_store_full_fails_cleanly_and_goes_on(tmp_path: Path, clock: FixedClock)
         rec = make_recorder(tmp_path / "rec", extras=False, clips=2)
         pad_mp4(rec.path(rec.of_kind("video")[1]), 3 * 1024 * 1024)
         led = open_ledger(cfg.ledger.url)
-        ctx = IngestContext(cfg, led, clock, AlertSink(led, "st-test", clock, cfg.alerts))
+        ctx = Context(cfg, led, clock, AlertSink(led, "st-test", clock, cfg.alerts))
         register(led, clock, rec)
         result = run_ingest(ctx, rec.root)
         led.close()
@@ -373,18 +371,18 @@ def test_store_full_fails_cleanly_and_goes_on(tmp_path: Path, clock: FixedClock)
 
 
 def test_redocking_after_retention_neither_resurrects_nor_collides(
-    ctx: IngestContext, tmp_path: Path, clock: FixedClock
+    ctx: Context, tmp_path: Path, clock: FixedClock
 ) -> None:
     """A recorder never wiped keeps a clip retention has purged; then reuses its name."""
     from dockd.alerts import AlertSink
+    from dockd.context import Context
     from dockd.sweeps.retention import run_retention
-    from dockd.sweeps.runs import SweepContext
 
     rec = make_recorder(tmp_path / "rec", extras=False, clips=2)
     register(ctx.ledger, clock, rec)
     run_ingest(ctx, rec.root)
     later = FixedClock(clock.now() + timedelta(days=400))
-    sweep = SweepContext(
+    sweep = Context(
         ctx.config,
         ctx.ledger,
         later,
@@ -396,7 +394,7 @@ def test_redocking_after_retention_neither_resurrects_nor_collides(
     run_retention(sweep)  # purged after the grace period
     assert {r.state for r in rows(ctx)} == {"purged"}
 
-    ctx_later = IngestContext(ctx.config, ctx.ledger, later, sweep.alerts)
+    ctx_later = Context(ctx.config, ctx.ledger, later, sweep.alerts)
     again = run_ingest(ctx_later, rec.root)
     assert again.count("present") == len(rec.recordings) and again.count("stored") == 0
 

@@ -22,6 +22,8 @@ from conftest import make_config
 from dockd.alerts import AlertSink
 from dockd.cli import main
 from dockd.clock import FixedClock
+from dockd.config.policy import Category, RetentionConfig, cron_fields
+from dockd.context import Context
 from dockd.errors import ConfigError
 from dockd.ledger.db import Ledger, open_ledger
 from dockd.ledger.models import AuditEvent, Case, Hold, Recording, SweepRun
@@ -33,9 +35,7 @@ from dockd.policy.retention import (
     policy_digest,
     retention_of,
 )
-from dockd.policy.settings import Category, RetentionConfig, cron_fields
 from dockd.sweeps.retention import run_retention
-from dockd.sweeps.runs import SweepContext
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -492,7 +492,7 @@ def test_the_real_sweep_never_trashes_a_held_or_young_file(
                 )
             )
     clock = FixedClock(now)
-    ctx = SweepContext(cfg, led, clock, AlertSink(led, "st-test", clock, cfg.alerts))
+    ctx = Context(cfg, led, clock, AlertSink(led, "st-test", clock, cfg.alerts))
     run_retention(ctx)
     with led.session() as s:
         state = {i: st for i, st in s.execute(select(Recording.id, Recording.state))}

@@ -17,12 +17,12 @@ import pytest
 from sqlalchemy import select, text
 
 from conftest import NOW, make_config, need, register
-from dockd import access, cases
 from dockd.alerts import AlertSink
 from dockd.cli import main
 from dockd.clock import FixedClock
 from dockd.config import Config
-from dockd.ingest.context import IngestContext
+from dockd.context import Context
+from dockd.evidence import access, cases
 from dockd.ingest.pipeline import run_ingest
 from dockd.ledger import audit, registry
 from dockd.ledger.db import Ledger, open_ledger
@@ -54,10 +54,10 @@ def recs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Recorder, Recorder, 
 
 def world(
     tmp_path: Path, clock: FixedClock, recs: tuple[Recorder, ...], extra: str = ""
-) -> tuple[Config, Ledger, IngestContext]:
+) -> tuple[Config, Ledger, Context]:
     config = make_config(tmp_path, extra)
     ledger = open_ledger(config.ledger.url)
-    ctx = IngestContext(config, ledger, clock, AlertSink(ledger, "st-test", clock, config.alerts))
+    ctx = Context(config, ledger, clock, AlertSink(ledger, "st-test", clock, config.alerts))
     register(ledger, clock, recs[0])
     for rec in recs:
         assert run_ingest(ctx, rec.root).ok
@@ -67,7 +67,7 @@ def world(
 @pytest.fixture
 def station(
     tmp_path: Path, clock: FixedClock, recs: tuple[Recorder, Recorder, Recorder]
-) -> Iterator[tuple[Config, Ledger, IngestContext]]:
+) -> Iterator[tuple[Config, Ledger, Context]]:
     """All three recorders ingested at NOW (2026-03-16 10:00 local): day one's footage is
     over 24 h old (late), day two's 07:00 clip only 3 h."""
     config, ledger, ctx = world(tmp_path, clock, recs)
@@ -78,17 +78,17 @@ def station(
 ALL_TIME = Period()
 
 
-def report(ctx: IngestContext, name: str, period: Period = ALL_TIME, now: datetime = NOW) -> Report:
+def report(ctx: Context, name: str, period: Period = ALL_TIME, now: datetime = NOW) -> Report:
     with ctx.ledger.session() as s:
         return run_report(name, s, ctx.config, period, now)
 
 
-def ids_by_name(ctx: IngestContext) -> dict[str, int]:
+def ids_by_name(ctx: Context) -> dict[str, int]:
     with ctx.ledger.session() as s:
         return {Path(r.source_path).name: r.id for r in s.scalars(select(Recording))}
 
 
-def test_late_ingest(station: tuple[Config, Ledger, IngestContext], tmp_path: Path) -> None:
+def test_late_ingest(station: tuple[Config, Ledger, Context], tmp_path: Path) -> None:
     _, ledger, ctx = station
     late = report(ctx, "late")
     names = {v: k for k, v in ids_by_name(ctx).items()}
@@ -108,7 +108,7 @@ def test_late_ingest(station: tuple[Config, Ledger, IngestContext], tmp_path: Pa
         assert run_report("late", s, relaxed, Period(), NOW).rows == []
 
 
-def test_gaps_between_clips_of_one_device(station: tuple[Config, Ledger, IngestContext]) -> None:
+def test_gaps_between_clips_of_one_device(station: tuple[Config, Ledger, Context]) -> None:
     config, ledger, ctx = station
     gaps = report(ctx, "gaps")
     names = ids_by_name(ctx)
@@ -128,7 +128,7 @@ def test_gaps_between_clips_of_one_device(station: tuple[Config, Ledger, IngestC
     assert [r["gap_minutes"] for r in rows] == pytest.approx([0.65, 1.0, 117.9], abs=0.06)
 
 
-def test_untagged_after_n_days(station: tuple[Config, Ledger, IngestContext]) -> None:
+def test_untagged_after_n_days(station: tuple[Config, Ledger, Context]) -> None:
     _, ledger, ctx = station
     assert report(ctx, "untagged").rows == []  # nothing is a week old yet
     later = NOW + timedelta(days=8)
@@ -142,7 +142,7 @@ def test_untagged_after_n_days(station: tuple[Config, Ledger, IngestContext]) ->
     assert {r["age_days"] for r in untagged.rows} <= {8, 9}
 
 
-def test_usage_per_officer_and_device(station: tuple[Config, Ledger, IngestContext]) -> None:
+def test_usage_per_officer_and_device(station: tuple[Config, Ledger, Context]) -> None:
     _, ledger, ctx = station
     with ledger.session() as s:
         registry.add_officer(s, badge="777777", name="Idle", at=NOW, station="st-test", actor="a")
@@ -163,7 +163,7 @@ def test_usage_per_officer_and_device(station: tuple[Config, Ledger, IngestConte
 
 
 def test_holds_deletions_sessions_clock(
-    station: tuple[Config, Ledger, IngestContext], tmp_path: Path, clock: FixedClock
+    station: tuple[Config, Ledger, Context], tmp_path: Path, clock: FixedClock
 ) -> None:
     _, ledger, ctx = station
     names = ids_by_name(ctx)
@@ -260,7 +260,7 @@ def test_holds_deletions_sessions_clock(
 
 
 def test_cli_reports_in_every_format(
-    station: tuple[Config, Ledger, IngestContext],
+    station: tuple[Config, Ledger, Context],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -291,7 +291,7 @@ url = "sqlite:///{tmp_path / "ledger.sqlite3"}"
     assert "choose one of" in capsys.readouterr().err
 
 
-def test_sql_views_answer_without_the_cli(station: tuple[Config, Ledger, IngestContext]) -> None:
+def test_sql_views_answer_without_the_cli(station: tuple[Config, Ledger, Context]) -> None:
     config, ledger, ctx = station
     names = ids_by_name(ctx)
     with ledger.session() as s:

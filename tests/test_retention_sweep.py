@@ -20,17 +20,17 @@ from sqlalchemy import select
 from conftest import BACKENDS, make_config, register
 from dockd.alerts import AlertSink
 from dockd.clock import FixedClock
+from dockd.context import Context
 from dockd.errors import DockdError, UsageError
-from dockd.ingest.context import IngestContext
 from dockd.ingest.pipeline import run_ingest
 from dockd.ledger import audit
 from dockd.ledger.db import open_ledger
 from dockd.ledger.models import Alert, AuditEvent, Case, Recording, SweepRun
-from dockd.policy import ledger as pledger
+from dockd.policy import adapter as pledger
 from dockd.policy.retention import NEVER
 from dockd.sweeps import retention
 from dockd.sweeps.locations import trash_root
-from dockd.sweeps.runs import SweepBusy, SweepContext, sweep_run
+from dockd.sweeps.runs import SweepBusy, sweep_run
 from make_recorder import Recorder, make_recorder
 
 DAY = timedelta(days=1)
@@ -42,29 +42,29 @@ def card(tmp_path_factory: pytest.TempPathFactory) -> Recorder:
     return make_recorder(tmp_path_factory.mktemp("card") / "rec", clips=2, extras=False)
 
 
-def _setup(tmp_path: Path, clock: FixedClock, card: Recorder, extra: str = "") -> SweepContext:
+def _setup(tmp_path: Path, clock: FixedClock, card: Recorder, extra: str = "") -> Context:
     cfg = make_config(tmp_path, extra)
     led = open_ledger(cfg.ledger.url)
     alerts = AlertSink(led, cfg.station.id, clock, cfg.alerts)
     register(led, clock, card)
-    result = run_ingest(IngestContext(cfg, led, clock, alerts), card.root)
+    result = run_ingest(Context(cfg, led, clock, alerts), card.root)
     assert result.ok and result.count("stored") == 4
-    return SweepContext(cfg, led, clock, alerts, actor="sweeper")
+    return Context(cfg, led, clock, alerts, actor="sweeper")
 
 
 @pytest.fixture
-def sctx(tmp_path: Path, clock: FixedClock, card: Recorder) -> Iterator[SweepContext]:
+def sctx(tmp_path: Path, clock: FixedClock, card: Recorder) -> Iterator[Context]:
     ctx = _setup(tmp_path, clock, card)
     yield ctx
     ctx.ledger.close()
 
 
-def _rows(ctx: SweepContext) -> dict[int, Recording]:
+def _rows(ctx: Context) -> dict[int, Recording]:
     with ctx.ledger.session() as s:
         return {r.id: r for r in s.scalars(select(Recording).order_by(Recording.id))}
 
 
-def _hold_file(ctx: SweepContext, file_id: int, reason: str = "complaint") -> int:
+def _hold_file(ctx: Context, file_id: int, reason: str = "complaint") -> int:
     with ctx.ledger.session() as s:
         placed = pledger.place_hold(
             s,
@@ -79,7 +79,7 @@ def _hold_file(ctx: SweepContext, file_id: int, reason: str = "complaint") -> in
 
 
 def test_expired_footage_goes_to_trash_then_is_purged_and_held_file_stays(
-    sctx: SweepContext, clock: FixedClock
+    sctx: Context, clock: FixedClock
 ) -> None:
     rows = _rows(sctx)
     held_id, *free_ids = sorted(rows)
@@ -158,9 +158,7 @@ def test_expired_footage_goes_to_trash_then_is_purged_and_held_file_stays(
     ]
 
 
-def test_dry_run_decides_the_same_and_changes_nothing(
-    sctx: SweepContext, clock: FixedClock
-) -> None:
+def test_dry_run_decides_the_same_and_changes_nothing(sctx: Context, clock: FixedClock) -> None:
     before = _rows(sctx)
     clock.advance(200 * DAY)
     dry = retention.run_retention(sctx, dry_run=True)
@@ -176,7 +174,7 @@ def test_dry_run_decides_the_same_and_changes_nothing(
     assert statuses == ["dry-run", "ok"]
 
 
-def test_hold_on_a_trashed_file_brings_it_back(sctx: SweepContext, clock: FixedClock) -> None:
+def test_hold_on_a_trashed_file_brings_it_back(sctx: Context, clock: FixedClock) -> None:
     clock.advance(200 * DAY)
     retention.run_retention(sctx)
     victim = min(_rows(sctx))
@@ -205,9 +203,7 @@ def test_hold_on_a_trashed_file_brings_it_back(sctx: SweepContext, clock: FixedC
     assert not report.trashed and not report.purged and len(report.kept) == 4
 
 
-def test_purge_restores_a_file_held_while_in_the_trash(
-    sctx: SweepContext, clock: FixedClock
-) -> None:
+def test_purge_restores_a_file_held_while_in_the_trash(sctx: Context, clock: FixedClock) -> None:
     clock.advance(200 * DAY)
     retention.run_retention(sctx)
     victim = min(_rows(sctx))
@@ -223,7 +219,7 @@ def test_purge_restores_a_file_held_while_in_the_trash(
     assert story == ["file.ingest", "file.trash", "file.restore"]
 
 
-def test_restore_from_trash_needs_a_reason_to_stay(sctx: SweepContext, clock: FixedClock) -> None:
+def test_restore_from_trash_needs_a_reason_to_stay(sctx: Context, clock: FixedClock) -> None:
     clock.advance(200 * DAY)
     retention.run_retention(sctx)
     victim = min(_rows(sctx))
@@ -243,7 +239,7 @@ def test_restore_from_trash_needs_a_reason_to_stay(sctx: SweepContext, clock: Fi
 
 
 def test_evidence_is_kept_until_the_case_closes_plus_its_period(
-    sctx: SweepContext, clock: FixedClock
+    sctx: Context, clock: FixedClock
 ) -> None:
     rows = _rows(sctx)
     tagged = min(rows)
@@ -292,14 +288,14 @@ def test_a_changed_policy_is_applied_to_every_file(
         tmp_path, "[retention]\ncase_category = ''\n[retention.categories.routine]\ndays = 180\n"
     )
     led = open_ledger(short.ledger.url)
-    ctx2 = SweepContext(short, led, clock, AlertSink(led, "st-test", clock, short.alerts))
+    ctx2 = Context(short, led, clock, AlertSink(led, "st-test", clock, short.alerts))
     clock.advance(200 * DAY)
     report = retention.run_retention(ctx2)
     assert report.refreshed == 4 and len(report.trashed) == 4
     led.close()
 
 
-def test_a_missing_file_is_not_trashed_but_raised(sctx: SweepContext, clock: FixedClock) -> None:
+def test_a_missing_file_is_not_trashed_but_raised(sctx: Context, clock: FixedClock) -> None:
     victim = _rows(sctx)[min(_rows(sctx))]
     gone = sctx.config.store.root / victim.store_path
     os.unlink(gone)
@@ -317,7 +313,7 @@ def test_a_missing_file_is_not_trashed_but_raised(sctx: SweepContext, clock: Fix
         assert len(list(s.scalars(select(Alert).where(Alert.kind == "fixity.missing")))) == 1
 
 
-def test_upcoming_lists_what_goes_within_n_days(sctx: SweepContext, clock: FixedClock) -> None:
+def test_upcoming_lists_what_goes_within_n_days(sctx: Context, clock: FixedClock) -> None:
     rows = _rows(sctx)
     held = min(rows)
     _hold_file(sctx, held)
@@ -333,7 +329,7 @@ def test_upcoming_lists_what_goes_within_n_days(sctx: SweepContext, clock: Fixed
 
 
 def test_one_run_at_a_time_and_a_crashed_run_does_not_block(
-    sctx: SweepContext, clock: FixedClock
+    sctx: Context, clock: FixedClock
 ) -> None:
     with sweep_run(sctx, "retention"), pytest.raises(SweepBusy, match="already running"):
         retention.run_retention(sctx)
@@ -376,9 +372,7 @@ def test_one_run_at_a_time_and_a_crashed_run_does_not_block(
     assert "abandoned" in (runs[1].summary or "") and "abandoned" in (runs[3].summary or "")
 
 
-def test_an_unmounted_store_stops_the_sweep_with_an_alert(
-    sctx: SweepContext, clock: FixedClock
-) -> None:
+def test_an_unmounted_store_stops_the_sweep_with_an_alert(sctx: Context, clock: FixedClock) -> None:
     root = sctx.config.store.root
     root.rename(root.with_name("store-unmounted"))
     clock.advance(200 * DAY)
@@ -391,7 +385,7 @@ def test_an_unmounted_store_stops_the_sweep_with_an_alert(
 
 
 def test_a_per_case_hard_link_does_not_keep_trashed_footage_alive(
-    sctx: SweepContext, clock: FixedClock
+    sctx: Context, clock: FixedClock
 ) -> None:
     rows = _rows(sctx)
     tagged = rows[min(rows)]
@@ -409,7 +403,7 @@ def test_a_per_case_hard_link_does_not_keep_trashed_footage_alive(
                 imported_by="case-system",
             )
         )
-    # The per-case view (dockd.bycase) links the original under <case>/<Y>/<M>/<D>/.
+    # The per-case view (dockd.evidence.bycase) links the original under <case>/<Y>/<M>/<D>/.
     day = tagged.recorded_start.astimezone(sctx.config.station.tz)
     view = sctx.config.store.root.parent / "by-case" / "A-9" / f"{day:%Y/%m/%d}"
     view.mkdir(parents=True)
@@ -425,12 +419,12 @@ def test_a_per_case_hard_link_does_not_keep_trashed_footage_alive(
 
 @pytest.mark.parametrize("config", BACKENDS, indirect=True)
 def test_the_sweep_and_its_lock_on_each_ledger(
-    ctx: IngestContext, clock: FixedClock, card: Recorder
+    ctx: Context, clock: FixedClock, card: Recorder
 ) -> None:
     """SQLite (a 'running' row under BEGIN IMMEDIATE) and PostgreSQL (an advisory lock)."""
     register(ctx.ledger, clock, card)
     assert run_ingest(ctx, card.root).ok
-    sctx = SweepContext(ctx.config, ctx.ledger, clock, ctx.alerts)
+    sctx = Context(ctx.config, ctx.ledger, clock, ctx.alerts)
     held, *free = sorted(_rows(sctx))
     _hold_file(sctx, held)
     with sweep_run(sctx, "retention"), pytest.raises(SweepBusy):

@@ -18,13 +18,13 @@ from dockd import store
 from dockd.alerts import AlertSink
 from dockd.clock import FixedClock
 from dockd.config import Config
-from dockd.ingest.context import IngestContext
+from dockd.context import Context
+from dockd.daemon.scheduler import SweepScheduler, cron_trigger
 from dockd.ingest.pipeline import run_ingest
 from dockd.ledger.db import Ledger, open_ledger
 from dockd.ledger.models import Alert, Recording, SweepRun
 from dockd.reports.weekly import run_weekly_report
-from dockd.scheduler import SweepScheduler, cron_trigger
-from dockd.sweeps.runs import SweepContext, sweep_run
+from dockd.sweeps.runs import sweep_run
 from make_recorder import Recorder, make_recorder
 
 DAY = timedelta(days=1)
@@ -35,15 +35,13 @@ def card(tmp_path_factory: pytest.TempPathFactory) -> Recorder:
     return make_recorder(tmp_path_factory.mktemp("card") / "rec", clips=2, extras=False)
 
 
-def _station(
-    tmp_path: Path, clock: FixedClock, card: Recorder, extra: str
-) -> Iterator[SweepContext]:
+def _station(tmp_path: Path, clock: FixedClock, card: Recorder, extra: str) -> Iterator[Context]:
     cfg = make_config(tmp_path, extra)
     led = open_ledger(cfg.ledger.url)
     alerts = AlertSink(led, cfg.station.id, clock, cfg.alerts)
     register(led, clock, card)
-    assert run_ingest(IngestContext(cfg, led, clock, alerts), card.root).ok
-    yield SweepContext(cfg, led, clock, alerts)
+    assert run_ingest(Context(cfg, led, clock, alerts), card.root).ok
+    yield Context(cfg, led, clock, alerts)
     led.close()
 
 
@@ -52,18 +50,18 @@ def _runs(led: Ledger) -> list[SweepRun]:
         return list(s.scalars(select(SweepRun).order_by(SweepRun.id)))
 
 
-def _scheduler(ctx: SweepContext) -> SweepScheduler:
+def _scheduler(ctx: Context) -> SweepScheduler:
     return SweepScheduler(ctx.config, ctx.ledger, ctx.clock, ctx.alerts)
 
 
 @pytest.fixture
-def sctx(tmp_path: Path, clock: FixedClock, card: Recorder) -> Iterator[SweepContext]:
+def sctx(tmp_path: Path, clock: FixedClock, card: Recorder) -> Iterator[Context]:
     yield from _station(
         tmp_path, clock, card, "[schedule]\nfixity = ''\nmisfire_grace_minutes = 90\n"
     )
 
 
-def test_jobs_follow_the_config_in_the_station_time_zone(sctx: SweepContext) -> None:
+def test_jobs_follow_the_config_in_the_station_time_zone(sctx: Context) -> None:
     sched = _scheduler(sctx)
     sched.start()
     try:
@@ -93,7 +91,7 @@ def test_cron_weekdays_are_crontab_weekdays(config: Config) -> None:
 
 
 def test_a_scheduled_run_records_itself_and_a_failure_raises_an_alert(
-    sctx: SweepContext, clock: FixedClock
+    sctx: Context, clock: FixedClock
 ) -> None:
     sched = _scheduler(sctx)
     sched.run_job("retention")

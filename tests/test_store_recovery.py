@@ -14,9 +14,9 @@ from sqlalchemy.exc import OperationalError
 from conftest import register
 from dockd import store
 from dockd.clock import FixedClock
+from dockd.context import Context
 from dockd.errors import LedgerError
 from dockd.ingest import pipeline
-from dockd.ingest.context import IngestContext
 from dockd.ingest.pipeline import run_ingest
 from dockd.ledger.models import Recording
 from make_recorder import Recorder
@@ -32,7 +32,7 @@ def _store_files(root: Path) -> set[str]:
 
 @pytest.mark.parametrize("landed", [True, False], ids=["commit-landed", "commit-lost"])
 def test_a_commit_that_fails_keeps_the_file_exactly_when_its_row_exists(
-    ctx: IngestContext,
+    ctx: Context,
     recorder: Recorder,
     clock: FixedClock,
     monkeypatch: pytest.MonkeyPatch,
@@ -43,7 +43,7 @@ def test_a_commit_that_fails_keeps_the_file_exactly_when_its_row_exists(
     register(ctx.ledger, clock, recorder)
     real = pipeline._commit_row
 
-    def lost_at_commit(c: IngestContext, row: Recording, badge: str | None) -> int:
+    def lost_at_commit(c: Context, row: Recording, badge: str | None) -> int:
         if landed:
             real(c, row, badge)
         raise OperationalError("COMMIT", {}, Exception("server closed the connection"))

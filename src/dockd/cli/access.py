@@ -7,11 +7,11 @@ from typing import Annotated
 
 import typer
 
-from dockd import access as core
-from dockd import export as exporter
-from dockd.bycase import original_path
 from dockd.cli.common import app_of
 from dockd.errors import UsageError
+from dockd.evidence import access as core
+from dockd.evidence import export as exporter
+from dockd.evidence.bycase import original_path
 from dockd.reports.base import iso
 
 By = Annotated[str | None, typer.Option("--by", help="Who views / exports (required).")]

@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
-from dockd import bycase
-from dockd import cases as core
 from dockd.cli.common import App, Format, app_of, default_actor, render
+from dockd.evidence import bycase
+from dockd.evidence import cases as core
 from dockd.reports.base import iso
 
 app = typer.Typer(

@@ -7,10 +7,10 @@ from typing import Annotated
 import typer
 
 from dockd.cli.common import Format, app_of, default_actor, parse_time, render
-from dockd.policy import ledger as pledger
+from dockd.context import Context
+from dockd.policy import adapter as pledger
 from dockd.policy.holds import REASONS
 from dockd.sweeps import retention
-from dockd.sweeps.runs import SweepContext
 
 app = typer.Typer(help="Legal holds: footage that must never be deleted.", no_args_is_help=True)
 
@@ -72,7 +72,7 @@ def add(
     typer.echo(f"hold #{hold_id} placed on {target} ({placed.hold.reason}) by {who}")
     for w in placed.warnings:
         typer.echo(f"warning: {w}", err=True)
-    sctx = SweepContext(cfg, state.ledger, state.clock, state.alerts, actor=who)
+    sctx = Context(cfg, state.ledger, state.clock, state.alerts, actor=who)
     for item in retention.restore_covered(sctx, hold_id, by=who):
         typer.echo(f"restored from the trash: file {item.file_id} {item.store_path}")
 

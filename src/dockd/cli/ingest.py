@@ -19,7 +19,7 @@ from rich.progress import (
 )
 
 from dockd.cli.common import app_of
-from dockd.ingest.context import IngestContext
+from dockd.context import Context
 from dockd.ingest.identify import volume_of
 from dockd.ingest.pipeline import FileOutcome, SessionResult, run_ingest
 
@@ -108,7 +108,7 @@ def ingest(
     """
     state = app_of(ctx)
     cfg = state.config
-    ictx = IngestContext(
+    ictx = Context(
         config=cfg,
         ledger=state.ledger,
         clock=state.clock,

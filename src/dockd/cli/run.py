@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from dockd import service
 from dockd.cli.common import app_of
+from dockd.daemon import service
 
 
 def run(ctx: typer.Context) -> None:

@@ -19,12 +19,13 @@ from typing import Annotated, Any
 import typer
 
 from dockd.cli.common import App, Format, app_of, default_actor, parse_time, render
+from dockd.context import Context
 from dockd.errors import UsageError
 from dockd.reports.weekly import WEEK, week_ending, weekly_summary
 from dockd.sweeps import retention as retention_sweep
 from dockd.sweeps.archive import run_archive
 from dockd.sweeps.fixity import run_fixity
-from dockd.sweeps.runs import SweepContext, recent_runs
+from dockd.sweeps.runs import recent_runs
 
 app = typer.Typer(help="Run retention, archive and fixity sweeps once.", no_args_is_help=True)
 
@@ -34,11 +35,9 @@ By = Annotated[str, typer.Option("--by", help="Who runs it, for the audit trail 
 
 
 @contextlib.contextmanager
-def _context(state: App, by: str) -> Iterator[SweepContext]:
+def _context(state: App, by: str) -> Iterator[Context]:
     """A sweep context whose stop event SIGINT/SIGTERM set (restored afterwards)."""
-    sctx = SweepContext(
-        state.config, state.ledger, state.clock, state.alerts, by or default_actor()
-    )
+    sctx = Context(state.config, state.ledger, state.clock, state.alerts, by or default_actor())
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         typer.echo("stopping after the current file ...", err=True)
@@ -153,7 +152,7 @@ def upcoming(
 ) -> None:
     """Deletions coming in the next N days: files to trash (or held), trash to purge."""
     state = app_of(ctx)
-    sctx = SweepContext(state.config, state.ledger, state.clock, state.alerts)
+    sctx = Context(state.config, state.ledger, state.clock, state.alerts)
     render(retention_sweep.upcoming(sctx, days), fmt, title=f"deletions in the next {days} days")
 
 
@@ -193,7 +192,7 @@ def runs(
     """Recent sweep runs and how they ended."""
     state = app_of(ctx)
     tz = state.config.station.tz
-    sctx = SweepContext(state.config, state.ledger, state.clock, state.alerts)
+    sctx = Context(state.config, state.ledger, state.clock, state.alerts)
     rows = [
         {
             "id": r.id,

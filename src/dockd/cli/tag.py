@@ -6,9 +6,9 @@ from typing import Annotated
 
 import typer
 
-from dockd import cases
 from dockd.cli.cases import refresh_by_case
 from dockd.cli.common import app_of, default_actor, parse_time
+from dockd.evidence import cases
 
 
 def tag(

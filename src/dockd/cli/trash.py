@@ -7,9 +7,9 @@ from typing import Annotated
 import typer
 
 from dockd.cli.common import Format, app_of, default_actor, render
+from dockd.context import Context
 from dockd.policy.holds import REASONS
 from dockd.sweeps import retention
-from dockd.sweeps.runs import SweepContext
 
 app = typer.Typer(
     help="The trash: expired files wait here for the grace period.", no_args_is_help=True
@@ -23,7 +23,7 @@ def list_(
 ) -> None:
     """Files in the trash and when each is purged."""
     state = app_of(ctx)
-    sctx = SweepContext(state.config, state.ledger, state.clock, state.alerts)
+    sctx = Context(state.config, state.ledger, state.clock, state.alerts)
     render(retention.trash_list(sctx), fmt, title="trash")
 
 
@@ -46,7 +46,7 @@ def restore(
     """Put files back in the store; each restore is an audit event."""
     state = app_of(ctx)
     who = by or default_actor()
-    sctx = SweepContext(state.config, state.ledger, state.clock, state.alerts, actor=who)
+    sctx = Context(state.config, state.ledger, state.clock, state.alerts, actor=who)
     for file_id in file_ids:
         item = retention.restore(
             sctx, file_id, by=who, reason=reason, hold_reason=hold, hold_text=text

@@ -20,7 +20,7 @@ from pathlib import Path
 import structlog
 from sqlalchemy import select
 
-from dockd.ingest.context import IngestContext
+from dockd.context import Context
 from dockd.ingest.pipeline import SessionResult
 from dockd.ledger.models import DockSession, Recording
 
@@ -100,9 +100,7 @@ def volume_space(mountpoint: Path, devnode: str | None) -> tuple[int | None, int
     return fat_space(devnode) if devnode else (None, None)
 
 
-def record_space(
-    ctx: IngestContext, session_id: int, capacity: int | None, free: int | None
-) -> None:
+def record_space(ctx: Context, session_id: int, capacity: int | None, free: int | None) -> None:
     """Put the dock's figures on the session where statfs gave the pipeline none."""
     with ctx.ledger.session() as s:
         row = s.get_one(DockSession, session_id)
@@ -115,9 +113,7 @@ def _examples(paths: tuple[str, ...], n: int = 5) -> str:
     return ", ".join(paths[:n]) + more
 
 
-def check_session(
-    ctx: IngestContext, result: SessionResult, low_free_percent: float
-) -> DeviceCheck:
+def check_session(ctx: Context, result: SessionResult, low_free_percent: float) -> DeviceCheck:
     """Sum up one finished session; append the findings to the session's notes."""
     with ctx.ledger.read() as s:
         row = s.get_one(DockSession, result.session_id)
@@ -184,7 +180,7 @@ def check_session(
     return DeviceCheck(capacity, free, suspect, no_officer, tuple(notes))
 
 
-def append_note(ctx: IngestContext, session_id: int, note: str) -> None:
+def append_note(ctx: Context, session_id: int, note: str) -> None:
     with ctx.ledger.session() as s:
         row = s.get_one(DockSession, session_id)
         row.notes = f"{row.notes}; {note}" if row.notes else note

@@ -10,7 +10,7 @@ import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from dockd.dock.settings import MatchRule
+from dockd.config.dock import MatchRule
 from dockd.ingest.identify import VolumeInfo
 
 

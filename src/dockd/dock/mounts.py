@@ -29,8 +29,8 @@ from pathlib import Path
 
 import structlog
 
+from dockd.config.dock import SAFE_DEVNODE, DockConfig, MountHelper, render
 from dockd.dock.match import BlockEvent
-from dockd.dock.settings import SAFE_DEVNODE, DockConfig, MountHelper, render
 from dockd.errors import DockdError
 
 log = structlog.get_logger("dockd.dock")

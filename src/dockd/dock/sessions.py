@@ -30,14 +30,14 @@ from dataclasses import dataclass, field
 import structlog
 
 from dockd import store
+from dockd.config.dock import DockConfig
+from dockd.context import Context
 from dockd.dock import checks, wipe
 from dockd.dock.folderwatch import AutomountWatch
 from dockd.dock.match import BlockEvent, dockable, first_match
 from dockd.dock.mounts import Mount, MountAbandoned, Mounter
-from dockd.dock.settings import DockConfig
 from dockd.dock.watcher import complete_event, superseded
 from dockd.errors import DockdError
-from dockd.ingest.context import IngestContext
 from dockd.ingest.pipeline import FileOutcome, SessionResult, run_ingest
 from dockd.ledger import registry
 
@@ -106,7 +106,7 @@ class _Progress:
 class SessionManager:
     """Dispatcher thread + session pool. ``submit`` is safe from any thread."""
 
-    def __init__(self, ctx: IngestContext, mounter: Mounter, automount: AutomountWatch) -> None:
+    def __init__(self, ctx: Context, mounter: Mounter, automount: AutomountWatch) -> None:
         self.ctx = ctx
         self.cfg: DockConfig = ctx.config.dock
         self.mounter = mounter

@@ -27,8 +27,8 @@ from typing import Any
 import pyudev
 import structlog
 
+from dockd.config.dock import SAFE_DEVNODE, DockConfig, render
 from dockd.dock.match import BlockEvent
-from dockd.dock.settings import SAFE_DEVNODE, DockConfig, render
 
 log = structlog.get_logger("dockd.dock")
 

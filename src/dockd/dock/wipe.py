@@ -25,7 +25,7 @@ import structlog
 from sqlalchemy import select
 
 from dockd import store
-from dockd.ingest.context import IngestContext
+from dockd.context import Context
 from dockd.ingest.discover import discover
 from dockd.ingest.pipeline import SessionResult
 from dockd.ledger import audit
@@ -64,7 +64,7 @@ def _hash_path(path: Path, bufsize: int, stop: threading.Event | None) -> str:
 
 
 def plan_wipe(
-    ctx: IngestContext,
+    ctx: Context,
     source: Path,
     result: SessionResult,
     *,
@@ -121,7 +121,7 @@ def plan_wipe(
     return plan
 
 
-def block(ctx: IngestContext, result: SessionResult, plan: WipePlan) -> None:
+def block(ctx: Context, result: SessionResult, plan: WipePlan) -> None:
     """Say why the recorder was not wiped (log, and an alert when files are at stake)."""
     shown = "; ".join(f"{p}: {why}" for p, why in plan.blockers[:5])
     more = f" (and {len(plan.blockers) - 5} more)" if len(plan.blockers) > 5 else ""
@@ -142,7 +142,7 @@ def block(ctx: IngestContext, result: SessionResult, plan: WipePlan) -> None:
     )
 
 
-def execute(ctx: IngestContext, writable: Path, result: SessionResult, plan: WipePlan) -> int:
+def execute(ctx: Context, writable: Path, result: SessionResult, plan: WipePlan) -> int:
     """Delete the verified files through the read-write mount; one audit event each."""
     deleted = 0
     failed: list[tuple[str, str]] = []

@@ -35,10 +35,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from dockd import bycase, cases, store
+from dockd import store
+from dockd.context import Context
 from dockd.errors import LedgerError, RecorderBusy, SourceError
+from dockd.evidence import bycase, cases
 from dockd.ingest import fatreader, recovery
-from dockd.ingest.context import IngestContext
 from dockd.ingest.discover import Candidate, Refusal, discover
 from dockd.ingest.identify import Identity, VolumeInfo, gather_evidence, identify
 from dockd.ingest.lock import RecorderLock
@@ -118,7 +119,7 @@ class SourceGone(Exception):
 
 
 def run_ingest(
-    ctx: IngestContext,
+    ctx: Context,
     source: Path,
     *,
     device_number: str | None = None,
@@ -182,7 +183,7 @@ class _Plan:
 
 
 def _run_locked(
-    ctx: IngestContext,
+    ctx: Context,
     plan: _Plan,
     *,
     stop: threading.Event | None,
@@ -207,7 +208,7 @@ def _run_locked(
 
 
 def _run_open(
-    ctx: IngestContext,
+    ctx: Context,
     plan: _Plan,
     result: SessionResult,
     *,
@@ -232,7 +233,7 @@ def _run_open(
 
 
 def _take_all(
-    ctx: IngestContext,
+    ctx: Context,
     plan: _Plan,
     result: SessionResult,
     slog: structlog.typing.FilteringBoundLogger,
@@ -292,7 +293,7 @@ def _take_all(
 
 
 def _ledger_failed(
-    ctx: IngestContext,
+    ctx: Context,
     result: SessionResult,
     exc: SQLAlchemyError,
     slog: structlog.typing.FilteringBoundLogger,
@@ -333,7 +334,7 @@ def _check_source(source: Path) -> Path:
     return source.absolute()
 
 
-def _open_session(ctx: IngestContext, s: Session, source: Path, identity: Identity) -> DockSession:
+def _open_session(ctx: Context, s: Session, source: Path, identity: Identity) -> DockSession:
     capacity: int | None = None
     free: int | None = None
     with contextlib.suppress(OSError):
@@ -365,7 +366,7 @@ def _open_session(ctx: IngestContext, s: Session, source: Path, identity: Identi
     return row
 
 
-def _conflict(ctx: IngestContext, result: SessionResult, identity: Identity, files: int) -> str:
+def _conflict(ctx: Context, result: SessionResult, identity: Identity, files: int) -> str:
     """Raise the critical alert for a recorder that names two devices; returns the policy."""
     assert identity.conflict is not None
     policy = ctx.config.ingest.device_conflict
@@ -393,7 +394,7 @@ def _conflict(ctx: IngestContext, result: SessionResult, identity: Identity, fil
 
 
 def _refuse(
-    ctx: IngestContext, result: SessionResult, candidates: list[Candidate], identity: Identity
+    ctx: Context, result: SessionResult, candidates: list[Candidate], identity: Identity
 ) -> SessionResult:
     """Nothing is copied: an unknown recorder or a device conflict under 'refuse'."""
     result.outcome = "refused"
@@ -423,7 +424,7 @@ def _refuse(
 
 
 def take_file(
-    ctx: IngestContext,
+    ctx: Context,
     source: Path,
     root: Path,
     cand: Candidate,
@@ -555,7 +556,7 @@ def take_file(
 
 
 def _commit_unknown(
-    ctx: IngestContext, root: Path, published: PurePosixPath, incoming: store.Incoming
+    ctx: Context, root: Path, published: PurePosixPath, incoming: store.Incoming
 ) -> None:
     """The commit failed in a way that may still have landed (a connection lost after
     COMMIT was sent, an interrupt): ask the ledger afresh before touching the file.
@@ -615,7 +616,7 @@ def _source_alive(source: Path) -> bool:
 
 
 def _present_by_name(
-    ctx: IngestContext,
+    ctx: Context,
     device_ref: str,
     raw: bytes,
     size: int,
@@ -643,7 +644,7 @@ def _present_by_name(
     return store.hash_fd(fd, buffer_size=bufsize, stop=stop) in hashes
 
 
-def _path_in_ledger(ctx: IngestContext, store_path: str) -> bool:
+def _path_in_ledger(ctx: Context, store_path: str) -> bool:
     """A row of this station already uses the path (a trashed, purged or quarantined file)."""
     with ctx.ledger.read() as s:
         return (
@@ -659,7 +660,7 @@ def _path_in_ledger(ctx: IngestContext, store_path: str) -> bool:
         )
 
 
-def _present_by_hash(ctx: IngestContext, device_ref: str, digest: str) -> bool:
+def _present_by_hash(ctx: Context, device_ref: str, digest: str) -> bool:
     with ctx.ledger.read() as s:
         return (
             s.scalar(
@@ -675,7 +676,7 @@ def _present_by_hash(ctx: IngestContext, device_ref: str, digest: str) -> bool:
 
 
 def _describe(
-    ctx: IngestContext,
+    ctx: Context,
     cand: Candidate,
     name: NameInfo | None,
     identity: Identity,
@@ -740,7 +741,7 @@ def _describe(
     return row, officer.badge if officer is not None else badge
 
 
-def _commit_row(ctx: IngestContext, row: Recording, officer_badge: str | None) -> int:
+def _commit_row(ctx: Context, row: Recording, officer_badge: str | None) -> int:
     """The ledger row and its audit event, in one transaction, after the bytes are safe."""
     with ctx.ledger.session() as s:
         s.add(row)
@@ -787,7 +788,7 @@ def _pause(point: str, nth: int, rel: str) -> None:
 
 
 def _record(
-    ctx: IngestContext,
+    ctx: Context,
     result: SessionResult,
     outcome: FileOutcome,
     slog: structlog.typing.FilteringBoundLogger,
@@ -843,7 +844,7 @@ def _record(
 
 
 def _close_session(
-    ctx: IngestContext,
+    ctx: Context,
     result: SessionResult,
     candidates: int,
     slog: structlog.typing.FilteringBoundLogger,

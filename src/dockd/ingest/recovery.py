@@ -24,7 +24,7 @@ import structlog
 from sqlalchemy import select
 
 from dockd import store
-from dockd.ingest.context import IngestContext as Context
+from dockd.context import Context as Context
 from dockd.ledger import audit
 from dockd.ledger.models import DockSession, Recording
 from dockd.runtime import BOOT_ID, pid_alive

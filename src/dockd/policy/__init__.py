@@ -1,1 +1,7 @@
-"""Pure decisions about retention and holds: functions of values, no I/O."""
+"""Retention and holds.
+
+``retention`` and ``holds`` are pure decisions, functions of values with no I/O (an
+import-linter contract keeps the ledger and SQLAlchemy out of them). ``adapter`` is
+their ledger adapter: the only module here that reads rows, writes them and records
+audit events, by calling the pure functions.
+"""

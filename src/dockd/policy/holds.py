@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from dockd.config.policy import RetentionConfig
 from dockd.policy.retention import CaseFacts, FileFacts, Retention, retention_of
-from dockd.policy.settings import RetentionConfig
 
 # R7: evidence; complaint / objection / petition; reconsideration; lawsuit; obstruction
 # or violence against officers; emergencies and mass incidents; major or complex cases.

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from dockd.policy.settings import RetentionConfig
+from dockd.config.policy import RetentionConfig
 
 # "Not before something that has not happened yet" (a case closing, a category being
 # defined). Stored in files.expires_at so the sweep's indexed ``expires_at <= now``

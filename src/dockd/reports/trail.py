@@ -11,9 +11,9 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
-from dockd.access import ACCESS_ACTIONS
-from dockd.cases import of_officer
 from dockd.config import Config
+from dockd.evidence.access import ACCESS_ACTIONS
+from dockd.evidence.cases import of_officer
 from dockd.ledger.models import AuditEvent, DockSession, Hold, Officer, Recording
 from dockd.reports.base import Period, Report, iso
 

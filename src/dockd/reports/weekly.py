@@ -21,8 +21,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dockd.config import Config
+from dockd.context import Context
 from dockd.ledger.models import Alert, ArchiveCopy, AuditEvent, Hold, Recording
-from dockd.sweeps.runs import SweepContext, sweep_run
+from dockd.sweeps.runs import sweep_run
 
 WEEK = timedelta(days=7)
 LATE_LISTED = 50
@@ -205,7 +206,7 @@ def weekly_summary(
     return out
 
 
-def run_weekly_report(ctx: SweepContext, *, dry_run: bool = False) -> WeeklySummary:
+def run_weekly_report(ctx: Context, *, dry_run: bool = False) -> WeeklySummary:
     """The scheduled weekly report: recorded as a sweep run, written to the report dir."""
     start, end = week_ending(ctx.config, ctx.clock.now())
     with sweep_run(ctx, "weekly_report", dry_run=dry_run) as run:

@@ -32,12 +32,13 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from dockd import store
+from dockd.config.policy import ArchiveTarget
+from dockd.context import Context, Stopped
 from dockd.ledger import audit
 from dockd.ledger.models import ArchiveCopy, Case, Hold, Recording
-from dockd.policy import ledger as pledger
-from dockd.policy.settings import ArchiveTarget
+from dockd.policy import adapter as pledger
 from dockd.sweeps import locations as loc
-from dockd.sweeps.runs import Run, SweepContext, SweepStopped, alert_once, sweep_run
+from dockd.sweeps.runs import Run, alert_once, sweep_run
 
 log = structlog.get_logger("dockd.sweeps.archive")
 
@@ -110,7 +111,7 @@ class ArchiveReport:
 # ------------------------------------------------------------------------- selection
 
 
-def files_to_archive(s: Session, ctx: SweepContext, target: str) -> list[int]:
+def files_to_archive(s: Session, ctx: Context, target: str) -> list[int]:
     """Ids of stored files that must be on ``target`` and are not yet: held first."""
     station = ctx.config.station.id
     wanted: set[int] = set()
@@ -151,7 +152,7 @@ def files_to_archive(s: Session, ctx: SweepContext, target: str) -> list[int]:
 # ---------------------------------------------------------------------------- the sweep
 
 
-def run_archive(ctx: SweepContext, *, dry_run: bool = False) -> ArchiveReport:
+def run_archive(ctx: Context, *, dry_run: bool = False) -> ArchiveReport:
     with sweep_run(ctx, "archive", dry_run=dry_run) as run:
         report = ArchiveReport(run.id, dry_run)
         try:
@@ -177,7 +178,7 @@ def target_problem(target: ArchiveTarget) -> str | None:
     return None
 
 
-def _one_target(ctx: SweepContext, run: Run, target: ArchiveTarget, result: TargetResult) -> None:
+def _one_target(ctx: Context, run: Run, target: ArchiveTarget, result: TargetResult) -> None:
     problem = target_problem(target)
     with ctx.ledger.read() as s:
         ids = files_to_archive(s, ctx, target.name)
@@ -237,7 +238,7 @@ def _one_target(ctx: SweepContext, run: Run, target: ArchiveTarget, result: Targ
             severity="warning",
             details={"path": str(target.path)},
         )
-    except SweepStopped:
+    except Stopped:
         result.status = "interrupted"
         raise
     except OSError as exc:
@@ -259,7 +260,7 @@ def _one_target(ctx: SweepContext, run: Run, target: ArchiveTarget, result: Targ
                 loc.prune_emptied(target.path, bag / "data")
 
 
-def _bytes_on(ctx: SweepContext, target: str) -> int:
+def _bytes_on(ctx: Context, target: str) -> int:
     with ctx.ledger.read() as s:
         total = s.scalar(
             select(func.coalesce(func.sum(Recording.size_bytes), 0))
@@ -286,7 +287,7 @@ def _check_room(target: ArchiveTarget, size: int, used: int) -> None:
 
 
 def _archive_one(
-    ctx: SweepContext,
+    ctx: Context,
     target: ArchiveTarget,
     bag: Path,
     bag_rel: PurePosixPath,
@@ -431,7 +432,7 @@ def verify_copy(path: Path) -> tuple[str, str]:
 
 
 def write_manifests(
-    ctx: SweepContext, bag: Path, batch: str, target: ArchiveTarget, items: list[ArchiveItem]
+    ctx: Context, bag: Path, batch: str, target: ArchiveTarget, items: list[ArchiveItem]
 ) -> None:
     """Make the batch a BagIt bag: bagit.txt, bag-info.txt, payload and tag manifests.
 

@@ -33,20 +33,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dockd import store
+from dockd.context import Context, Stopped
 from dockd.errors import DockdError
 from dockd.ledger import audit
 from dockd.ledger.models import Recording
 from dockd.sweeps import locations as loc
-from dockd.sweeps.runs import (
-    Run,
-    SweepContext,
-    SweepStopped,
-    Throttle,
-    alert_once,
-    audit_run,
-    last_run,
-    sweep_run,
-)
+from dockd.sweeps.runs import Run, Throttle, alert_once, audit_run, last_run, sweep_run
 
 log = structlog.get_logger("dockd.sweeps.fixity")
 
@@ -109,7 +101,7 @@ class _Due:
 # ---------------------------------------------------------------------------- the sweep
 
 
-def run_fixity(ctx: SweepContext, *, dry_run: bool = False, full: bool = False) -> FixityReport:
+def run_fixity(ctx: Context, *, dry_run: bool = False, full: bool = False) -> FixityReport:
     """One fixity run; ``full`` re-hashes every stored file now instead of the due share."""
     with sweep_run(ctx, "fixity", dry_run=dry_run) as run:
         report = FixityReport(run.id, dry_run)
@@ -137,7 +129,7 @@ def run_fixity(ctx: SweepContext, *, dry_run: bool = False, full: bool = False) 
     return report
 
 
-def _check_store(ctx: SweepContext) -> None:
+def _check_store(ctx: Context) -> None:
     root = ctx.config.store.root
     if root.is_dir():
         return
@@ -155,11 +147,11 @@ def _check_store(ctx: SweepContext) -> None:
     raise DockdError(f"the store {root} is not a directory; is its disk mounted?")
 
 
-def _stored(ctx: SweepContext, q: Any) -> Any:
+def _stored(ctx: Context, q: Any) -> Any:
     return q.where(Recording.state == "stored", Recording.station == ctx.config.station.id)
 
 
-def _due_ids(ctx: SweepContext, now: datetime, full: bool) -> list[int]:
+def _due_ids(ctx: Context, now: datetime, full: bool) -> list[int]:
     """This run's slice: never-checked first, then the longest unchecked."""
     cycle = timedelta(days=ctx.config.fixity.cycle_days)
     prev = None if full else last_run(ctx, "fixity")
@@ -203,7 +195,7 @@ def _batches(ids: list[int], n: int) -> Iterator[list[int]]:
         yield ids[i : i + n]
 
 
-def _load(ctx: SweepContext, ids: list[int]) -> list[_Due]:
+def _load(ctx: Context, ids: list[int]) -> list[_Due]:
     with ctx.ledger.read() as s:
         rows = s.scalars(select(Recording).where(Recording.id.in_(ids)).order_by(Recording.id))
         return [
@@ -227,7 +219,7 @@ class _Result:
     note: str = ""
 
 
-def _check(ctx: SweepContext, d: _Due, throttle: Throttle, report: FixityReport) -> _Result:
+def _check(ctx: Context, d: _Due, throttle: Throttle, report: FixityReport) -> _Result:
     ctx.check_stop()
     report.checked += 1
     try:
@@ -267,12 +259,12 @@ def hash_throttled(fd: int, throttle: Throttle) -> str:
             return h.hexdigest()
         h.update(view[:n])
         if throttle.stop.is_set():  # a fast disk may never make the throttle wait
-            raise SweepStopped("stop requested")
+            raise Stopped("stop requested")
         throttle.consume(n)
 
 
 def _record(
-    ctx: SweepContext, run: Run, report: FixityReport, now: datetime, results: list[_Result]
+    ctx: Context, run: Run, report: FixityReport, now: datetime, results: list[_Result]
 ) -> None:
     """Write the batch's outcome in one transaction; re-check what looked missing."""
     with ctx.ledger.session() as s:
@@ -301,9 +293,7 @@ def _finding(r: _Result) -> Finding | None:
     return Finding(r.status, r.due.name, r.due.id, r.due.blake3, r.found, r.note)
 
 
-def _audit(
-    s: Session, ctx: SweepContext, row: Recording, r: _Result, now: datetime, run: int
-) -> None:
+def _audit(s: Session, ctx: Context, row: Recording, r: _Result, now: datetime, run: int) -> None:
     audit.record_file_change(
         s,
         row,
@@ -326,7 +316,7 @@ def _audit(
 # ------------------------------------------------------------------------ unexpected
 
 
-def _scan_unexpected(ctx: SweepContext, report: FixityReport) -> None:
+def _scan_unexpected(ctx: Context, report: FixityReport) -> None:
     """Name every file under the store (and quarantine) that no stored row accounts for."""
     roots = [(ctx.config.store.root, False, PurePosixPath())]
     roots.append((ctx.config.store.quarantine_root, True, PurePosixPath(loc.QUARANTINE_PREFIX)))
@@ -362,7 +352,7 @@ def _scan_unexpected(ctx: SweepContext, report: FixityReport) -> None:
                 )
 
 
-def _unaccounted(ctx: SweepContext, root: Path, paths: list[str], unregistered: bool) -> list[str]:
+def _unaccounted(ctx: Context, root: Path, paths: list[str], unregistered: bool) -> list[str]:
     """The ``paths`` (under ``root``) no stored row accounts for, ingests in flight excepted.
 
     An ingest publishes a file before it commits its row, so a file missing from
@@ -383,7 +373,7 @@ def _unaccounted(ctx: SweepContext, root: Path, paths: list[str], unregistered: 
     return [p for p in missing if p not in known and os.path.lexists(root / p)]
 
 
-def _known(ctx: SweepContext, paths: list[str], unregistered: bool) -> set[str]:
+def _known(ctx: Context, paths: list[str], unregistered: bool) -> set[str]:
     """Which of ``paths`` are stored rows (equality on the (station, store_path) index,
     right under any collation)."""
     found: set[str] = set()
@@ -413,7 +403,7 @@ _WHAT = {
 }
 
 
-def _alerts(ctx: SweepContext, report: FixityReport) -> None:
+def _alerts(ctx: Context, report: FixityReport) -> None:
     cap = ctx.config.fixity.max_alerts_per_kind
     for kind in ("missing", "modified", "unexpected"):
         found = report.of(kind)

@@ -93,7 +93,7 @@ def unique_target(path: Path, file_id: int) -> Path:
 
 
 def by_case_root(config: Config) -> Path:
-    """The per-case view of hard links beside the store (see :mod:`dockd.bycase`)."""
+    """The per-case view of hard links beside the store (see :mod:`dockd.evidence.bycase`)."""
     configured = getattr(config.reports, "by_case_root", None)
     return Path(configured) if configured else config.store.root.parent / "by-case"
 

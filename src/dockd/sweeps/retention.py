@@ -29,14 +29,15 @@ import structlog
 from sqlalchemy import Select, select, tuple_
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from dockd.context import Context
 from dockd.errors import DockdError, NotFound, UsageError
 from dockd.ledger import audit
 from dockd.ledger.models import Case, Hold, Recording
-from dockd.policy import ledger as pledger
+from dockd.policy import adapter as pledger
 from dockd.policy.holds import Verdict, decide
 from dockd.policy.retention import NEVER, Retention, policy_digest
 from dockd.sweeps import locations as loc
-from dockd.sweeps.runs import Run, SweepContext, alert_once, audit_run, last_run, sweep_run
+from dockd.sweeps.runs import Run, alert_once, audit_run, last_run, sweep_run
 
 log = structlog.get_logger("dockd.sweeps.retention")
 
@@ -86,12 +87,12 @@ class RetentionReport:
         return [*self.trashed, *self.purged, *self.restored, *self.kept, *self.problems]
 
 
-def _tx(ctx: SweepContext, run: Run) -> contextlib.AbstractContextManager[Session]:
+def _tx(ctx: Context, run: Run) -> contextlib.AbstractContextManager[Session]:
     """A write transaction (the ledger's write lock), or a read one for a dry run."""
     return ctx.ledger.read() if run.dry_run else ctx.ledger.session()
 
 
-def _station(ctx: SweepContext) -> str:
+def _station(ctx: Context) -> str:
     return ctx.config.station.id
 
 
@@ -108,7 +109,7 @@ def _item(row: Recording, action: str, r: Retention | None = None, note: str = "
     )
 
 
-def _verdict(s: Session, ctx: SweepContext, row: Recording, now: datetime) -> Verdict:
+def _verdict(s: Session, ctx: Context, row: Recording, now: datetime) -> Verdict:
     facts, cases, _ = pledger.retention_now(s, row, ctx.config.retention)
     holds = [pledger.hold_facts(h) for h in pledger.holds_touching(s, facts)]
     return decide(facts, cases, holds, ctx.config.retention, now)
@@ -117,7 +118,7 @@ def _verdict(s: Session, ctx: SweepContext, row: Recording, now: datetime) -> Ve
 # ---------------------------------------------------------------------------- the sweep
 
 
-def run_retention(ctx: SweepContext, *, dry_run: bool = False) -> RetentionReport:
+def run_retention(ctx: Context, *, dry_run: bool = False) -> RetentionReport:
     """One retention sweep. A dry run decides exactly the same and changes nothing."""
     digest = policy_digest(ctx.config.retention)
     with sweep_run(ctx, "retention", dry_run=dry_run) as run:
@@ -137,7 +138,7 @@ def run_retention(ctx: SweepContext, *, dry_run: bool = False) -> RetentionRepor
     return report
 
 
-def _store_unavailable(ctx: SweepContext) -> None:
+def _store_unavailable(ctx: Context) -> None:
     root = ctx.config.store.root
     with ctx.ledger.read() as s:
         if (
@@ -162,7 +163,7 @@ def _store_unavailable(ctx: SweepContext) -> None:
 # --------------------------------------------------------------------------- 1. refresh
 
 
-def _policy_changed(ctx: SweepContext, digest: str) -> bool:
+def _policy_changed(ctx: Context, digest: str) -> bool:
     prev = last_run(ctx, "retention")
     if prev is None or not prev.summary:
         return False
@@ -173,7 +174,7 @@ def _ids(s: Session, q: Select[int], after: int, limit: int) -> list[int]:
     return list(s.scalars(q.where(Recording.id > after).order_by(Recording.id).limit(limit)))
 
 
-def _refresh_batches(ctx: SweepContext, changed: bool) -> Iterator[list[int]]:
+def _refresh_batches(ctx: Context, changed: bool) -> Iterator[list[int]]:
     """Ids of stored files whose expires_at must be (re)computed, in batches."""
     base = select(Recording.id).where(
         Recording.state == "stored", Recording.station == _station(ctx)
@@ -200,7 +201,7 @@ def _refresh_batches(ctx: SweepContext, changed: bool) -> Iterator[list[int]]:
 
 
 def _refresh(
-    ctx: SweepContext, run: Run, report: RetentionReport, now: datetime, seen: set[int]
+    ctx: Context, run: Run, report: RetentionReport, now: datetime, seen: set[int]
 ) -> None:
     policy = ctx.config.retention
     changed = _policy_changed(ctx, report.policy)
@@ -238,7 +239,7 @@ def _refresh(
 
 
 def _keyset_batches(
-    ctx: SweepContext, column: InstrumentedAttribute[datetime | None], bound: datetime, state: str
+    ctx: Context, column: InstrumentedAttribute[datetime | None], bound: datetime, state: str
 ) -> Iterator[list[int]]:
     """Ids of this station's files in ``state`` with ``column <= bound``, by ``column``.
 
@@ -264,13 +265,13 @@ def _keyset_batches(
         last = (rows[-1][1], rows[-1][0])
 
 
-def _expired_batches(ctx: SweepContext, now: datetime) -> Iterator[list[int]]:
+def _expired_batches(ctx: Context, now: datetime) -> Iterator[list[int]]:
     """Stored files with ``expires_at <= now``, oldest expiry first (index range scan)."""
     return _keyset_batches(ctx, Recording.expires_at, now, "stored")
 
 
 def _trash_expired(
-    ctx: SweepContext,
+    ctx: Context,
     run: Run,
     report: RetentionReport,
     now: datetime,
@@ -287,7 +288,7 @@ def _trash_expired(
 
 
 def _trash_one(
-    ctx: SweepContext,
+    ctx: Context,
     run: Run,
     report: RetentionReport,
     now: datetime,
@@ -370,7 +371,7 @@ def _trash_one(
 
 
 def _missing(
-    s: Session, ctx: SweepContext, row: Recording, src: Path, now: datetime
+    s: Session, ctx: Context, row: Recording, src: Path, now: datetime
 ) -> tuple[str, str, str]:
     """Flag a file the sweep should have moved but could not find (as fixity would)."""
     if row.fixity_status != "missing":
@@ -402,14 +403,14 @@ def _missing(
 # ----------------------------------------------------------------------------- 3. purge
 
 
-def _due_batches(ctx: SweepContext, now: datetime) -> Iterator[list[int]]:
+def _due_batches(ctx: Context, now: datetime) -> Iterator[list[int]]:
     """Trashed files whose grace period is over, oldest first."""
     cutoff = now - timedelta(days=ctx.config.retention.trash_grace_days)
     return _keyset_batches(ctx, Recording.trashed_at, cutoff, "trashed")
 
 
 def _purge_trash(
-    ctx: SweepContext, run: Run, report: RetentionReport, now: datetime, trash: Path
+    ctx: Context, run: Run, report: RetentionReport, now: datetime, trash: Path
 ) -> None:
     for ids in _due_batches(ctx, now):
         for file_id in ids:
@@ -419,7 +420,7 @@ def _purge_trash(
 
 
 def _purge_one(
-    ctx: SweepContext,
+    ctx: Context,
     run: Run,
     report: RetentionReport,
     now: datetime,
@@ -432,7 +433,7 @@ def _purge_one(
 
 
 def _purge_locked(
-    ctx: SweepContext,
+    ctx: Context,
     run: Run,
     report: RetentionReport,
     now: datetime,
@@ -507,7 +508,7 @@ def _purge_locked(
 
 
 def _restore_row(
-    ctx: SweepContext,
+    ctx: Context,
     s: Session,
     row: Recording,
     trash: Path,
@@ -567,7 +568,7 @@ def _restore_row(
 
 
 def restore(
-    ctx: SweepContext,
+    ctx: Context,
     file_id: int,
     *,
     by: str,
@@ -618,7 +619,7 @@ def restore(
         )
 
 
-def restore_covered(ctx: SweepContext, hold_id: int, *, by: str) -> list[Item]:
+def restore_covered(ctx: Context, hold_id: int, *, by: str) -> list[Item]:
     """Restore every trashed file a (just placed) hold covers."""
     with ctx.ledger.read() as s:
         hold = s.get(Hold, hold_id)
@@ -634,7 +635,7 @@ def restore_covered(ctx: SweepContext, hold_id: int, *, by: str) -> list[Item]:
 # ---------------------------------------------------------------------------- reports
 
 
-def upcoming(ctx: SweepContext, days: int) -> list[dict[str, Any]]:
+def upcoming(ctx: Context, days: int) -> list[dict[str, Any]]:
     """What the sweep will take within ``days``: files to trash, trash to purge."""
     now = ctx.clock.now()
     horizon = now + timedelta(days=days)
@@ -705,7 +706,7 @@ def upcoming(ctx: SweepContext, days: int) -> list[dict[str, Any]]:
     return out
 
 
-def trash_list(ctx: SweepContext) -> list[dict[str, Any]]:
+def trash_list(ctx: Context) -> list[dict[str, Any]]:
     grace = timedelta(days=ctx.config.retention.trash_grace_days)
     tz = ctx.config.station.tz
     with ctx.ledger.read() as s:

@@ -32,12 +32,9 @@ from typing import Any
 import structlog
 from sqlalchemy import Connection, select, text
 
-from dockd.alerts import AlertSink
-from dockd.clock import Clock
-from dockd.config import Config
+from dockd.context import Context, Stopped
 from dockd.errors import DockdError
 from dockd.ledger import audit
-from dockd.ledger.db import Ledger
 from dockd.ledger.models import Alert, SweepRun
 from dockd.runtime import pid_alive
 
@@ -52,31 +49,11 @@ class SweepBusy(DockdError):
     exit_code = 75  # EX_TEMPFAIL: try again later
 
 
-class SweepStopped(Exception):
-    """The run was asked to stop (shutdown) and has stopped between two files."""
-
-
-@dataclass(frozen=True)
-class SweepContext:
-    """Everything a sweep needs, passed in."""
-
-    config: Config
-    ledger: Ledger
-    clock: Clock
-    alerts: AlertSink
-    actor: str = "dockd"
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def check_stop(self) -> None:
-        if self.stop.is_set():
-            raise SweepStopped("stop requested")
-
-
 @dataclass
 class Run:
     """A sweep run in progress: its row id, and a throttled heartbeat."""
 
-    ctx: SweepContext
+    ctx: Context
     kind: str
     id: int
     dry_run: bool
@@ -119,7 +96,7 @@ def _stale(row: SweepRun, now: datetime, stale_after: timedelta) -> str | None:
     return None
 
 
-def _claim_sqlite(ctx: SweepContext, kind: str, owner: dict[str, Any]) -> int:
+def _claim_sqlite(ctx: Context, kind: str, owner: dict[str, Any]) -> int:
     station = ctx.config.station.id
     stale_after = timedelta(minutes=ctx.config.schedule.stale_after_minutes)
     now = ctx.clock.now()
@@ -149,7 +126,7 @@ def _abandon(row: SweepRun, now: datetime, why: str) -> None:
     log.warning("stale sweep run taken over", run_id=row.id, kind=row.kind, why=why)
 
 
-def _insert(s: Any, ctx: SweepContext, kind: str, owner: dict[str, Any], now: datetime) -> int:
+def _insert(s: Any, ctx: Context, kind: str, owner: dict[str, Any], now: datetime) -> int:
     row = SweepRun(
         kind=kind,
         station=ctx.config.station.id,
@@ -163,7 +140,7 @@ def _insert(s: Any, ctx: SweepContext, kind: str, owner: dict[str, Any], now: da
 
 
 @contextlib.contextmanager
-def _pg_lock(ctx: SweepContext, kind: str) -> Iterator[Connection]:
+def _pg_lock(ctx: Context, kind: str) -> Iterator[Connection]:
     key = _lock_key(ctx.config.station.id, kind)
     conn = ctx.ledger.engine.connect()
     try:
@@ -181,10 +158,10 @@ def _pg_lock(ctx: SweepContext, kind: str) -> Iterator[Connection]:
 
 
 @contextlib.contextmanager
-def sweep_run(ctx: SweepContext, kind: str, *, dry_run: bool = False) -> Iterator[Run]:
+def sweep_run(ctx: Context, kind: str, *, dry_run: bool = False) -> Iterator[Run]:
     """Run a sweep of ``kind`` exclusively; the row ends ok / failed / interrupted / dry-run.
 
-    The body sets ``run.summary`` (a dict) for the row; raising SweepStopped ends the
+    The body sets ``run.summary`` (a dict) for the row; raising Stopped ends the
     row as 'interrupted' and is swallowed, any other exception ends it as 'failed'.
     """
     owner = {"pid": os.getpid(), "host": socket.gethostname(), "actor": ctx.actor}
@@ -221,7 +198,7 @@ def sweep_run(ctx: SweepContext, kind: str, *, dry_run: bool = False) -> Iterato
         error: str | None = None
         try:
             yield run
-        except SweepStopped:
+        except Stopped:
             status = "interrupted"
         except BaseException as exc:
             status, error = "failed", f"{type(exc).__name__}: {exc}"
@@ -239,7 +216,7 @@ def sweep_run(ctx: SweepContext, kind: str, *, dry_run: bool = False) -> Iterato
             log.info("sweep run ended", kind=kind, run_id=run_id, status=row.status)
 
 
-def last_run(ctx: SweepContext, kind: str, *, status: str = "ok") -> SweepRun | None:
+def last_run(ctx: Context, kind: str, *, status: str = "ok") -> SweepRun | None:
     with ctx.ledger.read() as s:
         return s.scalars(
             select(SweepRun)
@@ -253,7 +230,7 @@ def last_run(ctx: SweepContext, kind: str, *, status: str = "ok") -> SweepRun | 
         ).first()
 
 
-def recent_runs(ctx: SweepContext, limit: int = 20) -> list[SweepRun]:
+def recent_runs(ctx: Context, limit: int = 20) -> list[SweepRun]:
     with ctx.ledger.read() as s:
         return list(s.scalars(select(SweepRun).order_by(SweepRun.id.desc()).limit(limit)))
 
@@ -277,11 +254,11 @@ class Throttle:
         self._last = now
         self._tokens -= nbytes
         if self._tokens < 0 and self.stop.wait(-self._tokens / self.rate):
-            raise SweepStopped("stop requested")
+            raise Stopped("stop requested")
 
 
 def alert_once(
-    ctx: SweepContext,
+    ctx: Context,
     kind: str,
     subject: str,
     message: str,
@@ -302,7 +279,7 @@ def alert_once(
     return True
 
 
-def audit_run(ctx: SweepContext, run: Run, action: str, details: dict[str, Any]) -> None:
+def audit_run(ctx: Context, run: Run, action: str, details: dict[str, Any]) -> None:
     """One audit event for a finished (not dry) sweep run: what it did, in counts."""
     with ctx.ledger.session() as s:
         audit.record(

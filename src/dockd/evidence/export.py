@@ -44,12 +44,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dockd import __version__
-from dockd.access import Access, check, files_by_id, register
 from dockd.alerts import AlertSink
-from dockd.bycase import original_path
 from dockd.clock import Clock
 from dockd.config import Config
 from dockd.errors import DockdError, NotFound, UsageError
+from dockd.evidence.access import Access, check, files_by_id, register
+from dockd.evidence.bycase import original_path
 from dockd.ledger.db import Ledger
 from dockd.ledger.models import AuditEvent, Device, Officer, Recording
 

@@ -29,17 +29,18 @@ from apscheduler.triggers.cron import CronTrigger
 from dockd.alerts import AlertSink
 from dockd.clock import Clock
 from dockd.config import Config
+from dockd.config.policy import cron_fields
+from dockd.context import Context
 from dockd.ledger.db import Ledger
-from dockd.policy.settings import cron_fields
 from dockd.reports.weekly import run_weekly_report
 from dockd.sweeps.archive import run_archive
 from dockd.sweeps.fixity import run_fixity
 from dockd.sweeps.retention import run_retention
-from dockd.sweeps.runs import SweepBusy, SweepContext
+from dockd.sweeps.runs import SweepBusy
 
-log = structlog.get_logger("dockd.scheduler")
+log = structlog.get_logger("dockd.daemon.scheduler")
 
-SWEEPS: dict[str, Callable[[SweepContext], object]] = {
+SWEEPS: dict[str, Callable[[Context], object]] = {
     "retention": run_retention,
     "archive": run_archive,
     "fixity": run_fixity,
@@ -73,7 +74,7 @@ class SweepScheduler:
     def __init__(self, config: Config, ledger: Ledger, clock: Clock, alerts: AlertSink) -> None:
         self.config = config
         self.stop = threading.Event()
-        self.ctx = SweepContext(config, ledger, clock, alerts, actor="dockd", stop=self.stop)
+        self.ctx = Context(config, ledger, clock, alerts, actor="dockd", stop=self.stop)
         self._running: set[str] = set()
         self._idle = threading.Condition()
         sched = config.schedule

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import Field, field_validator
 
-from dockd.configbase import Section
+from dockd.config.base import Section
 
 
 class ReportsConfig(Section):

@@ -28,11 +28,11 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from dockd.configbase import Section
-from dockd.dock.settings import DockConfig
+from dockd.config.base import Section
+from dockd.config.dock import DockConfig
+from dockd.config.policy import ArchiveConfig, FixityConfig, RetentionConfig, ScheduleConfig
+from dockd.config.reports import ReportsConfig
 from dockd.errors import ConfigError
-from dockd.policy.settings import ArchiveConfig, FixityConfig, RetentionConfig, ScheduleConfig
-from dockd.reports.settings import ReportsConfig
 
 DEFAULT_CONFIG_PATH = Path("/etc/dockd/dockd.toml")
 CONFIG_ENV = "DOCKD_CONFIG"

@@ -42,19 +42,19 @@ from dockd import alerts as alerts_mod
 from dockd.alerts import AlertSink
 from dockd.clock import Clock, SystemClock
 from dockd.config import Config
+from dockd.context import Context
+from dockd.daemon.notify import notify, watchdog_interval
+from dockd.daemon.scheduler import SweepScheduler
 from dockd.dock.folderwatch import AutomountWatch
 from dockd.dock.mounts import Mounter
-from dockd.dock.notify import notify, watchdog_interval
 from dockd.dock.sessions import SessionManager
 from dockd.dock.watcher import UdevWatcher
 from dockd.errors import AlreadyRunning, DockdError
 from dockd.ingest import recovery
-from dockd.ingest.context import IngestContext
 from dockd.ledger.db import open_ledger
 from dockd.runtime import FileLock, runtime_dir
-from dockd.scheduler import SweepScheduler
 
-log = structlog.get_logger("dockd.service")
+log = structlog.get_logger("dockd.daemon.service")
 
 LOCK_NAME = "dockd.lock"
 #: Held from start to exit (the kernel drops it when the process dies, however).
@@ -154,7 +154,7 @@ def run(config: Config, *, clock: Clock | None = None) -> int:
     )
     ledger = open_ledger(config.ledger.url, group=config.ledger.group)
     alerts = AlertSink(ledger, config.station.id, clock, config.alerts)
-    ctx = IngestContext(config=config, ledger=ledger, clock=clock, alerts=alerts, actor="dockd")
+    ctx = Context(config=config, ledger=ledger, clock=clock, alerts=alerts, actor="dockd")
     mounter = Mounter(cfg)
     recovery.recover(ctx, daemon_roots=(mounter.root, *cfg.automount_roots))
     for stale in mounter.cleanup_stale():

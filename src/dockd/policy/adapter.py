@@ -15,12 +15,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import or_, select, text
 from sqlalchemy.orm import Session
 
+from dockd.config.policy import RetentionConfig
 from dockd.errors import NotFound, UsageError
 from dockd.ledger import audit
 from dockd.ledger.models import Case, Device, Hold, Officer, Recording
 from dockd.policy.holds import HoldFacts, covers, normalize_reason
 from dockd.policy.retention import CaseFacts, FileFacts, Retention, retention_of
-from dockd.policy.settings import RetentionConfig
 
 _HOLDS_LOCK = 0x646F636B68  # "dockh": placing a hold and deleting a file never interleave
 # No recording is longer than this: widens indexed window queries, the pure rule decides.

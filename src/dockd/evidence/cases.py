@@ -251,7 +251,7 @@ def tag_on_ingest(session: Session, row: Recording, *, at: datetime, actor: str)
     so footage docked after a case import is tagged exactly like footage before it.
     When several cases of the officer overlap, the earliest-starting one wins; a
     different case can be set by hand with ``dockd tag``. The per-case view
-    (:mod:`dockd.bycase`) is not touched here (no config in reach): it catches up at
+    (:mod:`dockd.evidence.bycase`) is not touched here (no config in reach): it catches up at
     the next ``bycase.rebuild``.
     """
     if row.case_number is not None:

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from dockd.configbase import Section
+from dockd.config.base import Section
 
 # The regulations (001 §19, 004 §12) ask for at least six months: no config goes below.
 LEGAL_FLOOR_DAYS = 180

@@ -23,7 +23,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from dockd.configbase import Section
+from dockd.config.base import Section
 
 #: Mount options every read-only helper must pass (R9: the recorder is never written).
 REQUIRED_RO = frozenset({"ro", "nosuid", "nodev", "noexec"})
