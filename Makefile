@@ -61,7 +61,7 @@ test-stress: system-deps venv
 	exit $$?
 
 # Every dockd command the README and docs/ show, run against a demo station
-# (tests/test_docs.py runs the same check inside `make test`).
+# (tests/integration/test_docs.py runs the same check inside `make test`).
 docs-check: venv
 	$(BIN)/python scripts/docs_check.py
 

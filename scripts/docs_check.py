@@ -48,10 +48,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "fixtures"))
+sys.path.insert(0, str(REPO))  # for fixtures.make_recorder
 
 from dockd.cli import main as dockd_main  # noqa: E402
-from make_recorder import make_recorder  # noqa: E402
+from fixtures.make_recorder import make_recorder  # noqa: E402
 
 README_MAX_BYTES = 8192
 README_FIRST = ("make demo", "make test")
@@ -62,7 +62,7 @@ DEVICE, SERIAL, BADGE = "DV-0001", "ZFY2024000123", "012345"
 # Commands a guide may show that are not run here: (words after `dockd`) -> why.
 SKIP: dict[tuple[str, ...], str] = {
     ("run",): "the daemon needs root, udevd and block devices, and runs until SIGTERM "
-    "(tests/test_dock_e2e.py runs it for real)",
+    "(tests/system/test_dock_e2e.py runs it for real)",
 }
 
 SHELL_OPERATORS = {"&&", "||", ";", "|", "&"}

@@ -1,0 +1,195 @@
+"""The ledger schema: migrations build exactly the models; an old schema is refused."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
+
+from dockd.alerts import AlertSink, acknowledge, list_alerts
+from dockd.cli import main
+from dockd.clock import FixedClock
+from dockd.config import AlertsConfig, Config
+from dockd.errors import LedgerError, UsageError
+from dockd.ledger import db, registry
+from dockd.ledger.models import AuditEvent, Base
+from tests.helpers.ledgers import BACKENDS
+from tests.helpers.station import NOW
+
+
+@pytest.mark.parametrize("config", BACKENDS, indirect=True)
+def test_migrations_build_exactly_the_models(config: Config) -> None:
+    led = db.open_ledger(config.ledger.url)
+    try:
+        with led.engine.connect() as conn:
+            diff = compare_metadata(
+                MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata
+            )
+        assert diff == []
+        assert db.current_revision(led.engine) == db.head_revision()
+        if led.dialect == "sqlite":
+            with led.engine.connect() as conn:
+                assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+                assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    finally:
+        led.close()
+
+
+@pytest.mark.parametrize("config", BACKENDS, indirect=True)
+def test_out_of_date_schema_is_refused_until_migrated(
+    config: Config,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = config.ledger.url
+    engine = db.make_engine(url)
+    cfg = db._alembic_config(engine)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+    engine.dispose()
+    with pytest.raises(LedgerError, match=r"schema version 0001 .* run `dockd ledger migrate`"):
+        db.open_ledger(url)
+
+    conf = tmp_path / "dockd.toml"
+    conf.write_text(f'[ledger]\nurl = "{url}"\n[store]\nroot = "{tmp_path}/store"\n')
+    monkeypatch.setenv("DOCKD_CONFIG", str(conf))
+    assert main(["devices", "list"]) == LedgerError.exit_code
+    assert "dockd ledger migrate" in capsys.readouterr().err
+    assert main(["ledger", "migrate"]) == 0
+    assert f"to {db.head_revision()}" in capsys.readouterr().out
+    db.open_ledger(url).close()
+
+
+@pytest.mark.parametrize("config", BACKENDS, indirect=True)
+def test_times_come_back_aware_and_naive_times_are_refused(config: Config) -> None:
+    led = db.open_ledger(config.ledger.url)
+    try:
+        with led.session() as s:
+            dev = registry.add_device(s, number="DV-1", at=NOW, station="s", actor="a")
+        with led.read() as s:
+            got = s.scalar(text("SELECT registered_at FROM devices"))
+            assert got is not None
+            again = registry.device_by_number(s, "DV-1")
+        assert again.registered_at == NOW and again.registered_at.tzinfo is not None
+        assert dev.number == "DV-1"
+        with pytest.raises(Exception, match="naive datetime"), led.session() as s:
+            registry.add_officer(
+                s, badge="1", name="x", at=datetime(2026, 1, 1), station="s", actor="a"
+            )
+    finally:
+        led.close()
+
+
+@pytest.mark.parametrize("config", BACKENDS, indirect=True)
+def test_assignments_may_not_overlap(config: Config) -> None:
+    led = db.open_ledger(config.ledger.url)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    try:
+        with led.session() as s:
+            registry.add_device(s, number="DV-1", at=NOW, station="s", actor="a")
+            registry.add_officer(s, badge="100", name="A", at=NOW, station="s", actor="a")
+            registry.add_officer(s, badge="200", name="B", at=NOW, station="s", actor="a")
+            registry.assign(
+                s,
+                device_number="DV-1",
+                badge="100",
+                valid_from=t0,
+                valid_until=t0 + timedelta(days=30),
+                at=NOW,
+                station="s",
+                actor="a",
+            )
+        with pytest.raises(UsageError, match="already assigned to badge 100"), led.session() as s:
+            registry.assign(
+                s,
+                device_number="DV-1",
+                badge="200",
+                valid_from=t0 + timedelta(days=10),
+                valid_until=None,
+                at=NOW,
+                station="s",
+                actor="a",
+            )
+        with led.session() as s:
+            registry.assign(
+                s,
+                device_number="DV-1",
+                badge="200",
+                valid_from=t0 + timedelta(days=30),
+                valid_until=None,
+                at=NOW,
+                station="s",
+                actor="a",
+            )
+        with led.read() as s:
+            dev = registry.device_by_number(s, "DV-1")
+            first = registry.officer_at(s, dev.id, t0 + timedelta(days=29))
+            second = registry.officer_at(s, dev.id, t0 + timedelta(days=31))
+            before = registry.officer_at(s, dev.id, t0 - timedelta(seconds=1))
+        assert (first and first.badge, second and second.badge, before) == ("100", "200", None)
+    finally:
+        led.close()
+
+
+def test_alert_reaches_the_notify_command_as_json_and_can_be_acknowledged(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "notified.json"
+    script = f"import sys, pathlib; pathlib.Path({str(out)!r}).write_text(sys.stdin.read())"
+    led = db.open_ledger(f"sqlite:///{tmp_path}/l.sqlite3")
+    clock = FixedClock(NOW)
+    sink = AlertSink(
+        led, "st-1", clock, AlertsConfig(notify_command=(sys.executable, "-c", script))
+    )
+    try:
+        alert_id = sink.raise_alert(
+            "ingest.file_failed",
+            "DV-1:a.mp4",
+            "a.mp4 was NOT stored",
+            severity="critical",
+            details={"session_id": 7},
+        )
+        assert alert_id is not None
+        import json
+
+        payload = json.loads(out.read_text())
+        assert payload["id"] == alert_id and payload["severity"] == "critical"
+        assert payload["details"] == {"session_id": 7}
+        assert payload["message"] == "a.mp4 was NOT stored"
+        with led.session() as s:
+            acknowledge(s, alert_id, by="duty-sgt", clock=clock, station="st-1")
+        with led.read() as s:
+            assert list_alerts(s) == []
+            ev = s.query(AuditEvent).filter_by(action="alert.ack").one()
+            assert ev.actor == "duty-sgt"
+        with (
+            pytest.raises(UsageError, match="already acknowledged by duty-sgt"),
+            led.session() as s,
+        ):
+            acknowledge(s, alert_id, by="x", clock=clock, station="st-1")
+    finally:
+        led.close()
+
+
+def test_failing_notify_command_keeps_the_alert(tmp_path: Path) -> None:
+    led = db.open_ledger(f"sqlite:///{tmp_path}/l.sqlite3")
+    sink = AlertSink(
+        led,
+        "st-1",
+        FixedClock(NOW),
+        AlertsConfig(notify_command=(str(tmp_path / "no-such-notifier"),)),
+    )
+    try:
+        sink.raise_alert("device.unknown", "serial:X", "unknown recorder")
+        with led.read() as s:
+            assert [a.subject for a in list_alerts(s)] == ["serial:X"]
+    finally:
+        led.close()

@@ -1,0 +1,108 @@
+"""The moments between publish and commit: a commit whose fate is unknown, and a
+recovery that must touch only the very file a dead process published."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path, PurePosixPath
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+
+from dockd import store
+from dockd.clock import FixedClock
+from dockd.context import Context
+from dockd.errors import LedgerError
+from dockd.ingest import pipeline
+from dockd.ingest.pipeline import run_ingest
+from dockd.ledger.models import Recording
+from fixtures.make_recorder import Recorder
+from tests.helpers.ledgers import register
+
+
+def _store_files(root: Path) -> set[str]:
+    return {
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if p.is_file() and store.INCOMING not in p.parts
+    }
+
+
+@pytest.mark.parametrize("landed", [True, False], ids=["commit-landed", "commit-lost"])
+def test_a_commit_that_fails_keeps_the_file_exactly_when_its_row_exists(
+    ctx: Context,
+    recorder: Recorder,
+    clock: FixedClock,
+    monkeypatch: pytest.MonkeyPatch,
+    landed: bool,
+) -> None:
+    """A connection lost after COMMIT was sent: the row may or may not be there. The
+    file stays exactly when it is, so the ledger never names a file that is gone."""
+    register(ctx.ledger, clock, recorder)
+    real = pipeline._commit_row
+
+    def lost_at_commit(c: Context, row: Recording, badge: str | None) -> int:
+        if landed:
+            real(c, row, badge)
+        raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(pipeline, "_commit_row", lost_at_commit)
+    with pytest.raises(LedgerError):
+        run_ingest(ctx, recorder.root)
+    monkeypatch.undo()
+    with ctx.ledger.read() as s:
+        rows = list(s.scalars(select(Recording)))
+    root = ctx.config.store.root
+    assert _store_files(root) == {r.store_path for r in rows}
+    assert len(rows) == (1 if landed else 0)
+    assert not list((root / store.INCOMING).glob("*.pub"))  # settled either way
+
+    again = run_ingest(ctx, recorder.root)  # the next dock: every recording once
+    with ctx.ledger.read() as s:
+        rows = list(s.scalars(select(Recording)))
+    assert _store_files(root) == {r.store_path for r in rows}
+    assert not any("~2" in r.store_path for r in rows)
+    assert again.count("present") == (1 if landed else 0)
+
+
+def test_recovery_removes_only_the_file_the_dead_process_published(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    rel = PurePosixPath("2026/03/15/DV-0001/a.mp4")
+    src = tmp_path / "a.mp4"
+    src.write_bytes(b"recording")
+
+    def copy() -> store.Incoming:
+        fd = os.open(src, os.O_RDONLY)
+        try:
+            return store.copy_into_incoming(root, fd, buffer_size=1 << 16)
+        finally:
+            os.close(fd)
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+
+    def as_dead(inc: store.Incoming) -> None:
+        """Make the marker look like one a killed process left (its PID is gone)."""
+        store.abandon(inc)
+        inc.marker.rename(inc.marker.with_name(f"{dead.pid}-{inc.marker.name.split('-', 1)[1]}"))
+
+    # A killed process published a.mp4 and died before its ledger row.
+    first = copy()
+    assert store.publish(root, first, rel) == rel
+    as_dead(first)
+    # Meanwhile the file was removed and the same recording published again by a live
+    # process (same name, same content, another inode), whose row is not yet written.
+    (root / rel).chmod(0o600)
+    (root / rel).unlink()
+    second = copy()
+    assert store.publish(root, second, rel) == rel
+
+    _removed, orphans = store.recover_incoming(root, lambda _p, _h: False)
+    assert orphans == [] and (root / rel).read_bytes() == b"recording"  # not the dead one's
+    assert store.in_flight(root) == {rel}  # the live one's marker stands
+
+    as_dead(second)  # now that one dies too, before its row: its own file goes
+    _removed, orphans = store.recover_incoming(root, lambda _p, _h: False)
+    assert orphans == [rel] and not (root / rel).exists()

@@ -1,0 +1,1 @@
+"""Real machinery: systemd-udevd, loop devices, FUSE mounts, PostgreSQL, ``dockd`` processes."""

@@ -1,0 +1,399 @@
+"""Hard stops: a `dockd ingest` killed at any point, two at once, a ledger that fills up.
+
+Every test drives the real `dockd` command in subprocesses. Crash points are made
+certain with ``DOCKD_TEST_PAUSE=<point>[:<n>]``: the process says
+``dockd-test-pause <point> <relpath>`` on stderr at that point and sleeps until it is
+killed, so no test depends on timing. After the crash the next `dockd ingest` must
+leave every recording stored exactly once, with its ledger row, nothing half-way,
+the killed run's dock session closed ``interrupted``, and an audit trail that
+verifies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import selectors
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import blake3
+import pytest
+
+from dockd import store
+from dockd.clock import FixedClock
+from dockd.ledger.models import Recording
+from fixtures.make_recorder import Recorder, make_recorder, write_jpeg
+from tests.helpers.blockdev import Daemon
+from tests.helpers.cli_station import Station, make_station
+from tests.helpers.ledgers import register
+from tests.helpers.skips import need
+from tests.helpers.station import NOW
+
+POINTS = ("after-copy", "after-publish", "after-commit")
+PAUSE_GUARD_S = 240  # only so a broken build fails instead of hanging; never reached when right
+
+
+# ---------------------------------------------------------------------------- the station
+
+
+def registered(station: Station, rec: Recorder) -> Station:
+    with station.ledger() as led:
+        register(led, FixedClock(NOW), rec)
+    return station
+
+
+def pause_line(proc: subprocess.Popen[bytes], point: str) -> str:
+    """Read the process's stderr until it says it paused at ``point``; return the relpath."""
+    assert proc.stderr is not None
+    want = f"dockd-test-pause {point} "
+    seen = b""
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stderr, selectors.EVENT_READ)
+    deadline = time.monotonic() + PAUSE_GUARD_S
+    try:
+        while time.monotonic() < deadline:
+            if not sel.select(timeout=5):
+                continue
+            chunk = os.read(proc.stderr.fileno(), 65536)
+            if not chunk:
+                break  # EOF: the process ended without pausing
+            seen += chunk
+            for line in seen.decode("utf-8", "replace").splitlines():
+                if line.startswith(want):
+                    return line[len(want) :]
+    finally:
+        sel.close()
+    proc.kill()
+    proc.wait()
+    raise AssertionError(
+        f"dockd ingest never paused at {point} (exit {proc.returncode}); stderr:\n"
+        + seen.decode("utf-8", "replace")[-4000:]
+    )
+
+
+def kill9(proc: subprocess.Popen[bytes]) -> None:
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    if proc.stderr is not None:
+        proc.stderr.close()
+
+
+def store_files(root: Path) -> set[str]:
+    """Every regular file in the store, relative, outside ``.incoming``."""
+    return {
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if p.is_file() and store.INCOMING not in p.relative_to(root).parts
+    }
+
+
+def incoming_left(root: Path) -> list[str]:
+    inc = root / store.INCOMING
+    return sorted(p.name for p in inc.iterdir()) if inc.is_dir() else []
+
+
+def assert_each_recording_once(station: Station, rec: Recorder) -> None:
+    """What an auditor checks after the crash and the re-dock."""
+    rows = station.rows()
+    by_source: dict[str, list[Recording]] = {}
+    for row in rows:
+        by_source.setdefault(row.source_path, []).append(row)
+    assert sorted(by_source) == sorted(r.relpath for r in rec.recordings)
+    assert all(len(v) == 1 for v in by_source.values()), {
+        k: [r.store_path for r in v] for k, v in by_source.items() if len(v) > 1
+    }
+    on_disk = store_files(station.store)
+    assert on_disk == {r.store_path for r in rows}, "a store file without its ledger row"
+    assert not [p for p in on_disk if "~" in Path(p).name], on_disk
+    assert incoming_left(station.store) == []
+    for r in rec.recordings:
+        row = by_source[r.relpath][0]
+        data = rec.path(r).read_bytes()
+        assert row.blake3 == blake3.blake3(data).hexdigest()
+        assert (station.store / row.store_path).read_bytes() == data
+
+
+def summary_counts(stdout: str) -> str:
+    line = next((ln for ln in stdout.splitlines() if "outcome " in ln), "")
+    assert line, stdout
+    return line.strip()
+
+
+@pytest.fixture(scope="module")
+def card(tmp_path_factory: pytest.TempPathFactory) -> Recorder:
+    """Three clips, a photo and an audio note: a recorder of several files."""
+    return make_recorder(tmp_path_factory.mktemp("card") / "rec", clips=3, extras=False)
+
+
+# ---------------------------------------------------------------------------- kill -9
+
+
+@pytest.mark.parametrize("nth", [1, 3])
+@pytest.mark.parametrize("point", POINTS)
+def test_killed_at_any_point_the_next_ingest_stores_each_recording_once(
+    tmp_path: Path, card: Recorder, point: str, nth: int
+) -> None:
+    station = registered(make_station(tmp_path / "station"), card)
+    total = len(card.recordings)
+
+    first = station.start("ingest", str(card.root), DOCKD_TEST_PAUSE=f"{point}:{nth}")
+    relpath = pause_line(first, point)
+    kill9(first)
+
+    again = station.run("ingest", str(card.root))
+    assert again.returncode == 0, again.stdout + again.stderr
+    # what the killed run finished (its ledger row committed) is found; the rest taken
+    committed = nth if point == "after-commit" else nth - 1
+    assert (
+        f"outcome complete: {total - committed} stored, {committed} already present"
+        in summary_counts(again.stdout)
+    )
+    assert_each_recording_once(station, card)
+
+    sessions = station.sessions()
+    assert [s.outcome for s in sessions] == ["interrupted", "complete"]
+    assert sessions[0].ended_at is not None
+
+    verify = station.run("audit", "verify")
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+    # and a third dock finds everything, stores nothing
+    third = station.run("ingest", str(card.root))
+    assert third.returncode == 0
+    assert f"0 stored, {total} already present" in summary_counts(third.stdout)
+    assert_each_recording_once(station, card)
+
+    # the pause line named the file the killed run was taking
+    assert relpath in {r.relpath for r in card.recordings}, relpath
+
+
+def test_killed_twice_in_a_row_still_no_twin(tmp_path: Path, card: Recorder) -> None:
+    """A crash between publish and commit, then a crash of the run that cleans up after it."""
+    station = registered(make_station(tmp_path / "station"), card)
+    first = station.start("ingest", str(card.root), DOCKD_TEST_PAUSE="after-publish:2")
+    pause_line(first, "after-publish")
+    kill9(first)
+    second = station.start("ingest", str(card.root), DOCKD_TEST_PAUSE="after-publish:2")
+    pause_line(second, "after-publish")
+    kill9(second)
+
+    last = station.run("ingest", str(card.root))
+    assert last.returncode == 0, last.stdout + last.stderr
+    assert_each_recording_once(station, card)
+    assert [s.outcome for s in station.sessions()] == ["interrupted", "interrupted", "complete"]
+    assert station.run("audit", "verify").returncode == 0
+
+
+def test_daemon_started_after_the_crash_leaves_the_next_ingest_no_twin(
+    tmp_path: Path, card: Recorder
+) -> None:
+    """Killed between publish and commit; then `dockd run` starts (a reboot) before the
+    recorder is docked again: the re-dock must still store each recording once."""
+    need(root=True, why="dockd run listens to the kernel's device events")
+    station = registered(make_station(tmp_path / "station"), card)
+    first = station.start("ingest", str(card.root), DOCKD_TEST_PAUSE="after-publish:2")
+    pause_line(first, "after-publish")
+    kill9(first)
+
+    daemon = Daemon(
+        station.config, tmp_path / "daemon.log", env={"DOCKD_RUNTIME_DIR": str(station.runtime)}
+    )
+    try:
+        daemon.start()
+        code, _ = daemon.terminate()
+        assert code == 0, daemon.tail()
+    finally:
+        daemon.close()
+
+    again = station.run("ingest", str(card.root))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert_each_recording_once(station, card)
+    assert [s.outcome for s in station.sessions()] == ["interrupted", "complete"]
+
+
+# ---------------------------------------------------------------------------- two at once
+
+
+def test_second_ingest_of_a_busy_recorder_exits_73_and_stores_nothing(
+    tmp_path: Path, card: Recorder
+) -> None:
+    station = registered(make_station(tmp_path / "station"), card)
+    first = station.start("ingest", str(card.root), DOCKD_TEST_PAUSE="after-commit:1")
+    try:
+        pause_line(first, "after-commit")
+        assert len(store_files(station.store)) == 1
+
+        second = station.run("ingest", str(card.root))
+        assert second.returncode == 73, second.stdout + second.stderr
+        message = second.stderr.strip().splitlines()[-1]
+        assert message.startswith("dockd: "), second.stderr
+        assert "being ingested by another process" in message
+        assert str(first.pid) in message
+        # the second run copied nothing: still only the first run's one file
+        assert len(store_files(station.store)) == 1
+        assert incoming_left(station.store) == []
+    finally:
+        kill9(first)
+
+    done = station.run("ingest", str(card.root))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert_each_recording_once(station, card)
+    assert len(store_files(station.store)) == len(card.recordings)
+    assert station.run("audit", "verify").returncode == 0
+
+
+class LockWatch:
+    """inotify on the recorder's lock file: who else opens it while its holder is paused.
+
+    The holder opened it once, before pausing; an ``IN_OPEN`` after that is another
+    process trying to take the lock. That is the evidence that a second ``dockd
+    ingest --wait`` is queued, with no timing involved.
+    """
+
+    IN_OPEN = 0x20
+
+    def __init__(self, path: Path) -> None:
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = self._libc.inotify_init1(os.O_CLOEXEC)
+        if (
+            self.fd < 0
+            or self._libc.inotify_add_watch(self.fd, os.fsencode(path), self.IN_OPEN) < 0
+        ):
+            raise OSError(ctypes.get_errno(), f"inotify on {path}")
+        self._sel = selectors.DefaultSelector()
+        self._sel.register(self.fd, selectors.EVENT_READ)
+
+    def opened(self, by: subprocess.Popen[bytes]) -> None:
+        """Return once the file was opened; fail if ``by`` ends first."""
+        deadline = time.monotonic() + PAUSE_GUARD_S
+        while time.monotonic() < deadline:
+            if by.poll() is not None:
+                raise AssertionError(
+                    f"the queued ingest ended ({by.returncode}) instead of waiting"
+                )
+            if self._sel.select(timeout=1) and os.read(self.fd, 4096):
+                return
+        raise AssertionError("nobody tried to take the recorder lock")
+
+    def close(self) -> None:
+        self._sel.close()
+        os.close(self.fd)
+
+
+@pytest.mark.parametrize(
+    ("point", "committed"),
+    [("after-commit", 5), ("after-publish", 1)],
+    ids=["first-held-after-its-last-commit", "first-killed-between-publish-and-commit"],
+)
+def test_second_ingest_with_wait_queues_behind_the_first_and_never_twins(
+    tmp_path: Path, card: Recorder, point: str, committed: int
+) -> None:
+    station = registered(make_station(tmp_path / "station"), card)
+    total = len(card.recordings)
+    assert committed <= total
+    nth = total if point == "after-commit" else committed + 1
+    first = station.start("ingest", str(card.root), DOCKD_TEST_PAUSE=f"{point}:{nth}")
+    pause_line(first, point)
+    [lockfile] = station.runtime.glob("recorder-*.lock")
+    watch = LockWatch(lockfile)
+    waiting = station.start("ingest", "--wait", str(card.root), stdout=True)
+    try:
+        watch.opened(by=waiting)  # the second run has reached the lock and queues
+        assert len(station.sessions()) == 1  # ... without opening a dock session
+    finally:
+        watch.close()
+        kill9(first)
+    out, err = waiting.communicate()
+    assert waiting.returncode == 0, err.decode()
+    assert (
+        f"outcome complete: {total - committed} stored, {committed} already present"
+        in summary_counts(out.decode())
+    )
+    assert_each_recording_once(station, card)
+    assert [s.outcome for s in station.sessions()] == ["interrupted", "complete"]
+    assert station.run("audit", "verify").returncode == 0
+
+
+# ---------------------------------------------------------------------------- ledger full
+
+
+@contextlib.contextmanager
+def small_tmpfs(path: Path, size: str) -> Iterator[Path]:
+    path.mkdir(parents=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0750", "tmpfs", str(path)],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield path
+    finally:
+        if subprocess.run(["umount", str(path)], capture_output=True).returncode:
+            subprocess.run(["umount", "--lazy", str(path)], capture_output=True)
+
+
+def fill(fs: Path, leave: int) -> Path:
+    """A filler file that leaves ``leave`` bytes free on ``fs``."""
+    st = os.statvfs(fs)
+    free = st.f_bavail * st.f_frsize
+    filler = fs / "filler"
+    chunk = b"\0" * (1 << 20)
+    todo = free - leave
+    with filler.open("wb") as fh:
+        while todo > 0:
+            todo -= fh.write(chunk[: min(todo, len(chunk))])
+    st = os.statvfs(fs)
+    assert st.f_bavail * st.f_frsize <= leave
+    return filler
+
+
+def test_ledger_disk_full_exits_75_keeps_no_half_file_and_recovers(tmp_path: Path) -> None:
+    need(root=True, tools=("mount", "umount"), why="the ledger sits on a real, small tmpfs")
+    rec = make_recorder(tmp_path / "rec", clips=2, extras=False)
+    # many small files, so the ledger runs out part-way, whatever a row costs
+    for i in range(40):
+        write_jpeg(
+            rec.root
+            / "DCIM"
+            / "100MEDIA"
+            / f"{rec.serial}_{rec.badge}_2026031507{i:02d}00_{i + 2:04d}.JPG",
+            width=64 + 16 * (i % 8),
+            height=48 + 8 * (i // 8),
+        )
+    relpaths = sorted(
+        p.relative_to(rec.root).as_posix()
+        for p in rec.root.rglob("*")
+        if p.is_file() and p.suffix.upper() in (".MP4", ".JPG", ".WAV")
+    )
+    with small_tmpfs(tmp_path / "ledgerfs", "8m") as fs:
+        db = fs / "ledger.sqlite3"
+        station = registered(make_station(tmp_path / "station", ledger_url=f"sqlite:///{db}"), rec)
+        filler = fill(fs, leave=160 * 1024)
+
+        full = station.run("ingest", str(rec.root))
+        assert full.returncode == 75, full.stdout + full.stderr
+        lines = [ln for ln in full.stderr.splitlines() if ln.startswith("dockd: ")]
+        assert lines, full.stderr
+        assert str(db) in lines[-1], lines[-1]
+        assert incoming_left(station.store) == []  # no half-file, no temporary
+
+        filler.unlink()
+        stored_by_crash = store_files(station.store)
+        rows = station.rows()
+        assert stored_by_crash == {r.store_path for r in rows}, "a store file without its row"
+        assert 0 < len(rows) < len(relpaths), "the ledger should have filled part-way"
+
+        again = station.run("ingest", str(rec.root))
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert f"{len(relpaths) - len(rows)} stored, {len(rows)} already present" in again.stdout
+        rows = station.rows()
+        assert sorted(r.source_path for r in rows) == relpaths
+        assert store_files(station.store) == {r.store_path for r in rows}
+        assert incoming_left(station.store) == []
+        assert [s.outcome for s in station.sessions()] == ["interrupted", "complete"]
+        assert station.run("audit", "verify").returncode == 0
