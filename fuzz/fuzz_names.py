@@ -33,7 +33,8 @@ from _harness import guarded, require
 
 with atheris.instrument_imports(include=["dockd", "re2", "_strptime"]):
     importlib.import_module("_strptime")  # what datetime.strptime runs (imported lazily)
-    from dockd.config import DEFAULT_NAMING, Config, NamingRule, parse_config
+    from dockd.config import Config, parse_config
+    from dockd.config.naming import DEFAULT_NAMING, NamingRule
     from dockd.ingest.names import display
     from dockd.ingest.naming import NameInfo, parse_name
     from dockd.store import safe_component

@@ -27,7 +27,8 @@ from conftest import BACKENDS, need, write_config
 from dockd.alerts import AlertSink, acknowledge, alert_dict, list_alerts
 from dockd.cli import main
 from dockd.clock import FixedClock
-from dockd.config import AlertsConfig, Config
+from dockd.config import Config
+from dockd.config.alerts import AlertsConfig
 from dockd.ledger.db import Ledger, make_engine, open_ledger
 from dockd.ledger.models import Alert
 

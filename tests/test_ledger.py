@@ -16,7 +16,8 @@ from conftest import BACKENDS, NOW
 from dockd.alerts import AlertSink, acknowledge, list_alerts
 from dockd.cli import main
 from dockd.clock import FixedClock
-from dockd.config import AlertsConfig, Config
+from dockd.config import Config
+from dockd.config.alerts import AlertsConfig
 from dockd.errors import LedgerError, UsageError
 from dockd.ledger import db, registry
 from dockd.ledger.models import AuditEvent, Base

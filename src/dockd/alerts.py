@@ -37,7 +37,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, SessionTransaction
 
 from dockd.clock import Clock
-from dockd.config import AlertsConfig
+from dockd.config.alerts import AlertsConfig
 from dockd.errors import NotFound, UsageError
 from dockd.ledger import audit
 from dockd.ledger.db import Ledger
