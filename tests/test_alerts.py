@@ -24,7 +24,8 @@ from sqlalchemy.orm import Session
 from structlog.testing import capture_logs
 
 from conftest import BACKENDS, need, write_config
-from dockd.alerts import AlertSink, acknowledge, alert_dict, list_alerts
+from dockd.alerts import AlertSink
+from dockd.alerts.rows import acknowledge, alert_dict, list_alerts
 from dockd.cli import main
 from dockd.clock import FixedClock
 from dockd.config import Config

@@ -13,7 +13,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 
 from conftest import BACKENDS, NOW
-from dockd.alerts import AlertSink, acknowledge, list_alerts
+from dockd.alerts import AlertSink
+from dockd.alerts.rows import acknowledge, list_alerts
 from dockd.cli import main
 from dockd.clock import FixedClock
 from dockd.config import Config

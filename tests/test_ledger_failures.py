@@ -22,7 +22,7 @@ import pytest
 from conftest import need, write_config
 from dockd.cli import main
 from dockd.errors import LedgerError
-from dockd.ledger.db import describe_failure
+from dockd.ledger.failures import describe_failure
 
 DOCKD = Path(sys.executable).with_name("dockd")
 
