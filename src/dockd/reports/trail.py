@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from dockd.config import Config
 from dockd.evidence.access import ACCESS_ACTIONS
 from dockd.evidence.cases import of_officer
+from dockd.ingest.outcome import SessionOutcome
 from dockd.ledger.models import AuditEvent, DockSession, FileState, Hold, Officer, Recording
 from dockd.policy.holds import HoldScope
 from dockd.reports.base import Period, Report, columns, iso
@@ -158,7 +159,9 @@ def sessions(session: Session, config: Config, period: Period, now: datetime) ->
     tz = config.station.tz
     q = (
         select(DockSession)
-        .where(DockSession.outcome != "complete", *period.where(DockSession.started_at))
+        .where(
+            DockSession.outcome != SessionOutcome.COMPLETE, *period.where(DockSession.started_at)
+        )
         .order_by(DockSession.id)
     )
     rows = [
