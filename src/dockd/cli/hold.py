@@ -7,7 +7,6 @@ from typing import Annotated
 import typer
 
 from dockd.cli.common import Format, app_of, default_actor, parse_time, render
-from dockd.context import Context
 from dockd.ledger.models import FileState
 from dockd.policy import adapter as pledger
 from dockd.policy.holds import HoldReason
@@ -73,7 +72,7 @@ def add(
     typer.echo(f"hold #{hold_id} placed on {target} ({placed.hold.reason}) by {who}")
     for w in placed.warnings:
         typer.echo(f"warning: {w}", err=True)
-    sctx = Context(cfg, state.ledger, state.clock, state.alerts, actor=who)
+    sctx = state.context(who)
     for item in restore_covered(sctx, hold_id, by=who):
         typer.echo(f"restored from the trash: file {item.file_id} {item.store_path}")
 

@@ -19,7 +19,6 @@ from rich.progress import (
 )
 
 from dockd.cli.common import app_of
-from dockd.context import Context
 from dockd.ingest.identify import volume_of
 from dockd.ingest.outcome import FileOutcome, FileStatus, SessionOutcome, SessionResult
 from dockd.ingest.pipeline import run_ingest
@@ -109,14 +108,7 @@ def ingest(
     unrecorded files are removed from the store and its session is closed.
     """
     state = app_of(ctx)
-    cfg = state.config
-    ictx = Context(
-        config=cfg,
-        ledger=state.ledger,
-        clock=state.clock,
-        alerts=state.alerts,
-        actor="dockd-ingest",
-    )
+    ictx = state.context("dockd-ingest")
     console = Console(stderr=True)
     volume = volume_of(source)
     if sys.stderr.isatty():

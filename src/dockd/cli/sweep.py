@@ -39,7 +39,7 @@ By = Annotated[str, typer.Option("--by", help="Who runs it, for the audit trail 
 @contextlib.contextmanager
 def _context(state: App, by: str) -> Iterator[Context]:
     """A sweep context whose stop event SIGINT/SIGTERM set (restored afterwards)."""
-    sctx = Context(state.config, state.ledger, state.clock, state.alerts, by or default_actor())
+    sctx = state.context(by or default_actor())
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         typer.echo("stopping after the current file ...", err=True)
@@ -150,7 +150,7 @@ def upcoming(
 ) -> None:
     """Deletions coming in the next N days: files to trash (or held), trash to purge."""
     state = app_of(ctx)
-    sctx = Context(state.config, state.ledger, state.clock, state.alerts)
+    sctx = state.context()
     render(listings.upcoming(sctx, days), fmt, title=f"deletions in the next {days} days")
 
 
@@ -189,7 +189,7 @@ def runs(
 ) -> None:
     """Recent sweep runs and how they ended."""
     state = app_of(ctx)
-    sctx = Context(state.config, state.ledger, state.clock, state.alerts)
+    sctx = state.context()
     rows = [
         {
             "id": r.id,

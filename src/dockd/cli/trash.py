@@ -7,7 +7,6 @@ from typing import Annotated
 import typer
 
 from dockd.cli.common import Format, app_of, default_actor, render
-from dockd.context import Context
 from dockd.policy.holds import HoldReason
 from dockd.sweeps import trash
 from dockd.sweeps.listings import trash_list
@@ -24,7 +23,7 @@ def list_(
     """Files in the trash and when each is purged."""
     state = app_of(ctx)
     render(
-        trash_list(Context(state.config, state.ledger, state.clock, state.alerts)),
+        trash_list(state.context()),
         fmt,
         title="trash",
     )
@@ -49,7 +48,7 @@ def restore(
     """Put files back in the store; each restore is an audit event."""
     state = app_of(ctx)
     who = by or default_actor()
-    sctx = Context(state.config, state.ledger, state.clock, state.alerts, actor=who)
+    sctx = state.context(who)
     for file_id in file_ids:
         item = trash.restore(sctx, file_id, by=who, reason=reason, hold_reason=hold, hold_text=text)
         typer.echo(f"restored file {item.file_id} to {item.store_path}")
