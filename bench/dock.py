@@ -2,7 +2,7 @@
 
 Not a test: run it by hand, as root, on the machine that will be the dock::
 
-    sudo .venv/bin/python bench/dock.py [--clip-mb 64] [--clips 3] [--fs mixed]
+    sudo .venv/bin/python bench/dock.py [--clip-mb 64] [--clips 3] [--fs mixed] [--keep]
 
 It builds real FAT32/exFAT images of generated recordings, starts systemd-udevd
 if none runs (and stops it after), runs a real ``dockd run`` and attaches the
@@ -16,6 +16,8 @@ images with losetup. Figures:
   ``cp -r`` from the same kind of read-only mounts. The page cache is dropped
   before each run. dockd does more than cp: BLAKE3 while copying, fsync, probe,
   re-read verify of every stored file, ledger rows and audit events.
+
+``--keep`` keeps the work directory, with dockd's log (``dockd.log``).
 """
 
 from __future__ import annotations
@@ -33,31 +35,31 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
+from common import (
+    CacheDropper,
+    MiB,
+    config_text,
+    parser,
+    per_second,
+    register_device,
+    say,
+    tree_bytes,
+    work_dir,
+)
 from sqlalchemy import select
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "fixtures"))
+from dockd.dock.watcher import udevd_running
+from dockd.ledger.db import Ledger, open_ledger
+from dockd.ledger.models import DockSession
+from fixtures.make_recorder import Recorder, make_recorder, pad_mp4
 
-from dockd.dock.watcher import udevd_running  # noqa: E402
-from dockd.ledger import registry  # noqa: E402
-from dockd.ledger.db import Ledger, open_ledger  # noqa: E402
-from dockd.ledger.models import DockSession  # noqa: E402
-from make_recorder import Recorder, make_recorder, pad_mp4  # noqa: E402
-
-MiB = 1024 * 1024
 UDEVD = ("/lib/systemd/systemd-udevd", "/usr/lib/systemd/systemd-udevd")
 
 
 def sh(*argv: str, env: dict[str, str] | None = None) -> str:
     return subprocess.run(argv, check=True, capture_output=True, text=True, env=env).stdout
-
-
-def drop_caches() -> None:
-    os.sync()
-    Path("/proc/sys/vm/drop_caches").write_text("3\n")
 
 
 def build_image(path: Path, tree: Path, label: str, fs: str, size_mb: int) -> None:
@@ -156,33 +158,22 @@ def wait_sessions(ledger: Ledger, n: int, timeout: float = 1800) -> list[DockSes
     raise SystemExit(f"timed out waiting for {n} dock sessions")
 
 
-def tree_bytes(root: Path) -> int:
-    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
-
-
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
+    ap = parser(__doc__)
     ap.add_argument("--clips", type=int, default=3, help="video clips per recorder")
     ap.add_argument("--clip-mb", type=int, default=64, help="size of each clip (MiB)")
     ap.add_argument("--fs", choices=("vfat", "exfat", "mixed"), default="mixed")
-    ap.add_argument("--workdir", type=Path, default=None)
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench/dock.py needs root (loop devices, mounts, udevd)")
+    with work_dir(args.workdir, "dockbench-", keep=args.keep) as work:
+        return bench(args, work)
 
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="dockbench-"))
-    work.mkdir(parents=True, exist_ok=True)
+
+def bench(args: argparse.Namespace, work: Path) -> int:
     prefix = "B" + secrets.token_hex(2).upper()
     config = work / "dockd.toml"
-    config.write_text(
-        f"""
-[station]
-id = "bench"
-[store]
-root = "{work / "store"}"
-quarantine = "{work / "quarantine"}"
-[ledger]
-url = "sqlite:///{work / "ledger.sqlite3"}"
+    dock = f"""
 [logging]
 format = "json"
 [dock]
@@ -193,11 +184,12 @@ name = "bench-images"
 devname = "/dev/loop*"
 fs_labels = ["{prefix}*"]
 """
-    )
+    config.write_text(config_text(work, extra=dock))
     ledger = open_ledger(f"sqlite:///{work / 'ledger.sqlite3'}")
     fss = ["vfat", "exfat"] if args.fs == "mixed" else [args.fs]
+    drop_caches = CacheDropper()
 
-    print(f"building images in {work} ...", flush=True)
+    say(f"building images in {work} ...")
     small: list[tuple[Recorder, Path]] = []
     big: list[tuple[Recorder, Path]] = []
     for i in range(7):
@@ -217,18 +209,11 @@ fs_labels = ["{prefix}*"]
         size = max(64, tree_bytes(rec.root) // MiB + 64)
         image = work / f"r{i}.{fs}.img"
         build_image(image, rec.root, f"{prefix}{i}", fs, size)
-        with ledger.session() as s:
-            registry.add_device(
-                s,
-                number=rec.device_number,
-                serial=rec.serial,
-                at=datetime(2025, 1, 1, tzinfo=UTC),
-                station="bench",
-                actor="bench",
-            )
+        register_device(ledger, rec.device_number, rec.serial)
         (big if heavy else small).append((rec, image))
 
     loops: list[str] = []
+    mounts: list[Path] = []
     try:
         with udevd(), Dockd(config, work / "dockd.log") as dockd:
             # latency, one dock at a time
@@ -259,7 +244,6 @@ fs_labels = ["{prefix}*"]
         for dev in loops:
             subprocess.run(["losetup", "-d", dev], capture_output=True)
         loops.clear()
-        mounts: list[Path] = []
         for n, (_rec, image) in enumerate(big):
             dev = sh("losetup", "--find", "--show", "--read-only", str(image)).strip()
             loops.append(dev)
@@ -279,31 +263,28 @@ fs_labels = ["{prefix}*"]
         os.sync()
         cp_wall = time.monotonic() - t0
         cp_total = sum(tree_bytes(work / f"cp-dst{n}") for n in range(len(mounts)))
+    finally:
         for m in mounts:
             subprocess.run(["umount", str(m)], capture_output=True)
-    finally:
         for dev in loops:
             subprocess.run(["losetup", "-d", dev], capture_output=True)
         ledger.close()
 
-    def mbs(nbytes: int, seconds: float) -> float:
-        return nbytes / MiB / seconds if seconds > 0 else float("nan")
-
-    print()
-    print(f"filesystems: {', '.join(fss)} (mount helpers as dockd chose them; see dockd.log)")
-    print("latency, udev event -> first byte copied (s):", ", ".join(f"{x:.3f}" for x in lat_event))
-    print("latency, losetup -> first byte copied (s):", ", ".join(f"{x:.3f}" for x in lat_attach))
-    print(
+    dockd_rate, cp_rate = per_second(total, span, MiB), per_second(cp_total, cp_wall, MiB)
+    say()
+    say(f"filesystems: {', '.join(fss)} (mount helpers as dockd chose them; see dockd.log)")
+    say("latency, udev event -> first byte copied (s): " + ", ".join(f"{x:.3f}" for x in lat_event))
+    say("latency, losetup -> first byte copied (s): " + ", ".join(f"{x:.3f}" for x in lat_attach))
+    say(
         f"dockd, 4 recorders together: {total / MiB:.0f} MiB in {span:.2f} s "
-        f"(first start -> last end) = {mbs(total, span):.1f} MiB/s; "
+        f"(first start -> last end) = {dockd_rate:.1f} MiB/s; "
         f"attach -> all done {wall:.2f} s; outcomes {outcomes}"
     )
-    print(
+    say(
         f"4 x cp -r in parallel:       {cp_total / MiB:.0f} MiB in {cp_wall:.2f} s "
-        f"= {mbs(cp_total, cp_wall):.1f} MiB/s"
+        f"= {cp_rate:.1f} MiB/s"
     )
-    print(f"dockd / cp: {mbs(total, span) / mbs(cp_total, cp_wall):.2f}")
-    print(f"(work directory kept: {work})")
+    say(f"dockd / cp: {dockd_rate / cp_rate:.2f}")
     return 0
 
 

@@ -8,9 +8,10 @@ Run from the repository root::
 
 One run
 
-1. builds a recorder tree of ``--files`` valid MP4s of the first ``--sizes`` size
-   (``write_mp4`` + ``pad_mp4`` from fixtures/make_recorder.py, vendor-A layout
-   ``DCIM/100MEDIA/<serial>_<badge>_<YYYYMMDDhhmmss>_<seq>.MP4`` plus ``DEVICE.ID``);
+1. builds a recorder tree (bench/ingest_recorder.py) of ``--files`` valid MP4s of
+   the first ``--sizes`` size (``write_mp4`` + ``pad_mp4`` from fixtures/make_recorder.py,
+   vendor-A layout ``DCIM/100MEDIA/<serial>_<badge>_<YYYYMMDDhhmmss>_<seq>.MP4`` plus
+   ``DEVICE.ID``);
    with ``--fill random`` (default) the padding ``free`` box is then overwritten
    with pseudo-random bytes, because real footage is incompressible and some
    virtual disks read and write zeros faster than data;
@@ -25,8 +26,9 @@ One run
      SQLite ledger and store, the recorder's device registered so files go to the store;
 
 3. runs the ingest of a tiny recorder and of one file of each ``--sizes`` size in a
-   fresh subprocess each and reports its peak RSS (the child's ``VmHWM`` and the
-   own ``ru_maxrss``, the child being forked from a small ``sh``, not from the bench);
+   fresh subprocess each (bench/ingest_memory.py) and reports its peak RSS (the
+   child's ``VmHWM`` and own ``ru_maxrss``, the child being forked from a small
+   ``sh``, not from the bench);
 4. prints a Markdown results table and writes everything as JSON to
    ``bench/out/ingest.json`` (``--json`` to change).
 
@@ -37,55 +39,52 @@ and is removed at the end unless ``--keep``. Throughputs are in MB/s (10^6 bytes
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import os
-import platform
 import resource
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO / "fixtures") not in sys.path:
-    sys.path.insert(0, str(REPO / "fixtures"))
+import blake3
+from common import (
+    CacheDropper,
+    human,
+    machine,
+    parser,
+    per_second,
+    rm_tree,
+    say,
+    tree_bytes,
+    work_dir,
+    write_results,
+)
+from ingest_memory import MemoryRun, memory_verdict, run_child
+from ingest_recorder import (
+    Fill,
+    Verify,
+    check_result,
+    clip_name,
+    make_clip,
+    make_tree,
+    start_recorder,
+    station,
+    stored_hashes,
+)
+from ingest_report import ratio_lines, render_table, tool_version
 
-import blake3  # noqa: E402
-from sqlalchemy import select  # noqa: E402
+from dockd.ingest.pipeline import run_ingest
+from dockd.logs import setup_logging
+from fixtures.make_recorder import DEFAULT_START, write_mp4
 
-from dockd.alerts import AlertSink  # noqa: E402
-from dockd.clock import SystemClock  # noqa: E402
-from dockd.config import Config, parse_config  # noqa: E402
-from dockd.context import Context  # noqa: E402
-from dockd.ingest.pipeline import SessionResult, run_ingest  # noqa: E402
-from dockd.ledger import registry  # noqa: E402
-from dockd.ledger.db import Ledger, open_ledger  # noqa: E402
-from dockd.ledger.models import Recording  # noqa: E402
-from dockd.logs import setup_logging  # noqa: E402
-from make_recorder import DEFAULT_START, LOCAL_TZ, pad_mp4, write_mp4  # noqa: E402
-
-Verify = Literal["none", "reread"]
-Fill = Literal["random", "zeros"]
-
-SERIAL = "ZFY2024BENCH01"
-DEVICE = "DV-BENCH"
-BADGE = "098765"
-STATION = "st-bench"
 GiB = 1 << 30
 _UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-_FILL_CHUNK = 1 << 22
-_DROP_CACHES = Path("/proc/sys/vm/drop_caches")
-
-
-# ---------------------------------------------------------------------------- helpers
 
 
 def parse_size(text: str) -> int:
@@ -106,66 +105,6 @@ def parse_sizes(text: str) -> list[int]:
     return [parse_size(part) for part in text.split(",") if part.strip()]
 
 
-def human(n: int) -> str:
-    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= factor and n % factor == 0:
-            return f"{n // factor} {unit}"
-        if n >= factor:
-            return f"{n / factor:.2f} {unit}"
-    return f"{n} B"
-
-
-def mbps(nbytes: int, seconds: float) -> float:
-    return nbytes / 1e6 / seconds if seconds > 0 else float("nan")
-
-
-def say(msg: str) -> None:
-    print(msg, flush=True)
-
-
-class CacheDropper:
-    """``sync; echo 3 > /proc/sys/vm/drop_caches``; remembers whether it ever failed."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.failures: list[str] = []
-
-    def __call__(self) -> bool:
-        os.sync()
-        if not self.enabled:
-            return False
-        try:
-            _DROP_CACHES.write_text("3\n")
-        except OSError as exc:
-            if not self.failures:
-                say(
-                    f"WARNING: cannot drop the page cache ({exc}); continuing with a warm "
-                    "cache, figures will be optimistic for reads"
-                )
-            self.failures.append(str(exc))
-            return False
-        return True
-
-    @property
-    def status(self) -> str:
-        if not self.enabled:
-            return "disabled (--no-drop-caches)"
-        if self.failures:
-            return f"FAILED ({self.failures[0]}); measurements ran with a warm cache"
-        return "dropped before every measurement"
-
-
-def rm_tree(path: Path) -> None:
-    """Remove a tree even where the store made files and directories read-only."""
-    if not path.exists():
-        return
-    for dirpath, dirnames, _ in os.walk(path):
-        for d in dirnames:
-            with contextlib.suppress(OSError):
-                os.chmod(Path(dirpath) / d, 0o700)
-    shutil.rmtree(path)
-
-
 def files_under(root: Path) -> list[Path]:
     out: list[Path] = []
     for dirpath, _, filenames in os.walk(root):
@@ -173,152 +112,13 @@ def files_under(root: Path) -> list[Path]:
     return sorted(out)
 
 
-def peak_rss_kib_self() -> dict[str, int]:
-    """This process's peak RSS: VmHWM from /proc and ru_maxrss (both KiB on Linux)."""
-    out = {"ru_maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                out["vmhwm_kib"] = int(line.split()[1])
-    return out
-
-
-# ---------------------------------------------------------------------------- source trees
-
-
-def clip_name(start: datetime, seq: int) -> str:
-    local = start.astimezone(LOCAL_TZ)
-    return f"DCIM/100MEDIA/{SERIAL}_{BADGE}_{local:%Y%m%d%H%M%S}_{seq:04d}.MP4"
-
-
-def fill_random(path: Path, start: int, key: bytes) -> None:
-    """Overwrite ``path`` from ``start`` to its end with BLAKE3-XOF bytes (incompressible)."""
-    end = path.stat().st_size
-    xof = blake3.blake3(key=key.ljust(32, b"\0")[:32])
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        pos = start
-        while pos < end:
-            n = min(_FILL_CHUNK, end - pos)
-            data = xof.digest(length=n, seek=pos)
-            done = 0
-            while done < n:
-                done += os.pwrite(fd, data[done:], pos + done)
-            pos += n
-    finally:
-        os.close(fd)
-
-
-def make_clip(path: Path, start: datetime, size: int, fill: Fill) -> None:
-    """A valid MP4 of exactly ``size`` bytes: a 2 s clip grown by a ``free`` box."""
-    write_mp4(path, start=start, seconds=2.0)
-    base = path.stat().st_size
-    if size < base + 16:
-        raise SystemExit(f"size {size} too small: the MP4 clip alone is {base} bytes")
-    pad_mp4(path, size)
-    if fill == "random":
-        header = 8 if size - base <= 0xFFFFFFFF else 16
-        fill_random(path, base + header, path.name.encode())
-
-
-def start_recorder(root: Path) -> None:
-    (root / "DCIM" / "100MEDIA").mkdir(parents=True, exist_ok=True)
-    (root / "DEVICE.ID").write_text(f"serial={SERIAL}\ndevice={DEVICE}\n", encoding="utf-8")
-
-
-def make_tree(root: Path, sizes: Sequence[int], fill: Fill, first: datetime) -> list[Path]:
-    start_recorder(root)
-    paths: list[Path] = []
-    for i, size in enumerate(sizes):
-        t = first + i * timedelta(minutes=15)
-        path = root / clip_name(t, i + 1)
-        make_clip(path, t, size, fill)
-        paths.append(path)
-    return paths
-
-
-# ---------------------------------------------------------------------------- dockd
-
-
-def bench_config(run_dir: Path, verify: Verify, buffer_kib: int | None) -> Config:
-    ingest = f"\n[ingest]\nverify = {verify!r}\n"
-    if buffer_kib is not None:
-        ingest += f"copy_buffer_kib = {buffer_kib}\n"
-    text = f"""
-[station]
-unit = "Bench Station"
-id = "{STATION}"
-timezone = "Asia/Shanghai"
-
-[store]
-root = "{run_dir / "store"}"
-quarantine = "{run_dir / "quarantine"}"
-
-[ledger]
-url = "sqlite:///{run_dir / "ledger.sqlite3"}"
-{ingest}"""
-    return parse_config(text, source=str(run_dir / "dockd.toml"), base=run_dir)
-
-
-@contextlib.contextmanager
-def bench_context(run_dir: Path, verify: Verify, buffer_kib: int | None) -> Iterator[Context]:
-    """A fresh config, SQLite ledger and store, with the bench recorder registered."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config = bench_config(run_dir, verify, buffer_kib)
-    ledger = open_ledger(config.ledger.url)
-    clock = SystemClock()
-    try:
-        with ledger.session() as s:
-            registry.add_device(
-                s,
-                number=DEVICE,
-                serial=SERIAL,
-                brand="Bench",
-                model="BWC-1",
-                at=datetime(2025, 1, 1, tzinfo=UTC),
-                station=STATION,
-                actor="bench",
-            )
-            registry.add_officer(
-                s, badge=BADGE, name="Bench Officer", at=clock.now(), station=STATION, actor="b"
-            )
-            registry.assign(
-                s,
-                device_number=DEVICE,
-                badge=BADGE,
-                valid_from=datetime(2025, 1, 1, tzinfo=UTC),
-                valid_until=None,
-                at=clock.now(),
-                station=STATION,
-                actor="bench",
-            )
-        alerts = AlertSink(ledger, config.station.id, clock, config.alerts)
-        yield Context(config=config, ledger=ledger, clock=clock, alerts=alerts)
-    finally:
-        ledger.close()
-
-
-def stored_hashes(ledger: Ledger) -> dict[str, str]:
-    with ledger.session() as s:
-        rows = s.execute(select(Recording.source_path, Recording.blake3)).all()
-    return {str(path): str(digest) for path, digest in rows}
-
-
-def check_result(result: SessionResult, expected: int) -> None:
-    stored = result.count("stored")
-    if result.outcome != "complete" or stored != expected or result.quarantined:
-        problems = [f"{f.relpath}: {f.status} {f.reason or ''}" for f in result.files]
-        raise RuntimeError(
-            f"dockd ingest did not store every file: outcome={result.outcome} "
-            f"stored={stored}/{expected} quarantined={result.quarantined}; {problems}"
-        )
-
-
 # ---------------------------------------------------------------------------- measurements
 
 
 @dataclass
 class Timing:
+    """The runs of one measurement: wall and CPU seconds of each."""
+
     name: str
     command: str
     seconds: list[float] = field(default_factory=list)
@@ -328,9 +128,18 @@ class Timing:
         self.seconds.append(seconds)
         self.cpu.append(cpu)
 
-    @property
-    def median(self) -> float:
-        return statistics.median(self.seconds)
+    def report(self, nbytes: int) -> dict[str, Any]:
+        """Its runs, medians and throughput (MB/s) for the results file."""
+        median = statistics.median(self.seconds)
+        return {
+            "name": self.name,
+            "command": self.command,
+            "seconds": self.seconds,
+            "median_s": median,
+            "mb_per_s": per_second(nbytes, median),
+            "cpu_s": self.cpu,
+            "median_cpu_s": statistics.median(self.cpu),
+        }
 
 
 def cpu_now() -> float:
@@ -390,7 +199,7 @@ def time_dockd(
     expected: int,
     drop: Callable[[], bool],
 ) -> tuple[float, float, dict[str, str]]:
-    with bench_context(run_dir, verify, buffer_kib) as ctx:
+    with station(run_dir, verify, buffer_kib) as ctx:
         drop()
         c0, t0 = cpu_now(), time.perf_counter()
         result = run_ingest(ctx, src)
@@ -399,177 +208,11 @@ def time_dockd(
         return seconds, cpu, stored_hashes(ctx.ledger)
 
 
-@dataclass
-class MemoryRun:
-    label: str
-    size_bytes: int
-    seconds: float
-    vmhwm_kib: int | None
-    ru_maxrss_kib: int
-
-
-def run_child(
-    src: Path,
-    run_dir: Path,
-    verify: Verify,
-    buffer_kib: int | None,
-    label: str,
-    size: int,
-    drop: Callable[[], bool],
-) -> MemoryRun:
-    """Ingest ``src`` in a fresh interpreter and collect the peak RSS it reports.
-
-    The interpreter is started through ``sh`` so that it is forked from a small
-    process: a process forked straight from this (large) one would inherit this
-    process's high-water mark in its ``ru_maxrss``. ``VmHWM`` is reset by exec anyway.
-    """
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child-ingest", str(src)]
-    cmd += ["--child-dir", str(run_dir), "--verify", verify]
-    if buffer_kib is not None:
-        cmd += ["--copy-buffer-kib", str(buffer_kib)]
-    drop()
-    proc = subprocess.run(
-        ["sh", "-c", '"$@"; exit $?', "sh", *cmd], capture_output=True, text=True, check=False
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"child ingest of {src} failed ({proc.returncode}): {proc.stderr}")
-    report = json.loads(proc.stdout.strip().splitlines()[-1])
-    return MemoryRun(
-        label=label,
-        size_bytes=size,
-        seconds=float(report["seconds"]),
-        vmhwm_kib=report.get("vmhwm_kib"),
-        ru_maxrss_kib=int(report["ru_maxrss_kib"]),
-    )
-
-
-def child_main(args: argparse.Namespace) -> int:
-    """Hidden ``--child-ingest``: ingest one tree, print timing and peak RSS as JSON."""
-    setup_logging("warning")
-    src = Path(args.child_ingest)
-    expected = len([p for p in files_under(src) if p.suffix.upper() == ".MP4"])
-    verify: Verify = "reread" if args.verify in ("reread", "both") else "none"
-    with bench_context(Path(args.child_dir), verify, args.copy_buffer_kib) as ctx:
-        t0 = time.perf_counter()
-        result = run_ingest(ctx, src)
-        seconds = time.perf_counter() - t0
-        check_result(result, expected)
-    print(json.dumps({"seconds": seconds, "bytes": result.bytes_copied, **peak_rss_kib_self()}))
-    return 0
-
-
-# ---------------------------------------------------------------------------- report
-
-
-def tool_version(cmd: Sequence[str]) -> str:
-    try:
-        out = subprocess.run(list(cmd), check=True, capture_output=True, text=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return "unavailable"
-    return out.splitlines()[0].strip() if out else "unknown"
-
-
-def render_table(report: dict[str, Any]) -> str:
-    env = report["environment"]
-    tree = report["tree"]
-    lines = [
-        f"dockd ingest bench, {tree['files']} x {human(tree['file_size'])} "
-        f"({tree['fill']} fill), median of {report['repeat']} run(s); "
-        f"{env['cpus']} CPUs, {env['kernel']}, copy_buffer {env['copy_buffer_kib']} KiB, "
-        f"page cache: {env['page_cache']}; load average {env['loadavg_start']:.2f} at start, "
-        f"{env['loadavg_end']:.2f} at end",
-        "",
-        "| measurement | median s | min-max s | MB/s | vs cp+sync | CPU s |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    base = report["timings"]["cp_sync"]["median_s"]
-    for t in report["timings"].values():
-        spread = f"{min(t['seconds']):.2f}-{max(t['seconds']):.2f}"
-        lines.append(
-            f"| {t['name']} | {t['median_s']:.2f} | {spread} | {t['mb_per_s']:.0f} "
-            f"| {base / t['median_s']:.2f} | {t['median_cpu_s']:.2f} |"
-        )
-    lines.append("")
-    lines += [f"- {r['text']}" for r in report["ratios"]]
-    if not report["hashes_agree"]:
-        lines.append("- WARNING: the BLAKE3 digests of dockd and b3sum DIFFER")
-    lines += [
-        "",
-        f"| dockd ingest (verify={report['memory_verify']}), fresh process "
-        "| seconds | MB/s | peak RSS (VmHWM) | ru_maxrss |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for m in report["memory"]:
-        hwm = f"{m['vmhwm_kib'] / 1024:.1f} MiB" if m["vmhwm_kib"] else "n/a"
-        big = m["size_bytes"] >= 1 << 20
-        rate = f"{mbps(m['size_bytes'], m['seconds']):.0f}" if big else "-"
-        lines.append(
-            f"| {m['label']} | {m['seconds']:.2f} | {rate} "
-            f"| {hwm} | {m['ru_maxrss_kib'] / 1024:.1f} MiB |"
-        )
-    if report["memory_verdict"]:
-        lines += ["", f"- {report['memory_verdict']}"]
-    return "\n".join(lines)
-
-
-def ratio_lines(timings: dict[str, Timing]) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    cp = timings["cp_sync"].median
-    cpb3 = timings["cp_b3sum"].median
-    cpb3s = timings["cp_b3sum_sync"].median
-    for key in ("dockd_none", "dockd_reread"):
-        if key not in timings:
-            continue
-        name, d = timings[key].name, timings[key].median
-        throughput = cp / d
-        out.append(
-            {
-                "key": f"{key}_vs_cp_sync",
-                "value": throughput,
-                "goal": ">= 0.90",
-                "met": throughput >= 0.9,
-                "text": f"{name} / (cp -r + sync) throughput: {throughput:.2f} "
-                f"(goal >= 0.90: {'met' if throughput >= 0.9 else 'NOT met'})",
-            }
-        )
-        speed, speed_sync = cpb3 / d, cpb3s / d
-        out.append(
-            {
-                "key": f"{key}_vs_cp_b3sum",
-                "value": speed,
-                "value_with_sync": speed_sync,
-                "goal": ">= 1.10 (clearly faster)",
-                "met": speed >= 1.1,
-                "text": f"{name} vs cp -r then b3sum: {speed:.2f}x its speed "
-                f"({'clearly faster' if speed >= 1.1 else 'NOT clearly faster'}); "
-                f"{speed_sync:.2f}x once that copy is synced as dockd's is",
-            }
-        )
-    return out
-
-
-def memory_verdict(runs: list[MemoryRun]) -> str:
-    big = [m for m in runs if m.size_bytes >= 1 << 20]
-    if len(big) < 2:
-        return ""
-    hwm = [m.vmhwm_kib or m.ru_maxrss_kib for m in big]
-    spread = (max(hwm) - min(hwm)) / 1024
-    sizes = ", ".join(human(m.size_bytes) for m in big)
-    ok = spread <= max(16.0, 0.1 * min(hwm) / 1024)
-    return (
-        f"peak RSS across {sizes}: {min(hwm) / 1024:.1f} to {max(hwm) / 1024:.1f} MiB "
-        f"(spread {spread:.1f} MiB): {'independent of file size' if ok else 'GROWS with size'}"
-    )
-
-
 # ---------------------------------------------------------------------------- main
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description="dockd ingest throughput and memory bench",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = parser(__doc__, results="ingest.json")
     p.add_argument(
         "--sizes",
         type=parse_sizes,
@@ -578,7 +221,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "first, the memory comparison runs one file of each",
     )
     p.add_argument("--files", type=int, default=2, help="files in the throughput tree")
-    p.add_argument("--workdir", type=Path, default=None, help="scratch directory (default: new)")
     p.add_argument(
         "--verify",
         choices=("none", "reread", "both"),
@@ -595,10 +237,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--copy-buffer-kib", type=int, default=None, help="ingest.copy_buffer_kib")
     p.add_argument("--no-drop-caches", action="store_true", help="do not drop the page cache")
-    p.add_argument("--keep", action="store_true", help="keep the work directory")
-    p.add_argument("--json", type=Path, default=REPO / "bench" / "out" / "ingest.json")
-    p.add_argument("--child-ingest", default=None, help=argparse.SUPPRESS)
-    p.add_argument("--child-dir", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if not args.sizes:
         p.error("--sizes needs at least one size")
@@ -623,8 +261,6 @@ def check_space(workdir: Path, files: int, sizes: Sequence[int]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.child_ingest is not None:
-        return child_main(args)
     setup_logging("warning")
     sizes: list[int] = args.sizes
     verifies: list[Verify] = ["none", "reread"] if args.verify == "both" else [args.verify]
@@ -634,32 +270,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         say("NOTE: b3sum not found; hashing the copy with python blake3 (update_mmap) instead")
     drop = CacheDropper(enabled=not args.no_drop_caches)
 
-    created = args.workdir is None
-    workdir = (
-        Path(tempfile.mkdtemp(prefix="dockd-bench-", dir="/var/tmp"))
-        if created
-        else args.workdir.resolve()
-    )
-    workdir.mkdir(parents=True, exist_ok=True)
-    peak = check_space(workdir, args.files, sizes)
-    say(f"work directory {workdir} (peak use about {human(peak)})")
-    try:
-        report = run_bench(args, workdir, sizes, verifies, child_verify, use_b3sum, drop)
-    finally:
-        if args.keep:
-            say(f"kept {workdir}")
-        elif created:
-            rm_tree(workdir)
-        else:
-            for child in workdir.iterdir():
-                if child.name.startswith("bench-"):
+    with work_dir(args.workdir, "dockd-bench-", keep=args.keep) as workdir:
+        peak = check_space(workdir, args.files, sizes)
+        say(f"work directory {workdir} (peak use about {human(peak)})")
+        try:
+            report = run_bench(args, workdir, sizes, verifies, child_verify, use_b3sum, drop)
+        finally:
+            if args.workdir is not None and not args.keep:  # a given one: only what we made
+                for child in workdir.glob("bench-*"):
                     rm_tree(child)
     table = render_table(report)
     report["table_markdown"] = table
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     say("\n" + table + "\n")
-    say(f"JSON written to {args.json}")
+    write_results(args.json, report)
     return 0
 
 
@@ -688,15 +311,14 @@ def run_bench(
     tiny = workdir / "bench-tiny"
     start_recorder(tiny)
     write_mp4(tiny / clip_name(DEFAULT_START, 1), start=DEFAULT_START, seconds=2.0)
-    tiny_size = sum(p.stat().st_size for p in files_under(tiny))
-    with bench_context(runs / "warmup", "reread", args.copy_buffer_kib) as ctx:
+    with station(runs / "warmup", "reread", args.copy_buffer_kib) as ctx:
         check_result(run_ingest(ctx, tiny), 1)
     rm_tree(runs / "warmup")
 
     say(f"building {args.files} x {human(sizes[0])} MP4s ({fill} fill) in {src} ...")
     t0 = time.perf_counter()
     tree_files = make_tree(src, [sizes[0]] * args.files, fill, DEFAULT_START)
-    total = sum(p.stat().st_size for p in files_under(src))
+    total = tree_bytes(src)
     say(f"  built in {time.perf_counter() - t0:.1f} s, {total / 1e6:.0f} MB in total")
 
     hasher = "b3sum" if use_b3sum else "python blake3"
@@ -714,6 +336,10 @@ def run_bench(
     for v in verifies:
         timings[f"dockd_{v}"] = Timing(f"dockd verify={v}", f"run_ingest, verify={v!r}")
 
+    def progress(label: str, seconds: float, cpu: float, extra: str = "") -> None:
+        rate = per_second(total, seconds)
+        say(f"  {label:<22} {seconds:7.2f} s  {rate:6.0f} MB/s  CPU {cpu:5.2f} s{extra}")
+
     hash_sets: dict[str, dict[str, str]] = {}
     for rep in range(args.repeat):
         say(f"run {rep + 1}/{args.repeat}")
@@ -721,7 +347,7 @@ def run_bench(
         drop()
         s, cpu = time_cp_sync(src, dst)
         timings["cp_sync"].add(s, cpu)
-        say(f"  cp -r + sync           {s:7.2f} s  {mbps(total, s):6.0f} MB/s  CPU {cpu:5.2f} s")
+        progress("cp -r + sync", s, cpu)
 
         rm_tree(dst)
         drop()
@@ -729,10 +355,7 @@ def run_bench(
         timings["cp_b3sum"].add(s, cpu)
         timings["cp_b3sum_sync"].add(s_sync, cpu_sync)
         hash_sets["b3sum"] = digests
-        say(
-            f"  cp -r, then b3sum      {s:7.2f} s  {mbps(total, s):6.0f} MB/s  CPU {cpu:5.2f} s"
-            f"  (+ sync: {s_sync:.2f} s)"
-        )
+        progress("cp -r, then b3sum", s, cpu, f"  (+ sync: {s_sync:.2f} s)")
         rm_tree(dst)
 
         for v in verifies:
@@ -740,7 +363,7 @@ def run_bench(
             s, cpu, hashes = time_dockd(src, run_dir, v, args.copy_buffer_kib, args.files, drop)
             timings[f"dockd_{v}"].add(s, cpu)
             hash_sets[f"dockd_{v}"] = hashes
-            say(f"  dockd verify={v:<7}   {s:7.2f} s  {mbps(total, s):6.0f} MB/s  CPU {cpu:5.2f} s")
+            progress(f"dockd verify={v}", s, cpu)
             rm_tree(run_dir)
 
     reference = hash_sets["b3sum"]
@@ -751,63 +374,33 @@ def run_bench(
         say(f"WARNING: BLAKE3 digests differ between methods: {hash_sets}")
 
     say("memory: one ingest per fresh process ...")
-    memory = [
-        run_child(
-            tiny,
-            runs / "mem-tiny",
-            child_verify,
-            args.copy_buffer_kib,
-            "tiny recorder",
-            tiny_size,
-            drop,
-        )
-    ]
-    rm_tree(runs / "mem-tiny")
+    memory: list[MemoryRun] = []
+
+    def peak_of(msrc: Path, label: str, size: int) -> None:
+        run_dir = runs / f"mem-{len(memory)}"
+        m = run_child(msrc, run_dir, child_verify, args.copy_buffer_kib, label, size, drop)
+        memory.append(m)
+        rss = (m.vmhwm_kib or m.ru_maxrss_kib) / 1024
+        say(f"  {m.label:<16} {m.seconds:7.2f} s  peak RSS {rss:.1f} MiB")
+        rm_tree(run_dir)
+
+    peak_of(tiny, "tiny recorder", tree_bytes(tiny))
     for size in sizes:
         msrc = workdir / f"bench-mem-{size}"
         start_recorder(msrc)
         if size == sizes[0]:
-            target = msrc / tree_files[0].relative_to(src)
-            os.link(tree_files[0], target)
+            os.link(tree_files[0], msrc / tree_files[0].relative_to(src))
         else:
             t = DEFAULT_START + timedelta(days=1)
             make_clip(msrc / clip_name(t, 1), t, size, fill)
-        run_dir = runs / f"mem-{size}"
-        m = run_child(
-            msrc,
-            run_dir,
-            child_verify,
-            args.copy_buffer_kib,
-            f"1 file of {human(size)}",
-            size,
-            drop,
-        )
-        memory.append(m)
-        say(
-            f"  {m.label:<16} {m.seconds:7.2f} s  peak RSS "
-            f"{(m.vmhwm_kib or m.ru_maxrss_kib) / 1024:.1f} MiB"
-        )
-        rm_tree(run_dir)
+        peak_of(msrc, f"1 file of {human(size)}", size)
         rm_tree(msrc)
 
-    timing_report = {
-        key: {
-            "name": t.name,
-            "command": t.command,
-            "seconds": t.seconds,
-            "median_s": t.median,
-            "mb_per_s": mbps(total, t.median),
-            "cpu_s": t.cpu,
-            "median_cpu_s": statistics.median(t.cpu),
-        }
-        for key, t in timings.items()
-    }
+    timing_report = {key: t.report(total) for key, t in timings.items()}
     return {
         "generated_at": datetime.now(UTC).isoformat(),
         "environment": {
-            "cpus": os.cpu_count(),
-            "kernel": platform.release(),
-            "python": platform.python_version(),
+            **machine(),
             "blake3_py": getattr(blake3, "__version__", "unknown"),
             "b3sum": tool_version(["b3sum", "--version"]) if use_b3sum else "missing",
             "cp": tool_version(["cp", "--version"]),
@@ -826,7 +419,7 @@ def run_bench(
         },
         "repeat": args.repeat,
         "timings": timing_report,
-        "ratios": ratio_lines(timings),
+        "ratios": ratio_lines(timing_report),
         "hashes_agree": hashes_agree,
         "memory_verify": child_verify,
         "memory": [asdict(m) for m in memory],

@@ -9,29 +9,23 @@ reports the median of repeated runs of what auditors ask most:
 * the late-ingest report for one month (``dockd report late --from --to``)
 
     .venv/bin/python bench/ledger.py [--files 1000000] [--repeat 7]
-                                     [--backend sqlite|postgresql|both]
+                                     [--backend sqlite|postgresql|both] [--json PATH]
 
-PostgreSQL is a throw-away server started from Debian's binaries (tests/pgserver.py).
+PostgreSQL is a throw-away server started from Debian's binaries (tests/helpers/pgserver.py).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import random
-import statistics
-import sys
-import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
+from common import analyze, median_of, parser, say, timed, work_dir, write_results
 from sqlalchemy import insert
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from dockd.config import Config
 from dockd.ledger.db import Ledger, open_ledger
@@ -39,7 +33,7 @@ from dockd.ledger.models import Device, Officer, Recording
 from dockd.ledger.queries import FileFilter, find_files
 from dockd.reports.base import Period
 from dockd.reports.catalog import run_report
-from pgserver import running_server
+from tests.helpers.pgserver import running_server
 
 TZ = ZoneInfo("Asia/Shanghai")
 START = datetime(2024, 11, 1, tzinfo=UTC)
@@ -110,15 +104,6 @@ def fill(led: Ledger, n: int, seed: int = 7) -> None:
             s.execute(insert(Recording), batch)
 
 
-def median_s(fn: Callable[[], int], repeat: int) -> tuple[float, int]:
-    times, rows = [], 0
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        rows = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), rows
-
-
 def measure(led: Ledger, repeat: int) -> dict[str, tuple[float, int]]:
     cfg = Config()
     month = Period(datetime(2026, 3, 1, tzinfo=TZ), datetime(2026, 4, 1, tzinfo=TZ))
@@ -142,9 +127,9 @@ def measure(led: Ledger, repeat: int) -> dict[str, tuple[float, int]]:
             return len(run_report("late", s, cfg, month, datetime.now(UTC)).rows)
 
     return {
-        "officer+month": median_s(by_officer, repeat),
-        "case": median_s(by_case, repeat),
-        "late report (month)": median_s(late_report, repeat),
+        "officer+month": median_of(by_officer, repeat),
+        "case": median_of(by_case, repeat),
+        "late report (month)": median_of(late_report, repeat),
     }
 
 
@@ -166,40 +151,30 @@ def backend(name: str, workdir: Path) -> Iterator[Ledger]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__, results="ledger.json")
     ap.add_argument("--files", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
     args = ap.parse_args()
     names = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
-    results: dict[str, dict[str, object]] = {}
-    with tempfile.TemporaryDirectory(prefix="dockd-bench-") as tmp:
+    results: dict[str, dict[str, Any]] = {}
+    with work_dir(args.workdir, "dockd-bench-", keep=args.keep) as tmp:
         for name in names:
-            with backend(name, Path(tmp)) as led:
-                t0 = time.perf_counter()
-                fill(led, args.files)
-                fill_s = time.perf_counter() - t0
-                with led.engine.connect() as conn:  # as `dockd ledger optimize` does
-                    conn.exec_driver_sql("ANALYZE")
-                    conn.commit()
+            with backend(name, tmp) as led:
+                fill_s, _ = timed(lambda: fill(led, args.files))
+                analyze(led)
                 m = measure(led, args.repeat)
                 results[name] = {
                     "fill_s": round(fill_s, 1),
                     **{k: {"median_ms": round(v[0] * 1000, 1), "rows": v[1]} for k, v in m.items()},
                 }
-                print(f"{name}: filled {args.files:,} rows in {fill_s:.1f} s", flush=True)
-    print(f"\nmedian of {args.repeat} runs, {args.files:,} files")
-    print(f"{'query':24} " + " ".join(f"{n:>18}" for n in names))
+                say(f"{name}: filled {args.files:,} rows in {fill_s:.1f} s")
+    say(f"\nmedian of {args.repeat} runs, {args.files:,} files")
+    say(f"{'query':24} " + " ".join(f"{n:>18}" for n in names))
     for q in ("officer+month", "case", "late report (month)"):
-        cells = []
-        for n in names:
-            r = results[n][q]
-            assert isinstance(r, dict)
-            cells.append(f"{r['median_ms']:>9} ms ({r['rows']:>4})")
-        print(f"{q:24} " + " ".join(f"{c:>18}" for c in cells))
-    out = Path(__file__).parent / "out"
-    out.mkdir(exist_ok=True)
-    (out / "ledger.json").write_text(json.dumps({"files": args.files, **results}, indent=2))
+        cells = [f"{results[n][q]['median_ms']:>9} ms ({results[n][q]['rows']:>4})" for n in names]
+        say(f"{q:24} " + " ".join(f"{c:>18}" for c in cells))
+    write_results(args.json, {"files": args.files, **results})
     return 0
 
 

@@ -27,24 +27,16 @@ per file that expires; the ledger's size adds only index depth.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
-import shutil
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, cast
 
+from common import analyze, bench_config, context, machine, parser, timed, work_dir, write_results
 from sqlalchemy import Table, insert, text
 
-from dockd.alerts import AlertSink
 from dockd.clock import FixedClock
-from dockd.config import Config, parse_config
-from dockd.context import Context
+from dockd.config import Config
 from dockd.ledger.db import Ledger, open_ledger
 from dockd.ledger.models import Recording
 from dockd.logs import setup_logging
@@ -54,20 +46,6 @@ T1 = datetime(2027, 6, 1, 2, 30, tzinfo=UTC)
 T2 = T1 + timedelta(days=10)
 RETENTION = timedelta(days=180)
 CHUNK = 50_000
-
-
-def build_config(workdir: Path) -> Config:
-    text_ = f"""
-[station]
-id = "bench"
-[store]
-root = "{workdir / "store"}"
-[ledger]
-url = "sqlite:///{workdir / "ledger.sqlite3"}"
-[logging]
-level = "warning"
-"""
-    return parse_config(text_, source="bench", base=workdir)
 
 
 def expiry_of(i: int, n: int) -> datetime:
@@ -125,8 +103,7 @@ def load(led: Ledger, cfg: Config, n: int) -> tuple[float, int]:
             conn.execute(insert(table), rows)
         print(f"  loaded {min(n, base + CHUNK):>9,} rows", file=sys.stderr, end="\r")
     print(file=sys.stderr)
-    with led.engine.begin() as conn:
-        conn.exec_driver_sql("ANALYZE")
+    analyze(led)
     return time.perf_counter() - started, on_disk
 
 
@@ -143,25 +120,25 @@ def plan(led: Ledger) -> list[str]:
 
 
 def sweep(led: Ledger, cfg: Config, at: datetime) -> tuple[float, RetentionReport]:
-    clock = FixedClock(at)
-    ctx = Context(cfg, led, clock, AlertSink(led, "bench", clock, cfg.alerts))
-    started = time.perf_counter()
-    report = run_retention(ctx)
-    return time.perf_counter() - started, report
+    ctx = context(cfg, led, FixedClock(at))
+    return timed(lambda: run_retention(ctx))
+
+
+def timing(seconds: float, files: int, what: str = "expired") -> dict[str, Any]:
+    return {
+        what: files,
+        "seconds": round(seconds, 3),
+        "ms_per_file": round(1000 * seconds / max(1, files), 3),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = parser(__doc__, results="retention.json")
     ap.add_argument("--files", type=int, default=1_000_000, help="rows in the ledger")
-    ap.add_argument("--workdir", type=Path, default=None, help="default: a new dir in /var/tmp")
-    ap.add_argument("--keep", action="store_true", help="keep the work directory")
-    ap.add_argument("--json", type=Path, default=Path("bench/out/retention.json"))
     args = ap.parse_args(argv)
     n = args.files
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="dockd-retention-", dir="/var/tmp"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    try:
-        cfg = build_config(workdir)
+    with work_dir(args.workdir, "dockd-retention-", keep=args.keep) as workdir:
+        cfg = bench_config(workdir, extra='[logging]\nlevel = "warning"\n')
         setup_logging(cfg.logging.level, "console")
         led = open_ledger(cfg.ledger.url)
         print(f"building a ledger of {n:,} files in {workdir} ...", file=sys.stderr)
@@ -173,57 +150,33 @@ def main(argv: list[str] | None = None) -> int:
         with led.engine.connect() as conn:
             rows = conn.execute(text("SELECT count(*) FROM files")).scalar_one()
         led.close()
-        results = {
+        results: dict[str, Any] = {
             "files": rows,
             "load_s": round(load_s, 2),
             "query_plan": query_plan,
-            "sweep_0.01pct": {
-                "expired": len(r1.trashed),
-                "seconds": round(t1_s, 3),
-                "ms_per_file": round(1000 * t1_s / max(1, len(r1.trashed)), 3),
-            },
-            "sweep_1pct": {
-                "expired": len(r2.trashed),
-                "seconds": round(t2_s, 3),
-                "ms_per_file": round(1000 * t2_s / max(1, len(r2.trashed)), 3),
-            },
-            "purge": {
-                "purged": len(r3.purged),
-                "seconds": round(t3_s, 3),
-                "ms_per_file": round(1000 * t3_s / max(1, len(r3.purged)), 3),
-            },
+            "sweep_0.01pct": timing(t1_s, len(r1.trashed)),
+            "sweep_1pct": timing(t2_s, len(r2.trashed)),
+            "purge": timing(t3_s, len(r3.purged), "purged"),
             "files_on_disk": on_disk,
-            "python": platform.python_version(),
-            "machine": platform.machine(),
-            "cpus": os.cpu_count(),
+            **machine(),
         }
         print(f"\nretention sweep on a ledger of {rows:,} files (SQLite, one file per transaction)")
         print(f"  load (Core executemany):       {load_s:8.1f} s")
         print("  candidate query plan:          " + " | ".join(query_plan))
-        for label, key in (
-            ("0.01 % expired (trash)", "sweep_0.01pct"),
-            ("1 % expired (trash)", "sweep_1pct"),
+        for label, key, what in (
+            ("0.01 % expired (trash)", "sweep_0.01pct", "expired"),
+            ("1 % expired (trash)", "sweep_1pct", "expired"),
+            ("purge after the grace period", "purge", "purged"),
         ):
             d = results[key]
-            assert isinstance(d, dict)
             print(
-                f"  {label:<30} {d['seconds']:8.2f} s  {d['expired']:>7,} files"
+                f"  {label:<30} {d['seconds']:8.2f} s  {d[what]:>7,} files"
                 f"  {d['ms_per_file']:.2f} ms/file"
             )
-        d = results["purge"]
-        assert isinstance(d, dict)
-        print(
-            f"  {'purge after the grace period':<30} {d['seconds']:8.2f} s  {d['purged']:>7,} files"
-            f"  {d['ms_per_file']:.2f} ms/file"
-        )
         ratio_t = t2_s / max(t1_s, 1e-9)
         ratio_n = len(r2.trashed) / max(1, len(r1.trashed))
         print(f"  1 % against 0.01 %: {ratio_t:.0f}x the time for {ratio_n:.0f}x the files")
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
-    finally:
-        if not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
+        write_results(args.json, results)
     return 0
 
 

@@ -11,7 +11,7 @@ is ``os.fsdecode(raw)``, as ``os.scandir`` would give it. Properties:
   stem and whose timestamp, if any, carries a UTC offset;
 - ``dockd.ingest.names.display(raw)`` returns a str that encodes as UTF-8 and has
   exactly the path's ``/`` separators (decoding never makes or eats a folder);
-- ``dockd.store.safe_component`` of that display name (and of the display of the
+- ``dockd.store.paths.safe_component`` of that display name (and of the display of the
   last component alone, which is what a stored file is named after) is non-empty
   valid UTF-8 without ``/`` or NUL, is not ``.`` or ``..``, and is at most 200 bytes.
 
@@ -33,10 +33,11 @@ from _harness import guarded, require
 
 with atheris.instrument_imports(include=["dockd", "re2", "_strptime"]):
     importlib.import_module("_strptime")  # what datetime.strptime runs (imported lazily)
-    from dockd.config import DEFAULT_NAMING, Config, NamingRule, parse_config
+    from dockd.config import Config, parse_config
+    from dockd.config.naming import DEFAULT_NAMING, NamingRule
     from dockd.ingest.names import display
     from dockd.ingest.naming import NameInfo, parse_name
-    from dockd.store import safe_component
+    from dockd.store.paths import safe_component
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
 MAX_NAME_BYTES = 200

@@ -23,10 +23,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from structlog.testing import capture_logs
 
-from dockd.alerts import AlertSink, acknowledge, alert_dict, list_alerts
+from dockd.alerts import AlertSink
+from dockd.alerts.rows import acknowledge, alert_dict, list_alerts
 from dockd.cli import main
 from dockd.clock import FixedClock
-from dockd.config import AlertsConfig, Config
+from dockd.config import Config
+from dockd.config.alerts import AlertsConfig
 from dockd.ledger.db import Ledger, make_engine, open_ledger
 from dockd.ledger.models import Alert
 from tests.helpers.ledgers import BACKENDS

@@ -14,7 +14,7 @@ from dockd.cli import main
 from dockd.clock import FixedClock
 from dockd.context import Context
 from dockd.errors import NotFound, UsageError
-from dockd.evidence import bycase, cases
+from dockd.evidence import bycase, caseimport, cases
 from dockd.ingest.pipeline import run_ingest
 from dockd.ledger import audit
 from dockd.ledger.models import AuditEvent, Case, Recording
@@ -58,10 +58,10 @@ def tags(ctx: Context) -> dict[int, tuple[str | None, str | None, str | None]]:
         }
 
 
-def import_csv(ctx: Context, text: str) -> cases.ImportResult:
-    rows = cases.parse_cases_csv(text, ctx.config.station.tz)
+def import_csv(ctx: Context, text: str) -> caseimport.ImportResult:
+    rows = caseimport.parse_cases_csv(text, ctx.config.station.tz)
     with ctx.ledger.session() as s:
-        return cases.import_cases(
+        return caseimport.import_cases(
             s, rows, at=ctx.clock.now(), actor="clerk", station="st-test", source="cases.csv"
         )
 
@@ -192,12 +192,12 @@ def test_bad_csv_lists_every_bad_line_and_imports_nothing(ctx: Context) -> None:
         + "D-4,012345,2026-03-15 08:00,,,\n"  # fine
     )
     with pytest.raises(UsageError) as err:
-        cases.parse_cases_csv(text, ctx.config.station.tz)
+        caseimport.parse_cases_csv(text, ctx.config.station.tz)
     message = str(err.value)
     assert "line 2" in message and "line 3" in message and "line 4" in message
     assert "line 5" not in message
     with pytest.raises(UsageError, match="officer_badge"):
-        cases.parse_cases_csv("case_number,start\nX,2026-03-15\n", ctx.config.station.tz)
+        caseimport.parse_cases_csv("case_number,start\nX,2026-03-15\n", ctx.config.station.tz)
 
 
 def test_cli_import_of_a_gb18030_export_with_chinese_headers(

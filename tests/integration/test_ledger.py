@@ -12,10 +12,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 
-from dockd.alerts import AlertSink, acknowledge, list_alerts
+from dockd.alerts import AlertSink
+from dockd.alerts.rows import acknowledge, list_alerts
 from dockd.cli import main
 from dockd.clock import FixedClock
-from dockd.config import AlertsConfig, Config
+from dockd.config import Config
+from dockd.config.alerts import AlertsConfig
 from dockd.errors import LedgerError, UsageError
 from dockd.ledger import db, registry
 from dockd.ledger.models import AuditEvent, Base

@@ -28,8 +28,10 @@ from dockd.ledger.models import Alert, AuditEvent, Case, Recording, SweepRun
 from dockd.policy import adapter as pledger
 from dockd.policy.retention import NEVER
 from dockd.sweeps import retention
+from dockd.sweeps.listings import trash_list, upcoming
 from dockd.sweeps.locations import trash_root
 from dockd.sweeps.runs import SweepBusy, sweep_run
+from dockd.sweeps.trash import restore, restore_covered
 from fixtures.make_recorder import Recorder, make_recorder
 from tests.helpers.ledgers import BACKENDS, register
 from tests.helpers.station import make_config
@@ -193,7 +195,7 @@ def test_hold_on_a_trashed_file_brings_it_back(sctx: Context, clock: FixedClock)
             window_until=row.recorded_start + DAY,
         )
         assert placed.hold.reason == "emergency"
-    restored = retention.restore_covered(sctx, placed.hold.id, by="inspector")
+    restored = restore_covered(sctx, placed.hold.id, by="inspector")
     assert sorted(i.file_id for i in restored) == sorted(_rows(sctx))
     rows = _rows(sctx)
     assert all(r.state == "stored" and r.trash_path is None for r in rows.values())
@@ -225,17 +227,17 @@ def test_restore_from_trash_needs_a_reason_to_stay(sctx: Context, clock: FixedCl
     retention.run_retention(sctx)
     victim = min(_rows(sctx))
     with pytest.raises(UsageError, match="still expired"):
-        retention.restore(sctx, victim, by="clerk", reason="needed for review")
+        restore(sctx, victim, by="clerk", reason="needed for review")
     assert _rows(sctx)[victim].state == "trashed"
-    item = retention.restore(
+    item = restore(
         sctx, victim, by="clerk", reason="needed for review", hold_reason="reconsideration"
     )
     assert item.action == "restore"
     row = _rows(sctx)[victim]
     assert row.state == "stored" and (sctx.config.store.root / row.store_path).is_file()
     with pytest.raises(UsageError, match="not in the trash"):
-        retention.restore(sctx, victim, by="clerk", reason="again")
-    listing = retention.trash_list(sctx)
+        restore(sctx, victim, by="clerk", reason="again")
+    listing = trash_list(sctx)
     assert victim not in [d["file_id"] for d in listing] and len(listing) == 3
 
 
@@ -318,14 +320,14 @@ def test_upcoming_lists_what_goes_within_n_days(sctx: Context, clock: FixedClock
     rows = _rows(sctx)
     held = min(rows)
     _hold_file(sctx, held)
-    assert retention.upcoming(sctx, 30) == []
+    assert upcoming(sctx, 30) == []
     clock.advance(170 * DAY)
-    coming = retention.upcoming(sctx, 30)
+    coming = upcoming(sctx, 30)
     assert sorted(d["file_id"] for d in coming) == sorted(rows)
     assert {d["file_id"]: d["action"] for d in coming}[held] == "held"
     clock.advance(20 * DAY)
     retention.run_retention(sctx)
-    purges = [d for d in retention.upcoming(sctx, 10) if d["action"] == "purge"]
+    purges = [d for d in upcoming(sctx, 10) if d["action"] == "purge"]
     assert len(purges) == 3
 
 

@@ -15,7 +15,7 @@ from dockd import store
 from dockd.clock import FixedClock
 from dockd.context import Context
 from dockd.errors import LedgerError
-from dockd.ingest import pipeline
+from dockd.ingest import take
 from dockd.ingest.pipeline import run_ingest
 from dockd.ledger.models import Recording
 from fixtures.make_recorder import Recorder
@@ -41,14 +41,14 @@ def test_a_commit_that_fails_keeps_the_file_exactly_when_its_row_exists(
     """A connection lost after COMMIT was sent: the row may or may not be there. The
     file stays exactly when it is, so the ledger never names a file that is gone."""
     register(ctx.ledger, clock, recorder)
-    real = pipeline._commit_row
+    real = take._commit_row
 
     def lost_at_commit(c: Context, row: Recording, badge: str | None) -> int:
         if landed:
             real(c, row, badge)
         raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
 
-    monkeypatch.setattr(pipeline, "_commit_row", lost_at_commit)
+    monkeypatch.setattr(take, "_commit_row", lost_at_commit)
     with pytest.raises(LedgerError):
         run_ingest(ctx, recorder.root)
     monkeypatch.undo()

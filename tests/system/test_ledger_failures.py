@@ -21,7 +21,7 @@ import pytest
 
 from dockd.cli import main
 from dockd.errors import LedgerError
-from dockd.ledger.db import describe_failure
+from dockd.ledger.failures import describe_failure
 from tests.helpers.skips import need
 from tests.helpers.station import write_config
 

@@ -7,7 +7,7 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
-from dockd.config import IngestConfig
+from dockd.config.ingest import IngestConfig
 from dockd.ingest.discover import discover
 from dockd.ingest.identify import VolumeInfo, gather_evidence, identify
 from dockd.ingest.naming import NameInfo

@@ -14,7 +14,7 @@ from dockd.ingest.identify import parse_id_file
 from dockd.ingest.lock import RecorderLock
 from dockd.ingest.names import display
 from dockd.ledger.db import Ledger, open_ledger
-from dockd.store import safe_component
+from dockd.store.paths import safe_component
 from tests.helpers.ledgers import BACKENDS
 from tests.helpers.pgserver import PgServer
 

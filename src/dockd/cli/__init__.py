@@ -10,6 +10,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Annotated
 
 import typer
@@ -33,7 +34,7 @@ from dockd.cli import (
 )
 from dockd.cli.common import App
 from dockd.errors import DockdError
-from dockd.ledger.db import describe_failure, is_ledger_failure
+from dockd.ledger.failures import describe_failure, is_ledger_failure
 
 app = typer.Typer(
     name="dockd",
@@ -72,20 +73,30 @@ def _root(
     ctx.call_on_close(ctx.obj.close)
 
 
-ingest.register(app)
-run.register(app)
-registry.register(app)
-app.add_typer(config_cmd.app, name="config")
-app.add_typer(ledger.app, name="ledger")
-app.add_typer(alerts.app, name="alerts")
-tag.register(app)
-report.register(app)
-access.register(app)
-app.add_typer(cases.app, name="cases")
-app.add_typer(audit.app, name="audit")
-app.add_typer(hold.app, name="hold")
-app.add_typer(sweep.app, name="sweep")
-app.add_typer(trash.app, name="trash")
+# In the order `dockd --help` lists them. A module without a group name registers
+# its own top-level commands (`dockd ingest`, `dockd devices ...`); the others are
+# groups of subcommands under that name (`dockd ledger migrate`).
+COMMANDS: tuple[tuple[str | None, ModuleType], ...] = (
+    (None, ingest),
+    (None, run),
+    (None, registry),
+    ("config", config_cmd),
+    ("ledger", ledger),
+    ("alerts", alerts),
+    (None, tag),
+    (None, report),
+    (None, access),
+    ("cases", cases),
+    ("audit", audit),
+    ("hold", hold),
+    ("sweep", sweep),
+    ("trash", trash),
+)
+for group, module in COMMANDS:
+    if group is None:
+        module.register(app)
+    else:
+        app.add_typer(module.app, name=group)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from dockd import alerts as core
+from dockd.alerts import rows as core
 from dockd.cli.common import Format, app_of, default_actor, render
 
 app = typer.Typer(help="Alerts that need a person.", no_args_is_help=True)

@@ -9,9 +9,11 @@ from typing import Annotated
 import typer
 
 from dockd.cli.common import App, Format, app_of, default_actor, render
-from dockd.evidence import bycase
+from dockd.evidence import bycase, caseimport
 from dockd.evidence import cases as core
 from dockd.reports.base import iso
+
+Fmt = Annotated[Format, typer.Option("--format", "-f")]
 
 app = typer.Typer(
     help="Cases from the case system; footage is tagged by them.", no_args_is_help=True
@@ -48,9 +50,10 @@ def import_(
     tagged the same way when it arrives."""
     state = app_of(ctx)
     cfg = state.config
-    rows = core.parse_cases_csv(core.read_csv_text(csv_file), cfg.station.tz, source=str(csv_file))
+    text = caseimport.read_csv_text(csv_file)
+    rows = caseimport.parse_cases_csv(text, cfg.station.tz, source=str(csv_file))
     with state.ledger.session() as s:
-        result = core.import_cases(
+        result = caseimport.import_cases(
             s,
             rows,
             at=state.clock.now(),
@@ -81,7 +84,7 @@ def import_(
 def list_(
     ctx: typer.Context,
     case: Annotated[str | None, typer.Option("--case", help="Only this case number.")] = None,
-    fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.table,
+    fmt: Fmt = Format.table,
 ) -> None:
     """Imported cases and how many stored files carry each case number."""
     state = app_of(ctx)

@@ -27,6 +27,7 @@ from rich.table import Table
 from dockd.alerts import AlertSink
 from dockd.clock import SystemClock
 from dockd.config import Config, load_config
+from dockd.context import Context
 from dockd.errors import UsageError
 from dockd.ledger.db import Ledger, open_ledger
 from dockd.logs import setup_logging
@@ -68,6 +69,10 @@ class App:
     @property
     def alerts(self) -> AlertSink:
         return AlertSink(self.ledger, self.config.station.id, self.clock, self.config.alerts)
+
+    def context(self, actor: str = "dockd") -> Context:
+        """The Context a command hands to a stage, acting as ``actor``."""
+        return Context(self.config, self.ledger, self.clock, self.alerts, actor=actor)
 
     def close(self) -> None:
         if self._ledger is not None:

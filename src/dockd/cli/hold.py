@@ -7,10 +7,10 @@ from typing import Annotated
 import typer
 
 from dockd.cli.common import Format, app_of, default_actor, parse_time, render
-from dockd.context import Context
+from dockd.ledger.models import FileState
 from dockd.policy import adapter as pledger
-from dockd.policy.holds import REASONS
-from dockd.sweeps import retention
+from dockd.policy.holds import HoldReason
+from dockd.sweeps.trash import restore_covered
 
 app = typer.Typer(help="Legal holds: footage that must never be deleted.", no_args_is_help=True)
 
@@ -33,7 +33,7 @@ LIST_COLUMNS = [
 @app.command("add")
 def add(
     ctx: typer.Context,
-    reason: Annotated[str, typer.Option("--reason", help=f"One of: {', '.join(REASONS)}.")],
+    reason: Annotated[str, typer.Option("--reason", help=f"One of: {', '.join(HoldReason)}.")],
     text: Annotated[
         str | None, typer.Option("--text", help="Why, in words (required for 'other').")
     ] = None,
@@ -72,8 +72,8 @@ def add(
     typer.echo(f"hold #{hold_id} placed on {target} ({placed.hold.reason}) by {who}")
     for w in placed.warnings:
         typer.echo(f"warning: {w}", err=True)
-    sctx = Context(cfg, state.ledger, state.clock, state.alerts, actor=who)
-    for item in retention.restore_covered(sctx, hold_id, by=who):
+    sctx = state.context(who)
+    for item in restore_covered(sctx, hold_id, by=who):
         typer.echo(f"restored from the trash: file {item.file_id} {item.store_path}")
 
 
@@ -120,6 +120,6 @@ def list_(
         rows = []
         for h in pledger.list_holds(s, include_released=all_, file_id=file, reason=reason, by=by):
             d = pledger.hold_dict(h, tz)
-            d["files"] = len(pledger.covered_files(s, h, states=("stored",)))
+            d["files"] = len(pledger.covered_files(s, h, states=(FileState.STORED,)))
             rows.append(d)
     render(rows, fmt, columns=LIST_COLUMNS if fmt is Format.table else None, title="holds")

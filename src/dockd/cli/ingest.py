@@ -19,9 +19,9 @@ from rich.progress import (
 )
 
 from dockd.cli.common import app_of
-from dockd.context import Context
 from dockd.ingest.identify import volume_of
-from dockd.ingest.pipeline import FileOutcome, SessionResult, run_ingest
+from dockd.ingest.outcome import FileOutcome, FileStatus, SessionOutcome, SessionResult
+from dockd.ingest.pipeline import run_ingest
 
 
 class RichProgress:
@@ -57,7 +57,7 @@ class RichProgress:
 
     def file_done(self, outcome: FileOutcome) -> None:
         self._progress.advance(self._files, 1)
-        if outcome.status == "present":
+        if outcome.status == FileStatus.PRESENT:
             self._progress.advance(self._bytes, outcome.size)
 
 
@@ -70,12 +70,13 @@ def summary(result: SessionResult, console: Console) -> None:
         f" -> {where}"
     )
     console.print(
-        f"  outcome {result.outcome}: {result.count('stored')} stored, "
-        f"{result.count('present')} already present, {result.count('failed')} failed, "
-        f"{result.count('refused')} refused, {result.bytes_copied} bytes copied"
+        f"  outcome {result.outcome}: {result.count(FileStatus.STORED)} stored, "
+        f"{result.count(FileStatus.PRESENT)} already present, "
+        f"{result.count(FileStatus.FAILED)} failed, {result.count(FileStatus.REFUSED)} refused, "
+        f"{result.bytes_copied} bytes copied"
     )
     for f in result.files:
-        if f.status in ("failed", "refused"):
+        if f.status in (FileStatus.FAILED, FileStatus.REFUSED):
             console.print(f"  {f.status.upper():8} {f.relpath}: {f.reason}", markup=False)
         elif f.flags:
             console.print(
@@ -107,14 +108,7 @@ def ingest(
     unrecorded files are removed from the store and its session is closed.
     """
     state = app_of(ctx)
-    cfg = state.config
-    ictx = Context(
-        config=cfg,
-        ledger=state.ledger,
-        clock=state.clock,
-        alerts=state.alerts,
-        actor="dockd-ingest",
-    )
+    ictx = state.context("dockd-ingest")
     console = Console(stderr=True)
     volume = volume_of(source)
     if sys.stderr.isatty():
@@ -125,8 +119,8 @@ def ingest(
     else:
         result = run_ingest(ictx, source, device_number=device, volume=volume, wait=wait)
     summary(result, Console())
-    if result.outcome != "complete":
-        raise typer.Exit(2 if result.outcome == "refused" else 1)
+    if result.outcome != SessionOutcome.COMPLETE:
+        raise typer.Exit(2 if result.outcome == SessionOutcome.REFUSED else 1)
 
 
 def register(app: typer.Typer) -> None:

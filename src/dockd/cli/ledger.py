@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from dockd.cli.common import Format, app_of, parse_time, render
+from dockd.ingest.session import counts
 from dockd.ledger import db, queries
 
 app = typer.Typer(help="Query the ledger and manage its schema.", no_args_is_help=True)
@@ -82,12 +83,7 @@ def sessions(
                 "started_at": d.started_at.astimezone(tz).isoformat(),
                 "ended_at": d.ended_at.astimezone(tz).isoformat() if d.ended_at else None,
                 "outcome": d.outcome,
-                "seen": d.files_seen,
-                "stored": d.files_stored,
-                "present": d.files_present,
-                "failed": d.files_failed,
-                "refused": d.files_refused,
-                "bytes": d.bytes_copied,
+                **counts(d),
                 "quarantined": d.quarantined,
                 "source": d.source,
             }

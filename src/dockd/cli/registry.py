@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, TypedDict
 
 import typer
 
-from dockd.cli.common import Format, app_of, default_actor, parse_time, render
+from dockd.cli.common import App, Format, app_of, default_actor, parse_time, render
 from dockd.errors import UsageError
 from dockd.ledger import registry
 
@@ -15,6 +16,22 @@ officers = typer.Typer(help="Officers who wear recorders.", no_args_is_help=True
 
 By = Annotated[str, typer.Option("--by", help="Who makes this change (default: you).")]
 Fmt = Annotated[Format, typer.Option("--format", "-f")]
+
+
+class _Stamp(TypedDict):
+    """When, where and by whom a registry change is made (for its audit event)."""
+
+    at: datetime
+    station: str
+    actor: str
+
+
+def _stamp(state: App, by: str) -> _Stamp:
+    return {
+        "at": state.clock.now(),
+        "station": state.config.station.id,
+        "actor": by or default_actor(),
+    }
 
 
 @devices.command("add")
@@ -41,9 +58,7 @@ def devices_add(
             brand=brand,
             model=model,
             unit=unit or state.config.station.unit,
-            at=state.clock.now(),
-            station=state.config.station.id,
-            actor=by or default_actor(),
+            **_stamp(state, by),
         )
         typer.echo(f"registered device {dev.number}")
 
@@ -86,13 +101,7 @@ def officers_add(
     state = app_of(ctx)
     with state.ledger.session() as s:
         off = registry.add_officer(
-            s,
-            badge=badge,
-            name=name,
-            unit=unit or state.config.station.unit,
-            at=state.clock.now(),
-            station=state.config.station.id,
-            actor=by or default_actor(),
+            s, badge=badge, name=name, unit=unit or state.config.station.unit, **_stamp(state, by)
         )
         typer.echo(f"registered officer {off.badge} ({off.name})")
 
@@ -129,9 +138,7 @@ def assign(
             badge=badge,
             valid_from=start,
             valid_until=parse_time(until, cfg),
-            at=state.clock.now(),
-            station=cfg.station.id,
-            actor=by or default_actor(),
+            **_stamp(state, by),
         )
         end = a.valid_until.astimezone(cfg.station.tz).isoformat() if a.valid_until else "open"
         typer.echo(

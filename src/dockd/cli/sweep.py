@@ -14,17 +14,19 @@ import signal
 import sys
 from collections.abc import Iterator
 from types import FrameType
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import typer
 
 from dockd.cli.common import App, Format, app_of, default_actor, parse_time, render
 from dockd.context import Context
 from dockd.errors import UsageError
+from dockd.reports.base import iso
 from dockd.reports.weekly import WEEK, week_ending, weekly_summary
-from dockd.sweeps import retention as retention_sweep
+from dockd.sweeps import listings
 from dockd.sweeps.archive import run_archive
 from dockd.sweeps.fixity import run_fixity
+from dockd.sweeps.retention import run_retention
 from dockd.sweeps.runs import recent_runs
 
 app = typer.Typer(help="Run retention, archive and fixity sweeps once.", no_args_is_help=True)
@@ -37,7 +39,7 @@ By = Annotated[str, typer.Option("--by", help="Who runs it, for the audit trail 
 @contextlib.contextmanager
 def _context(state: App, by: str) -> Iterator[Context]:
     """A sweep context whose stop event SIGINT/SIGTERM set (restored afterwards)."""
-    sctx = Context(state.config, state.ledger, state.clock, state.alerts, by or default_actor())
+    sctx = state.context(by or default_actor())
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         typer.echo("stopping after the current file ...", err=True)
@@ -49,6 +51,33 @@ def _context(state: App, by: str) -> Iterator[Context]:
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
+
+
+class _Run(Protocol):
+    """What every sweep's report says about its run."""
+
+    @property
+    def run_id(self) -> int: ...
+
+    @property
+    def status(self) -> str: ...
+
+
+def _show(
+    fmt: Format,
+    kind: str,
+    report: _Run,
+    head: dict[str, Any],
+    key: str,
+    rows: list[dict[str, Any]],
+    columns: list[str],
+) -> None:
+    """A run's outcome: one JSON object (run, status, ``head``, the rows under ``key``),
+    or a table of the rows."""
+    if fmt is Format.json:
+        render([{"run_id": report.run_id, "status": report.status, **head, key: rows}], fmt)
+    else:
+        render(rows, fmt, columns=columns, title=f"{kind} run {report.run_id}")
 
 
 def _done(status: str, counts: dict[str, Any], problems: bool) -> None:
@@ -64,16 +93,10 @@ def retention(
     """Trash expired, unheld files; purge the trash after its grace period."""
     state = app_of(ctx)
     with _context(state, by) as sctx:
-        report = retention_sweep.run_retention(sctx, dry_run=dry_run)
+        report = run_retention(sctx, dry_run=dry_run)
     rows = [i.as_dict() for i in report.items()]
-    if fmt is Format.json:
-        render(
-            [{"run_id": report.run_id, "status": report.status, **report.counts(), "files": rows}],
-            fmt,
-        )
-    else:
-        cols = ["file_id", "action", "store_path", "category", "rule", "note"]
-        render(rows, fmt, columns=cols, title=f"retention run {report.run_id}")
+    cols = ["file_id", "action", "store_path", "category", "rule", "note"]
+    _show(fmt, "retention", report, report.counts(), "files", rows, cols)
     _done(report.status, report.counts(), bool(report.problems))
 
 
@@ -89,21 +112,9 @@ def archive(
     with _context(state, by) as sctx:
         report = run_archive(sctx, dry_run=dry_run)
     rows = [i.as_dict() for i in report.items()]
-    if fmt is Format.json:
-        render(
-            [
-                {
-                    "run_id": report.run_id,
-                    "status": report.status,
-                    "targets": report.counts(),
-                    "files": rows,
-                }
-            ],
-            fmt,
-        )
-    else:
-        cols = ["target", "file_id", "status", "store_path", "path", "note"]
-        render(rows, fmt, columns=cols, title=f"archive run {report.run_id}")
+    cols = ["target", "file_id", "status", "store_path", "path", "note"]
+    _show(fmt, "archive", report, {"targets": report.counts()}, "files", rows, cols)
+    if fmt is not Format.json:
         for t in report.targets:
             if t.status != "ok":
                 typer.echo(f"target {t.name}: {t.status}: {t.note}", err=True)
@@ -126,21 +137,8 @@ def fixity(
     with _context(state, by) as sctx:
         report = run_fixity(sctx, dry_run=dry_run, full=all_)
     rows = [f.as_dict() for f in report.findings]
-    if fmt is Format.json:
-        render(
-            [
-                {
-                    "run_id": report.run_id,
-                    "status": report.status,
-                    **report.counts(),
-                    "findings": rows,
-                }
-            ],
-            fmt,
-        )
-    else:
-        cols = ["kind", "path", "file_id", "expected", "found", "note"]
-        render(rows, fmt, columns=cols, title=f"fixity run {report.run_id}")
+    cols = ["kind", "path", "file_id", "expected", "found", "note"]
+    _show(fmt, "fixity", report, report.counts(), "findings", rows, cols)
     _done(report.status, report.counts(), bool(report.problems))
 
 
@@ -152,8 +150,8 @@ def upcoming(
 ) -> None:
     """Deletions coming in the next N days: files to trash (or held), trash to purge."""
     state = app_of(ctx)
-    sctx = Context(state.config, state.ledger, state.clock, state.alerts)
-    render(retention_sweep.upcoming(sctx, days), fmt, title=f"deletions in the next {days} days")
+    sctx = state.context()
+    render(listings.upcoming(sctx, days), fmt, title=f"deletions in the next {days} days")
 
 
 @app.command("report")
@@ -191,17 +189,14 @@ def runs(
 ) -> None:
     """Recent sweep runs and how they ended."""
     state = app_of(ctx)
-    tz = state.config.station.tz
-    sctx = Context(state.config, state.ledger, state.clock, state.alerts)
+    sctx = state.context()
     rows = [
         {
             "id": r.id,
             "kind": r.kind,
             "station": r.station,
-            "started_at": r.started_at.astimezone(tz).isoformat(timespec="seconds"),
-            "ended_at": r.ended_at.astimezone(tz).isoformat(timespec="seconds")
-            if r.ended_at
-            else None,
+            "started_at": iso(r.started_at, state.config.station.tz),
+            "ended_at": iso(r.ended_at, state.config.station.tz),
             "status": r.status,
             "summary": r.summary,
         }

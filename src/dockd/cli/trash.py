@@ -7,9 +7,9 @@ from typing import Annotated
 import typer
 
 from dockd.cli.common import Format, app_of, default_actor, render
-from dockd.context import Context
-from dockd.policy.holds import REASONS
-from dockd.sweeps import retention
+from dockd.policy.holds import HoldReason
+from dockd.sweeps import trash
+from dockd.sweeps.listings import trash_list
 
 app = typer.Typer(
     help="The trash: expired files wait here for the grace period.", no_args_is_help=True
@@ -18,13 +18,15 @@ app = typer.Typer(
 
 @app.command("list")
 def list_(
-    ctx: typer.Context,
-    fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.table,
+    ctx: typer.Context, fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.table
 ) -> None:
     """Files in the trash and when each is purged."""
     state = app_of(ctx)
-    sctx = Context(state.config, state.ledger, state.clock, state.alerts)
-    render(retention.trash_list(sctx), fmt, title="trash")
+    render(
+        trash_list(state.context()),
+        fmt,
+        title="trash",
+    )
 
 
 @app.command("restore")
@@ -36,7 +38,7 @@ def restore(
         str | None,
         typer.Option(
             "--hold",
-            help=f"Also place a hold ({', '.join(REASONS)}): needed when the file is still "
+            help=f"Also place a hold ({', '.join(HoldReason)}): needed when the file is still "
             "expired, or the next sweep would take it again.",
         ),
     ] = None,
@@ -46,9 +48,7 @@ def restore(
     """Put files back in the store; each restore is an audit event."""
     state = app_of(ctx)
     who = by or default_actor()
-    sctx = Context(state.config, state.ledger, state.clock, state.alerts, actor=who)
+    sctx = state.context(who)
     for file_id in file_ids:
-        item = retention.restore(
-            sctx, file_id, by=who, reason=reason, hold_reason=hold, hold_text=text
-        )
+        item = trash.restore(sctx, file_id, by=who, reason=reason, hold_reason=hold, hold_text=text)
         typer.echo(f"restored file {item.file_id} to {item.store_path}")

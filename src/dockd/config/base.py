@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import types
-from typing import Any, Union, get_args, get_origin
+from pathlib import Path
+from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo, field_validator
 
 _NUMBERS = (int, float)
 
@@ -28,6 +29,16 @@ def toml_repr(value: Any) -> str:
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return repr(value)
+
+
+def _absolute(value: Path) -> Path:
+    if not value.is_absolute():
+        raise ValueError(f"{str(value)!r} must be an absolute path")
+    return value
+
+
+#: A path key that must be absolute (the trash, an archive target, the report folder).
+AbsolutePath = Annotated[Path, AfterValidator(_absolute)]
 
 
 class Section(BaseModel):

@@ -21,7 +21,7 @@ import string
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from dockd.config.base import Section
 
@@ -141,27 +141,28 @@ class MountHelper(Section):
 
 
 _RO = "ro,nosuid,nodev,noexec"
-DEFAULT_HELPERS: tuple[MountHelper, ...] = (
-    MountHelper(
-        fstype="vfat",
+
+
+def _kernel(fstype: str, extra: str) -> MountHelper:
+    """The running kernel's own driver for ``fstype``, through mount(8)."""
+    return MountHelper(
+        fstype=fstype,
         kernel=True,
-        command=("mount", "-t", "vfat", "-o", "{options}", "{device}", "{mountpoint}"),
-        options=f"{_RO},utf8,shortname=mixed",
-        write_options="rw,nosuid,nodev,noexec,utf8,shortname=mixed",
-    ),
+        command=("mount", "-t", fstype, "-o", "{options}", "{device}", "{mountpoint}"),
+        options=f"{_RO},{extra}",
+        write_options=f"rw,nosuid,nodev,noexec,{extra}",
+    )
+
+
+DEFAULT_HELPERS: tuple[MountHelper, ...] = (
+    _kernel("vfat", "utf8,shortname=mixed"),
     MountHelper(
         fstype="vfat",
         command=("fusefat", "-o", "{options}", "{device}", "{mountpoint}"),
         options=f"{_RO},fsname={{device}}",
         write_options="rw+,nosuid,nodev,noexec,fsname={device}",
     ),
-    MountHelper(
-        fstype="exfat",
-        kernel=True,
-        command=("mount", "-t", "exfat", "-o", "{options}", "{device}", "{mountpoint}"),
-        options=f"{_RO},iocharset=utf8",
-        write_options="rw,nosuid,nodev,noexec,iocharset=utf8",
-    ),
+    _kernel("exfat", "iocharset=utf8"),
     MountHelper(
         fstype="exfat",
         command=("mount.exfat-fuse", "-o", "{options}", "{device}", "{mountpoint}"),
@@ -209,12 +210,14 @@ class DockConfig(Section):
                 raise ValueError(f"{str(v)!r} must be an absolute directory other than '/'")
         return value
 
-    @field_validator("unmount_command", "lazy_unmount_command")
+    @field_validator("unmount_command", "lazy_unmount_command", "blkid_command")
     @classmethod
-    def _unmount_ok(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if not value or "{mountpoint}" not in value:
-            raise ValueError("must be an argument list with a '{mountpoint}' argument")
-        _check_fields(value, frozenset({"mountpoint"}), "argument")
+    def _one_placeholder(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        """An unmount command takes the ``{mountpoint}``, blkid the ``{device}``."""
+        name = "device" if info.field_name == "blkid_command" else "mountpoint"
+        if not value or f"{{{name}}}" not in value:
+            raise ValueError(f"must be an argument list with a '{{{name}}}' argument")
+        _check_fields(value, frozenset({name}), "argument")
         return value
 
     @field_validator("remount_command")
@@ -224,14 +227,6 @@ class DockConfig(Section):
         if not value or "{mountpoint}" not in joined or "{options}" not in joined:
             raise ValueError("must be an argument list using {options} and {mountpoint}")
         _check_fields(value, frozenset({"mountpoint", "options"}), "argument")
-        return value
-
-    @field_validator("blkid_command")
-    @classmethod
-    def _blkid_ok(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if not value or "{device}" not in value:
-            raise ValueError("must be an argument list with a '{device}' argument")
-        _check_fields(value, frozenset({"device"}), "argument")
         return value
 
     @model_validator(mode="after")

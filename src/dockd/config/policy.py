@@ -3,18 +3,21 @@ how it is kept safe.
 
 The floor is enforced here, at load time, so ``dockd config check`` (and the daemon's
 start) refuse a policy that would delete footage earlier than the rules allow (R6).
+So are the sweeps' schedules: APScheduler reads each one here, as the scheduler will
+(this module and :mod:`dockd.daemon.scheduler` are the only APScheduler imports).
 """
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+from apscheduler.triggers.cron import CronTrigger
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from dockd.config.base import Section
+from dockd.config.base import AbsolutePath, Section
 
 # The regulations (001 §19, 004 §12) ask for at least six months: no config goes below.
 LEGAL_FLOOR_DAYS = 180
@@ -68,7 +71,7 @@ class RetentionConfig(Section):
     categories: dict[str, Category] = Field(default_factory=_default_categories)
     # Where trashed files wait before they are purged; must be on the store's filesystem.
     # Default: <store.root>/../trash.
-    trash: Path | None = None
+    trash: AbsolutePath | None = None
     # How long a trashed file can still be restored before it is purged.
     trash_grace_days: Annotated[int, Field(ge=0, le=3650)] = 7
     # Files handled per database query in the sweep.
@@ -130,13 +133,6 @@ class RetentionConfig(Section):
             raise ValidationError.from_exception_data("RetentionConfig", below)
         return value
 
-    @field_validator("trash")
-    @classmethod
-    def _absolute(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_absolute():
-            raise ValueError(f"{str(value)!r} must be an absolute path")
-        return value
-
     @model_validator(mode="after")
     def _references(self) -> RetentionConfig:
         if self.default_category not in self.categories:
@@ -156,7 +152,7 @@ class ArchiveTarget(Section):
     """One place archive copies go: a second disk, removable media, an optical staging area."""
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
-    path: Path
+    path: AbsolutePath
     kind: Literal["directory", "removable", "optical"] = "directory"
     # Only copy when ``path`` is a mount point, so an unplugged disk's empty mount point
     # is never filled instead. Default: true for removable, false otherwise.
@@ -165,13 +161,6 @@ class ArchiveTarget(Section):
     reserve_mb: Annotated[int, Field(ge=0)] = 512
     # Optical staging: never stage more than one disc's worth (e.g. 23000 for a 25 GB BD-R).
     capacity_mb: Annotated[int | None, Field(gt=0)] = None
-
-    @field_validator("path")
-    @classmethod
-    def _absolute(cls, value: Path) -> Path:
-        if not value.is_absolute():
-            raise ValueError(f"{str(value)!r} must be an absolute path")
-        return value
 
     @property
     def must_be_mounted(self) -> bool:
@@ -211,62 +200,81 @@ class FixityConfig(Section):
 
 
 # ----------------------------------------------------------------------------- cron
+# APScheduler 3 checks a crontab expression (``CronTrigger.from_crontab``) and reads
+# its minute, hour, day and month as cron does. Its weekdays differ: it counts Monday
+# as 0 where crontab counts Sunday as 0 (and 7), so "0 7 * * 1" would run on Tuesdays.
+# The weekday field is therefore read here, the way crontab reads it, and handed on
+# as names, which both read alike. Month names are handed on as numbers: APScheduler
+# reads a range of names with a step ("jan-jun/2") as if it had none.
 
-_CRON_FIELDS = (
-    ("minute", 0, 59, ()),
-    ("hour", 0, 23, ()),
-    ("day of month", 1, 31, ()),
-    (
-        "month",
-        1,
-        12,
-        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"),
-    ),
-    ("day of week", 0, 7, ("sun", "mon", "tue", "wed", "thu", "fri", "sat")),
-)
-_ITEM = re.compile(r"^(?P<range>\*|[a-z0-9]+(?:-[a-z0-9]+)?)(?:/(?P<step>\d+))?$")
+WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_MONTH_NAME = re.compile(r"\b(?:" + "|".join(MONTHS) + r")\b")
+_WEEKDAY_ITEM = re.compile(r"^(?P<range>\*|[a-z0-9]+(?:-[a-z0-9]+)?)(?:/(?P<step>\d+))?$")
+# The other fields and their ranges, to name the number APScheduler refused.
+_RANGES = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12))
 
 
-def _value(token: str, lo: int, hi: int, names: tuple[str, ...], what: str) -> int:
-    if token in names:
-        return names.index(token) + (1 if what == "month" else 0)
+def _weekday(token: str) -> int:
+    """A crontab weekday: a name, or 0-7 (Sunday is both 0 and 7)."""
+    if token in WEEKDAYS:
+        return WEEKDAYS.index(token)
     if not token.isdigit():
-        raise ValueError(f"{what}: {token!r} is not a number" + (f" or {names}" if names else ""))
-    n = int(token)
-    if not lo <= n <= hi:
-        raise ValueError(f"{what}: {n} is outside {lo}-{hi}")
-    return n
+        raise ValueError(f"day of week: {token!r} is not a number or {WEEKDAYS}")
+    if int(token) > 7:
+        raise ValueError(f"day of week: {token} is outside 0-7")
+    return int(token)
 
 
-def _expand(field: str, lo: int, hi: int, names: tuple[str, ...], what: str) -> set[int]:
-    out: set[int] = set()
+def _weekdays(field: str) -> str:
+    """Crontab's weekday field as names for APScheduler 3 (``*`` for every day)."""
+    days: set[int] = set()
     for item in field.lower().split(","):
-        m = _ITEM.match(item)
+        m = _WEEKDAY_ITEM.match(item)
         if not m:
-            raise ValueError(f"{what}: cannot read {item!r}")
+            raise ValueError(f"day of week: cannot read {item!r}")
         rng, step = m.group("range"), int(m.group("step") or 1)
         if step < 1:
-            raise ValueError(f"{what}: step must be at least 1")
+            raise ValueError("day of week: step must be at least 1")
         if rng == "*":
-            first, last = lo, hi
+            first, last = 0, 7
         elif "-" in rng:
-            a, b = rng.split("-")
-            first, last = _value(a, lo, hi, names, what), _value(b, lo, hi, names, what)
+            first, last = (_weekday(t) for t in rng.split("-"))
             if first > last:
-                raise ValueError(f"{what}: range {rng!r} runs backwards")
+                raise ValueError(f"day of week: range {rng!r} runs backwards")
         else:
-            first = _value(rng, lo, hi, names, what)
-            last = hi if m.group("step") else first
-        out.update(range(first, last + 1, step))
-    return out
+            first = _weekday(rng)
+            last = 7 if m.group("step") else first
+        days.update(d % 7 for d in range(first, last + 1, step))
+    return "*" if len(days) == 7 else ",".join(WEEKDAYS[d] for d in sorted(days))
+
+
+def _month_numbers(field: str) -> str:
+    """The month field with its names as numbers (an unknown name is left to APScheduler)."""
+    return _MONTH_NAME.sub(lambda m: str(MONTHS.index(m.group()) + 1), field.lower())
+
+
+def _months(trigger: CronTrigger) -> str:
+    """The months a trigger fires in, as numbers (``*`` for every month)."""
+    field = trigger.fields[CronTrigger.FIELD_NAMES.index("month")]
+    months = [m for m in range(1, 13) if field.get_next_value(datetime(2001, m, 1)) == m]
+    return "*" if len(months) == 12 else ",".join(map(str, months))
+
+
+def _refusal(expr: str, fields: list[str], exc: ValueError) -> str:
+    """Why APScheduler refused the fields: the field and number out of range, if one is."""
+    for (what, lo, hi), text in zip(_RANGES, fields, strict=False):
+        for number in re.findall(r"\d+", text):
+            if not lo <= int(number) <= hi:
+                return f"{what}: {number} is outside {lo}-{hi}"
+    return f"{expr!r} is not a crontab expression: {exc}"
 
 
 def cron_fields(expr: str) -> tuple[str, str, str, str, str]:
-    """Check a 5-field crontab expression; return the fields for APScheduler 3.
+    """Check a 5-field crontab expression with APScheduler; return its fields for APScheduler 3.
 
-    The day-of-week field is rewritten as names: crontab counts Sunday as 0 (and 7),
-    APScheduler 3 counts Monday as 0, so a bare number would run on the wrong day.
-    Months are rewritten as numbers, which APScheduler reads the same way cron does.
+    The weekdays come back as names (see above), the months as numbers. The zone
+    (UTC here) changes when a schedule fires, never whether it reads.
     """
     parts = expr.split()
     if len(parts) != 5:
@@ -274,15 +282,13 @@ def cron_fields(expr: str) -> tuple[str, str, str, str, str]:
             f"{expr!r} must have 5 fields (minute hour day-of-month month day-of-week), "
             "e.g. '30 2 * * *' for 02:30 every day"
         )
-    sets = [
-        _expand(p, lo, hi, names, what)
-        for p, (what, lo, hi, names) in zip(parts, _CRON_FIELDS, strict=True)
-    ]
-    months = "*" if len(sets[3]) == 12 else ",".join(str(m) for m in sorted(sets[3]))
-    days = {d % 7 for d in sets[4]}
-    dow_names = _CRON_FIELDS[4][3]
-    dow = "*" if len(days) == 7 else ",".join(dow_names[d] for d in sorted(days))
-    return parts[0], parts[1], parts[2], months, dow
+    minute, hour, day, month, weekday = parts
+    fields = [minute, hour, day, _month_numbers(month), _weekdays(weekday)]
+    try:
+        trigger = CronTrigger.from_crontab(" ".join(fields), timezone=UTC)
+    except ValueError as exc:
+        raise ValueError(_refusal(expr, fields, exc)) from None
+    return minute, hour, day, _months(trigger), fields[4]
 
 
 SWEEP_KINDS = ("retention", "archive", "fixity", "weekly_report")
@@ -303,7 +309,7 @@ class ScheduleConfig(Section):
     # A sweep marked running whose process has not reported for this long is taken over.
     stale_after_minutes: Annotated[int, Field(ge=1)] = 60
     # Where the weekly report is also written as JSON and text (none: ledger and log only).
-    weekly_report_dir: Path | None = None
+    weekly_report_dir: AbsolutePath | None = None
 
     @field_validator("retention", "archive", "fixity", "weekly_report")
     @classmethod
@@ -311,13 +317,6 @@ class ScheduleConfig(Section):
         value = value.strip()
         if value:
             cron_fields(value)
-        return value
-
-    @field_validator("weekly_report_dir")
-    @classmethod
-    def _absolute(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_absolute():
-            raise ValueError(f"{str(value)!r} must be an absolute path")
         return value
 
     def jobs(self) -> dict[str, str]:

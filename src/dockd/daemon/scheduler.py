@@ -1,4 +1,4 @@
-"""The sweeps inside ``dockd run``: the only APScheduler import.
+"""The sweeps inside ``dockd run``, run on their crontab schedules by APScheduler.
 
 Each sweep with a schedule in ``[schedule]`` becomes one cron job of a
 BackgroundScheduler, in the station's time zone, with:
@@ -13,6 +13,10 @@ BackgroundScheduler, in the station's time zone, with:
 fixity sweep hashes or waits on its rate limit), then waits for the running
 sweeps to end, at most ``timeout`` seconds: a daemon's stop is bounded even by a
 sweep that does not look at its stop event often enough.
+
+The config has already read every schedule with APScheduler when it loaded
+(:func:`dockd.config.policy.cron_fields`, which also turns crontab's weekdays into
+the names APScheduler 3 reads alike); the two are the only APScheduler imports.
 """
 
 from __future__ import annotations
@@ -57,15 +61,7 @@ CLI = {
 
 def cron_trigger(expr: str, config: Config) -> CronTrigger:
     """An APScheduler trigger for a crontab expression, read in the station's zone."""
-    minute, hour, day, month, dow = cron_fields(expr)
-    return CronTrigger(
-        minute=minute,
-        hour=hour,
-        day=day,
-        month=month,
-        day_of_week=dow,
-        timezone=config.station.tz,
-    )
+    return CronTrigger.from_crontab(" ".join(cron_fields(expr)), timezone=config.station.tz)
 
 
 class SweepScheduler:

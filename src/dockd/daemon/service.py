@@ -38,8 +38,8 @@ from types import FrameType
 import structlog
 
 from dockd import __version__
-from dockd import alerts as alerts_mod
 from dockd.alerts import AlertSink
+from dockd.alerts import delivery as alerts_mod
 from dockd.clock import Clock, SystemClock
 from dockd.config import Config
 from dockd.context import Context

@@ -21,7 +21,8 @@ import structlog
 from sqlalchemy import select
 
 from dockd.context import Context
-from dockd.ingest.pipeline import SessionResult
+from dockd.ingest.outcome import SessionResult
+from dockd.ingest.session import session_alert
 from dockd.ledger.models import DockSession, Recording
 
 log = structlog.get_logger("dockd.dock")
@@ -140,31 +141,27 @@ def check_session(ctx: Context, result: SessionResult, low_free_percent: float) 
             examples=list(suspect[:5]),
             session_id=result.session_id,
         )
-        ctx.alerts.raise_alert(
-            "device.clock_suspect",
-            result.device_ref,
+        message = (
             f"recorder {result.device_ref}: {len(suspect)} file(s) of dock session "
             f"{result.session_id} carry times in the future or long before the device was "
             f"registered ({_examples(suspect, 3)}); check and set the recorder's clock, then "
-            "correct the recording times in the ledger",
-            severity="warning",
-            details={"session_id": result.session_id, "files": list(suspect)},
+            "correct the recording times in the ledger"
         )
+        kind = "device.clock_suspect"
+        session_alert(ctx, result, kind, message, severity="warning", files=list(suspect))
     if no_officer:
         notes.append(
             f"{len(no_officer)} file(s) stored with no officer: device {result.device_ref} "
             "had no officer assigned at their recording time"
         )
         log.warning("files without officer", files=len(no_officer), session_id=result.session_id)
-        ctx.alerts.raise_alert(
-            "device.no_officer",
-            result.device_ref,
+        message = (
             f"recorder {result.device_ref} had no officer assigned when {len(no_officer)} file(s) "
             f"of dock session {result.session_id} were recorded; record who wore it with "
-            "`dockd assign` and tag the files",
-            severity="warning",
-            details={"session_id": result.session_id, "files": list(no_officer)},
+            "`dockd assign` and tag the files"
         )
+        kind = "device.no_officer"
+        session_alert(ctx, result, kind, message, severity="warning", files=list(no_officer))
     pct = check.free_percent
     if pct is not None and pct < low_free_percent:
         notes.append(f"recorder storage nearly full: {pct:.1f}% free of {capacity} bytes")

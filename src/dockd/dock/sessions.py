@@ -38,7 +38,9 @@ from dockd.dock.match import BlockEvent, dockable, first_match
 from dockd.dock.mounts import Mount, MountAbandoned, Mounter
 from dockd.dock.watcher import complete_event, superseded
 from dockd.errors import DockdError
-from dockd.ingest.pipeline import FileOutcome, SessionResult, run_ingest
+from dockd.ingest.outcome import FileOutcome, FileStatus, SessionOutcome, SessionResult
+from dockd.ingest.pipeline import run_ingest
+from dockd.ingest.session import session_alert
 from dockd.ledger import registry
 
 log = structlog.get_logger("dockd.dock")
@@ -57,7 +59,7 @@ class Dock:
     session_id: int | None = None
     device: str | None = None
     officer: str | None = None
-    outcome: str | None = None
+    outcome: SessionOutcome | None = None
     future: Future[None] | None = None
 
     def same_volume(self, ev: BlockEvent) -> bool:
@@ -331,13 +333,13 @@ class SessionManager:
             on_open=lambda r: self._opened(dock, r, mount),
         )
         dock.outcome = result.outcome
-        if result.outcome == "interrupted" and dock.gone.is_set():
+        if result.outcome == SessionOutcome.INTERRUPTED and dock.gone.is_set():
             log.warning(
                 "recorder unplugged during ingest",
-                stored=result.count("stored"),
-                present=result.count("present"),
+                stored=result.count(FileStatus.STORED),
+                present=result.count(FileStatus.PRESENT),
             )
-        if result.outcome != "refused":
+        if result.outcome != SessionOutcome.REFUSED:
             checks.check_session(self.ctx, result, self.cfg.low_free_percent)
         if self.cfg.wipe_after_ingest and not dock.stop.is_set():
             self._wipe(dock, result, mount)
@@ -369,15 +371,12 @@ class SessionManager:
             return
         except DockdError as exc:
             log.error("wipe failed", error=str(exc))
-            self.ctx.alerts.raise_alert(
-                "wipe.failed",
-                result.device_ref,
+            message = (
                 f"recorder {result.device_ref} was not wiped after dock session "
                 f"{result.session_id}: {exc}; its footage is verified in the store, so it can "
-                "be deleted by hand",
-                severity="warning",
-                details={"session_id": result.session_id},
+                "be deleted by hand"
             )
+            session_alert(self.ctx, result, "wipe.failed", message, severity="warning")
             return
         checks.append_note(
             self.ctx, result.session_id, f"wiped: {deleted} verified file(s) deleted"

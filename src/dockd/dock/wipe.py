@@ -27,8 +27,8 @@ from sqlalchemy import select
 from dockd import store
 from dockd.context import Context
 from dockd.ingest.discover import discover
-from dockd.ingest.pipeline import SessionResult
-from dockd.ledger import audit
+from dockd.ingest.outcome import SessionOutcome, SessionResult
+from dockd.ingest.session import audit_event, session_alert
 from dockd.ledger.models import Recording
 
 log = structlog.get_logger("dockd.dock")
@@ -72,7 +72,7 @@ def plan_wipe(
 ) -> WipePlan:
     """Re-verify every recording on the recorder against the ledger and the store."""
     plan = WipePlan()
-    if result.outcome != "complete":
+    if result.outcome != SessionOutcome.COMPLETE:
         plan.blockers.append(("(session)", f"the session ended {result.outcome}, not complete"))
         return plan
     if result.quarantined or result.device_number is None:
@@ -131,15 +131,12 @@ def block(ctx: Context, result: SessionResult, plan: WipePlan) -> None:
         blockers=len(plan.blockers),
         reasons=[f"{p}: {why}" for p, why in plan.blockers[:10]],
     )
-    ctx.alerts.raise_alert(
-        "wipe.blocked",
-        result.device_ref,
+    message = (
         f"recorder {result.device_ref} was NOT wiped after dock session {result.session_id}: "
         f"{len(plan.blockers)} file(s) are not verified in the store: {shown}{more}. "
-        "Nothing was deleted; dock it again after fixing the cause",
-        severity="warning",
-        details={"session_id": result.session_id, "blockers": plan.blockers},
+        "Nothing was deleted; dock it again after fixing the cause"
     )
+    session_alert(ctx, result, "wipe.blocked", message, severity="warning", blockers=plan.blockers)
 
 
 def execute(ctx: Context, writable: Path, result: SessionResult, plan: WipePlan) -> int:
@@ -157,35 +154,24 @@ def execute(ctx: Context, writable: Path, result: SessionResult, plan: WipePlan)
             failed.append((f.display, exc.strerror or str(exc)))
             continue
         deleted += 1
+        details = {
+            "device": result.device_ref,
+            "source_path": f.display,
+            "blake3": f.blake3,
+            "size": f.size,
+            "session_id": result.session_id,
+        }
         with ctx.ledger.session() as s:
-            audit.record(
-                s,
-                at=ctx.clock.now(),
-                station=ctx.config.station.id,
-                actor=ctx.actor,
-                action="recorder.wipe",
-                subject_type="file",
-                subject_id=f.file_id,
-                details={
-                    "device": result.device_ref,
-                    "source_path": f.display,
-                    "blake3": f.blake3,
-                    "size": f.size,
-                    "session_id": result.session_id,
-                },
-            )
+            audit_event(s, ctx, "recorder.wipe", ("file", f.file_id), details)
         log.info("file wiped from recorder", file=f.display, file_id=f.file_id)
     with contextlib.suppress(OSError):
         os.sync()
     if failed:
-        ctx.alerts.raise_alert(
-            "wipe.incomplete",
-            result.device_ref,
+        message = (
             f"recorder {result.device_ref}: {len(failed)} verified file(s) could not be deleted "
-            f"({failed[0][0]}: {failed[0][1]}); they are safe in the store, delete them by hand",
-            severity="warning",
-            details={"session_id": result.session_id, "failed": failed},
+            f"({failed[0][0]}: {failed[0][1]}); they are safe in the store, delete them by hand"
         )
+        session_alert(ctx, result, "wipe.incomplete", message, severity="warning", failed=failed)
     log.info(
         "recorder wiped",
         session_id=result.session_id,

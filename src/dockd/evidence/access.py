@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -22,7 +22,8 @@ from dockd.errors import NotFound, UsageError
 from dockd.ledger import audit
 from dockd.ledger.models import AuditEvent, Recording
 
-ACCESS_ACTIONS = ("file.view", "file.export")
+AccessAction = Literal["file.view", "file.export"]
+ACCESS_ACTIONS: tuple[AccessAction, ...] = get_args(AccessAction)
 RESTRICTED = "restricted"
 
 
@@ -89,7 +90,7 @@ def register(
     rows: Sequence[Recording],
     access: Access,
     *,
-    action: str,
+    action: AccessAction,
     at: datetime,
     extra: dict[str, Any] | None = None,
 ) -> list[AuditEvent]:

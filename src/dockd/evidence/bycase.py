@@ -27,7 +27,8 @@ from sqlalchemy.orm import Session
 
 from dockd.config import Config
 from dockd.ledger.models import Recording
-from dockd.store import DIR_MODE, safe_component
+from dockd.store import DIR_MODE
+from dockd.store.paths import safe_component
 
 
 def by_case_root(config: Config) -> Path:

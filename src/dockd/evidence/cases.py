@@ -5,11 +5,15 @@ category, access class), all through :func:`apply_tag`, so every change is one
 ``file.tag`` audit event carrying the new values:
 
 * ``dockd tag``: by file ids, or by device or officer over a time window;
-* ``dockd cases import``: cases from the agency's case system (case number,
-  officer badge, start, end, cause, party) tag the footage of that officer whose
-  recording overlaps the case window;
+* ``dockd cases import`` (:mod:`dockd.evidence.caseimport`): cases from the
+  agency's case system (case number, officer badge, start, end, cause, party) tag
+  the footage of that officer whose recording overlaps the case window
+  (:func:`tag_case_window`);
 * :func:`tag_on_ingest`: footage docked after the import is tagged the same way
   inside the transaction that writes its row.
+
+This module also answers the case queries (:func:`list_cases`,
+:func:`case_file_counts`, :func:`of_officer`).
 
 An automatic tag never overwrites a different case number already on a file (a
 person put it there); such files are reported as conflicts.
@@ -17,14 +21,10 @@ person put it there); such files are reported as conflicts.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
@@ -244,6 +244,14 @@ def files_in_case_window(session: Session, case: Case) -> list[Recording]:
     return list(session.scalars(q.order_by(Recording.recorded_start, Recording.id)))
 
 
+def tag_case_window(
+    session: Session, case: Case, *, at: datetime, actor: str, result: TagResult
+) -> None:
+    """Tag the footage in a just-imported case's window (``dockd cases import``)."""
+    for row in files_in_case_window(session, case):
+        _tag_from_case(session, row, case, at=at, actor=actor, source="case-import", result=result)
+
+
 def tag_on_ingest(session: Session, row: Recording, *, at: datetime, actor: str) -> None:
     """Tag a just-ingested recording with any imported case whose window covers it.
 
@@ -278,208 +286,6 @@ def tag_on_ingest(session: Session, row: Recording, *, at: datetime, actor: str)
     case = session.scalar(q)
     if case is not None:
         _tag_from_case(session, row, case, at=at, actor=actor, source="ingest", result=TagResult())
-
-
-# ----------------------------------------------------------------------------- import
-
-_HEADERS: dict[str, tuple[str, ...]] = {
-    "case_number": ("case_number", "case", "case_no", "案件编号", "案号"),
-    "officer_badge": ("officer_badge", "badge", "officer", "警号"),
-    "start": ("start", "starts_at", "start_time", "开始时间"),
-    "end": ("end", "ends_at", "end_time", "结束时间"),
-    "cause": ("cause", "case_cause", "案由"),
-    "party": ("party", "当事人"),
-    "category": ("category", "类别"),
-}
-_REQUIRED = ("case_number", "officer_badge", "start")
-
-
-@dataclass(frozen=True)
-class CaseRow:
-    """One line of a case-system CSV, validated."""
-
-    line: int
-    case_number: str
-    officer_badge: str
-    starts_at: datetime
-    ends_at: datetime | None
-    cause: str | None
-    party: str | None
-    category: str | None
-
-
-def read_csv_text(path: Path) -> str:
-    """A case CSV as text: UTF-8 (with or without BOM), else GB18030 as Chinese systems write."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise NotFound(f"cannot read {path}: {exc.strerror}") from exc
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        try:
-            return data.decode("gb18030")
-        except UnicodeDecodeError:
-            raise UsageError(f"{path} is neither UTF-8 nor GB18030 text") from None
-
-
-def _parse_when(text: str, tz: ZoneInfo) -> datetime:
-    ts = datetime.fromisoformat(text.strip().replace("/", "-"))
-    return ts.replace(tzinfo=tz) if ts.tzinfo is None else ts
-
-
-def parse_cases_csv(text: str, tz: ZoneInfo, *, source: str = "<csv>") -> list[CaseRow]:
-    """Validate a case CSV; raise :class:`UsageError` listing every bad line at once.
-
-    Columns (header names in English or Chinese, any order): case_number,
-    officer_badge, start, end, cause, party and optionally category. Times without
-    an offset are in the station's time zone; an empty end leaves the case open.
-    """
-    reader = csv.reader(io.StringIO(text))
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise UsageError(f"{source} is empty; it needs a header line") from None
-    index: dict[str, int] = {}
-    for i, name in enumerate(header):
-        key = name.strip().lower()
-        for canon, aliases in _HEADERS.items():
-            if key in aliases:
-                index[canon] = i
-    missing = [c for c in _REQUIRED if c not in index]
-    if missing:
-        raise UsageError(
-            f"{source}: header lacks column(s) {', '.join(missing)}; expected "
-            "case_number,officer_badge,start,end,cause,party[,category]"
-        )
-    rows: list[CaseRow] = []
-    problems: list[str] = []
-    for line, fields in enumerate(reader, start=2):
-        if not any(f.strip() for f in fields):
-            continue
-
-        def get(col: str, fields: list[str] = fields) -> str | None:
-            i = index.get(col)
-            if i is None or i >= len(fields):
-                return None
-            return fields[i].strip() or None
-
-        where = f"line {line}"
-        number, badge = get("case_number"), get("officer_badge")
-        start_text, end_text = get("start"), get("end")
-        if not number or not badge or not start_text:
-            problems.append(f"{where}: case_number, officer_badge and start are required")
-            continue
-        try:
-            start = _parse_when(start_text, tz)
-            end = _parse_when(end_text, tz) if end_text else None
-        except ValueError:
-            problems.append(f"{where}: times must look like 2026-03-15 08:30 or ISO 8601")
-            continue
-        if end is not None and end < start:
-            problems.append(f"{where}: end {end_text} is before start {start_text}")
-            continue
-        rows.append(
-            CaseRow(line, number, badge, start, end, get("cause"), get("party"), get("category"))
-        )
-    if problems:
-        listed = "\n".join(f"  - {p}" for p in problems)
-        raise UsageError(f"{source}: {len(problems)} bad line(s), nothing imported:\n{listed}")
-    return rows
-
-
-@dataclass
-class ImportResult:
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    unknown_badges: list[str] = field(default_factory=list)
-    tags: TagResult = field(default_factory=TagResult)
-
-
-def import_cases(
-    session: Session,
-    rows: Sequence[CaseRow],
-    *,
-    at: datetime,
-    actor: str,
-    station: str,
-    source: str,
-) -> ImportResult:
-    """Store (or update) each case and tag the footage overlapping its window.
-
-    A case is identified by case number and officer badge: importing the same
-    export again changes nothing; a changed window, cause or party updates the case
-    and re-tags. Every created or changed case is a ``case.import`` audit event.
-    """
-    result = ImportResult()
-    for r in rows:
-        case = session.scalar(
-            select(Case).where(
-                Case.case_number == r.case_number, Case.officer_badge == r.officer_badge
-            )
-        )
-        fields: dict[str, Any] = {
-            "starts_at": r.starts_at,
-            "ends_at": r.ends_at,
-            "cause": r.cause,
-            "party": r.party,
-            "category": r.category,
-        }
-        if case is None:
-            case = Case(
-                case_number=r.case_number,
-                officer_badge=r.officer_badge,
-                imported_at=at,
-                imported_by=actor,
-                **fields,
-            )
-            session.add(case)
-            session.flush()
-            result.created += 1
-            action = "case.import"
-        else:
-            if all(getattr(case, k) == v for k, v in fields.items()):
-                result.unchanged += 1
-                action = ""
-            else:
-                for k, v in fields.items():
-                    setattr(case, k, v)
-                case.imported_at, case.imported_by = at, actor
-                result.updated += 1
-                action = "case.update"
-        if action:
-            audit.record(
-                session,
-                at=at,
-                station=station,
-                actor=actor,
-                action=action,
-                subject_type="case",
-                subject_id=r.case_number,
-                details={
-                    "case_id": case.id,
-                    "officer": r.officer_badge,
-                    "source": source,
-                    "line": r.line,
-                    **{k: _json(v) for k, v in fields.items()},
-                },
-            )
-        if _badge_unknown(session, r.officer_badge):
-            result.unknown_badges.append(r.officer_badge)
-        for row in files_in_case_window(session, case):
-            _tag_from_case(
-                session, row, case, at=at, actor=actor, source="case-import", result=result.tags
-            )
-    return result
-
-
-def _json(value: Any) -> Any:
-    return value.astimezone(UTC).isoformat() if isinstance(value, datetime) else value
-
-
-def _badge_unknown(session: Session, badge: str) -> bool:
-    return session.scalar(select(Officer.id).where(Officer.badge == badge)) is None
 
 
 def list_cases(session: Session, *, case_number: str | None = None) -> list[Case]:

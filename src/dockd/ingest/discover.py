@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
-from dockd.config import IngestConfig
+from dockd.config.ingest import IngestConfig
 from dockd.ingest import names
 
 _SPECIAL = (

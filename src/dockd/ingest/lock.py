@@ -126,3 +126,25 @@ class RecorderLock:
         _tb: TracebackType | None,
     ) -> None:
         self.release()
+
+
+def lock_recorder(
+    ledger: Ledger,
+    ref: str,
+    fs_uuid: str | None,
+    *,
+    wait: bool,
+    stop: threading.Event | None,
+) -> RecorderLock:
+    """The recorder's lock, held: under its identity and its filesystem UUID.
+
+    With ``wait`` a second process waits for the first (stoppable by ``stop``: then
+    :class:`RecorderBusy` saying so); without it, :class:`RecorderBusy` at once.
+    """
+    lock = RecorderLock(ledger, ref, aliases=[f"fs_uuid:{fs_uuid}"] if fs_uuid else [])
+    if not lock.acquire(wait=wait, stop=stop):
+        raise RecorderBusy(
+            f"dockd stopped while waiting for another ingest of recorder {ref} to end; "
+            "nothing was copied: dock it again"
+        )
+    return lock

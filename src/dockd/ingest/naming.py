@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import PurePosixPath
 from zoneinfo import ZoneInfo
 
-from dockd.config import NamingRule
+from dockd.config.naming import NamingRule
 
 # Lone surrogates (os.fsdecode's escapes of undecodable bytes); a fixed class, no backtracking.
 _SURROGATE = re.compile("[\ud800-\udfff]")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 from pathlib import Path, PurePosixPath
 
 import structlog
@@ -25,26 +24,12 @@ from sqlalchemy import select
 
 from dockd import store
 from dockd.context import Context as Context
-from dockd.ledger import audit
+from dockd.ingest import session
+from dockd.ingest.outcome import SessionOutcome
 from dockd.ledger.models import DockSession, Recording
 from dockd.runtime import BOOT_ID, pid_alive
 
 log = structlog.get_logger("dockd.recovery")
-
-# Dock sessions this process is running now. A 'running' session of this PID that is
-# not here was cut short by a failure the process survived (the daemon lives on).
-_ACTIVE: set[int] = set()
-_ACTIVE_LOCK = threading.Lock()
-
-
-def session_started(session_id: int) -> None:
-    with _ACTIVE_LOCK:
-        _ACTIVE.add(session_id)
-
-
-def session_ended(session_id: int) -> None:
-    with _ACTIVE_LOCK:
-        _ACTIVE.discard(session_id)
 
 
 def _owner_gone(row: DockSession, host: str) -> bool:
@@ -55,8 +40,7 @@ def _owner_gone(row: DockSession, host: str) -> bool:
     if row.boot_id is not None and row.boot_id != BOOT_ID:
         return True  # the PID was of an earlier boot
     if row.pid == os.getpid():
-        with _ACTIVE_LOCK:
-            return row.id not in _ACTIVE
+        return not session.running_here(row.id)
     return not pid_alive(row.pid)
 
 
@@ -114,7 +98,7 @@ def recover_sessions(ctx: Context, *, daemon_roots: tuple[Path, ...] = ()) -> li
     with ctx.ledger.session() as s:
         rows = s.scalars(
             select(DockSession)
-            .where(DockSession.outcome == "running")
+            .where(DockSession.outcome == SessionOutcome.RUNNING)
             .where(DockSession.station == ctx.config.station.id)
             .where(DockSession.started_at <= now)
             .order_by(DockSession.id)
@@ -127,30 +111,15 @@ def recover_sessions(ctx: Context, *, daemon_roots: tuple[Path, ...] = ()) -> li
                     continue
             elif not any(Path(row.source).is_relative_to(r) for r in daemon_roots):
                 continue
-            row.outcome, row.ended_at = "interrupted", now
+            row.outcome, row.ended_at = SessionOutcome.INTERRUPTED, now
             note = (
                 "the dockd process running this session stopped (crash, kill, ledger "
                 "failure or power loss); dock the recorder again to take the files not yet stored"
             )
             row.notes = f"{row.notes}; {note}" if row.notes else note
-            audit.record(
-                s,
-                at=now,
-                station=row.station,
-                actor=ctx.actor,
-                action="session.recovered",
-                subject_type="session",
-                subject_id=row.id,
-                details={
-                    "outcome": "interrupted",
-                    "device": row.device_ref,
-                    "pid": row.pid,
-                    "seen": row.files_seen,
-                    "stored": row.files_stored,
-                    "present": row.files_present,
-                    "failed": row.files_failed,
-                },
-            )
+            details = {"outcome": row.outcome, "device": row.device_ref, "pid": row.pid}
+            details |= session.counts(row)
+            session.audit_event(s, ctx, "session.recovered", ("session", row.id), details, at=now)
             ctx.alerts.raise_alert(
                 "ingest.interrupted",
                 row.device_ref or row.source,

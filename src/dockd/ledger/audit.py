@@ -54,6 +54,16 @@ def event_hash(
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
+# The columns of an event that its hash covers (every one but ``id`` and ``hash``).
+HASHED = ("prev_hash", "at", "station", "actor", "action", "subject_type", "subject_id", "details")
+
+
+def hash_of(ev: Any) -> str:
+    """:func:`event_hash` of an event, from its own fields (an :class:`AuditEvent` or a
+    row of its columns)."""
+    return event_hash(**{name: getattr(ev, name) for name in HASHED})
+
+
 def record(
     session: Session,
     *,
@@ -69,30 +79,17 @@ def record(
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CHAIN_LOCK})
     prev = session.scalar(select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1))
-    at = at.astimezone(UTC)
-    prev_hash = prev or GENESIS
-    body = canonical(details or {})
-    digest = event_hash(
-        prev_hash=prev_hash,
-        at=at,
-        station=station,
-        actor=actor,
-        action=action,
-        subject_type=subject_type,
-        subject_id=str(subject_id),
-        details=body,
-    )
     ev = AuditEvent(
-        at=at,
+        at=at.astimezone(UTC),
         station=station,
         actor=actor,
         action=action,
         subject_type=subject_type,
         subject_id=str(subject_id),
-        details=body,
-        prev_hash=prev_hash,
-        hash=digest,
+        details=canonical(details or {}),
+        prev_hash=prev or GENESIS,
     )
+    ev.hash = hash_of(ev)
     session.add(ev)
     session.flush()
     return ev
@@ -279,16 +276,7 @@ def verify_chain(session: Session, *, strict_ids: bool | None = None) -> Verific
                     event_id=ev.id,
                 )
             )
-        recomputed = event_hash(
-            prev_hash=ev.prev_hash,
-            at=ev.at,
-            station=ev.station,
-            actor=ev.actor,
-            action=ev.action,
-            subject_type=ev.subject_type,
-            subject_id=ev.subject_id,
-            details=ev.details,
-        )
+        recomputed = hash_of(ev)
         if recomputed != ev.hash:
             result.problems.append(
                 Problem(

@@ -8,6 +8,7 @@ file needs a migration in ``migrations/versions``; a test checks they agree.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -65,6 +66,28 @@ class UTCDateTime(TypeDecorator[datetime]):
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime(), int: Integer}
+
+
+# The words a status column holds. The columns stay plain strings (the schema, the
+# migrations and the auditors' SQL views see text); a member equals its word
+# (FileState.STORED == "stored"). The stages own the words of their own columns
+# (a dock session's outcome, a sweep run's status, a fixity finding).
+
+
+class FileState(StrEnum):
+    """``Recording.state``: where a recording is in its life."""
+
+    STORED = "stored"
+    TRASHED = "trashed"
+    PURGED = "purged"
+
+
+class Severity(StrEnum):
+    """``Alert.severity``, from the least to the most urgent."""
+
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
 
 
 class Device(Base):
@@ -216,8 +239,7 @@ class Recording(Base):
     unregistered: Mapped[bool] = mapped_column(Boolean, default=False)
     # The recorder's evidence named two registered devices: held in quarantine.
     device_conflict: Mapped[bool] = mapped_column(Boolean, default=False)
-    # stored | trashed | purged
-    state: Mapped[str] = mapped_column(String(16), default="stored", index=True)
+    state: Mapped[str] = mapped_column(String(16), default=FileState.STORED.value, index=True)
     trashed_at: Mapped[datetime | None] = mapped_column(index=True)
     trash_path: Mapped[str | None] = mapped_column(Text)
     purged_at: Mapped[datetime | None]
@@ -249,7 +271,7 @@ class Alert(Base):
     at: Mapped[datetime] = mapped_column(index=True)
     station: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(48), index=True)
-    severity: Mapped[str] = mapped_column(String(16))  # info | warning | critical
+    severity: Mapped[str] = mapped_column(String(16))  # a Severity
     subject: Mapped[str] = mapped_column(Text)
     message: Mapped[str] = mapped_column(Text)
     details: Mapped[str | None] = mapped_column(Text)  # JSON

@@ -1,5 +1,8 @@
 """Reads with intent names: what auditors and the CLI ask of the ledger.
 
+``row_by_id`` and ``refuse_if_done`` are the two checks before closing something
+for good (acknowledging an alert, releasing a hold): it exists, and is not closed yet.
+
 ``FILE_FIELDS`` is the stable JSON shape of one recording (listed in docs/auditors.md);
 scripts may rely on these names.
 """
@@ -9,13 +12,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, aliased
 
-from dockd.ledger.models import Device, DockSession, Officer, Recording
+from dockd.errors import NotFound, UsageError
+from dockd.ledger.models import Base, Device, DockSession, FileState, Officer, Recording
+
+Row = TypeVar("Row", bound=Base)
 
 FILE_FIELDS: tuple[str, ...] = (
     "id",
@@ -80,7 +86,7 @@ def file_query(f: FileFilter) -> Select[Recording, str]:
     if f.station is not None:
         q = q.where(Recording.station == f.station)
     if not f.include_removed:
-        q = q.where(Recording.state == "stored")
+        q = q.where(Recording.state == FileState.STORED)
     return q
 
 
@@ -132,3 +138,18 @@ def recent_sessions(session: Session, limit: int = 20) -> Sequence[DockSession]:
 
 def device_numbers(session: Session) -> list[str]:
     return list(session.scalars(select(Device.number).order_by(Device.number)))
+
+
+def row_by_id(session: Session, model: type[Row], row_id: int, missing: str) -> Row:
+    """The row of ``model`` with this id; :class:`NotFound` saying ``missing`` if none."""
+    row = session.get(model, row_id)
+    if row is None:
+        raise NotFound(missing)
+    return row
+
+
+def refuse_if_done(done_at: datetime | None, done_by: str | None, what: str) -> None:
+    """Refuse to close twice: ``what`` (e.g. "alert 7 was already acknowledged") is
+    followed by who did it and when."""
+    if done_at is not None:
+        raise UsageError(f"{what} by {done_by} at {done_at.isoformat()}")

@@ -7,6 +7,7 @@ recording to a device number and the officer responsible for it.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
@@ -14,7 +15,42 @@ from sqlalchemy.orm import Session
 
 from dockd.errors import NotFound, UsageError
 from dockd.ledger import audit
-from dockd.ledger.models import Assignment, Device, Officer
+from dockd.ledger.models import Assignment, Base, Device, Officer
+
+
+def _add_audited(
+    session: Session,
+    row: Base,
+    event: tuple[str, str, str],
+    details: dict[str, Any],
+    *,
+    at: datetime,
+    station: str,
+    actor: str,
+    taken: str | None = None,
+) -> None:
+    """Add ``row`` and audit it as ``event`` (action, subject type, subject id).
+
+    ``taken`` is the message for a unique column that a concurrent writer took first.
+    """
+    session.add(row)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        if taken is None:
+            raise
+        raise UsageError(taken) from exc
+    action, subject_type, subject_id = event
+    audit.record(
+        session,
+        at=at,
+        station=station,
+        actor=actor,
+        action=action,
+        subject_type=subject_type,
+        subject_id=subject_id,
+        details=details,
+    )
 
 
 def add_device(
@@ -36,38 +72,19 @@ def add_device(
         raise UsageError(f"device {number} is already registered; `dockd devices list` shows it")
     if serial and session.scalar(select(Device).where(Device.serial == serial)) is not None:
         raise UsageError(f"serial {serial} already belongs to another device")
-    dev = Device(
-        number=number,
-        serial=serial,
-        fs_uuid=fs_uuid,
-        fs_label=fs_label,
-        brand=brand,
-        model=model,
-        unit=unit,
-        registered_at=at,
-    )
-    session.add(dev)
-    try:
-        session.flush()
-    except IntegrityError as exc:  # a concurrent registration won the race
-        raise UsageError(f"device {number} or serial {serial} is already registered") from exc
-    audit.record(
-        session,
-        at=at,
-        station=station,
-        actor=actor,
-        action="device.add",
-        subject_type="device",
-        subject_id=number,
-        details={
-            "serial": serial,
-            "fs_uuid": fs_uuid,
-            "fs_label": fs_label,
-            "brand": brand,
-            "model": model,
-            "unit": unit,
-        },
-    )
+    # What identifies and describes it: the row's columns and the audit event's details.
+    known = {
+        "serial": serial,
+        "fs_uuid": fs_uuid,
+        "fs_label": fs_label,
+        "brand": brand,
+        "model": model,
+        "unit": unit,
+    }
+    dev = Device(number=number, registered_at=at, **known)
+    taken = f"device {number} or serial {serial} is already registered"  # a concurrent one
+    event = ("device.add", "device", number)
+    _add_audited(session, dev, event, known, at=at, station=station, actor=actor, taken=taken)
     return dev
 
 
@@ -84,18 +101,9 @@ def add_officer(
     if session.scalar(select(Officer).where(Officer.badge == badge)) is not None:
         raise UsageError(f"badge {badge} is already registered; `dockd officers list` shows it")
     off = Officer(badge=badge, name=name, unit=unit, created_at=at)
-    session.add(off)
-    session.flush()
-    audit.record(
-        session,
-        at=at,
-        station=station,
-        actor=actor,
-        action="officer.add",
-        subject_type="officer",
-        subject_id=badge,
-        details={"name": name, "unit": unit},
-    )
+    details = {"name": name, "unit": unit}
+    event = ("officer.add", "officer", badge)
+    _add_audited(session, off, event, details, at=at, station=station, actor=actor)
     return off
 
 
@@ -159,22 +167,10 @@ def assign(
         created_at=at,
         created_by=actor,
     )
-    session.add(a)
-    session.flush()
-    audit.record(
-        session,
-        at=at,
-        station=station,
-        actor=actor,
-        action="device.assign",
-        subject_type="device",
-        subject_id=device_number,
-        details={
-            "badge": badge,
-            "from": valid_from.isoformat(),
-            "until": valid_until.isoformat() if valid_until else None,
-        },
-    )
+    until = valid_until.isoformat() if valid_until else None
+    details = {"badge": badge, "from": valid_from.isoformat(), "until": until}
+    event = ("device.assign", "device", device_number)
+    _add_audited(session, a, event, details, at=at, station=station, actor=actor)
     return a
 
 

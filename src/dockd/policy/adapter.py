@@ -1,15 +1,18 @@
-"""The ledger side of the policy: facts in, holds placed and released.
+"""The policy's ledger adapter: facts read from the ledger in, holds written back out.
 
-The decisions stay in :mod:`dockd.policy.retention` and :mod:`dockd.policy.holds`;
-this module only reads the facts they need with indexed queries (a coarse SQL
-superset, then the pure rule decides) and writes holds with their audit events.
+The decisions stay pure, in :mod:`dockd.policy.retention` and
+:mod:`dockd.policy.holds` (an import-linter contract keeps the ledger out of them).
+This adapter is the only module of the policy that touches the ledger: it reads
+the facts they need with indexed queries (a coarse SQL superset, then the pure
+rule decides), hands them to the pure functions, and places and releases holds
+with their audit events. Sweeps, reports and commands reach the policy through it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import or_, select, text
@@ -18,9 +21,22 @@ from sqlalchemy.orm import Session
 from dockd.config.policy import RetentionConfig
 from dockd.errors import NotFound, UsageError
 from dockd.ledger import audit
-from dockd.ledger.models import Case, Device, Hold, Officer, Recording
-from dockd.policy.holds import HoldFacts, covers, normalize_reason
+from dockd.ledger.models import Case, Device, FileState, Hold, Officer, Recording
+from dockd.policy.holds import (
+    HoldFacts,
+    HoldReason,
+    HoldScope,
+    Verdict,
+    covers,
+    decide,
+    normalize_reason,
+)
 from dockd.policy.retention import CaseFacts, FileFacts, Retention, retention_of
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+_F = TypeVar("_F", bound="DataclassInstance")
 
 _HOLDS_LOCK = 0x646F636B68  # "dockh": placing a hold and deleting a file never interleave
 # No recording is longer than this: widens indexed window queries, the pure rule decides.
@@ -47,15 +63,7 @@ def file_facts(session: Session, row: Recording) -> FileFacts:
         badge = session.scalar(select(Officer.badge).where(Officer.id == row.officer_id))
         if badge:
             badges.add(badge)
-    return FileFacts(
-        id=row.id,
-        recorded_start=row.recorded_start,
-        recorded_end=row.recorded_end,
-        category=row.category,
-        case_number=row.case_number,
-        device_ref=row.device_ref,
-        officer_badges=frozenset(badges),
-    )
+    return _facts(FileFacts, row, officer_badges=frozenset(badges))
 
 
 def case_facts(session: Session, case_number: str | None) -> list[CaseFacts]:
@@ -70,18 +78,14 @@ def case_facts(session: Session, case_number: str | None) -> list[CaseFacts]:
 
 
 def hold_facts(h: Hold) -> HoldFacts:
-    return HoldFacts(
-        id=h.id,
-        reason=h.reason,
-        scope=h.scope,
-        file_id=h.file_id,
-        case_number=h.case_number,
-        device_ref=h.device_ref,
-        officer_badge=h.officer_badge,
-        window_from=h.window_from,
-        window_until=h.window_until,
-        released_at=h.released_at,
-    )
+    return _facts(HoldFacts, h)
+
+
+def _facts(cls: type[_F], row: object, **derived: Any) -> _F:
+    """The facts the pure rules see, read off the row's columns of the same names;
+    ``derived`` are those that are not a column of it."""
+    names = [f.name for f in fields(cls) if f.name not in derived]
+    return cls(**{n: getattr(row, n) for n in names}, **derived)
 
 
 def holds_touching(session: Session, facts: FileFacts, *, active_only: bool = True) -> list[Hold]:
@@ -103,6 +107,15 @@ def retention_now(
     facts = file_facts(session, row)
     cases = case_facts(session, row.case_number)
     return facts, cases, retention_of(facts, cases, policy)
+
+
+def verdict_now(
+    session: Session, row: Recording, policy: RetentionConfig, now: datetime
+) -> Verdict:
+    """The retention sweep's question for one file, asked of its facts, cases and holds now."""
+    facts, cases, _ = retention_now(session, row, policy)
+    holds = [hold_facts(h) for h in holds_touching(session, facts)]
+    return decide(facts, cases, holds, policy, now)
 
 
 def refresh_expiry(session: Session, row: Recording, policy: RetentionConfig) -> Retention:
@@ -148,13 +161,13 @@ def place_hold(
         raise UsageError(str(exc)) from None
     if not by.strip():
         raise UsageError("say who places the hold (--by NAME)")
-    if reason == "other" and not (text_ or "").strip():
+    if reason == HoldReason.OTHER and not (text_ or "").strip():
         raise UsageError("reason 'other' needs a text saying why (--text '...')")
     targets = {
-        "file": file_id,
-        "case": case_number,
-        "device": device_ref,
-        "officer": officer_badge,
+        HoldScope.FILE: file_id,
+        HoldScope.CASE: case_number,
+        HoldScope.DEVICE: device_ref,
+        HoldScope.OFFICER: officer_badge,
     }
     given = [k for k, v in targets.items() if v is not None and v != ""]
     if len(given) != 1:
@@ -164,7 +177,7 @@ def place_hold(
         )
     scope = given[0]
     warnings: list[str] = []
-    if scope in ("file", "case"):
+    if scope in (HoldScope.FILE, HoldScope.CASE):
         if window_from is not None or window_until is not None:
             raise UsageError(f"a {scope} hold has no time window; drop --from/--until")
     else:
@@ -177,20 +190,20 @@ def place_hold(
             raise UsageError(
                 f"--until {window_until.isoformat()} is not after --from {window_from.isoformat()}"
             )
-    if scope == "file":
+    if scope == HoldScope.FILE:
         row = session.get(Recording, file_id)
         if row is None:
             raise NotFound(f"no file with id {file_id}; `dockd ledger query` lists them")
-        if row.state == "purged":
+        if row.state == FileState.PURGED:
             raise UsageError(
                 f"file {file_id} ({row.store_path}) was purged on "
                 f"{row.purged_at.isoformat() if row.purged_at else '?'}: nothing is left to hold"
             )
-        if row.state == "trashed":
+        if row.state == FileState.TRASHED:
             warnings.append(
                 f"file {file_id} is in the trash; it is restored now or by the next retention sweep"
             )
-    elif scope == "case":
+    elif scope == HoldScope.CASE:
         known = session.scalar(
             select(Recording.id).where(Recording.case_number == case_number).limit(1)
         ) or session.scalar(select(Case.id).where(Case.case_number == case_number).limit(1))
@@ -199,7 +212,7 @@ def place_hold(
                 f"no file or imported case has number {case_number!r} yet; "
                 "the hold covers its footage as soon as it is tagged"
             )
-    elif scope == "device":
+    elif scope == HoldScope.DEVICE:
         known = session.scalar(
             select(Device.id).where(Device.number == device_ref).limit(1)
         ) or session.scalar(select(Recording.id).where(Recording.device_ref == device_ref).limit(1))
@@ -213,10 +226,10 @@ def place_hold(
         reason=reason,
         reason_text=(text_ or "").strip() or None,
         scope=scope,
-        file_id=file_id if scope == "file" else None,
-        case_number=case_number if scope == "case" else None,
-        device_ref=device_ref if scope == "device" else None,
-        officer_badge=officer_badge if scope == "officer" else None,
+        file_id=file_id if scope == HoldScope.FILE else None,
+        case_number=case_number if scope == HoldScope.CASE else None,
+        device_ref=device_ref if scope == HoldScope.DEVICE else None,
+        officer_badge=officer_badge if scope == HoldScope.OFFICER else None,
         window_from=window_from,
         window_until=window_until,
         placed_at=at,
@@ -224,16 +237,7 @@ def place_hold(
     )
     session.add(hold)
     session.flush()
-    audit.record(
-        session,
-        at=at,
-        station=station,
-        actor=by,
-        action="hold.add",
-        subject_type="hold",
-        subject_id=hold.id,
-        details=_hold_details(hold),
-    )
+    _audit_hold(session, hold, "hold.add", at=at, station=station, by=by)
     return PlacedHold(hold, warnings)
 
 
@@ -249,22 +253,13 @@ def release_hold(
     if hold is None:
         raise NotFound(f"no hold with id {hold_id}; `dockd hold list --all` shows them")
     if hold.released_at is not None:
-        raise UsageError(
-            f"hold {hold_id} was already released by {hold.released_by} "
-            f"at {hold.released_at.isoformat()}"
-        )
+        when = hold.released_at.isoformat()
+        raise UsageError(f"hold {hold_id} was already released by {hold.released_by} at {when}")
     hold.released_at = at
     hold.released_by = by
     hold.release_reason = reason.strip()
-    audit.record(
-        session,
-        at=at,
-        station=station,
-        actor=by,
-        action="hold.release",
-        subject_type="hold",
-        subject_id=hold.id,
-        details={**_hold_details(hold), "release_reason": hold.release_reason},
+    _audit_hold(
+        session, hold, "hold.release", at=at, station=station, by=by, reason=hold.release_reason
     )
     return hold
 
@@ -300,16 +295,16 @@ def list_holds(
 def covered_files(session: Session, hold: Hold, *, states: tuple[str, ...]) -> list[Recording]:
     """The files a hold covers, in the given states (indexed query, then the pure rule)."""
     q = select(Recording).where(Recording.state.in_(states)).order_by(Recording.id)
-    if hold.scope == "file":
+    if hold.scope == HoldScope.FILE:
         q = q.where(Recording.id == hold.file_id)
-    elif hold.scope == "case":
+    elif hold.scope == HoldScope.CASE:
         q = q.where(Recording.case_number == hold.case_number)
-    elif hold.scope == "device":
+    elif hold.scope == HoldScope.DEVICE:
         q = q.where(Recording.device_ref == hold.device_ref)
-    elif hold.scope == "officer":
+    elif hold.scope == HoldScope.OFFICER:
         ids = list(session.scalars(select(Officer.id).where(Officer.badge == hold.officer_badge)))
         q = q.where(or_(Recording.officer_id.in_(ids), Recording.badge_hint == hold.officer_badge))
-    if hold.scope in ("device", "officer"):
+    if hold.scope in (HoldScope.DEVICE, HoldScope.OFFICER):
         if hold.window_from is not None:
             q = q.where(Recording.recorded_start >= hold.window_from - _MAX_CLIP)
         if hold.window_until is not None:
@@ -318,8 +313,18 @@ def covered_files(session: Session, hold: Hold, *, states: tuple[str, ...]) -> l
     return [r for r in session.scalars(q) if covers(hf, file_facts(session, r))]
 
 
-def _hold_details(hold: Hold) -> dict[str, Any]:
-    return {
+def _audit_hold(
+    session: Session,
+    hold: Hold,
+    action: str,
+    *,
+    at: datetime,
+    station: str,
+    by: str,
+    reason: str | None = None,
+) -> None:
+    """The audit event of placing (or, with the release ``reason``, releasing) a hold."""
+    details: dict[str, Any] = {
         "reason": hold.reason,
         "text": hold.reason_text,
         "scope": hold.scope,
@@ -330,15 +335,29 @@ def _hold_details(hold: Hold) -> dict[str, Any]:
         "window_from": hold.window_from.isoformat() if hold.window_from else None,
         "window_until": hold.window_until.isoformat() if hold.window_until else None,
     }
+    if reason is not None:
+        details["release_reason"] = reason
+    audit.record(
+        session,
+        at=at,
+        station=station,
+        actor=by,
+        action=action,
+        subject_type="hold",
+        subject_id=hold.id,
+        details=details,
+    )
 
 
 def hold_target(hold: Hold) -> str:
-    return {
-        "file": f"file {hold.file_id}",
-        "case": f"case {hold.case_number}",
-        "device": f"device {hold.device_ref}",
-        "officer": f"officer {hold.officer_badge}",
-    }.get(hold.scope, hold.scope)
+    """What the hold is on, in words: ``case A-1``, ``device DV-0001``, ..."""
+    targets: dict[str, str] = {
+        HoldScope.FILE: f"file {hold.file_id}",
+        HoldScope.CASE: f"case {hold.case_number}",
+        HoldScope.DEVICE: f"device {hold.device_ref}",
+        HoldScope.OFFICER: f"officer {hold.officer_badge}",
+    }
+    return targets.get(hold.scope, hold.scope)
 
 
 def hold_dict(hold: Hold, tz: ZoneInfo) -> dict[str, Any]:

@@ -12,45 +12,56 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 from dockd.config.policy import RetentionConfig
 from dockd.policy.retention import CaseFacts, FileFacts, Retention, retention_of
 
-# R7: evidence; complaint / objection / petition; reconsideration; lawsuit; obstruction
-# or violence against officers; emergencies and mass incidents; major or complex cases.
-REASONS: tuple[str, ...] = (
-    "evidence",
-    "complaint",
-    "reconsideration",
-    "litigation",
-    "obstruction",
-    "emergency",
-    "major_case",
-    "other",
-)
+
+class HoldReason(StrEnum):
+    """Why footage is held (R7), as stored in ``holds.reason``."""
+
+    EVIDENCE = "evidence"
+    COMPLAINT = "complaint"  # also an objection or a petition
+    RECONSIDERATION = "reconsideration"
+    LITIGATION = "litigation"
+    OBSTRUCTION = "obstruction"  # or violence against officers
+    EMERGENCY = "emergency"  # emergencies and mass incidents
+    MAJOR_CASE = "major_case"  # major or complex cases
+    OTHER = "other"  # with a text saying why
+
+
 REASON_ALIASES = {
-    "objection": "complaint",
-    "petition": "complaint",
-    "lawsuit": "litigation",
-    "violence": "obstruction",
-    "mass_incident": "emergency",
-    "mass-incident": "emergency",
-    "major-case": "major_case",
-    "complex_case": "major_case",
+    "objection": HoldReason.COMPLAINT,
+    "petition": HoldReason.COMPLAINT,
+    "lawsuit": HoldReason.LITIGATION,
+    "violence": HoldReason.OBSTRUCTION,
+    "mass_incident": HoldReason.EMERGENCY,
+    "mass-incident": HoldReason.EMERGENCY,
+    "major-case": HoldReason.MAJOR_CASE,
+    "complex_case": HoldReason.MAJOR_CASE,
 }
-SCOPES: tuple[str, ...] = ("file", "case", "device", "officer")
 
 
-def normalize_reason(value: str) -> str:
-    """A reason from :data:`REASONS` (aliases accepted), or ValueError naming the choices."""
+class HoldScope(StrEnum):
+    """What a hold is on (``holds.scope``); a device or officer hold also has a window."""
+
+    FILE = "file"
+    CASE = "case"
+    DEVICE = "device"
+    OFFICER = "officer"
+
+
+def normalize_reason(value: str) -> HoldReason:
+    """A :class:`HoldReason` (aliases accepted), or ValueError naming the choices."""
     key = value.strip().lower()
-    key = REASON_ALIASES.get(key, key)
-    if key not in REASONS:
+    try:
+        return REASON_ALIASES.get(key) or HoldReason(key)
+    except ValueError:
         raise ValueError(
-            f"{value!r} is not a hold reason; use one of {', '.join(REASONS)} "
+            f"{value!r} is not a hold reason; use one of {', '.join(HoldReason)} "
             "(mass incidents are 'emergency'; anything else is 'other' with a text)"
-        )
-    return key
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -79,13 +90,13 @@ def _in_window(hold: HoldFacts, file: FileFacts) -> bool:
 
 def covers(hold: HoldFacts, file: FileFacts) -> bool:
     """Whether ``hold`` is about ``file`` (active or not)."""
-    if hold.scope == "file":
+    if hold.scope == HoldScope.FILE:
         return hold.file_id == file.id
-    if hold.scope == "case":
+    if hold.scope == HoldScope.CASE:
         return bool(file.case_number) and hold.case_number == file.case_number
-    if hold.scope == "device":
+    if hold.scope == HoldScope.DEVICE:
         return hold.device_ref == file.device_ref and _in_window(hold, file)
-    if hold.scope == "officer":
+    if hold.scope == HoldScope.OFFICER:
         return hold.officer_badge in file.officer_badges and _in_window(hold, file)
     return True  # an unknown scope holds everything rather than nothing
 

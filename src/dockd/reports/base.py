@@ -47,5 +47,10 @@ class Report:
 ReportFn = Callable[[Session, Config, Period, datetime], Report]
 
 
+def columns(names: str) -> tuple[str, ...]:
+    """A report's columns in order, named once: ``columns("id device officer")``."""
+    return tuple(names.split())
+
+
 def iso(ts: datetime | None, tz: ZoneInfo) -> str | None:
     return ts.astimezone(tz).isoformat(timespec="seconds") if ts is not None else None

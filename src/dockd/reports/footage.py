@@ -12,8 +12,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dockd.config import Config
-from dockd.ledger.models import Device, Officer, Recording
-from dockd.reports.base import Period, Report, iso
+from dockd.ledger.models import Device, FileState, Officer, Recording
+from dockd.reports.base import Period, Report, columns, iso
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ def _files(session: Session, period: Period, *, stored_only: bool = False) -> li
         .order_by(Recording.recorded_start, Recording.id)
     )
     if stored_only:
-        q = q.where(Recording.state == "stored")
+        q = q.where(Recording.state == FileState.STORED)
     return [_File(row, badge or row.badge_hint, name) for row, badge, name in session.execute(q)]
 
 
@@ -71,17 +71,9 @@ def late(session: Session, config: Config, period: Period, now: datetime) -> Rep
     return Report(
         "late",
         f"ingested more than {config.reports.late_ingest_hours:g} h after recording",
-        (
-            "id",
-            "device",
-            "officer",
-            "recorded_at",
-            "recorded_end",
-            "ingested_at",
-            "delay_hours",
-            "session_id",
-            "clock_suspect",
-            "case",
+        columns(
+            "id device officer recorded_at recorded_end ingested_at delay_hours session_id"
+            " clock_suspect case"
         ),
         rows,
     )
@@ -127,16 +119,7 @@ def gaps(session: Session, config: Config, period: Period, now: datetime) -> Rep
     return Report(
         "gaps",
         f"breaks over {config.reports.gap_minutes:g} min between clips of one device, same day",
-        (
-            "device",
-            "officer",
-            "gap_from",
-            "gap_to",
-            "gap_minutes",
-            "file_before",
-            "file_after",
-            "case",
-        ),
+        columns("device officer gap_from gap_to gap_minutes file_before file_after case"),
         rows,
     )
 
@@ -161,7 +144,7 @@ def untagged(session: Session, config: Config, period: Period, now: datetime) ->
     return Report(
         "untagged",
         f"footage without a case {config.reports.untagged_days} day(s) after recording",
-        ("id", "device", "officer", "kind", "recorded_at", "age_days", "store_path"),
+        columns("id device officer kind recorded_at age_days store_path"),
         rows,
     )
 
@@ -199,14 +182,8 @@ class _Usage:
         }
 
 
-_USAGE_COLS = (
-    "files",
-    "hours_recorded",
-    "days_active",
-    "late_files",
-    "late_share",
-    "first_recorded",
-    "last_recorded",
+_USAGE_COLS = columns(
+    "files hours_recorded days_active late_files late_share first_recorded last_recorded"
 )
 
 
@@ -270,15 +247,9 @@ def clock(session: Session, config: Config, period: Period, now: datetime) -> Re
     return Report(
         "clock",
         "devices with clock-suspect footage",
-        (
-            "device",
-            "suspect_files",
-            "files",
-            "future_dated",
-            "earliest_recorded_at",
-            "latest_recorded_at",
-            "last_ingest",
-            "file_ids",
+        columns(
+            "device suspect_files files future_dated earliest_recorded_at latest_recorded_at"
+            " last_ingest file_ids"
         ),
         rows,
     )

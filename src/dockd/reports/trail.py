@@ -14,19 +14,21 @@ from sqlalchemy.orm import Session
 from dockd.config import Config
 from dockd.evidence.access import ACCESS_ACTIONS
 from dockd.evidence.cases import of_officer
-from dockd.ledger.models import AuditEvent, DockSession, Hold, Officer, Recording
-from dockd.reports.base import Period, Report, iso
+from dockd.ingest.outcome import SessionOutcome
+from dockd.ledger.models import AuditEvent, DockSession, FileState, Hold, Officer, Recording
+from dockd.policy.holds import HoldScope
+from dockd.reports.base import Period, Report, columns, iso
 
 
 def _covered(session: Session, hold: Hold) -> int:
     """How many stored files the hold covers now (for a person to sanity-check its scope)."""
-    conds: list[ColumnElement[bool]] = [Recording.state == "stored"]
-    if hold.scope == "file":
+    conds: list[ColumnElement[bool]] = [Recording.state == FileState.STORED]
+    if hold.scope == HoldScope.FILE:
         conds.append(Recording.id == hold.file_id)
-    elif hold.scope == "case":
+    elif hold.scope == HoldScope.CASE:
         conds.append(Recording.case_number == hold.case_number)
-    elif hold.scope in ("device", "officer"):
-        if hold.scope == "device":
+    elif hold.scope in (HoldScope.DEVICE, HoldScope.OFFICER):
+        if hold.scope == HoldScope.DEVICE:
             conds.append(Recording.device_ref == hold.device_ref)
         else:
             conds.append(of_officer(hold.officer_badge or ""))
@@ -51,12 +53,13 @@ def holds(session: Session, config: Config, period: Period, now: datetime) -> Re
         q = q.where(or_(Hold.released_at.is_(None), Hold.released_at >= period.start))
     rows = []
     for h in session.scalars(q):
-        target = {
-            "file": str(h.file_id),
-            "case": h.case_number,
-            "device": h.device_ref,
-            "officer": h.officer_badge,
-        }.get(h.scope)
+        targets: dict[str, str | None] = {
+            HoldScope.FILE: str(h.file_id),
+            HoldScope.CASE: h.case_number,
+            HoldScope.DEVICE: h.device_ref,
+            HoldScope.OFFICER: h.officer_badge,
+        }
+        target = targets.get(h.scope)
         rows.append(
             {
                 "id": h.id,
@@ -78,21 +81,9 @@ def holds(session: Session, config: Config, period: Period, now: datetime) -> Re
     return Report(
         "holds",
         "holds",
-        (
-            "id",
-            "active",
-            "reason",
-            "reason_text",
-            "scope",
-            "target",
-            "window_from",
-            "window_until",
-            "placed_at",
-            "placed_by",
-            "released_at",
-            "released_by",
-            "release_reason",
-            "files_covered",
+        columns(
+            "id active reason reason_text scope target window_from window_until placed_at placed_by"
+            " released_at released_by release_reason files_covered"
         ),
         rows,
     )
@@ -118,7 +109,7 @@ def deletions(session: Session, config: Config, period: Period, now: datetime) -
     q = (
         select(Recording, Officer.badge)
         .outerjoin(Officer, Recording.officer_id == Officer.id)
-        .where(Recording.state.in_(("trashed", "purged")))
+        .where(Recording.state.in_((FileState.TRASHED, FileState.PURGED)))
         .order_by(func.coalesce(Recording.trashed_at, Recording.purged_at), Recording.id)
     )
     q = q.where(*period.where(func.coalesce(Recording.trashed_at, Recording.purged_at)))
@@ -168,7 +159,9 @@ def sessions(session: Session, config: Config, period: Period, now: datetime) ->
     tz = config.station.tz
     q = (
         select(DockSession)
-        .where(DockSession.outcome != "complete", *period.where(DockSession.started_at))
+        .where(
+            DockSession.outcome != SessionOutcome.COMPLETE, *period.where(DockSession.started_at)
+        )
         .order_by(DockSession.id)
     )
     rows = [
@@ -192,20 +185,9 @@ def sessions(session: Session, config: Config, period: Period, now: datetime) ->
     return Report(
         "sessions",
         "incomplete or failed dock sessions",
-        (
-            "id",
-            "device",
-            "started_at",
-            "ended_at",
-            "outcome",
-            "seen",
-            "stored",
-            "present",
-            "failed",
-            "refused",
-            "quarantined",
-            "problems",
-            "notes",
+        columns(
+            "id device started_at ended_at outcome seen stored present failed refused quarantined"
+            " problems notes"
         ),
         rows,
     )
@@ -240,18 +222,6 @@ def access(session: Session, config: Config, period: Period, now: datetime) -> R
     return Report(
         "access",
         "access register: views and exports",
-        (
-            "event",
-            "at",
-            "action",
-            "file",
-            "by",
-            "reason",
-            "approved_by",
-            "restricted",
-            "case",
-            "export_id",
-            "bag",
-        ),
+        columns("event at action file by reason approved_by restricted case export_id bag"),
         rows,
     )

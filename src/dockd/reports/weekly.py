@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session
 
 from dockd.config import Config
 from dockd.context import Context
-from dockd.ledger.models import Alert, ArchiveCopy, AuditEvent, Hold, Recording
+from dockd.ledger.models import Alert, ArchiveCopy, AuditEvent, FileState, Hold, Recording
+from dockd.sweeps.fixity import FixityStatus
 from dockd.sweeps.runs import sweep_run
 
 WEEK = timedelta(days=7)
@@ -183,8 +184,8 @@ def weekly_summary(
             select(Recording.fixity_status, n)
             .where(
                 in_station,
-                Recording.state == "stored",
-                Recording.fixity_status.in_(("missing", "modified")),
+                Recording.state == FileState.STORED,
+                Recording.fixity_status.in_((FixityStatus.MISSING, FixityStatus.MODIFIED)),
             )
             .group_by(Recording.fixity_status)
         )

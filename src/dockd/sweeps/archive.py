@@ -9,7 +9,8 @@ For each configured target ``run_archive`` does::
     -> per file: copy while hashing (SHA-256 + BLAKE3), source hash must match the
        ledger, fsync, read the copy back from disk and hash it again, then record
        an ArchiveCopy row and an audit event
-    -> manifest-sha256.txt and manifest-blake3.txt for what was verified
+    -> manifest-sha256.txt and manifest-blake3.txt for what was verified, written
+       by the bag module shared with evidence export (:mod:`dockd.evidence.bag`)
 
 A missing or full target raises an alert and is skipped; the next sweep catches up,
 because "not yet archived" is read from the ledger every time.
@@ -19,21 +20,18 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import os
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Literal
 
-import blake3
 import structlog
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from dockd import store
 from dockd.config.policy import ArchiveTarget
 from dockd.context import Context, Stopped
+from dockd.evidence import bag
 from dockd.ledger import audit
 from dockd.ledger.models import ArchiveCopy, Case, Hold, Recording
 from dockd.policy import adapter as pledger
@@ -42,8 +40,11 @@ from dockd.sweeps.runs import Run, alert_once, sweep_run
 
 log = structlog.get_logger("dockd.sweeps.archive")
 
-CHUNK = 1 << 20
 MB = 1_000_000
+HASHES = ("sha256",)  # the BagIt manifest of a batch; BLAKE3 goes beside it
+
+CopyStatus = Literal["copied", "would-copy", "failed"]
+TargetStatus = Literal["ok", "missing", "full", "failed", "interrupted"]
 
 
 class TargetFull(Exception):
@@ -63,7 +64,7 @@ class ArchiveItem:
     size_bytes: int = 0
     sha256: str = ""
     blake3: str = ""
-    status: str = "copied"  # copied | would-copy | failed
+    status: CopyStatus = "copied"
     note: str = ""
 
     def as_dict(self) -> dict[str, Any]:
@@ -74,7 +75,7 @@ class ArchiveItem:
 class TargetResult:
     name: str
     path: str
-    status: str = "ok"  # ok | missing | full | failed | interrupted
+    status: TargetStatus = "ok"
     batch: str | None = None
     items: list[ArchiveItem] = field(default_factory=list)
     pending: int = 0  # still to copy after this run
@@ -214,14 +215,14 @@ def _one_target(ctx: Context, run: Run, target: ArchiveTarget, result: TargetRes
         return
     batch = f"{ctx.clock.now():%Y%m%dT%H%M%SZ}-r{run.id}"
     bag_rel = PurePosixPath(ctx.config.station.id) / batch
-    bag = target.path / bag_rel
+    bag_dir = target.path / bag_rel
     result.batch = batch
     used = _bytes_on(ctx, target.name)
     try:
         loc.makedirs(target.path, bag_rel / "data")
         for file_id in ids:
             ctx.check_stop()
-            item = _archive_one(ctx, target, bag, bag_rel, batch, file_id, used)
+            item = _archive_one(ctx, target, bag_dir, bag_rel, batch, file_id, used)
             if item is None:
                 continue
             result.items.append(item)
@@ -242,7 +243,7 @@ def _one_target(ctx: Context, run: Run, target: ArchiveTarget, result: TargetRes
         result.status = "interrupted"
         raise
     except OSError as exc:
-        result.status, result.note = "failed", f"{exc.strerror or exc} ({exc.filename or bag})"
+        result.status, result.note = "failed", f"{exc.strerror or exc} ({exc.filename or bag_dir})"
         alert_once(
             ctx,
             "archive.target_failed",
@@ -254,10 +255,10 @@ def _one_target(ctx: Context, run: Run, target: ArchiveTarget, result: TargetRes
         copied = result.copied
         result.pending = max(0, result.pending - len(copied))
         if copied:
-            write_manifests(ctx, bag, batch, target, copied)
+            write_manifests(ctx, bag_dir, batch, target, copied)
         else:
             with contextlib.suppress(OSError):
-                loc.prune_emptied(target.path, bag / "data")
+                loc.prune_emptied(target.path, bag_dir / "data")
 
 
 def _bytes_on(ctx: Context, target: str) -> int:
@@ -289,7 +290,7 @@ def _check_room(target: ArchiveTarget, size: int, used: int) -> None:
 def _archive_one(
     ctx: Context,
     target: ArchiveTarget,
-    bag: Path,
+    bag_dir: Path,
     bag_rel: PurePosixPath,
     batch: str,
     file_id: int,
@@ -300,22 +301,13 @@ def _archive_one(
         if row is None or row.state != "stored":
             return None
         src = loc.stored_path(ctx.config, row)
-        rel = PurePosixPath("data") / loc.rel_path(row)
+        rel = loc.rel_path(row)
         expected, size, store_path = row.blake3, row.size_bytes, row.store_path
-    item = ArchiveItem(target.name, file_id, store_path, (bag_rel / rel).as_posix(), size)
+    path = (bag_rel / "data" / rel).as_posix()
+    item = ArchiveItem(target.name, file_id, store_path, path, size)
     _check_room(target, size, used)
-    dst = bag / rel
-    loc.makedirs(bag, rel.parent)
     try:
-        sha, b3 = copy_hashing(src, dst, expected)
-        check = verify_copy(dst)
-        if check != (sha, b3):
-            with contextlib.suppress(OSError):
-                dst.unlink()
-            raise CopyFailed(
-                f"the copy at {dst} read back as SHA-256 {check[0]} / BLAKE3 {check[1]}, "
-                f"written as {sha} / {b3}: the target medium may be failing"
-            )
+        copied = _copy_verified(src, bag_dir, rel, expected)
     except FileNotFoundError as exc:
         if str(exc.filename) == str(src):
             with ctx.ledger.read() as s:
@@ -340,22 +332,55 @@ def _archive_one(
         item.status, item.note = "failed", str(exc)
         alert_once(ctx, "archive.copy_failed", f"{target.name}:{store_path}", str(exc))
         return item
+    item.sha256, item.blake3 = copied.hashes["sha256"], copied.blake3
+    _record(ctx, item, batch)
+    return item
+
+
+def _copy_verified(src: Path, bag_dir: Path, rel: PurePosixPath, expected: str) -> bag.Payload:
+    """Copy into the batch (the source must hash to the ledger's BLAKE3, or nothing is
+    kept: a modified original is never archived as if it were the recording), then
+    read the copy back from the medium: it must hash the same."""
+
+    def matches_ledger(copied: bag.Payload) -> None:
+        if copied.blake3 != expected:
+            raise CopyFailed(
+                f"{src} hashes to BLAKE3 {copied.blake3} but the ledger says {expected}: "
+                "the original has changed; it was not archived (run `dockd sweep fixity`)"
+            )
+
+    copied = bag.copy_in(src, bag_dir, rel, HASHES, check=matches_ledger)
+    again = bag.read_back(bag_dir, rel, HASHES)
+    if again != copied:
+        dst = bag_dir / "data" / rel
+        with contextlib.suppress(OSError):
+            dst.unlink()
+        raise CopyFailed(
+            f"the copy at {dst} read back as SHA-256 {again.hashes['sha256']} / BLAKE3 "
+            f"{again.blake3}, written as {copied.hashes['sha256']} / {copied.blake3}: the "
+            "target medium may be failing"
+        )
+    return copied
+
+
+def _record(ctx: Context, item: ArchiveItem, batch: str) -> None:
+    """The verified copy's ArchiveCopy row and its ``file.archive`` audit event."""
     now = ctx.clock.now()
-    item.sha256, item.blake3 = sha, b3
+    where = {"target": item.target, "batch": batch, "path": item.path}
     with ctx.ledger.session() as s:
         s.add(
             ArchiveCopy(
-                file_id=file_id,
-                target=target.name,
-                batch=batch,
-                path=item.path,
-                blake3=b3,
-                sha256=sha,
+                file_id=item.file_id,
+                **where,
+                blake3=item.blake3,
+                sha256=item.sha256,
                 copied_at=now,
                 verified_at=now,
             )
         )
-        row = s.get_one(Recording, file_id)
+        row = s.get_one(Recording, item.file_id)
+        hashes = {"blake3": item.blake3, "sha256": item.sha256}
+        details = {**where, "hash": hashes, "verified": True}
         audit.record(
             s,
             at=now,
@@ -363,118 +388,34 @@ def _archive_one(
             actor=ctx.actor,
             action="file.archive",
             subject_type="file",
-            subject_id=file_id,
-            details={
-                "target": target.name,
-                "batch": batch,
-                "path": item.path,
-                "hash": {"blake3": b3, "sha256": sha},
-                "verified": True,
-            },
+            subject_id=item.file_id,
+            details=details,
         )
-    return item
-
-
-def copy_hashing(src: Path, dst: Path, expected_blake3: str) -> tuple[str, str]:
-    """Copy ``src`` to ``dst`` (never over an existing file) hashing once; (sha256, blake3).
-
-    The source must hash to the ledger's BLAKE3, or nothing is kept: a modified
-    original is never archived as if it were the recording.
-    """
-    if dst.exists() or dst.is_symlink():
-        raise FileExistsError(errno.EEXIST, "already exists", str(dst))
-    tmp = dst.with_name(dst.name + ".part")
-    sha, b3 = hashlib.sha256(), blake3.blake3()
-    fin = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            while chunk := os.read(fin, CHUNK):
-                sha.update(chunk)
-                b3.update(chunk)
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(out, view) :]
-            os.fsync(out)
-        finally:
-            os.close(out)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    finally:
-        os.close(fin)
-    if b3.hexdigest() != expected_blake3:
-        tmp.unlink()
-        raise CopyFailed(
-            f"{src} hashes to BLAKE3 {b3.hexdigest()} but the ledger says {expected_blake3}: "
-            "the original has changed; it was not archived (run `dockd sweep fixity`)"
-        )
-    os.chmod(tmp, store.FILE_MODE)
-    os.rename(tmp, dst)
-    loc.fsync_dir(dst.parent)
-    return sha.hexdigest(), b3.hexdigest()
-
-
-def verify_copy(path: Path) -> tuple[str, str]:
-    """(sha256, blake3) of a copy read back from the medium, not from the page cache."""
-    sha, b3 = hashlib.sha256(), blake3.blake3()
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        with contextlib.suppress(OSError):
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        while chunk := os.read(fd, CHUNK):
-            sha.update(chunk)
-            b3.update(chunk)
-    finally:
-        os.close(fd)
-    return sha.hexdigest(), b3.hexdigest()
 
 
 def write_manifests(
-    ctx: Context, bag: Path, batch: str, target: ArchiveTarget, items: list[ArchiveItem]
+    ctx: Context, bag_dir: Path, batch: str, target: ArchiveTarget, items: list[ArchiveItem]
 ) -> None:
-    """Make the batch a BagIt bag: bagit.txt, bag-info.txt, payload and tag manifests.
+    """Make the batch a BagIt bag of the verified copies (:func:`dockd.evidence.bag.write_bag`).
 
     ``manifest-sha256.txt`` is what BagIt tools check; ``manifest-blake3.txt`` carries
     the hashes the ledger keeps, so a copy can be matched to its ledger row directly.
     """
-    prefix = len(bag.relative_to(target.path).as_posix()) + 1
-    payload = [(i, i.path[prefix:]) for i in items]
-    total = sum(i.size_bytes for i in items)
-    files = {
-        "bagit.txt": "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n",
-        "bag-info.txt": (
-            f"Source-Organization: {ctx.config.station.unit}\n"
-            f"Internal-Sender-Identifier: {ctx.config.station.id}\n"
-            f"External-Identifier: {batch}\n"
-            f"Bagging-Date: {_date(ctx.clock.now())}\n"
-            f"Payload-Oxum: {total}.{len(items)}\n"
-            f"Dockd-Archive-Target: {target.name}\n"
-        ),
-        "manifest-sha256.txt": "".join(f"{i.sha256}  {p}\n" for i, p in payload),
-        "manifest-blake3.txt": "".join(f"{i.blake3}  {p}\n" for i, p in payload),
+    data = bag_dir.relative_to(target.path) / "data"
+    files = [
+        bag.Payload(
+            PurePosixPath(i.path).relative_to(data.as_posix()),
+            i.size_bytes,
+            i.blake3,
+            {"sha256": i.sha256},
+        )
+        for i in items
+    ]
+    info = {
+        "Source-Organization": ctx.config.station.unit,
+        "Internal-Sender-Identifier": ctx.config.station.id,
+        "External-Identifier": batch,
+        "Bagging-Date": ctx.clock.now().date().isoformat(),
+        "Dockd-Archive-Target": target.name,
     }
-    for name, body in files.items():
-        _write_file(bag / name, body.encode("utf-8"))
-    tags = "".join(
-        f"{hashlib.sha256(body.encode('utf-8')).hexdigest()}  {name}\n"
-        for name, body in files.items()
-    )
-    _write_file(bag / "tagmanifest-sha256.txt", tags.encode("utf-8"))
-    loc.fsync_dir(bag)
-
-
-def _date(at: datetime) -> str:
-    return at.date().isoformat()
-
-
-def _write_file(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".part")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
+    bag.write_bag(bag_dir, files, info, algorithms=HASHES, blake3_name="manifest-blake3.txt")

@@ -12,7 +12,9 @@
     -> walk the store for files the ledger does not know: each one named, except
        one an ingest is storing right now (published, its row not yet committed)
 
-The levels follow BagIt's: presence, size, then the full hash.
+The levels follow BagIt's: presence, size, then the full hash. A file's outcome is
+a :class:`FixityStatus` (stored in ``files.fixity_status``); what the run tells a
+person is a :class:`Finding` of a :class:`FindingKind`.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ import stat
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path, PurePosixPath
+from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 import blake3
@@ -32,13 +35,20 @@ import structlog
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from dockd import store
 from dockd.context import Context, Stopped
-from dockd.errors import DockdError
 from dockd.ledger import audit
-from dockd.ledger.models import Recording
+from dockd.ledger.models import FileState, Recording, Severity
 from dockd.sweeps import locations as loc
-from dockd.sweeps.runs import Run, Throttle, alert_once, audit_run, last_run, sweep_run
+from dockd.sweeps.runs import (
+    RunStatus,
+    Throttle,
+    alert_once,
+    audit_run,
+    last_run,
+    require_store,
+    sweep_run,
+)
+from dockd.sweeps.unexpected import unexpected_files
 
 log = structlog.get_logger("dockd.sweeps.fixity")
 
@@ -47,9 +57,29 @@ MB = 1_000_000
 ALGORITHM = "BLAKE3"
 
 
+class FixityStatus(StrEnum):
+    """A stored file's last fixity check (``files.fixity_status``; NULL: never checked)."""
+
+    OK = "ok"
+    MISSING = "missing"
+    MODIFIED = "modified"
+
+
+class FindingKind(StrEnum):
+    """What a fixity run found worth telling: a problem, or one that went away."""
+
+    MISSING = "missing"
+    MODIFIED = "modified"
+    UNEXPECTED = "unexpected"  # in the store, not in the ledger
+    RECOVERED = "recovered"  # missing or modified before, ok now
+
+
+PROBLEMS = (FindingKind.MISSING, FindingKind.MODIFIED, FindingKind.UNEXPECTED)
+
+
 @dataclass
 class Finding:
-    kind: str  # missing | modified | unexpected | recovered
+    kind: FindingKind
     path: str  # relative to the store root ("quarantine/..." for the quarantine)
     file_id: int | None = None
     expected: str | None = None
@@ -64,7 +94,7 @@ class Finding:
 class FixityReport:
     run_id: int
     dry_run: bool
-    status: str = "running"
+    status: RunStatus = RunStatus.RUNNING
     due: int = 0
     checked: int = 0
     ok: int = 0
@@ -76,7 +106,7 @@ class FixityReport:
 
     @property
     def problems(self) -> list[Finding]:
-        return [f for f in self.findings if f.kind != "recovered"]
+        return [f for f in self.findings if f.kind != FindingKind.RECOVERED]
 
     def counts(self) -> dict[str, Any]:
         return {
@@ -84,7 +114,7 @@ class FixityReport:
             "checked": self.checked,
             "ok": self.ok,
             "bytes_read": self.bytes_read,
-            **{k: len(self.of(k)) for k in ("missing", "modified", "unexpected", "recovered")},
+            **{k: len(self.of(k)) for k in FindingKind},
         }
 
 
@@ -106,7 +136,7 @@ def run_fixity(ctx: Context, *, dry_run: bool = False, full: bool = False) -> Fi
     with sweep_run(ctx, "fixity", dry_run=dry_run) as run:
         report = FixityReport(run.id, dry_run)
         try:
-            _check_store(ctx)
+            require_store(ctx, "fixity", "could not check anything; mount the store disk")
             now = ctx.clock.now()
             ids = _due_ids(ctx, now, full)
             report.due = len(ids)
@@ -116,9 +146,11 @@ def run_fixity(ctx: Context, *, dry_run: bool = False, full: bool = False) -> Fi
                 for d in _load(ctx, batch):
                     results.append(_check(ctx, d, throttle, report))
                     run.heartbeat(checked=report.checked)  # (at most every 30 s)
-                _record(ctx, run, report, now, results)
+                _record(ctx, report, now, results)
             if ctx.config.fixity.scan_unexpected:
-                _scan_unexpected(ctx, report)
+                for shown, where in unexpected_files(ctx):
+                    note = f"{where} is in the store but not in the ledger"
+                    report.findings.append(Finding(FindingKind.UNEXPECTED, shown, note=note))
         finally:
             run.summary = report.counts()
             if not dry_run:
@@ -129,26 +161,8 @@ def run_fixity(ctx: Context, *, dry_run: bool = False, full: bool = False) -> Fi
     return report
 
 
-def _check_store(ctx: Context) -> None:
-    root = ctx.config.store.root
-    if root.is_dir():
-        return
-    with ctx.ledger.read() as s:
-        nothing = s.scalar(_stored(ctx, select(Recording.id)).limit(1)) is None
-    if nothing:
-        return
-    alert_once(
-        ctx,
-        "fixity.store_unavailable",
-        str(root),
-        f"the store {root} is not there (disk not mounted?): the fixity sweep could not check "
-        "anything; mount the store disk",
-    )
-    raise DockdError(f"the store {root} is not a directory; is its disk mounted?")
-
-
 def _stored(ctx: Context, q: Any) -> Any:
-    return q.where(Recording.state == "stored", Recording.station == ctx.config.station.id)
+    return q.where(Recording.state == FileState.STORED, Recording.station == ctx.config.station.id)
 
 
 def _due_ids(ctx: Context, now: datetime, full: bool) -> list[int]:
@@ -214,7 +228,7 @@ def _load(ctx: Context, ids: list[int]) -> list[_Due]:
 @dataclass(frozen=True)
 class _Result:
     due: _Due
-    status: str  # ok | missing | modified
+    status: FixityStatus
     found: str | None = None
     note: str = ""
 
@@ -225,27 +239,31 @@ def _check(ctx: Context, d: _Due, throttle: Throttle, report: FixityReport) -> _
     try:
         fd = os.open(d.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
-        return _Result(d, "missing", note=f"not in the store at {d.path}")
+        return _Result(d, FixityStatus.MISSING, note=f"not in the store at {d.path}")
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            return _Result(d, "modified", note=f"{d.path} has been replaced by a symbolic link")
-        return _Result(d, "missing", note=f"cannot open {d.path}: {exc.strerror}")
+            return _Result(
+                d, FixityStatus.MODIFIED, note=f"{d.path} has been replaced by a symbolic link"
+            )
+        return _Result(d, FixityStatus.MISSING, note=f"cannot open {d.path}: {exc.strerror}")
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            return _Result(d, "modified", note=f"{d.path} is no longer a regular file")
+            return _Result(d, FixityStatus.MODIFIED, note=f"{d.path} is no longer a regular file")
         if st.st_size != d.size:
             return _Result(
-                d, "modified", note=f"size is {st.st_size} bytes, the ledger says {d.size}"
+                d,
+                FixityStatus.MODIFIED,
+                note=f"size is {st.st_size} bytes, the ledger says {d.size}",
             )
         found = hash_throttled(fd, throttle)
         report.bytes_read += st.st_size
     finally:
         os.close(fd)
     if found != d.blake3:
-        return _Result(d, "modified", found, f"{ALGORITHM} differs from the ledger")
+        return _Result(d, FixityStatus.MODIFIED, found, f"{ALGORITHM} differs from the ledger")
     report.ok += 1
-    return _Result(d, "ok", found)
+    return _Result(d, FixityStatus.OK, found)
 
 
 def hash_throttled(fd: int, throttle: Throttle) -> str:
@@ -263,41 +281,56 @@ def hash_throttled(fd: int, throttle: Throttle) -> str:
         throttle.consume(n)
 
 
-def _record(
-    ctx: Context, run: Run, report: FixityReport, now: datetime, results: list[_Result]
-) -> None:
+def _record(ctx: Context, report: FixityReport, now: datetime, results: list[_Result]) -> None:
     """Write the batch's outcome in one transaction; re-check what looked missing."""
     with ctx.ledger.session() as s:
         for r in results:
             row = s.get(Recording, r.due.id)
-            if row is None or row.state != "stored":
+            if row is None or row.state != FileState.STORED:
                 continue  # trashed while being checked: not a fixity matter
-            if r.status == "missing" and loc.stored_path(ctx.config, row).exists():
+            if r.status == FixityStatus.MISSING and loc.stored_path(ctx.config, row).exists():
                 continue  # a move was rolled back meanwhile: check it next time
             finding = _finding(r)
             if finding is not None:
                 report.findings.append(finding)
-            if run.dry_run:
+            if report.dry_run:
                 continue
             row.last_fixity_at = now
             if row.fixity_status != r.status:
-                row.fixity_status = r.status
-                _audit(s, ctx, row, r, now, run.id)
+                record_status(
+                    s, ctx, row, r.status, at=now, run_id=report.run_id, found=r.found, note=r.note
+                )
 
 
 def _finding(r: _Result) -> Finding | None:
-    if r.status == "ok":
-        if r.due.previous in ("missing", "modified"):
-            return Finding("recovered", r.due.name, r.due.id, r.due.blake3, r.found, r.note)
+    if r.status != FixityStatus.OK:
+        kind = FindingKind(r.status)
+    elif r.due.previous in (FixityStatus.MISSING, FixityStatus.MODIFIED):
+        kind = FindingKind.RECOVERED
+    else:
         return None
-    return Finding(r.status, r.due.name, r.due.id, r.due.blake3, r.found, r.note)
+    return Finding(kind, r.due.name, r.due.id, r.due.blake3, r.found, r.note)
 
 
-def _audit(s: Session, ctx: Context, row: Recording, r: _Result, now: datetime, run: int) -> None:
+def record_status(
+    s: Session,
+    ctx: Context,
+    row: Recording,
+    status: FixityStatus,
+    *,
+    at: datetime,
+    run_id: int,
+    found: str | None = None,
+    note: str = "",
+) -> None:
+    """Set the file's fixity status, with its audit event: expected and found hash, and
+    the status before. The retention sweep calls it too, for a file it found missing."""
+    previous = row.fixity_status
+    row.fixity_status = status
     audit.record_file_change(
         s,
         row,
-        at=now,
+        at=at,
         actor=ctx.actor,
         action="file.fixity",
         changed=("fixity_status",),
@@ -305,113 +338,38 @@ def _audit(s: Session, ctx: Context, row: Recording, r: _Result, now: datetime, 
             "path": row.store_path,
             "algorithm": ALGORITHM,
             "expected": row.blake3,
-            "found": r.found,
-            "previous": r.due.previous,
-            "note": r.note or None,
-            "sweep_run": run,
+            "found": found,
+            "previous": previous,
+            "note": note or None,
+            "sweep_run": run_id,
         },
     )
-
-
-# ------------------------------------------------------------------------ unexpected
-
-
-def _scan_unexpected(ctx: Context, report: FixityReport) -> None:
-    """Name every file under the store (and quarantine) that no stored row accounts for."""
-    roots = [(ctx.config.store.root, False, PurePosixPath())]
-    roots.append((ctx.config.store.quarantine_root, True, PurePosixPath(loc.QUARANTINE_PREFIX)))
-    for root, unregistered, shown in roots:
-        if not root.is_dir():
-            continue
-        stack = [PurePosixPath()]
-        while stack:
-            ctx.check_stop()
-            rel_dir = stack.pop()
-            files: list[str] = []
-            try:
-                entries = list(os.scandir(root / rel_dir))
-            except OSError as exc:
-                log.warning("cannot list", dir=str(root / rel_dir), error=str(exc))
-                continue
-            for e in entries:
-                if e.is_dir(follow_symlinks=False):
-                    if not (rel_dir == PurePosixPath() and e.name == store.INCOMING):
-                        stack.append(rel_dir / e.name)
-                else:
-                    files.append(e.name)
-            if not files:
-                continue
-            paths = [(rel_dir / name).as_posix() for name in sorted(files)]
-            for rel in _unaccounted(ctx, root, paths, unregistered):
-                report.findings.append(
-                    Finding(
-                        "unexpected",
-                        (shown / rel).as_posix(),
-                        note=f"{root / rel} is in the store but not in the ledger",
-                    )
-                )
-
-
-def _unaccounted(ctx: Context, root: Path, paths: list[str], unregistered: bool) -> list[str]:
-    """The ``paths`` (under ``root``) no stored row accounts for, ingests in flight excepted.
-
-    An ingest publishes a file before it commits its row, so a file missing from
-    the first look at the ledger may be one being stored right now. In this order:
-    the publish markers of live processes (``store.in_flight``), then the ledger
-    again: a marker goes only after its row is committed, so a file whose marker
-    is gone by now has its row by now. What is left (and still there) is unexpected.
-    """
-    known = _known(ctx, paths, unregistered)
-    missing = [p for p in paths if p not in known]
-    if not missing:
-        return []
-    flying = {p.as_posix() for p in store.in_flight(root)}
-    missing = [p for p in missing if p not in flying]
-    if not missing:
-        return []
-    known = _known(ctx, missing, unregistered)
-    return [p for p in missing if p not in known and os.path.lexists(root / p)]
-
-
-def _known(ctx: Context, paths: list[str], unregistered: bool) -> set[str]:
-    """Which of ``paths`` are stored rows (equality on the (station, store_path) index,
-    right under any collation)."""
-    found: set[str] = set()
-    with ctx.ledger.read() as s:
-        for i in range(0, len(paths), 500):
-            found.update(
-                s.scalars(
-                    select(Recording.store_path).where(
-                        Recording.station == ctx.config.station.id,
-                        Recording.store_path.in_(paths[i : i + 500]),
-                        Recording.state == "stored",
-                        Recording.unregistered == unregistered,
-                    )
-                )
-            )
-    return found
 
 
 # ---------------------------------------------------------------------------- alerts
 
 
-_SEVERITY = {"missing": "critical", "modified": "critical", "unexpected": "warning"}
+_SEVERITY = {
+    FindingKind.MISSING: Severity.CRITICAL,
+    FindingKind.MODIFIED: Severity.CRITICAL,
+    FindingKind.UNEXPECTED: Severity.WARNING,
+}
 _WHAT = {
-    "missing": "is MISSING from the store",
-    "modified": "has been MODIFIED",
-    "unexpected": "is in the store but not in the ledger",
+    FindingKind.MISSING: "is MISSING from the store",
+    FindingKind.MODIFIED: "has been MODIFIED",
+    FindingKind.UNEXPECTED: "is in the store but not in the ledger",
 }
 
 
 def _alerts(ctx: Context, report: FixityReport) -> None:
     cap = ctx.config.fixity.max_alerts_per_kind
-    for kind in ("missing", "modified", "unexpected"):
+    for kind in PROBLEMS:
         found = report.of(kind)
         for f in found[:cap]:
             detail = ""
-            if kind == "modified":
+            if kind == FindingKind.MODIFIED:
                 detail = f" ({ALGORITHM} expected {f.expected}, found {f.found or '-'}; {f.note})"
-            elif kind == "missing":
+            elif kind == FindingKind.MISSING:
                 detail = f" ({ALGORITHM} {f.expected})"
             who = f"file {f.file_id} " if f.file_id is not None else ""
             alert_once(

@@ -16,6 +16,7 @@ from dockd import store
 from dockd.config import Config
 from dockd.errors import DockdError
 from dockd.ledger.models import Recording
+from dockd.store.paths import safe_component
 
 QUARANTINE_PREFIX = "quarantine"
 
@@ -116,7 +117,7 @@ def drop_case_links(config: Config, row: Recording, path: Path) -> int:
     day = row.recorded_start.astimezone(config.station.tz)
     folder = (
         root
-        / store.safe_component(row.case_number, fallback="case")
+        / safe_component(row.case_number, fallback="case")
         / f"{day.year:04d}"
         / f"{day.month:02d}"
         / f"{day.day:02d}"

@@ -12,7 +12,8 @@ for its kind first:
 A crashed run must not block forever: on SQLite a running row is taken over when
 its process is gone (same host) or its heartbeat is older than
 ``[schedule] stale_after_minutes``; on PostgreSQL the lock dies with the connection.
-A dry run changes nothing, takes no lock and is recorded as ``dry-run``.
+A dry run changes nothing, takes no lock and is recorded as ``dry-run``. A run's
+status is a :class:`RunStatus`, stored as its string in ``sweep_runs.status``.
 """
 
 from __future__ import annotations
@@ -27,20 +28,32 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, Select, select, text
+from sqlalchemy.orm import Session
 
 from dockd.context import Context, Stopped
 from dockd.errors import DockdError
 from dockd.ledger import audit
-from dockd.ledger.models import Alert, SweepRun
+from dockd.ledger.models import Alert, FileState, Recording, Severity, SweepRun
 from dockd.runtime import pid_alive
 
 log = structlog.get_logger("dockd.sweeps")
 
 HEARTBEAT_EVERY_S = 30.0
+
+
+class RunStatus(StrEnum):
+    """How a sweep run stands: ``running`` until it ends one of the other ways."""
+
+    RUNNING = "running"
+    OK = "ok"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"  # a stop was requested: it ended between two files
+    DRY_RUN = "dry-run"  # decided everything, changed nothing
 
 
 class SweepBusy(DockdError):
@@ -59,7 +72,7 @@ class Run:
     dry_run: bool
     _owner: dict[str, Any]
     summary: dict[str, Any] = field(default_factory=dict)
-    status: str = "running"
+    status: RunStatus = RunStatus.RUNNING
     _last_beat: float = field(default_factory=time.monotonic)
 
     def heartbeat(self, **progress: Any) -> None:
@@ -96,16 +109,18 @@ def _stale(row: SweepRun, now: datetime, stale_after: timedelta) -> str | None:
     return None
 
 
+def _of_kind(ctx: Context, kind: str, status: RunStatus) -> Select[SweepRun]:
+    """This station's runs of ``kind`` that stand at ``status``."""
+    return select(SweepRun).where(
+        SweepRun.kind == kind, SweepRun.station == ctx.config.station.id, SweepRun.status == status
+    )
+
+
 def _claim_sqlite(ctx: Context, kind: str, owner: dict[str, Any]) -> int:
-    station = ctx.config.station.id
     stale_after = timedelta(minutes=ctx.config.schedule.stale_after_minutes)
     now = ctx.clock.now()
     with ctx.ledger.session() as s:  # BEGIN IMMEDIATE: one claimer at a time
-        for row in s.scalars(
-            select(SweepRun).where(
-                SweepRun.kind == kind, SweepRun.station == station, SweepRun.status == "running"
-            )
-        ):
+        for row in s.scalars(_of_kind(ctx, kind, RunStatus.RUNNING)):
             why = _stale(row, now, stale_after)
             if why is None:
                 info = json.loads(row.summary or "{}")
@@ -121,18 +136,27 @@ def _claim_sqlite(ctx: Context, kind: str, owner: dict[str, Any]) -> int:
 
 def _abandon(row: SweepRun, now: datetime, why: str) -> None:
     info = json.loads(row.summary or "{}") if row.summary else {}
-    row.status, row.ended_at = "failed", now
+    row.status, row.ended_at = RunStatus.FAILED, now
     row.summary = json.dumps({**info, "abandoned": why}, default=str)
     log.warning("stale sweep run taken over", run_id=row.id, kind=row.kind, why=why)
 
 
-def _insert(s: Any, ctx: Context, kind: str, owner: dict[str, Any], now: datetime) -> int:
+def _insert(
+    s: Session,
+    ctx: Context,
+    kind: str,
+    owner: dict[str, Any],
+    now: datetime,
+    status: RunStatus = RunStatus.RUNNING,
+) -> int:
+    """The new run's row; a running one carries its first heartbeat."""
+    beat = {"heartbeat": now.isoformat()} if status is RunStatus.RUNNING else {}
     row = SweepRun(
         kind=kind,
         station=ctx.config.station.id,
         started_at=now,
-        status="running",
-        summary=json.dumps({**owner, "heartbeat": now.isoformat()}),
+        status=status,
+        summary=json.dumps({**owner, **beat}),
     )
     s.add(row)
     s.flush()
@@ -157,6 +181,23 @@ def _pg_lock(ctx: Context, kind: str) -> Iterator[Connection]:
         conn.close()
 
 
+def _claim(
+    ctx: Context, stack: contextlib.ExitStack, kind: str, owner: dict[str, Any], dry_run: bool
+) -> int:
+    """The new run's row id, once this process may run ``kind`` (a dry run always may)."""
+    if dry_run:
+        with ctx.ledger.session() as s:
+            return _insert(s, ctx, kind, owner, ctx.clock.now(), RunStatus.DRY_RUN)
+    if ctx.ledger.dialect != "postgresql":
+        return _claim_sqlite(ctx, kind, owner)
+    stack.enter_context(_pg_lock(ctx, kind))
+    now = ctx.clock.now()
+    with ctx.ledger.session() as s:
+        for stale in s.scalars(_of_kind(ctx, kind, RunStatus.RUNNING)):
+            _abandon(stale, now, "its lock was free: the process is gone")
+        return _insert(s, ctx, kind, owner, now)
+
+
 @contextlib.contextmanager
 def sweep_run(ctx: Context, kind: str, *, dry_run: bool = False) -> Iterator[Run]:
     """Run a sweep of ``kind`` exclusively; the row ends ok / failed / interrupted / dry-run.
@@ -166,42 +207,16 @@ def sweep_run(ctx: Context, kind: str, *, dry_run: bool = False) -> Iterator[Run
     """
     owner = {"pid": os.getpid(), "host": socket.gethostname(), "actor": ctx.actor}
     with contextlib.ExitStack() as stack:
-        if dry_run:
-            with ctx.ledger.session() as s:
-                row = SweepRun(
-                    kind=kind,
-                    station=ctx.config.station.id,
-                    started_at=ctx.clock.now(),
-                    status="dry-run",
-                    summary=json.dumps(owner),
-                )
-                s.add(row)
-                s.flush()
-                run_id = row.id
-        elif ctx.ledger.dialect == "postgresql":
-            stack.enter_context(_pg_lock(ctx, kind))
-            now = ctx.clock.now()
-            with ctx.ledger.session() as s:
-                for stale in s.scalars(
-                    select(SweepRun).where(
-                        SweepRun.kind == kind,
-                        SweepRun.station == ctx.config.station.id,
-                        SweepRun.status == "running",
-                    )
-                ):
-                    _abandon(stale, now, "its lock was free: the process is gone")
-                run_id = _insert(s, ctx, kind, owner, now)
-        else:
-            run_id = _claim_sqlite(ctx, kind, owner)
+        run_id = _claim(ctx, stack, kind, owner, dry_run)
         run = Run(ctx, kind, run_id, dry_run, owner)
-        status = "dry-run" if dry_run else "ok"
+        status = RunStatus.DRY_RUN if dry_run else RunStatus.OK
         error: str | None = None
         try:
             yield run
         except Stopped:
-            status = "interrupted"
+            status = RunStatus.INTERRUPTED
         except BaseException as exc:
-            status, error = "failed", f"{type(exc).__name__}: {exc}"
+            status, error = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
             raise
         finally:
             run.status = status
@@ -216,18 +231,9 @@ def sweep_run(ctx: Context, kind: str, *, dry_run: bool = False) -> Iterator[Run
             log.info("sweep run ended", kind=kind, run_id=run_id, status=row.status)
 
 
-def last_run(ctx: Context, kind: str, *, status: str = "ok") -> SweepRun | None:
+def last_run(ctx: Context, kind: str, *, status: RunStatus = RunStatus.OK) -> SweepRun | None:
     with ctx.ledger.read() as s:
-        return s.scalars(
-            select(SweepRun)
-            .where(
-                SweepRun.kind == kind,
-                SweepRun.station == ctx.config.station.id,
-                SweepRun.status == status,
-            )
-            .order_by(SweepRun.id.desc())
-            .limit(1)
-        ).first()
+        return s.scalars(_of_kind(ctx, kind, status).order_by(SweepRun.id.desc()).limit(1)).first()
 
 
 def recent_runs(ctx: Context, limit: int = 20) -> list[SweepRun]:
@@ -263,7 +269,7 @@ def alert_once(
     subject: str,
     message: str,
     *,
-    severity: str = "critical",
+    severity: str = Severity.CRITICAL,
     details: dict[str, Any] | None = None,
 ) -> bool:
     """Raise an alert unless the same one (kind and subject) is still open; True if raised."""
@@ -277,6 +283,27 @@ def alert_once(
         return False
     ctx.alerts.raise_alert(kind, subject, message, severity=severity, details=details)
     return True
+
+
+def require_store(ctx: Context, kind: str, outcome: str) -> None:
+    """Refuse to sweep a store whose disk is not there: an alert, then DockdError.
+
+    A store that does not exist yet is no matter while nothing is stored in it.
+    """
+    root = ctx.config.store.root
+    if root.is_dir():
+        return
+    here = Recording.station == ctx.config.station.id
+    with ctx.ledger.read() as s:
+        if s.scalar(select(Recording.id).where(Recording.state == FileState.STORED, here)) is None:
+            return  # nothing stored yet: nothing to lose
+    alert_once(
+        ctx,
+        f"{kind}.store_unavailable",
+        str(root),
+        f"the store {root} is not there (disk not mounted?): the {kind} sweep {outcome}",
+    )
+    raise DockdError(f"the store {root} is not a directory; is its disk mounted?")
 
 
 def audit_run(ctx: Context, run: Run, action: str, details: dict[str, Any]) -> None:

@@ -1,0 +1,113 @@
+"""What one recording is: its time, its officer and its flags, decided once it is copied.
+
+The recording time comes from the best source there is::
+
+    the container's creation time  >  the time in the file name  >  the file's mtime
+
+and is ``clock-suspect`` when it lies in the future (beyond the tolerance), when
+the name and the container disagree, or when it is long before the device was
+registered. The officer is whoever wore the device at that time (the registry's
+assignments), else the badge the file name carries. No I/O but ledger reads: the
+row is returned for the caller to publish and commit.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from dockd import store
+from dockd.context import Context
+from dockd.ingest.discover import Candidate
+from dockd.ingest.identify import Identity
+from dockd.ingest.naming import NameInfo
+from dockd.ingest.probe import ProbeResult
+from dockd.ledger import registry
+from dockd.ledger.models import Recording
+
+# A recording this long before its device was registered has a clock set wrong.
+PRE_REGISTRATION_SLACK = timedelta(days=365)
+
+
+def recording_time(
+    cand: Candidate, name: NameInfo | None, info: ProbeResult
+) -> tuple[datetime, str]:
+    """(start, time_source): the container's time, else the file name's, else the mtime."""
+    if info.creation_time is not None:
+        return info.creation_time, "container"
+    if name is not None and name.timestamp is not None:
+        return name.timestamp, "filename"
+    return datetime.fromtimestamp(cand.mtime, UTC), "mtime"
+
+
+def clock_suspect(
+    start: datetime,
+    name: NameInfo | None,
+    info: ProbeResult,
+    identity: Identity,
+    *,
+    now: datetime,
+    tolerance: timedelta,
+) -> bool:
+    """In the future, at odds with the file name, or long before the device was registered."""
+    suspect = start > now + tolerance
+    if name is not None and name.timestamp is not None and info.creation_time is not None:
+        suspect |= abs(name.timestamp - info.creation_time) > tolerance
+    if identity.device is not None:
+        suspect |= start < identity.device.registered_at - PRE_REGISTRATION_SLACK
+    return suspect
+
+
+def describe(
+    ctx: Context,
+    cand: Candidate,
+    name: NameInfo | None,
+    identity: Identity,
+    info: ProbeResult,
+    incoming: store.Incoming,
+    session_id: int,
+) -> tuple[Recording, str | None]:
+    """The file's row (no store path yet) and the badge it is tagged with."""
+    cfg = ctx.config
+    now = ctx.clock.now()
+    start, time_source = recording_time(cand, name, info)
+    tolerance = timedelta(hours=cfg.ingest.clock_tolerance_hours)
+    badge = name.badge if name is not None else None
+    with ctx.ledger.read() as s:
+        officer = registry.officer_at(s, identity.device.id, start) if identity.device else None
+        if officer is None and badge:
+            officer = registry.find_officer(s, badge)
+    row = Recording(
+        station=cfg.station.id,
+        session_id=session_id,
+        device_id=identity.device.id if identity.device else None,
+        device_ref=identity.ref,
+        officer_id=officer.id if officer else None,
+        badge_hint=badge,
+        kind=cand.kind,
+        recorded_start=start.astimezone(UTC),
+        recorded_end=(start + timedelta(seconds=info.duration_s)).astimezone(UTC)
+        if info.duration_s
+        else None,
+        time_source=time_source,
+        duration_s=info.duration_s,
+        container=info.container,
+        video_codec=info.video_codec,
+        audio_codec=info.audio_codec,
+        width=info.width,
+        height=info.height,
+        size_bytes=incoming.size,
+        blake3=incoming.blake3,
+        source_path=cand.display,
+        source_path_raw=cand.raw,
+        store_path="",
+        ingested_at=now,
+        verified=False,
+        probe_failed=info.error is not None,
+        probe_error=info.error,
+        clock_suspect=clock_suspect(start, name, info, identity, now=now, tolerance=tolerance),
+        unregistered=identity.device is None and identity.conflict is None,
+        device_conflict=identity.conflict is not None,
+        access_class="normal",
+        state="stored",
+    )
+    return row, officer.badge if officer is not None else badge

@@ -1,0 +1,338 @@
+"""Taking one file: from the recorder into the store and the ledger, or a precise why not.
+
+The path of one recording (``take_file``)::
+
+    open (no links, no FIFOs) -> already here by name? (confirmed by hash)
+    -> copy + BLAKE3 into .incoming (dockd.store) -> already here by hash?
+    -> probe -> describe (time, officer, flags) -> publish (no overwrite, 0440)
+    -> optional re-read verify -> ledger row + audit event -> per-case link
+
+A file ends verified in the store with its row, or as a ``failed``/``refused``
+outcome with the store put back as it was. A commit that fails in a way that may
+still have landed asks the ledger afresh before it touches the file (see
+``_commit_unknown``). The recorder going away raises :class:`SourceGone`: the
+session stops there. Tests can stop a real run at a named point (``PAUSE_ENV``).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import sys
+import threading
+from pathlib import Path, PurePosixPath
+
+import structlog
+from sqlalchemy import ColumnElement, select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from dockd import store
+from dockd.context import Context
+from dockd.evidence import bycase, cases
+from dockd.ingest import recovery
+from dockd.ingest.describe import describe
+from dockd.ingest.discover import Candidate
+from dockd.ingest.identify import Identity
+from dockd.ingest.naming import NameInfo
+from dockd.ingest.outcome import FileOutcome, FileStatus, Progress, SessionResult, SourceGone
+from dockd.ingest.probe import probe
+from dockd.ledger import audit
+from dockd.ledger.models import Recording
+from dockd.store.paths import render_path
+
+log = structlog.get_logger("dockd.ingest")
+
+# Tests make a real `dockd ingest` stop at a named point so it can be killed there:
+# DOCKD_TEST_PAUSE=after-copy|after-publish|after-commit[:N] (the N-th file taken).
+PAUSE_ENV = "DOCKD_TEST_PAUSE"
+
+# Errors that mean the recorder itself went away, not that one file is bad.
+_GONE = {errno.ENODEV, errno.ENXIO, errno.ENOTCONN, errno.ESHUTDOWN}
+
+
+def take_file(
+    ctx: Context,
+    source: Path,
+    root: Path,
+    cand: Candidate,
+    name: NameInfo | None,
+    identity: Identity,
+    result: SessionResult,
+    *,
+    stop: threading.Event | None = None,
+    progress: Progress | None = None,
+) -> FileOutcome:
+    """Bring one file into the store, or say precisely why not."""
+    cfg = ctx.config
+    rel = cand.display
+    bufsize = cfg.ingest.copy_buffer_kib * 1024
+    try:
+        fd = _open_source(source, cand)
+    except _NotRegular as exc:
+        return FileOutcome(rel, FileStatus.REFUSED, str(exc))
+    except OSError as exc:
+        return _failed_or_gone(source, rel, "cannot open", exc)
+    try:
+        size = cand.size if cand.fallback is not None else os.fstat(fd).st_size
+        if _present_by_name(ctx, identity.ref, cand.raw, size, fd, bufsize, stop):
+            return FileOutcome(rel, FileStatus.PRESENT, size=size)
+        try:
+            os.lseek(fd, 0, os.SEEK_SET)
+        except OSError as exc:  # a pipe from the fallback reader: open it again
+            if exc.errno != errno.ESPIPE:
+                raise
+            os.close(fd)
+            fd = -1  # closed: the `finally` below must not close a number reused since
+            fd = _open_source(source, cand)
+        incoming = store.copy_into_incoming(
+            root,
+            fd,
+            buffer_size=bufsize,
+            stop=stop,
+            progress=progress.advance if progress is not None else None,
+        )
+    except OSError as exc:
+        return _failed_or_gone(source, rel, "copy failed", exc)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    if incoming.size != size:
+        incoming.discard()
+        return FileOutcome(
+            rel,
+            FileStatus.FAILED,
+            f"changed size while being copied ({size} -> {incoming.size} bytes); "
+            "the recorder may still be writing it: dock it again when it has finished",
+        )
+
+    result.taken += 1
+    _pause("after-copy", result.taken, rel)
+    published: PurePosixPath | None = None
+    committing = False
+    try:
+        if _present_by_hash(ctx, identity.ref, incoming.blake3):
+            incoming.discard()
+            return FileOutcome(rel, FileStatus.PRESENT, size=incoming.size)
+        info = probe(incoming.path)
+        row, officer_badge = describe(ctx, cand, name, identity, info, incoming, result.session_id)
+        target = render_path(
+            cfg.store.path_template,
+            local_time=row.recorded_start.astimezone(cfg.station.tz),
+            device=identity.ref,
+            badge=officer_badge,
+            station=cfg.station.id,
+            source_name=PurePosixPath(rel).name,
+            kind=cand.kind,
+        )
+        published = store.publish(
+            root, incoming, target, taken=lambda p: _path_in_ledger(ctx, p.as_posix())
+        )
+        row.store_path = published.as_posix()
+        _pause("after-publish", result.taken, rel)
+        if cfg.ingest.verify == "reread":
+            again = store.hash_stored(root / published, buffer_size=bufsize)
+            if again != incoming.blake3:
+                raise OSError(
+                    errno.EIO,
+                    f"re-read of the stored copy gave BLAKE3 {again}, "
+                    f"expected {incoming.blake3}: the store disk may be failing",
+                )
+            row.verified = True
+        committing = True
+        file_id = _commit_row(ctx, row, officer_badge)
+    except BaseException as exc:
+        incoming.discard()
+        if committing and published is not None and not isinstance(exc, IntegrityError):
+            _commit_unknown(ctx, root, published, incoming)
+            raise
+        if published is not None:
+            store.unpublish(root, published)
+        store.settle(incoming)
+        if isinstance(exc, OSError):
+            return FileOutcome(rel, FileStatus.FAILED, f"store failed: {_oserror(exc)}")
+        if isinstance(exc, IntegrityError):  # this row only; the ledger itself works
+            reason = f"ledger refused the row, file not kept: {exc.orig}"
+            return FileOutcome(rel, FileStatus.FAILED, reason)
+        raise
+    store.settle(incoming)
+    _pause("after-commit", result.taken, rel)
+    _after_commit(ctx, row, file_id, rel, result.session_id)
+    return FileOutcome(
+        rel,
+        FileStatus.STORED,
+        file_id=file_id,
+        store_path=row.store_path,
+        flags=tuple(row.flags),
+        size=row.size_bytes,
+        officer=officer_badge,
+    )
+
+
+def _after_commit(ctx: Context, row: Recording, file_id: int, rel: str, session_id: int) -> None:
+    """The per-case link of a file an imported case tagged; the alert of an unplayable one."""
+    if row.case_number is not None:  # tagged on arrival by an imported case
+        try:
+            bycase.link_file(ctx.config, row)
+        except OSError as exc:  # the per-case view is secondary; `dockd cases links` mends it
+            log.warning("per-case link failed", file=rel, error=str(exc))
+    if row.probe_failed:
+        ctx.alerts.raise_alert(
+            "ingest.probe_failed",
+            f"{row.device_ref}:{rel}",
+            f"{rel} from {row.device_ref} is stored as {row.store_path} (BLAKE3 {row.blake3}) "
+            f"but cannot be played: {row.probe_error}; it is kept as evidence and flagged",
+            severity="warning",
+            details={"file_id": file_id, "session_id": session_id},
+            group=f"session:{session_id}",
+            item=rel,
+        )
+
+
+def _commit_row(ctx: Context, row: Recording, officer_badge: str | None) -> int:
+    """The ledger row and its audit event, in one transaction, after the bytes are safe."""
+    with ctx.ledger.session() as s:
+        s.add(row)
+        s.flush()
+        audit.record_file_change(
+            s,
+            row,
+            at=row.ingested_at,
+            actor=ctx.actor,
+            action="file.ingest",
+            changed=audit.AUDITED_FILE_COLUMNS,
+            details={
+                "size": row.size_bytes,
+                "officer": officer_badge,
+                "time_source": row.time_source,
+                "flags": row.flags,
+                "session_id": row.session_id,
+                "verified": row.verified,
+            },
+        )
+        cases.tag_on_ingest(s, row, at=row.ingested_at, actor=ctx.actor)
+        return row.id
+
+
+def _commit_unknown(
+    ctx: Context, root: Path, published: PurePosixPath, incoming: store.Incoming
+) -> None:
+    """The commit failed in a way that may still have landed (a connection lost after
+    COMMIT was sent, an interrupt): ask the ledger afresh before touching the file.
+
+    Recorded: keep it. Not recorded: unpublish. Cannot tell: leave the file and its
+    marker; the next run's recovery asks again.
+    """
+    try:
+        kept = recovery.recorded(ctx, published, incoming.blake3)
+    except SQLAlchemyError:
+        store.abandon(incoming)
+        return
+    if not kept:
+        store.unpublish(root, published)
+    store.settle(incoming)
+
+
+# ---------------------------------------------------------------------------- the source
+
+
+class _NotRegular(Exception):
+    pass
+
+
+def _open_source(source: Path, cand: Candidate) -> int:
+    """Open without following a link and without blocking on a FIFO swapped in late."""
+    if cand.fallback is not None:
+        return cand.fallback.open(cand.raw)
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(source / cand.relpath, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _NotRegular("became a symbolic link while docked: refused") from exc
+        raise
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise _NotRegular("is no longer a regular file: refused")
+    os.set_blocking(fd, True)
+    return fd
+
+
+def _oserror(exc: OSError) -> str:
+    return f"{exc.strerror or exc} (errno {exc.errno})" if exc.errno else str(exc)
+
+
+def _failed_or_gone(source: Path, rel: str, what: str, exc: OSError) -> FileOutcome:
+    if exc.errno in _GONE or not _source_alive(source):
+        raise SourceGone(f"{what}: the recorder went away ({_oserror(exc)})") from exc
+    return FileOutcome(rel, FileStatus.FAILED, f"{what}: {_oserror(exc)}")
+
+
+def _source_alive(source: Path) -> bool:
+    try:
+        os.listdir(source)
+    except OSError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------------- already here?
+
+
+def _present_by_name(
+    ctx: Context,
+    device_ref: str,
+    raw: bytes,
+    size: int,
+    fd: int,
+    bufsize: int,
+    stop: threading.Event | None,
+) -> bool:
+    """Same recorder, same path, same size already in the ledger? Then confirm by hash only.
+
+    Trashed and purged files count too: re-docking a recorder that was never wiped
+    must not bring back footage that retention has already let go.
+    """
+    with ctx.ledger.read() as s:
+        hashes = set(
+            s.scalars(
+                select(Recording.blake3).where(
+                    Recording.device_ref == device_ref,
+                    Recording.source_path_raw == raw,
+                    Recording.size_bytes == size,
+                )
+            )
+        )
+    if not hashes:
+        return False
+    return store.hash_fd(fd, buffer_size=bufsize, stop=stop) in hashes
+
+
+def _any_row(ctx: Context, *where: ColumnElement[bool]) -> bool:
+    with ctx.ledger.read() as s:
+        return s.scalar(select(Recording.id).where(*where).limit(1)) is not None
+
+
+def _path_in_ledger(ctx: Context, store_path: str) -> bool:
+    """A row of this station already uses the path (a trashed, purged or quarantined file)."""
+    return _any_row(
+        ctx, Recording.station == ctx.config.station.id, Recording.store_path == store_path
+    )
+
+
+def _present_by_hash(ctx: Context, device_ref: str, digest: str) -> bool:
+    return _any_row(ctx, Recording.blake3 == digest, Recording.device_ref == device_ref)
+
+
+def _pause(point: str, nth: int, rel: str) -> None:
+    """Stop here for ever when a test asked for it (see PAUSE_ENV); a no-op otherwise."""
+    want = os.environ.get(PAUSE_ENV)
+    if not want:
+        return
+    name, _, n = want.partition(":")
+    if name != point or nth != (int(n) if n.isdigit() else 1):
+        return
+    sys.stderr.write(f"dockd-test-pause {point} {rel}\n")
+    sys.stderr.flush()
+    threading.Event().wait()
