@@ -5,7 +5,7 @@ The input is the raw bytes of a path on the recorder (``/`` separates folders; a
 FAT card of a Chinese-locale recorder holds GBK bytes). The name as Python sees it
 is ``os.fsdecode(raw)``, as ``os.scandir`` would give it. Properties:
 
-- ``dockd.ingest.naming.parse_name`` with ``dockd.config.DEFAULT_NAMING`` and with the
+- ``dockd.ingest.naming.parse_name`` with ``dockd.config.naming.DEFAULT_NAMING`` and with the
   ``[[naming]]`` rules of ``config.example.toml`` never raises, and returns None or a
   ``NameInfo`` of one of those rules whose groups are non-empty pieces of the file's
   stem and whose timestamp, if any, carries a UTC offset;

@@ -9,6 +9,8 @@ deletion, first by the pure selection, then by the real sweep on a real ledger.
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -235,6 +237,24 @@ def test_cron_fields_follow_crontab_weekdays() -> None:
     assert cron_fields("0 7 1 jan-mar *")[3] == "1,2,3"
     with pytest.raises(ValueError, match="runs backwards"):
         cron_fields("0 7 * * 5-1")
+
+
+@pytest.mark.parametrize(
+    ("expr", "says"),
+    [
+        ("0 0 last * *", "day of month: cannot read 'last'"),  # APScheduler's extra, not cron
+        ("0 0 1st mon * *", "must have 5 fields"),
+        ("61 * * * *", "minute: 61 is outside 0-59"),
+        ("0 25 * * *", "hour: 25 is outside 0-23"),
+        ("*/90 * * * *", "step value \\(90\\) is higher than the total range"),
+        ("0 0 * foo *", "month: cannot read 'foo'"),
+        ("0 */0 * * *", "Increment must be higher than 0"),
+    ],
+)
+def test_cron_fields_refuse_what_crontab_would_not_run_as_written(expr: str, says: str) -> None:
+    """APScheduler checks the ranges and steps; only crontab's grammar gets that far."""
+    with pytest.raises(ValueError, match=says):
+        cron_fields(expr)
 
 
 # ------------------------------------------------------------------ the property (pure)
@@ -505,3 +525,17 @@ def test_the_real_sweep_never_trashes_a_held_or_young_file(
 
 
 _ = NEVER
+
+
+def test_the_pure_policy_loads_no_database_or_store_code() -> None:
+    """What import-linter checks in the source, checked in a fresh interpreter: importing
+    the decisions (and the configuration they read) loads no ledger, store or SQLAlchemy."""
+    probe = (
+        "import sys, dockd.policy.holds, dockd.policy.retention\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'sqlalchemy'"
+        " or m.startswith(('dockd.ledger', 'dockd.store', 'dockd.policy.adapter'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"

@@ -6,8 +6,6 @@ import re
 from pathlib import Path
 
 from pydantic import field_validator
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from dockd.config.base import Section
 
@@ -39,6 +37,11 @@ class LedgerConfig(Section):
             raise ValueError(
                 "has more than one '@' before the host: write an '@' in the password as %40"
             )
+        # Imported here: the configuration (and the pure policy reading it) loads no
+        # database library until a ledger URL is actually checked.
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
         try:
             make_url(value).port  # noqa: B018  (parsing the port is the check)
         except (ArgumentError, ValueError) as exc:

@@ -210,7 +210,8 @@ class FixityConfig(Section):
 WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 _MONTH_NAME = re.compile(r"\b(?:" + "|".join(MONTHS) + r")\b")
-_WEEKDAY_ITEM = re.compile(r"^(?P<range>\*|[a-z0-9]+(?:-[a-z0-9]+)?)(?:/(?P<step>\d+))?$")
+# One item of a crontab field: *, a number or name, or a range, with an optional step.
+_ITEM = re.compile(r"^(?P<range>\*|[a-z0-9]+(?:-[a-z0-9]+)?)(?:/(?P<step>\d+))?$")
 # The other fields and their ranges, to name the number APScheduler refused.
 _RANGES = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12))
 
@@ -230,7 +231,7 @@ def _weekdays(field: str) -> str:
     """Crontab's weekday field as names for APScheduler 3 (``*`` for every day)."""
     days: set[int] = set()
     for item in field.lower().split(","):
-        m = _WEEKDAY_ITEM.match(item)
+        m = _ITEM.match(item)
         if not m:
             raise ValueError(f"day of week: cannot read {item!r}")
         rng, step = m.group("range"), int(m.group("step") or 1)
@@ -261,12 +262,25 @@ def _months(trigger: CronTrigger) -> str:
     return "*" if len(months) == 12 else ",".join(map(str, months))
 
 
+def _crontab_items(fields: list[str]) -> None:
+    """Only crontab's grammar: APScheduler's own extras (``last``, ``2nd fri``) are not cron."""
+    for (what, _, _), text in zip(_RANGES, fields, strict=False):
+        for item in text.lower().split(","):
+            m = _ITEM.match(item)
+            names = MONTHS if what == "month" else ()
+            if not m or not all(
+                tok == "*" or tok.isdigit() or tok in names for tok in m.group("range").split("-")
+            ):
+                raise ValueError(f"{what}: cannot read {item!r}")
+
+
 def _refusal(expr: str, fields: list[str], exc: ValueError) -> str:
     """Why APScheduler refused the fields: the field and number out of range, if one is."""
     for (what, lo, hi), text in zip(_RANGES, fields, strict=False):
-        for number in re.findall(r"\d+", text):
-            if not lo <= int(number) <= hi:
-                return f"{what}: {number} is outside {lo}-{hi}"
+        for item in text.split(","):
+            for number in re.findall(r"\d+", item.partition("/")[0]):
+                if not lo <= int(number) <= hi:
+                    return f"{what}: {number} is outside {lo}-{hi}"
     return f"{expr!r} is not a crontab expression: {exc}"
 
 
@@ -283,6 +297,7 @@ def cron_fields(expr: str) -> tuple[str, str, str, str, str]:
             "e.g. '30 2 * * *' for 02:30 every day"
         )
     minute, hour, day, month, weekday = parts
+    _crontab_items(parts[:4])
     fields = [minute, hour, day, _month_numbers(month), _weekdays(weekday)]
     try:
         trigger = CronTrigger.from_crontab(" ".join(fields), timezone=UTC)

@@ -50,11 +50,16 @@ import bagit
 import blake3
 
 from dockd import __version__, store
+from dockd.errors import DockdError
 
 CHUNK = 1 << 20
 BAGIT_TXT = "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
 
 _SAVE_LOCK = threading.Lock()
+
+
+class BagFailed(DockdError):
+    """bagit-python found the bag incomplete or could not write its tag files."""
 
 
 @dataclass(frozen=True)
@@ -171,10 +176,13 @@ def write_bag(
     result.info.update({k: " ".join(v.split()) for k, v in info.items() if v.strip()})
     result.info.setdefault("Bag-Software-Agent", f"dockd {__version__}")
     result.info["Payload-Oxum"] = f"{sum(f.size for f in files)}.{len(files)}"
-    with _SAVE_LOCK, _cwd_restored():
-        os.chdir(bag)  # where Bag.save goes anyway: it then returns here, not to a lost cwd
-        result.save(processes=1)
-    result.validate(completeness_only=True)  # sizes, counts and names: no re-hash
+    try:
+        with _SAVE_LOCK, _cwd_restored():
+            os.chdir(bag)  # where Bag.save goes anyway: it then returns here, not to a lost cwd
+            result.save(processes=1)
+        result.validate(completeness_only=True)  # sizes, counts and names: no re-hash
+    except bagit.BagError as exc:
+        raise BagFailed(f"the bag {bag} is not complete: {exc}") from exc
     for name in os.listdir(bag):
         if name != "data":
             with open(bag / name, "rb") as fh:

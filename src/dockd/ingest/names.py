@@ -7,7 +7,7 @@ keeps three forms of every name:
 - ``raw``: the exact bytes (lossless; re-docking matches on them);
 - ``display``: what a person reads: UTF-8 when the bytes are UTF-8, else GB18030
   when they decode as that, else UTF-8 with every undecodable byte as ``\\xNN``;
-- the store name, made from the display name by ``store.safe_component``: always
+- the store name, made from the display name by ``store.paths.safe_component``: always
   valid UTF-8.
 """
 

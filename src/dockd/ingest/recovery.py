@@ -23,7 +23,7 @@ import structlog
 from sqlalchemy import select
 
 from dockd import store
-from dockd.context import Context as Context
+from dockd.context import Context
 from dockd.ingest import session
 from dockd.ingest.outcome import SessionOutcome
 from dockd.ledger.models import DockSession, Recording

@@ -255,7 +255,7 @@ def _one_target(ctx: Context, run: Run, target: ArchiveTarget, result: TargetRes
         copied = result.copied
         result.pending = max(0, result.pending - len(copied))
         if copied:
-            write_manifests(ctx, bag_dir, batch, target, copied)
+            _bag_batch(ctx, bag_dir, batch, target, copied)
         else:
             with contextlib.suppress(OSError):
                 loc.prune_emptied(target.path, bag_dir / "data")
@@ -390,6 +390,26 @@ def _record(ctx: Context, item: ArchiveItem, batch: str) -> None:
             subject_type="file",
             subject_id=item.file_id,
             details=details,
+        )
+
+
+def _bag_batch(
+    ctx: Context, bag_dir: Path, batch: str, target: ArchiveTarget, items: list[ArchiveItem]
+) -> None:
+    """Write the batch's bag after its copies, whatever ended them: a bag that cannot be
+    made is an alert, never an exception that would hide why the copying stopped."""
+    try:
+        write_manifests(ctx, bag_dir, batch, target, items)
+    except (OSError, bag.BagFailed) as exc:
+        alert_once(
+            ctx,
+            "archive.bag_failed",
+            target.name,
+            f"archive batch {batch} on target {target.name!r} is not a valid bag: {exc}. "
+            "Its copies are recorded and verified; check the medium, then run "
+            "`dockd sweep archive` again",
+            severity="warning",
+            details={"path": str(bag_dir)},
         )
 
 

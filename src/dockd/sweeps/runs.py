@@ -285,24 +285,29 @@ def alert_once(
     return True
 
 
-def require_store(ctx: Context, kind: str, outcome: str) -> None:
+def require_store(ctx: Context, kind: str, outcome: str, *, fold: bool = False) -> None:
     """Refuse to sweep a store whose disk is not there: an alert, then DockdError.
 
-    A store that does not exist yet is no matter while nothing is stored in it.
+    A store that does not exist yet is no matter while nothing is stored in it. With
+    ``fold`` every run counts on the open alert (``raise_alert`` folds repeats);
+    without, the alert is raised only while none of its kind and subject is open.
     """
     root = ctx.config.store.root
     if root.is_dir():
         return
     here = Recording.station == ctx.config.station.id
     with ctx.ledger.read() as s:
-        if s.scalar(select(Recording.id).where(Recording.state == FileState.STORED, here)) is None:
+        stored = select(Recording.id).where(Recording.state == FileState.STORED, here).limit(1)
+        if s.scalar(stored) is None:
             return  # nothing stored yet: nothing to lose
-    alert_once(
-        ctx,
+    alert_kind, message = (
         f"{kind}.store_unavailable",
-        str(root),
-        f"the store {root} is not there (disk not mounted?): the {kind} sweep {outcome}",
+        (f"the store {root} is not there (disk not mounted?): the {kind} sweep {outcome}"),
     )
+    if fold:
+        ctx.alerts.raise_alert(alert_kind, str(root), message, severity=Severity.CRITICAL)
+    else:
+        alert_once(ctx, alert_kind, str(root), message)
     raise DockdError(f"the store {root} is not a directory; is its disk mounted?")
 
 
