@@ -25,6 +25,7 @@ from dockd.cli import (
     hold,
     ingest,
     ledger,
+    quarantine,
     registry,
     report,
     run,
@@ -91,6 +92,7 @@ COMMANDS: tuple[tuple[str | None, ModuleType], ...] = (
     ("hold", hold),
     ("sweep", sweep),
     ("trash", trash),
+    ("quarantine", quarantine),
 )
 for group, module in COMMANDS:
     if group is None:
