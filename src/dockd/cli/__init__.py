@@ -26,6 +26,7 @@ from dockd.cli import (
     ingest,
     ledger,
     quarantine,
+    recordings,
     registry,
     report,
     run,
@@ -93,6 +94,7 @@ COMMANDS: tuple[tuple[str | None, ModuleType], ...] = (
     ("sweep", sweep),
     ("trash", trash),
     ("quarantine", quarantine),
+    ("recordings", recordings),
 )
 for group, module in COMMANDS:
     if group is None:
