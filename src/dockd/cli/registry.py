@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, TypedDict
+from typing import Annotated, Any, TypedDict
 
 import typer
+from typer.core import TyperGroup
 
 from dockd.cli.common import App, Format, app_of, default_actor, parse_time, render
 from dockd.errors import UsageError
@@ -16,6 +17,11 @@ officers = typer.Typer(help="Officers who wear recorders.", no_args_is_help=True
 
 By = Annotated[str, typer.Option("--by", help="Who makes this change (default: you).")]
 Fmt = Annotated[Format, typer.Option("--format", "-f")]
+At = Annotated[
+    str | None, typer.Option("--at", help="When (ISO date/time; station zone; default now).")
+]
+Device = Annotated[str, typer.Argument(help="Device number.")]
+Reason = Annotated[str, typer.Option("--reason", help="Why (kept in the audit trail).")]
 
 
 class _Stamp(TypedDict):
@@ -117,37 +123,145 @@ def officers_list(ctx: typer.Context, fmt: Fmt = Format.table) -> None:
     render(rows, fmt, title="officers")
 
 
+class _DefaultGroup(TyperGroup):
+    """A group whose first word, when it names no command, belongs to its default one:
+    ``dockd assign DEVICE BADGE --from T`` is ``dockd assign set DEVICE BADGE --from T``."""
+
+    default = "set"
+
+    # ctx: typer's own (vendored) click Context, which typer does not export by name
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = [self.default, *args]
+        return super().parse_args(ctx, args)
+
+
+assignments = typer.Typer(
+    cls=_DefaultGroup,
+    help="Who holds which device when: `dockd assign DEVICE BADGE --from T` or "
+    "`dockd assign end DEVICE`.",
+    no_args_is_help=True,
+)
+
+
+def _reattributed(change: registry.Change) -> None:
+    typer.echo(f"{change.reattributed} file(s) re-attributed")
+
+
+@assignments.command("set")
 def assign(
     ctx: typer.Context,
     device: Annotated[str, typer.Argument(help="Device number.")],
     badge: Annotated[str, typer.Argument(help="Badge number of the officer.")],
     from_: Annotated[str, typer.Option("--from", help="Start (ISO date/time; station zone).")],
     until: Annotated[str | None, typer.Option("--until", help="End (open when omitted).")] = None,
+    close_previous: Annotated[
+        bool,
+        typer.Option(
+            "--close-previous", help="End the device's open assignment at --from (audited)."
+        ),
+    ] = False,
     by: By = "",
 ) -> None:
-    """Record that an officer holds a device from a time (until a time)."""
+    """Assign a device to an officer from a time (the default command).
+
+    `dockd assign DEVICE BADGE --from T [--until T]`: the device's footage recorded
+    in the window is re-attributed to the officer, each file audited.
+    """
     state = app_of(ctx)
     cfg = state.config
     start = parse_time(from_, cfg)
     if start is None:
         raise UsageError("--from is required")
     with state.ledger.session() as s:
-        a = registry.assign(
+        change = registry.assign(
             s,
             device_number=device,
             badge=badge,
             valid_from=start,
             valid_until=parse_time(until, cfg),
+            close_previous=close_previous,
             **_stamp(state, by),
         )
-        end = a.valid_until.astimezone(cfg.station.tz).isoformat() if a.valid_until else "open"
+        a, tz = change.assignment, cfg.station.tz
+        assert a is not None
+        if change.closed is not None:
+            typer.echo(
+                f"ended the assignment of device {device} to badge "
+                f"{change.closed.officer.badge} at {start.astimezone(tz).isoformat()}"
+            )
+        end = a.valid_until.astimezone(tz).isoformat() if a.valid_until else "open"
         typer.echo(
             f"device {device} -> badge {badge} from "
-            f"{a.valid_from.astimezone(cfg.station.tz).isoformat()} until {end}"
+            f"{a.valid_from.astimezone(tz).isoformat()} until {end}"
         )
+    _reattributed(change)
+
+
+@assignments.command("end")
+def assign_end(
+    ctx: typer.Context,
+    device: Annotated[str, typer.Argument(help="Device number.")],
+    at: At = None,
+    reason: Annotated[str | None, typer.Option(help="Why (kept in the audit trail).")] = None,
+    by: By = "",
+) -> None:
+    """End the device's open assignment (now, or --at).
+
+    Its footage recorded from then on is re-attributed, each file audited.
+    """
+    state = app_of(ctx)
+    tz = state.config.station.tz
+    stamp = _stamp(state, by)
+    when = parse_time(at, state.config) or stamp["at"]
+    with state.ledger.session() as s:
+        change = registry.end_assignment(s, device_number=device, when=when, reason=reason, **stamp)
+        assert change.assignment is not None
+        typer.echo(
+            f"ended the assignment of device {device} to badge "
+            f"{change.assignment.officer.badge} at {when.astimezone(tz).isoformat()}"
+        )
+    _reattributed(change)
+
+
+def _retire(
+    ctx: typer.Context, device: str, kind: str, at: str | None, reason: str, by: str
+) -> None:
+    state = app_of(ctx)
+    stamp = _stamp(state, by)
+    when = parse_time(at, state.config) or stamp["at"]
+    with state.ledger.session() as s:
+        change = registry.retire_device(
+            s, device_number=device, kind=kind, when=when, reason=reason, **stamp
+        )
+        typer.echo(
+            f"device {device} marked {kind} from "
+            f"{when.astimezone(state.config.station.tz).isoformat()}"
+        )
+        if change.assignment is not None:
+            typer.echo(f"ended its assignment to badge {change.assignment.officer.badge}")
+    if change.assignment is not None:
+        _reattributed(change)
+
+
+@devices.command("retire")
+def devices_retire(
+    ctx: typer.Context, device: Device, reason: Reason, at: At = None, by: By = ""
+) -> None:
+    """Take a recorder out of service (now, or --at); its open assignment ends then."""
+    _retire(ctx, device, "retired", at, reason, by)
+
+
+@devices.command("lost")
+def devices_lost(
+    ctx: typer.Context, device: Device, reason: Reason, at: At = None, by: By = ""
+) -> None:
+    """Report a recorder lost (now, or --at); its open assignment ends then, and it
+    raises a critical alert if it is ever docked."""
+    _retire(ctx, device, "lost", at, reason, by)
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(devices, name="devices")
     app.add_typer(officers, name="officers")
-    app.command("assign")(assign)
+    app.add_typer(assignments, name="assign")

@@ -7,8 +7,10 @@ from typing import Annotated
 import typer
 
 from dockd.cli.cases import refresh_by_case
-from dockd.cli.common import app_of, default_actor, parse_time
+from dockd.cli.common import App, app_of, default_actor, parse_time
+from dockd.errors import UsageError
 from dockd.evidence import cases
+from dockd.ledger import attribution, registry
 
 
 def tag(
@@ -17,7 +19,13 @@ def tag(
         list[int] | None, typer.Argument(help="File ids (or use --device/--officer).")
     ] = None,
     device: Annotated[str | None, typer.Option(help="Device number: its recordings.")] = None,
-    officer: Annotated[str | None, typer.Option(help="Badge number: their recordings.")] = None,
+    officer: Annotated[
+        str | None,
+        typer.Option(
+            help="Badge number: their recordings; with one file id, attribute that file "
+            "to this officer (--reason required)."
+        ),
+    ] = None,
     from_: Annotated[
         str | None, typer.Option("--from", help="Window start (with --device/--officer).")
     ] = None,
@@ -35,9 +43,14 @@ def tag(
     """Tag footage by file ids, or a device's or officer's recordings overlapping a window.
 
     Every changed file gets a file.tag audit event with the old and new values.
+    `dockd tag FILE_ID --officer BADGE --reason TEXT` attributes one file to an
+    officer instead (a file.officer audit event with the old and new badge).
     """
     state = app_of(ctx)
     cfg = state.config
+    if file_ids and officer is not None:
+        _tag_officer(state, file_ids, officer, reason, by)
+        return
     label = cases.Tag(
         case_number=case, cause=cause, party=party, category=category, access_class=access
     )
@@ -60,6 +73,25 @@ def tag(
     )
     if result.tagged:
         refresh_by_case(state)
+
+
+def _tag_officer(state: App, file_ids: list[int], badge: str, reason: str | None, by: str) -> None:
+    if len(file_ids) != 1:
+        raise UsageError("--officer with file ids attributes one file: give exactly one file id")
+    if not reason:
+        raise UsageError("say why the file is attributed to another officer: --reason TEXT")
+    with state.ledger.session() as s:
+        [row] = cases.select_files(s, file_ids=file_ids)
+        officer = registry.officer_by_badge(s, badge)
+        old = row.officer.badge if row.officer is not None else None
+        mismatch = bool(row.badge_hint) and row.badge_hint != badge
+        at, actor = state.clock.now(), by or default_actor()
+        if not attribution.set_officer(
+            s, row, officer, mismatch, at=at, actor=actor, reason=reason
+        ):
+            typer.echo(f"file {row.id} is already attributed to badge {badge}")
+            return
+    typer.echo(f"file {row.id}: officer {old} -> {badge}")
 
 
 def register(app: typer.Typer) -> None:

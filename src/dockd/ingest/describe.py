@@ -7,8 +7,9 @@ The recording time comes from the best source there is::
 and is ``clock-suspect`` when it lies in the future (beyond the tolerance), when
 the name and the container disagree, or when it is long before the device was
 registered. The officer is whoever wore the device at that time (the registry's
-assignments), else the badge the file name carries. No I/O but ledger reads: the
-row is returned for the caller to publish and commit.
+assignments), else the badge the file name carries; a name whose badge is not the
+assigned officer's is flagged ``badge-mismatch`` (:func:`badge_mismatch_alert`).
+No I/O but ledger reads: the row is returned for the caller to publish and commit.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dockd.ingest.discover import Candidate
 from dockd.ingest.identify import Identity
 from dockd.ingest.naming import NameInfo
 from dockd.ingest.probe import ProbeResult
-from dockd.ledger import registry
+from dockd.ledger import attribution
 from dockd.ledger.models import Recording
 
 # A recording this long before its device was registered has a clock set wrong.
@@ -73,9 +74,10 @@ def describe(
     tolerance = timedelta(hours=cfg.ingest.clock_tolerance_hours)
     badge = name.badge if name is not None else None
     with ctx.ledger.read() as s:
-        officer = registry.officer_at(s, identity.device.id, start) if identity.device else None
-        if officer is None and badge:
-            officer = registry.find_officer(s, badge)
+        found = attribution.attribute(
+            s, identity.device.id if identity.device else None, start, badge
+        )
+    officer = found.officer
     row = Recording(
         station=cfg.station.id,
         session_id=session_id,
@@ -107,7 +109,35 @@ def describe(
         clock_suspect=clock_suspect(start, name, info, identity, now=now, tolerance=tolerance),
         unregistered=identity.device is None and identity.conflict is None,
         device_conflict=identity.conflict is not None,
+        badge_mismatch=found.badge_mismatch,
         access_class="normal",
         state="stored",
     )
     return row, officer.badge if officer is not None else badge
+
+
+def badge_mismatch_alert(ctx: Context, session_id: int, relpath: str, file_id: int) -> None:
+    """A stored file whose name's badge is not the assigned officer's: lending a recorder
+    is forbidden (003 §20(二)). One alert per dock session, each file an occurrence."""
+    with ctx.ledger.read() as s:
+        row = s.get_one(Recording, file_id)
+        assigned = row.officer.badge if row.officer is not None else None
+        device, named = row.device_ref, row.badge_hint
+    ctx.alerts.raise_alert(
+        "officer.badge_mismatch",
+        f"{device}:{relpath}",
+        f"{relpath} from device {device} carries badge {named} in its name but the device "
+        f"is assigned to badge {assigned}: it is attributed to {assigned} and flagged "
+        "badge-mismatch; check who wore the recorder and correct the assignment or "
+        "`dockd tag FILE_ID --officer BADGE --reason ...`",
+        severity="warning",
+        details={
+            "file_id": file_id,
+            "session_id": session_id,
+            "device": device,
+            "assigned_badge": assigned,
+            "name_badge": named,
+        },
+        group=f"session:{session_id}",
+        item=relpath,
+    )

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from dockd.context import Context
 from dockd.errors import LedgerError
+from dockd.ingest.describe import badge_mismatch_alert
 from dockd.ingest.discover import Candidate, Refusal
 from dockd.ingest.identify import Identity
 from dockd.ingest.naming import NameInfo
@@ -234,7 +235,18 @@ def admit(ctx: Context, plan: Plan, result: SessionResult) -> Path | None:
         session_alert(
             ctx, result, "device.unknown", message, severity="warning", evidence=plan.evidence
         )
+    elif identity.device.retired_at is not None:
+        _retired(ctx, result, identity.device.retired_reason or "retired", files)
     return cfg.store.quarantine_root if result.quarantined else cfg.store.root
+
+
+def _retired(ctx: Context, result: SessionResult, kind: str, files: int) -> None:
+    """A device marked retired or lost docked: its files are still taken, loudly."""
+    message = (
+        f"device {result.device_ref}, marked {kind} in the registry, was docked at "
+        f"{result.source}: its {files} file(s) are taken as usual; find out who has it"
+    )
+    session_alert(ctx, result, f"device.{kind}", message, severity="critical")
 
 
 def _conflict(ctx: Context, result: SessionResult, identity: Identity, files: int) -> str:
@@ -335,6 +347,8 @@ def record(ctx: Context, result: SessionResult, outcome: FileOutcome) -> None:
             group=f"session:{result.session_id}",
             item=outcome.relpath,
         )
+    if stored and outcome.file_id is not None and "badge-mismatch" in outcome.flags:
+        badge_mismatch_alert(ctx, result.session_id, outcome.relpath, outcome.file_id)
 
 
 def close(ctx: Context, result: SessionResult, candidates: int) -> None:

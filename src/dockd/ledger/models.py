@@ -105,6 +105,7 @@ class Device(Base):
     unit: Mapped[str | None] = mapped_column(String(128))
     registered_at: Mapped[datetime]
     retired_at: Mapped[datetime | None]
+    retired_reason: Mapped[str | None] = mapped_column(String(16))  # retired | lost
 
 
 class Officer(Base):
@@ -239,6 +240,8 @@ class Recording(Base):
     unregistered: Mapped[bool] = mapped_column(Boolean, default=False)
     # The recorder's evidence named two registered devices: held in quarantine.
     device_conflict: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The badge in the file name is not that of the officer assigned at the recording time.
+    badge_mismatch: Mapped[bool] = mapped_column(Boolean, default=False)
     state: Mapped[str] = mapped_column(String(16), default=FileState.STORED.value, index=True)
     trashed_at: Mapped[datetime | None] = mapped_column(index=True)
     trash_path: Mapped[str | None] = mapped_column(Text)
@@ -255,7 +258,13 @@ class Recording(Base):
 
     @property
     def flags(self) -> list[str]:
-        names = ("probe_failed", "clock_suspect", "unregistered", "device_conflict")
+        names = (
+            "probe_failed",
+            "clock_suspect",
+            "unregistered",
+            "device_conflict",
+            "badge_mismatch",
+        )
         out = [n.replace("_", "-") for n in names if getattr(self, n)]
         if self.size_bytes == 0:
             out.append("empty")

@@ -6,6 +6,7 @@ recording to a device number and the officer responsible for it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -14,13 +15,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dockd.errors import NotFound, UsageError
-from dockd.ledger import audit
+from dockd.ledger import attribution, audit
 from dockd.ledger.models import Assignment, Base, Device, Officer
 
 
 def _add_audited(
     session: Session,
-    row: Base,
+    row: Base | None,
     event: tuple[str, str, str],
     details: dict[str, Any],
     *,
@@ -29,11 +30,13 @@ def _add_audited(
     actor: str,
     taken: str | None = None,
 ) -> None:
-    """Add ``row`` and audit it as ``event`` (action, subject type, subject id).
+    """Add ``row`` (None: already changed in the session) and audit it as ``event``
+    (action, subject type, subject id).
 
     ``taken`` is the message for a unique column that a concurrent writer took first.
     """
-    session.add(row)
+    if row is not None:
+        session.add(row)
     try:
         session.flush()
     except IntegrityError as exc:
@@ -125,6 +128,19 @@ def officer_by_badge(session: Session, badge: str) -> Officer:
     return off
 
 
+@dataclass(frozen=True)
+class Change:
+    """An assignment made or ended, the one it closed, and how many files it re-attributed."""
+
+    assignment: Assignment | None
+    closed: Assignment | None = None
+    reattributed: int = 0
+
+
+def _iso(t: datetime | None) -> str | None:
+    return t.isoformat() if t is not None else None
+
+
 def assign(
     session: Session,
     *,
@@ -135,11 +151,15 @@ def assign(
     at: datetime,
     station: str,
     actor: str,
-) -> Assignment:
+    close_previous: bool = False,
+) -> Change:
     """Record that an officer holds a device over a time range.
 
     Ranges of one device may not overlap: at any instant one officer is
-    responsible for a recorder ("whoever wears it is responsible").
+    responsible for a recorder ("whoever wears it is responsible"). With
+    ``close_previous`` an open assignment that started earlier is ended at
+    ``valid_from`` instead. The device's files recorded in the window are
+    re-attributed to the officer in force at their recording time.
     """
     if valid_until is not None and valid_until <= valid_from:
         raise UsageError("an assignment must end after it starts (--until after --from)")
@@ -152,12 +172,18 @@ def assign(
     )
     if valid_until is not None:
         q = q.where(Assignment.valid_from < valid_until)
-    overlap = session.scalar(q.limit(1))
-    if overlap is not None:
+    overlaps = list(session.scalars(q.order_by(Assignment.valid_from).limit(2)))
+    closed: Assignment | None = None
+    if close_previous and len(overlaps) == 1 and _closable(overlaps[0], valid_from):
+        closed = overlaps[0]
+        _end(session, dev, closed, valid_from, at=at, station=station, actor=actor)
+    elif overlaps:
+        overlap = overlaps[0]
         end = overlap.valid_until.isoformat() if overlap.valid_until else "open-ended"
+        hint = "" if close_previous else " (or give --close-previous)"
         raise UsageError(
             f"device {device_number} is already assigned to badge {overlap.officer.badge} "
-            f"from {overlap.valid_from.isoformat()} until {end}; end that assignment first"
+            f"from {overlap.valid_from.isoformat()} until {end}; end that assignment first{hint}"
         )
     a = Assignment(
         device_id=dev.id,
@@ -167,22 +193,115 @@ def assign(
         created_at=at,
         created_by=actor,
     )
-    until = valid_until.isoformat() if valid_until else None
-    details = {"badge": badge, "from": valid_from.isoformat(), "until": until}
+    details = {"badge": badge, "from": valid_from.isoformat(), "until": _iso(valid_until)}
     event = ("device.assign", "device", device_number)
     _add_audited(session, a, event, details, at=at, station=station, actor=actor)
-    return a
+    window = (valid_from, None if closed is not None else valid_until)
+    reason = f"assignment of {device_number} to badge {badge}"
+    moved = attribution.reattribute(session, dev.id, window, at=at, actor=actor, reason=reason)
+    return Change(a, closed, moved)
 
 
-def officer_at(session: Session, device_id: int, when: datetime) -> Officer | None:
-    """The officer who held the device at ``when``, if any assignment covers it."""
+def _closable(a: Assignment, when: datetime) -> bool:
+    """An open assignment that started before ``when`` can be ended at ``when``."""
+    return a.valid_until is None and a.valid_from < when
+
+
+def _end(
+    session: Session,
+    dev: Device,
+    a: Assignment,
+    when: datetime,
+    *,
+    at: datetime,
+    station: str,
+    actor: str,
+    reason: str | None = None,
+) -> None:
+    """End the assignment at ``when``, audited with its old and new ``valid_until``."""
+    old = a.valid_until
+    a.valid_until = when
+    details = {
+        "badge": a.officer.badge,
+        "from": a.valid_from.isoformat(),
+        "old_until": _iso(old),
+        "new_until": when.isoformat(),
+        "reason": reason,
+    }
+    event = ("assign.end", "device", dev.number)
+    _add_audited(session, None, event, details, at=at, station=station, actor=actor)
+
+
+def open_assignment(session: Session, device_id: int) -> Assignment | None:
     return session.scalar(
-        select(Officer)
-        .join(Assignment, Assignment.officer_id == Officer.id)
-        .where(Assignment.device_id == device_id, Assignment.valid_from <= when)
-        .where(or_(Assignment.valid_until.is_(None), Assignment.valid_until > when))
+        select(Assignment)
+        .where(Assignment.device_id == device_id, Assignment.valid_until.is_(None))
         .limit(1)
     )
+
+
+def end_assignment(
+    session: Session,
+    *,
+    device_number: str,
+    when: datetime,
+    at: datetime,
+    station: str,
+    actor: str,
+    reason: str | None = None,
+) -> Change:
+    """End the device's open assignment at ``when``; its files recorded from then on
+    are re-attributed (to nobody but the badge in their name)."""
+    dev = device_by_number(session, device_number)
+    a = open_assignment(session, dev.id)
+    if a is None:
+        raise UsageError(f"device {device_number} has no open assignment to end")
+    if not _closable(a, when):
+        raise UsageError(
+            f"the assignment of {device_number} to badge {a.officer.badge} starts "
+            f"{a.valid_from.isoformat()}: it can only end after that"
+        )
+    _end(session, dev, a, when, at=at, station=station, actor=actor, reason=reason)
+    why = reason or f"assignment of {device_number} to badge {a.officer.badge} ended"
+    moved = attribution.reattribute(session, dev.id, (when, None), at=at, actor=actor, reason=why)
+    return Change(a, None, moved)
+
+
+RETIRE_REASONS = ("retired", "lost")
+
+
+def retire_device(
+    session: Session,
+    *,
+    device_number: str,
+    kind: str,
+    when: datetime,
+    reason: str,
+    at: datetime,
+    station: str,
+    actor: str,
+) -> Change:
+    """Mark a device retired or lost from ``when`` (audited old and new); its open
+    assignment ends then. A retired or lost device that docks is still taken, alerted."""
+    if kind not in RETIRE_REASONS:
+        raise UsageError(f"a device is retired or lost, not {kind!r}")
+    dev = device_by_number(session, device_number)
+    old = {"retired_at": _iso(dev.retired_at), "retired_reason": dev.retired_reason}
+    dev.retired_at, dev.retired_reason = when, kind
+    new = {"retired_at": when.isoformat(), "retired_reason": kind}
+    details = {"old": old, "new": new, "reason": reason}
+    event = (f"device.{kind}", "device", device_number)
+    _add_audited(session, None, event, details, at=at, station=station, actor=actor)
+    a = open_assignment(session, dev.id)
+    if a is None or not _closable(a, when):
+        return Change(None)
+    _end(session, dev, a, when, at=at, station=station, actor=actor, reason=f"{kind}: {reason}")
+    why = f"device {device_number} {kind}: {reason}"
+    moved = attribution.reattribute(session, dev.id, (when, None), at=at, actor=actor, reason=why)
+    return Change(a, None, moved)
+
+
+officer_at = attribution.officer_at
 
 
 def devices_matching(session: Session, kind: str, value: str) -> list[Device]:

@@ -21,6 +21,10 @@ REPORTS: dict[str, tuple[ReportFn, str]] = {
     "deletions": (trail.deletions, "trashed and purged files with their audit events (R9)"),
     "sessions": (trail.sessions, "incomplete or failed dock sessions (R17)"),
     "clock": (footage.clock, "devices with clock-suspect footage (R13)"),
+    "badge-mismatch": (
+        footage.badge_mismatch,
+        "footage whose file name carries another badge than the assigned officer's (R1)",
+    ),
     "access": (trail.access, "every view and export: who, why, approved by whom (R10)"),
 }
 

@@ -1,5 +1,5 @@
 """Reports on the footage itself: late ingest (R2), gaps (R12), untagged (R5),
-usage per officer and device (R16), clock-suspect devices (R13)."""
+usage per officer and device (R16), clock-suspect devices (R13), badge mismatches (R1)."""
 
 from __future__ import annotations
 
@@ -251,5 +251,30 @@ def clock(session: Session, config: Config, period: Period, now: datetime) -> Re
             "device suspect_files files future_dated earliest_recorded_at latest_recorded_at"
             " last_ingest file_ids"
         ),
+        rows,
+    )
+
+
+def badge_mismatch(session: Session, config: Config, period: Period, now: datetime) -> Report:
+    """Files whose name carries a badge other than the assigned officer's: a recorder
+    lent to someone else (003 §20(二)), or an assignment entered wrong."""
+    tz = config.station.tz
+    rows = [
+        {
+            "id": f.row.id,
+            "device": f.row.device_ref,
+            "assigned": f.badge,
+            "badge_in_name": f.row.badge_hint,
+            "recorded_at": iso(f.row.recorded_start, tz),
+            "session_id": f.row.session_id,
+            "source_path": f.row.source_path,
+        }
+        for f in _files(session, period)
+        if f.row.badge_mismatch
+    ]
+    return Report(
+        "badge-mismatch",
+        "footage whose file name names another officer than the assignment",
+        columns("id device assigned badge_in_name recorded_at session_id source_path"),
         rows,
     )

@@ -1,0 +1,112 @@
+"""Which officer a recording belongs to ("whoever wears it is responsible", R1).
+
+The officer is whoever held the device at the recording time (its assignments),
+else the officer whose badge the file name carries. A file whose name carries a
+badge other than the assigned officer's is flagged ``badge-mismatch`` (lending a
+recorder is forbidden). Ingest decides this once; an assignment entered, ended or
+corrected later re-attributes the files of its window here, each change audited
+with the old and the new officer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from dockd.ledger import audit
+from dockd.ledger.models import Assignment, Officer, Recording
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """The officer a file is attributed to, and whether its name's badge disagrees."""
+
+    officer: Officer | None
+    badge_mismatch: bool
+
+
+def officer_at(session: Session, device_id: int, when: datetime) -> Officer | None:
+    """The officer who held the device at ``when``, if any assignment covers it."""
+    return session.scalar(
+        select(Officer)
+        .join(Assignment, Assignment.officer_id == Officer.id)
+        .where(Assignment.device_id == device_id, Assignment.valid_from <= when)
+        .where(or_(Assignment.valid_until.is_(None), Assignment.valid_until > when))
+        .limit(1)
+    )
+
+
+def attribute(
+    session: Session, device_id: int | None, start: datetime, badge_hint: str | None
+) -> Attribution:
+    """The assigned officer at ``start``, else the one the name's badge names."""
+    assigned = officer_at(session, device_id, start) if device_id is not None else None
+    if assigned is not None:
+        return Attribution(assigned, bool(badge_hint) and badge_hint != assigned.badge)
+    named = (
+        session.scalar(select(Officer).where(Officer.badge == badge_hint)) if badge_hint else None
+    )
+    return Attribution(named, False)
+
+
+def set_officer(
+    session: Session,
+    row: Recording,
+    officer: Officer | None,
+    mismatch: bool,
+    *,
+    at: datetime,
+    actor: str,
+    reason: str,
+) -> bool:
+    """Attribute one file to ``officer``, audited with the old and the new badge;
+    False (and no event) when neither the officer nor the flag changes."""
+    new_id = officer.id if officer is not None else None
+    if row.officer_id == new_id and row.badge_mismatch == mismatch:
+        return False
+    old = row.officer.badge if row.officer is not None else None
+    row.officer_id, row.badge_mismatch = new_id, mismatch
+    row.officer = officer
+    audit.record_file_change(
+        session,
+        row,
+        at=at,
+        actor=actor,
+        action="file.officer",
+        changed=("officer_id",),
+        details={
+            "old": old,
+            "new": officer.badge if officer is not None else None,
+            "reason": reason,
+            "badge_hint": row.badge_hint,
+            "badge_mismatch": mismatch,
+        },
+    )
+    return True
+
+
+def reattribute(
+    session: Session,
+    device_id: int,
+    window: tuple[datetime, datetime | None],
+    *,
+    at: datetime,
+    actor: str,
+    reason: str,
+) -> int:
+    """Attribute every file of the device recorded in ``[from, until)`` (open when None)
+    to the officer in force at its recording time; returns how many changed."""
+    start, until = window
+    q = select(Recording).where(Recording.device_id == device_id, Recording.recorded_start >= start)
+    if until is not None:
+        q = q.where(Recording.recorded_start < until)
+    changed = 0
+    for row in list(session.scalars(q.order_by(Recording.recorded_start, Recording.id))):
+        found = attribute(session, device_id, row.recorded_start, row.badge_hint)
+        changed += set_officer(
+            session, row, found.officer, found.badge_mismatch, at=at, actor=actor, reason=reason
+        )
+    return changed
