@@ -25,6 +25,7 @@ from dockd.ingest.pipeline import run_ingest
 from dockd.ledger import audit, registry
 from dockd.ledger.models import Recording
 from dockd.ledger.queries import FileFilter, find_files
+from dockd.sweeps.fixity import run_fixity
 from fixtures.make_recorder import Recorder, make_recorder
 from tests.helpers.ledgers import register
 from tests.helpers.station import write_config
@@ -203,6 +204,10 @@ def test_a_device_conflict_is_resolved_by_naming_the_right_device(
     first = run_ingest(ctx, rec.root)
     assert first.quarantined
     assert all(r.device_conflict and not r.unregistered for r in rows(ctx))
+    # While in quarantine, the sweeps find the conflict's files where they are.
+    ctx.config.store.root.mkdir(parents=True, exist_ok=True)  # a station's store exists
+    held = run_fixity(ctx, full=True)
+    assert (held.checked, held.ok, held.problems) == (len(rec.recordings), len(rec.recordings), [])
     # by device alone nothing is picked: a conflict needs the session or the files named
     assert quarantine.release(ctx, "DV-0001", reason="label says DV-0001").moved == []
 

@@ -38,7 +38,7 @@ def by_case_root(config: Config) -> Path:
 
 def original_path(config: Config, row: Recording) -> Path:
     """The absolute path of a stored original (quarantined recorders live in quarantine)."""
-    root = config.store.quarantine_root if row.unregistered else config.store.root
+    root = config.store.quarantine_root if row.in_quarantine else config.store.root
     return root / row.store_path
 
 

@@ -160,7 +160,7 @@ def export_bag(
         check(access, rows, what="exporting")
         items = []
         for row in rows:
-            prefix = PurePosixPath("quarantine") if row.unregistered else PurePosixPath()
+            prefix = PurePosixPath("quarantine") if row.in_quarantine else PurePosixPath()
             items.append(
                 _Item(
                     row_id=row.id,

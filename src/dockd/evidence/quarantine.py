@@ -29,7 +29,7 @@ from datetime import tzinfo
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -41,7 +41,7 @@ from dockd.ledger.models import Device, Officer, Recording
 from dockd.store.markers import owner_tag
 from dockd.store.paths import render_path
 
-HELD = or_(Recording.unregistered.is_(True), Recording.device_conflict.is_(True))
+HELD = Recording.in_quarantine
 
 
 @dataclass
@@ -256,7 +256,7 @@ def _commit(
     officer_id = officer.id if officer is not None else None
     with ctx.ledger.session() as s:
         row = s.get_one(Recording, file_id)
-        if row.store_path != old_path or not (row.unregistered or row.device_conflict):
+        if row.store_path != old_path or not row.in_quarantine:
             raise _Refused(f"file {file_id} changed while it was being released")
         old = audit.file_snapshot(row, ("store_path", "device_ref", "officer_id"))
         old_flags = row.flags

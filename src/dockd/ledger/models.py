@@ -24,9 +24,12 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    or_,
 )
 from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.sql import ColumnElement
 from sqlalchemy.types import TypeDecorator
 
 NAMING = {
@@ -255,6 +258,17 @@ class Recording(Base):
 
     device: Mapped[Device | None] = relationship()
     officer: Mapped[Officer | None] = relationship()
+
+    @hybrid_property
+    def in_quarantine(self) -> bool:
+        """Kept under the quarantine root, not the store: an unregistered recorder's file,
+        or one whose recorder named two registered devices (until it is released)."""
+        return self.unregistered or self.device_conflict
+
+    @in_quarantine.inplace.expression
+    @classmethod
+    def _in_quarantine_sql(cls) -> ColumnElement[bool]:
+        return or_(cls.unregistered, cls.device_conflict)
 
     @property
     def flags(self) -> list[str]:

@@ -1,7 +1,8 @@
 """Where a file row's bytes are: store, quarantine, trash; and the small file-system moves.
 
-Rows of unregistered recorders (``files.unregistered``) live under the quarantine
-root, every other row under the store root; ``store_path`` is relative to that root.
+Rows of unregistered recorders and of device conflicts (``Recording.in_quarantine``)
+live under the quarantine root, every other row under the store root; ``store_path``
+is relative to that root.
 In the trash a file keeps its relative path (quarantined ones under ``quarantine/``,
 which cannot clash with the store's ``YYYY/...`` paths).
 """
@@ -22,7 +23,7 @@ QUARANTINE_PREFIX = "quarantine"
 
 
 def root_of(config: Config, row: Recording) -> Path:
-    return config.store.quarantine_root if row.unregistered else config.store.root
+    return config.store.quarantine_root if row.in_quarantine else config.store.root
 
 
 def stored_path(config: Config, row: Recording) -> Path:
@@ -36,7 +37,7 @@ def trash_root(config: Config) -> Path:
 def rel_path(row: Recording) -> PurePosixPath:
     """The file's path in the trash and in archive batches (quarantined ones prefixed)."""
     rel = PurePosixPath(row.store_path)
-    return PurePosixPath(QUARANTINE_PREFIX) / rel if row.unregistered else rel
+    return PurePosixPath(QUARANTINE_PREFIX) / rel if row.in_quarantine else rel
 
 
 fsync_dir = store.fsync_dir

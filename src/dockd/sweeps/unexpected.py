@@ -87,7 +87,7 @@ def _known(ctx: Context, paths: list[str], unregistered: bool) -> set[str]:
                         Recording.station == ctx.config.station.id,
                         Recording.store_path.in_(paths[i : i + 500]),
                         Recording.state == FileState.STORED,
-                        Recording.unregistered == unregistered,
+                        Recording.in_quarantine == unregistered,
                     )
                 )
             )
