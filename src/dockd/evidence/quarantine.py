@@ -36,8 +36,8 @@ from sqlalchemy.orm import Session
 from dockd import store
 from dockd.context import Context
 from dockd.errors import NotFound, UsageError
-from dockd.ledger import audit, registry
-from dockd.ledger.models import Device, Officer, Recording
+from dockd.ledger import attribution, audit, registry
+from dockd.ledger.models import Device, Recording
 from dockd.store.markers import owner_tag
 from dockd.store.paths import render_path
 
@@ -164,10 +164,8 @@ def _release_one(ctx: Context, file_id: int, device_id: int, number: str, reason
     with ctx.ledger.read() as s:
         row = s.get_one(Recording, file_id)
         old_path = row.store_path
-        officer = registry.officer_at(s, device_id, row.recorded_start)
-        if officer is None and row.badge_hint:
-            officer = registry.find_officer(s, row.badge_hint)
-        badge = officer.badge if officer is not None else row.badge_hint
+        who = attribution.attribute(s, device_id, row.recorded_start, row.badge_hint)
+        badge = who.officer.badge if who.officer is not None else row.badge_hint
         target = render_path(
             cfg.store.path_template,
             local_time=row.recorded_start.astimezone(cfg.station.tz),
@@ -190,7 +188,7 @@ def _release_one(ctx: Context, file_id: int, device_id: int, number: str, reason
     published: PurePosixPath | None = None
     try:
         published = store.publish(cfg.store.root, incoming, target, taken=_taken(ctx, file_id))
-        _commit(ctx, file_id, old_path, published, device_id, number, officer, reason)
+        _commit(ctx, file_id, old_path, published, device_id, number, who, reason)
     except BaseException:
         incoming.discard()
         if published is not None:
@@ -249,11 +247,11 @@ def _commit(
     published: PurePosixPath,
     device_id: int,
     number: str,
-    officer: Officer | None,
+    who: attribution.Attribution,
     reason: str,
 ) -> None:
     """Re-point the row and audit it, in one transaction, after the store copy is safe."""
-    officer_id = officer.id if officer is not None else None
+    officer_id = who.officer.id if who.officer is not None else None
     with ctx.ledger.session() as s:
         row = s.get_one(Recording, file_id)
         if row.store_path != old_path or not row.in_quarantine:
@@ -263,6 +261,7 @@ def _commit(
         row.store_path = published.as_posix()
         row.device_id, row.device_ref, row.officer_id = device_id, number, officer_id
         row.unregistered = row.device_conflict = False
+        row.badge_mismatch = who.badge_mismatch
         row.expires_at = None  # the next retention sweep works it out, as after an ingest
         audit.record_file_change(
             s,
