@@ -19,7 +19,7 @@ from dockd.cli import main
 from dockd.clock import FixedClock
 from dockd.context import Context
 from dockd.errors import NotFound
-from dockd.evidence import quarantine
+from dockd.ingest import quarantine
 from dockd.ingest.outcome import FileStatus
 from dockd.ingest.pipeline import run_ingest
 from dockd.ledger import audit, registry

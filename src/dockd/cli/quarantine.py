@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from dockd.cli.common import Format, app_of, default_actor, render
-from dockd.evidence import quarantine
+from dockd.ingest import quarantine
 
 app = typer.Typer(
     help="The quarantine: footage of unregistered or conflicting recorders.",

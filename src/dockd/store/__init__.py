@@ -295,10 +295,14 @@ def abandon(incoming: Incoming) -> None:
 
 
 def unpublish(root: Path, rel: PurePosixPath) -> None:
-    """Remove a just-published file whose ledger row could not be written."""
+    """Remove a just-published file whose ledger row could not be written.
+
+    No chmod first: unlinking needs no write permission on the file, and the inode
+    may be shared (a quarantine release links the copy the ledger still points at),
+    so making it writable would make evidence writable.
+    """
     path = root / rel
     try:
-        os.chmod(path, 0o600)
         path.unlink()
         fsync_dir(path.parent)
     except FileNotFoundError:

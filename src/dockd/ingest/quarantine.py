@@ -36,8 +36,9 @@ from sqlalchemy.orm import Session
 from dockd import store
 from dockd.context import Context
 from dockd.errors import NotFound, UsageError
+from dockd.ingest.lock import lock_recorder
 from dockd.ledger import attribution, audit, registry
-from dockd.ledger.models import Device, Recording
+from dockd.ledger.models import Device, FileState, Recording
 from dockd.store.markers import owner_tag
 from dockd.store.paths import render_path
 
@@ -55,7 +56,7 @@ class Released:
 
 def held(session: Session) -> list[Recording]:
     """Every file still held in the quarantine (stored, not trashed), oldest first."""
-    q = select(Recording).where(HELD, Recording.state == "stored").order_by(Recording.id)
+    q = select(Recording).where(HELD, Recording.state == FileState.STORED).order_by(Recording.id)
     return list(session.scalars(q))
 
 
@@ -112,7 +113,7 @@ def select_held(
     way, by naming the right device). Otherwise every unregistered file whose recorder
     reference is the device's number, serial, filesystem UUID or label.
     """
-    q = select(Recording).where(HELD, Recording.state == "stored")
+    q = select(Recording).where(HELD, Recording.state == FileState.STORED)
     if file_ids:
         rows = list(session.scalars(q.where(Recording.id.in_(file_ids))))
         missing = sorted(set(file_ids) - {r.id for r in rows})
@@ -141,17 +142,22 @@ def release(
         raise UsageError("say why the files are released (--reason)")
     with ctx.ledger.read() as s:
         device = registered(s, number)
-        rows = select_held(s, device, file_ids=file_ids, session_id=session_id)
-        device_id = device.id
+        device_id, fs_uuid = device.id, device.fs_uuid
     result = Released(device=number)
-    for row in rows:
-        ctx.check_stop()
-        try:
-            path = _release_one(ctx, row.id, device_id, number, reason)
-        except (OSError, _Refused, IntegrityError) as exc:  # this file only
-            result.failed.append((row.id, str(getattr(exc, "orig", None) or exc)))
-        else:
-            result.moved.append((row.id, path))
+    # The recorder's own lock: a dock of it waits until its footage is in the store
+    # (and then finds it present), and two releases of it cannot interleave.
+    with lock_recorder(ctx.ledger, number, fs_uuid, wait=True, stop=ctx.stop):
+        with ctx.ledger.read() as s:
+            device = s.get_one(Device, device_id)
+            ids = [r.id for r in select_held(s, device, file_ids=file_ids, session_id=session_id)]
+        for file_id in ids:
+            ctx.check_stop()
+            try:
+                path = _release_one(ctx, file_id, device_id, number, reason)
+            except (OSError, _Refused, IntegrityError) as exc:  # this file only
+                result.failed.append((file_id, str(getattr(exc, "orig", None) or exc)))
+            else:
+                result.moved.append((file_id, path))
     return result
 
 
@@ -163,6 +169,8 @@ def _release_one(ctx: Context, file_id: int, device_id: int, number: str, reason
     cfg = ctx.config
     with ctx.ledger.read() as s:
         row = s.get_one(Recording, file_id)
+        if not row.in_quarantine or row.state != FileState.STORED:
+            raise _Refused(f"file {file_id} is no longer held in the quarantine")
         old_path = row.store_path
         who = attribution.attribute(s, device_id, row.recorded_start, row.badge_hint)
         badge = who.officer.badge if who.officer is not None else row.badge_hint
@@ -253,8 +261,9 @@ def _commit(
     """Re-point the row and audit it, in one transaction, after the store copy is safe."""
     officer_id = who.officer.id if who.officer is not None else None
     with ctx.ledger.session() as s:
-        row = s.get_one(Recording, file_id)
-        if row.store_path != old_path or not row.in_quarantine:
+        row = s.get_one(Recording, file_id, with_for_update=True)
+        stored = row.state == FileState.STORED
+        if row.store_path != old_path or not row.in_quarantine or not stored:
             raise _Refused(f"file {file_id} changed while it was being released")
         old = audit.file_snapshot(row, ("store_path", "device_ref", "officer_id"))
         old_flags = row.flags
