@@ -71,6 +71,32 @@ def test_out_of_date_schema_is_refused_until_migrated(
 
 
 @pytest.mark.parametrize("config", BACKENDS, indirect=True)
+def test_the_newest_migrations_go_down_and_up_again(config: Config) -> None:
+    """An upgrade that must be undone (back to the auditor views of 0003) can be, on
+    both ledgers: the SQLite downgrade drops columns in place instead of copying the
+    tables, which the views naming them would not survive."""
+    db.open_ledger(config.ledger.url).close()
+    engine = db.make_engine(config.ledger.url)
+    cfg = db._alembic_config(engine)
+    try:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0003")
+        assert db.current_revision(engine) == "0003"
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+        with engine.connect() as conn:
+            diff = compare_metadata(
+                MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata
+            )
+            assert conn.exec_driver_sql("SELECT count(*) FROM v_files").scalar() == 0
+        assert diff == []
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("config", BACKENDS, indirect=True)
 def test_times_come_back_aware_and_naive_times_are_refused(config: Config) -> None:
     led = db.open_ledger(config.ledger.url)
     try:

@@ -60,5 +60,5 @@ def downgrade() -> None:
         ("files", "device_conflict"),
         ("files", "source_path_raw"),
     ):
-        with op.batch_alter_table(table) as batch_op:
+        with op.batch_alter_table(table, recreate="never") as batch_op:
             batch_op.drop_column(column)

@@ -31,5 +31,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     for table, column in (("files", "badge_mismatch"), ("devices", "retired_reason")):
-        with op.batch_alter_table(table) as batch_op:
+        with op.batch_alter_table(table, recreate="never") as batch_op:
             batch_op.drop_column(column)
