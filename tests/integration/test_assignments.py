@@ -197,6 +197,9 @@ def test_badge_mismatch_flagged_alerted_reported_and_cleared_by_tag_officer(
     file_id = listed[0]["id"]
     code, out = cli("tag", str(file_id), "--officer", rec.badge)
     assert code != 0 and "--reason" in out
+    # Attributing a file and tagging it are two commands: nothing is silently dropped.
+    code, out = cli("tag", str(file_id), "--officer", rec.badge, "--case", "A-1", "--reason", "r")
+    assert code == 64 and "--case cannot go with it" in out
     code, out = cli("tag", str(file_id), "--officer", rec.badge, "--reason", "lent, per log")
     assert code == 0 and f"officer {OTHER} -> {rec.badge}" in out
     [event] = officer_events(ctx)
@@ -229,6 +232,12 @@ def test_retired_and_lost_devices_end_their_assignment_and_a_lost_one_docking_al
     lost = json.loads(lost_ev.details)
     assert lost["old"] == {"retired_at": None, "retired_reason": None}
     assert lost["new"]["retired_reason"] == "lost" and lost["reason"] == "stolen"
+    # An assignment that starts after the retirement would stay open: refused, named.
+    assert cli("devices", "add", "DV-0098")[0] == 0
+    assert cli("assign", "DV-0098", rec.badge, "--from", clock.now().isoformat())[0] == 0
+    early = (clock.now() - timedelta(days=1)).isoformat()
+    code, out = cli("devices", "retire", "DV-0098", "--at", early, "--reason", "old")
+    assert code == 64 and f"assigned to badge {rec.badge}" in out and "later --at" in out
     verified(ctx, cli)
 
     # The lost recorder turns up in a dock: everything is taken, loudly.

@@ -24,7 +24,7 @@ from dockd.errors import UsageError
 from dockd.evidence.retime import parse_offset
 from dockd.ingest.pipeline import run_ingest
 from dockd.ledger.db import open_ledger
-from dockd.ledger.models import AuditEvent, Recording
+from dockd.ledger.models import AuditEvent, Officer, Recording
 from fixtures.make_recorder import LOCAL_TZ, Recorder, make_recorder
 from tests.helpers.ledgers import register
 
@@ -235,3 +235,73 @@ def test_offsets_read_as_people_write_them(text: str, seconds: int) -> None:
 def test_an_offset_without_sign_or_unit_is_refused(text: str) -> None:
     with pytest.raises(UsageError, match="give a sign and an amount"):
         parse_offset(text)
+
+
+def test_a_corrected_time_is_attributed_to_the_officer_then_and_a_trashed_file_is_named(
+    station: Station, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = station.ids[0]
+    start = rows(station)[first].recorded_start
+    handover = (start + timedelta(hours=1)).astimezone(LOCAL_TZ).isoformat()
+    assert dockd(station, "officers", "add", "777001", "--name", "Li Na") == 0
+    assert (
+        dockd(station, "assign", "DV-0001", "777001", "--from", handover, "--close-previous") == 0
+    )
+    assert rows(station)[first].officer_id != _officer_id(station, "777001")
+    # Two hours later is after the hand-over: the file is the next officer's.
+    assert (
+        dockd(
+            station,
+            "recordings",
+            "retime",
+            str(first),
+            "--offset",
+            "+2h",
+            "--reason",
+            "recorder two hours behind",
+        )
+        == 0
+    )
+    assert rows(station)[first].officer_id == _officer_id(station, "777001")
+    moved = [e for e in events(station, "file.officer") if int(e.subject_id) == first]
+    assert json.loads(moved[-1].details)["reason"].startswith("recording time corrected")
+    assert json.loads(moved[-1].details)["new"] == "777001"
+    # --from/--until choose a device's files: alone they are refused.
+    assert (
+        dockd(
+            station, "recordings", "retime", "--from", handover, "--offset", "+1h", "--reason", "x"
+        )
+        == UsageError.exit_code
+    )
+    # A file the sweep already trashed is corrected, and the command says how to get it back.
+    assert dockd(station, "sweep", "retention") == 0
+    trashed = next(f for f, r in rows(station).items() if r.state == "trashed")
+    capsys.readouterr()
+    assert (
+        dockd(
+            station,
+            "recordings",
+            "retime",
+            str(trashed),
+            "--offset",
+            "+100d",
+            "--reason",
+            "clock ran 100 days behind",
+        )
+        == 0
+    )
+    err = capsys.readouterr().err
+    assert f"file {trashed} is in the trash" in err
+    assert f"dockd trash restore {trashed}" in err
+    assert dockd(station, "audit", "verify") == 0
+
+
+def _officer_id(st: Station, badge: str) -> int:
+    led = open_ledger(st.ledger_url)
+    try:
+        with led.read() as s:
+            found = s.scalar(select(Officer.id).where(Officer.badge == badge))
+            assert found is not None
+            return found
+    finally:
+        led.close()

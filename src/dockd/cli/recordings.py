@@ -9,6 +9,7 @@ import typer
 from dockd.cli.cases import refresh_by_case
 from dockd.cli.common import Format, app_of, default_actor, parse_time, render
 from dockd.evidence import retime as core
+from dockd.ledger.models import FileState
 
 app = typer.Typer(help="Recordings: correct what the recorder got wrong.", no_args_is_help=True)
 
@@ -74,3 +75,11 @@ def retime(
         for r in done
     ]
     render(rows, fmt, title=f"{len(done)} recording time(s) corrected")
+    for r in done:
+        if r.state == FileState.TRASHED:
+            until = r.expires_at.astimezone(tz).isoformat() if r.expires_at else "a case closes"
+            typer.echo(
+                f"dockd: file {r.file_id} is in the trash; its corrected time keeps it until "
+                f"{until}: `dockd trash restore {r.file_id} --reason ...` brings it back",
+                err=True,
+            )

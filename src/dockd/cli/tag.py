@@ -49,6 +49,22 @@ def tag(
     state = app_of(ctx)
     cfg = state.config
     if file_ids and officer is not None:
+        others = {
+            "--device": device,
+            "--from": from_,
+            "--to": to,
+            "--case": case,
+            "--cause": cause,
+            "--party": party,
+            "--category": category,
+            "--access": access,
+        }
+        given = [name for name, value in others.items() if value is not None]
+        if given:
+            raise UsageError(
+                f"FILE_ID --officer attributes a file to an officer; {', '.join(given)} "
+                "cannot go with it: tag the file in a second command"
+            )
         _tag_officer(state, file_ids, officer, reason, by)
         return
     label = cases.Tag(

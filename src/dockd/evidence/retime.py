@@ -7,8 +7,11 @@ by an offset or to an explicit time, with a reason.
 
 What a correction changes: ``recorded_start`` (and ``recorded_end`` by the same
 amount), ``time_source`` becomes ``corrected`` and the clock-suspect flag is cleared,
-so retention counts from the corrected time (``expires_at`` is recomputed), and the
-day views and reports, which read the ledger, follow. Each file gets a
+so retention counts from the corrected time (``expires_at`` is recomputed), the
+officer is the one assigned at the corrected time (a ``file.officer`` event when that
+changes), and the day views and reports, which read the ledger, follow. A file
+already in the trash stays there: the command says so, and ``dockd trash restore``
+brings it back. Each file gets a
 ``file.retime`` audit event with the old and new times, the offset and the reason.
 
 The stored file does NOT move to the day folder of its corrected date: its store path
@@ -28,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from dockd.config import Config
 from dockd.errors import NotFound, UsageError
-from dockd.ledger import audit
+from dockd.ledger import attribution, audit
 from dockd.ledger.models import DockSession, FileState, Recording
 from dockd.ledger.registry import device_by_number
 from dockd.policy.adapter import refresh_expiry
@@ -72,6 +75,8 @@ def select_files(session: Session, sel: Selection) -> list[Recording]:
     given = [bool(sel.file_ids), sel.session_id is not None, sel.device is not None]
     if sum(given) != 1:
         raise UsageError("name the files one way: file ids, --session or --device")
+    if sel.device is None and (sel.window_from is not None or sel.window_until is not None):
+        raise UsageError("--from and --until choose a device's files: give --device too")
     q = select(Recording).where(Recording.state != FileState.PURGED)
     if sel.file_ids:
         rows = list(session.scalars(q.where(Recording.id.in_(sel.file_ids))))
@@ -106,6 +111,8 @@ class Retimed:
     file_id: int
     old_start: datetime
     new_start: datetime
+    state: str
+    expires_at: datetime | None
 
 
 def retime(
@@ -155,7 +162,19 @@ def retime(
             changed=("recorded_start",),
             details=details,
         )
-        done.append(Retimed(row.id, old_start, row.recorded_start))
+        # The officer in force at the corrected time: a shift of hours often crosses a
+        # hand-over, where assignments change (a file.officer event when it changes).
+        who = attribution.attribute(session, row.device_id, row.recorded_start, row.badge_hint)
+        attribution.set_officer(
+            session,
+            row,
+            who.officer,
+            who.badge_mismatch,
+            at=at,
+            actor=actor,
+            reason=f"recording time corrected: {reason}",
+        )
+        done.append(Retimed(row.id, old_start, row.recorded_start, row.state, row.expires_at))
     return done
 
 

@@ -235,7 +235,7 @@ def admit(ctx: Context, plan: Plan, result: SessionResult) -> Path | None:
         session_alert(
             ctx, result, "device.unknown", message, severity="warning", evidence=plan.evidence
         )
-    elif identity.device.retired_at is not None:
+    elif identity.device.retired_at is not None and identity.device.retired_at <= ctx.clock.now():
         _retired(ctx, result, identity.device.retired_reason or "retired", files)
     return cfg.store.quarantine_root if result.quarantined else cfg.store.root
 

@@ -286,6 +286,13 @@ def retire_device(
     if kind not in RETIRE_REASONS:
         raise UsageError(f"a device is retired or lost, not {kind!r}")
     dev = device_by_number(session, device_number)
+    later = open_assignment(session, dev.id)
+    if later is not None and not _closable(later, when):
+        raise UsageError(
+            f"device {device_number} is assigned to badge {later.officer.badge} from "
+            f"{later.valid_from.isoformat()}, after {when.isoformat()}: correct or end that "
+            "assignment first, or give a later --at"
+        )
     old = {"retired_at": _iso(dev.retired_at), "retired_reason": dev.retired_reason}
     dev.retired_at, dev.retired_reason = when, kind
     new = {"retired_at": when.isoformat(), "retired_reason": kind}
