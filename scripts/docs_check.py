@@ -13,8 +13,8 @@ examples see what its earlier ones did (a tag, a hold) and no guide sees another
 - ``-c <demo config>`` is put after ``dockd`` (or replaces the ``-c``/``--config`` given).
 - Example values are replaced by the demo's through :data:`SUBSTITUTIONS` (a path
   such as ``/media/recorder``, the recording day ``2026-03-15``, file ids ``101``,
-  ...). The demo's recordings are made 200 days before today, so they are past
-  routine retention (180 days) whatever the date the check runs on.
+  ...). The demo's recordings are made, and docked, 200 days before today, so they are
+  past routine retention (180 days, and the floor from ingest) whatever the date.
 - Commands that cannot run here are listed in :data:`SKIP`, with the reason.
 - Anything after ``#`` is a comment; ``a && b``, ``a | b`` and ``a; b`` are split and
   each ``dockd`` part runs; a redirection (``> FILE``) is dropped.
@@ -40,6 +40,7 @@ import shlex
 import shutil
 import sys
 import tempfile
+import unittest.mock
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -51,6 +52,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # for fixtures.make_recorder
 
 from dockd.cli import main as dockd_main  # noqa: E402
+from dockd.clock import SystemClock  # noqa: E402
 from fixtures.make_recorder import make_recorder  # noqa: E402
 
 README_MAX_BYTES = 8192
@@ -237,8 +239,11 @@ group = "{group}"
         ("assign", DEVICE, BADGE, "--from", (day - timedelta(days=30)).isoformat()),
         ("ingest", str(root / "recorder")),
     ]
+    # docked that evening: retention never counts from before the ingest
+    docked = datetime(day.year, day.month, day.day, 20, 0, tzinfo=STATION_TZ)
     for step in steps:
-        code, out, err = st.dockd(*step, *(() if step[0] == "ingest" else ("--by", "demo")))
+        with unittest.mock.patch.object(SystemClock, "now", lambda _self: docked):
+            code, out, err = st.dockd(*step, *(() if step[0] == "ingest" else ("--by", "demo")))
         if code != 0:
             raise RuntimeError(f"demo setup: dockd {' '.join(step)} exited {code}\n{out}{err}")
     return st

@@ -8,12 +8,14 @@ deletion, first by the pure selection, then by the real sweep on a real ledger.
 
 from __future__ import annotations
 
+import calendar
 import itertools
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
@@ -23,7 +25,7 @@ from sqlalchemy import delete, select
 from dockd.alerts import AlertSink
 from dockd.cli import main
 from dockd.clock import FixedClock
-from dockd.config.policy import Category, RetentionConfig, cron_fields
+from dockd.config.policy import Category, RetentionConfig, cron_fields, month_span_days
 from dockd.context import Context
 from dockd.errors import ConfigError
 from dockd.ledger.db import Ledger, open_ledger
@@ -40,6 +42,7 @@ from dockd.sweeps.retention import run_retention
 from tests.helpers.station import make_config
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 DAY = timedelta(days=1)
 
 
@@ -267,18 +270,27 @@ BADGES = ("0001", "0002")
 
 @st.composite
 def policies(draw: st.DrawFn) -> RetentionConfig:
-    floor = draw(st.sampled_from([180, 200, 365]))
+    floor_months = draw(st.sampled_from([None, None, 6, 9, 12]))
+    floor = 180 if floor_months else draw(st.sampled_from([180, 200, 365]))
+    # a length in days covers the longest run of the floor's months
+    least_days = max(floor, month_span_days(floor_months)[1] if floor_months else 0)
     cats = {}
     # routine and evidence are built in: they are always there.
     for name in ["routine", "evidence"] + (["traffic"] if draw(st.booleans()) else []):
         until = draw(st.booleans())
+        in_months = draw(st.booleans())
         cats[name] = Category(
-            days=draw(st.integers(floor, floor + 800)),
+            # often exactly the floor: where counting from ingest matters most
+            days=None
+            if in_months
+            else draw(st.just(least_days) | st.integers(least_days, least_days + 800)),
+            months=draw(st.integers(12, 30)) if in_months else None,
             until_case_closed=until,
             after_close_days=draw(st.integers(0, 400)) if until else 0,
         )
+    floor_key = {"minimum_months": floor_months} if floor_months else {"minimum_days": floor}
     return RetentionConfig(
-        minimum_days=floor,
+        **floor_key,
         categories=cats,
         default_category=draw(st.sampled_from(sorted(cats))),
         case_category=draw(st.sampled_from(["", *sorted(cats)])),
@@ -306,6 +318,14 @@ def files(draw: st.DrawFn, n: int) -> list[FileFacts]:
                 case_number=draw(st.none() | st.sampled_from(CASES)),
                 device_ref=draw(st.sampled_from(DEVICES)),
                 officer_badges=frozenset(draw(st.sets(st.sampled_from(BADGES), max_size=1))),
+                # docked up to ~2.5 years after the recording (or its clock) says
+                ingested_at=draw(
+                    st.none()
+                    | st.integers(0, 900 * 24).map(lambda h: start + timedelta(hours=h))
+                    | st.integers(0, 900).map(lambda d: start + timedelta(days=d))
+                ),
+                clock_suspect=draw(st.booleans()),
+                time_source=draw(st.sampled_from(["container", "filename", "mtime"])),
             )
         )
     return out
@@ -370,13 +390,33 @@ def held_oracle(file: FileFacts, hs: Sequence[HoldFacts], now: datetime) -> bool
     return False
 
 
+def within_months(now: datetime, since: datetime, months: int) -> bool:
+    """``now`` is less than calendar ``months`` after ``since``, read on Shanghai's wall
+    clock (no daylight saving): the same day of the month, or the month's last day."""
+    local = since.astimezone(SHANGHAI).replace(tzinfo=None)
+    year, month = local.year + (local.month - 1 + months) // 12, (local.month - 1 + months) % 12 + 1
+    last_day = calendar.monthrange(year, month)[1]
+    end = local.replace(year=year, month=month, day=min(local.day, last_day))
+    return now.astimezone(SHANGHAI).replace(tzinfo=None) < end
+
+
 def young_oracle(
     file: FileFacts, cs: Sequence[CaseFacts], p: RetentionConfig, now: datetime
 ) -> bool:
-    """Younger than the retention of any category that applies (or than the floor)."""
+    """Younger than the retention of any category that applies (or than the floor),
+    counted from the ingest when the recording time is not trusted; and younger than
+    the floor counted from the ingest, whatever the recording time says."""
     last = max(file.recorded_start, file.recorded_end or file.recorded_start)
     if now - last < timedelta(days=p.minimum_days):
         return True
+    ingested = file.ingested_at
+    if ingested is not None:
+        if now - ingested < timedelta(days=p.minimum_days):
+            return True
+        if p.minimum_months and within_months(now, ingested, p.minimum_months):
+            return True
+        if (file.clock_suspect or file.time_source == "mtime") and ingested > last:
+            last = ingested
     names = {file.category} if file.category else set()
     mine = [c for c in cs if file.case_number and c.case_number == file.case_number]
     if file.case_number:
@@ -384,7 +424,11 @@ def young_oracle(
         names |= {c.category for c in mine if c.category}
     for name in names or {p.default_category}:
         cat = p.categories.get(name)
-        if cat is None or now - last < timedelta(days=cat.days):
+        if cat is None:
+            return True
+        if cat.months is not None and within_months(now, last, cat.months):
+            return True
+        if cat.days is not None and now - last < timedelta(days=cat.days):
             return True
         if cat.until_case_closed:
             if not mine or any(c.closed_at is None for c in mine):
@@ -440,14 +484,19 @@ def test_the_real_sweep_never_trashes_a_held_or_young_file(
     base, led = shared
     root = base / f"ex{next(_counter)}"
     cats = "".join(
-        f"[retention.categories.{n}]\ndays = {c.days}\n"
+        f"[retention.categories.{n}]\n{c.length.split()[1]} = {c.length.split()[0]}\n"
         f"until_case_closed = {str(c.until_case_closed).lower()}\n"
         f"after_close_days = {c.after_close_days}\n"
         for n, c in p.categories.items()
     )
+    floor_line = (
+        f"minimum_months = {p.minimum_months}"
+        if p.minimum_months
+        else f"minimum_days = {p.minimum_days}"
+    )
     cfg = make_config(
         root,
-        f"[retention]\nminimum_days = {p.minimum_days}\ndefault_category = '{p.default_category}'\n"
+        f"[retention]\n{floor_line}\ndefault_category = '{p.default_category}'\n"
         f"case_category = '{p.case_category}'\n{cats}",
     )
     cfg = cfg.model_copy(update={"ledger": make_config(base).ledger})
@@ -472,12 +521,13 @@ def test_the_real_sweep_never_trashes_a_held_or_young_file(
                     case_number=file.case_number,
                     recorded_start=file.recorded_start,
                     recorded_end=file.recorded_end,
-                    time_source="container",
+                    time_source=file.time_source,
+                    clock_suspect=file.clock_suspect,
                     size_bytes=1,
                     blake3="0" * 64,
                     source_path=rel,
                     store_path=rel,
-                    ingested_at=file.recorded_start,
+                    ingested_at=file.ingested_at or file.recorded_start,
                     state="stored",
                     expires_at=expires,
                 )

@@ -47,6 +47,12 @@ class Config(Section):
     source: Path | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")
+    def _retention_calendar(self) -> Config:
+        """Retention counts months in the station's calendar."""
+        object.__setattr__(self, "retention", self.retention.in_zone(self.station.timezone))
+        return self
+
+    @model_validator(mode="after")
     def _unique_rule_names(self) -> Config:
         names = [r.name for r in self.naming]
         dupes = sorted({n for n in names if names.count(n) > 1})

@@ -9,18 +9,51 @@ So are the sweeps' schedules: APScheduler reads each one here, as the scheduler 
 
 from __future__ import annotations
 
+import calendar
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
+from functools import cache
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
-from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from dockd.config.base import AbsolutePath, Section
 
 # The regulations (001 §19, 004 §12) ask for at least six months: no config goes below.
 LEGAL_FLOOR_DAYS = 180
+LEGAL_FLOOR_MONTHS = 6
+# The zone months are counted in when the station's is not known (the station's default).
+DEFAULT_ZONE = "Asia/Shanghai"
+
+
+def add_months(day: date, months: int) -> date:
+    """``day`` plus calendar ``months``; the end of a month clamps (31 Aug + 6 = 28/29 Feb)."""
+    year, index = divmod(day.month - 1 + months, 12)
+    year += day.year
+    last = calendar.monthrange(year, index + 1)[1]
+    return date(year, index + 1, min(day.day, last))
+
+
+@cache
+def month_span_days(months: int) -> tuple[int, int]:
+    """The fewest and most days ``months`` calendar months can last (over a leap cycle)."""
+    start = date(2000, 1, 1)
+    spans = [
+        (add_months(d, months) - d).days
+        for d in (start + timedelta(days=i) for i in range(4 * 366))
+    ]
+    return min(spans), max(spans)
+
 
 _NAME = r"^[a-z][a-z0-9_-]{0,31}$"
 
@@ -28,8 +61,10 @@ _NAME = r"^[a-z][a-z0-9_-]{0,31}$"
 class Category(Section):
     """One retention category: how long its footage is kept, counted from the recording time."""
 
-    # Days from the end of the recording (its start when the end is unknown).
-    days: Annotated[int, Field(ge=0)]
+    # Days from the end of the recording (its start when the end is unknown) ...
+    days: Annotated[int | None, Field(ge=0)] = None
+    # ... or calendar months, counted in the station's calendar ([station] timezone).
+    months: Annotated[int | None, Field(ge=1, le=1200)] = None
     # Evidence: keep at least until the file's case is closed, then ``after_close_days`` more.
     # A file of such a category without a case, or whose case is still open, is never deleted.
     until_case_closed: bool = False
@@ -38,9 +73,18 @@ class Category(Section):
 
     @model_validator(mode="after")
     def _after_close_only_with_case(self) -> Category:
+        if self.days is not None and self.months is not None:
+            raise ValueError("give a category's length in days or in months, not both")
+        if self.days is None and self.months is None:
+            raise ValueError("a category needs days = N or months = N")
         if self.after_close_days and not self.until_case_closed:
             raise ValueError("after_close_days needs until_case_closed = true")
         return self
+
+    @property
+    def length(self) -> str:
+        """``180 days`` or ``6 months``."""
+        return f"{self.months} months" if self.months is not None else f"{self.days} days"
 
 
 def _default_categories() -> dict[str, Category]:
@@ -61,6 +105,8 @@ class RetentionConfig(Section):
     # No category may keep footage fewer days than this; it cannot itself be set below
     # the legal floor of 180 days, only raised (e.g. 365 for units that keep a year).
     minimum_days: Annotated[int, Field(ge=1)] = LEGAL_FLOOR_DAYS
+    # The floor in calendar months instead (at least 6), counted in the station's calendar.
+    minimum_months: Annotated[int | None, Field(ge=1, le=1200)] = None
     # Category of a file that has none of its own and no case.
     default_category: str = "routine"
     # Category that applies to every file tagged with a case number ("" for none).
@@ -68,7 +114,9 @@ class RetentionConfig(Section):
     # Built in: routine (180 days) and evidence (180 days, and until the case is closed
     # plus 180 days). A [retention.categories.NAME] table adds a category or changes
     # some keys of a built-in one.
-    categories: dict[str, Category] = Field(default_factory=_default_categories)
+    categories: dict[str, Category] = Field(
+        default_factory=_default_categories, validate_default=True
+    )
     # Where trashed files wait before they are purged; must be on the store's filesystem.
     # Default: <store.root>/../trash.
     trash: AbsolutePath | None = None
@@ -76,6 +124,21 @@ class RetentionConfig(Section):
     trash_grace_days: Annotated[int, Field(ge=0, le=3650)] = 7
     # Files handled per database query in the sweep.
     batch_size: Annotated[int, Field(ge=1, le=100_000)] = 500
+    # The zone months are counted in: the station's, set by :func:`in_zone` when the
+    # whole configuration is loaded (not a key of [retention]).
+    _zone: str = PrivateAttr(default=DEFAULT_ZONE)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self._zone)
+
+    def in_zone(self, timezone: str) -> RetentionConfig:
+        """This policy, counting months in ``timezone`` (the station's)."""
+        if timezone == self._zone:
+            return self
+        copy = self.model_copy()
+        copy._zone = timezone
+        return copy
 
     @field_validator("minimum_days")
     @classmethod
@@ -84,6 +147,23 @@ class RetentionConfig(Section):
             raise ValueError(
                 f"{value} days is below the legal floor of {LEGAL_FLOOR_DAYS} days (six months, "
                 f"R6); the floor can be raised, never lowered"
+            )
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_floor(cls, data: Any) -> Any:
+        if isinstance(data, dict) and {"minimum_days", "minimum_months"} <= data.keys():
+            raise ValueError("give the floor as minimum_days or minimum_months, not both")
+        return data
+
+    @field_validator("minimum_months")
+    @classmethod
+    def _legal_floor_months(cls, value: int | None) -> int | None:
+        if value is not None and value < LEGAL_FLOOR_MONTHS:
+            raise ValueError(
+                f"{value} months is below the legal floor of {LEGAL_FLOOR_MONTHS} months (R6); "
+                "the floor can be raised, never lowered"
             )
         return value
 
@@ -96,7 +176,11 @@ class RetentionConfig(Section):
         merged: dict[str, Any] = {n: c.model_dump() for n, c in _default_categories().items()}
         for name, given in value.items():
             if isinstance(given, dict) and name in merged:
-                merged[name] = {**merged[name], **given}
+                base = dict(merged[name])
+                if "days" in given or "months" in given:  # a new length replaces the old
+                    base.pop("days", None)
+                    base.pop("months", None)
+                merged[name] = {**base, **given}
             else:
                 merged[name] = given
         return merged
@@ -115,19 +199,23 @@ class RetentionConfig(Section):
                 "at most 32 characters, starting with a letter"
             )
         floor = info.data.get("minimum_days", LEGAL_FLOOR_DAYS)
+        floor_months = info.data.get("minimum_months")
+        floor_text = (
+            f"minimum_months = {floor_months}" if floor_months else f"minimum_days = {floor}"
+        )
         below = [
             InitErrorDetails(
                 type=PydanticCustomError(
                     "value_error",
-                    "{days} days is below the floor minimum_days = {floor}: `dockd config "
-                    "check` refuses it; keep this category at least {floor} days",
-                    {"days": c.days, "floor": floor},
+                    "{length} is below the floor {floor}: `dockd config check` refuses it; "
+                    "keep this category at least as long (months = N counts calendar months)",
+                    {"length": c.length, "floor": floor_text},
                 ),
-                loc=(name, "days"),
-                input=c.days,
+                loc=(name, "months" if c.months is not None else "days"),
+                input=c.months if c.months is not None else c.days,
             )
             for name, c in sorted(value.items())
-            if c.days < floor
+            if _shorter(c, floor, floor_months)
         ]
         if below:  # one error per category, each at its own key and line
             raise ValidationError.from_exception_data("RetentionConfig", below)
@@ -146,6 +234,15 @@ class RetentionConfig(Section):
                 f'{sorted(self.categories)}; set it to "" to apply none'
             )
         return self
+
+
+def _shorter(cat: Category, floor_days: int, floor_months: int | None) -> bool:
+    """Whether a category can keep footage less than the floor: months against months,
+    days against the floor's days and the longest run of the floor's months."""
+    if cat.months is not None:
+        return cat.months < (floor_months or 0) or month_span_days(cat.months)[0] < floor_days
+    longest = month_span_days(floor_months)[1] if floor_months else 0
+    return (cat.days or 0) < max(floor_days, longest)
 
 
 class ArchiveTarget(Section):

@@ -7,6 +7,13 @@ Rules, in the order a reader should hold them in mind:
   category of that case; the ``default_category`` only when none of these applies;
 * days are counted from the **end** of the recording (its start when the end is
   unknown), so no second of footage is younger than its retention when it goes;
+  months are calendar months in the station's zone (1 July + 6 = 1 January,
+  31 August + 6 = the last day of February);
+* a recording time that is not trusted (the file is ``clock_suspect``, or its time
+  came only from the file's mtime) is not counted from: the file is counted from
+  its **ingest** (or its recording, if that is later) until the time is corrected;
+* whatever the recording time says, no file goes within the floor
+  (``minimum_days`` / ``minimum_months``) of its **ingest**;
 * a category kept ``until_case_closed`` never expires while the case is open, nor
   when the file has no case to wait for;
 * a category the policy does not know never expires: a typo must not delete footage.
@@ -21,14 +28,25 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 
-from dockd.config.policy import RetentionConfig
+from dockd.config.policy import Category, RetentionConfig, add_months
 
 # "Not before something that has not happened yet" (a case closing, a category being
 # defined). Stored in files.expires_at so the sweep's indexed ``expires_at <= now``
 # never selects such a file; NULL there means "not computed yet".
 NEVER = datetime(9999, 12, 31, tzinfo=UTC)
+
+# Where a recording time came from that is not trusted to count retention from: the
+# file's mtime (set by the same recorder clock, and by anything that copied the file).
+UNTRUSTED_SOURCES = frozenset({"mtime"})
+
+
+class Basis:
+    """Which clock a retention was counted from (``counted from`` in the listings)."""
+
+    RECORDED = "recorded"
+    INGESTED = "ingested"
 
 
 @dataclass(frozen=True)
@@ -42,11 +60,25 @@ class FileFacts:
     case_number: str | None = None
     device_ref: str = ""
     officer_badges: frozenset[str] = frozenset()
+    ingested_at: datetime | None = None  # None: not known, no floor from ingest
+    clock_suspect: bool = False
+    time_source: str = "container"
 
     @property
     def recorded_last(self) -> datetime:
         """The last moment of footage in the file."""
         return max(self.recorded_start, self.recorded_end or self.recorded_start)
+
+    @property
+    def time_trusted(self) -> bool:
+        """Whether retention may be counted from the recording time."""
+        return not self.clock_suspect and self.time_source not in UNTRUSTED_SOURCES
+
+    def counted_from(self) -> tuple[datetime, str]:
+        """The moment a category's length is counted from, and which clock it is."""
+        if self.time_trusted or self.ingested_at is None or self.ingested_at <= self.recorded_last:
+            return self.recorded_last, Basis.RECORDED
+        return self.ingested_at, Basis.INGESTED
 
 
 @dataclass(frozen=True)
@@ -63,6 +95,7 @@ class Retention:
     expires_at: datetime  # NEVER while it waits for something
     category: str
     rule: str
+    counted_from: str = Basis.RECORDED  # which clock decided expires_at
 
     @property
     def never(self) -> bool:
@@ -71,13 +104,21 @@ class Retention:
 
 def policy_digest(policy: RetentionConfig) -> str:
     """A short fingerprint of the rules that decide expiry: it changes when they do."""
-    body = json.dumps(
-        {
-            "minimum_days": policy.minimum_days,
-            "default_category": policy.default_category,
-            "case_category": policy.case_category,
-            "categories": {n: c.model_dump() for n, c in sorted(policy.categories.items())},
+    rules: dict[str, object] = {
+        "minimum_days": policy.minimum_days,
+        "default_category": policy.default_category,
+        "case_category": policy.case_category,
+        "categories": {
+            n: c.model_dump(exclude_none=True) for n, c in sorted(policy.categories.items())
         },
+        "basis": 2,  # counted from ingest when the clock is not trusted, floor from ingest
+    }
+    if policy.minimum_months is not None or any(
+        c.months is not None for c in policy.categories.values()
+    ):
+        rules |= {"minimum_months": policy.minimum_months, "zone": policy.zone.key}
+    body = json.dumps(
+        rules,
         sort_keys=True,
         separators=(",", ":"),
     )
@@ -106,8 +147,28 @@ def applicable_categories(
     return unique
 
 
-def _day(at: datetime) -> str:
-    return at.astimezone(UTC).date().isoformat()
+def _day(at: datetime, zone: tzinfo) -> str:
+    return at.astimezone(zone).date().isoformat()
+
+
+def months_after(at: datetime, months: int, zone: tzinfo) -> datetime:
+    """``at`` plus calendar months in ``zone``: the same wall-clock time that many months
+    on (the end of a month clamps), whatever daylight saving did in between."""
+    local = at.astimezone(zone)
+    day = add_months(local.date(), months)
+    return datetime.combine(day, local.time(), tzinfo=zone).astimezone(UTC)
+
+
+def length_after(at: datetime, cat: Category, zone: tzinfo) -> datetime:
+    """The end of a category's length counted from ``at``."""
+    if cat.months is not None:
+        return months_after(at, cat.months, zone)
+    return at + timedelta(days=cat.days or 0)
+
+
+def _why_counted(file: FileFacts) -> str:
+    why = "clock suspect" if file.clock_suspect else f"time from {file.time_source}"
+    return f"recording time not trusted ({why})"
 
 
 def retention_for(
@@ -121,17 +182,26 @@ def retention_for(
             name,
             f"{name} ({why}) is not a category of the policy: kept until it is defined",
         )
-    base = file.recorded_last + timedelta(days=cat.days)
-    rule = f"{name} ({why}): {cat.days} days from recording ({_day(file.recorded_last)})"
+    zone = policy.zone
+    start, basis = file.counted_from()
+    base = length_after(start, cat, zone)
+    if basis == Basis.RECORDED:
+        rule = f"{name} ({why}): {cat.length} from recording ({_day(start, zone)})"
+    else:
+        rule = (
+            f"{name} ({why}): {cat.length} from ingest ({_day(start, zone)}), {_why_counted(file)}"
+        )
     if not cat.until_case_closed:
-        return Retention(base, name, rule)
+        return Retention(base, name, rule, basis)
     if not file.case_number:
-        return Retention(NEVER, name, f"{rule}, and until its case is closed: no case tagged")
+        return Retention(
+            NEVER, name, f"{rule}, and until its case is closed: no case tagged", basis
+        )
     mine = [c for c in cases if c.case_number == file.case_number]
     open_ = not mine or any(c.closed_at is None for c in mine)
     if open_:
         return Retention(
-            NEVER, name, f"{rule}, and until case {file.case_number} is closed: still open"
+            NEVER, name, f"{rule}, and until case {file.case_number} is closed: still open", basis
         )
     closed = max(c.closed_at for c in mine if c.closed_at is not None)
     after = closed + timedelta(days=cat.after_close_days)
@@ -139,8 +209,25 @@ def retention_for(
         max(base, after),
         name,
         f"{rule}, and {cat.after_close_days} days after case {file.case_number} "
-        f"was closed ({_day(closed)})",
+        f"was closed ({_day(closed, zone)})",
+        basis,
     )
+
+
+def ingest_floor(file: FileFacts, policy: RetentionConfig) -> datetime | None:
+    """The earliest a file may go counted from its ingest: the floor, whatever its clock."""
+    if file.ingested_at is None:
+        return None
+    floor = file.ingested_at + timedelta(days=policy.minimum_days)
+    if policy.minimum_months is not None:
+        floor = max(floor, months_after(file.ingested_at, policy.minimum_months, policy.zone))
+    return floor
+
+
+def _floor_text(policy: RetentionConfig) -> str:
+    if policy.minimum_months is not None:
+        return f"minimum_months = {policy.minimum_months}"
+    return f"minimum_days = {policy.minimum_days}"
 
 
 def retention_of(file: FileFacts, cases: Sequence[CaseFacts], policy: RetentionConfig) -> Retention:
@@ -149,7 +236,18 @@ def retention_of(file: FileFacts, cases: Sequence[CaseFacts], policy: RetentionC
         retention_for(name, why, file, cases, policy)
         for name, why in applicable_categories(file, cases, policy)
     ]
-    return max(options, key=lambda r: r.expires_at)  # first of equals: the file's own wins
+    best = max(options, key=lambda r: r.expires_at)  # first of equals: the file's own wins
+    floor = ingest_floor(file, policy)
+    if floor is None or floor <= best.expires_at:
+        return best
+    assert file.ingested_at is not None
+    day = _day(file.ingested_at, policy.zone)
+    return Retention(
+        floor,
+        best.category,
+        f"{best.rule}; kept the floor ({_floor_text(policy)}) from ingest ({day})",
+        Basis.INGESTED,
+    )
 
 
 def expired(

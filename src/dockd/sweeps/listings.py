@@ -3,7 +3,9 @@
 ``upcoming`` is ``dockd sweep upcoming``: the stored files the sweep will trash
 within a number of days (or would, but for a hold) and the trashed ones it will
 purge, each decided as the sweep decides. ``trash_list`` is ``dockd trash list``.
-Times are ISO 8601 in the station's time zone.
+Times are ISO 8601 in the station's time zone. ``counted_from`` says which clock a
+retention was counted from: ``recorded`` (the recorder's) or ``ingested`` (the
+station's, when the recording time is not trusted or the floor from ingest decides).
 """
 
 from __future__ import annotations
@@ -37,7 +39,13 @@ def upcoming(ctx: Context, days: int) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
 
     def add(
-        row: Recording, action: Coming, when: datetime, category: str, rule: str, held_by: str
+        row: Recording,
+        action: Coming,
+        when: datetime,
+        category: str,
+        rule: str,
+        held_by: str,
+        counted_from: str = "",
     ) -> None:
         out.append(
             {
@@ -46,6 +54,7 @@ def upcoming(ctx: Context, days: int) -> list[dict[str, Any]]:
                 "when": max(when, now).astimezone(tz).isoformat(),
                 "store_path": row.store_path,
                 "category": category,
+                "counted_from": counted_from,
                 "rule": rule,
                 "held_by": held_by,
             }
@@ -63,7 +72,7 @@ def upcoming(ctx: Context, days: int) -> list[dict[str, Any]]:
                 holds = pledger.holds_touching(s, facts)
                 held_by = ",".join(f"#{h.id}" for h in holds)
                 action = Coming.HELD if holds else Coming.TRASH
-                add(row, action, r.expires_at, r.category, r.rule, held_by)
+                add(row, action, r.expires_at, r.category, r.rule, held_by, r.counted_from)
         for row in s.scalars(
             select(Recording).where(
                 Recording.trashed_at <= horizon - grace, Recording.state == FileState.TRASHED, here
