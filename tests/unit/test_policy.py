@@ -387,6 +387,12 @@ def held_oracle(file: FileFacts, hs: Sequence[HoldFacts], now: datetime) -> bool
         before_end = h.window_until is None or file.recorded_start < h.window_until
         if who and after_start and before_end:
             return True
+        # A doubted recording time places nothing: it was recorded before its ingest,
+        # so a window that starts by then may hold it.
+        doubted = file.clock_suspect or file.time_source == "mtime"
+        ingested_in = h.window_from is None or file.ingested_at is None
+        if who and doubted and (ingested_in or file.ingested_at >= h.window_from):  # type: ignore[operator]
+            return True
     return False
 
 

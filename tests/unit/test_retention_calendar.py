@@ -10,7 +10,8 @@ import pytest
 from pydantic import ValidationError
 
 from dockd.config.policy import Category, RetentionConfig, add_months, month_span_days
-from dockd.policy.retention import FileFacts, months_after, policy_digest, retention_of
+from dockd.policy.holds import HoldFacts, covers
+from dockd.policy.retention import NEVER, FileFacts, months_after, policy_digest, retention_of
 
 DAY = timedelta(days=1)
 INGEST = datetime(2026, 3, 16, 2, 0, tzinfo=UTC)
@@ -129,7 +130,10 @@ def test_a_clock_ahead_is_counted_from_the_later_recording_time() -> None:
         ({"categories": {"routine": {"months": 5}}}, "5 months is below the floor"),
         ({"minimum_months": 5}, "below the legal floor of 6 months"),
         ({"minimum_days": 200, "minimum_months": 7}, "minimum_days or minimum_months, not both"),
-        ({"minimum_months": 6}, "180 days is below the floor minimum_months = 6"),
+        (
+            {"minimum_months": 6, "categories": {"routine": {"days": 180}}},
+            "180 days is below the floor minimum_months = 6.*at least 184 days or 6 months",
+        ),
         ({"minimum_months": 7, "categories": {"routine": {"months": 6}}}, "6 months is below"),
         ({"categories": {"extra": {"description": "x"}}}, "needs days = N or months = N"),
     ],
@@ -137,6 +141,20 @@ def test_a_clock_ahead_is_counted_from_the_later_recording_time() -> None:
 def test_config_refuses_lengths_below_the_floor(kwargs: dict[str, object], says: str) -> None:
     with pytest.raises(ValidationError, match=says):
         RetentionConfig(**kwargs)
+
+
+def test_built_in_categories_not_given_follow_a_raised_floor() -> None:
+    """A floor raised to a year, or given in months, raises routine and evidence with it;
+    a category the admin gives keeps its own length (refused if below the floor)."""
+    year = RetentionConfig(minimum_days=365)
+    assert {n: (c.days, c.months) for n, c in year.categories.items()} == {
+        "routine": (365, None),
+        "evidence": (365, None),
+    }
+    six = RetentionConfig(minimum_months=6, categories={"routine": {"months": 9}})
+    assert six.categories["routine"].months == 9
+    assert (six.categories["evidence"].days, six.categories["evidence"].months) == (None, 6)
+    assert six.categories["evidence"].until_case_closed  # only the length follows
 
 
 def test_months_given_for_a_built_in_category_replace_its_days() -> None:
@@ -154,3 +172,31 @@ def test_the_digest_follows_months_and_the_calendar() -> None:
     assert policy_digest(days) != policy_digest(months)
     assert policy_digest(months) != policy_digest(months.in_zone("Europe/Berlin"))
     assert policy_digest(days) == policy_digest(days.in_zone("Europe/Berlin"))  # days: no zone
+
+
+def test_a_device_hold_covers_a_doubted_time_by_when_it_was_docked() -> None:
+    """A reset clock stamps 2000-01-01: the stamp places nothing, the dock does."""
+    hold = HoldFacts(1, "complaint", "device", device_ref="DV-1", window_from=INGEST - 5 * DAY)
+    stamp = datetime(2000, 1, 1, tzinfo=UTC)
+    doubted = FileFacts(1, stamp, device_ref="DV-1", ingested_at=INGEST, clock_suspect=True)
+    assert covers(hold, doubted)
+    assert not covers(hold, replace(doubted, clock_suspect=False))  # a trusted stamp decides
+    assert not covers(hold, replace(doubted, ingested_at=INGEST - 6 * DAY))  # docked before
+    assert covers(hold, replace(doubted, clock_suspect=False, time_source="mtime"))
+
+
+def test_months_across_a_fall_back_fold_take_the_later_instant() -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    # 02:30 on 25 October 2026 happens twice in Berlin; from 25 April it is 6 months on.
+    start = datetime(2026, 4, 25, 2, 30, tzinfo=berlin)
+    end = months_after(start, 6, berlin)
+    assert end == datetime(2026, 10, 25, 2, 30, fold=1, tzinfo=berlin).astimezone(UTC)
+    assert end == datetime(2026, 10, 25, 1, 30, tzinfo=UTC)
+
+
+def test_a_time_near_the_end_of_the_calendar_never_expires_instead_of_crashing() -> None:
+    far = datetime(9999, 10, 1, tzinfo=UTC)  # 180 days or 12 months on: past year 9999
+    by_days = retention_of(FileFacts(1, far, ingested_at=INGEST), [], RetentionConfig())
+    assert by_days.expires_at == NEVER
+    months = RetentionConfig(categories={"routine": {"months": 12}})
+    assert retention_of(FileFacts(1, far, ingested_at=INGEST), [], months).expires_at == NEVER

@@ -114,9 +114,7 @@ class RetentionConfig(Section):
     # Built in: routine (180 days) and evidence (180 days, and until the case is closed
     # plus 180 days). A [retention.categories.NAME] table adds a category or changes
     # some keys of a built-in one.
-    categories: dict[str, Category] = Field(
-        default_factory=_default_categories, validate_default=True
-    )
+    categories: dict[str, Category] = Field(default_factory=dict, validate_default=True)
     # Where trashed files wait before they are purged; must be on the store's filesystem.
     # Default: <store.root>/../trash.
     trash: AbsolutePath | None = None
@@ -169,11 +167,24 @@ class RetentionConfig(Section):
 
     @field_validator("categories", mode="before")
     @classmethod
-    def _over_defaults(cls, value: Any) -> Any:
-        """A table adds a category or changes keys of a default one (never drops keys)."""
+    def _over_defaults(cls, value: Any, info: ValidationInfo) -> Any:
+        """A table adds a category or changes keys of a default one (never drops keys).
+
+        A built-in category whose length the admin does not give follows the floor: a
+        floor raised to a year, or given in months, raises routine and evidence with it.
+        """
         if not isinstance(value, dict):
             return value
-        merged: dict[str, Any] = {n: c.model_dump() for n, c in _default_categories().items()}
+        floor_months = info.data.get("minimum_months")
+        follow: dict[str, Any] = (
+            {"months": floor_months}
+            if floor_months
+            else {"days": max(LEGAL_FLOOR_DAYS, info.data.get("minimum_days", 0))}
+        )
+        merged: dict[str, Any] = {}
+        for n, c in _default_categories().items():
+            dumped = {k: v for k, v in c.model_dump().items() if k not in ("days", "months")}
+            merged[n] = {**dumped, **follow}
         for name, given in value.items():
             if isinstance(given, dict) and name in merged:
                 base = dict(merged[name])
@@ -203,13 +214,15 @@ class RetentionConfig(Section):
         floor_text = (
             f"minimum_months = {floor_months}" if floor_months else f"minimum_days = {floor}"
         )
+        longest = month_span_days(floor_months)[1] if floor_months else 0
+        need = f"{max(floor, longest)} days" + (f" or {floor_months} months" * bool(floor_months))
         below = [
             InitErrorDetails(
                 type=PydanticCustomError(
                     "value_error",
                     "{length} is below the floor {floor}: `dockd config check` refuses it; "
-                    "keep this category at least as long (months = N counts calendar months)",
-                    {"length": c.length, "floor": floor_text},
+                    "keep this category at least {need}",
+                    {"length": c.length, "floor": floor_text, "need": need},
                 ),
                 loc=(name, "months" if c.months is not None else "days"),
                 input=c.months if c.months is not None else c.days,

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import or_, select, text
+from sqlalchemy import and_, or_, select, text
 from sqlalchemy.orm import Session
 
 from dockd.config.policy import RetentionConfig
@@ -31,7 +31,13 @@ from dockd.policy.holds import (
     decide,
     normalize_reason,
 )
-from dockd.policy.retention import CaseFacts, FileFacts, Retention, retention_of
+from dockd.policy.retention import (
+    UNTRUSTED_SOURCES,
+    CaseFacts,
+    FileFacts,
+    Retention,
+    retention_of,
+)
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -305,10 +311,16 @@ def covered_files(session: Session, hold: Hold, *, states: tuple[str, ...]) -> l
         ids = list(session.scalars(select(Officer.id).where(Officer.badge == hold.officer_badge)))
         q = q.where(or_(Recording.officer_id.in_(ids), Recording.badge_hint == hold.officer_badge))
     if hold.scope in (HoldScope.DEVICE, HoldScope.OFFICER):
+        timed = []
         if hold.window_from is not None:
-            q = q.where(Recording.recorded_start >= hold.window_from - _MAX_CLIP)
+            timed.append(Recording.recorded_start >= hold.window_from - _MAX_CLIP)
         if hold.window_until is not None:
-            q = q.where(Recording.recorded_start < hold.window_until)
+            timed.append(Recording.recorded_start < hold.window_until)
+        # An untrusted time (see policy.holds): covered by when it was ingested.
+        doubted = or_(Recording.clock_suspect, Recording.time_source.in_(UNTRUSTED_SOURCES))
+        if hold.window_from is not None:
+            doubted = and_(doubted, Recording.ingested_at >= hold.window_from)
+        q = q.where(or_(and_(*timed), doubted)) if timed else q
     hf = hold_facts(hold)
     return [r for r in session.scalars(q) if covers(hf, file_facts(session, r))]
 

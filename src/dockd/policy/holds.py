@@ -82,7 +82,16 @@ class HoldFacts:
 
 
 def _in_window(hold: HoldFacts, file: FileFacts) -> bool:
-    """The recording overlaps the hold's window (open ends reach forever)."""
+    """The recording overlaps the hold's window (open ends reach forever).
+
+    A recording time that is not trusted (a reset clock stamps 2000-01-01) says
+    nothing: all that is known is that it was recorded before its ingest, so it is
+    covered when it was ingested at or after the window's start.
+    """
+    if not file.time_trusted and (
+        hold.window_from is None or file.ingested_at is None or file.ingested_at >= hold.window_from
+    ):
+        return True
     if hold.window_from is not None and file.recorded_last < hold.window_from:
         return False
     return hold.window_until is None or file.recorded_start < hold.window_until

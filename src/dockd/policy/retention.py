@@ -155,15 +155,27 @@ def months_after(at: datetime, months: int, zone: tzinfo) -> datetime:
     """``at`` plus calendar months in ``zone``: the same wall-clock time that many months
     on (the end of a month clamps), whatever daylight saving did in between."""
     local = at.astimezone(zone)
-    day = add_months(local.date(), months)
-    return datetime.combine(day, local.time(), tzinfo=zone).astimezone(UTC)
+    try:
+        day = add_months(local.date(), months)
+    except (ValueError, OverflowError):  # past year 9999: a clock far in the future
+        return NEVER
+    wall = datetime.combine(day, local.time())
+    # A wall-clock time in a fall-back fold happens twice: the later one, never short.
+    return max(wall.replace(tzinfo=zone, fold=fold).astimezone(UTC) for fold in (0, 1))
 
 
 def length_after(at: datetime, cat: Category, zone: tzinfo) -> datetime:
     """The end of a category's length counted from ``at``."""
     if cat.months is not None:
         return months_after(at, cat.months, zone)
-    return at + timedelta(days=cat.days or 0)
+    return _plus_days(at, cat.days or 0)
+
+
+def _plus_days(at: datetime, days: int) -> datetime:
+    try:
+        return at + timedelta(days=days)
+    except OverflowError:  # past year 9999: a clock far in the future
+        return NEVER
 
 
 def _why_counted(file: FileFacts) -> str:
@@ -218,7 +230,7 @@ def ingest_floor(file: FileFacts, policy: RetentionConfig) -> datetime | None:
     """The earliest a file may go counted from its ingest: the floor, whatever its clock."""
     if file.ingested_at is None:
         return None
-    floor = file.ingested_at + timedelta(days=policy.minimum_days)
+    floor = _plus_days(file.ingested_at, policy.minimum_days)
     if policy.minimum_months is not None:
         floor = max(floor, months_after(file.ingested_at, policy.minimum_months, policy.zone))
     return floor
