@@ -17,6 +17,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from dockd.alerts import AlertSink
+from dockd.clock import FixedClock
+from dockd.config import load_config
+from dockd.context import Context
+from dockd.ingest.pipeline import run_ingest
 from dockd.ledger import registry
 from dockd.ledger.db import open_ledger
 from dockd.ledger.models import AuditEvent, Recording
@@ -102,8 +107,16 @@ def test_four_stations_ingesting_and_two_sweeping_on_one_postgresql(
             )
     finally:
         setup.close()
-    code, _, err = finish(dockd(confs["st-b"], "ingest", str(old.root)))
-    assert code == 0, err
+    # It was docked 200 days ago (no file leaves within the floor of its ingest), so it
+    # is taken in-process with that day's clock; the processes below run on today's.
+    cfg_b = load_config(confs["st-b"])
+    docked = open_ledger(url)
+    try:
+        then = FixedClock(now - timedelta(days=200))
+        alerts = AlertSink(docked, cfg_b.station.id, then, cfg_b.alerts)
+        assert run_ingest(Context(cfg_b, docked, then, alerts), old.root).ok
+    finally:
+        docked.close()
 
     procs = [dockd(confs[st], "ingest", str(recorders[st].root)) for st in STATIONS]
     procs.append(dockd(confs["st-b"], "sweep", "retention", "--by", "sweeper"))
