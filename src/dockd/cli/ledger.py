@@ -1,14 +1,19 @@
-"""``dockd ledger query|sessions|migrate``: read the ledger, keep its schema current."""
+"""``dockd ledger query|sessions|migrate|backup|restore``: read the ledger, keep its schema
+current, back it up and put a backup back."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from dockd.cli.common import Format, app_of, parse_time, render
+from dockd.daemon.service import LOCK_NAME
 from dockd.ingest.session import counts
+from dockd.ledger import backup as backups
 from dockd.ledger import db, queries
+from dockd.runtime import runtime_dir
 
 app = typer.Typer(help="Query the ledger and manage its schema.", no_args_is_help=True)
 Fmt = Annotated[Format, typer.Option("--format", "-f")]
@@ -94,7 +99,7 @@ def sessions(
 
 @app.command("migrate")
 def migrate(ctx: typer.Context) -> None:
-    """Bring the ledger schema to this version of dockd (back the ledger up first)."""
+    """Bring the ledger schema to this version of dockd (back it up first: dockd ledger backup)."""
     state = app_of(ctx)
     engine = db.make_engine(state.config.ledger.url, group=state.config.ledger.group)
     try:
@@ -113,3 +118,67 @@ def optimize(ctx: typer.Context) -> None:
     state = app_of(ctx)
     db.optimize(state.ledger.engine)
     typer.echo("ledger statistics refreshed")
+
+
+Force = Annotated[bool, typer.Option("--force", help="Replace an existing file.")]
+
+
+@app.command("backup")
+def backup(
+    ctx: typer.Context,
+    dest: Annotated[
+        Path, typer.Argument(help="The backup file, or a directory to write a named one in.")
+    ],
+    force: Force = False,
+    fmt: Fmt = Format.table,
+) -> None:
+    """Copy the ledger while dockd runs (SQLite backup API, or pg_dump), verify the copy
+    as `dockd audit verify` does, and name the file, its size and its last audit hash."""
+    state = app_of(ctx)
+    cfg = state.config
+    result = backups.backup(
+        cfg.ledger.url,
+        dest,
+        station=cfg.station.id,
+        at=state.clock.now(),
+        force=force,
+        group=cfg.ledger.group,
+    )
+    if fmt is not Format.table:
+        render([result.as_dict()], fmt)
+        return
+    c = result.checked
+    typer.echo(f"ledger backed up to {result.path} ({result.size_bytes} bytes)")
+    typer.echo(f"verified {c.events} event(s) and {c.files} file row(s): {c.how}")
+    typer.echo(f"last audit hash: {c.head}")
+
+
+@app.command("restore")
+def restore(
+    ctx: typer.Context,
+    backup_file: Annotated[Path, typer.Argument(metavar="BACKUP", help="An SQLite backup.")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace the existing ledger (kept beside it).")
+    ] = False,
+    fmt: Fmt = Format.table,
+) -> None:
+    """Put a verified SQLite backup in place of the ledger, with `dockd run` stopped; the
+    replaced ledger is kept beside it as <ledger>.before-restore-<time>."""
+    state = app_of(ctx)
+    cfg = state.config
+    result = backups.restore(
+        cfg.ledger.url,
+        backup_file,
+        daemon_lock=runtime_dir() / LOCK_NAME,
+        at=state.clock.now(),
+        force=force,
+        group=cfg.ledger.group,
+    )
+    if fmt is not Format.table:
+        render([result.as_dict()], fmt)
+        return
+    typer.echo(f"restored {result.backup} into the ledger {result.ledger}")
+    if result.kept is not None:
+        typer.echo(f"the replaced ledger is kept as {result.kept}")
+    typer.echo(f"verified {result.checked.events} event(s); last audit hash: {result.checked.head}")
+    typer.echo("now run `dockd audit verify` and `dockd sweep fixity --all`, then start dockd")

@@ -14,6 +14,7 @@ from pydantic import Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from dockd.config.alerts import AlertsConfig
+from dockd.config.backup import BackupConfig
 from dockd.config.base import Section
 from dockd.config.dock import DockConfig
 from dockd.config.ingest import IngestConfig
@@ -44,6 +45,7 @@ class Config(Section):
     fixity: FixityConfig = FixityConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     reports: ReportsConfig = ReportsConfig()
+    backup: BackupConfig = BackupConfig()
     source: Path | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")

@@ -14,6 +14,10 @@ fixity sweep hashes or waits on its rate limit), then waits for the running
 sweeps to end, at most ``timeout`` seconds: a daemon's stop is bounded even by a
 sweep that does not look at its stop event often enough.
 
+The ``[backup]`` schedule, when set, is one more job of the same kind: a verified
+ledger backup (:func:`dockd.ledger.backup.scheduled`) whose failure raises a
+``backup.failed`` alert.
+
 The config has already read every schedule with APScheduler when it loaded
 (:func:`dockd.config.policy.cron_fields`, which also turns crontab's weekdays into
 the names APScheduler 3 reads alike); the two are the only APScheduler imports.
@@ -35,6 +39,7 @@ from dockd.clock import Clock
 from dockd.config import Config
 from dockd.config.policy import cron_fields
 from dockd.context import Context
+from dockd.ledger import backup
 from dockd.ledger.db import Ledger
 from dockd.reports.weekly import run_weekly_report
 from dockd.sweeps.archive import run_archive
@@ -44,11 +49,26 @@ from dockd.sweeps.runs import SweepBusy
 
 log = structlog.get_logger("dockd.daemon.scheduler")
 
+
+def run_backup(ctx: Context) -> backup.BackupResult:
+    """The ``[backup]`` job: a verified ledger backup into ``dest``, pruned to ``keep``."""
+    cfg = ctx.config
+    result, _ = backup.scheduled(
+        cfg.ledger.url,
+        cfg.backup,
+        station=cfg.station.id,
+        at=ctx.clock.now(),
+        group=cfg.ledger.group,
+    )
+    return result
+
+
 SWEEPS: dict[str, Callable[[Context], object]] = {
     "retention": run_retention,
     "archive": run_archive,
     "fixity": run_fixity,
     "weekly_report": run_weekly_report,
+    "backup": run_backup,
 }
 
 CLI = {
@@ -56,6 +76,7 @@ CLI = {
     "archive": "dockd sweep archive",
     "fixity": "dockd sweep fixity",
     "weekly_report": "dockd sweep report",
+    "backup": "dockd ledger backup DEST",
 }
 
 
@@ -84,8 +105,15 @@ class SweepScheduler:
             },
         )
 
+    def jobs(self) -> dict[str, str]:
+        """Job -> crontab expression: the sweeps switched on, and the ``[backup]`` schedule."""
+        jobs = dict(self.config.schedule.jobs())
+        if self.config.backup.schedule:
+            jobs["backup"] = self.config.backup.schedule
+        return jobs
+
     def start(self) -> None:
-        for kind, expr in self.config.schedule.jobs().items():
+        for kind, expr in self.jobs().items():
             self._scheduler.add_job(
                 self.run_job,
                 cron_trigger(expr, self.config),
@@ -146,12 +174,15 @@ class SweepScheduler:
             return
         except Exception as exc:
             log.exception("sweep failed", sweep=kind)
+            what, how = f"{kind} sweep", CLI[kind]
+            if kind == "backup":
+                what, how = "ledger backup", f"dockd ledger backup {self.config.backup.dest}"
             try:
                 self.ctx.alerts.raise_alert(
-                    "sweep.failed",
+                    f"{kind}.failed" if kind == "backup" else "sweep.failed",
                     kind,
-                    f"the scheduled {kind} sweep failed: {exc}. It runs again at its next "
-                    f"scheduled time; `{CLI[kind]}` runs it now",
+                    f"the scheduled {what} failed: {exc}. It runs again at its next "
+                    f"scheduled time; `{how}` runs it now",
                     severity="critical",
                 )
             except Exception:
