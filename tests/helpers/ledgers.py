@@ -18,8 +18,16 @@ BACKENDS = [
 ]
 
 
-def register(ledger: Ledger, clock: FixedClock, rec: Recorder, *, assign: bool = True) -> None:
-    """Register the recorder's device (and its officer, assigned since 2026-01-01)."""
+def register(
+    ledger: Ledger,
+    clock: FixedClock,
+    rec: Recorder,
+    *,
+    assign: bool = True,
+    since: datetime | None = None,
+) -> None:
+    """Register the recorder's device on 2025-12-01 (and its officer, assigned since
+    2026-01-01); ``since``: registered and assigned from then instead."""
     with ledger.session() as s:
         registry.add_device(
             s,
@@ -27,7 +35,7 @@ def register(ledger: Ledger, clock: FixedClock, rec: Recorder, *, assign: bool =
             serial=rec.serial,
             brand="Test",
             model="BWC-1",
-            at=datetime(2025, 12, 1, tzinfo=UTC),
+            at=since or datetime(2025, 12, 1, tzinfo=UTC),
             station="st-test",
             actor="admin",
         )
@@ -39,7 +47,7 @@ def register(ledger: Ledger, clock: FixedClock, rec: Recorder, *, assign: bool =
                 s,
                 device_number=rec.device_number,
                 badge=rec.badge,
-                valid_from=datetime(2026, 1, 1, tzinfo=UTC),
+                valid_from=since or datetime(2026, 1, 1, tzinfo=UTC),
                 valid_until=None,
                 at=clock.now(),
                 station="st-test",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -35,6 +36,12 @@ class IngestConfig(Section):
     id_files: tuple[str, ...] = ("DEVICE.ID", "SYSTEM/devinfo.txt", "devinfo.txt")
     copy_buffer_kib: Annotated[int, Field(ge=16, le=65536)] = 1024
     clock_tolerance_hours: Annotated[float, Field(ge=0)] = 24.0
+    # How far a recorder's clock may be off when it is measured (its time file, its
+    # last dock) before its files are clock-suspect.
+    clock_drift_minutes: Annotated[float, Field(ge=0)] = 10.0
+    # Dates recorders' clocks fall back to when reset; times within 31 days after one
+    # are clock-suspect. A brand's own (firmware build date): [[naming]] reset_dates.
+    clock_reset_dates: tuple[date, ...] = (date(1970, 1, 1), date(1980, 1, 1), date(2000, 1, 1))
 
     _norm = field_validator(
         "video_extensions", "audio_extensions", "photo_extensions", mode="after"

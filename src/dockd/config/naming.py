@@ -8,7 +8,10 @@ is the only google-re2 import.
 from __future__ import annotations
 
 import functools
+from datetime import date
+from pathlib import PurePosixPath
 from typing import Protocol, cast
+from zoneinfo import ZoneInfo
 
 import re2
 from pydantic import field_validator, model_validator
@@ -81,6 +84,13 @@ class NamingRule(Section):
     pattern: str
     timestamp_format: str | None = None
     timezone: str | None = None  # zone of the recorder's clock; default: the station's
+    # Dates this brand's clock falls back to when reset (e.g. its firmware's build date),
+    # beside [ingest] clock_reset_dates.
+    reset_dates: tuple[date, ...] = ()
+    # A file the recorder writes with its clock's time when docked, e.g. "SYSTEM/TIME.TXT",
+    # its first line read with time_file_format (strptime) in the rule's timezone.
+    time_file: str | None = None
+    time_file_format: str | None = None
 
     @field_validator("pattern")
     @classmethod
@@ -100,10 +110,26 @@ class NamingRule(Section):
             known_zone(value)
         return value
 
+    @field_validator("time_file")
+    @classmethod
+    def _inside(cls, value: str | None) -> str | None:
+        if value is not None and (
+            not value.strip() or value.startswith("/") or ".." in PurePosixPath(value).parts
+        ):
+            raise ValueError(f"{value!r} must be a path inside the recorder, without '..'")
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo | None:
+        """The recorder's clock zone when the rule names one."""
+        return ZoneInfo(self.timezone) if self.timezone is not None else None
+
     @model_validator(mode="after")
     def _format_needed(self) -> NamingRule:
         if "timestamp" in self.regex.groupindex and not self.timestamp_format:
             raise ValueError("pattern has a 'timestamp' group, so timestamp_format is required")
+        if self.time_file_format is not None and self.time_file is None:
+            raise ValueError("time_file_format is given but time_file is not: name the file")
         return self
 
     @property

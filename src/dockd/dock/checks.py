@@ -4,7 +4,9 @@ The pipeline flags each file (``clock-suspect``) and records the recorder's
 capacity and free space on the session row; this module turns that into one
 note on the session, one log event and, where a person must act, one alert:
 
-* clock-suspect files: the recorder's date and time must be set right;
+* clock-suspect files: the recorder's date and time must be set right; the alert
+  names each check that failed with its evidence, and the retime command (with the
+  offset, when the recorder's time file measured it);
 * stored files with no officer: the device must be assigned (R1);
 * little free space left on the recorder.
 """
@@ -12,15 +14,19 @@ note on the session, one log event and, where a person must act, one alert:
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import struct
+from collections import Counter
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import structlog
 from sqlalchemy import select
 
 from dockd.context import Context
+from dockd.ingest import clockcheck
 from dockd.ingest.outcome import SessionResult
 from dockd.ingest.session import session_alert
 from dockd.ledger.models import DockSession, Recording
@@ -119,36 +125,64 @@ def check_session(ctx: Context, result: SessionResult, low_free_percent: float) 
     with ctx.ledger.read() as s:
         row = s.get_one(DockSession, result.session_id)
         capacity, free = row.fs_capacity_bytes, row.fs_free_bytes
+        offset = row.clock_offset_s
         files = list(
             s.execute(
-                select(Recording.source_path, Recording.clock_suspect, Recording.officer_id)
+                select(
+                    Recording.source_path,
+                    Recording.clock_suspect,
+                    Recording.officer_id,
+                    Recording.clock_findings,
+                )
                 .where(Recording.session_id == result.session_id)
                 .order_by(Recording.id)
             )
         )
-    suspect = tuple(p for p, cs, _ in files if cs)
-    no_officer = tuple(p for p, _, off in files if off is None) if result.device_number else ()
+    suspect = tuple(p for p, cs, _, _ in files if cs)
+    no_officer = tuple(p for p, _, off, _ in files if off is None) if result.device_number else ()
     check = DeviceCheck(capacity, free, suspect, no_officer)
     notes: list[str] = []
     if suspect:
+        findings = {p: json.loads(f) for p, cs, _, f in files if cs and f}
+        kinds = Counter(x["check"] for found in findings.values() for x in found)
+        first = next(iter(findings.items()), None)
+        evidence = f"; e.g. {first[0]}: {first[1][0]['evidence']}" if first else ""
+        what = ", ".join(f"{k} ({n})" for k, n in sorted(kinds.items()))
         notes.append(
-            f"{len(suspect)} file(s) clock-suspect (time in the future or long before the "
-            f"device was registered): {_examples(suspect)}; set the recorder's date and time"
+            f"{len(suspect)} file(s) clock-suspect [{what}]: {_examples(suspect)}; "
+            "set the recorder's date and time"
         )
         log.warning(
             "clock suspect",
             files=len(suspect),
+            checks=dict(kinds),
+            clock_offset_s=offset,
             examples=list(suspect[:5]),
             session_id=result.session_id,
         )
+        fix = (
+            f"`dockd recordings retime --session {result.session_id} "
+            f"--offset {clockcheck.signed(timedelta(seconds=-offset))} --reason ...`"
+            if offset is not None
+            else "`dockd recordings retime ... --reason ...`"
+        )
         message = (
             f"recorder {result.device_ref}: {len(suspect)} file(s) of dock session "
-            f"{result.session_id} carry times in the future or long before the device was "
-            f"registered ({_examples(suspect, 3)}); check and set the recorder's clock, then "
-            "correct the recording times in the ledger"
+            f"{result.session_id} have recording times its clock got wrong [{what}]"
+            f"{evidence}; set the recorder's clock, then correct the times with {fix}"
         )
         kind = "device.clock_suspect"
-        session_alert(ctx, result, kind, message, severity="warning", files=list(suspect))
+        session_alert(
+            ctx,
+            result,
+            kind,
+            message,
+            severity="warning",
+            files=list(suspect),
+            checks=dict(kinds),
+            clock_offset_s=offset,
+            findings={p: findings[p] for p in list(findings)[:20]},
+        )
     if no_officer:
         notes.append(
             f"{len(no_officer)} file(s) stored with no officer: device {result.device_ref} "

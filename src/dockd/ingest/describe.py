@@ -4,29 +4,30 @@ The recording time comes from the best source there is::
 
     the container's creation time  >  the time in the file name  >  the file's mtime
 
-and is ``clock-suspect`` when it lies in the future (beyond the tolerance), when
-the name and the container disagree, or when it is long before the device was
-registered. The officer is whoever wore the device at that time (the registry's
-assignments), else the badge the file name carries; a name whose badge is not the
-assigned officer's is flagged ``badge-mismatch`` (:func:`badge_mismatch_alert`).
+and is ``clock-suspect`` when any check of the recorder's clock finds it wrong
+(``clockcheck``: future, reset date, whole-hour offset, before the last dock, the
+registration or the first assignment, the recorder's own time file), each finding
+kept on the row with its evidence. The officer is whoever wore the device at that
+time (the registry's assignments), else the badge the file name carries; a name
+whose badge is not the assigned officer's is flagged ``badge-mismatch``
+(:func:`badge_mismatch_alert`).
 No I/O but ledger reads: the row is returned for the caller to publish and commit.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 from dockd import store
 from dockd.context import Context
+from dockd.ingest import clockcheck
 from dockd.ingest.discover import Candidate
 from dockd.ingest.identify import Identity
 from dockd.ingest.naming import NameInfo
 from dockd.ingest.probe import ProbeResult
 from dockd.ledger import attribution
 from dockd.ledger.models import Recording
-
-# A recording this long before its device was registered has a clock set wrong.
-PRE_REGISTRATION_SLACK = timedelta(days=365)
 
 
 def recording_time(
@@ -40,24 +41,6 @@ def recording_time(
     return datetime.fromtimestamp(cand.mtime, UTC), "mtime"
 
 
-def clock_suspect(
-    start: datetime,
-    name: NameInfo | None,
-    info: ProbeResult,
-    identity: Identity,
-    *,
-    now: datetime,
-    tolerance: timedelta,
-) -> bool:
-    """In the future, at odds with the file name, or long before the device was registered."""
-    suspect = start > now + tolerance
-    if name is not None and name.timestamp is not None and info.creation_time is not None:
-        suspect |= abs(name.timestamp - info.creation_time) > tolerance
-    if identity.device is not None:
-        suspect |= start < identity.device.registered_at - PRE_REGISTRATION_SLACK
-    return suspect
-
-
 def describe(
     ctx: Context,
     cand: Candidate,
@@ -66,12 +49,22 @@ def describe(
     info: ProbeResult,
     incoming: store.Incoming,
     session_id: int,
+    clock: clockcheck.RecorderClock,
 ) -> tuple[Recording, str | None]:
     """The file's row (no store path yet) and the badge it is tagged with."""
     cfg = ctx.config
     now = ctx.clock.now()
     start, time_source = recording_time(cand, name, info)
-    tolerance = timedelta(hours=cfg.ingest.clock_tolerance_hours)
+    findings = clockcheck.check(
+        clock,
+        start=start,
+        time_source=time_source,
+        name=name,
+        info=info,
+        mtime=cand.mtime,
+        relpath=cand.display,
+        station_zone=cfg.station.tz,
+    )
     badge = name.badge if name is not None else None
     with ctx.ledger.read() as s:
         found = attribution.attribute(
@@ -106,7 +99,10 @@ def describe(
         verified=False,
         probe_failed=info.error is not None,
         probe_error=info.error,
-        clock_suspect=clock_suspect(start, name, info, identity, now=now, tolerance=tolerance),
+        clock_suspect=bool(findings),
+        clock_findings=json.dumps([f.as_dict() for f in findings], ensure_ascii=False)
+        if findings
+        else None,
         unregistered=identity.device is None and identity.conflict is None,
         device_conflict=identity.conflict is not None,
         badge_mismatch=found.badge_mismatch,

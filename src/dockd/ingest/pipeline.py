@@ -21,6 +21,7 @@ and the dock daemon.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 import threading
@@ -30,7 +31,7 @@ from pathlib import Path, PurePosixPath
 from dockd import store
 from dockd.context import Context
 from dockd.errors import SourceError
-from dockd.ingest import fatreader, recovery, session
+from dockd.ingest import clockcheck, fatreader, recovery, session
 from dockd.ingest.discover import Candidate, Refusal, discover
 from dockd.ingest.identify import VolumeInfo, gather_evidence, identify
 from dockd.ingest.lock import lock_recorder
@@ -74,6 +75,7 @@ def run_ingest(
         # Now that no other process can be taking this recorder: put right what a
         # dead one left (a run we waited for may have died mid-file).
         recovery.recover(ctx)
+        plan = _read_clock(ctx, plan)  # the recorder's clock, against its last dock
         with session.opened(ctx, plan, on_open) as result:  # open
             root = session.admit(ctx, plan, result)  # store, quarantine or refused
             if root is not None:
@@ -124,6 +126,16 @@ def _identify(
     return session.Plan(source, candidates, refusals, names, identity, evidence.__dict__)
 
 
+def _read_clock(ctx: Context, plan: session.Plan) -> session.Plan:
+    """The plan with what is known of the recorder's clock (read under its lock, so the
+    last dock it is checked against is really the last)."""
+    with ctx.ledger.read() as s:
+        clock = clockcheck.read_clock(
+            s, ctx.config, plan.source, plan.names, plan.identity, ctx.clock.now()
+        )
+    return dataclasses.replace(plan, clock=clock)
+
+
 def _take_each(
     ctx: Context,
     plan: session.Plan,
@@ -142,6 +154,7 @@ def _take_each(
             result.outcome = SessionOutcome.INTERRUPTED
             return
         name = plan.names[cand.relpath]
+        assert plan.clock is not None
         try:
             outcome = take_file(
                 ctx,
@@ -151,6 +164,7 @@ def _take_each(
                 name,
                 plan.identity,
                 result,
+                plan.clock,
                 stop=stop,
                 progress=progress,
             )

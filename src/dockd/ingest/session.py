@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from dockd.context import Context
 from dockd.errors import LedgerError
+from dockd.ingest.clockcheck import RecorderClock
 from dockd.ingest.describe import badge_mismatch_alert
 from dockd.ingest.discover import Candidate, Refusal
 from dockd.ingest.identify import Identity
@@ -57,6 +58,7 @@ class Plan:
     names: dict[PurePosixPath, NameInfo | None]
     identity: Identity
     evidence: dict[str, object]
+    clock: RecorderClock | None = None  # read under the recorder's lock (clockcheck)
 
 
 def running_here(session_id: int) -> bool:
@@ -135,7 +137,7 @@ def opened(
     """
     identity = plan.identity
     with ctx.ledger.session() as s:
-        row = _insert(ctx, s, plan.source, identity)
+        row = _insert(ctx, s, plan.source, identity, plan.clock)
     number = identity.device.number if identity.device else None
     result = SessionResult(row.id, str(plan.source), identity.ref, number, identity.how)
     with _ACTIVE_LOCK:
@@ -158,7 +160,9 @@ def opened(
             _ACTIVE.discard(result.session_id)
 
 
-def _insert(ctx: Context, s: Session, source: Path, identity: Identity) -> DockSession:
+def _insert(
+    ctx: Context, s: Session, source: Path, identity: Identity, clock: RecorderClock | None
+) -> DockSession:
     capacity: int | None = None
     free: int | None = None
     with contextlib.suppress(OSError):
@@ -178,6 +182,9 @@ def _insert(ctx: Context, s: Session, source: Path, identity: Identity) -> DockS
         host=socket.gethostname(),
         pid=os.getpid(),
         boot_id=BOOT_ID,
+        clock_offset_s=clock.offset.total_seconds()
+        if clock is not None and clock.offset is not None
+        else None,
         files_seen=0,
         files_stored=0,
         files_present=0,

@@ -31,6 +31,7 @@ from dockd import store
 from dockd.context import Context
 from dockd.evidence import bycase, cases
 from dockd.ingest import recovery
+from dockd.ingest.clockcheck import RecorderClock
 from dockd.ingest.describe import describe
 from dockd.ingest.discover import Candidate
 from dockd.ingest.identify import Identity
@@ -59,6 +60,7 @@ def take_file(
     name: NameInfo | None,
     identity: Identity,
     result: SessionResult,
+    clock: RecorderClock,
     *,
     stop: threading.Event | None = None,
     progress: Progress | None = None,
@@ -115,7 +117,9 @@ def take_file(
             incoming.discard()
             return FileOutcome(rel, FileStatus.PRESENT, size=incoming.size)
         info = probe(incoming.path)
-        row, officer_badge = describe(ctx, cand, name, identity, info, incoming, result.session_id)
+        row, officer_badge = describe(
+            ctx, cand, name, identity, info, incoming, result.session_id, clock
+        )
         target = render_path(
             cfg.store.path_template,
             local_time=row.recorded_start.astimezone(cfg.station.tz),

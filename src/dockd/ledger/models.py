@@ -171,6 +171,9 @@ class DockSession(Base):
     host: Mapped[str | None] = mapped_column(String(255))
     pid: Mapped[int | None]
     boot_id: Mapped[str | None] = mapped_column(String(64))  # a PID means nothing after a reboot
+    # The recorder's clock minus the station's, in seconds, when it could be measured
+    # (the recorder's time file); None when unknown.
+    clock_offset_s: Mapped[float | None] = mapped_column(Float)
 
     device: Mapped[Device | None] = relationship()
     failures: Mapped[list[SessionFailure]] = relationship(
@@ -240,6 +243,8 @@ class Recording(Base):
     probe_failed: Mapped[bool] = mapped_column(Boolean, default=False)
     probe_error: Mapped[str | None] = mapped_column(Text)
     clock_suspect: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Why it is clock-suspect: JSON list of {"check": ..., "evidence": ...} (ingest/clockcheck).
+    clock_findings: Mapped[str | None] = mapped_column(Text)
     unregistered: Mapped[bool] = mapped_column(Boolean, default=False)
     # The recorder's evidence named two registered devices: held in quarantine.
     device_conflict: Mapped[bool] = mapped_column(Boolean, default=False)
