@@ -89,6 +89,7 @@ def sessions(
                 "ended_at": d.ended_at.astimezone(tz).isoformat() if d.ended_at else None,
                 "outcome": d.outcome,
                 **counts(d),
+                "clock_offset_s": d.clock_offset_s,
                 "quarantined": d.quarantined,
                 "source": d.source,
             }
