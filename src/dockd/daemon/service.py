@@ -5,13 +5,13 @@ Start, in order::
     the machine's daemon lock -> ledger -> clean the store's .incoming
     -> close sessions a crash left 'running' -> unmount what a crash left mounted
     -> automount watch -> session manager -> udev watcher (+ the devices already
-    plugged in) -> sweep scheduler -> READY=1
+    plugged in) -> sweep scheduler -> metrics endpoint ([metrics] listen) -> READY=1
 
 then wait for SIGTERM/SIGINT, pinging systemd's watchdog while every part is
 alive. Stop in the reverse order: no new docks, every session and sweep told to
 stop (the current file is abandoned cleanly: no partial file, the session ends
 'interrupted' with its counts), unmount (lazily when something else holds the
-mount), scheduler, ledger.
+mount), scheduler, metrics endpoint, ledger.
 
 The stop is bounded by ``dock.stop_timeout_s`` from the signal, whatever the
 load and whatever hangs: each step gets only the time left, and a guard thread
@@ -43,6 +43,7 @@ from dockd.alerts import delivery as alerts_mod
 from dockd.clock import Clock, SystemClock
 from dockd.config import Config
 from dockd.context import Context
+from dockd.daemon.metrics import start_metrics
 from dockd.daemon.notify import notify, watchdog_interval
 from dockd.daemon.scheduler import SweepScheduler
 from dockd.dock.folderwatch import AutomountWatch
@@ -176,6 +177,8 @@ def run(config: Config, *, clock: Clock | None = None) -> int:
         for ev in present:
             manager.submit(ev)
         scheduler.start()
+        started.append(lambda: scheduler.shutdown(wait=False))
+        metrics = start_metrics(config, ledger)
     except BaseException:
         for undo in reversed(started):
             with contextlib.suppress(Exception):
@@ -216,6 +219,8 @@ def run(config: Config, *, clock: Clock | None = None) -> int:
         )
     sweeps_done = scheduler.shutdown(wait=True, timeout=left(deadline - 1.0))
     automount.stop(timeout=min(5.0, left(deadline - 1.0)))
+    if metrics is not None:
+        metrics.stop(timeout=min(2.0, left(deadline - 1.0)))
     if not clean:
         mounter.cleanup_stale()
     ledger.close()
