@@ -22,6 +22,7 @@ from dockd.cli import (
     audit,
     cases,
     config_cmd,
+    health,
     hold,
     ingest,
     ledger,
@@ -81,6 +82,7 @@ def _root(
 COMMANDS: tuple[tuple[str | None, ModuleType], ...] = (
     (None, ingest),
     (None, run),
+    (None, health),
     (None, registry),
     ("config", config_cmd),
     ("ledger", ledger),
