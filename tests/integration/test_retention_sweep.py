@@ -344,9 +344,9 @@ def test_upcoming_lists_what_goes_within_n_days(sctx: Context, clock: FixedClock
             at=clock.now(),
             actor="admin",
         )
-    coming = {d["file_id"]: d for d in upcoming(sctx, 10)}
-    assert coming[late]["action"] == "restore" and "kept until" in coming[late]["rule"]
-    trash = sorted(d["action"] for d in coming.values() if d["file_id"] != held)
+    listed = {d["file_id"]: d for d in upcoming(sctx, 10)}
+    assert listed[late]["action"] == "restore" and "kept until" in listed[late]["rule"]
+    trash = sorted(d["action"] for d in listed.values() if d["file_id"] != held)
     assert trash == ["purge", "purge", "restore"]
     clock.advance(10 * DAY)
     report = retention.run_retention(sctx)
