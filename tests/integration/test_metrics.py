@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from dockd.alerts import AlertSink
 from dockd.alerts.rows import acknowledge
+from dockd.cli import main
 from dockd.clock import FixedClock
 from dockd.config import Config, load_config
 from dockd.context import Context
@@ -27,11 +28,13 @@ from dockd.daemon.metrics import (
 )
 from dockd.errors import ConfigError
 from dockd.ingest.pipeline import run_ingest
-from dockd.ledger.db import Ledger
+from dockd.ledger.db import Ledger, open_ledger
 from dockd.ledger.models import Alert, DockSession, SweepRun
 from dockd.sweeps.fixity import run_fixity
 from fixtures.make_recorder import Recorder, make_recorder
+from tests.helpers.blockdev import Daemon
 from tests.helpers.ledgers import BACKENDS, register
+from tests.helpers.skips import need
 from tests.helpers.station import NOW, make_config, write_config
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -246,3 +249,49 @@ def test_a_bad_listen_address_is_refused_with_its_key_and_line(
 
     assert f"line {line}: metrics.listen" in str(refused.value)
     assert says in str(refused.value)
+
+
+@pytest.mark.root
+def test_dockd_run_serves_what_a_dockd_ingest_beside_it_did(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The real daemon's endpoint counts an ingest run by hand in another process."""
+    need(root=True, why="dockd run needs root (mount directory, the kernel's uevents)")
+    port = _free_port()
+    config = write_config(
+        tmp_path,
+        f"""
+[dock]
+runtime_dir = "{tmp_path / "mnt"}"
+udev_source = "kernel"
+automount_roots = []
+[[dock.match]]
+name = "nothing-here"
+devname = "/dev/dockd-test-none*"
+
+[metrics]
+listen = "127.0.0.1:{port}"
+""",
+    )
+    rec = make_recorder(tmp_path / "rec", clips=1, extras=False)
+    cfg = load_config(config)
+    led = open_ledger(cfg.ledger.url)
+    try:
+        register(led, FixedClock(NOW), rec)
+    finally:
+        led.close()
+    daemon = Daemon(config, tmp_path / "dockd.log").start()
+    try:
+        assert main(["-c", str(config), "ingest", str(rec.root)]) == 0
+        capsys.readouterr()
+        url = f"http://127.0.0.1:{port}/metrics"
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            samples = parse(resp.read().decode())
+        code, _ = daemon.terminate()
+    finally:
+        daemon.close()
+
+    assert code == 0
+    assert samples[("dockd_files_ingested_total", ())] == len(rec.recordings)
+    assert samples[("dockd_dock_sessions_total", (("outcome", "complete"),))] == 1
+    assert daemon.events("metrics endpoint listening", port=port)
