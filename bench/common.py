@@ -176,7 +176,13 @@ def context(config: Config, ledger: Ledger, clock: Clock) -> Context:
 
 
 def register_device(
-    ledger: Ledger, number: str, serial: str, station: str = STATION, **details: str
+    ledger: Ledger,
+    number: str,
+    serial: str,
+    station: str = STATION,
+    *,
+    brand: str | None = None,
+    model: str | None = None,
 ) -> None:
     """Register a recorder, so that its files go to the store, not the quarantine."""
     with ledger.session() as s:
@@ -187,7 +193,8 @@ def register_device(
             at=REGISTERED,
             station=station,
             actor="bench",
-            **details,
+            brand=brand,
+            model=model,
         )
 
 

@@ -187,6 +187,10 @@ def test_an_officer_set_by_hand_stays_when_the_assignments_change(
     lent = ids[name(rec, 0)]
     code, out = cli("tag", str(lent), "--officer", OTHER, "--reason", "lent to Li Si, shift log")
     assert code == 0, out
+    # Confirming the officer a file already has pins it too, with its own event.
+    kept = ids[name(rec, 1)]
+    code, out = cli("tag", str(kept), "--officer", rec.badge, "--reason", "seen on the video")
+    assert code == 0 and f"officer {rec.badge} kept, now attributed by hand" in out
 
     # The register is corrected: THIRD wore the recorder all March. Every file follows
     # the assignment but the one a person attributed, with its reason, by hand.
@@ -194,8 +198,9 @@ def test_an_officer_set_by_hand_stays_when_the_assignments_change(
     assert code == 0, out
     after = files(ctx)
     assert after[name(rec, 0)] == (OTHER, True)
-    assert {b for n, (b, _) in after.items() if n != name(rec, 0)} == {THIRD}
-    assert f"{len(after) - 1} file(s) re-attributed" in out
+    assert after[name(rec, 1)] == (rec.badge, False)
+    assert {b for n, (b, _) in after.items() if n not in (name(rec, 0), name(rec, 1))} == {THIRD}
+    assert f"{len(after) - 2} file(s) re-attributed" in out
     # A time correction re-attributes by the assignments too, but not this file.
     with ctx.ledger.session() as s:
         rows = retime.select_files(s, retime.Selection(file_ids=(lent,)))
@@ -210,14 +215,23 @@ def test_an_officer_set_by_hand_stays_when_the_assignments_change(
             actor="admin",
         )
     assert files(ctx)[name(rec, 0)] == (OTHER, True)
-    hand = [e for e in officer_events(ctx) if e["file"] == lent]
-    assert [(e["new"], e["by_hand"]) for e in hand] == [(OTHER, True)]
+    hand = [e for e in officer_events(ctx) if e["file"] in (lent, kept)]
+    assert [(e["file"], e["new"], e["by_hand"]) for e in hand] == [
+        (lent, OTHER, True),
+        (kept, rec.badge, True),
+    ]
     # Auditors see it in SQL.
     con = sqlite3.connect(f"file:{tmp_path / 'ledger.sqlite3'}?mode=ro", uri=True)
     with contextlib.closing(con):
         by_hand = con.execute("SELECT file_id FROM v_files WHERE officer_by_hand").fetchall()
-    assert by_hand == [(lent,)]
+    assert by_hand == [(lent,), (kept,)]
     verified(ctx, cli)
+    # The flag is vouched for: unpinned behind dockd's back, verify names it.
+    con = sqlite3.connect(tmp_path / "ledger.sqlite3")
+    with contextlib.closing(con), con:
+        con.execute("UPDATE files SET officer_by_hand = 0 WHERE id = ?", (lent,))
+    code, out = cli("audit", "verify")
+    assert code != 0 and f"file {lent}: officer_by_hand" in out
 
 
 def test_badge_mismatch_flagged_alerted_reported_and_cleared_by_tag_officer(

@@ -25,6 +25,7 @@ from dockd.context import Context
 from dockd.dock import checks
 from dockd.errors import ConfigError
 from dockd.evidence import retime
+from dockd.ingest.identify import VolumeInfo
 from dockd.ingest.outcome import SessionResult
 from dockd.ingest.pipeline import run_ingest
 from dockd.ledger import audit
@@ -57,8 +58,12 @@ def ctx(tmp_path: Path, clock: FixedClock) -> Iterator[Context]:
     led.close()
 
 
-def _dock(ctx: Context, rec: Recorder) -> SessionResult:
-    result = run_ingest(ctx, rec.root)
+def _dock(
+    ctx: Context, rec: Recorder, *, arrived: timedelta | None = timedelta(0)
+) -> SessionResult:
+    """Dock ``rec`` as the daemon does, seen ``arrived`` ago (None: `dockd ingest` by hand)."""
+    seen = ctx.clock.now() - arrived if arrived is not None else None
+    result = run_ingest(ctx, rec.root, volume=VolumeInfo(seen_at=seen))
     assert result.ok, result
     checks.check_session(ctx, result, low_free_percent=5.0)
     return result
@@ -203,6 +208,16 @@ def test_reset_dates_and_times_before_the_device_was_in_service(
             clips=1,
             extras=False,
         ),
+        # The firmware date again, but the device was in service then: a real day.
+        "in-service": make_recorder(
+            tmp_path / "in-service",
+            serial="ZFY2024000204",
+            device_number="DV-0204",
+            badge="020004",
+            start=datetime(2024, 5, 20, 9, 0, tzinfo=SHANGHAI),
+            clips=1,
+            extras=False,
+        ),
         # Registered 2025-12-01, first assigned 2026-01-01: a clip of 2025-12-15.
         "unassigned": make_recorder(
             tmp_path / "unassigned",
@@ -216,7 +231,8 @@ def test_reset_dates_and_times_before_the_device_was_in_service(
     }
     found: dict[str, dict[str, dict[str, str]]] = {}
     for name, card in cards.items():
-        register(ctx.ledger, clock, card)
+        since = datetime(2024, 1, 1, tzinfo=UTC) if name == "in-service" else None
+        register(ctx.ledger, clock, card, since=since)
         result = _dock(ctx, card)
         found[name] = {n: _checks(r) for n, r in _files(ctx, result.session_id).items()}
 
@@ -225,6 +241,7 @@ def test_reset_dates_and_times_before_the_device_was_in_service(
     assert "registered 2025-12-01 08:00:00 +0800" in flat["before-registration"]
     firmware = found["firmware"]["ZFY2024000202_020002_20240512090000_0001.MP4"]
     assert "within 31 days after 2024-05-10" in firmware["reset-date"]
+    assert found["in-service"]["ZFY2024000204_020004_20240520090000_0001.MP4"] == {}
     unassigned = found["unassigned"]["ZFY2024000203_020003_20251215090000_0001.MP4"]
     assert set(unassigned) == {"before-assignment"}
     assert (
@@ -305,3 +322,77 @@ def test_reset_dates_read_from_toml(tmp_path: Path) -> None:
     (rule,) = cfg.naming
     assert rule.time_file == "SYSTEM/TIME.TXT"
     assert [d.isoformat() for d in rule.reset_dates] == ["2024-05-10"]
+
+
+def test_a_time_file_read_late_or_by_hand_measures_nothing_and_blames_nothing(
+    ctx: Context, clock: FixedClock, tmp_path: Path
+) -> None:
+    first = make_recorder(tmp_path / "monday", clips=1, extras=False)
+    register(ctx.ledger, clock, first)
+    _dock(ctx, first)
+    clock.set(NOW + 2 * DAY)
+    stamp = (clock.now() - 30 * DAY).astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S")
+    behind = (clock.now() - 30 * DAY - timedelta(hours=5)).astimezone(SHANGHAI)
+    for name, arrived in (("late", timedelta(minutes=45)), ("copy", None)):
+        card = make_recorder(tmp_path / name, start=behind, clips=1, extras=False)
+        (card.root / "SYSTEM").mkdir()
+        (card.root / "SYSTEM" / "TIME.TXT").write_text(stamp, encoding="ascii")
+        result = _dock(ctx, card, arrived=arrived)
+        with ctx.ledger.read() as s:
+            row = s.get_one(DockSession, result.session_id)
+            assert row.clock_offset_s is None
+            notes = row.notes or ""
+        files = _files(ctx, result.session_id)
+        checks_found = {c for r in files.values() for c in _checks(r)}
+        assert "time-file" not in checks_found
+        if name == "late":
+            # Waiting 45 min for a free slot: the file no longer tells the clock; the last
+            # dock still does.
+            assert "read 45 min after the recorder docked" in notes
+            assert "before-last-dock" in checks_found
+        else:
+            # A folder ingested by hand may be a copy made any time: not measured, and
+            # not held against the device's last dock.
+            assert "time file" not in notes and checks_found == set()
+        behind -= timedelta(hours=1)  # the next card's files are new ones
+
+
+def test_a_recorder_in_service_before_it_was_registered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dockd.cli import main
+    from tests.helpers.station import write_config
+
+    monkeypatch.setenv("DOCKD_CONFIG", str(write_config(tmp_path)))
+    cards = {
+        n: make_recorder(
+            tmp_path / n,
+            serial=f"ZFY20240003{i}",
+            device_number=f"DV-030{i}",
+            badge=f"03000{i}",
+            clips=1,
+            extras=False,
+        )
+        for i, n in enumerate(("plain", "since"))
+    }
+    # Going live on dockd today with recorders in use for months: said with
+    # --in-service-since; the other is registered today and nothing more.
+    for n, card in cards.items():
+        extra = ["--in-service-since", "2025-06-01"] if n == "since" else []
+        assert main(["devices", "add", card.device_number, "--serial", card.serial, *extra]) == 0
+    capsys.readouterr()
+    clock = FixedClock(NOW)
+    cfg = make_config(tmp_path)
+    led = open_ledger(cfg.ledger.url)
+    ctx = Context(cfg, led, clock, AlertSink(led, cfg.station.id, clock, cfg.alerts))
+    try:
+        found = {}
+        for n, card in cards.items():
+            result = _dock(ctx, card)
+            found[n] = {c for r in _files(ctx, result.session_id).values() for c in _checks(r)}
+    finally:
+        led.close()
+    assert found == {"plain": {"before-registration"}, "since": set()}
+    with open_ledger(cfg.ledger.url).read() as s:
+        event = s.scalars(select(AuditEvent).where(AuditEvent.subject_id == "DV-0301")).one()
+    assert json.loads(event.details)["in_service_since"].startswith("2025-06-01")

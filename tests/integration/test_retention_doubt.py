@@ -40,8 +40,9 @@ def _station(tmp_path: Path, clock: FixedClock, start: datetime, extra: str = ""
     cfg = make_config(tmp_path, extra)
     led = open_ledger(cfg.ledger.url)
     alerts = AlertSink(led, cfg.station.id, clock, cfg.alerts)
-    # In service, and worn, since well before the footage (a 2000-01-01 stamp is a reset).
-    register(led, clock, card, since=min(start, NOW - 400 * DAY) - 30 * DAY)
+    # In service, and worn, since well before any true footage: a 2000-01-01 stamp is
+    # still a reset (registered 2025 at the latest, it cannot be true).
+    register(led, clock, card, since=datetime(2025, 1, 1, tzinfo=UTC))
     result = run_ingest(Context(cfg, led, clock, alerts), card.root)
     assert result.ok and result.count("stored") >= 2
     return Context(cfg, led, clock, alerts, actor="sweeper")

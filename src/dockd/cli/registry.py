@@ -50,6 +50,14 @@ def devices_add(
     brand: Annotated[str | None, typer.Option()] = None,
     model: Annotated[str | None, typer.Option()] = None,
     unit: Annotated[str | None, typer.Option(help="Unit (default: the station's).")] = None,
+    in_service_since: Annotated[
+        str | None,
+        typer.Option(
+            "--in-service-since",
+            help="In use since (station zone): footage from then on is not doubted as "
+            "predating the registration.",
+        ),
+    ] = None,
     by: By = "",
 ) -> None:
     """Register a recorder."""
@@ -64,6 +72,7 @@ def devices_add(
             brand=brand,
             model=model,
             unit=unit or state.config.station.unit,
+            in_service_since=parse_time(in_service_since, state.config),
             **_stamp(state, by),
         )
         typer.echo(f"registered device {dev.number}")

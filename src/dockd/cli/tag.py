@@ -105,9 +105,12 @@ def _tag_officer(state: App, file_ids: list[int], badge: str, reason: str | None
         if not attribution.set_officer(
             s, row, officer, mismatch, at=at, actor=actor, reason=reason, by_hand=True
         ):
-            typer.echo(f"file {row.id} is already attributed to badge {badge}")
+            typer.echo(f"file {row.id} is already attributed to badge {badge}, by hand")
             return
-    typer.echo(f"file {row.id}: officer {old} -> {badge}")
+    if old == badge:
+        typer.echo(f"file {row.id}: officer {badge} kept, now attributed by hand")
+    else:
+        typer.echo(f"file {row.id}: officer {old} -> {badge}")
 
 
 def register(app: typer.Typer) -> None:

@@ -21,6 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import structlog
 from sqlalchemy import select
@@ -28,7 +29,7 @@ from sqlalchemy import select
 from dockd.context import Context
 from dockd.ingest import clockcheck
 from dockd.ingest.outcome import SessionResult
-from dockd.ingest.session import session_alert
+from dockd.ingest.session import add_note, session_alert
 from dockd.ledger.models import DockSession, Recording
 
 log = structlog.get_logger("dockd.dock")
@@ -133,17 +134,20 @@ def check_session(ctx: Context, result: SessionResult, low_free_percent: float) 
                     Recording.clock_suspect,
                     Recording.officer_id,
                     Recording.clock_findings,
+                    Recording.id,
                 )
                 .where(Recording.session_id == result.session_id)
                 .order_by(Recording.id)
             )
         )
-    suspect = tuple(p for p, cs, _, _ in files if cs)
-    no_officer = tuple(p for p, _, off, _ in files if off is None) if result.device_number else ()
+    suspect = tuple(p for p, cs, _, _, _ in files if cs)
+    no_officer = (
+        tuple(p for p, _, off, _, _ in files if off is None) if result.device_number else ()
+    )
     check = DeviceCheck(capacity, free, suspect, no_officer)
     notes: list[str] = []
     if suspect:
-        findings = {p: json.loads(f) for p, cs, _, f in files if cs and f}
+        findings = {p: json.loads(f) for p, cs, _, f, _ in files if cs and f}
         kinds = Counter(x["check"] for found in findings.values() for x in found)
         first = next(iter(findings.items()), None)
         evidence = f"; e.g. {first[0]}: {first[1][0]['evidence']}" if first else ""
@@ -160,12 +164,7 @@ def check_session(ctx: Context, result: SessionResult, low_free_percent: float) 
             examples=list(suspect[:5]),
             session_id=result.session_id,
         )
-        fix = (
-            f"`dockd recordings retime --session {result.session_id} "
-            f"--offset {clockcheck.signed(timedelta(seconds=-offset))} --reason ...`"
-            if offset is not None
-            else "`dockd recordings retime ... --reason ...`"
-        )
+        fix = _retime_command(result.session_id, offset, files)
         message = (
             f"recorder {result.device_ref}: {len(suspect)} file(s) of dock session "
             f"{result.session_id} have recording times its clock got wrong [{what}]"
@@ -211,7 +210,21 @@ def check_session(ctx: Context, result: SessionResult, low_free_percent: float) 
     return DeviceCheck(capacity, free, suspect, no_officer, tuple(notes))
 
 
+def _retime_command(session_id: int, offset: float | None, files: list[Any]) -> str:
+    """The correction the time file measured, for the files it fits: the whole session
+    when it fits all of them, else those files by id; without one, the command's form."""
+    timed = [
+        fid
+        for _, _, _, found, fid in files
+        if found and any(x["check"] == clockcheck.Check.TIME_FILE for x in json.loads(found))
+    ]
+    if offset is None or not timed:
+        return "`dockd recordings retime ... --reason ...`"
+    by = clockcheck.signed(timedelta(seconds=-offset))
+    which = f"--session {session_id}" if len(timed) == len(files) else " ".join(map(str, timed))
+    return f"`dockd recordings retime {which} --offset {by} --reason ...`"
+
+
 def append_note(ctx: Context, session_id: int, note: str) -> None:
     with ctx.ledger.session() as s:
-        row = s.get_one(DockSession, session_id)
-        row.notes = f"{row.notes}; {note}" if row.notes else note
+        add_note(s.get_one(DockSession, session_id), note)

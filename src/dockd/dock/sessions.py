@@ -20,12 +20,14 @@ stays docked; it is re-docked once removed and plugged in again.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import queue
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import structlog
 
@@ -61,6 +63,7 @@ class Dock:
     officer: str | None = None
     outcome: SessionOutcome | None = None
     future: Future[None] | None = None
+    seen_at: datetime | None = None  # when the recorder arrived (its clock is measured by it)
 
     def same_volume(self, ev: BlockEvent) -> bool:
         a, b = self.ev.volume, ev.volume
@@ -172,7 +175,7 @@ class SessionManager:
                 return None  # the same medium, already docked (or taken and still there)
             if current is not None:
                 self._mark_gone(current, "another medium in the same slot")
-            dock = Dock(ev, next(self._seq))
+            dock = Dock(ev, next(self._seq), seen_at=self.ctx.clock.now())
             dock.waits_for = [
                 d
                 for d in self._all
@@ -327,7 +330,7 @@ class SessionManager:
         result = run_ingest(
             self.ctx,
             mount.path,
-            volume=dock.ev.volume,
+            volume=dataclasses.replace(dock.ev.volume, seen_at=dock.seen_at),
             stop=dock.stop,
             progress=_Progress(dock, self.cfg.copy_limit_mb_s),
             on_open=lambda r: self._opened(dock, r, mount),

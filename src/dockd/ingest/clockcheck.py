@@ -21,8 +21,10 @@ from its ingest until someone corrects its time (``dockd recordings retime``).
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
+import errno
 import os
+import stat
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from enum import StrEnum
@@ -45,6 +47,10 @@ AGREE = timedelta(seconds=120)
 # Whole-hour offsets a zone set wrong can make (UTC-12 .. UTC+14, both ways).
 MAX_ZONE_HOURS = 26
 TIME_FILE_MAX_BYTES = 4096
+# A time file read later than this after the recorder docked no longer measures its clock.
+MAX_READ_DELAY = timedelta(minutes=5)
+# A file time (mtime) agrees with the recording's start or end within this (FAT: 2 s).
+MTIME_AGREE = timedelta(seconds=10)
 
 
 class Check(StrEnum):
@@ -118,6 +124,21 @@ class RecorderClock:
         """The clock's measured offset from the station's, when a time file gave it."""
         return self.reading.offset if self.reading is not None else None
 
+    def doubts(self, t: datetime) -> bool:
+        """Could ``t`` not be true by what the registry and the last dock say? A reset
+        date (a firmware's build date above all) may be a real day of service."""
+        in_service = self.in_service
+        before_dock = self.last_dock is not None and t < self.last_dock.started_at
+        return in_service is None or t < in_service - self.drift or before_dock
+
+    def explains(self, start: datetime, offset: timedelta) -> bool:
+        """Does the offset measured at dock fit this file? Corrected by it, the file must
+        fall between the last dock and now: a file recorded before the clock went wrong
+        (yesterday's, before this morning's reset) does not fit and is not blamed on it."""
+        corrected = start - offset
+        after_last = self.last_dock is None or corrected >= self.last_dock.started_at - self.drift
+        return after_last and corrected <= self.now + self.drift
+
 
 def read_clock(
     s: Session,
@@ -126,12 +147,27 @@ def read_clock(
     names: dict[PurePosixPath, NameInfo | None],
     identity: Identity,
     now: datetime,
+    docked_at: datetime | None,
 ) -> RecorderClock:
-    """Everything known of this recorder's clock at dock (ledger reads, one small file)."""
+    """Everything known of this recorder's clock (ledger reads, one small file).
+
+    ``docked_at`` is when the dock saw the recorder arrive (None for ``dockd ingest``
+    of a folder, which may be a copy made any time): the time file is measured, and the
+    last dock compared, only for a recorder docked now.
+    """
     rules = _matched_rules(config, names)
     zone = next((r.zone for r in rules if r.zone is not None), config.station.tz)
     extra = tuple(d for r in rules for d in r.reset_dates)
-    reading, error = _read_time_file(source, rules, config.station.tz, now)
+    reading: TimeReading | None = None
+    error: str | None = None
+    if docked_at is not None:
+        reading, error = _read_time_file(source, rules, config.station.tz, docked_at)
+        if reading is not None and now - docked_at > MAX_READ_DELAY:
+            error = (
+                f"time file {reading.path} read {_hours(now - docked_at)} after the recorder "
+                "docked: too late to measure its clock by it"
+            )
+            reading = None
     device = identity.device
     clock = RecorderClock(
         now=now,
@@ -147,26 +183,33 @@ def read_clock(
     first = s.scalar(
         select(func.min(Assignment.valid_from)).where(Assignment.device_id == device.id)
     )
+    last_dock = _last_dock(s, device.id) if docked_at is not None else None
+    return dataclasses.replace(
+        clock,
+        registered_at=_aware(device.registered_at),
+        first_assigned=_aware(first) if first is not None else None,
+        last_dock=last_dock,
+    )
+
+
+def _last_dock(s: Session, device_id: int) -> LastDock | None:
+    """The device's last dock that took what it saw (complete, or partial: every file it
+    saw then is in the ledger or named as failed or refused); one that saw no file says
+    nothing about the files on the recorder, and is passed over."""
     last = s.execute(
         select(DockSession.id, DockSession.started_at)
-        .where(DockSession.device_id == device.id, DockSession.outcome == "complete")
+        .where(
+            DockSession.device_id == device_id,
+            DockSession.outcome.in_(("complete", "partial")),
+            DockSession.files_seen > 0,
+        )
         .order_by(DockSession.started_at.desc(), DockSession.id.desc())
         .limit(1)
     ).first()
-    last_dock = None
-    if last is not None:
-        gone = s.scalars(
-            select(SessionFailure.source_path).where(SessionFailure.session_id == last.id)
-        )
-        last_dock = LastDock(last.id, _aware(last.started_at), frozenset(gone))
-    return RecorderClock(
-        **{
-            **clock.__dict__,
-            "registered_at": _aware(device.registered_at),
-            "first_assigned": _aware(first) if first is not None else None,
-            "last_dock": last_dock,
-        }
-    )
+    if last is None:
+        return None
+    gone = s.scalars(select(SessionFailure.source_path).where(SessionFailure.session_id == last.id))
+    return LastDock(last.id, _aware(last.started_at), frozenset(gone))
 
 
 def _aware(t: datetime) -> datetime:
@@ -186,20 +229,14 @@ def _read_time_file(
     for rule in rules:
         if rule.time_file is None:
             continue
-        path = source.joinpath(*PurePosixPath(rule.time_file).parts)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            raw = _read_inside(source, PurePosixPath(rule.time_file))
         except FileNotFoundError:
             continue
         except OSError as exc:
-            return None, f"time file {rule.time_file} cannot be read: {exc.strerror}"
-        try:
-            raw = os.read(fd, TIME_FILE_MAX_BYTES)
-        except OSError as exc:
-            return None, f"time file {rule.time_file} cannot be read: {exc.strerror}"
-        finally:
-            os.close(fd)
-        text = raw.decode("utf-8", "replace").strip().splitlines()[0:1]
+            why = exc.strerror or str(exc)
+            return None, f"time file {rule.time_file} cannot be read: {why}"
+        text = raw.decode("utf-8-sig", "replace").strip().splitlines()[0:1]
         line = text[0].strip() if text else ""
         fmt = rule.time_file_format or "%Y-%m-%d %H:%M:%S"
         try:
@@ -213,6 +250,27 @@ def _read_time_file(
         when = naive.replace(tzinfo=zone) if naive.tzinfo is None else naive
         return TimeReading(rule.time_file, line, when, now), None
     return None, None
+
+
+def _read_inside(root: Path, rel: PurePosixPath) -> bytes:
+    """The first bytes of a regular file under ``root``, following no link on the way
+    (a recorder's folders are not trusted: a linked SYSTEM/ must not lead outside)."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(root, flags | os.O_DIRECTORY)
+    try:
+        for part in rel.parts[:-1]:
+            inner = os.open(part, flags | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        leaf = os.open(rel.name, flags | os.O_NONBLOCK, dir_fd=fd)
+        try:
+            if not stat.S_ISREG(os.fstat(leaf).st_mode):
+                raise OSError(errno.EINVAL, "not a regular file")
+            return os.read(leaf, TIME_FILE_MAX_BYTES)
+        finally:
+            os.close(leaf)
+    finally:
+        os.close(fd)
 
 
 def _hours(delta: timedelta) -> str:
@@ -240,15 +298,15 @@ def signed(delta: timedelta) -> str:
     return sign + out
 
 
-def _whole_hours(delta: timedelta, duration: timedelta) -> int | None:
+def _whole_hours(delta: timedelta, duration: timedelta, agree: timedelta = AGREE) -> int | None:
     """Whole hours (1..26 either way) by which two times differ, allowing one of them to
     be the recording's end rather than its start; None when they agree or differ otherwise."""
     for d in (delta, delta - duration, delta + duration):
-        if abs(d) <= AGREE:
+        if abs(d) <= agree:
             return None
     for d in (delta, delta - duration, delta + duration):
         hours = round(d.total_seconds() / 3600)
-        if 1 <= abs(hours) <= MAX_ZONE_HOURS and abs(d - timedelta(hours=hours)) <= AGREE:
+        if 1 <= abs(hours) <= MAX_ZONE_HOURS and abs(d - timedelta(hours=hours)) <= agree:
             return hours
     return None
 
@@ -304,15 +362,17 @@ def check(
                     f"{_stamp(name_t, z)} are {_hours(box_t - name_t)} apart",
                 )
             )
-    if time_source != "mtime":
-        hours = _whole_hours(file_t - start, duration)
-        if hours is not None and not _mount_shift(hours, start, clock.zone):
+    # The file time against the container's, only where both are sharp: a decoded
+    # recording of known length (a file repaired at the next boot gets any mtime).
+    if box_t is not None and info.error is None and info.duration_s:
+        hours = _whole_hours(file_t - box_t, duration, MTIME_AGREE)
+        if hours is not None and not _mount_shift(hours, box_t, clock.zone):
             found.append(
                 Finding(
                     Check.WHOLE_HOURS,
                     f"the file time (mtime) {_stamp(file_t, z)} is "
-                    f"{signed(timedelta(hours=hours))} from the {time_source}'s "
-                    f"{_stamp(start, z)}",
+                    f"{signed(timedelta(hours=hours))} from the container's "
+                    f"{_stamp(box_t, z)}",
                 )
             )
     times = [("file name's", name_t), ("container's", box_t)]
@@ -320,7 +380,7 @@ def check(
         times.append(("file's modification", start))
     for label, t in times:
         reset = _reset_date(t, clock.reset_dates, clock.zone) if t is not None else None
-        if reset is not None and t is not None:
+        if reset is not None and t is not None and clock.doubts(t):
             found.append(
                 Finding(
                     Check.RESET_DATE,
@@ -334,7 +394,7 @@ def check(
         found.append(
             Finding(
                 Check.BEFORE_LAST_DOCK,
-                f"recorded {_stamp(start, z)}, before this device's last complete dock at "
+                f"recorded {_stamp(start, z)}, before this device's last dock at "
                 f"{_stamp(last.started_at, z)} (dock session {last.session_id}), which did not "
                 f"find this file: the clock runs at least {_hours(last.started_at - start)} behind",
             )
@@ -363,7 +423,7 @@ def check(
             )
         )
     offset = clock.offset
-    if offset is not None and abs(offset) > clock.drift:
+    if offset is not None and abs(offset) > clock.drift and clock.explains(start, offset):
         assert clock.reading is not None
         way = "ahead of" if offset > timedelta(0) else "behind"
         found.append(
@@ -389,10 +449,6 @@ def _reset_date(t: datetime, dates: tuple[date, ...], zone: tzinfo) -> date | No
 
 def _mount_shift(hours: int, at: datetime, recorder_zone: tzinfo) -> bool:
     """Is a file time ``hours`` off explained by how the mount read it? FAT and exFAT keep
-    local wall-clock times without a zone; a mount reads them as UTC (the kernel's
-    vfat under systemd) or in this process's zone, shifting every file the same way."""
-    rec = at.astimezone(recorder_zone).utcoffset() or timedelta(0)
-    with contextlib.suppress(OverflowError, OSError, ValueError):
-        local = at.astimezone().utcoffset() or timedelta(0)
-        return timedelta(hours=hours) in (rec, rec - local)
-    return timedelta(hours=hours) == rec
+    local wall-clock times without a zone, which a mount reads as UTC (the kernel's vfat
+    under systemd), shifting every file by the recorder zone's offset."""
+    return timedelta(hours=hours) == (at.astimezone(recorder_zone).utcoffset() or timedelta(0))

@@ -16,6 +16,7 @@ import subprocess
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy.orm import Session
@@ -47,6 +48,9 @@ class VolumeInfo:
     fs_label: str | None = None
     serial: str | None = None  # USB serial reported by udev
     devnode: str | None = None  # the block device behind the mount, e.g. /dev/sdb1
+    # When the dock saw the recorder arrive: the recorder's time file is measured against
+    # it, and only a recorder docked now is compared with its last dock (clockcheck).
+    seen_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ import os
 import stat
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path, PurePosixPath
 
 import structlog
@@ -79,7 +80,7 @@ def run_ingest(
         # Now that no other process can be taking this recorder: put right what a
         # dead one left (a run we waited for may have died mid-file).
         recovery.recover(ctx)
-        plan = _read_clock(ctx, plan)  # the recorder's clock, against its last dock
+        plan = _read_clock(ctx, plan, volume.seen_at)  # the recorder's clock
         with session.opened(ctx, plan, on_open) as result:  # open
             root = session.admit(ctx, plan, result)  # store, quarantine or refused
             if root is not None:
@@ -130,12 +131,12 @@ def _identify(
     return session.Plan(source, candidates, refusals, names, identity, evidence.__dict__)
 
 
-def _read_clock(ctx: Context, plan: session.Plan) -> session.Plan:
+def _read_clock(ctx: Context, plan: session.Plan, docked_at: datetime | None) -> session.Plan:
     """The plan with what is known of the recorder's clock (read under its lock, so the
     last dock it is checked against is really the last)."""
     with ctx.ledger.read() as s:
         clock = clockcheck.read_clock(
-            s, ctx.config, plan.source, plan.names, plan.identity, ctx.clock.now()
+            s, ctx.config, plan.source, plan.names, plan.identity, ctx.clock.now(), docked_at
         )
     if clock.time_file_error:  # kept on the session's notes too; the dock goes on
         log.warning("recorder time file unreadable", error=clock.time_file_error)

@@ -173,6 +173,8 @@ def _release_one(ctx: Context, file_id: int, device_id: int, number: str, reason
             raise _Refused(f"file {file_id} is no longer held in the quarantine")
         old_path = row.store_path
         who = attribution.attribute(s, device_id, row.recorded_start, row.badge_hint)
+        if row.officer_by_hand:  # a person attributed it while it was held: that stands
+            who = attribution.Attribution(row.officer, row.badge_mismatch)
         badge = who.officer.badge if who.officer is not None else row.badge_hint
         target = render_path(
             cfg.store.path_template,

@@ -116,7 +116,7 @@ def recover_sessions(ctx: Context, *, daemon_roots: tuple[Path, ...] = ()) -> li
                 "the dockd process running this session stopped (crash, kill, ledger "
                 "failure or power loss); dock the recorder again to take the files not yet stored"
             )
-            row.notes = f"{row.notes}; {note}" if row.notes else note
+            session.add_note(row, note)
             details = {"outcome": row.outcome, "device": row.device_ref, "pid": row.pid}
             details |= session.counts(row)
             session.audit_event(s, ctx, "session.recovered", ("session", row.id), details, at=now)

@@ -110,6 +110,11 @@ def audit_event(
     )
 
 
+def add_note(row: DockSession, note: str) -> None:
+    """Add a note to the session's notes (what the dock noticed stays, in order)."""
+    row.notes = f"{row.notes}; {note}" if row.notes else note
+
+
 def counts(row: DockSession) -> dict[str, int]:
     """The session's file counts, as its audit events carry them."""
     return {
@@ -288,9 +293,9 @@ def _refuse(ctx: Context, result: SessionResult, identity: Identity, files: int)
         row.outcome, row.ended_at = result.outcome, ctx.clock.now()
         row.files_seen = files
         if identity.conflict is not None:
-            row.notes = "device conflict refused by policy (ingest.device_conflict = 'refuse')"
+            add_note(row, "device conflict refused by policy (ingest.device_conflict = 'refuse')")
         else:
-            row.notes = "unknown device refused by policy (ingest.unknown_device = 'refuse')"
+            add_note(row, "unknown device refused by policy (ingest.unknown_device = 'refuse')")
             message = (
                 f"recorder {result.device_ref} at {result.source} is not registered and the "
                 f"policy is 'refuse': nothing was copied from its {files} file(s); "
@@ -375,9 +380,10 @@ def close(ctx: Context, result: SessionResult, candidates: int) -> None:
         row = s.get_one(DockSession, result.session_id)
         row.outcome, row.ended_at = result.outcome, ctx.clock.now()
         if interrupted:
-            row.notes = (
+            add_note(
+                row,
                 f"{candidates - result.kept} file(s) not taken before the recorder went away "
-                "or dockd stopped"
+                "or dockd stopped",
             )
         details = {"outcome": row.outcome, "device": result.device_ref, **counts(row)}
         audit_event(s, ctx, "session.end", ("session", row.id), details, at=row.ended_at)

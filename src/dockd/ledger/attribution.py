@@ -67,9 +67,8 @@ def set_officer(
     False (and no event) when neither the officer nor the flag changes. ``by_hand``: a
     person decided it, and the assignments no longer re-attribute the file."""
     new_id = officer.id if officer is not None else None
-    if row.officer_id == new_id and row.badge_mismatch == mismatch:
-        if by_hand and not row.officer_by_hand:
-            row.officer_by_hand = True  # confirmed by a person: kept from now on
+    pins = by_hand and not row.officer_by_hand  # a person confirms it: kept from now on
+    if row.officer_id == new_id and row.badge_mismatch == mismatch and not pins:
         return False
     old = row.officer.badge if row.officer is not None else None
     row.officer_id, row.badge_mismatch = new_id, mismatch
@@ -81,7 +80,7 @@ def set_officer(
         at=at,
         actor=actor,
         action="file.officer",
-        changed=("officer_id",),
+        changed=("officer_id", "officer_by_hand"),
         details={
             "old": old,
             "new": officer.badge if officer is not None else None,

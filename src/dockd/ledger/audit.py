@@ -112,7 +112,11 @@ AUDITED_FILE_COLUMNS: tuple[str, ...] = (
     "category",
     "access_class",
     "state",
+    "officer_by_hand",
 )
+# Audited columns added after files were already audited: a file whose events never set
+# one holds this value (an older ledger verifies as it did).
+AUDITED_SINCE: dict[str, Any] = {"officer_by_hand": False}
 
 
 def _json_value(value: Any) -> Any:
@@ -329,6 +333,8 @@ def verify_files(session: Session, result: Verification) -> None:
             continue
         snapshot = file_snapshot(row)
         for column in AUDITED_FILE_COLUMNS:
+            if column not in replayed and snapshot[column] == AUDITED_SINCE.get(column, ...):
+                continue  # never set, and as it was before it was audited
             if column not in replayed:
                 result.problems.append(
                     Problem(f"file {row.id}: no audit event ever set {column}", file_id=row.id)

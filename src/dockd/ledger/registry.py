@@ -69,8 +69,13 @@ def add_device(
     brand: str | None = None,
     model: str | None = None,
     unit: str | None = None,
+    in_service_since: datetime | None = None,
 ) -> Device:
-    """Register a recorder under its device number."""
+    """Register a recorder under its device number. ``in_service_since``: the recorder was
+    in use before it was registered (a station going live on dockd): its registration
+    date is set back to then, so footage from then on is not doubted for predating it."""
+    if in_service_since is not None and in_service_since > at:
+        raise UsageError("--in-service-since is in the future: give the day it went into use")
     if session.scalar(select(Device).where(Device.number == number)) is not None:
         raise UsageError(f"device {number} is already registered; `dockd devices list` shows it")
     if serial and session.scalar(select(Device).where(Device.serial == serial)) is not None:
@@ -84,7 +89,9 @@ def add_device(
         "model": model,
         "unit": unit,
     }
-    dev = Device(number=number, registered_at=at, **known)
+    dev = Device(number=number, registered_at=in_service_since or at, **known)
+    if in_service_since is not None:
+        known["in_service_since"] = in_service_since.isoformat()
     taken = f"device {number} or serial {serial} is already registered"  # a concurrent one
     event = ("device.add", "device", number)
     _add_audited(session, dev, event, known, at=at, station=station, actor=actor, taken=taken)

@@ -48,11 +48,22 @@ MORE = (
 
 
 def _remake_v_files(more: str) -> None:
-    """v_files with ``more`` columns, and the views over it (PostgreSQL froze their *)."""
+    """v_files with ``more`` columns, and the views over it (PostgreSQL froze their *).
+
+    Adding columns at the end, PostgreSQL replaces the views in place: grants on them
+    and an auditor's own views over them survive. Removing them (the downgrade), and on
+    SQLite (no CREATE OR REPLACE), they are dropped and made again.
+    """
+    dialect = op.get_bind().dialect.name
+    if dialect == "postgresql" and more:
+        op.execute(_views.v_files(dialect, more).replace("CREATE VIEW", "CREATE OR REPLACE VIEW"))
+        for name, body in _views.ON_V_FILES.items():
+            op.execute(f"CREATE OR REPLACE VIEW {name} AS {body}")
+        return
     for name in _views.ON_V_FILES:
         op.execute(f"DROP VIEW IF EXISTS {name}")
     op.execute("DROP VIEW IF EXISTS v_files")
-    op.execute(_views.v_files(op.get_bind().dialect.name, more))
+    op.execute(_views.v_files(dialect, more))
     for name, body in _views.ON_V_FILES.items():
         op.execute(f"CREATE VIEW {name} AS {body}")
 
