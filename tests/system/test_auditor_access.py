@@ -241,3 +241,26 @@ def test_grant_readonly_makes_a_role_that_reads_the_views_and_nothing_else(
         conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
     verified = dockd(config, "audit", "verify")
     assert verified
+
+
+def test_grant_readonly_on_sqlite_says_to_use_the_ledger_group(tmp_path: Path) -> None:
+    config = tmp_path / "dockd.toml"
+    config.write_text(config_text(tmp_path))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dockd",
+            "--config",
+            str(config),
+            "ledger",
+            "grant-readonly",
+            "auditors",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 64, done.stderr
+    assert "[ledger] group" in done.stderr and "usermod -aG" in done.stderr
