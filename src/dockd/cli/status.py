@@ -77,28 +77,30 @@ def _size(n: int | None) -> str:
 def _progress(bay: dict[str, Any]) -> str:
     if bay.get("files_total") is None:
         return ""
-    done = f"{bay.get('files_done', 0)}/{bay['files_total']} files"
-    size = f"{_size(bay.get('bytes_done'))} of {_size(bay.get('bytes_total'))}"
+    lines = [
+        f"{bay.get('files_done', 0)}/{bay['files_total']} files",
+        f"{_size(bay.get('bytes_done'))} of {_size(bay.get('bytes_total'))}",
+    ]
     rate = bay.get("rate_bytes_s")
-    extra = ""
     if bay.get("state") == "copying" and rate:
-        extra = f", {_size(rate)}/s"
+        lines.append(f"{_size(rate)}/s")
         if bay.get("eta_s") is not None:
-            extra += f", {bay['eta_s'] / 60:.0f} min left"
-    return f"{done}\n{size}{extra}"
+            lines.append(f"{max(1, round(bay['eta_s'] / 60))} min left")
+    return "\n".join(lines)
 
 
-_STYLE = {"copying": "yellow", "done": "green", "failed": "bold red", "docked": "cyan"}
+_STYLE = {"copying": "yellow", "done": "bold green", "failed": "bold red", "docked": "cyan"}
 
 
 def status_view(doc: dict[str, Any]) -> Group:
     """One table of every bay, under a line saying whose view it is and how fresh."""
-    table = Table(expand=False, show_lines=True)
-    for col in ("Bay", "State", "Recorder", "Progress", "What to do"):
-        table.add_column(col, overflow="fold")
+    table = Table(expand=True, show_lines=True)
+    for col, ratio in (("Bay", 2), ("State", 2), ("Recorder", 3), ("Progress", 3)):
+        table.add_column(col, overflow="fold", ratio=ratio)
+    table.add_column("What to do", overflow="fold", ratio=5)
     for bay in doc.get("bays", []):
         state = str(bay.get("state"))
-        shown = "done, SAFE TO UNPLUG" if bay.get("safe_to_unplug") else state
+        shown = "SAFE TO UNPLUG" if bay.get("safe_to_unplug") else state
         who = bay.get("device") or bay.get("devnode") or ""
         if bay.get("officer"):
             who += f"\nofficer {bay['officer']}"
