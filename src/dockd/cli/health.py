@@ -150,27 +150,54 @@ def _runtime_dirs() -> list[Path]:
     return [*dirs, Path(tempfile.gettempdir()) / f"dockd-{os.getuid()}"]
 
 
+def _held_exclusively(path: Path) -> bool | None:
+    """Does a process hold an exclusive ``flock`` on ``path``? From ``/proc/locks``, which
+    takes no lock itself (a daemon starting this instant must never find the lock busy
+    because of a health check); None when the kernel's list cannot be read."""
+    st = os.stat(path)
+    inode = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        text = Path("/proc/locks").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    # "2: FLOCK  ADVISORY  WRITE 812 fe:00:2148024 0 EOF"; a waiter's line has "->".
+    return any(
+        {"FLOCK", "WRITE", inode} <= set(words) and "->" not in words
+        for words in (line.split() for line in text.splitlines())
+    )
+
+
+def _held_by_trying(path: Path) -> bool:
+    """The lock is held when a shared lock on it is refused (without /proc/locks)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
 def check_daemon() -> Check:
-    """Someone holds the daemon lock: try a shared lock on it, never the file's content."""
+    """A `dockd run` holds the daemon lock (in any runtime directory it may have used)."""
     unreadable = []
     for directory in _runtime_dirs():
         path = directory / LOCK_NAME
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            held = _held_exclusively(path)
+            if held is None:
+                held = _held_by_trying(path)
         except FileNotFoundError:
             continue
         except OSError as exc:
             unreadable.append(f"{path} ({exc.strerror})")
             continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if held:
             pid = FileLock(path).holder()
             if pid is not None and pid_alive(pid):
                 return Check(True, f"dockd run is running (PID {pid}, holds {path})")
             return Check(True, f"dockd run is running (holds {path})")
-        finally:
-            os.close(fd)
     if unreadable:
         return Check(
             False,
