@@ -30,6 +30,7 @@ from typing import Any
 
 import typer
 from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from dockd.cli.common import App, app_of
 from dockd.config import Config
@@ -38,7 +39,7 @@ from dockd.daemon.scheduler import cron_trigger
 from dockd.daemon.service import LOCK_NAME
 from dockd.errors import DockdError
 from dockd.ledger.db import Ledger, head_revision, open_ledger
-from dockd.ledger.failures import shown_url
+from dockd.ledger.failures import describe_failure, shown_url
 from dockd.ledger.models import Alert, DockSession, Severity, SweepRun
 from dockd.runtime import RUNTIME_ENV, SYSTEM_RUNTIME_DIR, FileLock, pid_alive
 from dockd.sweeps.runs import RunStatus
@@ -51,6 +52,8 @@ _MAX_FIRINGS = 2000  # of a schedule, looked at to find its longest gap
 
 @dataclass
 class Check:
+    """One check's verdict, and why, in words that say what to do."""
+
     ok: bool
     reason: str
 
@@ -269,7 +272,7 @@ def check_fixity(config: Config, ledger: Ledger, now: datetime) -> Check:
     )
 
 
-def check_alerts(config: Config, ledger: Ledger) -> Check:
+def check_alerts(config: Config, ledger: Ledger, _now: datetime) -> Check:
     with ledger.read() as s:
         critical = list(
             s.scalars(
@@ -306,8 +309,11 @@ def health(config: Config, now: datetime) -> dict[str, Check]:
         unread = Check(False, "the ledger could not be read (see the ledger check)")
         return {**checks, "fixity": unread, "alerts": unread}
     try:
-        checks["fixity"] = check_fixity(config, ledger, now)
-        checks["alerts"] = check_alerts(config, ledger)
+        for name, check in (("fixity", check_fixity), ("alerts", check_alerts)):
+            try:
+                checks[name] = check(config, ledger, now)
+            except SQLAlchemyError as exc:  # a failure mid-way is a failed check, not exit 75
+                checks[name] = Check(False, str(describe_failure(config.ledger.url, exc)))
     finally:
         ledger.close()
     return checks
