@@ -239,7 +239,7 @@ class LedgerCollector(Collector):
         for outcome in [*ended, *sorted(set(outcomes) - set(ended))]:
             sessions.add_metric([str(outcome)], outcomes.get(outcome, 0))
         yield CounterMetricFamily(
-            "dockd_files_ingested", "Files copied into the store", value=files
+            "dockd_files_ingested", "Files copied into the store or quarantine", value=files
         )
         yield CounterMetricFamily("dockd_bytes_ingested", "Bytes ingested", value=nbytes_total)
         yield sessions
