@@ -112,6 +112,8 @@ class EventHooks:
     def publish(self, event: dict[str, Any]) -> None:
         """Queue one event for its bay; never blocks."""
         bay = str(event.get("bay"))
+        if not self.command and bay not in self.leds:
+            return  # nothing to do for this bay: no thread for it
         with self._lock:
             if self._stopping:
                 return
