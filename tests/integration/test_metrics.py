@@ -27,6 +27,7 @@ from dockd.daemon.metrics import (
     start_metrics,
 )
 from dockd.errors import ConfigError
+from dockd.ingest.outcome import FileOutcome, NoProgress
 from dockd.ingest.pipeline import run_ingest
 from dockd.ledger.db import Ledger, open_ledger
 from dockd.ledger.models import Alert, DockSession, SweepRun
@@ -143,6 +144,40 @@ def test_a_scrape_after_two_docks_shows_what_they_did(
     assert ("dockd_filesystem_free_bytes", (("place", "quarantine"),)) not in samples
 
 
+class ScrapeAfterFirstFile(NoProgress):
+    """Scrapes the ledger once, while the dock is under way with one file stored."""
+
+    def __init__(self, config: Config, ledger: Ledger) -> None:
+        self.config, self.ledger = config, ledger
+        self.during: Samples | None = None
+
+    def file_done(self, outcome: FileOutcome) -> None:
+        if self.during is None:
+            self.during = scrape(self.config, self.ledger)
+
+
+def test_a_dock_under_way_shows_its_files_so_far_and_is_timed_once_ended(
+    tmp_path: Path, ctx: Context
+) -> None:
+    rec, _ = docked(tmp_path, ctx)
+    progress = ScrapeAfterFirstFile(ctx.config, ctx.ledger)
+
+    run_ingest(ctx, rec.root, progress=progress)
+    after = scrape(ctx.config, ctx.ledger)
+
+    during = progress.during
+    assert during is not None
+    assert during[("dockd_dock_sessions_running", ())] == 1
+    assert during[("dockd_dock_sessions_total", (("outcome", "partial"),))] == 0
+    assert during[("dockd_files_ingested_total", ())] == 1
+    duration = "dockd_dock_session_duration_seconds"
+    assert during[(f"{duration}_count", ())] == 0
+    assert during[(f"{duration}_bucket", (("le", "+Inf"),))] == 0
+    assert after[("dockd_dock_sessions_running", ())] == 0
+    assert after[("dockd_dock_sessions_total", (("outcome", "partial"),))] == 1
+    assert after[(f"{duration}_bucket", (("le", "+Inf"),))] == 1
+
+
 def test_open_alerts_by_severity_and_acknowledged_ones_leave(
     ctx: Context, clock: FixedClock
 ) -> None:
@@ -197,7 +232,6 @@ def test_the_endpoint_serves_the_figures_over_http(
     rec, _ = docked(tmp_path, ctx)
     run_ingest(ctx, rec.root)
     server = MetricsServer(ctx.config, ctx.ledger, "127.0.0.1", 0)
-    server.start()
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=30) as resp:
             assert resp.status == 200

@@ -30,6 +30,7 @@ from typing import Any
 
 import typer
 from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from dockd.cli.common import App, app_of
 from dockd.config import Config
@@ -38,7 +39,7 @@ from dockd.daemon.scheduler import cron_trigger
 from dockd.daemon.service import LOCK_NAME
 from dockd.errors import DockdError
 from dockd.ledger.db import Ledger, head_revision, open_ledger
-from dockd.ledger.failures import shown_url
+from dockd.ledger.failures import describe_failure, shown_url
 from dockd.ledger.models import Alert, DockSession, Severity, SweepRun
 from dockd.runtime import RUNTIME_ENV, SYSTEM_RUNTIME_DIR, FileLock, pid_alive
 from dockd.sweeps.runs import RunStatus
@@ -51,6 +52,8 @@ _MAX_FIRINGS = 2000  # of a schedule, looked at to find its longest gap
 
 @dataclass
 class Check:
+    """One check's verdict, and why, in words that say what to do."""
+
     ok: bool
     reason: str
 
@@ -150,27 +153,54 @@ def _runtime_dirs() -> list[Path]:
     return [*dirs, Path(tempfile.gettempdir()) / f"dockd-{os.getuid()}"]
 
 
+def _held_exclusively(path: Path) -> bool | None:
+    """Does a process hold an exclusive ``flock`` on ``path``? From ``/proc/locks``, which
+    takes no lock itself (a daemon starting this instant must never find the lock busy
+    because of a health check); None when the kernel's list cannot be read."""
+    st = os.stat(path)
+    inode = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        text = Path("/proc/locks").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    # "2: FLOCK  ADVISORY  WRITE 812 fe:00:2148024 0 EOF"; a waiter's line has "->".
+    return any(
+        {"FLOCK", "WRITE", inode} <= set(words) and "->" not in words
+        for words in (line.split() for line in text.splitlines())
+    )
+
+
+def _held_by_trying(path: Path) -> bool:
+    """The lock is held when a shared lock on it is refused (without /proc/locks)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
 def check_daemon() -> Check:
-    """Someone holds the daemon lock: try a shared lock on it, never the file's content."""
+    """A `dockd run` holds the daemon lock (in any runtime directory it may have used)."""
     unreadable = []
     for directory in _runtime_dirs():
         path = directory / LOCK_NAME
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            held = _held_exclusively(path)
+            if held is None:
+                held = _held_by_trying(path)
         except FileNotFoundError:
             continue
         except OSError as exc:
             unreadable.append(f"{path} ({exc.strerror})")
             continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if held:
             pid = FileLock(path).holder()
             if pid is not None and pid_alive(pid):
                 return Check(True, f"dockd run is running (PID {pid}, holds {path})")
             return Check(True, f"dockd run is running (holds {path})")
-        finally:
-            os.close(fd)
     if unreadable:
         return Check(
             False,
@@ -242,7 +272,7 @@ def check_fixity(config: Config, ledger: Ledger, now: datetime) -> Check:
     )
 
 
-def check_alerts(config: Config, ledger: Ledger) -> Check:
+def check_alerts(config: Config, ledger: Ledger, _now: datetime) -> Check:
     with ledger.read() as s:
         critical = list(
             s.scalars(
@@ -279,8 +309,11 @@ def health(config: Config, now: datetime) -> dict[str, Check]:
         unread = Check(False, "the ledger could not be read (see the ledger check)")
         return {**checks, "fixity": unread, "alerts": unread}
     try:
-        checks["fixity"] = check_fixity(config, ledger, now)
-        checks["alerts"] = check_alerts(config, ledger)
+        for name, check in (("fixity", check_fixity), ("alerts", check_alerts)):
+            try:
+                checks[name] = check(config, ledger, now)
+            except SQLAlchemyError as exc:  # a failure mid-way is a failed check, not exit 75
+                checks[name] = Check(False, str(describe_failure(config.ledger.url, exc)))
     finally:
         ledger.close()
     return checks

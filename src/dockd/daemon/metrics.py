@@ -1,28 +1,22 @@
 """The Prometheus endpoint of ``dockd run``: every figure read from the ledger when scraped.
 
-Nothing is counted in memory. :class:`LedgerCollector` asks the ledger at each
-scrape, so the figures are true across restarts of the daemon and include what
-other processes did (``dockd ingest`` by hand, ``dockd sweep``, a second station
-on a shared PostgreSQL ledger is left out: everything is this station's). No stage
-of dockd knows metrics exist.
+Nothing is counted in memory: :class:`LedgerCollector` asks the ledger at each
+scrape, so the figures hold across restarts and include what other processes did
+(``dockd ingest`` by hand, ``dockd sweep``). On a ledger shared by many stations
+only this station's rows count. No stage of dockd knows metrics exist.
 
-What one scrape costs: one read transaction (blocks no writer) of seven aggregate
-queries, none of them on the ``files`` table, which holds a row per recording and
-grows without bound:
+One scrape is one read transaction (it blocks no writer) of six aggregate queries,
+none on ``files`` (a row per recording, without bound): (1) one pass over this
+station's ``dock_sessions`` (its ``station`` index, a row per dock) giving sessions
+by outcome, files and bytes, and each ended session's duration and rate bucket, by
+``CASE`` and grouped in the database so a few rows come back; (2) the failures by
+disposition and reason, a few rows a month; (3) the sweep runs by kind and status;
+(4) their durations by kind and bucket; (5) the alerts by severity; (6) the newest
+dock that measured its recorder. Then ``statvfs`` of the store and the quarantine.
 
-1. ``dock_sessions`` by outcome: sessions, files stored, bytes copied (a pass over
-   this station's sessions, found by the ``station`` index: one row per dock);
-2. ``session_failures`` by disposition and reason text (one row per failed or
-   refused file, a handful a month on a healthy station);
-3. the session duration and rate histograms, as cumulative ``CASE`` sums in the
-   database (one more pass over the ended sessions; no rows travel);
-4. ``sweep_runs`` by kind and status, with the last success of each kind;
-5. the sweep duration histograms (one row per kind);
-6. ``alerts`` by severity: open ones and all raised (a pass over the alerts);
-7. the last dock that measured its recorder's filesystem (newest first, one row);
-
-then ``statvfs`` of the store and the quarantine. A station docking 50 recorders a
-day for ten years has about 180,000 session rows: a few tens of milliseconds.
+Pass (1) is the cost. On a busy two-core machine (load 7) 18,000 sessions (a year
+at 50 docks a day) took 0.2-0.6 s a scrape and 180,000 (ten years) about 2 s; an
+idle one is several times faster. Once a minute is plenty: docks last minutes.
 
 A ledger that cannot be read does not fail the scrape: ``dockd_ledger_up`` is 0,
 the free-space figures are still given, and the error is logged.
@@ -32,12 +26,10 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from wsgiref.simple_server import WSGIServer
 
 import structlog
 from prometheus_client import CollectorRegistry, start_http_server
@@ -48,14 +40,29 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
-from sqlalchemy import ColumnElement, and_, case, func, literal, select
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    Subquery,
+    and_,
+    case,
+    cast,
+    func,
+    literal_column,
+    null,
+    select,
+)
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import Label
 
 from dockd import __version__
 from dockd.config import Config
+from dockd.ingest.outcome import SessionOutcome
 from dockd.ledger.db import Ledger
 from dockd.ledger.models import Alert, DockSession, SessionFailure, Severity, SweepRun
+from dockd.sweeps.runs import RunStatus
 
 log = structlog.get_logger("dockd.daemon.metrics")
 
@@ -83,19 +90,35 @@ def reason_class(reason: str) -> str:
 
 def _seconds(dialect: str, start: Any, end: Any) -> ColumnElement[Any]:
     """``end - start`` in seconds, in the database (SQLite keeps times as text)."""
-    if dialect == "sqlite":  # days as a double: rounded to the millisecond it is exact
-        return func.round((func.julianday(end) - func.julianday(start)) * 86400.0, 3)
+    if dialect == "sqlite":  # days as a double, to the nearest millisecond (round() is slow)
+        millis = (func.julianday(end) - func.julianday(start)) * 86_400_000.0 + 0.5
+        return cast(millis, Integer) / 1000.0
     return func.extract("epoch", end - start)
 
 
-def _buckets(
-    seconds: ColumnElement[Any], bounds: Sequence[float], label: str
-) -> list[ColumnElement[Any]]:
-    """One ``SUM(CASE WHEN value <= bound ...)`` column per bound: cumulative counts."""
-    return [
-        func.sum(case((seconds <= bound, 1), else_=0)).label(f"{label}{i}")
+def _once(dialect: str, rows: Select[Any]) -> Subquery:
+    """``rows`` as a subquery whose columns are worked out once a row: SQLite would fold
+    it into the outer query, working a duration out again in each bucket's ``WHEN``, but
+    never does so with a limited one under an aggregate (-1: no limit)."""
+    return (rows.limit(-1) if dialect == "sqlite" else rows).subquery()
+
+
+def _bucket(
+    value: ColumnElement[Any], bounds: Sequence[float], *, per: ColumnElement[Any] | None = None
+) -> ColumnElement[Any]:
+    """The index of the first bound ``value`` is at most (``len(bounds)``: above them all;
+    NULL stays NULL). With ``per``, ``value / per`` is placed, without dividing."""
+    whens: list[tuple[ColumnElement[bool], Any]] = [(value.is_(None), null())]
+    whens += [
+        ((value <= bound * per if per is not None else value <= bound), i)
         for i, bound in enumerate(bounds)
     ]
+    return case(*whens, else_=len(bounds))
+
+
+def _named(*columns: Label[Any]) -> list[ColumnElement[Any]]:
+    """Group by output columns by name: a ``CASE`` repeated in ``GROUP BY`` runs twice."""
+    return [literal_column(c.name) for c in columns]
 
 
 def _le(bound: float) -> str:
@@ -103,28 +126,31 @@ def _le(bound: float) -> str:
     return repr(float(bound))
 
 
-def _histogram(
-    name: str,
-    doc: str,
-    bounds: Sequence[float],
-    row: Any,
-    label: str,
-    count: int,
-    total: float | None,
-    labels: dict[str, str] | None = None,
-) -> HistogramMetricFamily:
-    family = HistogramMetricFamily(name, doc, labels=list(labels or {}))
-    cumulative = [(_le(b), float(getattr(row, f"{label}{i}") or 0)) for i, b in enumerate(bounds)]
-    family.add_metric(
-        list((labels or {}).values()),
-        [*cumulative, ("+Inf", float(count))],
-        float(total or 0.0),
-    )
-    return family
+class _Tally:
+    """A histogram put together from per-bucket counts the database grouped."""
 
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
 
-def _ts(at: datetime | None) -> float | None:
-    return at.timestamp() if at is not None else None
+    def add(self, bucket: int | None, count: int, total: Any) -> None:
+        if bucket is not None:
+            self.counts[bucket] += count
+            self.total += float(total or 0)
+
+    def sample(self) -> tuple[list[tuple[str, float]], float]:
+        """Cumulative ``(le, count)`` pairs ending in +Inf, and the sum."""
+        running, buckets = 0, []
+        for bound, count in zip([*map(_le, self.bounds), "+Inf"], self.counts, strict=True):
+            running += count
+            buckets.append((bound, float(running)))
+        return buckets, self.total
+
+    def family(self, name: str, doc: str) -> HistogramMetricFamily:
+        family = HistogramMetricFamily(name, doc)
+        family.add_metric([], *self.sample())
+        return family
 
 
 @dataclass(eq=False)  # a registry keys its collectors by identity
@@ -159,36 +185,77 @@ class LedgerCollector(Collector):
     def _from_ledger(self, s: Session) -> Iterator[Metric]:
         station = self.config.station.id
         dialect = self.ledger.dialect
-        yield from self._sessions(s, station)
+        yield from self._sessions(s, station, dialect)
         yield from self._failures(s, station)
-        yield from self._session_histograms(s, station, dialect)
         yield from self._sweeps(s, station, dialect)
         yield from self._alerts(s, station)
         yield from self._last_dock(s, station)
 
-    def _sessions(self, s: Session, station: str) -> Iterator[Metric]:
+    def _sessions(self, s: Session, station: str, dialect: str) -> Iterator[Metric]:
+        """One pass over this station's sessions: counts by outcome, files and bytes, and
+        each ended one placed in a duration and a rate bucket (grouped: a few rows back)."""
+        per_session = _once(
+            dialect,
+            select(
+                DockSession.outcome.label("outcome"),
+                DockSession.files_stored.label("files"),
+                DockSession.bytes_copied.label("nbytes"),
+                # NULL while the session runs
+                _seconds(dialect, DockSession.started_at, DockSession.ended_at).label("seconds"),
+            ).where(DockSession.station == station),
+        )
+        seconds, nbytes = per_session.c.seconds, per_session.c.nbytes
+        moved = and_(nbytes > 0, seconds > 0)
+        duration_bucket = _bucket(seconds, SESSION_SECONDS).label("duration_bucket")
+        rate_bucket = case((moved, _bucket(nbytes, RATE_BYTES_PER_S, per=seconds))).label("rate")
         rows = s.execute(
             select(
-                DockSession.outcome,
+                per_session.c.outcome,
+                duration_bucket,
+                rate_bucket,
                 func.count(),
-                func.coalesce(func.sum(DockSession.files_stored), 0),
-                func.coalesce(func.sum(DockSession.bytes_copied), 0),
-            )
-            .where(DockSession.station == station)
-            .group_by(DockSession.outcome)
+                func.sum(per_session.c.files),
+                func.sum(nbytes),
+                func.sum(seconds),
+                func.sum(case((moved, nbytes / seconds))),
+            ).group_by(per_session.c.outcome, *_named(duration_bucket, rate_bucket))
         ).all()
+        outcomes: dict[str, int] = {}
+        files = nbytes_total = 0
+        durations, rates = _Tally(SESSION_SECONDS), _Tally(RATE_BYTES_PER_S)
+        for outcome, d_bucket, r_bucket, count, nfiles, nbytes_sum, secs, rate_sum in rows:
+            outcomes[outcome] = outcomes.get(outcome, 0) + count
+            files += int(nfiles or 0)
+            nbytes_total += int(nbytes_sum or 0)
+            durations.add(d_bucket, count, secs)
+            rates.add(r_bucket, count, rate_sum)
         sessions = CounterMetricFamily(
             "dockd_dock_sessions",
-            "Dock sessions (and dockd ingest runs) by outcome; 'running' ones are under way",
+            "Dock sessions (and dockd ingest runs) that ended, by outcome",
             labels=["outcome"],
         )
-        files = CounterMetricFamily("dockd_files_ingested", "Files copied into the store, verified")
-        nbytes = CounterMetricFamily("dockd_bytes_ingested", "Bytes of the files ingested")
-        for outcome, count, _, _ in rows:
-            sessions.add_metric([outcome], count)
-        files.add_metric([], sum(int(r[2]) for r in rows))
-        nbytes.add_metric([], sum(int(r[3]) for r in rows))
-        yield from (files, nbytes, sessions)
+        running = outcomes.pop(SessionOutcome.RUNNING, 0)
+        ended = [o for o in SessionOutcome if o is not SessionOutcome.RUNNING]
+        for outcome in [*ended, *sorted(set(outcomes) - set(ended))]:
+            sessions.add_metric([str(outcome)], outcomes.get(outcome, 0))
+        yield CounterMetricFamily(
+            "dockd_files_ingested", "Files copied into the store or quarantine", value=files
+        )
+        yield CounterMetricFamily("dockd_bytes_ingested", "Bytes ingested", value=nbytes_total)
+        yield sessions
+        yield GaugeMetricFamily(
+            "dockd_dock_sessions_running",
+            "Dock sessions under way (or left 'running' by a crash, until dockd run restarts)",
+            value=running,
+        )
+        yield durations.family(
+            "dockd_dock_session_duration_seconds",
+            "How long a dock session took, from the recorder's arrival to its last file",
+        )
+        yield rates.family(
+            "dockd_dock_session_rate_bytes_per_second",
+            "Bytes copied per second of the sessions that copied something",
+        )
 
     def _failures(self, s: Session, station: str) -> Iterator[Metric]:
         rows = s.execute(
@@ -211,46 +278,6 @@ class LedgerCollector(Collector):
             family.add_metric([disposition, reason], count)
         yield family
 
-    def _session_histograms(self, s: Session, station: str, dialect: str) -> Iterator[Metric]:
-        seconds = _seconds(dialect, DockSession.started_at, DockSession.ended_at)
-        moved = and_(DockSession.bytes_copied > 0, seconds > 0)
-        # rate <= bound  <=>  bytes <= bound * seconds (no division by zero in SQL)
-        rate_columns = [
-            func.sum(
-                case((and_(moved, DockSession.bytes_copied <= bound * seconds), 1), else_=0)
-            ).label(f"r{i}")
-            for i, bound in enumerate(RATE_BYTES_PER_S)
-        ]
-        row = s.execute(
-            select(
-                func.count(),
-                func.sum(seconds),
-                func.sum(case((moved, 1), else_=0)),
-                func.sum(case((moved, DockSession.bytes_copied / seconds), else_=literal(0.0))),
-                *_buckets(seconds, SESSION_SECONDS, "d"),
-                *rate_columns,
-            ).where(DockSession.station == station, DockSession.ended_at.is_not(None))
-        ).one()
-        count, total, moved_count, rate_total = row[0], row[1], row[2] or 0, row[3]
-        yield _histogram(
-            "dockd_dock_session_duration_seconds",
-            "How long a dock session took, from the recorder's arrival to its last file",
-            SESSION_SECONDS,
-            row,
-            "d",
-            count,
-            total,
-        )
-        yield _histogram(
-            "dockd_dock_session_rate_bytes_per_second",
-            "Bytes copied per second of the sessions that copied something",
-            RATE_BYTES_PER_S,
-            row,
-            "r",
-            moved_count,
-            rate_total,
-        )
-
     def _sweeps(self, s: Session, station: str, dialect: str) -> Iterator[Metric]:
         here = SweepRun.station == station
         rows = s.execute(
@@ -258,47 +285,50 @@ class LedgerCollector(Collector):
             .where(here)
             .group_by(SweepRun.kind, SweepRun.status)
         ).all()
-        runs = CounterMetricFamily(
-            "dockd_sweep_runs", "Sweep runs by kind and result", labels=["kind", "status"]
-        )
+        kind_status, kind_only = ["kind", "status"], ["kind"]
+        runs = CounterMetricFamily("dockd_sweep_runs", "Sweep runs that ended", labels=kind_status)
         last_ok = GaugeMetricFamily(
             "dockd_sweep_last_success_timestamp_seconds",
             "When the last successful run of each sweep ended (Unix time)",
-            labels=["kind"],
+            labels=kind_only,
         )
         fixity = GaugeMetricFamily(
             "dockd_fixity_last_success_timestamp_seconds",
             "When the last successful fixity run ended (Unix time): alert when it is too old",
         )
+        running = GaugeMetricFamily("dockd_sweeps_running", "Sweeps under way", labels=kind_only)
         for kind, status, count, ended in rows:
+            if status == RunStatus.RUNNING:
+                running.add_metric([kind], count)
+                continue
             runs.add_metric([kind, status], count)
-            at = _ts(_aware(ended))
-            if status == "ok" and at is not None:
-                last_ok.add_metric([kind], at)
+            at = _aware(ended)
+            if status == RunStatus.OK and at is not None:
+                last_ok.add_metric([kind], at.timestamp())
                 if kind == "fixity":
-                    fixity.add_metric([], at)
-        yield from (runs, last_ok, fixity)
-        seconds = _seconds(dialect, SweepRun.started_at, SweepRun.ended_at)
-        for row in s.execute(
+                    fixity.add_metric([], at.timestamp())
+        yield from (runs, running, last_ok, fixity)
+        runs_ended = _once(
+            dialect,
             select(
-                SweepRun.kind,
-                func.count(),
-                func.sum(seconds),
-                *_buckets(seconds, SWEEP_SECONDS, "b"),
-            )
-            .where(here, SweepRun.ended_at.is_not(None))
-            .group_by(SweepRun.kind)
+                SweepRun.kind.label("kind"),
+                _seconds(dialect, SweepRun.started_at, SweepRun.ended_at).label("seconds"),
+            ).where(here, SweepRun.ended_at.is_not(None)),
+        )
+        bucket = _bucket(runs_ended.c.seconds, SWEEP_SECONDS).label("bucket")
+        tallies: dict[str, _Tally] = {}
+        for kind, b, count, total in s.execute(
+            select(
+                runs_ended.c.kind, bucket, func.count(), func.sum(runs_ended.c.seconds)
+            ).group_by(runs_ended.c.kind, *_named(bucket))
         ).all():
-            yield _histogram(
-                "dockd_sweep_duration_seconds",
-                "How long each sweep run took, by kind",
-                SWEEP_SECONDS,
-                row,
-                "b",
-                row[1],
-                row[2],
-                {"kind": row[0]},
-            )
+            tallies.setdefault(kind, _Tally(SWEEP_SECONDS)).add(b, count, total)
+        durations = HistogramMetricFamily(
+            "dockd_sweep_duration_seconds", "How long each sweep run took", labels=kind_only
+        )
+        for kind, tally in sorted(tallies.items()):
+            durations.add_metric([kind], *tally.sample())
+        yield durations
 
     def _alerts(self, s: Session, station: str) -> Iterator[Metric]:
         rows = s.execute(
@@ -311,13 +341,12 @@ class LedgerCollector(Collector):
             .group_by(Alert.severity)
         ).all()
         found = {severity: (int(open_ or 0), int(raised or 0)) for severity, open_, raised in rows}
+        labels = ["severity"]
         open_alerts = GaugeMetricFamily(
-            "dockd_alerts_open", "Alerts not yet acknowledged, by severity", labels=["severity"]
+            "dockd_alerts_open", "Alerts not acknowledged", labels=labels
         )
         raised = CounterMetricFamily(
-            "dockd_alerts_raised",
-            "Alerts raised, by severity (repeats folded into one alert each count)",
-            labels=["severity"],
+            "dockd_alerts_raised", "Alerts, repeats counted", labels=labels
         )
         for severity in [*Severity, *sorted(set(found) - set(Severity))]:
             o, r = found.get(severity, (0, 0))
@@ -346,20 +375,13 @@ class LedgerCollector(Collector):
     # ------------------------------------------------------------------ filesystems
 
     def _space(self) -> Iterator[Metric]:
-        up = GaugeMetricFamily(
-            "dockd_filesystem_up",
-            "1 when the directory is there (its disk mounted), by place",
-            labels=["place"],
-        )
-        free = GaugeMetricFamily(
-            "dockd_filesystem_free_bytes",
-            "Space left to dockd on the filesystem of the store and of the quarantine",
-            labels=["place"],
-        )
-        size = GaugeMetricFamily(
-            "dockd_filesystem_size_bytes",
-            "Size of the filesystem of the store and of the quarantine",
-            labels=["place"],
+        up, free, size = (
+            GaugeMetricFamily(f"dockd_filesystem_{name}", doc, labels=["place"])
+            for name, doc in (
+                ("up", "1 when the store's (quarantine's) directory is there: its disk mounted"),
+                ("free_bytes", "Space left to dockd on the store's (quarantine's) filesystem"),
+                ("size_bytes", "Size of the store's (quarantine's) filesystem"),
+            )
         )
         store = self.config.store
         for place, path in (("store", store.root), ("quarantine", store.quarantine_root)):
@@ -384,33 +406,22 @@ def _aware(value: Any) -> datetime | None:
 
 
 class MetricsServer:
-    """The HTTP endpoint: ``/metrics`` (any path, as prometheus_client serves) on a thread."""
+    """The HTTP endpoint, listening from its making: ``/metrics`` (any path) on a thread."""
 
     def __init__(self, config: Config, ledger: Ledger, host: str, port: int) -> None:
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(LedgerCollector(config, ledger))
-        self._host, self._port = host, port
-        self._server: WSGIServer | None = None
-        self._thread: threading.Thread | None = None
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(LedgerCollector(config, ledger))
+        self._server, self._thread = start_http_server(port, addr=host, registry=registry)
 
     @property
     def port(self) -> int:
-        """The port listened on (the one the system chose when started on port 0)."""
-        return self._server.server_port if self._server is not None else self._port
-
-    def start(self) -> None:
-        self._server, self._thread = start_http_server(
-            self._port, addr=self._host, registry=self.registry
-        )
+        """The port listened on (the one the system chose when asked for port 0)."""
+        return self._server.server_port
 
     def stop(self, timeout: float = 5.0) -> None:
-        if self._server is None:
-            return
         self._server.shutdown()
         self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout)
-        self._server = self._thread = None
+        self._thread.join(timeout)
 
 
 def start_metrics(config: Config, ledger: Ledger) -> MetricsServer | None:
@@ -422,9 +433,8 @@ def start_metrics(config: Config, ledger: Ledger) -> MetricsServer | None:
     address = config.metrics.address
     if address is None:
         return None
-    server = MetricsServer(config, ledger, *address)
     try:
-        server.start()
+        server = MetricsServer(config, ledger, *address)
     except OSError as exc:
         log.error(
             "metrics endpoint not started: cannot listen",
