@@ -33,6 +33,7 @@ from dockd.cli import (
     sweep,
     tag,
     trash,
+    users,
 )
 from dockd.cli.common import App
 from dockd.errors import DockdError
@@ -95,6 +96,7 @@ COMMANDS: tuple[tuple[str | None, ModuleType], ...] = (
     ("trash", trash),
     ("quarantine", quarantine),
     ("recordings", recordings),
+    (None, users),
 )
 for group, module in COMMANDS:
     if group is None:
