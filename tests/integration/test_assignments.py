@@ -3,7 +3,9 @@ or lost; footage re-attributed and badge mismatches flagged, alerted and reporte
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,6 +16,7 @@ from sqlalchemy import select
 from dockd.cli import main
 from dockd.clock import FixedClock
 from dockd.context import Context
+from dockd.evidence import retime
 from dockd.ingest.pipeline import run_ingest
 from dockd.ledger import audit
 from dockd.ledger.models import Alert, Assignment, AuditEvent, Device, Recording
@@ -22,6 +25,7 @@ from tests.helpers.ledgers import register
 from tests.helpers.station import write_config
 
 OTHER = "777001"  # a second officer; the recorder's file names carry 012345
+THIRD = "777002"
 
 Cli = Callable[..., tuple[int, str]]
 
@@ -168,6 +172,51 @@ def test_reassignment_refused_until_the_previous_is_closed(
     assert "1 file(s) re-attributed" in out
     # the third clip's name still says 012345: it is now a mismatch
     assert files(ctx)[moved[0]] == (OTHER, True)
+    verified(ctx, cli)
+
+
+def test_an_officer_set_by_hand_stays_when_the_assignments_change(
+    ctx: Context, clock: FixedClock, rec: Recorder, cli: Cli, tmp_path: Path
+) -> None:
+    register(ctx.ledger, clock, rec)  # 012345 holds it since 1 January
+    assert run_ingest(ctx, rec.root).ok
+    assert cli("officers", "add", OTHER, "--name", "Li Si")[0] == 0
+    assert cli("officers", "add", THIRD, "--name", "Wang Wu")[0] == 0
+    with ctx.ledger.read() as s:
+        ids = {Path(r.source_path).name: r.id for r in s.scalars(select(Recording))}
+    lent = ids[name(rec, 0)]
+    code, out = cli("tag", str(lent), "--officer", OTHER, "--reason", "lent to Li Si, shift log")
+    assert code == 0, out
+
+    # The register is corrected: THIRD wore the recorder all March. Every file follows
+    # the assignment but the one a person attributed, with its reason, by hand.
+    code, out = cli("assign", rec.device_number, THIRD, "--from", "2026-03-01", "--close-previous")
+    assert code == 0, out
+    after = files(ctx)
+    assert after[name(rec, 0)] == (OTHER, True)
+    assert {b for n, (b, _) in after.items() if n != name(rec, 0)} == {THIRD}
+    assert f"{len(after) - 1} file(s) re-attributed" in out
+    # A time correction re-attributes by the assignments too, but not this file.
+    with ctx.ledger.session() as s:
+        rows = retime.select_files(s, retime.Selection(file_ids=(lent,)))
+        retime.retime(
+            s,
+            ctx.config,
+            rows,
+            offset=timedelta(hours=-1),
+            to=None,
+            reason="r",
+            at=clock.now(),
+            actor="admin",
+        )
+    assert files(ctx)[name(rec, 0)] == (OTHER, True)
+    hand = [e for e in officer_events(ctx) if e["file"] == lent]
+    assert [(e["new"], e["by_hand"]) for e in hand] == [(OTHER, True)]
+    # Auditors see it in SQL.
+    con = sqlite3.connect(f"file:{tmp_path / 'ledger.sqlite3'}?mode=ro", uri=True)
+    with contextlib.closing(con):
+        by_hand = con.execute("SELECT file_id FROM v_files WHERE officer_by_hand").fetchall()
+    assert by_hand == [(lent,)]
     verified(ctx, cli)
 
 

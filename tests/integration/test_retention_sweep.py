@@ -21,6 +21,7 @@ from dockd.alerts import AlertSink
 from dockd.clock import FixedClock
 from dockd.context import Context
 from dockd.errors import DockdError, UsageError
+from dockd.evidence import retime
 from dockd.ingest.pipeline import run_ingest
 from dockd.ledger import audit
 from dockd.ledger.db import open_ledger
@@ -329,6 +330,28 @@ def test_upcoming_lists_what_goes_within_n_days(sctx: Context, clock: FixedClock
     retention.run_retention(sctx)
     purges = [d for d in upcoming(sctx, 10) if d["action"] == "purge"]
     assert len(purges) == 3
+    # A time corrected while in the trash keeps the file: listed as the sweep will do it.
+    late = purges[0]["file_id"]
+    with sctx.ledger.session() as s:
+        rows_ = retime.select_files(s, retime.Selection(file_ids=(late,)))
+        retime.retime(
+            s,
+            sctx.config,
+            rows_,
+            offset=100 * DAY,
+            to=None,
+            reason="clock behind",
+            at=clock.now(),
+            actor="admin",
+        )
+    listed = {d["file_id"]: d for d in upcoming(sctx, 10)}
+    assert listed[late]["action"] == "restore" and "kept until" in listed[late]["rule"]
+    trash = sorted(d["action"] for d in listed.values() if d["file_id"] != held)
+    assert trash == ["purge", "purge", "restore"]
+    clock.advance(10 * DAY)
+    report = retention.run_retention(sctx)
+    assert [i.file_id for i in report.restored] == [late]
+    assert len(report.purged) == 2
 
 
 def test_one_run_at_a_time_and_a_crashed_run_does_not_block(

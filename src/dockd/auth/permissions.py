@@ -49,6 +49,8 @@ def _rule(*roles: frozenset[Role] | Role, grant: bool = False) -> Rule:
 PERMISSIONS: dict[str, Rule] = {
     "ingest": _rule(Role.CUSTODIAN, Role.DEVICE_MANAGER, Role.ADMIN),
     "run": _rule(ADMIN),
+    "health": _rule(ADMIN, Role.DEVICE_MANAGER),
+    "status": _rule(KEEPERS, Role.DEVICE_MANAGER),
     "devices add": _rule(REGISTRY),
     "devices list": _rule(REGISTRY, READERS),
     "devices retire": _rule(REGISTRY),
@@ -64,6 +66,7 @@ PERMISSIONS: dict[str, Rule] = {
     "ledger optimize": _rule(ADMIN),
     "ledger backup": _rule(ADMIN),
     "ledger restore": _rule(ADMIN),
+    "ledger grant-readonly": _rule(ADMIN),
     "alerts list": _rule(READERS, Role.DEVICE_MANAGER),
     "alerts ack": _rule(KEEPERS, Role.DEVICE_MANAGER),
     "tag": _rule(Role.CUSTODIAN, Role.LEGAL, Role.LEADER),

@@ -68,6 +68,14 @@ def export(
     to: Annotated[
         Path | None, typer.Option("--to", help="New directory to write the BagIt bag into.")
     ] = None,
+    iso: Annotated[
+        Path | None,
+        typer.Option(
+            "--iso",
+            help="Also write the bag as a disc image (ISO 9660 + Joliet) to this new file, "
+            "read back and verified, for burning.",
+        ),
+    ] = None,
     by: By = None,
     reason: Reason = None,
     approved_by: Approver = None,
@@ -77,6 +85,7 @@ def export(
 
     The originals are checked against the ledger's BLAKE3 while copied; the bag has
     SHA-256/512 manifests and the recording form (摄录情况记录表) as CSV and HTML.
+    With --iso, the bag is also written as a disc image, verified by reading it back.
     """
     state = app_of(ctx)
     if to is None:
@@ -90,11 +99,18 @@ def export(
         access=core.Access(by, reason, approved_by, restricted_ok),
         file_ids=file_ids or (),
         case=case,
+        iso=iso,
     )
     typer.echo(
         f"exported {result.files} file(s), {result.bytes} bytes, to {result.bag} "
         f"(export {result.export_id})"
     )
+    if result.image is not None:
+        img = result.image
+        typer.echo(
+            f"disc image {img.path}: volume {img.volume_id}, {img.size} bytes, verified; "
+            f"BLAKE3 {img.blake3}, SHA-256 {img.sha256}"
+        )
 
 
 def register(app: typer.Typer) -> None:

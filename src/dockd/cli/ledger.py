@@ -1,5 +1,5 @@
-"""``dockd ledger query|sessions|migrate|backup|restore``: read the ledger, keep its schema
-current, back it up and put a backup back."""
+"""``dockd ledger query|sessions|migrate|backup|restore|grant-readonly``: read the ledger,
+keep its schema current, back it up and put a backup back, open it to auditors."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from typing import Annotated
 
 import typer
 
-from dockd.cli.common import Format, app_of, parse_time, render
+from dockd.cli.common import Format, app_of, default_actor, parse_time, render
 from dockd.daemon.service import LOCK_NAME
 from dockd.ingest.session import counts
 from dockd.ledger import backup as backups
-from dockd.ledger import db, queries
+from dockd.ledger import db, queries, readonly
 from dockd.runtime import runtime_dir
 
 app = typer.Typer(help="Query the ledger and manage its schema.", no_args_is_help=True)
@@ -89,6 +89,7 @@ def sessions(
                 "ended_at": d.ended_at.astimezone(tz).isoformat() if d.ended_at else None,
                 "outcome": d.outcome,
                 **counts(d),
+                "clock_offset_s": d.clock_offset_s,
                 "quarantined": d.quarantined,
                 "source": d.source,
             }
@@ -182,3 +183,40 @@ def restore(
         typer.echo(f"the replaced ledger is kept as {result.kept}")
     typer.echo(f"verified {result.checked.events} event(s); last audit hash: {result.checked.head}")
     typer.echo("now run `dockd audit verify` and `dockd sweep fixity --all`, then start dockd")
+
+
+@app.command("grant-readonly")
+def grant_readonly(
+    ctx: typer.Context,
+    role: Annotated[str, typer.Argument(metavar="ROLE", help="The PostgreSQL role to create.")],
+    login: Annotated[
+        bool,
+        typer.Option(
+            "--login", help="Let the role log in (default NOLOGIN: a group role to add people to)."
+        ),
+    ] = False,
+    fmt: Fmt = Format.table,
+) -> None:
+    """PostgreSQL: let ROLE read the documented v_* views and nothing else (audited; safe to
+    run again). An SQLite ledger is read by its [ledger] group instead."""
+    state = app_of(ctx)
+    result = readonly.grant_readonly(
+        state.ledger,
+        role,
+        login=login,
+        at=state.clock.now(),
+        station=state.config.station.id,
+        actor=default_actor(),
+    )
+    if fmt is not Format.table:
+        render([result.as_dict()], fmt)
+        return
+    made = "created" if result.created else "already existed"
+    how = "may log in" if result.login else "NOLOGIN: grant it to login roles"
+    typer.echo(f"role {result.role} {made} ({how})")
+    typer.echo(
+        f"may read {len(result.views)} view(s) in schema {result.schema}: "
+        + ", ".join(result.views)
+    )
+    if result.revoked_tables:
+        typer.echo("took back its privileges on: " + ", ".join(result.revoked_tables))

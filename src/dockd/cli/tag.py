@@ -103,7 +103,7 @@ def _tag_officer(state: App, file_ids: list[int], badge: str, reason: str | None
         mismatch = bool(row.badge_hint) and row.badge_hint != badge
         at, actor = state.clock.now(), by or default_actor()
         if not attribution.set_officer(
-            s, row, officer, mismatch, at=at, actor=actor, reason=reason
+            s, row, officer, mismatch, at=at, actor=actor, reason=reason, by_hand=True
         ):
             typer.echo(f"file {row.id} is already attributed to badge {badge}")
             return

@@ -12,6 +12,9 @@ Three groups of keys:
   supports) is used, so the kernel's vfat/exfat is preferred and FUSE helpers
   (fusefat, exfat-fuse) take over where the kernel has no driver.
 * **sessions**: parallelism, the runtime directory, the optional wipe, shutdown bound.
+* **what the officer sees** (``[[dock.bay]]``, ``status_file``, ``on_event``): each USB
+  port's name (by udev ``ID_PATH``) and optional LED, the state file ``dockd status``
+  reads, and the command run, without a shell, on each dock event.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from dockd.config.base import Section
+from dockd.config.base import AbsolutePath, Section
 
 #: Mount options every read-only helper must pass (R9: the recorder is never written).
 REQUIRED_RO = frozenset({"ro", "nosuid", "nodev", "noexec"})
@@ -32,6 +35,8 @@ REQUIRED_RW = frozenset({"nosuid", "nodev", "noexec"})
 COMMAND_FIELDS = frozenset({"device", "mountpoint", "options"})
 OPTION_FIELDS = frozenset({"device"})
 _FSTYPE = r"^[a-z0-9_.+-]{1,32}$"
+#: Placeholders of ``on_event``: the values of the event (see docs/dock.md).
+EVENT_FIELDS = frozenset({"event", "bay", "state", "device", "devnode"})
 
 
 def _fields(text: str) -> set[str]:
@@ -140,6 +145,18 @@ class MountHelper(Section):
         return value
 
 
+class Bay(Section):
+    """One USB port of the dock: its name for the officer, and its LED if it has one.
+
+    ``id_path`` is udev's ``ID_PATH`` of the port (``udevadm info /dev/sdX | grep
+    ID_PATH``): the same for whatever recorder is plugged into that port.
+    """
+
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    id_path: Annotated[str, Field(min_length=1, max_length=256)]
+    led: Annotated[str | None, Field(pattern=r"^[A-Za-z0-9_:.+-]{1,64}$")] = None
+
+
 _RO = "ro,nosuid,nodev,noexec"
 
 
@@ -194,6 +211,28 @@ class DockConfig(Section):
     low_free_percent: Annotated[float, Field(ge=0, le=100)] = 10.0
     wipe_after_ingest: bool = False
     stop_timeout_s: Annotated[float, Field(gt=0, le=600)] = 20.0
+    bay: tuple[Bay, ...] = ()
+    status_file: AbsolutePath = Path("/run/dockd/status.json")
+    on_event: tuple[str, ...] = ()  # argv, e.g. ["/usr/local/bin/dock-led", "{event}"]
+    on_event_timeout_s: Annotated[float, Field(gt=0, le=600)] = 10.0
+
+    @field_validator("on_event")
+    @classmethod
+    def _event_command(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if value and not value[0]:
+            raise ValueError("must name a program, e.g. ['/usr/local/bin/dock-led', '{event}']")
+        _check_fields(value, EVENT_FIELDS, "argument")
+        return value
+
+    @field_validator("bay")
+    @classmethod
+    def _bays_unique(cls, value: tuple[Bay, ...]) -> tuple[Bay, ...]:
+        for what in ("name", "id_path", "led"):
+            seen = [getattr(b, what) for b in value if getattr(b, what) is not None]
+            dupes = sorted({v for v in seen if seen.count(v) > 1})
+            if dupes:
+                raise ValueError(f"each [[dock.bay]] needs its own {what}; repeated: {dupes}")
+        return value
 
     @field_validator("runtime_dir")
     @classmethod

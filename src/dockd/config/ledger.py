@@ -14,9 +14,11 @@ class LedgerConfig(Section):
     """The database auditors query: SQLite by default, PostgreSQL for many stations."""
 
     url: str = "sqlite:////var/lib/dockd/ledger.sqlite3"
-    # OS group owning the SQLite ledger file (0640) and its directory (0750), so that
-    # auditors in it can read the ledger. Not used for PostgreSQL.
-    group: str = "dockd"
+    # OS group owning the SQLite ledger file (0640), its -wal/-shm and the directories
+    # dockd creates (0750), so that auditors in it can read the ledger. "dockd-audit"
+    # (made by systemd/dockd.sysusers.conf); the former default "dockd" still works, and
+    # an existing ledger keeps the group it has. Not used for PostgreSQL.
+    group: str = "dockd-audit"
 
     @field_validator("group")
     @classmethod

@@ -20,6 +20,7 @@ from dockd.config.dock import DockConfig
 from dockd.config.ingest import IngestConfig
 from dockd.config.ledger import LedgerConfig, sqlite_file
 from dockd.config.logs import LoggingConfig
+from dockd.config.metrics import MetricsConfig
 from dockd.config.naming import DEFAULT_NAMING, NamingRule
 from dockd.config.policy import ArchiveConfig, FixityConfig, RetentionConfig, ScheduleConfig
 from dockd.config.reports import ReportsConfig
@@ -46,6 +47,7 @@ class Config(Section):
     schedule: ScheduleConfig = ScheduleConfig()
     reports: ReportsConfig = ReportsConfig()
     backup: BackupConfig = BackupConfig()
+    metrics: MetricsConfig = MetricsConfig()
     source: Path | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")

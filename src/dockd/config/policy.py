@@ -285,6 +285,19 @@ class ArchiveConfig(Section):
     include_categories: tuple[str, ...] = ()
     # At most this many files per target per sweep (one batch, one manifest).
     batch_max_files: Annotated[int, Field(ge=1)] = 1000
+    # Optical targets: run after each verified disc image when a burner is attached; an
+    # argument list (no shell) where {image} is the image's path.
+    burn_command: tuple[str, ...] = ()
+
+    @field_validator("burn_command")
+    @classmethod
+    def _burn_ok(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if value and {f for a in value for f in re.findall(r"\{([^{}]*)\}", a)} != {"image"}:
+            raise ValueError(
+                "must be an argument list using {image} (the image's path) and no other "
+                'placeholder, e.g. ["xorriso", "-as", "cdrecord", "dev=/dev/sr0", "{image}"]'
+            )
+        return value
 
     @field_validator("targets")
     @classmethod

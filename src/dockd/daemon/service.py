@@ -4,14 +4,16 @@ Start, in order::
 
     the machine's daemon lock -> ledger -> clean the store's .incoming
     -> close sessions a crash left 'running' -> unmount what a crash left mounted
-    -> automount watch -> session manager -> udev watcher (+ the devices already
-    plugged in) -> sweep scheduler -> READY=1
+    -> automount watch -> dock status (the state file, the bays' LEDs and event
+    hooks) -> session manager -> udev watcher (+ the devices already plugged in)
+    -> sweep scheduler -> metrics endpoint ([metrics] listen) -> READY=1
 
 then wait for SIGTERM/SIGINT, pinging systemd's watchdog while every part is
 alive. Stop in the reverse order: no new docks, every session and sweep told to
 stop (the current file is abandoned cleanly: no partial file, the session ends
 'interrupted' with its counts), unmount (lazily when something else holds the
-mount), scheduler, ledger.
+mount), scheduler, metrics endpoint, the state file marked stopped, the event
+hooks (given what is left of the bound to finish what is queued), ledger.
 
 The stop is bounded by ``dock.stop_timeout_s`` from the signal, whatever the
 load and whatever hangs: each step gets only the time left, and a guard thread
@@ -43,11 +45,14 @@ from dockd.alerts import delivery as alerts_mod
 from dockd.clock import Clock, SystemClock
 from dockd.config import Config
 from dockd.context import Context
+from dockd.daemon.metrics import start_metrics
 from dockd.daemon.notify import notify, watchdog_interval
 from dockd.daemon.scheduler import SweepScheduler
 from dockd.dock.folderwatch import AutomountWatch
+from dockd.dock.hooks import EventHooks
 from dockd.dock.mounts import Mounter
 from dockd.dock.sessions import SessionManager
+from dockd.dock.status import StatusBoard
 from dockd.dock.watcher import UdevWatcher
 from dockd.errors import AlreadyRunning, DockdError
 from dockd.ingest import recovery
@@ -161,13 +166,28 @@ def run(config: Config, *, clock: Clock | None = None) -> int:
         log.warning("mount left by a crash taken down", mountpoint=str(stale))
 
     automount = AutomountWatch(cfg.automount_roots)
-    manager = SessionManager(ctx, mounter, automount)
+    hooks = EventHooks(
+        cfg.on_event, cfg.on_event_timeout_s, {b.name: b.led for b in cfg.bay if b.led}
+    )
+    board = StatusBoard(
+        cfg.bay,
+        path=cfg.status_file,
+        tz=config.station.tz,
+        station=config.station.id,
+        low_free_percent=cfg.low_free_percent,
+        publish=hooks.publish,
+    )
+    manager = SessionManager(ctx, mounter, automount, board)
     watcher = UdevWatcher(cfg, manager.submit)
     scheduler = SweepScheduler(config, ledger, clock, alerts)
     started: list[Callable[[], object]] = []
     try:
         automount.start()
         started.append(automount.stop)
+        hooks.start()
+        board.start()
+        started.append(board.close)
+        started.append(lambda: hooks.stop(2.0))
         manager.start()
         started.append(lambda: manager.stop(cfg.stop_timeout_s))
         watcher.start()
@@ -176,6 +196,8 @@ def run(config: Config, *, clock: Clock | None = None) -> int:
         for ev in present:
             manager.submit(ev)
         scheduler.start()
+        started.append(lambda: scheduler.shutdown(wait=False))
+        metrics = start_metrics(config, ledger)
     except BaseException:
         for undo in reversed(started):
             with contextlib.suppress(Exception):
@@ -216,6 +238,10 @@ def run(config: Config, *, clock: Clock | None = None) -> int:
         )
     sweeps_done = scheduler.shutdown(wait=True, timeout=left(deadline - 1.0))
     automount.stop(timeout=min(5.0, left(deadline - 1.0)))
+    if metrics is not None:
+        metrics.stop(timeout=min(2.0, left(deadline - 1.0)))
+    board.close()
+    hooks.stop(timeout=min(5.0, left(deadline - 1.0)))
     if not clean:
         mounter.cleanup_stale()
     ledger.close()

@@ -36,12 +36,14 @@ from dockd.dock import checks, wipe
 from dockd.dock.folderwatch import AutomountWatch
 from dockd.dock.match import BlockEvent, dockable, first_match
 from dockd.dock.mounts import Mount, MountAbandoned, Mounter
+from dockd.dock.status import StatusBoard, failure_reason
 from dockd.dock.watcher import complete_event, superseded
 from dockd.errors import DockdError
 from dockd.ingest.outcome import FileOutcome, FileStatus, SessionOutcome, SessionResult
 from dockd.ingest.pipeline import run_ingest
 from dockd.ingest.session import session_alert
 from dockd.ledger import registry
+from dockd.ledger.models import DockSession
 
 log = structlog.get_logger("dockd.dock")
 
@@ -60,6 +62,8 @@ class Dock:
     device: str | None = None
     officer: str | None = None
     outcome: SessionOutcome | None = None
+    reason: str | None = None  # why not every file was taken (None: all were, or none tried)
+    unmounted: bool = False  # the recorder's filesystem is mounted nowhere any more
     future: Future[None] | None = None
 
     def same_volume(self, ev: BlockEvent) -> bool:
@@ -72,20 +76,22 @@ class Dock:
 
 
 class _Progress:
-    """Logs the first bytes copied (the latency the bench measures); applies the rate limit.
+    """Logs the first bytes copied (the bench's latency); applies the rate limit; tells the board.
 
     The limit (``dock.copy_limit_mb_s``) holds the session back after each chunk
     until its average rate is under the limit; the wait ends at once on a stop.
     """
 
-    def __init__(self, dock: Dock, limit_mb_s: float) -> None:
+    def __init__(self, dock: Dock, limit_mb_s: float, board: StatusBoard | None = None) -> None:
         self._dock = dock
+        self._board = board or StatusBoard()
         self._limit = limit_mb_s * 1_000_000
         self._t0: float | None = None
         self._bytes = 0
 
     def start(self, files: int, total_bytes: int) -> None:
         log.info("copy starting", files=files, total_bytes=total_bytes)
+        self._board.copying(self._dock.seq, files, total_bytes)
 
     def advance(self, nbytes: int) -> None:
         if self._t0 is None:
@@ -96,20 +102,28 @@ class _Progress:
                 event_at=self._dock.ev.received_wall,
             )
         self._bytes += nbytes
+        self._board.advance(self._dock.seq, nbytes)
         if self._limit:
             ahead = self._bytes / self._limit - (time.monotonic() - self._t0)
             if ahead > 0:
                 self._dock.stop.wait(ahead)
 
     def file_done(self, outcome: FileOutcome) -> None:
-        pass
+        self._board.file_done(self._dock.seq)
 
 
 class SessionManager:
     """Dispatcher thread + session pool. ``submit`` is safe from any thread."""
 
-    def __init__(self, ctx: Context, mounter: Mounter, automount: AutomountWatch) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        mounter: Mounter,
+        automount: AutomountWatch,
+        board: StatusBoard | None = None,
+    ) -> None:
         self.ctx = ctx
+        self.board = board or StatusBoard(ctx.config.dock.bay)  # (in memory only)
         self.cfg: DockConfig = ctx.config.dock
         self.mounter = mounter
         self.automount = automount
@@ -180,9 +194,11 @@ class SessionManager:
             ]
             self._docks[ev.devpath] = dock
             self._all.append(dock)
+            bay = self.board.seen(dock.seq, ev)
             log.info(
                 "recorder seen",
                 dock=dock.seq,
+                bay=bay,
                 action=ev.action,
                 source=ev.source,
                 rule=rule.name,
@@ -198,6 +214,7 @@ class SessionManager:
         if not dock.gone.is_set():
             dock.gone.set()
             dock.stop.set()
+            self.board.unplugged(dock.seq)
             taking = not dock.finished.is_set()
             (log.warning if taking else log.info)(
                 "recorder removed",
@@ -240,6 +257,7 @@ class SessionManager:
                 self._take(dock, mount)
             finally:
                 self.mounter.unmount(mount)
+                dock.unmounted = not self.mounter.mounts_of(dock.ev)
         except MountAbandoned as exc:
             log.info("dock abandoned before it started", gone=dock.gone.is_set(), why=str(exc))
         except DockdError as exc:
@@ -254,6 +272,9 @@ class SessionManager:
                     self._all.remove(dock)
                 if dock.gone.is_set() and self._docks.get(dock.ev.devpath) is dock:
                     del self._docks[dock.ev.devpath]
+            self.board.ended(
+                dock.seq, outcome=dock.outcome, reason=dock.reason, unmounted=dock.unmounted
+            )
             log.info(
                 "dock ended",
                 outcome=dock.outcome or "not taken",
@@ -266,6 +287,7 @@ class SessionManager:
     def _failed(self, dock: Dock, exc: Exception, *, severity: str) -> None:
         subject = dock.device or dock.ev.devnode or dock.ev.devpath
         log.error("dock failed", error=str(exc), session_id=dock.session_id, device=subject)
+        dock.reason = str(exc)
         try:
             self.ctx.alerts.raise_alert(
                 "dock.failed",
@@ -308,6 +330,7 @@ class SessionManager:
             structlog.contextvars.bind_contextvars(
                 session_id=result.session_id, device=result.device_ref, officer=dock.officer
             )
+            self.board.identified(dock.seq, result.device_ref, dock.officer, result.session_id)
             capacity, free = checks.volume_space(mount.path, dock.ev.devnode)
             checks.record_space(self.ctx, result.session_id, capacity, free)
             log.info(
@@ -329,7 +352,7 @@ class SessionManager:
             mount.path,
             volume=dock.ev.volume,
             stop=dock.stop,
-            progress=_Progress(dock, self.cfg.copy_limit_mb_s),
+            progress=_Progress(dock, self.cfg.copy_limit_mb_s, self.board),
             on_open=lambda r: self._opened(dock, r, mount),
         )
         dock.outcome = result.outcome
@@ -339,8 +362,14 @@ class SessionManager:
                 stored=result.count(FileStatus.STORED),
                 present=result.count(FileStatus.PRESENT),
             )
+        notes = None
+        if result.outcome == SessionOutcome.REFUSED:  # the row's notes say why
+            with self.ctx.ledger.read() as s:
+                notes = s.get_one(DockSession, result.session_id).notes
+        dock.reason = failure_reason(result.outcome, result.files, notes, gone=dock.gone.is_set())
         if result.outcome != SessionOutcome.REFUSED:
-            checks.check_session(self.ctx, result, self.cfg.low_free_percent)
+            found = checks.check_session(self.ctx, result, self.cfg.low_free_percent)
+            self.board.checked(dock.seq, len(found.clock_suspect), found.free_percent)
         if self.cfg.wipe_after_ingest and not dock.stop.is_set():
             self._wipe(dock, result, mount)
 

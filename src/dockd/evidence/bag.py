@@ -191,6 +191,15 @@ def write_bag(
     return result
 
 
+def validate(bag: Path) -> None:
+    """Check ``bag`` as its receiver would: bagit-python re-hashes every payload and tag
+    file (a bag read back from a disc image, :mod:`dockd.evidence.disc`)."""
+    try:
+        bagit.Bag(str(bag)).validate(processes=1)
+    except bagit.BagError as exc:
+        raise BagFailed(f"the bag {bag} does not validate: {exc}") from exc
+
+
 @contextlib.contextmanager
 def _cwd_restored() -> Iterator[None]:
     """Put the process back in its working directory after bagit-python's ``chdir``."""

@@ -4,7 +4,9 @@ Beside the store (default ``<store.root>/../by-case``, or ``[reports] by_case_ro
 dockd keeps a tree ``<case>/<YYYY>/<MM>/<DD>/<file name>`` of *hard links* to the
 originals of every stored, tagged file, the day being the recording day in the
 station's time zone. A hard link is the same inode as the original: the same
-bytes, the same read-only mode (0440); nothing is copied and nothing is moved.
+bytes, the same read-only mode (0440); nothing is copied and nothing is moved. Its
+directories are 0750 (:func:`dockd.store.mkdirs`, whatever the umask) in dockd's own
+group, never the ``[ledger] group``: people see footage through dockd, under a grant.
 
 :func:`rebuild` makes the tree match the ledger: it adds missing links, replaces
 links that point at the wrong inode and removes links of files that are no longer
@@ -27,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from dockd.config import Config
 from dockd.ledger.models import Recording
-from dockd.store import DIR_MODE
+from dockd.store import mkdirs
 from dockd.store.paths import safe_component
 
 
@@ -105,7 +107,7 @@ def rebuild(session: Session, config: Config) -> LinkResult:
     result = LinkResult()
     want = desired_links(session, config)
     try:
-        root.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        mkdirs(root)
         have = _existing(root)
     except OSError as exc:
         result.errors.append(f"cannot use the per-case tree {root}: {exc.strerror or exc}")
@@ -130,7 +132,7 @@ def rebuild(session: Session, config: Config) -> LinkResult:
         if link.exists():
             continue
         try:
-            link.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+            mkdirs(link.parent)
             os.link(target, link, follow_symlinks=False)
             result.linked += 1
         except FileNotFoundError:
@@ -166,7 +168,7 @@ def link_file(config: Config, row: Recording) -> Path | None:
     original = original_path(config, row)
     orig = original.stat()
     folder = _case_day_folder(config, row)
-    folder.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    mkdirs(folder)
     name = PurePosixPath(row.store_path).name
     stem, dot, ext = name.rpartition(".")
     for candidate in (name, f"{stem}~{row.id}.{ext}" if dot else f"{name}~{row.id}"):

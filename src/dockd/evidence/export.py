@@ -22,6 +22,12 @@ critical alert. The bag (:mod:`dockd.evidence.bag`, written with bagit-python) a
 the form (:mod:`dockd.evidence.form`) are built in a hidden sibling directory and
 renamed into place in the transaction that registers the export, so ``DIR`` is
 either a complete bag recorded in the audit trail or absent.
+
+With ``--iso FILE`` the finished bag is also written as a disc image for burning
+(:mod:`dockd.evidence.disc`: ISO 9660 with Rock Ridge and Joliet, volume id from the
+case number), read back and its bag validated from the image before the export is
+registered; the image's path, BLAKE3 and SHA-256 go into each export event, and it
+gets its name in the same step as the bag. An existing ``FILE`` is never overwritten.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ from dockd.alerts import AlertSink
 from dockd.clock import Clock
 from dockd.config import Config
 from dockd.errors import DockdError, NotFound, UsageError
-from dockd.evidence import bag
+from dockd.evidence import bag, disc
 from dockd.evidence.access import Access, check, files_by_id, register
 from dockd.evidence.bycase import original_path
 from dockd.evidence.form import FORM_CSV, FORM_HTML, FormRow, describe, form_csv, form_html
@@ -84,6 +90,7 @@ class ExportResult:
     files: int
     bytes: int
     file_ids: tuple[int, ...]
+    image: disc.DiscImage | None = None
 
 
 # ----------------------------------------------------------------------------- select
@@ -151,10 +158,17 @@ def export_bag(
     access: Access,
     file_ids: Sequence[int] = (),
     case: str | None = None,
+    iso: Path | None = None,
 ) -> ExportResult:
-    """Write an evidence bag of the chosen files to ``dest``, registered as export events."""
+    """Write an evidence bag of the chosen files to ``dest``, registered as export events;
+    with ``iso``, also a verified disc image of the bag at that (new) file."""
     dest = dest.absolute()
     _check_dest(dest)
+    if iso is not None:
+        iso = iso.absolute()
+        disc.refuse_existing(iso)
+        if iso.is_relative_to(dest):
+            raise UsageError(f"--iso {iso} is inside the bag --to {dest}; write it elsewhere")
     with ledger.session() as s:
         rows = select_files(s, file_ids=file_ids, case=case, station=config.station.id)
         check(access, rows, what="exporting")
@@ -177,6 +191,8 @@ def export_bag(
     dest.parent.mkdir(parents=True, exist_ok=True)
     work = dest.parent / f".{dest.name}.partial-{export_id[:8]}"
     work.mkdir(mode=0o750)
+    image: disc.DiscImage | None = None
+    image_tmp: Path | None = None
     try:
         for item in items:
             _copy_one(alerts, item, work, export_id)
@@ -191,16 +207,30 @@ def export_bag(
             "chain_head": head or "",
         }
         _write_bag(work, items, meta, config)
+        if iso is not None:
+            image_tmp = disc.temporary_name(iso)
+            made = disc.write_image(
+                work,
+                image_tmp,
+                volid=disc.volume_id(meta["case"], fallback=f"DOCKD_{export_id[:8]}"),
+            )
+            image = disc.DiscImage(iso, made.volume_id, made.size, made.blake3, made.sha256)
         result = ExportResult(
             bag=dest,
             export_id=export_id,
             files=len(items),
             bytes=sum(i.size for i in items),
             file_ids=tuple(i.row_id for i in items),
+            image=image,
         )
-        _register_and_publish(ledger, items, access, work, dest, now, export_id, case)
+        _register_and_publish(
+            ledger, items, access, work, dest, now, export_id, case, image, image_tmp
+        )
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
+        if image_tmp is not None:
+            with contextlib.suppress(OSError):
+                image_tmp.unlink()
         raise
     return result
 
@@ -294,9 +324,13 @@ def _register_and_publish(
     now: datetime,
     export_id: str,
     case: str | None,
+    image: disc.DiscImage | None,
+    image_tmp: Path | None,
 ) -> None:
-    """Audit the export and move the bag into place in one step: both or neither."""
+    """Audit the export and move the bag (and its image) into place in one step: all or
+    none."""
     renamed = False
+    published: Path | None = None
     try:
         with ledger.session() as s:
             rows = files_by_id(s, [i.row_id for i in items])
@@ -313,6 +347,7 @@ def _register_and_publish(
                         "bag": str(dest),
                         "sha256": sums[row.id],
                         "export_case": case,
+                        **(image.details() if image is not None else {}),
                     },
                 )
             _check_dest(dest)
@@ -320,7 +355,12 @@ def _register_and_publish(
                 dest.rmdir()  # an empty directory given as --to
             os.rename(work, dest)
             renamed = True
+            if image is not None and image_tmp is not None:
+                disc.publish(image_tmp, image.path)
+                published = image.path
     except BaseException:
+        if published is not None:
+            published.unlink()
         if renamed:
             os.rename(dest, work)
         raise

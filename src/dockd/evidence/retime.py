@@ -163,17 +163,19 @@ def retime(
             details=details,
         )
         # The officer in force at the corrected time: a shift of hours often crosses a
-        # hand-over, where assignments change (a file.officer event when it changes).
-        who = attribution.attribute(session, row.device_id, row.recorded_start, row.badge_hint)
-        attribution.set_officer(
-            session,
-            row,
-            who.officer,
-            who.badge_mismatch,
-            at=at,
-            actor=actor,
-            reason=f"recording time corrected: {reason}",
-        )
+        # hand-over, where assignments change (a file.officer event when it changes);
+        # an officer set by hand stays.
+        if not row.officer_by_hand:
+            who = attribution.attribute(session, row.device_id, row.recorded_start, row.badge_hint)
+            attribution.set_officer(
+                session,
+                row,
+                who.officer,
+                who.badge_mismatch,
+                at=at,
+                actor=actor,
+                reason=f"recording time corrected: {reason}",
+            )
         done.append(Retimed(row.id, old_start, row.recorded_start, row.state, row.expires_at))
     return done
 

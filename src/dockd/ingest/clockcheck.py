@@ -55,8 +55,8 @@ class Check(StrEnum):
     WHOLE_HOURS = "whole-hour-offset"  # two of the file's times differ by whole hours
     RESET_DATE = "reset-date"  # just after a date clocks fall back to
     BEFORE_LAST_DOCK = "before-last-dock"  # before the device's last complete dock
-    BEFORE_REGISTRATION = "before-registration"
-    BEFORE_ASSIGNMENT = "before-assignment"  # before the device's first assignment
+    BEFORE_REGISTRATION = "before-registration"  # before it was registered or assigned
+    BEFORE_ASSIGNMENT = "before-assignment"  # registered, but not yet assigned to anyone
     TIME_FILE = "time-file"  # the recorder's own clock, read at dock, is off
 
 
@@ -105,6 +105,13 @@ class RecorderClock:
     last_dock: LastDock | None = None
     reading: TimeReading | None = None
     time_file_error: str | None = None
+
+    @property
+    def in_service(self) -> datetime | None:
+        """Since when the device is known to be in use: registered, or assigned if that was
+        earlier (an assignment dated back records use before the registration was typed in)."""
+        known = [t for t in (self.registered_at, self.first_assigned) if t is not None]
+        return min(known) if known else None
 
     @property
     def offset(self) -> timedelta | None:
@@ -332,12 +339,19 @@ def check(
                 f"find this file: the clock runs at least {_hours(last.started_at - start)} behind",
             )
         )
-    if clock.registered_at is not None and start < clock.registered_at - clock.drift:
+    in_service = clock.in_service
+    if in_service is not None and start < in_service - clock.drift:
+        assigned = (
+            f", first assigned {_stamp(clock.first_assigned, z)}"
+            if clock.first_assigned is not None
+            else ""
+        )
         found.append(
             Finding(
                 Check.BEFORE_REGISTRATION,
-                f"recorded {_stamp(start, z)}, {_hours(clock.registered_at - start)} before the "
-                f"device was registered ({_stamp(clock.registered_at, z)})",
+                f"recorded {_stamp(start, z)}, {_hours(in_service - start)} before the device "
+                f"was in service (registered {_stamp(clock.registered_at or in_service, z)}"
+                f"{assigned})",
             )
         )
     elif clock.first_assigned is not None and start < clock.first_assigned - clock.drift:

@@ -28,6 +28,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
+import structlog
+
 from dockd import store
 from dockd.context import Context
 from dockd.errors import SourceError
@@ -46,6 +48,8 @@ from dockd.ingest.outcome import (
     SourceGone,
 )
 from dockd.ingest.take import take_file
+
+log = structlog.get_logger("dockd.ingest")
 
 
 def run_ingest(
@@ -133,6 +137,8 @@ def _read_clock(ctx: Context, plan: session.Plan) -> session.Plan:
         clock = clockcheck.read_clock(
             s, ctx.config, plan.source, plan.names, plan.identity, ctx.clock.now()
         )
+    if clock.time_file_error:  # kept on the session's notes too; the dock goes on
+        log.warning("recorder time file unreadable", error=clock.time_file_error)
     return dataclasses.replace(plan, clock=clock)
 
 

@@ -185,6 +185,7 @@ def _insert(
         clock_offset_s=clock.offset.total_seconds()
         if clock is not None and clock.offset is not None
         else None,
+        notes=clock.time_file_error if clock is not None else None,
         files_seen=0,
         files_stored=0,
         files_present=0,

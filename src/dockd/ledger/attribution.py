@@ -61,14 +61,19 @@ def set_officer(
     at: datetime,
     actor: str,
     reason: str,
+    by_hand: bool = False,
 ) -> bool:
     """Attribute one file to ``officer``, audited with the old and the new badge;
-    False (and no event) when neither the officer nor the flag changes."""
+    False (and no event) when neither the officer nor the flag changes. ``by_hand``: a
+    person decided it, and the assignments no longer re-attribute the file."""
     new_id = officer.id if officer is not None else None
     if row.officer_id == new_id and row.badge_mismatch == mismatch:
+        if by_hand and not row.officer_by_hand:
+            row.officer_by_hand = True  # confirmed by a person: kept from now on
         return False
     old = row.officer.badge if row.officer is not None else None
     row.officer_id, row.badge_mismatch = new_id, mismatch
+    row.officer_by_hand = row.officer_by_hand or by_hand
     row.officer = officer
     audit.record_file_change(
         session,
@@ -83,6 +88,7 @@ def set_officer(
             "reason": reason,
             "badge_hint": row.badge_hint,
             "badge_mismatch": mismatch,
+            "by_hand": by_hand,
         },
     )
     return True
@@ -98,9 +104,14 @@ def reattribute(
     reason: str,
 ) -> int:
     """Attribute every file of the device recorded in ``[from, until)`` (open when None)
-    to the officer in force at its recording time; returns how many changed."""
+    to the officer in force at its recording time; returns how many changed. A file
+    attributed by hand (``dockd tag --officer``) keeps its officer."""
     start, until = window
-    q = select(Recording).where(Recording.device_id == device_id, Recording.recorded_start >= start)
+    q = select(Recording).where(
+        Recording.device_id == device_id,
+        Recording.recorded_start >= start,
+        Recording.officer_by_hand.is_(False),
+    )
     if until is not None:
         q = q.where(Recording.recorded_start < until)
     changed = 0

@@ -250,6 +250,9 @@ class Recording(Base):
     device_conflict: Mapped[bool] = mapped_column(Boolean, default=False)
     # The badge in the file name is not that of the officer assigned at the recording time.
     badge_mismatch: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The officer was set by a person (``dockd tag --officer``): re-attribution by the
+    # assignments (a late or corrected assignment, a retime) leaves it alone.
+    officer_by_hand: Mapped[bool] = mapped_column(Boolean, default=False)
     state: Mapped[str] = mapped_column(String(16), default=FileState.STORED.value, index=True)
     trashed_at: Mapped[datetime | None] = mapped_column(index=True)
     trash_path: Mapped[str | None] = mapped_column(Text)

@@ -1,15 +1,42 @@
 """Who may read an SQLite ledger on disk (R15: officers' names, source paths and hashes).
 
 A new SQLite ledger is created 0640 in a 0750 directory owned by the ``[ledger] group``
-(:func:`secure_sqlite_path`); an existing one loses any permission for "other" when it
-is opened. Failing to chmod or chgrp is a warning (once per file), never an error.
+(default ``dockd-audit``; :func:`secure_sqlite_path`); an existing one loses any
+permission for "other" when it is opened. Failing to chmod or chgrp is a warning (once
+per file), never an error.
+
+Auditors read it with plain ``sqlite3 -readonly`` while dockd writes, without being
+able to write it. SQLite (3.22 and later) reads a WAL database it may not write as long
+as its ``-wal`` and ``-shm`` files exist and are readable: the reader then builds the
+WAL index in its own memory instead of taking part in the shared one (see "Read-Only
+Databases" in https://www.sqlite.org/wal.html). What fails is a reader that finds them
+missing, since it may not create them in a directory it cannot write ("attempt to write
+a readonly database"). So, decided:
+
+- the ``-wal`` and ``-shm`` have the database file's group and mode (0640): the group
+  reads them, nobody but dockd writes them. A group-writable ``-shm`` would be faster
+  for readers, but any member could then rewrite the WAL index that dockd's own
+  connections trust, and with it what a checkpoint copies into the ledger;
+- they are always there: dockd creates missing ones, empty (an empty ``-wal`` is an
+  empty log), when it opens the ledger, and asks SQLite to keep them when its last
+  connection closes (:func:`persist_wal`, ``SQLITE_FCNTL_PERSIST_WAL``), instead of
+  deleting them as it otherwise does. A checkpoint truncates or rewrites them in place,
+  so their owner and mode stay; files SQLite creates itself take the database file's
+  mode and, when dockd runs as root, its group;
+- a directory open to "other" only for traversal (``--x``, such as a 0751 state
+  directory) is left as it is: it shows no names and lets the group reach the file.
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import grp
+import importlib.util
 import os
+import sqlite3
 import stat
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +49,11 @@ log = structlog.get_logger("dockd.ledger")
 
 LEDGER_FILE_MODE = 0o640
 LEDGER_DIR_MODE = 0o750
-DEFAULT_GROUP = "dockd"
+DEFAULT_GROUP = "dockd-audit"
 _SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+_WAL_FILES = ("-wal", "-shm")  # what a read-only reader of a WAL ledger needs present
+_SQLITE_FCNTL_PERSIST_WAL = 10  # sqlite3.h
+_WAL_HEADER_BYTES = (2, 2)  # bytes 18 and 19 of the database header in WAL mode
 _warned: set[tuple[str, str]] = set()
 
 
@@ -172,6 +202,7 @@ def secure_sqlite_path(path: Path, group: str | None = DEFAULT_GROUP) -> None:
             os.close(fd)
     for suffix in ("", *_SQLITE_SIDE_FILES):
         _tighten(path.with_name(path.name + suffix), "the ledger file")
+    keep_wal_files(path)
     directory = path.parent if str(path.parent) else Path(".")
     try:
         own = {path.name + suffix for suffix in ("", *_SQLITE_SIDE_FILES)}
@@ -180,10 +211,13 @@ def secure_sqlite_path(path: Path, group: str | None = DEFAULT_GROUP) -> None:
     except OSError:
         return
     # Never a directory anyone may write to (/tmp and the like: sticky or world-
-    # writable), whatever it holds right now: other programs depend on its mode.
+    # writable), whatever it holds right now: other programs depend on its mode. "Other"
+    # traversal alone (0751) is kept: it shows no names, and the group gets through it.
+    if not mode & 0o006:
+        return
     if dedicated and not mode & (stat.S_ISVTX | 0o002):
         _tighten(directory, "the ledger directory")
-    elif mode & 0o007:
+    else:
         _warn_once(
             "shared-dir",
             str(directory),
@@ -192,3 +226,117 @@ def secure_sqlite_path(path: Path, group: str | None = DEFAULT_GROUP) -> None:
             "0640 or tighter. Better: keep the ledger in a directory of its own, mode 0750",
             path=str(directory),
         )
+
+
+def _in_wal_mode(path: Path) -> bool:
+    """Whether the database at ``path`` is in WAL mode (bytes 18 and 19 of its header)."""
+    try:
+        with open(path, "rb") as f:
+            header = f.read(20)
+    except OSError:
+        return False
+    return len(header) == 20 and (header[18], header[19]) == _WAL_HEADER_BYTES
+
+
+def keep_wal_files(path: Path) -> None:
+    """Make the ``-wal`` and ``-shm`` of the WAL ledger at ``path`` exist, with its group and mode.
+
+    A missing one is created empty (an empty ``-wal`` is an empty log, an empty
+    ``-shm`` is rebuilt by the next writer), so that a reader who may not write the
+    directory can open the ledger. An existing one gets the database file's group,
+    and its mode without any "other" bit, so the group reads it and never writes it
+    unless the admin made the database itself group-writable. Only the database
+    file's owner (or root) does this; anyone else leaves the files to SQLite.
+    """
+    try:
+        db = os.stat(path)
+    except OSError:
+        return
+    if os.geteuid() not in (0, db.st_uid) or not _in_wal_mode(path):
+        return
+    mode = stat.S_IMODE(db.st_mode) & 0o770
+    for suffix in _WAL_FILES:
+        side = path.with_name(path.name + suffix)
+        try:
+            fd = os.open(side, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+        except FileExistsError:
+            _align(side, db.st_gid, mode)
+            continue
+        except OSError as exc:
+            _warn_once(
+                "side-file",
+                str(side),
+                f"cannot create {side} beside the ledger: {exc.strerror}; readers who may "
+                f"not write {path.parent} cannot open the ledger until dockd runs",
+                path=str(side),
+            )
+            continue
+        try:
+            os.fchmod(fd, mode)
+            _chgrp(side, fd, db.st_gid, str(db.st_gid))
+        finally:
+            os.close(fd)
+
+
+def _align(side: Path, gid: int, mode: int) -> None:
+    try:
+        st = os.stat(side)
+    except OSError:
+        return
+    if st.st_gid != gid:
+        _chgrp(side, None, gid, str(gid))
+    if stat.S_IMODE(st.st_mode) != mode:
+        try:
+            os.chmod(side, mode)
+        except OSError as exc:
+            _warn_once(
+                "chmod-failed",
+                str(side),
+                f"cannot give {side} the ledger's mode {mode:04o}: {exc.strerror}; run "
+                f"`chmod {mode:o} {side}` as its owner",
+                path=str(side),
+            )
+
+
+@functools.cache
+def _file_control() -> Any:
+    """SQLite's ``sqlite3_file_control`` from the library Python's sqlite3 uses, or None."""
+    if sys.implementation.name != "cpython":
+        return None
+    spec = importlib.util.find_spec("_sqlite3")
+    if spec is None or not spec.origin:
+        return None
+    try:
+        fn = ctypes.CDLL(spec.origin).sqlite3_file_control
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_void_p]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+def persist_wal(dbapi_conn: object) -> bool:
+    """Ask SQLite to keep the ledger's ``-wal`` and ``-shm`` when its last connection closes.
+
+    For the engine's "connect" event: without it SQLite deletes both files when the
+    last dockd process closes the ledger, and auditors' read-only ``sqlite3`` fails
+    until dockd opens it again. Python's sqlite3 has no file-control call, so this
+    reaches the connection's ``sqlite3 *`` (the first field after the object header
+    in CPython's connection object) through ctypes; elsewhere it returns False with
+    one warning, and the files are still created at each open (:func:`keep_wal_files`).
+    """
+    fn = _file_control()
+    if fn is None or type(dbapi_conn) is not sqlite3.Connection:
+        _warn_once(
+            "persist-wal",
+            "",
+            "cannot ask SQLite to keep the ledger's -wal and -shm files (not CPython's "
+            "sqlite3); auditors' read-only sqlite3 works only while dockd has it open",
+        )
+        return False
+    handle = ctypes.c_void_p.from_address(id(dbapi_conn) + object.__basicsize__).value
+    flag = ctypes.c_int(1)
+    return (
+        handle is not None
+        and fn(handle, b"main", _SQLITE_FCNTL_PERSIST_WAL, ctypes.byref(flag)) == 0
+    )

@@ -9,6 +9,7 @@ scripts may rely on these names.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -51,6 +52,7 @@ FILE_FIELDS: tuple[str, ...] = (
     "session_id",
     "verified",
     "flags",
+    "clock_findings",
     "state",
 )
 
@@ -124,6 +126,8 @@ def file_record(row: Recording, badge: str | None, tz: ZoneInfo) -> dict[str, An
         "session_id": row.session_id,
         "verified": row.verified,
         "flags": row.flags,
+        # Why the time is doubted: [{"check": ..., "evidence": ...}] (ingest/clockcheck).
+        "clock_findings": json.loads(row.clock_findings) if row.clock_findings else [],
         "state": row.state,
     }
 

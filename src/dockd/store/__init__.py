@@ -114,10 +114,19 @@ class Incoming:
 ProgressFn = Callable[[int], None]
 
 
+def mkdirs(path: Path) -> None:
+    """``mkdir -p`` giving every directory it creates mode 0750 (the store's and the
+    per-case tree's: dockd's alone). ``Path.mkdir(parents=True)`` would give the parents
+    the umask's mode, 0755 under the usual 022, listing footage names to every user."""
+    if path.parent != path and not path.parent.is_dir():
+        mkdirs(path.parent)
+    path.mkdir(mode=DIR_MODE, exist_ok=True)
+
+
 def incoming_dir(root: Path) -> Path:
     """``<root>/.incoming``, created if needed: where copies wait to be published."""
     incoming = root / INCOMING
-    incoming.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    mkdirs(incoming)
     return incoming
 
 

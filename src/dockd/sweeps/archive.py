@@ -11,6 +11,8 @@ For each configured target ``run_archive`` does::
        an ArchiveCopy row and an audit event
     -> manifest-sha256.txt and manifest-blake3.txt for what was verified, written
        by the bag module shared with evidence export (:mod:`dockd.evidence.bag`)
+    -> optical targets: the batch as a verified disc image <batch>.iso beside it,
+       then burnt when a burner is configured (:mod:`dockd.sweeps.optical`)
 
 A missing or full target raises an alert and is skipped; the next sweep catches up,
 because "not yet archived" is read from the ledger every time.
@@ -36,6 +38,7 @@ from dockd.ledger import audit
 from dockd.ledger.models import ArchiveCopy, Case, Hold, Recording
 from dockd.policy import adapter as pledger
 from dockd.sweeps import locations as loc
+from dockd.sweeps import optical
 from dockd.sweeps.runs import Run, alert_once, sweep_run
 
 log = structlog.get_logger("dockd.sweeps.archive")
@@ -80,6 +83,7 @@ class TargetResult:
     items: list[ArchiveItem] = field(default_factory=list)
     pending: int = 0  # still to copy after this run
     note: str = ""
+    image: str | None = None  # optical targets: the batch's verified disc image
 
     @property
     def copied(self) -> list[ArchiveItem]:
@@ -101,6 +105,7 @@ class ArchiveReport:
                 "copied": len(t.copied),
                 "failed": sum(1 for i in t.items if i.status == "failed"),
                 "pending": t.pending,
+                **({"image": t.image} if t.image else {}),
             }
             for t in self.targets
         }
@@ -254,11 +259,11 @@ def _one_target(ctx: Context, run: Run, target: ArchiveTarget, result: TargetRes
     finally:
         copied = result.copied
         result.pending = max(0, result.pending - len(copied))
-        if copied:
-            _bag_batch(ctx, bag_dir, batch, target, copied)
-        else:
+        if not copied:
             with contextlib.suppress(OSError):
                 loc.prune_emptied(target.path, bag_dir / "data")
+        elif _bag_batch(ctx, bag_dir, batch, target, copied) and target.kind == "optical":
+            result.image = optical.disc_image(ctx, bag_dir, batch, target, copied)
 
 
 def _bytes_on(ctx: Context, target: str) -> int:
@@ -395,11 +400,12 @@ def _record(ctx: Context, item: ArchiveItem, batch: str) -> None:
 
 def _bag_batch(
     ctx: Context, bag_dir: Path, batch: str, target: ArchiveTarget, items: list[ArchiveItem]
-) -> None:
+) -> bool:
     """Write the batch's bag after its copies, whatever ended them: a bag that cannot be
     made is an alert, never an exception that would hide why the copying stopped."""
     try:
         write_manifests(ctx, bag_dir, batch, target, items)
+        return True
     except (OSError, bag.BagFailed) as exc:
         alert_once(
             ctx,
@@ -411,6 +417,7 @@ def _bag_batch(
             severity="warning",
             details={"path": str(bag_dir)},
         )
+        return False
 
 
 def write_manifests(

@@ -27,6 +27,7 @@ class Coming(StrEnum):
     TRASH = "trash"
     HELD = "held"  # expired by then, but a hold keeps it
     PURGE = "purge"
+    RESTORE = "restore"  # in the trash, but the sweep will put it back: it must stay
 
 
 def upcoming(ctx: Context, days: int) -> list[dict[str, Any]]:
@@ -80,7 +81,17 @@ def upcoming(ctx: Context, days: int) -> list[dict[str, Any]]:
         ):
             assert row.trashed_at is not None
             since = row.trashed_at.astimezone(tz).isoformat()
-            add(row, Coming.PURGE, row.trashed_at + grace, "", f"in the trash since {since}", "")
+            when = max(row.trashed_at + grace, now)
+            # Asked as the sweep will ask it then: a corrected time, a new case or a
+            # hold since the file was trashed puts it back instead of purging it.
+            v = pledger.verdict_now(s, row, ctx.config.retention, when)
+            held = ",".join(f"#{h}" for h in v.held_by)
+            r = v.retention
+            if v.delete:
+                rule = f"in the trash since {since}"
+                add(row, Coming.PURGE, when, r.category, rule, "", r.counted_from)
+            else:
+                add(row, Coming.RESTORE, when, r.category, v.why, held, r.counted_from)
     out.sort(key=lambda d: (d["when"], d["file_id"]))
     return out
 

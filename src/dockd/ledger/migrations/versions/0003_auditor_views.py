@@ -52,11 +52,10 @@ def _json_true(column: str, key: str, dialect: str) -> str:
     return f"CASE WHEN {_json(column, key, dialect)} THEN 1 ELSE 0 END"
 
 
-def upgrade() -> None:
-    dialect = op.get_bind().dialect.name
+def v_files(dialect: str, more: str = "") -> str:
+    """``CREATE VIEW v_files``; ``more``: columns a later revision appends (0006)."""
     delay = _hours("f.ingested_at", "COALESCE(f.recorded_end, f.recorded_start)", dialect)
-    op.execute(
-        f"""
+    return f"""
         CREATE VIEW v_files AS
         SELECT f.id AS file_id, f.station, f.device_ref AS device,
                d.brand AS device_brand, d.model AS device_model,
@@ -66,30 +65,26 @@ def upgrade() -> None:
                f.store_path, f.source_path, f.ingested_at, {delay} AS ingest_delay_hours,
                f.session_id, f.state, f.trashed_at, f.purged_at, f.expires_at,
                f.clock_suspect, f.probe_failed, f.unregistered,
-               f.fixity_status, f.last_fixity_at
+               f.fixity_status, f.last_fixity_at{more}
         FROM files f
         LEFT JOIN devices d ON d.id = f.device_id
         LEFT JOIN officers o ON o.id = f.officer_id
         """  # noqa: S608 (fixed SQL, dialect-chosen expressions)
-    )
-    op.execute(
-        """
-        CREATE VIEW v_untagged_files AS
-        SELECT * FROM v_files WHERE case_number IS NULL AND state = 'stored'
-        """
-    )
-    op.execute(
-        """
-        CREATE VIEW v_late_ingest AS
-        SELECT * FROM v_files WHERE ingest_delay_hours > 24
-        """
-    )
-    op.execute(
-        """
-        CREATE VIEW v_deletions AS
-        SELECT * FROM v_files WHERE state IN ('trashed', 'purged')
-        """
-    )
+
+
+# The views over v_files (PostgreSQL expands their * when created: remade with it).
+ON_V_FILES = {
+    "v_untagged_files": "SELECT * FROM v_files WHERE case_number IS NULL AND state = 'stored'",
+    "v_late_ingest": "SELECT * FROM v_files WHERE ingest_delay_hours > 24",
+    "v_deletions": "SELECT * FROM v_files WHERE state IN ('trashed', 'purged')",
+}
+
+
+def upgrade() -> None:
+    dialect = op.get_bind().dialect.name
+    op.execute(v_files(dialect))
+    for name, body in ON_V_FILES.items():
+        op.execute(f"CREATE VIEW {name} AS {body}")
     op.execute(
         """
         CREATE VIEW v_file_events AS
