@@ -44,6 +44,12 @@ class UsageError(DockdError):
     exit_code = 64  # EX_USAGE
 
 
+class NotPermitted(DockdError):
+    """The person running the command has no account, a disabled one, or lacks a role."""
+
+    exit_code = 77  # EX_NOPERM
+
+
 class SourceError(DockdError):
     """A recorder or source directory cannot be read at all."""
 

@@ -35,6 +35,7 @@ from dockd.cli import (
     sweep,
     tag,
     trash,
+    users,
 )
 from dockd.cli.common import App
 from dockd.errors import DockdError
@@ -99,6 +100,7 @@ COMMANDS: tuple[tuple[str | None, ModuleType], ...] = (
     ("trash", trash),
     ("quarantine", quarantine),
     ("recordings", recordings),
+    (None, users),
 )
 for group, module in COMMANDS:
     if group is None:

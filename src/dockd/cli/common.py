@@ -25,10 +25,13 @@ from rich.console import Console
 from rich.table import Table
 
 from dockd.alerts import AlertSink
+from dockd.auth.actor import process_identity, resolve_actor, unreadable_ledger
+from dockd.auth.permissions import require
+from dockd.auth.roles import Actor
 from dockd.clock import SystemClock
 from dockd.config import Config, load_config
 from dockd.context import Context
-from dockd.errors import UsageError
+from dockd.errors import LedgerError, UsageError
 from dockd.ledger.db import Ledger, open_ledger
 from dockd.logs import setup_logging
 
@@ -46,6 +49,7 @@ class App:
     config_path: Path | None = None
     _config: Config | None = None
     _ledger: Ledger | None = None
+    _actor: Actor | None = None
     clock: SystemClock = field(default_factory=SystemClock)
 
     @property
@@ -70,6 +74,29 @@ class App:
     def alerts(self) -> AlertSink:
         return AlertSink(self.ledger, self.config.station.id, self.clock, self.config.alerts)
 
+    def account(self) -> Actor:
+        """Who runs this command: the account of ``SUDO_UID`` under sudo, ``system`` for
+        root without sudo, else the user's own (:func:`resolve_actor`); resolved once
+        per invocation. An unknown or disabled user is refused (exit 77)."""
+        if self._actor is None:
+            identity = process_identity()
+            try:
+                ledger = self.ledger
+            except LedgerError as exc:
+                if identity["uid"] == 0:
+                    raise
+                raise unreadable_ledger(identity["uid"]) from exc
+            with ledger.read() as s:
+                self._actor = resolve_actor(s, **identity)
+        return self._actor
+
+    def require(self, action: str) -> Actor:
+        """The account running ``dockd ACTION``, refused unless the permission table
+        (:mod:`dockd.auth.permissions`) lets one of its roles run it."""
+        actor = self.account()
+        require(actor, action)
+        return actor
+
     def context(self, actor: str = "dockd") -> Context:
         """The Context a command hands to a stage, acting as ``actor``."""
         return Context(self.config, self.ledger, self.clock, self.alerts, actor=actor)
@@ -86,7 +113,10 @@ def app_of(ctx: typer.Context) -> App:
 
 
 def default_actor() -> str:
-    """Who is running this command: the sudo user if any, else the login name."""
+    """Who is running this command: the sudo user if any, else the login name.
+
+    Typed and unchecked: the commands still taking ``--by`` use it until they act as
+    :meth:`App.account` (see docs/architecture.md, "Accounts and roles")."""
     return os.environ.get("SUDO_USER") or getpass.getuser()
 
 

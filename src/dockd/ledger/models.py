@@ -413,3 +413,34 @@ class SweepRun(Base):
     ended_at: Mapped[datetime | None]
     status: Mapped[str] = mapped_column(String(16))  # running | ok | failed | dry-run
     summary: Mapped[str | None] = mapped_column(Text)  # JSON
+
+
+class Account(Base):
+    """A person (or ``system``, root acting without sudo) who may run dockd (issue 12).
+
+    Known by the OS login (``os_uid`` once known) and, for the web view, by an
+    argon2id ``password_hash`` and/or an LDAP ``ldap_dn``. Disabling keeps the row:
+    the audit trail names its login.
+    """
+
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    login: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(128))
+    os_uid: Mapped[int | None] = mapped_column(unique=True)
+    password_hash: Mapped[str | None] = mapped_column(Text)
+    ldap_dn: Mapped[str | None] = mapped_column(Text)
+    disabled_at: Mapped[datetime | None]
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(64))
+
+
+class AccountRole(Base):
+    """One role of one account (words of ``dockd.auth.roles.Role``)."""
+
+    __tablename__ = "account_roles"
+
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    role: Mapped[str] = mapped_column(String(32), primary_key=True)
