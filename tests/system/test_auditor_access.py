@@ -22,11 +22,10 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg import sql
-from sqlalchemy import event, make_url
+from sqlalchemy import make_url
 
-from dockd.ledger import db
 from dockd.ledger.db import open_ledger
-from dockd.ledger.permissions import persist_wal, secure_sqlite_path
+from dockd.ledger.permissions import secure_sqlite_path
 from fixtures.make_recorder import pad_mp4
 from tests.helpers.blockdev import MID_COPY, DockEnv, MiB, wait_for
 from tests.helpers.pgserver import PgServer
@@ -173,11 +172,8 @@ def test_the_ledger_stays_readable_when_no_dockd_has_it_open(
     home = tmp_path / "state"
     ledger = home / "ledger.sqlite3"
     reachable(tmp_path)
-    url = f"sqlite:///{ledger}"
-    engine = db.make_engine(url, group=auditor.group)
-    event.listen(engine, "connect", lambda conn, _record: persist_wal(conn))
-    db.migrate(engine)
-    engine.dispose()  # the last connection closes: SQLite would delete -wal and -shm
+    led = open_ledger(f"sqlite:///{ledger}", group=auditor.group)
+    led.close()  # the last connection closes: SQLite deletes -wal and -shm, dockd not
 
     assert all(Path(f"{ledger}{s}").exists() for s in WAL_FILES)
     assert auditor.count(ledger) == 0

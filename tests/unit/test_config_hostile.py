@@ -239,7 +239,7 @@ def test_a_toml_syntax_error_names_its_line(text: str, problem: str) -> None:
 def test_device_conflict_and_ledger_group() -> None:
     cfg = parse_config("")
     assert cfg.ingest.device_conflict == "quarantine"
-    assert cfg.ledger.group == "dockd"
+    assert cfg.ledger.group == "dockd-audit"
     cfg = parse_config('[ingest]\ndevice_conflict = "refuse"\n[ledger]\ngroup = "audit_ro"\n')
     assert (cfg.ingest.device_conflict, cfg.ledger.group) == ("refuse", "audit_ro")
     found = problems('[ingest]\ndevice_conflict = "guess"\n[ledger]\ngroup = "dockd;rm"\n')

@@ -28,7 +28,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dockd.errors import LedgerError
 from dockd.ledger.failures import describe_failure, shown_url
-from dockd.ledger.permissions import DEFAULT_GROUP, secure_sqlite_path, sqlite_path
+from dockd.ledger.permissions import (
+    DEFAULT_GROUP,
+    keep_wal_files,
+    secure_sqlite_path,
+    sqlite_path,
+)
 
 PG_CONNECT_TIMEOUT_S = 10
 
@@ -157,6 +162,12 @@ class Ledger:
 
     def close(self) -> None:
         self.engine.dispose()
+        # SQLite deleted the -wal and -shm with the last connection: put them back
+        # (empty, never over one that exists), so that readers who may not write the
+        # directory, the [ledger] group's auditors, can open the ledger while it is shut.
+        path = sqlite_path(self.engine.url)
+        if path is not None:
+            keep_wal_files(path)
 
 
 def open_ledger(url: str, *, create: bool = True, group: str | None = DEFAULT_GROUP) -> Ledger:

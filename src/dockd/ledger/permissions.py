@@ -18,9 +18,9 @@ a readonly database"). So, decided:
   for readers, but any member could then rewrite the WAL index that dockd's own
   connections trust, and with it what a checkpoint copies into the ledger;
 - they are always there: dockd creates missing ones, empty (an empty ``-wal`` is an
-  empty log), when it opens the ledger, and asks SQLite to keep them when its last
-  connection closes (:func:`persist_wal`, ``SQLITE_FCNTL_PERSIST_WAL``), instead of
-  deleting them as it otherwise does. A checkpoint truncates or rewrites them in place,
+  empty log), when it opens the ledger and again when it closes it (SQLite deletes
+  both with the last connection; ``Ledger.close`` puts them back, never replacing one
+  that exists). A checkpoint truncates or rewrites them in place,
   so their owner and mode stay; files SQLite creates itself take the database file's
   mode and, when dockd runs as root, its group;
 - a directory open to "other" only for traversal (``--x``, such as a 0751 state
@@ -29,14 +29,9 @@ a readonly database"). So, decided:
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import grp
-import importlib.util
 import os
-import sqlite3
 import stat
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +47,6 @@ LEDGER_DIR_MODE = 0o750
 DEFAULT_GROUP = "dockd-audit"
 _SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 _WAL_FILES = ("-wal", "-shm")  # what a read-only reader of a WAL ledger needs present
-_SQLITE_FCNTL_PERSIST_WAL = 10  # sqlite3.h
 _WAL_HEADER_BYTES = (2, 2)  # bytes 18 and 19 of the database header in WAL mode
 _warned: set[tuple[str, str]] = set()
 
@@ -296,47 +290,3 @@ def _align(side: Path, gid: int, mode: int) -> None:
                 f"`chmod {mode:o} {side}` as its owner",
                 path=str(side),
             )
-
-
-@functools.cache
-def _file_control() -> Any:
-    """SQLite's ``sqlite3_file_control`` from the library Python's sqlite3 uses, or None."""
-    if sys.implementation.name != "cpython":
-        return None
-    spec = importlib.util.find_spec("_sqlite3")
-    if spec is None or not spec.origin:
-        return None
-    try:
-        fn = ctypes.CDLL(spec.origin).sqlite3_file_control
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_void_p]
-    fn.restype = ctypes.c_int
-    return fn
-
-
-def persist_wal(dbapi_conn: object) -> bool:
-    """Ask SQLite to keep the ledger's ``-wal`` and ``-shm`` when its last connection closes.
-
-    For the engine's "connect" event: without it SQLite deletes both files when the
-    last dockd process closes the ledger, and auditors' read-only ``sqlite3`` fails
-    until dockd opens it again. Python's sqlite3 has no file-control call, so this
-    reaches the connection's ``sqlite3 *`` (the first field after the object header
-    in CPython's connection object) through ctypes; elsewhere it returns False with
-    one warning, and the files are still created at each open (:func:`keep_wal_files`).
-    """
-    fn = _file_control()
-    if fn is None or type(dbapi_conn) is not sqlite3.Connection:
-        _warn_once(
-            "persist-wal",
-            "",
-            "cannot ask SQLite to keep the ledger's -wal and -shm files (not CPython's "
-            "sqlite3); auditors' read-only sqlite3 works only while dockd has it open",
-        )
-        return False
-    handle = ctypes.c_void_p.from_address(id(dbapi_conn) + object.__basicsize__).value
-    flag = ctypes.c_int(1)
-    return (
-        handle is not None
-        and fn(handle, b"main", _SQLITE_FCNTL_PERSIST_WAL, ctypes.byref(flag)) == 0
-    )
