@@ -14,7 +14,7 @@ APT_PACKAGES := udev dosfstools exfatprogs fusefat exfat-fuse fuse3 mtools b3sum
 # The load beside `make test-stress`: what shook races out of the dock tests (issue 9).
 STRESS := stress-ng --cpu 2 --io 1 --quiet --timeout 4h
 
-.PHONY: demo test test-stress check docs-check fuzz system-deps venv clean bench
+.PHONY: demo test test-stress check docs-check fuzz system-deps venv clean bench deb
 
 $(BIN)/dockd: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +73,12 @@ fuzz: venv
 
 bench: venv
 	$(BIN)/python bench/ingest.py
+
+# dockd_<version>_<arch>.deb in the repository root: a venv at /opt/dockd made by the
+# system python3, the units, sysusers/tmpfiles entries, the config and the docs
+# (packaging/build-deb.sh says why not dh-virtualenv). Needs python3-venv, dpkg-deb.
+deb:
+	bash packaging/build-deb.sh
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache src/*.egg-info

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnElement, Date, Integer, String, case, cast, func, literal, type_coerce
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from dockd.config import Config
@@ -54,3 +55,78 @@ def columns(names: str) -> tuple[str, ...]:
 
 def iso(ts: datetime | None, tz: ZoneInfo) -> str | None:
     return ts.astimezone(tz).isoformat(timespec="seconds") if ts is not None else None
+
+
+# ---------------------------------------------------------------- SQL the reports share
+#
+# The reports select and aggregate in the database, from its indexes, not over every
+# row in Python. What SQL does not do alike on both ledgers lives here: time
+# differences (SQLite keeps times as text) and the station's local day (SQLite knows
+# no time zones). Both stay exact to the microsecond, as the Python they replace was.
+
+
+def dialect_of(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+Col = ColumnElement[Any] | InstrumentedAttribute[Any]  # a column or an expression
+
+
+def _micros(ts: Col) -> ColumnElement[int]:
+    """A SQLite ledger time (``YYYY-MM-DD HH:MM:SS.ffffff``, UTC) as integer microseconds."""
+    seconds = cast(func.strftime("%s", ts), Integer)
+    fraction = cast(func.substr(type_coerce(ts, String) + ".000000", 21, 6), Integer)
+    return seconds * 1_000_000 + fraction
+
+
+def exceeds(later: Col, earlier: Col, limit: timedelta, dialect: str) -> ColumnElement[bool]:
+    """``later - earlier > limit`` to the microsecond, as Python compares datetimes."""
+    if dialect == "sqlite":
+        return _micros(later) - _micros(earlier) > limit // timedelta(microseconds=1)
+    diff: ColumnElement[Any] = later - earlier
+    return diff > limit
+
+
+def offsets(tz: ZoneInfo, lo: datetime, hi: datetime) -> list[tuple[datetime, int]]:
+    """``tz``'s UTC offsets over ``[lo, hi]``: ``[(from, seconds), ...]``, each change
+    found to the microsecond (looked for day by day)."""
+
+    def off(t: datetime) -> int:
+        return int((t.astimezone(tz).utcoffset() or timedelta()).total_seconds())
+
+    current = off(lo)
+    out = [(lo, current)]
+    t = lo
+    while t < hi:
+        step = min(t + timedelta(days=1), hi)
+        if off(step) == current:
+            t = step
+            continue
+        a, b = t, step  # off(a) == current != off(b)
+        while b - a > timedelta(microseconds=1):
+            mid = a + (b - a) // 2
+            a, b = (mid, b) if off(mid) == current else (a, mid)
+        current = off(b)
+        out.append((b, current))
+        t = b
+    return out
+
+
+def local_day(
+    ts: Col, tz: ZoneInfo, dialect: str, span: tuple[datetime, datetime]
+) -> ColumnElement[Any]:
+    """The station's local date of ``ts``, as ``astimezone(tz).date()`` gives it.
+
+    ``span`` bounds the times it is asked of: on SQLite the zone's offsets over it
+    become a ``CASE`` (just one offset in most zones); PostgreSQL knows the zones.
+    """
+    if dialect != "sqlite":
+        return cast(func.timezone(tz.key, ts), Date)
+    steps = offsets(tz, *span)
+    modifier: ColumnElement[Any] = literal(f"{steps[-1][1]:+d} seconds")
+    if len(steps) > 1:
+        whens = [
+            (ts < start, literal(f"{off:+d} seconds")) for (_, off), (start, _) in pairwise(steps)
+        ]
+        modifier = case(*whens, else_=modifier)
+    return func.date(ts, modifier)

@@ -1,43 +1,45 @@
 """Reports on the footage itself: late ingest (R2), gaps (R12), untagged (R5),
-usage per officer and device (R16), clock-suspect devices (R13), badge mismatches (R1)."""
+usage per officer and device (R16), clock-suspect devices (R13), badge mismatches (R1).
+
+Each is selected and aggregated by the database, the period first (``recorded_start``
+is indexed), so a month of a ten-million-file ledger costs that month, not the ledger.
+Python only formats the rows found, and sorts them where the order is Python's
+(badges and device numbers sort as Python sorts strings, whatever the collation).
+"""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, case, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from dockd.config import Config
 from dockd.ledger.models import Device, FileState, Officer, Recording
-from dockd.reports.base import Period, Report, columns, iso
+from dockd.reports.base import (
+    Col,
+    Period,
+    Report,
+    columns,
+    dialect_of,
+    exceeds,
+    iso,
+    local_day,
+)
+
+R = Recording
+CLIPS = ("video", "audio")  # what a gap is measured between
 
 
-@dataclass(frozen=True)
-class _File:
-    row: Recording
-    badge: str | None
-    officer_name: str | None
-
-    @property
-    def end(self) -> datetime:
-        return self.row.recorded_end or self.row.recorded_start
+def _badge() -> ColumnElement[str]:
+    """The assigned officer's badge, else the one in the file name (needs the officer join)."""
+    return func.coalesce(func.nullif(Officer.badge, ""), R.badge_hint)
 
 
-def _files(session: Session, period: Period, *, stored_only: bool = False) -> list[_File]:
-    """Every file recorded in the period (all states unless ``stored_only``), in time order."""
-    q = (
-        select(Recording, Officer.badge, Officer.name)
-        .outerjoin(Officer, Recording.officer_id == Officer.id)
-        .where(*period.where(Recording.recorded_start))
-        .order_by(Recording.recorded_start, Recording.id)
-    )
-    if stored_only:
-        q = q.where(Recording.state == FileState.STORED)
-    return [_File(row, badge or row.badge_hint, name) for row, badge, name in session.execute(q)]
+def _end() -> ColumnElement[datetime]:
+    """The end of the recording, its start when the end is unknown."""
+    return func.coalesce(R.recorded_end, R.recorded_start)
 
 
 def ingest_delay(row: Recording) -> timedelta:
@@ -49,24 +51,48 @@ def is_late(row: Recording, config: Config) -> bool:
     return ingest_delay(row) > timedelta(hours=config.reports.late_ingest_hours)
 
 
+def late_sql(config: Config, dialect: str) -> ColumnElement[bool]:
+    """:func:`is_late` in SQL."""
+    return exceeds(
+        R.ingested_at, _end(), timedelta(hours=config.reports.late_ingest_hours), dialect
+    )
+
+
 def late(session: Session, config: Config, period: Period, now: datetime) -> Report:
     """Files ingested more than ``late_ingest_hours`` after their recording ended (R2)."""
     tz = config.station.tz
+    q = (
+        select(
+            R.id,
+            R.device_ref,
+            _badge().label("badge"),
+            R.recorded_start,
+            R.recorded_end,
+            R.ingested_at,
+            R.session_id,
+            R.clock_suspect,
+            R.case_number,
+        )
+        .outerjoin(Officer, R.officer_id == Officer.id)
+        .where(*period.where(R.recorded_start), late_sql(config, dialect_of(session)))
+        .order_by(R.recorded_start, R.id)
+    )
     rows = [
         {
-            "id": f.row.id,
-            "device": f.row.device_ref,
-            "officer": f.badge,
-            "recorded_at": iso(f.row.recorded_start, tz),
-            "recorded_end": iso(f.row.recorded_end, tz),
-            "ingested_at": iso(f.row.ingested_at, tz),
-            "delay_hours": round(ingest_delay(f.row).total_seconds() / 3600, 2),
-            "session_id": f.row.session_id,
-            "clock_suspect": f.row.clock_suspect,
-            "case": f.row.case_number,
+            "id": r.id,
+            "device": r.device_ref,
+            "officer": r.badge,
+            "recorded_at": iso(r.recorded_start, tz),
+            "recorded_end": iso(r.recorded_end, tz),
+            "ingested_at": iso(r.ingested_at, tz),
+            "delay_hours": round(
+                (r.ingested_at - (r.recorded_end or r.recorded_start)).total_seconds() / 3600, 2
+            ),
+            "session_id": r.session_id,
+            "clock_suspect": r.clock_suspect,
+            "case": r.case_number,
         }
-        for f in _files(session, period)
-        if is_late(f.row, config)
+        for r in session.execute(q)
     ]
     return Report(
         "late",
@@ -85,37 +111,67 @@ def gaps(session: Session, config: Config, period: Period, now: datetime) -> Rep
     Only video and audio clips count; a break is measured from the latest end so
     far to the next start, and only within one local day (a night off duty is not
     an interrupted recording).
+
+    In SQL, per device in (start, id) order: the latest end before each clip (a
+    running ``MAX``). A clip ending past it takes the lead; a break can only come
+    before a clip that takes the lead, and it runs from the end of the clip that
+    led before it (``LAG`` over the leading clips alone). Only breaks over the limit
+    leave the database; whether both ends lie in one local day is Python's.
     """
     tz = config.station.tz
     limit = timedelta(minutes=config.reports.gap_minutes)
-    by_device: dict[str, list[_File]] = defaultdict(list)
-    for f in _files(session, period):
-        if f.row.kind in ("video", "audio"):
-            by_device[f.row.device_ref].append(f)
-    rows: list[dict[str, Any]] = []
-    for device in sorted(by_device):
-        clips = by_device[device]
-        latest = clips[0]
-        for clip in clips[1:]:
-            gap = clip.row.recorded_start - latest.end
-            same_day = (
-                latest.end.astimezone(tz).date() == clip.row.recorded_start.astimezone(tz).date()
-            )
-            if gap > limit and same_day:
-                rows.append(
-                    {
-                        "device": device,
-                        "officer": clip.badge,
-                        "gap_from": iso(latest.end, tz),
-                        "gap_to": iso(clip.row.recorded_start, tz),
-                        "gap_minutes": round(gap.total_seconds() / 60, 1),
-                        "file_before": latest.row.id,
-                        "file_after": clip.row.id,
-                        "case": clip.row.case_number,
-                    }
-                )
-            if clip.end > latest.end:
-                latest = clip
+    a = (
+        select(
+            R.id,
+            R.device_ref,
+            R.recorded_start,
+            _end().label("end"),
+            func.max(_end())
+            .over(partition_by=R.device_ref, order_by=(R.recorded_start, R.id), rows=(None, -1))
+            .label("prev_end"),
+        )
+        .where(R.kind.in_(CLIPS), *period.where(R.recorded_start))
+        .subquery("a")
+    )
+    d = (
+        select(
+            *a.c,
+            func.lag(a.c.id)
+            .over(partition_by=a.c.device_ref, order_by=(a.c.recorded_start, a.c.id))
+            .label("before"),
+        )
+        .where(or_(a.c.prev_end.is_(None), a.c.end > a.c.prev_end))
+        .subquery("d")
+    )
+    q = (
+        select(
+            d.c.device_ref,
+            d.c.id,
+            d.c.recorded_start,
+            d.c.prev_end,
+            d.c.before,
+            _badge().label("badge"),
+            R.case_number,
+        )
+        .join(R, R.id == d.c.id)
+        .outerjoin(Officer, R.officer_id == Officer.id)
+        .where(exceeds(d.c.recorded_start, d.c.prev_end, limit, dialect_of(session)))
+    )
+    found = sorted(session.execute(q), key=lambda r: (r.device_ref, r.recorded_start, r.id))
+    rows = [
+        {
+            "device": r.device_ref,
+            "officer": r.badge,
+            "gap_from": iso(r.prev_end, tz),
+            "gap_to": iso(r.recorded_start, tz),
+            "gap_minutes": round((r.recorded_start - r.prev_end).total_seconds() / 60, 1),
+            "file_before": r.before,
+            "file_after": r.id,
+            "case": r.case_number,
+        }
+        for r in found
+        if r.prev_end.astimezone(tz).date() == r.recorded_start.astimezone(tz).date()
+    ]
     return Report(
         "gaps",
         f"breaks over {config.reports.gap_minutes:g} min between clips of one device, same day",
@@ -128,18 +184,37 @@ def untagged(session: Session, config: Config, period: Period, now: datetime) ->
     """Stored footage still without a case ``untagged_days`` after it was recorded (R5)."""
     tz = config.station.tz
     cutoff = now - timedelta(days=config.reports.untagged_days)
+    q = (
+        select(
+            R.id,
+            R.device_ref,
+            _badge().label("badge"),
+            R.kind,
+            R.recorded_start,
+            R.store_path,
+        )
+        .outerjoin(Officer, R.officer_id == Officer.id)
+        .where(
+            *period.where(R.recorded_start),
+            R.recorded_start <= cutoff,
+            # ``|| ''``: not the case index, which SQLite would walk for the NULLs
+            # (most files); the recording times are what narrows it.
+            (R.case_number + "").is_(None),
+            R.state == FileState.STORED,
+        )
+        .order_by(R.recorded_start, R.id)
+    )
     rows = [
         {
-            "id": f.row.id,
-            "device": f.row.device_ref,
-            "officer": f.badge,
-            "kind": f.row.kind,
-            "recorded_at": iso(f.row.recorded_start, tz),
-            "age_days": (now - f.row.recorded_start).days,
-            "store_path": f.row.store_path,
+            "id": r.id,
+            "device": r.device_ref,
+            "officer": r.badge,
+            "kind": r.kind,
+            "recorded_at": iso(r.recorded_start, tz),
+            "age_days": (now - r.recorded_start).days,
+            "store_path": r.store_path,
         }
-        for f in _files(session, period, stored_only=True)
-        if f.row.case_number is None and f.row.recorded_start <= cutoff
+        for r in session.execute(q)
     ]
     return Report(
         "untagged",
@@ -149,101 +224,150 @@ def untagged(session: Session, config: Config, period: Period, now: datetime) ->
     )
 
 
-@dataclass
-class _Usage:
-    files: int = 0
-    seconds: float = 0.0
-    late: int = 0
-    days: set[date] | None = None
-    first: datetime | None = None
-    last: datetime | None = None
-
-    def add(self, f: _File, config: Config) -> None:
-        self.files += 1
-        self.seconds += f.row.duration_s or 0.0
-        self.late += is_late(f.row, config)
-        if self.days is None:
-            self.days = set()
-        self.days.add(f.row.recorded_start.astimezone(config.station.tz).date())
-        start = f.row.recorded_start
-        self.first = start if self.first is None or start < self.first else self.first
-        self.last = start if self.last is None or start > self.last else self.last
-
-    def as_row(self, config: Config) -> dict[str, Any]:
-        tz = config.station.tz
-        return {
-            "files": self.files,
-            "hours_recorded": round(self.seconds / 3600, 2),
-            "days_active": len(self.days or ()),
-            "late_files": self.late,
-            "late_share": round(self.late / self.files, 3) if self.files else 0.0,
-            "first_recorded": iso(self.first, tz),
-            "last_recorded": iso(self.last, tz),
-        }
-
-
 _USAGE_COLS = columns(
     "files hours_recorded days_active late_files late_share first_recorded last_recorded"
 )
 
 
+def _usage(session: Session, config: Config, period: Period, key: Col) -> dict[str, dict[str, Any]]:
+    """Per ``key``, over the period's files (all states): the usage columns (R16)."""
+    tz, dialect = config.station.tz, dialect_of(session)
+    where = period.where(R.recorded_start)
+    lo, hi = session.execute(
+        select(func.min(R.recorded_start), func.max(R.recorded_start)).where(*where)
+    ).one()
+    if lo is None:
+        return {}
+    q = (
+        select(
+            key.label("key"),
+            func.count().label("files"),
+            func.sum(func.coalesce(R.duration_s, 0.0)).label("seconds"),
+            func.sum(case((late_sql(config, dialect), 1), else_=0)).label("late"),
+            func.count(func.distinct(local_day(R.recorded_start, tz, dialect, (lo, hi)))).label(
+                "days"
+            ),
+            func.min(R.recorded_start).label("first"),
+            func.max(R.recorded_start).label("last"),
+        )
+        .outerjoin(Officer, R.officer_id == Officer.id)
+        .where(*where)
+        .group_by(key)
+    )
+    return {
+        r.key: {
+            "files": r.files,
+            "hours_recorded": round(float(r.seconds) / 3600, 2),
+            "days_active": r.days,
+            "late_files": int(r.late),
+            "late_share": round(int(r.late) / r.files, 3),
+            "first_recorded": iso(r.first, tz),
+            "last_recorded": iso(r.last, tz),
+        }
+        for r in session.execute(q)
+    }
+
+
+_IDLE = {
+    "files": 0,
+    "hours_recorded": 0.0,
+    "days_active": 0,
+    "late_files": 0,
+    "late_share": 0.0,
+    "first_recorded": None,
+    "last_recorded": None,
+}
+
+
 def usage_officer(session: Session, config: Config, period: Period, now: datetime) -> Report:
     """Per officer over the period: hours recorded, files, days active, share ingested late
     (R16). Every registered officer is listed, also those who recorded nothing."""
-    usage: dict[str, _Usage] = defaultdict(_Usage)
-    names: dict[str, str | None] = {}
-    for badge, name in session.execute(select(Officer.badge, Officer.name)):
-        usage[badge]
-        names[badge] = name
-    for f in _files(session, period):
-        key = f.badge or "(unknown)"
-        usage[key].add(f, config)
-        names.setdefault(key, f.officer_name)
-    rows = [{"officer": k, "name": names.get(k), **usage[k].as_row(config)} for k in sorted(usage)]
+    badge = func.coalesce(func.nullif(_badge(), ""), "(unknown)")
+    names: dict[str, str | None] = {
+        b: name for b, name in session.execute(select(Officer.badge, Officer.name))
+    }
+    usage = _usage(session, config, period, badge)
+    rows = [
+        {"officer": k, "name": names.get(k), **usage.get(k, _IDLE)}
+        for k in sorted(names.keys() | usage.keys())
+    ]
     return Report("usage-officer", "use per officer", ("officer", "name", *_USAGE_COLS), rows)
 
 
 def usage_device(session: Session, config: Config, period: Period, now: datetime) -> Report:
     """Per device over the period (R16); every registered device is listed."""
-    usage: dict[str, _Usage] = defaultdict(_Usage)
-    models: dict[str, str] = {}
-    for number, brand, model in session.execute(select(Device.number, Device.brand, Device.model)):
-        usage[number]
-        models[number] = " ".join(x for x in (brand, model) if x)
-    for f in _files(session, period):
-        usage[f.row.device_ref].add(f, config)
+    models = {
+        number: " ".join(x for x in (brand, model) if x)
+        for number, brand, model in session.execute(
+            select(Device.number, Device.brand, Device.model)
+        )
+    }
+    usage = _usage(session, config, period, R.device_ref)
     rows = [
-        {"device": k, "model": models.get(k, ""), **usage[k].as_row(config)} for k in sorted(usage)
+        {"device": k, "model": models.get(k, ""), **usage.get(k, _IDLE)}
+        for k in sorted(models.keys() | usage.keys())
     ]
     return Report("usage-device", "use per device", ("device", "model", *_USAGE_COLS), rows)
+
+
+LISTED_IDS = 20  # file ids the clock report names per device
 
 
 def clock(session: Session, config: Config, period: Period, now: datetime) -> Report:
     """Devices whose clock looks wrong (R13): files flagged clock-suspect at ingest
     (time in the future, far from the dock time, or before the device was registered)."""
     tz = config.station.tz
-    per: dict[str, list[_File]] = defaultdict(list)
-    totals: dict[str, int] = defaultdict(int)
-    for f in _files(session, period):
-        totals[f.row.device_ref] += 1
-        if f.row.clock_suspect:
-            per[f.row.device_ref].append(f)
-    rows = []
-    for device in sorted(per):
-        suspect = per[device]
-        future = [f for f in suspect if f.row.recorded_start > f.row.ingested_at]
-        rows.append(
-            {
-                "device": device,
-                "suspect_files": len(suspect),
-                "files": totals[device],
-                "future_dated": len(future),
-                "earliest_recorded_at": iso(min(f.row.recorded_start for f in suspect), tz),
-                "latest_recorded_at": iso(max(f.row.recorded_start for f in suspect), tz),
-                "last_ingest": iso(max(f.row.ingested_at for f in suspect), tz),
-                "file_ids": [f.row.id for f in suspect][:20],
-            }
+    where = period.where(R.recorded_start)
+    suspect = R.clock_suspect == true()
+
+    def of_suspect(col: Any) -> Any:
+        return case((suspect, col))
+
+    per = (
+        select(
+            R.device_ref,
+            func.sum(case((suspect, 1), else_=0)).label("suspect"),
+            func.count().label("files"),
+            func.sum(case((and_(suspect, R.recorded_start > R.ingested_at), 1), else_=0)).label(
+                "future"
+            ),
+            func.min(of_suspect(R.recorded_start)).label("earliest"),
+            func.max(of_suspect(R.recorded_start)).label("latest"),
+            func.max(of_suspect(R.ingested_at)).label("last_ingest"),
         )
+        .where(*where)
+        .group_by(R.device_ref)
+        .having(func.sum(case((suspect, 1), else_=0)) > 0)
+    )
+    ranked = (
+        select(
+            R.device_ref,
+            R.id,
+            func.row_number()
+            .over(partition_by=R.device_ref, order_by=(R.recorded_start, R.id))
+            .label("n"),
+        )
+        .where(*where, suspect)
+        .subquery()
+    )
+    ids: dict[str, list[int]] = {}
+    for dev, fid, _ in sorted(
+        session.execute(select(ranked).where(ranked.c.n <= LISTED_IDS)), key=lambda r: (r[0], r[2])
+    ):
+        ids.setdefault(dev, []).append(fid)
+    rows = [
+        {
+            "device": r.device_ref,
+            "suspect_files": int(r.suspect),
+            "files": r.files,
+            "future_dated": int(r.future),
+            "earliest_recorded_at": iso(r.earliest, tz),
+            "latest_recorded_at": iso(r.latest, tz),
+            "last_ingest": iso(r.last_ingest, tz),
+            "file_ids": ids.get(r.device_ref, []),
+        }
+        for r in sorted(session.execute(per), key=lambda r: r.device_ref)
+    ]
     return Report(
         "clock",
         "devices with clock-suspect footage",
@@ -259,18 +383,31 @@ def badge_mismatch(session: Session, config: Config, period: Period, now: dateti
     """Files whose name carries a badge other than the assigned officer's: a recorder
     lent to someone else (003 §20(二)), or an assignment entered wrong."""
     tz = config.station.tz
+    q = (
+        select(
+            R.id,
+            R.device_ref,
+            _badge().label("badge"),
+            R.badge_hint,
+            R.recorded_start,
+            R.session_id,
+            R.source_path,
+        )
+        .outerjoin(Officer, R.officer_id == Officer.id)
+        .where(*period.where(R.recorded_start), R.badge_mismatch == true())
+        .order_by(R.recorded_start, R.id)
+    )
     rows = [
         {
-            "id": f.row.id,
-            "device": f.row.device_ref,
-            "assigned": f.badge,
-            "badge_in_name": f.row.badge_hint,
-            "recorded_at": iso(f.row.recorded_start, tz),
-            "session_id": f.row.session_id,
-            "source_path": f.row.source_path,
+            "id": r.id,
+            "device": r.device_ref,
+            "assigned": r.badge,
+            "badge_in_name": r.badge_hint,
+            "recorded_at": iso(r.recorded_start, tz),
+            "session_id": r.session_id,
+            "source_path": r.source_path,
         }
-        for f in _files(session, period)
-        if f.row.badge_mismatch
+        for r in session.execute(q)
     ]
     return Report(
         "badge-mismatch",

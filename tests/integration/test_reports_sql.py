@@ -1,0 +1,153 @@
+"""The footage reports computed in SQL (issue 16) at the edges the Python they replaced
+got right: a delay of exactly the limit, a break measured from the latest end (not the
+previous clip's), a local day across a daylight-saving change, the clock report's first
+twenty files. On SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from itertools import count
+from typing import Any
+
+import pytest
+from sqlalchemy.orm import Session
+
+from dockd.config import Config
+from dockd.config.station import StationConfig
+from dockd.ledger.db import Ledger
+from dockd.ledger.models import Device, Officer, Recording
+from dockd.reports.base import Period, Report
+from dockd.reports.catalog import run_report
+from tests.helpers.ledgers import BACKENDS
+from tests.helpers.station import NOW
+
+T0 = datetime(2026, 3, 14, 0, 0, tzinfo=UTC)  # 08:00 in Shanghai
+_seq = count(1)
+
+
+def _file(s: Session, start: datetime, end: datetime | None, **kw: Any) -> int:
+    n = next(_seq)
+    row = Recording(
+        station="st-test",
+        device_ref=kw.pop("device_ref", "DV-1"),
+        device_id=kw.pop("device_id", 1),
+        officer_id=kw.pop("officer_id", 1),
+        kind=kw.pop("kind", "video"),
+        recorded_start=start,
+        recorded_end=end,
+        time_source="container",
+        size_bytes=1,
+        blake3=f"{n:064x}",
+        source_path=f"DCIM/{n}.MP4",
+        store_path=f"x/{n}.MP4",
+        ingested_at=kw.pop("ingested_at", NOW),
+        **kw,
+    )
+    s.add(row)
+    s.flush()
+    return row.id
+
+
+def _station(s: Session) -> None:
+    s.add(Device(number="DV-1", registered_at=T0 - timedelta(days=30)))
+    s.add(Officer(badge="012345", name="Li", created_at=T0 - timedelta(days=30)))
+    s.flush()
+
+
+def _report(
+    ledger: Ledger, config: Config, name: str, extra: dict[str, Any] | None = None
+) -> Report:
+    cfg = config.model_copy(update=extra or {})
+    with ledger.read() as s:
+        return run_report(name, s, cfg, Period(), NOW)
+
+
+@pytest.mark.parametrize("config", BACKENDS, indirect=True)
+def test_late_is_late_only_past_the_limit_to_the_microsecond(
+    config: Config, ledger: Ledger
+) -> None:
+    limit = timedelta(hours=config.reports.late_ingest_hours)
+    end = T0 + timedelta(minutes=10, microseconds=250)
+    with ledger.session() as s:
+        _station(s)
+        _file(s, T0, end, ingested_at=end + limit)  # exactly the limit: in time
+        over = _file(
+            s, T0 + timedelta(minutes=1), end, ingested_at=end + limit + timedelta(0, 0, 1)
+        )
+        no_end = _file(s, end, None, ingested_at=end + limit * 2)
+    rows = _report(ledger, config, "late").rows
+    assert [(r["id"], r["delay_hours"]) for r in rows] == [
+        (over, round(limit.total_seconds() / 3600, 2)),
+        (no_end, round(2 * limit.total_seconds() / 3600, 2)),
+    ]
+    assert rows[1]["recorded_end"] is None and rows[1]["officer"] == "012345"
+
+
+@pytest.mark.parametrize("config", BACKENDS, indirect=True)
+def test_a_break_runs_from_the_latest_end_so_far(config: Config, ledger: Ledger) -> None:
+    """A long clip with shorter ones inside it: the break after them runs from the long
+    clip's end, and it is the file before (a later clip ending at the same time is not)."""
+    m = timedelta(minutes=1)
+    with ledger.session() as s:
+        _station(s)
+        long = _file(s, T0, T0 + 120 * m)
+        _file(s, T0 + 30 * m, T0 + 31 * m)  # inside the long clip
+        _file(s, T0 + 40 * m, T0 + 120 * m)  # ends with it
+        _file(s, T0 + 150 * m, None, kind="photo")  # photos do not close a break
+        after = _file(s, T0 + 180 * m, T0 + 190 * m, badge_hint="054321", officer_id=None)
+        _file(s, T0 + 24 * 60 * m, T0 + 24 * 60 * m + m)  # next day: a night is no break
+        other = _file(s, T0, T0 + m, device_ref="UNREG-9", device_id=None, officer_id=None)
+        other_after = _file(
+            s, T0 + 45 * m, T0 + 46 * m, device_ref="UNREG-9", device_id=None, officer_id=None
+        )
+    rows = _report(ledger, config, "gaps").rows
+    assert [(r["device"], r["file_before"], r["file_after"], r["gap_minutes"]) for r in rows] == [
+        ("DV-1", long, after, 60.0),
+        ("UNREG-9", other, other_after, 44.0),
+    ]
+    assert rows[0]["gap_from"] == "2026-03-14T10:00:00+08:00"
+    assert (rows[0]["officer"], rows[1]["officer"]) == ("054321", None)
+
+
+@pytest.mark.parametrize("config", BACKENDS, indirect=True)
+def test_days_active_are_the_stations_local_days_across_a_clock_change(
+    config: Config, ledger: Ledger
+) -> None:
+    """Berlin moves to summer time at 01:00 UTC on 2026-03-29: 21:30 UTC that day is
+    23:30 local (the 29th), 22:30 UTC is 00:30 on the 30th."""
+    berlin = {"station": StationConfig(id="st-test", timezone="Europe/Berlin")}
+    at = datetime(2026, 3, 29, 21, 30, tzinfo=UTC)
+    with ledger.session() as s:
+        _station(s)
+        _file(s, datetime(2026, 3, 28, 23, 30, tzinfo=UTC), None)  # 00:30 on the 29th (+01:00)
+        _file(s, at, at + timedelta(minutes=5))
+        _file(s, at + timedelta(hours=1), None, ingested_at=at + timedelta(days=3))
+        _file(s, at, None, officer_id=None)  # no officer, no badge in the name
+    officers = {r["officer"]: r for r in _report(ledger, config, "usage-officer", berlin).rows}
+    assert officers["012345"]["days_active"] == 2
+    assert officers["012345"]["files"] == 3
+    assert officers["012345"]["late_files"] == 1
+    assert officers["012345"]["late_share"] == 0.333
+    assert officers["012345"]["last_recorded"] == "2026-03-30T00:30:00+02:00"
+    assert (officers["(unknown)"]["files"], officers["(unknown)"]["name"]) == (1, None)
+    (device,) = _report(ledger, config, "usage-device", berlin).rows
+    assert (device["device"], device["files"], device["days_active"]) == ("DV-1", 4, 2)
+
+
+@pytest.mark.parametrize("config", BACKENDS, indirect=True)
+def test_clock_report_names_the_first_twenty_suspect_files_in_time_order(
+    config: Config, ledger: Ledger
+) -> None:
+    with ledger.session() as s:
+        _station(s)
+        # inserted latest first, so ids run against time
+        suspect = [
+            _file(s, T0 + timedelta(hours=h), None, clock_suspect=True) for h in range(25, 0, -1)
+        ]
+        _file(s, T0, None)
+        future = _file(s, NOW + timedelta(days=1), None, clock_suspect=True, ingested_at=NOW)
+    (row,) = _report(ledger, config, "clock").rows
+    assert (row["suspect_files"], row["files"], row["future_dated"]) == (26, 27, 1)
+    assert row["file_ids"] == suspect[::-1][:20]
+    assert row["last_ingest"] == "2026-03-16T10:00:00+08:00"
+    assert future not in row["file_ids"]
