@@ -108,6 +108,9 @@ unit_mode() { local m; m=$(sed -n "s/^$1=//p" systemd/dockd.service | tail -1); 
 } >"$STAGE/usr/lib/tmpfiles.d/dockd.conf"
 install -d -m 0750 "$STAGE/etc/dockd"
 install -m 0640 config.example.toml "$STAGE/etc/dockd/dockd.toml"
+# sudo for the dockd-users group, for dockd alone (docs/admin.md, "Accounts and roles").
+install -d -m 0755 "$STAGE/etc/sudoers.d"
+install -m 0440 packaging/sudoers "$STAGE/etc/sudoers.d/dockd"
 install -m 0644 README.md config.example.toml "$STAGE/usr/share/doc/dockd/"
 install -m 0644 docs/*.md "$STAGE/usr/share/doc/dockd/docs/"
 cat >"$STAGE/usr/share/doc/dockd/copyright" <<EOF
@@ -123,7 +126,7 @@ for script in preinst postinst prerm postrm; do
 	sed "s|@UNITS@|${units[*]}|g" "packaging/$script" >"$STAGE/DEBIAN/$script"
 	chmod 0755 "$STAGE/DEBIAN/$script"
 done
-echo /etc/dockd/dockd.toml >"$STAGE/DEBIAN/conffiles"
+printf '%s\n' /etc/dockd/dockd.toml /etc/sudoers.d/dockd >"$STAGE/DEBIAN/conffiles"
 (cd "$STAGE" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | LC_ALL=C sort -z |
 	xargs -0 md5sum) >"$STAGE/DEBIAN/md5sums"
 
@@ -134,7 +137,7 @@ Architecture: $ARCH
 Maintainer: dockd maintainers <root@localhost>
 Installed-Size: $(du -sk --exclude=DEBIAN "$STAGE" | cut -f1)
 Depends: python3 (>= 3.11), python3 (<< $PYNEXT), python$PYMINOR, mount, util-linux, $SHLIBS
-Recommends: fusefat, exfat-fuse, fuse3, kmod
+Recommends: fusefat, exfat-fuse, fuse3, kmod, sudo
 Suggests: xorriso, postgresql-client
 Section: admin
 Priority: optional

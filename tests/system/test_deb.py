@@ -36,7 +36,7 @@ LEDGER = STATE / "ledger.sqlite3"
 STORE = STATE / "store"
 QUARANTINE = STATE / "quarantine"  # where an unregistered recorder's footage is stored
 BACKUPS = Path("/var/backups/dockd")
-GROUPS = ("dockd", "dockd-audit")
+GROUPS = ("dockd", "dockd-audit", "dockd-users")
 # What the package installs or creates: none of it may exist before the test.
 OURS = (DOCKD, Path("/opt/dockd"), Path("/etc/dockd"), UNIT, STATE, BACKUPS)
 # The installed dockd, not this checkout's: nothing of the test's environment.
@@ -130,6 +130,10 @@ def test_dpkg_i_installs_dockd_units_groups_and_directories(package: Package) ->
     assert CONFIG.read_bytes() == (REPO / "config.example.toml").read_bytes()
     conffiles = sh("dpkg-query", "-W", "-f=${Conffiles}", "dockd").stdout
     assert str(CONFIG) in conffiles
+    # sudo for the dockd-users group, for dockd alone (issue 12: the package installs it)
+    sudoers = Path("/etc/sudoers.d/dockd")
+    assert str(sudoers) in conffiles and stat.S_IMODE(sudoers.stat().st_mode) == 0o440
+    assert "%dockd-users ALL=(root) /usr/bin/dockd" in sudoers.read_text()
     assert sh("dpkg", "--verify", "dockd").stdout == ""  # every file as shipped
 
 
