@@ -40,10 +40,13 @@ def _no_leaked_threads() -> Iterator[None]:
 def _structlog_config_restored() -> Iterator[None]:
     """structlog's configuration belongs to the process: a ``dockd`` command run in-process
     sets it from its config (``[logging] level = "error"`` drops warnings). Each test
-    starts from the configuration the run started with, whatever ran before it."""
+    starts from the configuration the run started with, whatever ran before it, and with
+    no log context bound by it (a session's id and officer, bound per thread)."""
     saved = structlog.get_config()
+    structlog.contextvars.clear_contextvars()
     yield
     structlog.configure(**saved)
+    structlog.contextvars.clear_contextvars()
 
 
 @pytest.fixture(autouse=True)
