@@ -63,7 +63,11 @@ def _tables(found: ConfigDiff, tz: Any, fmt: Format) -> None:
         return
     r = found.retention
     cats = sorted(r.earlier.keys() | r.later.keys())
-    typer.echo(f"retention: {r.checked} stored file(s) recomputed")
+    moved = sum(r.earlier.values()) + sum(r.later.values())
+    if not moved:
+        typer.echo("retention: no stored file's end moves")
+    else:
+        typer.echo(f"retention: the end of {moved} of {r.checked} stored file(s) moves")
     if cats:
         rows = [
             {"category": c, "earlier": r.earlier.get(c, 0), "later": r.later.get(c, 0)}

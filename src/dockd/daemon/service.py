@@ -319,15 +319,18 @@ def run(config: Config, *, clock: Clock | None = None) -> int:
         if signals.hup.is_set():
             signals.hup.clear()
             notify("RELOADING=1")
-            live, live_alerts = reload_config(
-                live,
-                partial(load_config, live.source),
-                ledger=ledger,
-                clock=clock,
-                alerts=live_alerts,
-                holders=(manager,),
-                scheduler=scheduler,
-            )
+            try:
+                live, live_alerts = reload_config(
+                    live,
+                    partial(load_config, live.source),
+                    ledger=ledger,
+                    clock=clock,
+                    alerts=live_alerts,
+                    holders=(manager,),
+                    scheduler=scheduler,
+                )
+            except Exception:  # a reload must never take the daemon down
+                log.exception("config reload failed")
             notify("READY=1")
         if watcher.alive and manager.alive:
             notify("WATCHDOG=1")
