@@ -60,6 +60,7 @@ PERMISSIONS: dict[str, Rule] = {
     "assign set": _rule(REGISTRY),
     "assign end": _rule(REGISTRY),
     "config check": _rule(ADMIN),
+    "config diff": _rule(ADMIN),
     "ledger query": _rule(READERS),
     "ledger sessions": _rule(READERS, Role.DEVICE_MANAGER),
     "ledger migrate": _rule(ADMIN),

@@ -112,7 +112,8 @@ class SweepScheduler:
             jobs["backup"] = self.config.backup.schedule
         return jobs
 
-    def start(self) -> None:
+    def _add_jobs(self) -> None:
+        sched = self.config.schedule
         for kind, expr in self.jobs().items():
             self._scheduler.add_job(
                 self.run_job,
@@ -121,10 +122,36 @@ class SweepScheduler:
                 id=kind,
                 name=f"{kind} sweep ({expr})",
                 replace_existing=True,
+                coalesce=sched.coalesce,
+                misfire_grace_time=sched.misfire_grace_minutes * 60,
             )
+
+    def start(self) -> None:
+        self._add_jobs()
         self._scheduler.start()
         for job in self._scheduler.get_jobs():
             log.info("sweep scheduled", sweep=job.id, next_run=str(job.next_run_time))
+
+    def reload(self, config: Config, alerts: AlertSink) -> None:
+        """Use ``config`` from the next run of each sweep on: its schedules, its policy.
+
+        A sweep running now goes on with the Context it started with (it was handed
+        that one); the jobs are replaced, a sweep switched off loses its job, and a job's
+        next run is computed afresh from its new crontab expression.
+        """
+        ctx = self.ctx
+        self.config = config
+        self.ctx = Context(config, ctx.ledger, ctx.clock, alerts, actor=ctx.actor, stop=self.stop)
+        wanted = self.jobs()
+        for job in self._scheduler.get_jobs():
+            if job.id in SWEEPS and job.id not in wanted:
+                job.remove()
+                log.info("sweep unscheduled", sweep=job.id)
+        self._add_jobs()
+        for job in self._scheduler.get_jobs():
+            if job.id in wanted:
+                nxt = getattr(job, "next_run_time", None)  # none yet before the start
+                log.info("sweep scheduled", sweep=job.id, next_run=str(nxt))
 
     def shutdown(self, wait: bool = True, timeout: float | None = None) -> bool:
         """Stop the schedule and tell running sweeps to stop; True when none runs any more.

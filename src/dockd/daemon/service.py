@@ -9,8 +9,14 @@ Start, in order::
     -> sweep scheduler -> metrics endpoint ([metrics] listen) -> READY=1
 
 then wait for SIGTERM/SIGINT, pinging systemd's watchdog while every part is
-alive. Stop in the reverse order: no new docks, every session and sweep told to
-stop (the current file is abandoned cleanly: no partial file, the session ends
+alive. SIGHUP (``systemctl reload dockd``) reloads the config file
+(:func:`reload_config`): new docks and the next sweeps use the new one, docks and
+sweeps in progress keep the Context they started with; a file that fails the
+checks, or changes what cannot change while running, is refused with a
+``config.reload_failed`` alert and the daemon goes on with the old one.
+
+Stop in the reverse order: no new docks, every session and sweep told to stop
+(the current file is abandoned cleanly: no partial file, the session ends
 'interrupted' with its counts), unmount (lazily when something else holds the
 mount), scheduler, metrics endpoint, the state file marked stopped, the event
 hooks (given what is left of the bound to finish what is queued), ledger.
@@ -34,8 +40,10 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from functools import partial
 from types import FrameType
+from typing import Protocol
 
 import structlog
 
@@ -43,7 +51,7 @@ from dockd import __version__
 from dockd.alerts import AlertSink
 from dockd.alerts import delivery as alerts_mod
 from dockd.clock import Clock, SystemClock
-from dockd.config import Config
+from dockd.config import Config, load_config
 from dockd.context import Context
 from dockd.daemon.metrics import start_metrics
 from dockd.daemon.notify import notify, watchdog_interval
@@ -54,9 +62,10 @@ from dockd.dock.mounts import Mounter
 from dockd.dock.sessions import SessionManager
 from dockd.dock.status import StatusBoard
 from dockd.dock.watcher import UdevWatcher
-from dockd.errors import AlreadyRunning, DockdError
+from dockd.errors import AlreadyRunning, ConfigError, DockdError
 from dockd.ingest import recovery
-from dockd.ledger.db import open_ledger
+from dockd.ledger.db import Ledger, open_ledger
+from dockd.policy.diff import Change, key_changes, not_live
 from dockd.runtime import FileLock, runtime_dir
 
 log = structlog.get_logger("dockd.daemon.service")
@@ -90,10 +99,13 @@ def take_daemon_lock() -> FileLock:
 
 
 class _Signals:
-    """SIGTERM/SIGINT set an event the main thread waits on, and note when."""
+    """SIGTERM/SIGINT set an event the main thread waits on, and note when; SIGHUP asks
+    for a reload. Either wakes the main thread (``wake``)."""
 
     def __init__(self) -> None:
         self.stop = threading.Event()
+        self.hup = threading.Event()
+        self.wake = threading.Event()
         self.received: str | None = None
         self.at: float | None = None  # time.monotonic() of the first stop signal
         self.stopped = threading.Event()  # the orderly stop is done: the guard stands down
@@ -101,13 +113,101 @@ class _Signals:
     def install(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._handle)
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, self._reload)
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         if self.at is None:
             self.at = time.monotonic()
             self.received = signal.Signals(signum).name
         self.stop.set()
+        self.wake.set()
+
+    def _reload(self, _signum: int, _frame: FrameType | None) -> None:
+        self.hup.set()
+        self.wake.set()
+
+
+class HoldsContext(Protocol):
+    """What hands a Context to the work it starts (the session manager): a reload
+    replaces it for the work started after."""
+
+    ctx: Context
+
+
+def _said(c: Change) -> str:
+    return f"{c.key}: {c.old!r} -> {c.new!r}"
+
+
+def reload_config(
+    current: Config,
+    load: Callable[[], Config],
+    *,
+    ledger: Ledger,
+    clock: Clock,
+    alerts: AlertSink,
+    holders: Sequence[HoldsContext] = (),
+    scheduler: SweepScheduler | None = None,
+) -> tuple[Config, AlertSink]:
+    """Load the config again and put it in force; returns the config and alert sink now
+    in force (the new ones, or ``current`` and ``alerts`` when it was refused).
+
+    Refused, with a ``config.reload_failed`` alert naming the key and line: a file that
+    fails the checks of ``dockd config check``, and a change of what a running daemon
+    cannot change (:data:`dockd.policy.diff.NOT_LIVE`: the ledger, the store, the
+    metrics endpoint, the docks' devices and bays, logging, the station's id and zone;
+    ``systemctl restart dockd`` applies those). Work in progress is never touched: a
+    dock or a sweep goes on with the Context it was handed when it started.
+    """
+    where = str(current.source) if current.source else "the config file"
+    try:
+        new = load()
+    except ConfigError as exc:
+        log.error("config reload failed; keeping the running config", problems=exc.problems)
+        _reload_failed(
+            alerts,
+            exc.path,
+            f"the config reloaded from {exc.path} was refused, dockd goes on with the one "
+            f"it runs: {'; '.join(exc.problems)}. Fix it (`dockd config check`), then "
+            "`systemctl reload dockd`",
+            {"problems": exc.problems},
+        )
+        return current, alerts
+    changes = key_changes(current, new)
+    fixed = not_live(changes)
+    if fixed:
+        keys = ", ".join(c.key for c in fixed)
+        log.error(
+            "config reload refused: keys that cannot change while running",
+            keys=[c.key for c in fixed],
+        )
+        _reload_failed(
+            alerts,
+            where,
+            f"the config reloaded from {where} changes what cannot change while dockd "
+            f"runs: {keys}; dockd goes on with the config it runs. `systemctl restart "
+            "dockd` applies them (between docks), or put the old values back",
+            {"keys": [_said(c) for c in fixed]},
+        )
+        return current, alerts
+    new_alerts = AlertSink(ledger, new.station.id, clock, new.alerts)
+    ctx = Context(config=new, ledger=ledger, clock=clock, alerts=new_alerts, actor="dockd")
+    for holder in holders:
+        holder.ctx = ctx
+    if scheduler is not None:
+        scheduler.reload(new, new_alerts)
+    log.info("config reloaded", source=str(new.source), changed=[_said(c) for c in changes])
+    return new, new_alerts
+
+
+def _reload_failed(
+    alerts: AlertSink, subject: str, message: str, details: dict[str, object]
+) -> None:
+    try:
+        alerts.raise_alert(
+            "config.reload_failed", subject, message, severity="critical", details=details
+        )
+    except Exception:
+        log.exception("could not even raise the alert", kind="config.reload_failed")
 
 
 LAST_WORDS_S = 0.2  # of the stop bound, left to the guard for its log line
@@ -210,7 +310,28 @@ def run(config: Config, *, clock: Clock | None = None) -> int:
     )
     log.info("dockd ready", source=watcher.source, devices_present=len(present))
     interval = watchdog_interval()
-    while not signals.stop.wait(interval if interval else 3600):
+    live, live_alerts = config, alerts
+    while True:
+        signals.wake.wait(interval if interval else 3600)
+        signals.wake.clear()
+        if signals.stop.is_set():
+            break
+        if signals.hup.is_set():
+            signals.hup.clear()
+            notify("RELOADING=1")
+            try:
+                live, live_alerts = reload_config(
+                    live,
+                    partial(load_config, live.source),
+                    ledger=ledger,
+                    clock=clock,
+                    alerts=live_alerts,
+                    holders=(manager,),
+                    scheduler=scheduler,
+                )
+            except Exception:  # a reload must never take the daemon down
+                log.exception("config reload failed")
+            notify("READY=1")
         if watcher.alive and manager.alive:
             notify("WATCHDOG=1")
         else:

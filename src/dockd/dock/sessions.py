@@ -68,6 +68,8 @@ class Dock:
     unmounted: bool = False  # the recorder's filesystem is mounted nowhere any more
     future: Future[None] | None = None
     seen_at: datetime | None = None  # when the recorder arrived (its clock is measured by it)
+    # The config it docked under: a reload (SIGHUP) applies to the next docks, not this one.
+    ctx: Context | None = None
 
     def same_volume(self, ev: BlockEvent) -> bool:
         a, b = self.ev.volume, ev.volume
@@ -189,7 +191,7 @@ class SessionManager:
                 return None  # the same medium, already docked (or taken and still there)
             if current is not None:
                 self._mark_gone(current, "another medium in the same slot")
-            dock = Dock(ev, next(self._seq), seen_at=self.ctx.clock.now())
+            dock = Dock(ev, next(self._seq), seen_at=self.ctx.clock.now(), ctx=self.ctx)
             dock.waits_for = [
                 d
                 for d in self._all
@@ -288,11 +290,12 @@ class SessionManager:
             structlog.contextvars.clear_contextvars()
 
     def _failed(self, dock: Dock, exc: Exception, *, severity: str) -> None:
+        ctx = dock.ctx or self.ctx  # the config it docked under
         subject = dock.device or dock.ev.devnode or dock.ev.devpath
         log.error("dock failed", error=str(exc), session_id=dock.session_id, device=subject)
         dock.reason = str(exc)
         try:
-            self.ctx.alerts.raise_alert(
+            ctx.alerts.raise_alert(
                 "dock.failed",
                 subject,
                 f"the recorder at {dock.ev.devnode} ({dock.ev.prop('ID_FS_LABEL') or 'no label'})"
@@ -323,19 +326,20 @@ class SessionManager:
 
     def _opened(self, dock: Dock, result: SessionResult, mount: Mount) -> None:
         """Session row exists: bind session, device and officer to every later event."""
+        ctx = dock.ctx or self.ctx  # the config it docked under
         dock.session_id, dock.device = result.session_id, result.device_ref
         try:
             if result.device_number is not None:
-                with self.ctx.ledger.read() as s:
+                with ctx.ledger.read() as s:
                     dev = registry.device_by_number(s, result.device_number)
-                    off = registry.officer_at(s, dev.id, self.ctx.clock.now())
+                    off = registry.officer_at(s, dev.id, ctx.clock.now())
                     dock.officer = off.badge if off is not None else None
             structlog.contextvars.bind_contextvars(
                 session_id=result.session_id, device=result.device_ref, officer=dock.officer
             )
             self.board.identified(dock.seq, result.device_ref, dock.officer, result.session_id)
             capacity, free = checks.volume_space(mount.path, dock.ev.devnode)
-            checks.record_space(self.ctx, result.session_id, capacity, free)
+            checks.record_space(ctx, result.session_id, capacity, free)
             log.info(
                 "recorder docked",
                 mountpoint=str(mount.path),
@@ -350,8 +354,9 @@ class SessionManager:
             log.exception("dock bookkeeping failed")
 
     def _take(self, dock: Dock, mount: Mount) -> None:
+        ctx = dock.ctx or self.ctx  # the config it docked under
         result = run_ingest(
-            self.ctx,
+            ctx,
             mount.path,
             volume=dataclasses.replace(dock.ev.volume, seen_at=dock.seen_at),
             stop=dock.stop,
@@ -367,37 +372,38 @@ class SessionManager:
             )
         notes = None
         if result.outcome == SessionOutcome.REFUSED:  # the row's notes say why
-            with self.ctx.ledger.read() as s:
+            with ctx.ledger.read() as s:
                 notes = s.get_one(DockSession, result.session_id).notes
         dock.reason = failure_reason(result.outcome, result.files, notes, gone=dock.gone.is_set())
         if result.outcome != SessionOutcome.REFUSED:
-            found = checks.check_session(self.ctx, result, self.cfg.low_free_percent)
+            found = checks.check_session(ctx, result, self.cfg.low_free_percent)
             self.board.checked(dock.seq, len(found.clock_suspect), found.free_percent)
         if self.cfg.wipe_after_ingest and not dock.stop.is_set():
             self._wipe(dock, result, mount)
 
     def _wipe(self, dock: Dock, result: SessionResult, mount: Mount) -> None:
+        ctx = dock.ctx or self.ctx  # the config it docked under
         if not mount.owned:
             log.warning(
                 "wipe skipped",
                 reason="mounted by an automounter; dockd does not remount it read-write",
             )
-            checks.append_note(self.ctx, result.session_id, "not wiped: mounted by automounter")
+            checks.append_note(ctx, result.session_id, "not wiped: mounted by automounter")
             return
         try:
-            plan = wipe.plan_wipe(self.ctx, mount.path, result, stop=dock.stop)
+            plan = wipe.plan_wipe(ctx, mount.path, result, stop=dock.stop)
             if not plan.allowed:
                 if plan.blockers:
-                    wipe.block(self.ctx, result, plan)
+                    wipe.block(ctx, result, plan)
                     checks.append_note(
-                        self.ctx,
+                        ctx,
                         result.session_id,
                         f"not wiped: {len(plan.blockers)} file(s) not verified in the store",
                     )
                 return
             writable = self.mounter.remount(mount, dock.ev, writable=True, stop=dock.stop)
             mount.writable, mount.helper = True, writable.helper
-            deleted = wipe.execute(self.ctx, writable.path, result, plan)
+            deleted = wipe.execute(ctx, writable.path, result, plan)
         except store.Interrupted:
             log.warning("wipe abandoned", reason="recorder removed or dockd stopping")
             return
@@ -408,11 +414,9 @@ class SessionManager:
                 f"{result.session_id}: {exc}; its footage is verified in the store, so it can "
                 "be deleted by hand"
             )
-            session_alert(self.ctx, result, "wipe.failed", message, severity="warning")
+            session_alert(ctx, result, "wipe.failed", message, severity="warning")
             return
-        checks.append_note(
-            self.ctx, result.session_id, f"wiped: {deleted} verified file(s) deleted"
-        )
+        checks.append_note(ctx, result.session_id, f"wiped: {deleted} verified file(s) deleted")
 
     # ---------------------------------------------------------------- shutdown
 
