@@ -23,9 +23,10 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import select, update
 
+from dockd.auth.roles import Role
 from dockd.cli import main
 from dockd.clock import FixedClock
-from dockd.config.access import AccessConfig
+from dockd.config.access import ROLE_WORDS, AccessConfig
 from dockd.context import Context
 from dockd.ingest.pipeline import run_ingest
 from dockd.ledger.models import AccessRequest, AuditEvent
@@ -426,6 +427,10 @@ def test_real_accounts_request_two_approvals_and_export(
     assert actors == {(officer.login, int(number))}
     verified = dockd(None, "audit", "verify")
     assert verified.returncode == 0 and "audit trail OK" in verified.stdout
+
+
+def test_a_rule_may_name_every_role_but_the_auditor() -> None:
+    assert set(ROLE_WORDS) == {r.value for r in Role} - {Role.AUDITOR.value}
 
 
 def test_the_example_access_section_is_the_default_rule() -> None:
