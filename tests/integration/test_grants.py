@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import sqlite3
 import subprocess
 import tomllib
 import uuid
@@ -339,6 +340,29 @@ def test_every_step_is_in_the_audit_chain_and_it_verifies(
     assert history[number]["steps"] == "legal + leader"
     assert history[number]["decisions"] == "approve lena (legal), approve leo (leader)"
     assert history[denied]["status"] == "denied"
+
+    # The same from SQL, for an auditor without the CLI (the documented views).
+    conn = sqlite3.connect(ctx.config.ledger.url.removeprefix("sqlite:///"))
+    try:
+        register = conn.execute(
+            "SELECT file_id, accessed_by, approved_by, grant_id FROM v_access_register"
+        ).fetchall()
+        requests = conn.execute(
+            "SELECT request_id, kind, requested_by, status FROM v_access_requests"
+            " ORDER BY request_id"
+        ).fetchall()
+        decisions = conn.execute(
+            "SELECT request_id, decision, decided_by FROM v_access_decisions ORDER BY decision_id"
+        ).fetchall()
+    finally:
+        conn.close()
+    assert register == [(ids[0], "olga", "lena, leo", number)]
+    assert requests == [(number, "export", "olga", "granted"), (denied, "view", "oscar", "denied")]
+    assert decisions == [
+        (number, "approve", "lena"),
+        (number, "approve", "leo"),
+        (denied, "deny", "lena"),
+    ]
 
 
 def test_the_access_rule_is_checked() -> None:
