@@ -281,6 +281,10 @@ def test_a_denied_request_is_closed(ctx: Context, ids: list[int], people: People
     code, _, err = run(people.leader2, "access", "approve", str(number))
     assert code == 64 and "denied and is closed" in err
     assert request_row(ctx, number).status == "denied"
+    # The requester may withdraw their own request (a denial, with the reason).
+    mine = ask(run, people.officer, "--file", str(ids[0]), kind="view")
+    assert run(people.officer, "access", "deny", str(mine), "--reason", "not needed")[0] == 0
+    assert request_row(ctx, mine).status == "denied"
 
 
 def test_pending_lists_what_waits_for_each_person(

@@ -398,7 +398,7 @@ def find_grant(
         )
     raise NotPermitted(
         f"{actor.login} holds no active {' or '.join(kinds)} grant for {what}; "
-        f"ask for one with: {ask} (then `sudo dockd access history` shows who must approve)"
+        f"ask for one with: {ask} (the approvers then see it in `sudo dockd access pending`)"
     )
 
 
