@@ -1,18 +1,26 @@
 """The access register (R10, R15): no view or export without who, why and an approver;
-restricted footage needs an explicit confirmation; every access is listed."""
+restricted footage needs a grant that covered it; every access is listed with its grant.
+
+The grants themselves (requests, approvals, expiry) are tests/integration/test_grants.py;
+here the CLI views under a grant made through :mod:`dockd.auth.access`."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
+from dockd.auth import access as grants
+from dockd.auth import accounts
+from dockd.auth.accounts import Stamp
 from dockd.cli import main
 from dockd.clock import FixedClock
 from dockd.config import Config
+from dockd.config.access import AccessConfig
 from dockd.context import Context
 from dockd.errors import UsageError
 from dockd.evidence.access import Access, check, view
@@ -23,6 +31,7 @@ from dockd.ledger.models import AuditEvent, Recording
 from dockd.reports.base import Period
 from dockd.reports.catalog import run_report
 from fixtures.make_recorder import Recorder, make_recorder
+from tests.helpers.accounts import act_as, add_account
 from tests.helpers.ledgers import register
 from tests.helpers.station import write_config
 
@@ -61,21 +70,14 @@ def access_events(ctx: Context) -> int:
 def test_access_without_who_why_or_approver_is_refused(
     ctx: Context,
     ids: list[int],
-    capsys: pytest.CaptureFixture[str],
     by: str | None,
     reason: str | None,
     approved_by: str | None,
     missing: str,
 ) -> None:
-    with ctx.ledger.session() as s, pytest.raises(UsageError, match=missing):
+    with ctx.ledger.session() as s, pytest.raises(UsageError, match=missing) as caught:
         view(s, ids[0], Access(by, reason, approved_by), at=ctx.clock.now())
-    args = ["view", str(ids[0])]
-    for flag, value in (("--by", by), ("--reason", reason), ("--approved-by", approved_by)):
-        if value is not None:
-            args += [flag, value]
-    assert main(args) == 64
-    err = capsys.readouterr().err
-    assert missing in err and "refused" in err
+    assert "refused" in str(caught.value)
     assert access_events(ctx) == 0
 
 
@@ -84,11 +86,28 @@ def test_self_approval_is_refused(ctx: Context, ids: list[int]) -> None:
         check(Access("Li Na", "curious", " li na "), [], what="viewing")
 
 
+def granted_view(ctx: Context, file_id: int, *, requester: str, approver: str, reason: str) -> int:
+    """A view grant of ``file_id`` to ``requester`` approved by ``approver`` (both accounts)."""
+    policy = AccessConfig()
+    with ctx.ledger.session() as s:
+        asked = Stamp(datetime.now(UTC), "st-test", requester)
+        req = grants.request_access(
+            s, asked, policy, kind="view", reason=reason, file_ids=[file_id]
+        )
+        approving = accounts.actor_of(s, accounts.account_by_login(s, approver))
+        stamp = Stamp(datetime.now(UTC), "st-test", approver)
+        grants.approve(s, stamp, approving, policy, req.id)
+        return req.id
+
+
 def test_view_registers_the_access_and_prints_the_path(
-    ctx: Context, ids: list[int], capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert main(["view", str(ids[0]), "--by", "Li", "--reason", "complaint 12",
-                 "--approved-by", "Chief"]) == 0  # fmt: skip
+    ctx: Context, ids: list[int], capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    act_as(monkeypatch, add_account(ctx.ledger, "li", "officer"))
+    add_account(ctx.ledger, "chief", "leader")
+    number = granted_view(ctx, ids[0], requester="li", approver="chief", reason="complaint 12")
+    assert main(["view", str(ids[0])]) == 0
     out = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines() if ": " in line)
     with ctx.ledger.session() as s:
         row = s.get_one(Recording, ids[0])
@@ -97,30 +116,27 @@ def test_view_registers_the_access_and_prints_the_path(
     assert Path(out["path"]) == ctx.config.store.root / row.store_path
     assert out["blake3"] == row.blake3
     assert int(out["access_event"]) == ev.id
-    assert ev.action == "file.view" and ev.actor == "Li"
+    assert int(out["grant"]) == number
+    assert ev.action == "file.view" and ev.actor == "li"
     assert json.loads(ev.details) == {
-        "by": "Li",
+        "by": "li",
         "reason": "complaint 12",
-        "approved_by": "Chief",
+        "approved_by": "chief",
+        "grant": number,
         "restricted": False,
         "case": None,
     }
 
 
-def test_restricted_files_need_explicit_confirmation(
-    ctx: Context, ids: list[int], capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert main(["tag", str(ids[1]), "--access", "restricted", "--by", "sgt"]) == 0
-    who = ["--by", "Li", "--reason", "privacy complaint", "--approved-by", "Chief"]
-    assert main(["view", str(ids[1]), *who]) == 64
-    assert "--restricted-ok" in capsys.readouterr().err
-    assert access_events(ctx) == 0
-    assert main(["view", str(ids[1]), *who, "--restricted-ok"]) == 0
+def test_restricted_files_need_a_grant_that_covers_them(ctx: Context, ids: list[int]) -> None:
     with ctx.ledger.session() as s:
-        ev = s.scalars(select(AuditEvent).where(AuditEvent.action == "file.view")).one()
-    assert json.loads(ev.details)["restricted"] is True
-    # A normal file needs no confirmation.
-    assert main(["view", str(ids[0]), *who]) == 0
+        row = s.get_one(Recording, ids[1])
+        row.access_class = "restricted"
+    who = ("li", "privacy complaint", "chief")
+    with pytest.raises(UsageError, match="restricted"):
+        check(Access(*who), [row], what="viewing")
+    check(Access(*who, restricted_ok=True), [row], what="viewing")
+    check(Access(*who), [], what="viewing")  # a normal file needs no more
 
 
 def test_access_report_lists_every_access_made(
@@ -129,6 +145,7 @@ def test_access_report_lists_every_access_made(
     config: Config,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     made: list[tuple[str, int, str, str, str]] = []
     for n, fid in enumerate(ids[:3]):
@@ -146,9 +163,11 @@ def test_access_report_lists_every_access_made(
         file_ids=ids[:2],
     )
     made += [("export", fid, "prosecutor", "trial", "judge") for fid in ids[:2]]
-    cli_who = ["--by", "auditor", "--reason", "spot check", "--approved-by", "director"]
-    assert main(["view", str(ids[-1]), *cli_who]) == 0
-    made.append(("view", ids[-1], "auditor", "spot check", "director"))
+    act_as(monkeypatch, add_account(ctx.ledger, "olga", "officer"))
+    add_account(ctx.ledger, "director", "legal")
+    granted_view(ctx, ids[-1], requester="olga", approver="director", reason="spot check")
+    assert main(["view", str(ids[-1])]) == 0
+    made.append(("view", ids[-1], "olga", "spot check", "director"))
     capsys.readouterr()
 
     with ctx.ledger.session() as s:
@@ -156,6 +175,7 @@ def test_access_report_lists_every_access_made(
     listed = [(r["action"], r["file"], r["by"], r["reason"], r["approved_by"]) for r in report.rows]
     assert listed == made
 
+    act_as(monkeypatch, add_account(ctx.ledger, "aude", "auditor"))
     assert main(["report", "access", "--format", "json"]) == 0
     assert len(json.loads(capsys.readouterr().out)) == len(made)
     assert main(["report", "access", "--format", "csv"]) == 0

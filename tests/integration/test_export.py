@@ -26,6 +26,7 @@ from dockd.ingest.pipeline import run_ingest
 from dockd.ledger import audit
 from dockd.ledger.models import Alert, AuditEvent, Recording
 from fixtures.make_recorder import Recorder, make_recorder
+from tests.helpers.accounts import act_as, add_account
 from tests.helpers.ledgers import register
 from tests.helpers.station import write_config
 
@@ -190,21 +191,43 @@ def test_export_refusals(ctx: Context, case_ids: list[int], tmp_path: Path) -> N
     bagit.Bag(str(bag_dir)).validate()
 
 
-def test_cli_export(
+def test_cli_export_under_a_grant(
     ctx: Context,
     case_ids: list[int],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """``dockd export --case NO --to DIR`` works for the requester once legal and the
+    leader approved; the bag names who exported, who approved and the grant."""
     monkeypatch.setenv("DOCKD_CONFIG", str(write_config(tmp_path, unit="Test Station 城关派出所")))
+    li = add_account(ctx.ledger, "lina", "officer")
+    legal, leader = (
+        add_account(ctx.ledger, "wang", "legal"),
+        add_account(ctx.ledger, "zhao", "leader"),
+    )
     dest = tmp_path / "cli-bag"
-    base = ["export", "--case", "K-1", "--to", str(dest), "--by", "Li Na"]
-    assert main([*base, "--approved-by", "Chief Wang"]) == 64  # no reason
-    assert "--reason" in capsys.readouterr().err
+    base = ["export", "--case", "K-1", "--to", str(dest)]
+    act_as(monkeypatch, li)
+    assert main(base) == 77  # no grant yet
+    assert "sudo dockd access request --case K-1 --kind export" in capsys.readouterr().err
     assert not dest.exists()
-    assert main([*base, "--reason", "court", "--approved-by", "Chief Wang"]) == 0
-    assert f"exported {len(case_ids)} file(s)" in capsys.readouterr().out
+    assert (
+        main(["access", "request", "--case", "K-1", "--kind", "export", "--reason", "court"]) == 0
+    )
+    number = int(capsys.readouterr().out)
+    for approver in (legal, leader):
+        act_as(monkeypatch, approver)
+        assert main(["access", "approve", str(number)]) == 0
+    act_as(monkeypatch, li)
+    capsys.readouterr()
+    assert main(base) == 0
+    out = capsys.readouterr().out
+    assert f"exported {len(case_ids)} file(s)" in out and f"grant {number}" in out
     bag = bagit.Bag(str(dest))
     bag.validate()
     assert bag.info["Source-Organization"] == "Test Station 城关派出所"
+    assert bag.info["Extracted-By"] == "lina"
+    assert bag.info["Approved-By"] == "wang, zhao"
+    assert bag.info["Export-Reason"] == "court"
+    assert bag.info["Access-Grant"] == str(number)

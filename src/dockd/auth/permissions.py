@@ -27,6 +27,8 @@ READERS = frozenset({Role.AUDITOR, Role.CUSTODIAN, Role.LEGAL, Role.LEADER, Role
 PLACE_HOLD = frozenset({Role.LEGAL, Role.LEADER, Role.CUSTODIAN})
 RELEASE_HOLD = frozenset({Role.LEGAL, Role.LEADER})
 KEEPERS = frozenset({Role.CUSTODIAN, Role.ADMIN})  # the store's own chores
+ACTORS = ALL - {Role.AUDITOR}  # everyone who may change something
+OVERSEERS = frozenset({Role.CUSTODIAN, Role.LEGAL, Role.LEADER, Role.ADMIN})
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,15 @@ PERMISSIONS: dict[str, Rule] = {
     "report": _rule(READERS),
     "view": _rule(ALL, grant=True),
     "export": _rule(ALL, grant=True),
+    # Anyone but the auditor (who changes nothing) may ask; the [access] rule
+    # (dockd.auth.access) says whose approval counts, so these rows admit every role
+    # a rule may name. Who holds and who gave grants: the keepers and the approvers.
+    "access request": _rule(ACTORS),
+    "access approve": _rule(ACTORS),
+    "access deny": _rule(ACTORS),
+    "access pending": _rule(ACTORS),
+    "access grants": _rule(OVERSEERS),
+    "access history": _rule(OVERSEERS),
     "cases import": _rule(KEEPERS),
     "cases list": _rule(READERS),
     "cases links": _rule(KEEPERS),

@@ -1,11 +1,13 @@
 """The access register (R10, R15): nobody views or copies footage without a name,
 a reason and an approver, and every access is an audit event.
 
-``check`` refuses an access before anything is shown or copied; ``register``
-writes one ``file.view`` / ``file.export`` event per file inside the caller's
-transaction. Restricted files (access class ``restricted``: state secrets, trade
-secrets, privacy) additionally need an explicit confirmation (``--restricted-ok``)
-that the approver approved access to restricted footage.
+The CLI builds the :class:`Access` from the signed-in account and its active grant
+(:mod:`dockd.auth.access`: the request's reason, the people who approved it, whether
+it covers restricted footage), never from typed names. ``check`` refuses an access
+before anything is shown or copied; ``register`` writes one ``file.view`` /
+``file.export`` event per file inside the caller's transaction, naming the grant.
+Restricted files (access class ``restricted``: state secrets, trade secrets, privacy)
+need a grant whose request saw them restricted (the leader's extra step).
 """
 
 from __future__ import annotations
@@ -29,15 +31,23 @@ RESTRICTED = "restricted"
 
 @dataclass(frozen=True)
 class Access:
-    """Who wants to see or copy footage, why, and who approved it."""
+    """Who sees or copies footage, why, who approved it, and under which grant."""
 
     by: str | None
     reason: str | None
     approved_by: str | None
     restricted_ok: bool = False
+    grant_id: int | None = None
 
     def details(self) -> dict[str, Any]:
-        return {"by": self.by, "reason": self.reason, "approved_by": self.approved_by}
+        out: dict[str, Any] = {
+            "by": self.by,
+            "reason": self.reason,
+            "approved_by": self.approved_by,
+        }
+        if self.grant_id is not None:
+            out["grant"] = self.grant_id
+        return out
 
 
 def _blank(value: str | None) -> bool:
@@ -70,7 +80,8 @@ def check(access: Access, rows: Sequence[Recording], *, what: str) -> None:
     if restricted and not access.restricted_ok:
         raise UsageError(
             f"file(s) {', '.join(map(str, restricted))} are restricted (secrets or privacy, R15): "
-            "add --restricted-ok to confirm the approver approved access to restricted footage"
+            "the grant must come from a request that covered restricted footage (the leader "
+            "approves it in addition); ask again with `sudo dockd access request`"
         )
 
 

@@ -4,7 +4,7 @@
 
     DIR/
       bagit.txt                 BagIt-Version 1.0, UTF-8
-      bag-info.txt              unit, extractor, approver, reason, time, case, chain head
+      bag-info.txt              unit, extractor, approvers, grant, reason, time, case, chain head
       manifest-sha256.txt       payload manifests (RFC 8493)
       manifest-sha512.txt
       blake3sums.txt            the ledger's BLAKE3 of each file (``b3sum -c`` format)
@@ -203,6 +203,7 @@ def export_bag(
             "approved_by": access.approved_by or "",
             "time": now.astimezone(config.station.tz).isoformat(timespec="seconds"),
             "reason": access.reason or "",
+            "grant": "" if access.grant_id is None else str(access.grant_id),
             "export_id": export_id,
             "chain_head": head or "",
         }
@@ -302,6 +303,7 @@ def _write_bag(work: Path, items: Sequence[_Item], meta: dict[str, str], config:
         "Extracted-By": meta["by"],
         "Approved-By": meta["approved_by"],
         "Export-Reason": meta["reason"],
+        "Access-Grant": meta["grant"],
         "Export-Time": meta["time"],
         "Audit-Chain-Head": meta["chain_head"],
     }

@@ -444,3 +444,46 @@ class AccountRole(Base):
 
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
     role: Mapped[str] = mapped_column(String(32), primary_key=True)
+
+
+class AccessRequest(Base):
+    """A request to view, export or release footage outside the unit (issue 12), and the
+    grant it becomes once every step of its rule is approved.
+
+    ``steps`` is the rule in force when it was asked (JSON: a list of steps, each a list
+    of roles any one of which approves it), so a later change of ``[access]`` does not
+    change what an open request needs. ``file_ids`` (JSON list) or ``case_number`` say
+    what it covers. ``status`` is pending, granted or denied; a grant is active until
+    ``expires_at``.
+    """
+
+    __tablename__ = "access_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # view | export | external
+    case_number: Mapped[str | None] = mapped_column(String(64), index=True)
+    file_ids: Mapped[str | None] = mapped_column(Text)  # JSON list of file ids
+    reason: Mapped[str] = mapped_column(Text)
+    restricted: Mapped[bool] = mapped_column(Boolean, default=False)
+    steps: Mapped[str] = mapped_column(Text)  # JSON list of lists of roles
+    station: Mapped[str] = mapped_column(String(64))
+    requested_by: Mapped[str] = mapped_column(String(64), index=True)
+    requested_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16), index=True)  # pending | granted | denied
+    decided_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
+
+
+class AccessDecision(Base):
+    """One person's approval or denial of an access request (with the roles they held)."""
+
+    __tablename__ = "access_decisions"
+    __table_args__ = (UniqueConstraint("request_id", "decided_by"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("access_requests.id"), index=True)
+    decision: Mapped[str] = mapped_column(String(16))  # approve | deny
+    decided_by: Mapped[str] = mapped_column(String(64))
+    roles: Mapped[str] = mapped_column(Text)  # JSON list: the approver's roles the rule names
+    reason: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime]
