@@ -36,6 +36,7 @@ from dockd.ledger.models import Alert, AuditEvent
 from dockd.policy import adapter as pledger
 from dockd.sweeps.archive import run_archive
 from fixtures.make_recorder import Recorder, make_recorder
+from tests.helpers.accounts import act_as, add_account
 from tests.helpers.ledgers import register
 from tests.helpers.skips import need
 from tests.helpers.station import make_config, write_config
@@ -123,9 +124,19 @@ def test_export_with_iso_writes_an_image_that_reads_back_whole(
         cases.tag_files(s, rows, cases.Tag(case_number="K-1/2026"), at=clock.now(), actor="clerk")
     monkeypatch.setenv("DOCKD_CONFIG", str(write_config(tmp_path)))
     dest, iso = tmp_path / "bag", tmp_path / "disc" / "K-1.iso"
-    who = ["--by", "Li Na", "--reason", "court request", "--approved-by", "Chief Wang"]
+    lina = add_account(ctx.ledger, "lina", "officer")
+    act_as(monkeypatch, lina)
+    capsys.readouterr()
+    ask = ["access", "request", "--case", "K-1/2026", "--kind", "export", "--reason", "court"]
+    assert main(ask) == 0
+    number = capsys.readouterr().out.strip()
+    for login, role in (("wang", "legal"), ("zhao", "leader")):
+        act_as(monkeypatch, add_account(ctx.ledger, login, role))
+        assert main(["access", "approve", number]) == 0
+    act_as(monkeypatch, lina)
+    capsys.readouterr()
 
-    assert main(["export", "--case", "K-1/2026", "--to", str(dest), "--iso", str(iso), *who]) == 0
+    assert main(["export", "--case", "K-1/2026", "--to", str(dest), "--iso", str(iso)]) == 0
     out = capsys.readouterr().out
     assert f"disc image {iso}: volume K_1_2026" in out and "verified" in out
     assert sorted(p.name for p in iso.parent.iterdir()) == ["K-1.iso"]  # no leftovers
@@ -138,7 +149,7 @@ def test_export_with_iso_writes_an_image_that_reads_back_whole(
 
     # The bag copied out of the image is the exported bag, and validates.
     copy = extracted_bag(iso, tmp_path / "from-disc")
-    assert copy.info["Case-Number"] == "K-1/2026" and copy.info["Extracted-By"] == "Li Na"
+    assert copy.info["Case-Number"] == "K-1/2026" and copy.info["Extracted-By"] == "lina"
     payload = set(copy.payload_files())
     assert payload == set(bagit.Bag(str(dest)).payload_files()) and len(payload) == len(ids)
     for rel in payload:
@@ -170,7 +181,7 @@ def test_export_with_iso_writes_an_image_that_reads_back_whole(
 
     # An existing image is never overwritten: refused before anything is copied.
     again = tmp_path / "bag2"
-    code = main(["export", "--case", "K-1/2026", "--to", str(again), "--iso", str(iso), *who])
+    code = main(["export", "--case", "K-1/2026", "--to", str(again), "--iso", str(iso)])
     assert code == 64
     assert f"{iso} already exists" in capsys.readouterr().err
     assert not again.exists() and iso.read_bytes() == data

@@ -13,7 +13,6 @@ import os
 import pwd
 import sqlite3
 import subprocess
-import tomllib
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,8 +26,10 @@ from sqlalchemy import select, update
 from dockd.auth.roles import Role
 from dockd.cli import main
 from dockd.clock import FixedClock
+from dockd.config import load_config, parse_config
 from dockd.config.access import ROLE_WORDS, AccessConfig
 from dockd.context import Context
+from dockd.errors import ConfigError
 from dockd.ingest.pipeline import run_ingest
 from dockd.ledger.models import AccessRequest, AuditEvent
 from fixtures.make_recorder import Recorder, make_recorder
@@ -461,15 +462,10 @@ def test_a_rule_may_name_every_role_but_the_auditor() -> None:
     assert set(ROLE_WORDS) == {r.value for r in Role} - {Role.AUDITOR.value}
 
 
-def test_the_example_access_section_is_the_default_rule() -> None:
-    """config.example.toml's [access] block (commented until the loader reads the
-    section) states exactly the defaults."""
-    text = (Path(__file__).resolve().parents[2] / "config.example.toml").read_text("utf-8")
-    start = text.index("# [access]\n")
-    block = []
-    for line in text[start:].splitlines():
-        if not line.startswith("# "):
-            break
-        block.append(line.removeprefix("# "))
-    parsed = tomllib.loads("\n".join(block))["access"]
-    assert AccessConfig.model_validate(parsed) == AccessConfig()
+def test_the_example_access_section_is_the_default_rule(tmp_path: Path) -> None:
+    """config.example.toml's [access] block states exactly the defaults, and a rule naming
+    an unknown role is refused with its key and line."""
+    example = Path(__file__).resolve().parents[2] / "config.example.toml"
+    assert load_config(example).access == AccessConfig()
+    with pytest.raises(ConfigError, match=r"line 3: access.view"):
+        parse_config('[access]\n\nview = [["boss"]]\n', source=str(tmp_path / "d.toml"))

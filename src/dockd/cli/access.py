@@ -37,9 +37,8 @@ Fmt = Annotated[Format, typer.Option("--format", help="table, json or csv.")]
 
 
 def policy_of(state: App) -> AccessConfig:
-    """The ``[access]`` rules (the defaults until the config has the section)."""
-    found = getattr(state.config, "access", None)
-    return found if isinstance(found, AccessConfig) else AccessConfig()
+    """The ``[access]`` rules: who approves which kind of request."""
+    return state.config.access
 
 
 def _stamp(state: App, actor: Actor) -> Stamp:

@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from dockd.config.access import AccessConfig
 from dockd.config.alerts import AlertsConfig
 from dockd.config.backup import BackupConfig
 from dockd.config.base import Section
@@ -48,6 +49,7 @@ class Config(Section):
     reports: ReportsConfig = ReportsConfig()
     backup: BackupConfig = BackupConfig()
     metrics: MetricsConfig = MetricsConfig()
+    access: AccessConfig = AccessConfig()
     source: Path | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")
