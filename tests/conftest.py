@@ -41,10 +41,12 @@ def _no_leaked_threads() -> Iterator[None]:
 def _structlog_config_restored() -> Iterator[None]:
     """structlog's configuration belongs to the process: a ``dockd`` command run in-process
     sets it from its config (``[logging] level = "error"`` drops warnings). Each test
-    starts from the configuration the run started with, whatever ran before it."""
+    starts from the configuration the run started with, and no bound context variables,
+    whatever ran before it."""
     saved = structlog.get_config()
     yield
     structlog.configure(**saved)
+    structlog.contextvars.clear_contextvars()  # a dock session run in this thread binds some
 
 
 @pytest.fixture(autouse=True)

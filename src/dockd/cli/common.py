@@ -36,8 +36,12 @@ from dockd.logs import setup_logging
 DAEMON_ACTOR = "dockd"  # the daemon (`dockd run`, its scheduler and dock sessions)
 
 # Commands root runs without sudo (as ``system``, an admin) before the ledger can be
-# opened: checking the config, bringing the schema up, backing up and restoring.
-BEFORE_LEDGER = frozenset({"config check", "ledger migrate", "ledger backup", "ledger restore"})
+# opened, so nobody is looked up in it: checking the config and the station's health
+# (which reports a missing ledger, never creates one), bringing the schema up, backing
+# up and restoring.
+BEFORE_LEDGER = frozenset(
+    {"config check", "health", "ledger migrate", "ledger backup", "ledger restore"}
+)
 
 
 class Format(StrEnum):
