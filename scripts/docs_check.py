@@ -11,6 +11,10 @@ Each file runs on its own copy of that station, in its order, so a guide's later
 examples see what its earlier ones did (a tag, a hold) and no guide sees another's.
 
 - ``-c <demo config>`` is put after ``dockd`` (or replaces the ``-c``/``--config`` given).
+- Who runs it: a leading ``sudo`` is dropped, and the command runs as ``sudo dockd`` by
+  the demo's clerk would (:data:`DEMO_PERSON`, an account holding every role, so each
+  guide command runs as a person who may run it; the permission table itself is tested
+  in tests/). The station's setup runs as root without sudo (the ``system`` account).
 - Example values are replaced by the demo's through :data:`SUBSTITUTIONS` (a path
   such as ``/media/recorder``, the recording day ``2026-03-15``, file ids ``101``,
   ...). The demo's recordings are made, and docked, 200 days before today, so they are
@@ -51,6 +55,7 @@ from zoneinfo import ZoneInfo
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # for fixtures.make_recorder
 
+from dockd.auth.roles import Role  # noqa: E402
 from dockd.cli import main as dockd_main  # noqa: E402
 from dockd.clock import SystemClock  # noqa: E402
 from fixtures.make_recorder import make_recorder  # noqa: E402
@@ -60,6 +65,10 @@ README_FIRST = ("make demo", "make test")
 STATION_TZ = ZoneInfo("Asia/Shanghai")
 DEMO_AGE_DAYS = 200  # past the 180 days of routine retention, so the sweep has work
 DEVICE, SERIAL, BADGE = "DV-0001", "ZFY2024000123", "012345"
+# The demo's people, as `sudo dockd users add` makes them: (login, uid, roles). The uids
+# are ones no account of a machine running this has; dockd knows them by uid alone.
+DEMO_ADMIN = ("demo-admin", 64001, (Role.ADMIN,))
+DEMO_PERSON = ("demo-clerk", 64002, tuple(Role))
 
 # Commands a guide may show that are not run here: (words after `dockd`) -> why.
 SKIP: dict[tuple[str, ...], str] = {
@@ -78,13 +87,14 @@ class Station:
     root: Path
     day: date  # local day of the demo recordings
     exports: int = 0
+    person: int | None = None  # the uid the guides' commands run as (sudo's SUDO_UID)
 
     @property
     def config(self) -> Path:
         return self.root / "dockd.toml"
 
     def dockd(self, *args: str) -> tuple[int, str, str]:
-        return run_dockd(["-c", str(self.config), *args])
+        return run_dockd(["-c", str(self.config), *args], sudo_uid=self.person)
 
     def json(self, *args: str) -> Any:
         code, out, err = self.dockd(*args, "--format", "json")
@@ -93,10 +103,20 @@ class Station:
         return json.loads(out)
 
 
-def run_dockd(argv: list[str]) -> tuple[int, str, str]:
-    """``dockd ARGV`` in this process; returns exit code, stdout, stderr."""
+def run_dockd(argv: list[str], *, sudo_uid: int | None = None) -> tuple[int, str, str]:
+    """``dockd ARGV`` in this process as ``sudo dockd`` by ``sudo_uid`` would run (None:
+    as root without sudo), whoever runs this; returns exit code, stdout, stderr."""
+
+    def identity(env: Any = None) -> dict[str, Any]:
+        sudo = {} if sudo_uid is None else {"SUDO_UID": str(sudo_uid)}
+        return {"uid": 0, "sudo_uid": sudo_uid, "env": sudo}
+
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    with (
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+        unittest.mock.patch("dockd.cli.common.process_identity", identity),
+    ):
         try:
             code = dockd_main(argv)
         except Exception as exc:  # a traceback is a failure like any other
@@ -243,15 +263,27 @@ group = "{group}"
     docked = datetime(day.year, day.month, day.day, 20, 0, tzinfo=STATION_TZ)
     for step in steps:
         with unittest.mock.patch.object(SystemClock, "now", lambda _self: docked):
-            code, out, err = st.dockd(*step, *(() if step[0] == "ingest" else ("--by", "demo")))
+            code, out, err = st.dockd(*step)
         if code != 0:
             raise RuntimeError(f"demo setup: dockd {' '.join(step)} exited {code}\n{out}{err}")
+    add_people(st)
+    st.person = DEMO_PERSON[1]
     return st
+
+
+def add_people(st: Station) -> None:
+    """The demo's accounts, added by root as the first `sudo dockd users add` would be."""
+    for login, uid, roles in (DEMO_ADMIN, DEMO_PERSON):
+        words = [w for role in roles for w in ("--role", role.value)]
+        name = login.replace("-", " ").title()
+        code, out, err = st.dockd("users", "add", login, "--name", name, "--uid", str(uid), *words)
+        if code != 0:
+            raise RuntimeError(f"demo setup: dockd users add {login} exited {code}\n{out}{err}")
 
 
 def copy_station(template: Station, root: Path) -> Station:
     shutil.copytree(template.root, root, symlinks=True)
-    return Station(root, template.day)
+    return Station(root, template.day, person=template.person)
 
 
 # ---------------------------------------------------------------- reading the guides
@@ -443,7 +475,7 @@ def run_file(path: Path, st: Station, report: Report, *, verbose: bool = False) 
         except RuntimeError as exc:
             report.failures.append(f"{cmd.where()}: dockd {' '.join(cmd.words)}\n  {exc}")
             continue
-        code, out, err = run_dockd(argv)
+        code, out, err = run_dockd(argv, sudo_uid=st.person)
         report.ran += 1
         if verbose:
             print(f"{cmd.where()}: exit {code}: dockd {shlex.join(argv)}")

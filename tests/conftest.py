@@ -18,6 +18,7 @@ import structlog
 from dockd.clock import FixedClock
 from dockd.config import Config
 from dockd.ledger.db import Ledger, open_ledger
+from tests.helpers.accounts import act_as
 from tests.helpers.pgserver import PgServer, pg_bindir, running_server
 from tests.helpers.skips import need
 from tests.helpers.station import NOW, make_config
@@ -56,6 +57,14 @@ def _runtime_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     path = tmp_path_factory.mktemp("run")
     monkeypatch.setenv("DOCKD_RUNTIME_DIR", str(path))
     return path
+
+
+@pytest.fixture(autouse=True)
+def _root_without_sudo(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process ``dockd`` runs as root without sudo (the ``system`` account, an admin),
+    as automation does, whoever runs pytest; a test that needs a person (a hold, a tag)
+    acts as one with :func:`tests.helpers.accounts.act_as`."""
+    act_as(monkeypatch, None)
 
 
 @pytest.fixture

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import itertools
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dockd.auth import accounts
 from dockd.auth.roles import Role
-from dockd.ledger.db import Ledger
+from dockd.config import load_config
+from dockd.ledger.db import Ledger, open_ledger
 
 # Uids no OS account of a test machine has: the accounts are known by uid alone.
 _UIDS = itertools.count(61000)
@@ -55,3 +57,18 @@ def act_as(monkeypatch: pytest.MonkeyPatch, uid: int | None) -> None:
         return {"uid": 0, "sudo_uid": uid, "env": sudo}
 
     monkeypatch.setattr("dockd.cli.common.process_identity", identity)
+
+
+def act_as_new(
+    monkeypatch: pytest.MonkeyPatch, login: str, *roles: Role | str, config: Path | None = None
+) -> int:
+    """Add an account with ``roles`` to the ledger of ``config`` (default: $DOCKD_CONFIG;
+    created if new) and act as it from now on; returns its uid."""
+    cfg = load_config(config)
+    ledger = open_ledger(cfg.ledger.url, group=cfg.ledger.group)
+    try:
+        uid = add_account(ledger, login, *roles, station=cfg.station.id)
+    finally:
+        ledger.close()
+    act_as(monkeypatch, uid)
+    return uid

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from dockd.auth.actor import process_identity
 from dockd.auth.passwords import verify_password
 from dockd.cli import main
 from dockd.ledger.models import Account, AuditEvent
@@ -31,6 +32,13 @@ from tests.helpers.cli_station import Station, make_station
 from tests.helpers.skips import need
 
 pytestmark = pytest.mark.root
+
+
+@pytest.fixture(autouse=True)
+def _the_real_identity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests are about who the OS says runs dockd: a command run in-process here
+    (in a child that became the user) asks the OS, not tests/conftest.py's stand-in."""
+    monkeypatch.setattr("dockd.cli.common.process_identity", process_identity)
 
 
 @dataclass(frozen=True)

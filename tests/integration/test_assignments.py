@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from dockd.auth.roles import Role
 from dockd.cli import main
 from dockd.clock import FixedClock
 from dockd.context import Context
@@ -21,6 +22,7 @@ from dockd.ingest.pipeline import run_ingest
 from dockd.ledger import audit
 from dockd.ledger.models import Alert, Assignment, AuditEvent, Device, Recording
 from fixtures.make_recorder import Recorder, make_recorder
+from tests.helpers.accounts import act_as_new
 from tests.helpers.ledgers import register
 from tests.helpers.station import write_config
 
@@ -37,8 +39,10 @@ def rec(tmp_path: Path) -> Recorder:
 
 @pytest.fixture
 def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Cli:
-    """``dockd ARGS...`` on the test station: (exit code, stdout + stderr)."""
+    """``dockd ARGS...`` on the test station, run by a device manager who also keeps the
+    footage (registry and tags): (exit code, stdout + stderr)."""
     monkeypatch.setenv("DOCKD_CONFIG", str(write_config(tmp_path)))
+    act_as_new(monkeypatch, "desk", Role.DEVICE_MANAGER, Role.CUSTODIAN)
 
     def run(*args: str) -> tuple[int, str]:
         code = main(list(args))

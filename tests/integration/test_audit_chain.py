@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from dockd.auth.roles import Role
 from dockd.cli import main
 from dockd.clock import FixedClock
 from dockd.config import Config
@@ -19,6 +20,7 @@ from dockd.ingest.pipeline import run_ingest
 from dockd.ledger import audit
 from dockd.ledger.models import AuditEvent
 from fixtures.make_recorder import Recorder, make_recorder
+from tests.helpers.accounts import act_as, add_account
 from tests.helpers.ledgers import register
 from tests.helpers.station import write_config
 
@@ -242,7 +244,8 @@ def test_history_of_a_file_lists_its_events(
 ) -> None:
     monkeypatch.setenv("DOCKD_CONFIG", str(write_config(tmp_path)))
     fid = ingested[0]
-    assert main(["tag", str(fid), "--case", "A-1", "--cause", "theft", "--by", "clerk"]) == 0
+    act_as(monkeypatch, add_account(ctx.ledger, "clerk", Role.CUSTODIAN))
+    assert main(["tag", str(fid), "--case", "A-1", "--cause", "theft"]) == 0
     capsys.readouterr()
     assert main(["audit", "history", "--file", str(fid), "--format", "json"]) == 0
     events = json.loads(capsys.readouterr().out)

@@ -23,12 +23,14 @@ from typing import Any
 
 import pytest
 
+from dockd.auth.roles import Role
 from dockd.cli import main
 from dockd.clock import FixedClock
 from dockd.context import Context
 from dockd.ingest.pipeline import run_ingest
 from dockd.ledger import audit
 from fixtures.make_recorder import Recorder, make_recorder
+from tests.helpers.accounts import act_as, add_account
 from tests.helpers.ledgers import register
 from tests.helpers.station import config_text, write_config
 
@@ -58,6 +60,7 @@ def ledger_file(
     assert result.ok
     file_id = str(next(f.file_id for f in result.files if f.file_id is not None))
     monkeypatch.setenv("DOCKD_CONFIG", str(write_config(tmp_path)))
+    act_as(monkeypatch, add_account(ctx.ledger, "clerk", Role.CUSTODIAN))
     assert main(["tag", file_id, "--case", "A2026-001", "--cause", "盗窃", "--party", "李四"]) == 0
     assert main(["hold", "add", "--file", file_id, "--reason", "evidence"]) == 0
     capsys.readouterr()

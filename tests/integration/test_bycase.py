@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from dockd.alerts import AlertSink
+from dockd.auth.roles import Role
 from dockd.cli import main
 from dockd.clock import FixedClock
 from dockd.context import Context
@@ -20,6 +21,7 @@ from dockd.ingest.pipeline import run_ingest
 from dockd.ledger.db import open_ledger
 from dockd.ledger.models import Recording
 from fixtures.make_recorder import Recorder, make_recorder
+from tests.helpers.accounts import act_as, add_account
 from tests.helpers.ledgers import register
 from tests.helpers.station import make_config
 
@@ -125,7 +127,8 @@ url = "sqlite:///{tmp_path / "ledger.sqlite3"}"
             first = s.scalars(select(Recording.id).order_by(Recording.id)).first()
         monkeypatch.setenv("DOCKD_CONFIG", str(tmp_path / "dockd.toml"))
         # `dockd tag` rebuilds the view itself.
-        assert main(["tag", str(first), "--case", "J-9", "--by", "sgt"]) == 0
+        act_as(monkeypatch, add_account(ledger, "sgt", Role.CUSTODIAN))
+        assert main(["tag", str(first), "--case", "J-9"]) == 0
         assert len(tree(tmp_path / "cases-view" / "J-9")) == 1
         assert main(["cases", "links"]) == 0
         assert "0 linked, 1 unchanged, 0 removed" in capsys.readouterr().out

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from dockd.auth.roles import Role
 from dockd.cli import main
 from dockd.clock import FixedClock
 from dockd.context import Context
@@ -19,6 +20,7 @@ from dockd.ingest.pipeline import run_ingest
 from dockd.ledger import audit
 from dockd.ledger.models import AuditEvent, Case, Recording
 from fixtures.make_recorder import DEFAULT_START, LOCAL_TZ, Recorder, make_recorder
+from tests.helpers.accounts import act_as, add_account
 from tests.helpers.ledgers import register
 from tests.helpers.station import write_config
 
@@ -216,7 +218,8 @@ def test_cli_import_of_a_gb18030_export_with_chinese_headers(
         )
     )
     monkeypatch.setenv("DOCKD_CONFIG", str(write_config(tmp_path)))
-    assert main(["cases", "import", str(csv_file), "--by", "clerk"]) == 0
+    act_as(monkeypatch, add_account(ctx.ledger, "clerk", Role.CUSTODIAN))
+    assert main(["cases", "import", str(csv_file)]) == 0
     assert "1 file(s) tagged" in capsys.readouterr().out
     clip3 = ingested[rec.of_kind("video")[2].relpath]
     assert tags(ctx)[clip3] == ("E-1", "纠纷", "张三")
@@ -241,7 +244,8 @@ def test_tag_by_ids_device_window_and_officer_window(
     photo = ingested[rec.of_kind("photo")[0].relpath]
 
     args = ["--case", "F-1", "--cause", "patrol", "--party", "n/a", "--category", "evidence"]
-    assert main(["tag", str(videos[0]), str(photo), *args, "--by", "sgt"]) == 0
+    act_as(monkeypatch, add_account(ctx.ledger, "sgt", Role.CUSTODIAN))
+    assert main(["tag", str(videos[0]), str(photo), *args]) == 0
     assert tags(ctx)[videos[0]] == ("F-1", "patrol", "n/a")
     assert tags(ctx)[photo] == ("F-1", "patrol", "n/a")
 

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from dockd.auth.roles import Role
 from dockd.cli import main
 from dockd.ledger.queries import FILE_FIELDS
 from fixtures.make_recorder import Recorder
+from tests.helpers.accounts import act_as, act_as_new
 
 
 @pytest.fixture
@@ -32,8 +34,12 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
 
 
 def test_register_assign_ingest_and_query(
-    station: Path, recorder: Recorder, capsys: pytest.CaptureFixture[str]
+    station: Path,
+    recorder: Recorder,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    act_as_new(monkeypatch, "registrar", Role.DEVICE_MANAGER)
     assert (
         run(
             capsys,
@@ -46,8 +52,6 @@ def test_register_assign_ingest_and_query(
             "Hikvision",
             "--model",
             "DS-MH2311",
-            "--by",
-            "admin",
         )[0]
         == 0
     )
@@ -63,6 +67,7 @@ def test_register_assign_ingest_and_query(
     assert "outcome complete: 8 stored" in out
     assert "FLAGGED" in out  # the truncated and the empty file are named in the summary
 
+    act_as(monkeypatch, None)  # the ledger's queries: root (an admin)
     code, out, _ = run(capsys, "ledger", "query", "--device", "DV-0001", "--format", "json")
     files = json.loads(out)
     assert len(files) == len(recorder.recordings)
@@ -97,7 +102,8 @@ def test_register_assign_ingest_and_query(
     code, out, _ = run(capsys, "alerts", "list", "--format", "json")
     alerts = json.loads(out)
     assert {a["kind"] for a in alerts} == {"ingest.probe_failed"}
-    code, out, _ = run(capsys, "alerts", "ack", str(alerts[0]["id"]), "--by", "sgt")
+    act_as_new(monkeypatch, "sgt", Role.CUSTODIAN)
+    code, out, _ = run(capsys, "alerts", "ack", str(alerts[0]["id"]))
     assert code == 0 and "as sgt" in out
 
 

@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import select
 
 from dockd.alerts import AlertSink
+from dockd.auth.roles import Role
 from dockd.cli import main
 from dockd.clock import FixedClock, SystemClock
 from dockd.config import load_config
@@ -26,6 +27,7 @@ from dockd.ledger import audit
 from dockd.ledger.db import open_ledger
 from dockd.ledger.models import AuditEvent, Hold, Recording
 from fixtures.make_recorder import LOCAL_TZ, Recorder, make_recorder
+from tests.helpers.accounts import act_as, add_account
 from tests.helpers.ledgers import register
 
 
@@ -34,6 +36,22 @@ class Station:
     config: Path
     store: Path
     ids: list[int]
+    uids: dict[str, int]
+    monkeypatch: pytest.MonkeyPatch
+
+    def as_(self, login: str) -> None:
+        """The next commands are run by ``login`` (through sudo)."""
+        act_as(self.monkeypatch, self.uids[login])
+
+
+# The station's people: who places, releases and restores.
+PEOPLE = {
+    "inspector": (Role.LEGAL,),
+    "chief": (Role.LEADER,),
+    "clerk": (Role.CUSTODIAN,),
+    "night-clerk": (Role.ADMIN,),
+    "x": (Role.CUSTODIAN,),
+}
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +63,9 @@ def old_card(tmp_path_factory: pytest.TempPathFactory) -> Recorder:
 
 
 @pytest.fixture
-def station(tmp_path: Path, old_card: Recorder) -> Iterator[Station]:
+def station(
+    tmp_path: Path, old_card: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Station]:
     cfg_path = tmp_path / "dockd.toml"
     cfg_path.write_text(
         '[station]\nid = "st-test"\ntimezone = "Asia/Shanghai"\n'
@@ -61,8 +81,9 @@ def station(tmp_path: Path, old_card: Recorder) -> Iterator[Station]:
     assert run_ingest(Context(cfg, led, clock, alerts), old_card.root).ok
     with led.session() as s:
         ids = list(s.scalars(select(Recording.id).order_by(Recording.id)))
+    uids = {login: add_account(led, login, *roles) for login, roles in PEOPLE.items()}
     led.close()
-    yield Station(cfg_path, cfg.store.root, ids)
+    yield Station(cfg_path, cfg.store.root, ids, uids, monkeypatch)
 
 
 def dockd(st: Station, *args: str) -> int:
@@ -77,6 +98,7 @@ def out_json(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
 
 def test_hold_add_list_release(station: Station, capsys: pytest.CaptureFixture[str]) -> None:
     first = str(station.ids[0])
+    station.as_("inspector")
     assert (
         dockd(
             station,
@@ -88,12 +110,11 @@ def test_hold_add_list_release(station: Station, capsys: pytest.CaptureFixture[s
             "complaint",
             "--text",
             "citizen complaint 2026-17",
-            "--by",
-            "inspector",
         )
         == 0
     )
     assert f"hold #1 placed on file {first} (complaint) by inspector" in capsys.readouterr().out
+    station.as_("chief")
     assert (
         dockd(
             station,
@@ -107,12 +128,11 @@ def test_hold_add_list_release(station: Station, capsys: pytest.CaptureFixture[s
             "2030-12-31",
             "--reason",
             "mass-incident",
-            "--by",
-            "chief",
         )
         == 0
     )
     capsys.readouterr()
+    station.as_("inspector")
     assert dockd(station, "hold", "list", "--format", "json") == 0
     holds = out_json(capsys)
     assert [(h["id"], h["reason"], h["target"], h["files"]) for h in holds] == [
@@ -139,9 +159,9 @@ def test_hold_add_list_release(station: Station, capsys: pytest.CaptureFixture[s
     )
     assert [h["id"] for h in out_json(capsys)] == [1]
 
-    assert dockd(station, "hold", "release", "1", "--by", "inspector", "--reason", "resolved") == 0
+    assert dockd(station, "hold", "release", "1", "--reason", "resolved") == 0
     assert "released by inspector" in capsys.readouterr().out
-    assert dockd(station, "hold", "release", "1", "--by", "inspector", "--reason", "again") == 64
+    assert dockd(station, "hold", "release", "1", "--reason", "again") == 64
     assert "already released by inspector" in capsys.readouterr().err
     assert dockd(station, "hold", "list", "--format", "json") == 0
     assert [h["id"] for h in out_json(capsys)] == [2]
@@ -193,7 +213,8 @@ def test_hold_add_refuses_with_a_message(
     code: int,
     message: str,
 ) -> None:
-    assert dockd(station, "hold", "add", "--by", "x", *args) == code
+    station.as_("x")
+    assert dockd(station, "hold", "add", *args) == code
     assert message in capsys.readouterr().err
 
 
@@ -209,7 +230,8 @@ def test_sweep_trash_and_restore_commands(
     assert dockd(station, "sweep", "upcoming", "--days", "1", "--format", "json") == 0
     assert {d["action"] for d in out_json(capsys)} == {"trash"}
 
-    assert dockd(station, "sweep", "retention", "--by", "night-clerk", "--format", "json") == 0
+    station.as_("night-clerk")
+    assert dockd(station, "sweep", "retention", "--format", "json") == 0
     [real] = out_json(capsys)
     assert real["trashed"] == 4 and {f["action"] for f in real["files"]} == {"trash"}
     assert dockd(station, "trash", "list", "--format", "json") == 0
@@ -217,7 +239,8 @@ def test_sweep_trash_and_restore_commands(
     assert sorted(d["file_id"] for d in listing) == station.ids
 
     a, b = (str(i) for i in station.ids[:2])
-    assert dockd(station, "trash", "restore", a, "--reason", "needed", "--by", "clerk") == 64
+    station.as_("clerk")
+    assert dockd(station, "trash", "restore", a, "--reason", "needed") == 64
     assert "still expired under the policy" in capsys.readouterr().err
     assert (
         dockd(
@@ -227,8 +250,6 @@ def test_sweep_trash_and_restore_commands(
             a,
             "--reason",
             "needed",
-            "--by",
-            "clerk",
             "--hold",
             "reconsideration",
         )
@@ -236,7 +257,8 @@ def test_sweep_trash_and_restore_commands(
     )
     assert f"restored file {a}" in capsys.readouterr().out
     # A hold placed on a file in the trash brings it back at once.
-    assert dockd(station, "hold", "add", "--file", b, "--reason", "litigation", "--by", "x") == 0
+    station.as_("x")
+    assert dockd(station, "hold", "add", "--file", b, "--reason", "litigation") == 0
     assert f"restored from the trash: file {b}" in capsys.readouterr().out
 
     cfg = load_config(station.config)
@@ -249,6 +271,7 @@ def test_sweep_trash_and_restore_commands(
     assert (station.store / rows[int(a)].store_path).is_file()
     assert {e.actor for e in trash_events} == {"night-clerk"}
 
+    station.as_("night-clerk")
     assert dockd(station, "sweep", "fixity", "--all") == 0
     capsys.readouterr()
     today = SystemClock().now().astimezone(LOCAL_TZ).date().isoformat()

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from dockd.alerts import AlertSink
+from dockd.auth.roles import Role
 from dockd.cli import main
 from dockd.clock import FixedClock, SystemClock
 from dockd.config import load_config
@@ -26,6 +27,7 @@ from dockd.ingest.pipeline import run_ingest
 from dockd.ledger.db import open_ledger
 from dockd.ledger.models import AuditEvent, Officer, Recording
 from fixtures.make_recorder import LOCAL_TZ, Recorder, make_recorder
+from tests.helpers.accounts import act_as, act_as_new
 from tests.helpers.ledgers import register
 
 
@@ -97,8 +99,11 @@ def events(st: Station, action: str) -> list[AuditEvent]:
         led.close()
 
 
-def test_a_whole_session_retimed_is_audited_and_retention_follows(station: Station) -> None:
+def test_a_whole_session_retimed_is_audited_and_retention_follows(
+    station: Station, monkeypatch: pytest.MonkeyPatch
+) -> None:
     before = rows(station)
+    act_as_new(monkeypatch, "custodian-li", Role.CUSTODIAN, config=station.config)
     # The recorder's clock ran 100 days behind: corrected, the footage is 100 days old,
     # inside the 180-day retention, so the sweep that would have trashed it keeps it.
     assert (
@@ -112,8 +117,6 @@ def test_a_whole_session_retimed_is_audited_and_retention_follows(station: Stati
             "+100d",
             "--reason",
             "clock ran 100 days behind (checked against the dispatch log)",
-            "--by",
-            "device-manager Li",
         )
         == 0
     )
@@ -125,6 +128,7 @@ def test_a_whole_session_retimed_is_audited_and_retention_follows(station: Stati
         expires = after[fid].expires_at
         assert expires is not None
         assert expires > SystemClock().now()
+    act_as(monkeypatch, None)  # the sweep: root, as the timer runs it
     assert dockd(station, "sweep", "retention") == 0
     assert {r.state for r in rows(station).values()} == {"stored"}
 
@@ -132,7 +136,7 @@ def test_a_whole_session_retimed_is_audited_and_retention_follows(station: Stati
     assert sorted(int(e.subject_id) for e in trail) == sorted(station.ids)
     for e in trail:
         fid, details = int(e.subject_id), json.loads(e.details)
-        assert e.actor == "device-manager Li"
+        assert e.actor == "custodian-li"
         assert details["reason"].startswith("clock ran 100 days behind")
         assert details["offset_s"] == 100 * 86400
         old = datetime.fromisoformat(details["old"]["recorded_start"])

@@ -24,9 +24,12 @@ import pytest
 from psycopg import sql
 from sqlalchemy import make_url
 
+from dockd.auth.roles import Role
+from dockd.config import load_config
 from dockd.ledger.db import open_ledger
 from dockd.ledger.permissions import secure_sqlite_path
 from fixtures.make_recorder import pad_mp4
+from tests.helpers.accounts import add_account
 from tests.helpers.blockdev import MID_COPY, DockEnv, MiB, wait_for
 from tests.helpers.pgserver import PgServer
 from tests.helpers.skips import need
@@ -90,13 +93,18 @@ def reachable(path: Path) -> None:
             d.chmod(mode | 0o001)
 
 
-def dockd(config: Path, *args: str) -> str:
+def dockd(config: Path, *args: str, sudo_uid: int | None = None) -> str:
+    """``dockd ARGS`` as root: without sudo (``system``), or as sudo by ``sudo_uid``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUDO_")}
+    if sudo_uid is not None:
+        env["SUDO_UID"] = str(sudo_uid)
     done = subprocess.run(
         [sys.executable, "-m", "dockd", "--config", str(config), *args],
         capture_output=True,
         text=True,
         check=False,
         timeout=120,
+        env=env,
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
@@ -153,7 +161,12 @@ def test_an_auditor_reads_the_ledger_during_a_dock_and_never_the_footage(
 
     # ... nor through the per-case tree (hard links of the originals)
     assert env.config_path is not None
-    dockd(env.config_path, "tag", str(row.id), "--case", "A-2026-001")
+    led = open_ledger(load_config(env.config_path).ledger.url)
+    try:
+        clerk = add_account(led, "clerk", Role.CUSTODIAN)
+    finally:
+        led.close()
+    dockd(env.config_path, "tag", str(row.id), "--case", "A-2026-001", sudo_uid=clerk)
     by_case = env.tmp / "by-case"
     links = [p for p in by_case.rglob("*") if p.is_file()]
     assert links, "the tagged file has no per-case link"

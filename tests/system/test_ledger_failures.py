@@ -92,7 +92,7 @@ def test_full_ledger_filesystem_says_free_space_and_exits_75(
     filler = fill(small_fs)
 
     code, out, err = run(
-        capsys, "--config", str(conf), "devices", "add", "DV-0001", "--serial", "ZFY1", "--by", "a"
+        capsys, "--config", str(conf), "devices", "add", "DV-0001", "--serial", "ZFY1"
     )
     assert code == 75
     assert_one_message(err, url, "full", f"free space on the filesystem of {small_fs / 'ledger'}")
@@ -100,7 +100,7 @@ def test_full_ledger_filesystem_says_free_space_and_exits_75(
     # doing what the message says is enough: the same command then works
     filler.unlink()
     code, _, err = run(
-        capsys, "--config", str(conf), "devices", "add", "DV-0001", "--serial", "ZFY1", "--by", "a"
+        capsys, "--config", str(conf), "devices", "add", "DV-0001", "--serial", "ZFY1"
     )
     assert code == 0, err
     code, out, _ = run(capsys, "--config", str(conf), "devices", "list", "--format", "json")

@@ -119,8 +119,8 @@ def test_four_stations_ingesting_and_two_sweeping_on_one_postgresql(
         docked.close()
 
     procs = [dockd(confs[st], "ingest", str(recorders[st].root)) for st in STATIONS]
-    procs.append(dockd(confs["st-b"], "sweep", "retention", "--by", "sweeper"))
-    procs.append(dockd(confs["st-a"], "sweep", "fixity", "--by", "sweeper"))
+    procs.append(dockd(confs["st-b"], "sweep", "retention"))
+    procs.append(dockd(confs["st-a"], "sweep", "fixity"))
     results = [finish(p) for p in procs]
 
     for (code, out, err), what in zip(results[:4], STATIONS, strict=True):

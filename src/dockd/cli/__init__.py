@@ -1,7 +1,8 @@
 """The ``dockd`` command line: one module per command group, all thin.
 
 ``main`` is the only place that turns a :class:`DockdError` into a message on
-stderr and an exit code.
+stderr and an exit code, and :class:`CheckedCommand` the only place that checks who
+may run a command (the permission table, :mod:`dockd.auth.permissions`).
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
 from dockd import __version__
 from dockd.cli import (
@@ -37,7 +39,7 @@ from dockd.cli import (
     trash,
     users,
 )
-from dockd.cli.common import App
+from dockd.cli.common import App, app_of
 from dockd.errors import DockdError
 from dockd.ledger.failures import describe_failure, is_ledger_failure
 
@@ -102,11 +104,43 @@ COMMANDS: tuple[tuple[str | None, ModuleType], ...] = (
     ("recordings", recordings),
     (None, users),
 )
+
+
+class CheckedCommand(TyperCommand):
+    """Every command of dockd: before it runs, the account running it is checked against
+    its row of the permission table (refused with exit 77, naming the missing role).
+
+    The row is the command as typed after ``dockd`` (``"hold add"``); a command without
+    a row is a bug (``KeyError``; tests/unit/test_permissions_table.py finds it first).
+    ``--help`` is answered before this, for anyone.
+    """
+
+    # ctx: typer's own (vendored) click Context, which typer does not export by name
+    def invoke(self, ctx: Any) -> Any:
+        words: list[str] = []
+        at = ctx
+        while at is not None and at.parent is not None:
+            words.insert(0, at.info_name or "")
+            at = at.parent
+        app_of(ctx).check(" ".join(words))
+        return super().invoke(ctx)
+
+
+def _check_every_command(typer_app: typer.Typer) -> None:
+    for info in typer_app.registered_commands:
+        if info.cls in (None, TyperCommand):
+            info.cls = CheckedCommand
+    for group_info in typer_app.registered_groups:
+        if group_info.typer_instance is not None:
+            _check_every_command(group_info.typer_instance)
+
+
 for group, module in COMMANDS:
     if group is None:
         module.register(app)
     else:
         app.add_typer(module.app, name=group)
+_check_every_command(app)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

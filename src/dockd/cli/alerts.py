@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from dockd.alerts import rows as core
-from dockd.cli.common import Format, app_of, default_actor, render
+from dockd.cli.common import Format, app_of, render
 
 app = typer.Typer(help="Alerts that need a person.", no_args_is_help=True)
 
@@ -49,11 +49,10 @@ def list_(
 def ack(
     ctx: typer.Context,
     alert_ids: Annotated[list[int], typer.Argument(help="Alert id(s).")],
-    by: Annotated[str, typer.Option("--by", help="Who has dealt with it.")] = "",
 ) -> None:
     """Acknowledge alerts: they leave the open list; the audit trail keeps who and when."""
     state = app_of(ctx)
-    who = by or default_actor()
+    who = state.account().login
     with state.ledger.session() as s:
         for alert_id in alert_ids:
             core.acknowledge(

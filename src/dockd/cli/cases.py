@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from dockd.cli.common import App, Format, app_of, default_actor, render
+from dockd.cli.common import App, Format, app_of, render
 from dockd.evidence import bycase, caseimport
 from dockd.evidence import cases as core
 from dockd.reports.base import iso
@@ -43,7 +43,6 @@ def import_(
     csv_file: Annotated[
         Path, typer.Argument(help="CSV export of the case system.", dir_okay=False)
     ],
-    by: Annotated[str, typer.Option("--by", help="Who imports (default: you).")] = "",
 ) -> None:
     """Load cases (case_number, officer_badge, start, end, cause, party[, category]) and tag
     the footage of that officer recorded in each case's window. Footage docked later is
@@ -57,7 +56,7 @@ def import_(
             s,
             rows,
             at=state.clock.now(),
-            actor=by or default_actor(),
+            actor=state.account().login,
             station=cfg.station.id,
             source=csv_file.name,
         )

@@ -8,10 +8,8 @@ message and exit code in one place (``dockd.cli.main``).
 from __future__ import annotations
 
 import csv
-import getpass
 import io
 import json
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,6 +32,16 @@ from dockd.context import Context
 from dockd.errors import LedgerError, UsageError
 from dockd.ledger.db import Ledger, open_ledger
 from dockd.logs import setup_logging
+
+DAEMON_ACTOR = "dockd"  # the daemon (`dockd run`, its scheduler and dock sessions)
+
+# Commands root runs without sudo (as ``system``, an admin) before the ledger can be
+# opened, so nobody is looked up in it: checking the config and the station's health
+# (which reports a missing ledger, never creates one), bringing the schema up, backing
+# up and restoring.
+BEFORE_LEDGER = frozenset(
+    {"config check", "health", "ledger migrate", "ledger backup", "ledger restore"}
+)
 
 
 class Format(StrEnum):
@@ -97,8 +105,23 @@ class App:
         require(actor, action)
         return actor
 
-    def context(self, actor: str = "dockd") -> Context:
-        """The Context a command hands to a stage, acting as ``actor``."""
+    def check(self, action: str) -> None:
+        """The check every command passes before it runs (``dockd.cli.CheckedCommand``).
+
+        Root without sudo is the ``system`` account, which is always an admin and never
+        disabled; for the commands that must work while the ledger cannot be opened
+        (:data:`BEFORE_LEDGER`: a fresh or old schema, a restore) it is not looked up.
+        """
+        if action in BEFORE_LEDGER:
+            identity = process_identity()
+            if identity["uid"] == 0 and not identity["sudo_uid"]:
+                return
+        self.require(action)
+
+    def context(self, account: Actor | None = None) -> Context:
+        """The Context a command hands to a stage: its events name ``account``'s login
+        (none: ``dockd``, the daemon itself)."""
+        actor = account.login if account is not None else DAEMON_ACTOR
         return Context(self.config, self.ledger, self.clock, self.alerts, actor=actor)
 
     def close(self) -> None:
@@ -110,14 +133,6 @@ def app_of(ctx: typer.Context) -> App:
     obj = ctx.find_root().obj
     assert isinstance(obj, App)
     return obj
-
-
-def default_actor() -> str:
-    """Who is running this command: the sudo user if any, else the login name.
-
-    Typed and unchecked: the commands still taking ``--by`` use it until they act as
-    :meth:`App.account` (see docs/architecture.md, "Accounts and roles")."""
-    return os.environ.get("SUDO_USER") or getpass.getuser()
 
 
 def parse_time(value: str | None, cfg: Config, *, end: bool = False) -> datetime | None:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from dockd.cli.common import Format, app_of, default_actor, parse_time, render
+from dockd.cli.common import Format, app_of, parse_time, render
 from dockd.ledger.models import FileState
 from dockd.policy import adapter as pledger
 from dockd.policy.holds import HoldReason
@@ -14,7 +14,6 @@ from dockd.sweeps.trash import restore_covered
 
 app = typer.Typer(help="Legal holds: footage that must never be deleted.", no_args_is_help=True)
 
-By = Annotated[str, typer.Option("--by", help="Who does it (default: you).")]
 LIST_COLUMNS = [
     "id",
     "reason",
@@ -47,12 +46,12 @@ def add(
     until: Annotated[
         str | None, typer.Option("--until", help="Device/officer: window end (a date: through).")
     ] = None,
-    by: By = "",
 ) -> None:
     """Hold a file, a case, or a device's / officer's footage over a time window."""
     state = app_of(ctx)
     cfg = state.config
-    who = by or default_actor()
+    account = state.account()
+    who = account.login
     with state.ledger.session() as s:
         placed = pledger.place_hold(
             s,
@@ -72,7 +71,7 @@ def add(
     typer.echo(f"hold #{hold_id} placed on {target} ({placed.hold.reason}) by {who}")
     for w in placed.warnings:
         typer.echo(f"warning: {w}", err=True)
-    sctx = state.context(who)
+    sctx = state.context(account)
     for item in restore_covered(sctx, hold_id, by=who):
         typer.echo(f"restored from the trash: file {item.file_id} {item.store_path}")
 
@@ -82,11 +81,10 @@ def release(
     ctx: typer.Context,
     hold_id: Annotated[int, typer.Argument(help="The hold's id (`dockd hold list`).")],
     reason: Annotated[str, typer.Option("--reason", help="Why it is released.")],
-    by: By = "",
 ) -> None:
     """Release a hold. Its files keep their retention; nothing is deleted sooner."""
     state = app_of(ctx)
-    who = by or default_actor()
+    who = state.account().login
     with state.ledger.session() as s:
         hold = pledger.release_hold(
             s,

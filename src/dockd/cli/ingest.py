@@ -108,7 +108,7 @@ def ingest(
     unrecorded files are removed from the store and its session is closed.
     """
     state = app_of(ctx)
-    ictx = state.context("dockd-ingest")
+    ictx = state.context(state.account())
     console = Console(stderr=True)
     volume = volume_of(source)
     if sys.stderr.isatty():

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from dockd.cli.common import Format, app_of, default_actor, parse_time, render
+from dockd.cli.common import Format, app_of, parse_time, render
 from dockd.daemon.service import LOCK_NAME
 from dockd.ingest.session import counts
 from dockd.ledger import backup as backups
@@ -206,7 +206,7 @@ def grant_readonly(
         login=login,
         at=state.clock.now(),
         station=state.config.station.id,
-        actor=default_actor(),
+        actor=state.account().login,
     )
     if fmt is not Format.table:
         render([result.as_dict()], fmt)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from dockd.cli.common import Format, app_of, default_actor, render
+from dockd.cli.common import Format, app_of, render
 from dockd.ingest import quarantine
 
 app = typer.Typer(
@@ -39,7 +39,6 @@ def release(
         int | None,
         typer.Option("--session", help="Only the files of this dock session."),
     ] = None,
-    by: Annotated[str, typer.Option("--by", help="Who does it (default: you).")] = "",
 ) -> None:
     """Move a registered device's quarantined files to the store, each re-hashed and audited.
 
@@ -47,7 +46,7 @@ def release(
     serial, filesystem UUID or label.
     """
     state = app_of(ctx)
-    sctx = state.context(by or default_actor())
+    sctx = state.context(state.account())
     result = quarantine.release(
         sctx, device, reason=reason, file_ids=file_ids or (), session_id=session
     )

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from dockd.cli.cases import refresh_by_case
-from dockd.cli.common import Format, app_of, default_actor, parse_time, render
+from dockd.cli.common import Format, app_of, parse_time, render
 from dockd.evidence import retime as core
 from dockd.ledger.models import FileState
 
@@ -35,7 +35,6 @@ def retime(
         str | None, typer.Option("--to", help="One file: its correct start (station zone).")
     ] = None,
     reason: Annotated[str, typer.Option("--reason", help="Why (kept in the audit trail).")] = "",
-    by: Annotated[str, typer.Option("--by", help="Who corrects (default: you).")] = "",
     fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.table,
 ) -> None:
     """Correct recording times by an offset, or one file to a time, with a reason.
@@ -62,7 +61,7 @@ def retime(
             to=parse_time(to, cfg),
             reason=reason,
             at=state.clock.now(),
-            actor=by or default_actor(),
+            actor=state.account().login,
         )
     refresh_by_case(state)
     tz = cfg.station.tz

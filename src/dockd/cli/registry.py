@@ -8,14 +8,13 @@ from typing import Annotated, Any, TypedDict
 import typer
 from typer.core import TyperGroup
 
-from dockd.cli.common import App, Format, app_of, default_actor, parse_time, render
+from dockd.cli.common import App, Format, app_of, parse_time, render
 from dockd.errors import UsageError
 from dockd.ledger import registry
 
 devices = typer.Typer(help="Registered recorders.", no_args_is_help=True)
 officers = typer.Typer(help="Officers who wear recorders.", no_args_is_help=True)
 
-By = Annotated[str, typer.Option("--by", help="Who makes this change (default: you).")]
 Fmt = Annotated[Format, typer.Option("--format", "-f")]
 At = Annotated[
     str | None, typer.Option("--at", help="When (ISO date/time; station zone; default now).")
@@ -32,11 +31,11 @@ class _Stamp(TypedDict):
     actor: str
 
 
-def _stamp(state: App, by: str) -> _Stamp:
+def _stamp(state: App) -> _Stamp:
     return {
         "at": state.clock.now(),
         "station": state.config.station.id,
-        "actor": by or default_actor(),
+        "actor": state.account().login,
     }
 
 
@@ -58,7 +57,6 @@ def devices_add(
             "predating the registration.",
         ),
     ] = None,
-    by: By = "",
 ) -> None:
     """Register a recorder."""
     state = app_of(ctx)
@@ -73,7 +71,7 @@ def devices_add(
             model=model,
             unit=unit or state.config.station.unit,
             in_service_since=parse_time(in_service_since, state.config),
-            **_stamp(state, by),
+            **_stamp(state),
         )
         typer.echo(f"registered device {dev.number}")
 
@@ -110,13 +108,12 @@ def officers_add(
     badge: Annotated[str, typer.Argument(help="Badge number.")],
     name: Annotated[str, typer.Option("--name", help="Full name.")],
     unit: Annotated[str | None, typer.Option()] = None,
-    by: By = "",
 ) -> None:
     """Register an officer."""
     state = app_of(ctx)
     with state.ledger.session() as s:
         off = registry.add_officer(
-            s, badge=badge, name=name, unit=unit or state.config.station.unit, **_stamp(state, by)
+            s, badge=badge, name=name, unit=unit or state.config.station.unit, **_stamp(state)
         )
         typer.echo(f"registered officer {off.badge} ({off.name})")
 
@@ -170,7 +167,6 @@ def assign(
             "--close-previous", help="End the device's open assignment at --from (audited)."
         ),
     ] = False,
-    by: By = "",
 ) -> None:
     """Assign a device to an officer from a time (the default command).
 
@@ -190,7 +186,7 @@ def assign(
             valid_from=start,
             valid_until=parse_time(until, cfg),
             close_previous=close_previous,
-            **_stamp(state, by),
+            **_stamp(state),
         )
         a, tz = change.assignment, cfg.station.tz
         assert a is not None
@@ -213,7 +209,6 @@ def assign_end(
     device: Annotated[str, typer.Argument(help="Device number.")],
     at: At = None,
     reason: Annotated[str | None, typer.Option(help="Why (kept in the audit trail).")] = None,
-    by: By = "",
 ) -> None:
     """End the device's open assignment (now, or --at).
 
@@ -221,7 +216,7 @@ def assign_end(
     """
     state = app_of(ctx)
     tz = state.config.station.tz
-    stamp = _stamp(state, by)
+    stamp = _stamp(state)
     when = parse_time(at, state.config) or stamp["at"]
     with state.ledger.session() as s:
         change = registry.end_assignment(s, device_number=device, when=when, reason=reason, **stamp)
@@ -233,11 +228,9 @@ def assign_end(
     _reattributed(change)
 
 
-def _retire(
-    ctx: typer.Context, device: str, kind: str, at: str | None, reason: str, by: str
-) -> None:
+def _retire(ctx: typer.Context, device: str, kind: str, at: str | None, reason: str) -> None:
     state = app_of(ctx)
-    stamp = _stamp(state, by)
+    stamp = _stamp(state)
     when = parse_time(at, state.config) or stamp["at"]
     with state.ledger.session() as s:
         change = registry.retire_device(
@@ -254,20 +247,16 @@ def _retire(
 
 
 @devices.command("retire")
-def devices_retire(
-    ctx: typer.Context, device: Device, reason: Reason, at: At = None, by: By = ""
-) -> None:
+def devices_retire(ctx: typer.Context, device: Device, reason: Reason, at: At = None) -> None:
     """Take a recorder out of service (now, or --at); its open assignment ends then."""
-    _retire(ctx, device, "retired", at, reason, by)
+    _retire(ctx, device, "retired", at, reason)
 
 
 @devices.command("lost")
-def devices_lost(
-    ctx: typer.Context, device: Device, reason: Reason, at: At = None, by: By = ""
-) -> None:
+def devices_lost(ctx: typer.Context, device: Device, reason: Reason, at: At = None) -> None:
     """Report a recorder lost (now, or --at); its open assignment ends then, and it
     raises a critical alert if it is ever docked."""
-    _retire(ctx, device, "lost", at, reason, by)
+    _retire(ctx, device, "lost", at, reason)
 
 
 def register(app: typer.Typer) -> None:

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Protocol
 
 import typer
 
-from dockd.cli.common import App, Format, app_of, default_actor, parse_time, render
+from dockd.cli.common import App, Format, app_of, parse_time, render
 from dockd.context import Context
 from dockd.errors import UsageError
 from dockd.reports.base import iso
@@ -33,13 +33,13 @@ app = typer.Typer(help="Run retention, archive and fixity sweeps once.", no_args
 
 Fmt = Annotated[Format, typer.Option("--format", "-f")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Say what would be done; change nothing.")]
-By = Annotated[str, typer.Option("--by", help="Who runs it, for the audit trail (default: you).")]
 
 
 @contextlib.contextmanager
-def _context(state: App, by: str) -> Iterator[Context]:
-    """A sweep context whose stop event SIGINT/SIGTERM set (restored afterwards)."""
-    sctx = state.context(by or default_actor())
+def _context(state: App) -> Iterator[Context]:
+    """A sweep context, acting as the account running it, whose stop event SIGINT/SIGTERM
+    set (restored afterwards)."""
+    sctx = state.context(state.account())
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         typer.echo("stopping after the current file ...", err=True)
@@ -87,12 +87,10 @@ def _done(status: str, counts: dict[str, Any], problems: bool) -> None:
 
 
 @app.command("retention")
-def retention(
-    ctx: typer.Context, dry_run: DryRun = False, fmt: Fmt = Format.table, by: By = ""
-) -> None:
+def retention(ctx: typer.Context, dry_run: DryRun = False, fmt: Fmt = Format.table) -> None:
     """Trash expired, unheld files; purge the trash after its grace period."""
     state = app_of(ctx)
-    with _context(state, by) as sctx:
+    with _context(state) as sctx:
         report = run_retention(sctx, dry_run=dry_run)
     rows = [i.as_dict() for i in report.items()]
     cols = ["file_id", "action", "store_path", "category", "rule", "note"]
@@ -101,15 +99,13 @@ def retention(
 
 
 @app.command("archive")
-def archive(
-    ctx: typer.Context, dry_run: DryRun = False, fmt: Fmt = Format.table, by: By = ""
-) -> None:
+def archive(ctx: typer.Context, dry_run: DryRun = False, fmt: Fmt = Format.table) -> None:
     """Copy held (and configured evidence) files to every archive target, verified."""
     state = app_of(ctx)
     if not state.config.archive.targets:
         typer.echo("no [[archive.targets]] configured: nothing to do", err=True)
         return
-    with _context(state, by) as sctx:
+    with _context(state) as sctx:
         report = run_archive(sctx, dry_run=dry_run)
     rows = [i.as_dict() for i in report.items()]
     cols = ["target", "file_id", "status", "store_path", "path", "note"]
@@ -130,11 +126,10 @@ def fixity(
     dry_run: DryRun = False,
     all_: Annotated[bool, typer.Option("--all", help="Re-hash every stored file now.")] = False,
     fmt: Fmt = Format.table,
-    by: By = "",
 ) -> None:
     """Re-hash this run's share of the store; name missing, modified and unexpected files."""
     state = app_of(ctx)
-    with _context(state, by) as sctx:
+    with _context(state) as sctx:
         report = run_fixity(sctx, dry_run=dry_run, full=all_)
     rows = [f.as_dict() for f in report.findings]
     cols = ["kind", "path", "file_id", "expected", "found", "note"]

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from dockd.cli.cases import refresh_by_case
-from dockd.cli.common import App, app_of, default_actor, parse_time
+from dockd.cli.common import App, app_of, parse_time
 from dockd.errors import UsageError
 from dockd.evidence import cases
 from dockd.ledger import attribution, registry
@@ -38,7 +38,6 @@ def tag(
         str | None, typer.Option("--access", help="Access class: normal or restricted.")
     ] = None,
     reason: Annotated[str | None, typer.Option(help="Why (kept in the audit trail).")] = None,
-    by: Annotated[str, typer.Option("--by", help="Who tags (default: you).")] = "",
 ) -> None:
     """Tag footage by file ids, or a device's or officer's recordings overlapping a window.
 
@@ -65,7 +64,7 @@ def tag(
                 f"FILE_ID --officer attributes a file to an officer; {', '.join(given)} "
                 "cannot go with it: tag the file in a second command"
             )
-        _tag_officer(state, file_ids, officer, reason, by)
+        _tag_officer(state, file_ids, officer, reason)
         return
     label = cases.Tag(
         case_number=case, cause=cause, party=party, category=category, access_class=access
@@ -81,7 +80,7 @@ def tag(
             window_to=parse_time(to, cfg, end=True),
         )
         result = cases.tag_files(
-            s, rows, label, at=state.clock.now(), actor=by or default_actor(), reason=reason
+            s, rows, label, at=state.clock.now(), actor=state.account().login, reason=reason
         )
     typer.echo(
         f"{len(result.tagged)} file(s) tagged, {len(result.unchanged)} already so"
@@ -91,7 +90,7 @@ def tag(
         refresh_by_case(state)
 
 
-def _tag_officer(state: App, file_ids: list[int], badge: str, reason: str | None, by: str) -> None:
+def _tag_officer(state: App, file_ids: list[int], badge: str, reason: str | None) -> None:
     if len(file_ids) != 1:
         raise UsageError("--officer with file ids attributes one file: give exactly one file id")
     if not reason:
@@ -101,7 +100,7 @@ def _tag_officer(state: App, file_ids: list[int], badge: str, reason: str | None
         officer = registry.officer_by_badge(s, badge)
         old = row.officer.badge if row.officer is not None else None
         mismatch = bool(row.badge_hint) and row.badge_hint != badge
-        at, actor = state.clock.now(), by or default_actor()
+        at, actor = state.clock.now(), state.account().login
         if not attribution.set_officer(
             s, row, officer, mismatch, at=at, actor=actor, reason=reason, by_hand=True
         ):

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from dockd.cli.common import Format, app_of, default_actor, render
+from dockd.cli.common import Format, app_of, render
 from dockd.policy.holds import HoldReason
 from dockd.sweeps import trash
 from dockd.sweeps.listings import trash_list
@@ -43,12 +43,12 @@ def restore(
         ),
     ] = None,
     text: Annotated[str | None, typer.Option("--text", help="The hold's text.")] = None,
-    by: Annotated[str, typer.Option("--by", help="Who does it (default: you).")] = "",
 ) -> None:
     """Put files back in the store; each restore is an audit event."""
     state = app_of(ctx)
-    who = by or default_actor()
-    sctx = state.context(who)
+    account = state.account()
+    who = account.login
+    sctx = state.context(account)
     for file_id in file_ids:
         item = trash.restore(sctx, file_id, by=who, reason=reason, hold_reason=hold, hold_text=text)
         typer.echo(f"restored file {item.file_id} to {item.store_path}")
