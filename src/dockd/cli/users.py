@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from dockd.auth import accounts
+from dockd.auth import accounts, directory
 from dockd.auth.actor import uid_of_login
 from dockd.auth.passwords import hash_password
 from dockd.auth.roles import Role
@@ -53,10 +53,20 @@ def users_add(
     ldap_dn: Annotated[
         str | None, typer.Option("--ldap-dn", help="Directory DN (web view, via LDAP).")
     ] = None,
+    ldap: Annotated[
+        bool,
+        typer.Option("--ldap", help="Directory DN from [directory] (template or search)."),
+    ] = False,
 ) -> None:
     """Give a person an account with one or more roles."""
     state = app_of(ctx)
     stamp = _stamp(state)
+    if ldap and ldap_dn is not None:
+        raise UsageError("give --ldap (the DN from [directory]) or --ldap-dn DN, not both")
+    if ldap_dn is not None:
+        ldap_dn = directory.check_dn(ldap_dn)
+    elif ldap:
+        ldap_dn = directory.find_dn(state.config.directory, login)
     password_hash = hash_password(_read_password()) if password_stdin else None
     os_uid = uid if uid is not None else uid_of_login(login)
     with state.ledger.session() as s:

@@ -17,6 +17,7 @@ from dockd.config.access import AccessConfig
 from dockd.config.alerts import AlertsConfig
 from dockd.config.backup import BackupConfig
 from dockd.config.base import Section
+from dockd.config.directory import DirectoryConfig
 from dockd.config.dock import DockConfig
 from dockd.config.ingest import IngestConfig
 from dockd.config.ledger import LedgerConfig, sqlite_file
@@ -50,6 +51,7 @@ class Config(Section):
     backup: BackupConfig = BackupConfig()
     metrics: MetricsConfig = MetricsConfig()
     access: AccessConfig = AccessConfig()
+    directory: DirectoryConfig = DirectoryConfig()
     source: Path | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")
