@@ -227,3 +227,19 @@ def test_a_directory_whose_certificate_does_not_chain_to_ca_file_is_refused(
     config = load_config(write_config(tmp_path, section)).directory
     alice = SimpleNamespace(login="alice", ldap_dn=None)
     assert not directory.authenticate(config, alice, ALICE.password)
+
+
+def test_users_add_refuses_a_dn_that_is_none_and_ldap_without_a_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DOCKD_CONFIG", str(write_config(tmp_path)))
+    base = ["users", "add", "li.na", "--name", "Li Na", "--role", "legal"]
+    cases = [
+        (["--ldap-dn", "Li Na"], "'Li Na' is not a distinguished name"),
+        (["--ldap"], "[directory] has no url"),
+        (["--ldap", "--ldap-dn", ALICE.dn], "not both"),
+    ]
+    for extra, message in cases:
+        assert main([*base, *extra]) != 0
+        assert message in capsys.readouterr().err
+    assert main([*base, "--ldap-dn", ALICE.dn]) == 0

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from dockd.config import parse_config
@@ -69,3 +72,14 @@ def test_an_incomplete_section_is_named(keys: str, message: str) -> None:
 
 def test_the_service_password_is_never_in_the_file() -> None:
     assert "unknown key" in problems('[directory]\nbind_password = "secret"\n')
+
+
+def test_the_commented_example_section_is_valid() -> None:
+    """config.example.toml's [directory] block, uncommented, is a working section."""
+    example = Path(__file__).resolve().parents[2] / "config.example.toml"
+    text = example.read_text(encoding="utf-8")
+    block = text[text.index("# [directory]") :].split("\n\n", 1)[0]
+    keys = [m.group(1) for m in re.finditer(r"^# (\[directory\]|[a-z_]+ = .*)$", block, re.M)]
+    assert len(keys) == 10
+    cfg = parse_config("\n".join(keys) + "\n").directory
+    assert cfg.url == "ldaps://dc.example.org" and cfg.bind_dn_template and cfg.searches is False
