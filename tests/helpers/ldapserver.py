@@ -11,6 +11,7 @@ dies or never answers, the error carries its stderr. The people are loaded with
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -53,6 +54,22 @@ class DirectoryServer:
     password_file: Path  # holds SERVICE_PW
 
 
+def tool(name: str) -> str | None:
+    """Where ``name`` is: on PATH, or in /usr/sbin (slapd, slappasswd), which a
+    non-root PATH often lacks."""
+    found = shutil.which(name)
+    if found is None and os.access(sbin := f"/usr/sbin/{name}", os.X_OK):
+        found = sbin
+    return found
+
+
+def _run_tool(name: str) -> str:
+    found = tool(name)
+    if found is None:
+        raise RuntimeError(f"{name} is not installed (Debian packages slapd, ldap-utils)")
+    return found
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -80,7 +97,7 @@ def _tls(d: Path) -> tuple[Path, Path, Path]:
 
 def _hash(password: str) -> str:
     out = subprocess.run(
-        ["slappasswd", "-s", password], check=True, capture_output=True, text=True
+        [_run_tool("slappasswd"), "-s", password], check=True, capture_output=True, text=True
     ).stdout
     return out.strip()
 
@@ -153,8 +170,9 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str, stderr: Path) -> None:
             raise RuntimeError(
                 f"slapd exited with {proc.returncode}: {stderr.read_text(errors='replace')}"
             )
-        if subprocess.run(probe, capture_output=True, timeout=30).returncode == 0:
-            return
+        with suppress(subprocess.TimeoutExpired):  # a slow answer: ask again
+            if subprocess.run(probe, capture_output=True, timeout=30).returncode == 0:
+                return
         if time.monotonic() > deadline:
             raise RuntimeError(
                 f"slapd did not answer a bind within {DEADLINE_S:.0f} s: "
@@ -176,9 +194,10 @@ def running_directory() -> Iterator[DirectoryServer]:
         ldap_url, ldaps_url = f"ldap://127.0.0.1:{plain}", f"ldaps://127.0.0.1:{tls}"
         stderr = d / "slapd.stderr"
         with stderr.open("wb") as err:
-            # -d 0: stay in the foreground (no fork), so this Popen is slapd itself.
+            # -d none: stay in the foreground (no fork), so this Popen is slapd itself,
+            # writing only what is always logged (why it stopped) to stderr.
             proc = subprocess.Popen(
-                ["slapd", "-d", "0", "-f", conf, "-h", f"{ldap_url}/ {ldaps_url}/"],
+                [_run_tool("slapd"), "-d", "none", "-f", conf, "-h", f"{ldap_url}/ {ldaps_url}/"],
                 stdout=subprocess.DEVNULL,
                 stderr=err,
             )

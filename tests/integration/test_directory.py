@@ -10,7 +10,6 @@ event without the password, and ``dockd audit verify`` holds afterwards.
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -33,6 +32,7 @@ from tests.helpers.ldapserver import (
     SERVICE_DN,
     DirectoryServer,
     running_directory,
+    tool,
 )
 from tests.helpers.skips import need
 from tests.helpers.station import NOW, write_config
@@ -43,10 +43,11 @@ LOCAL, DANA = "a local password", "dana's own password"  # argon2id, in the ledg
 @pytest.fixture(scope="session")
 def slapd() -> Iterator[DirectoryServer]:
     """One throw-away slapd for the whole run."""
-    tools: tuple[str, ...] = ("ldapadd", "ldapwhoami", "openssl")
-    if shutil.which("slapd") is None or shutil.which("slappasswd") is None:
-        tools = ("slapd", "slappasswd", *tools)
-    need(tools=tools, why="a real LDAP directory (Debian packages slapd, ldap-utils)")
+    sbin = tuple(t for t in ("slapd", "slappasswd") if tool(t) is None)
+    need(
+        tools=(*sbin, "ldapadd", "ldapwhoami", "openssl"),
+        why="a real LDAP directory (Debian packages slapd, ldap-utils)",
+    )
     with running_directory() as server:
         yield server
 
