@@ -95,6 +95,18 @@ def _tls(d: Path) -> tuple[Path, Path, Path]:
     return Path(ca), Path(cert), Path(key)
 
 
+def unrelated_ca(d: Path) -> Path:
+    """A CA certificate that signed nothing the test directory shows."""
+    ca = d / "unrelated-ca.pem"
+    new_ca = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"]
+    subprocess.run(
+        [*new_ca, "-keyout", str(d / "unrelated-ca.key"), "-out", str(ca), "-subj", "/CN=other"],
+        check=True,
+        capture_output=True,
+    )
+    return ca
+
+
 def _hash(password: str) -> str:
     out = subprocess.run(
         [_run_tool("slappasswd"), "-s", password], check=True, capture_output=True, text=True

@@ -33,6 +33,7 @@ from tests.helpers.ldapserver import (
     DirectoryServer,
     running_directory,
     tool,
+    unrelated_ca,
 )
 from tests.helpers.skips import need
 from tests.helpers.station import NOW, write_config
@@ -222,9 +223,7 @@ def test_a_password_or_the_directory_let_in_an_account_that_has_both(
 def test_a_directory_whose_certificate_does_not_chain_to_ca_file_is_refused(
     slapd: DirectoryServer, tmp_path: Path
 ) -> None:
-    other_ca = tmp_path / "other-ca.pem"
-    other_ca.write_text(Path("/etc/ssl/certs/ca-certificates.crt").read_text())
-    section = template_section(slapd).replace(str(slapd.ca_file), str(other_ca))
+    section = template_section(slapd).replace(str(slapd.ca_file), str(unrelated_ca(tmp_path)))
     config = load_config(write_config(tmp_path, section)).directory
     alice = SimpleNamespace(login="alice", ldap_dn=None)
     assert not directory.authenticate(config, alice, ALICE.password)
@@ -244,3 +243,17 @@ def test_users_add_refuses_a_dn_that_is_none_and_ldap_without_a_directory(
         assert main([*base, *extra]) != 0
         assert message in capsys.readouterr().err
     assert main([*base, "--ldap-dn", ALICE.dn]) == 0
+
+
+def test_starttls_on_ldap_url_checks_the_certificate_too(
+    slapd: DirectoryServer, tmp_path: Path
+) -> None:
+    """ldap:// is upgraded with StartTLS before the password is sent, and the upgrade
+    checks the certificate against ca_file as ldaps:// does."""
+    section = template_section(slapd).replace(slapd.ldaps_url, slapd.ldap_url)
+    config = load_config(write_config(tmp_path, section)).directory
+    alice = SimpleNamespace(login="alice", ldap_dn=None)
+    assert directory.authenticate(config, alice, ALICE.password)
+    assert not directory.authenticate(config, alice, BOB.password)
+    untrusted = config.model_copy(update={"ca_file": unrelated_ca(tmp_path)})
+    assert not directory.authenticate(untrusted, alice, ALICE.password)

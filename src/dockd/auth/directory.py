@@ -20,7 +20,7 @@ from typing import Protocol
 
 import structlog
 from ldap3 import NONE, SIMPLE, SUBTREE, Connection, Server, Tls
-from ldap3.core.exceptions import LDAPException
+from ldap3.core.exceptions import LDAPException, LDAPStartTLSError
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import escape_rdn, parse_dn
 
@@ -72,6 +72,15 @@ def _server(config: DirectoryConfig) -> Server:
     )
 
 
+def _secure(config: DirectoryConfig, conn: Connection) -> None:
+    """Open ``conn``; on ldap:// with start_tls, upgrade it or fail: never bind in clear
+    because the directory declined StartTLS."""
+    conn.open()
+    if config.start_tls and not config.url.startswith("ldaps://") and not conn.start_tls():
+        conn.unbind()
+        raise LDAPStartTLSError(f"{config.url} refused StartTLS: {conn.result}")
+
+
 def _bound(config: DirectoryConfig, dn: str, password: str) -> Connection | None:
     """A connection bound as ``dn``, or None when the directory says no."""
     conn = Connection(
@@ -82,9 +91,7 @@ def _bound(config: DirectoryConfig, dn: str, password: str) -> Connection | None
         receive_timeout=config.timeout_s,
         read_only=True,
     )
-    conn.open()
-    if config.start_tls and not config.url.startswith("ldaps://"):
-        conn.start_tls()
+    _secure(config, conn)
     if conn.bind():
         return conn
     conn.unbind()
@@ -103,9 +110,7 @@ def _search(config: DirectoryConfig, login: str) -> str | None:
         return None
     if conn is None:  # no service account: search anonymously, as the directory allows
         conn = Connection(_server(config), receive_timeout=config.timeout_s, read_only=True)
-        conn.open()
-        if config.start_tls and not config.url.startswith("ldaps://"):
-            conn.start_tls()
+        _secure(config, conn)
     try:
         query = config.search_filter.replace("{login}", escape_filter_chars(login))
         conn.search(config.search_base, query, search_scope=SUBTREE, attributes=[], size_limit=2)

@@ -84,7 +84,7 @@ def verify(
         tried.append("password")
         if password and verify_password(account, password):
             return _success(session, config, at, account, "password")
-    if account.ldap_dn:
+    if account.ldap_dn and config.directory.enabled:
         tried.append("directory")
         if directory.authenticate(config.directory, account, password):
             return _success(session, config, at, account, "directory")
