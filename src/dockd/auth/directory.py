@@ -104,6 +104,9 @@ def _search(config: DirectoryConfig, login: str) -> str | None:
         service_password = ""
     else:
         service_password = Path(config.bind_password_file).read_text().strip("\r\n")
+    if config.bind_dn and not service_password:  # would be an anonymous bind, not the service
+        log.warning("directory.service_password_empty", file=str(config.bind_password_file))
+        return None
     conn = _bound(config, config.bind_dn, service_password) if config.bind_dn else None
     if config.bind_dn and conn is None:
         log.warning("directory.service_bind_refused", bind_dn=config.bind_dn)
