@@ -457,6 +457,33 @@ def test_real_accounts_request_two_approvals_and_export(
     verified = dockd(None, "audit", "verify")
     assert verified.returncode == 0 and "audit trail OK" in verified.stdout
 
+    # Restricted footage needs the leader as well: legal's approval alone grants nothing.
+    secret = str(files[0])
+    tagged = dockd(custodian, "tag", secret, "--access", "restricted", "--reason", "a minor")
+    assert tagged.returncode == 0, tagged.stderr
+    viewing = dockd(officer, "access", "request", "--file", secret, "--kind", "view",
+                    "--reason", "complaint")  # fmt: skip
+    seen = viewing.stdout.strip()
+    assert dockd(legal, "access", "approve", seen).returncode == 0
+    assert dockd(officer, "view", secret).returncode == 77
+    assert dockd(leader, "access", "approve", seen).returncode == 0
+    assert dockd(officer, "view", secret).returncode == 0
+    # ... until its grant runs out.
+    with ctx.ledger.session() as s:
+        past = datetime.now(UTC) - timedelta(minutes=1)
+        s.execute(
+            update(AccessRequest).where(AccessRequest.id == int(seen)).values(expires_at=past)
+        )
+    expired = dockd(officer, "view", secret)
+    assert expired.returncode == 77 and "expired" in expired.stderr
+    # A real OS user with no account is refused, told the command that would add them.
+    stranger = os_user()
+    nobody = dockd(stranger, "access", "request", "--file", secret, "--kind", "view",
+                   "--reason", "curious")  # fmt: skip
+    assert nobody.returncode == 77 and f"sudo dockd users add {stranger.login}" in nobody.stderr
+    verified = dockd(None, "audit", "verify")
+    assert verified.returncode == 0 and "audit trail OK" in verified.stdout
+
 
 def test_a_rule_may_name_every_role_but_the_auditor() -> None:
     assert set(ROLE_WORDS) == {r.value for r in Role} - {Role.AUDITOR.value}
