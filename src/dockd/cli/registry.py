@@ -31,7 +31,7 @@ class _Stamp(TypedDict):
     actor: str
 
 
-def _stamp(state: App) -> _Stamp:
+def stamp(state: App) -> _Stamp:
     return {
         "at": state.clock.now(),
         "station": state.config.station.id,
@@ -71,7 +71,7 @@ def devices_add(
             model=model,
             unit=unit or state.config.station.unit,
             in_service_since=parse_time(in_service_since, state.config),
-            **_stamp(state),
+            **stamp(state),
         )
         typer.echo(f"registered device {dev.number}")
 
@@ -96,6 +96,7 @@ def devices_list(ctx: typer.Context, fmt: Fmt = Format.table) -> None:
                     "model": d.model,
                     "unit": d.unit,
                     "holder": holder.badge if holder else None,
+                    "custodian": d.custodian,
                     "registered_at": d.registered_at.astimezone(tz).isoformat(),
                 }
             )
@@ -113,7 +114,7 @@ def officers_add(
     state = app_of(ctx)
     with state.ledger.session() as s:
         off = registry.add_officer(
-            s, badge=badge, name=name, unit=unit or state.config.station.unit, **_stamp(state)
+            s, badge=badge, name=name, unit=unit or state.config.station.unit, **stamp(state)
         )
         typer.echo(f"registered officer {off.badge} ({off.name})")
 
@@ -150,7 +151,7 @@ assignments = typer.Typer(
 )
 
 
-def _reattributed(change: registry.Change) -> None:
+def reattributed(change: registry.Change) -> None:
     typer.echo(f"{change.reattributed} file(s) re-attributed")
 
 
@@ -186,7 +187,7 @@ def assign(
             valid_from=start,
             valid_until=parse_time(until, cfg),
             close_previous=close_previous,
-            **_stamp(state),
+            **stamp(state),
         )
         a, tz = change.assignment, cfg.station.tz
         assert a is not None
@@ -200,7 +201,7 @@ def assign(
             f"device {device} -> badge {badge} from "
             f"{a.valid_from.astimezone(tz).isoformat()} until {end}"
         )
-    _reattributed(change)
+    reattributed(change)
 
 
 @assignments.command("end")
@@ -216,25 +217,25 @@ def assign_end(
     """
     state = app_of(ctx)
     tz = state.config.station.tz
-    stamp = _stamp(state)
-    when = parse_time(at, state.config) or stamp["at"]
+    made = stamp(state)
+    when = parse_time(at, state.config) or made["at"]
     with state.ledger.session() as s:
-        change = registry.end_assignment(s, device_number=device, when=when, reason=reason, **stamp)
+        change = registry.end_assignment(s, device_number=device, when=when, reason=reason, **made)
         assert change.assignment is not None
         typer.echo(
             f"ended the assignment of device {device} to badge "
             f"{change.assignment.officer.badge} at {when.astimezone(tz).isoformat()}"
         )
-    _reattributed(change)
+    reattributed(change)
 
 
 def _retire(ctx: typer.Context, device: str, kind: str, at: str | None, reason: str) -> None:
     state = app_of(ctx)
-    stamp = _stamp(state)
-    when = parse_time(at, state.config) or stamp["at"]
+    made = stamp(state)
+    when = parse_time(at, state.config) or made["at"]
     with state.ledger.session() as s:
         change = registry.retire_device(
-            s, device_number=device, kind=kind, when=when, reason=reason, **stamp
+            s, device_number=device, kind=kind, when=when, reason=reason, **made
         )
         typer.echo(
             f"device {device} marked {kind} from "
@@ -243,7 +244,7 @@ def _retire(ctx: typer.Context, device: str, kind: str, at: str | None, reason: 
         if change.assignment is not None:
             typer.echo(f"ended its assignment to badge {change.assignment.officer.badge}")
     if change.assignment is not None:
-        _reattributed(change)
+        reattributed(change)
 
 
 @devices.command("retire")

@@ -19,6 +19,9 @@ class ReportsConfig(Section):
     gap_minutes: Annotated[float, Field(gt=0)] = 10.0
     # Footage still without a case this many days after recording is listed.
     untagged_days: Annotated[int, Field(ge=0)] = 7
+    # A unit holds at least one recorder in service per this many officers (004
+    # 管理办法 §3: three; five where the agency's rule allows): `dockd report coverage`.
+    officers_per_device: Annotated[int, Field(ge=1)] = 3
     # Root of the read-only per-case view of each day (R4): hard links to the originals
     # under <by_case_root>/<case>/<YYYY>/<MM>/<DD>/. Default: <store.root>/../by-case.
     # Must be on the same filesystem as the store (hard links).

@@ -108,7 +108,27 @@ class Device(Base):
     unit: Mapped[str | None] = mapped_column(String(128))
     registered_at: Mapped[datetime]
     retired_at: Mapped[datetime | None]
-    retired_reason: Mapped[str | None] = mapped_column(String(16))  # retired | lost
+    retired_reason: Mapped[str | None] = mapped_column(String(16))  # retired | lost | disposed
+    # The person answerable for it (定人管理): an account's login (migration 0013).
+    custodian: Mapped[str | None] = mapped_column(String(64))
+
+
+class DeviceEvent(Base):
+    """One entry of a device's service record: maintenance, repair, a custodian change,
+    disposal (R1 device life; 004 管理办法 §8, §16). What a person did to the hardware,
+    beside the registry's own audited changes."""
+
+    __tablename__ = "device_events"
+    __table_args__ = (Index("ix_device_events_device_when", "device_id", "happened_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"))
+    kind: Mapped[str] = mapped_column(String(16))  # maintenance | repair | custodian | disposed
+    happened_at: Mapped[datetime]
+    note: Mapped[str] = mapped_column(Text)
+    reference: Mapped[str | None] = mapped_column(String(128))  # work order, vendor ticket
+    recorded_at: Mapped[datetime]
+    recorded_by: Mapped[str] = mapped_column(String(64))
 
 
 class Officer(Base):

@@ -274,7 +274,8 @@ def end_assignment(
     return Change(a, None, moved)
 
 
-RETIRE_REASONS = ("retired", "lost")
+# Disposed: scrapped (报废), written off for good (dockd devices dispose, ledger/devicelife).
+RETIRE_REASONS = ("retired", "lost", "disposed")
 
 
 def retire_device(
@@ -287,11 +288,12 @@ def retire_device(
     at: datetime,
     station: str,
     actor: str,
+    reference: str | None = None,
 ) -> Change:
-    """Mark a device retired or lost from ``when`` (audited old and new); its open
-    assignment ends then. A retired or lost device that docks is still taken, alerted."""
+    """Mark a device retired, lost or disposed from ``when`` (audited old and new); its
+    open assignment ends then. Such a device that docks is still taken, alerted."""
     if kind not in RETIRE_REASONS:
-        raise UsageError(f"a device is retired or lost, not {kind!r}")
+        raise UsageError(f"a device is retired, lost or disposed, not {kind!r}")
     dev = device_by_number(session, device_number)
     later = open_assignment(session, dev.id)
     if later is not None and not _closable(later, when):
@@ -304,6 +306,8 @@ def retire_device(
     dev.retired_at, dev.retired_reason = when, kind
     new = {"retired_at": when.isoformat(), "retired_reason": kind}
     details = {"old": old, "new": new, "reason": reason}
+    if reference is not None:
+        details["reference"] = reference
     event = (f"device.{kind}", "device", device_number)
     _add_audited(session, None, event, details, at=at, station=station, actor=actor)
     a = open_assignment(session, dev.id)
