@@ -204,6 +204,14 @@ DATES: tuple[tuple[str, Callable[[Station], date]], ...] = (
 )
 
 
+# A quarter (dockd handover --quarter): the demo recordings' quarter, over by now.
+QUARTER = "2026Q1"
+
+
+def _quarter(st: Station) -> str:
+    return f"{st.day.year}Q{(st.day.month - 1) // 3 + 1}"
+
+
 def substitute(words: list[str], st: Station) -> list[str]:
     """The command with the guide's example values replaced by the demo's."""
     out = []
@@ -215,6 +223,8 @@ def substitute(words: list[str], st: Station) -> list[str]:
         for example, value in DATES:
             if example in word:
                 word = word.replace(example, value(st).isoformat())
+        if word == QUARTER:
+            word = _quarter(st)
         out.append(word)
     return out
 

@@ -101,6 +101,7 @@ def test_the_auditor_reads_and_changes_nothing() -> None:
     assert auditors == {
         "devices list",
         "devices history",
+        "handover list",
         "officers list",
         "ledger query",
         "ledger sessions",

@@ -109,6 +109,10 @@ PERMISSIONS: dict[str, Rule] = {
     "quarantine list": _rule(READERS, Role.DEVICE_MANAGER),
     "quarantine release": _rule(KEEPERS, Role.DEVICE_MANAGER),
     "recordings retime": _rule(KEEPERS),
+    # R3: the device manager collects, the custodian (the archivist) receives.
+    "handover make": _rule(KEEPERS, Role.DEVICE_MANAGER),
+    "handover receive": _rule(KEEPERS),
+    "handover list": _rule(READERS, Role.DEVICE_MANAGER),
     "users add": _rule(ADMIN),
     "users list": _rule(ADMIN, Role.AUDITOR),
     "users disable": _rule(ADMIN),

@@ -25,6 +25,7 @@ from dockd.cli import (
     cases,
     config_cmd,
     devicelife,
+    handover,
     health,
     hold,
     ingest,
@@ -104,6 +105,7 @@ COMMANDS: tuple[tuple[str | None, ModuleType], ...] = (
     ("trash", trash),
     ("quarantine", quarantine),
     ("recordings", recordings),
+    ("handover", handover),
     (None, users),
 )
 

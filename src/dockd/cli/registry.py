@@ -130,7 +130,7 @@ def officers_list(ctx: typer.Context, fmt: Fmt = Format.table) -> None:
     render(rows, fmt, title="officers")
 
 
-class _DefaultGroup(TyperGroup):
+class DefaultGroup(TyperGroup):
     """A group whose first word, when it names no command, belongs to its default one:
     ``dockd assign DEVICE BADGE --from T`` is ``dockd assign set DEVICE BADGE --from T``."""
 
@@ -144,7 +144,7 @@ class _DefaultGroup(TyperGroup):
 
 
 assignments = typer.Typer(
-    cls=_DefaultGroup,
+    cls=DefaultGroup,
     help="Who holds which device when: `dockd assign DEVICE BADGE --from T` or "
     "`dockd assign end DEVICE`.",
     no_args_is_help=True,

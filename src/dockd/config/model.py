@@ -19,6 +19,7 @@ from dockd.config.backup import BackupConfig
 from dockd.config.base import Section
 from dockd.config.directory import DirectoryConfig
 from dockd.config.dock import DockConfig
+from dockd.config.handover import HandoverConfig
 from dockd.config.ingest import IngestConfig
 from dockd.config.ledger import LedgerConfig, sqlite_file
 from dockd.config.logs import LoggingConfig
@@ -49,6 +50,7 @@ class Config(Section):
     schedule: ScheduleConfig = ScheduleConfig()
     reports: ReportsConfig = ReportsConfig()
     backup: BackupConfig = BackupConfig()
+    handover: HandoverConfig = HandoverConfig()
     metrics: MetricsConfig = MetricsConfig()
     access: AccessConfig = AccessConfig()
     directory: DirectoryConfig = DirectoryConfig()
@@ -58,6 +60,16 @@ class Config(Section):
     def _retention_calendar(self) -> Config:
         """Retention counts months in the station's calendar."""
         object.__setattr__(self, "retention", self.retention.in_zone(self.station.timezone))
+        return self
+
+    @model_validator(mode="after")
+    def _handover_categories(self) -> Config:
+        unknown = sorted(set(self.handover.categories) - set(self.retention.categories))
+        if unknown:
+            raise ValueError(
+                f"handover.categories names {unknown}, which [retention] does not define; "
+                f"use some of {sorted(self.retention.categories)}"
+            )
         return self
 
     @model_validator(mode="after")
@@ -166,6 +178,12 @@ class Config(Section):
                 beside / "archive" / target.name,
                 "an archive copy must be somewhere else than the originals, and " + stray,
             )
+        beside_store(
+            "handover.root",
+            self.handover.root,
+            "handover",
+            "a hand-over package holds copies of the originals, and " + stray,
+        )
         reports = self.schedule.weekly_report_dir
         if reports is not None:
             key = "schedule.weekly_report_dir"

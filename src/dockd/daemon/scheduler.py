@@ -16,7 +16,8 @@ sweep that does not look at its stop event often enough.
 
 The ``[backup]`` schedule, when set, is one more job of the same kind: a verified
 ledger backup (:func:`dockd.ledger.backup.scheduled`) whose failure raises a
-``backup.failed`` alert.
+``backup.failed`` alert; so is ``[handover]``'s check (the quarter just ended handed
+over once, :func:`dockd.evidence.handover.scheduled`).
 
 The config has already read every schedule with APScheduler when it loaded
 (:func:`dockd.config.policy.cron_fields`, which also turns crontab's weekdays into
@@ -39,6 +40,7 @@ from dockd.clock import Clock
 from dockd.config import Config
 from dockd.config.policy import cron_fields
 from dockd.context import Context
+from dockd.evidence import handover
 from dockd.ledger import backup
 from dockd.ledger.db import Ledger
 from dockd.reports.weekly import run_weekly_report
@@ -63,12 +65,20 @@ def run_backup(ctx: Context) -> backup.BackupResult:
     return result
 
 
+def run_handover(ctx: Context) -> object:
+    """The ``[handover]`` check: the quarter just ended handed over, once."""
+    return handover.scheduled(
+        config=ctx.config, ledger=ctx.ledger, alerts=ctx.alerts, clock=ctx.clock, actor=ctx.actor
+    )
+
+
 SWEEPS: dict[str, Callable[[Context], object]] = {
     "retention": run_retention,
     "archive": run_archive,
     "fixity": run_fixity,
     "weekly_report": run_weekly_report,
     "backup": run_backup,
+    "handover": run_handover,
 }
 
 CLI = {
@@ -77,6 +87,7 @@ CLI = {
     "fixity": "dockd sweep fixity",
     "weekly_report": "dockd sweep report",
     "backup": "dockd ledger backup DEST",
+    "handover": "dockd handover --quarter QUARTER",
 }
 
 
@@ -106,10 +117,13 @@ class SweepScheduler:
         )
 
     def jobs(self) -> dict[str, str]:
-        """Job -> crontab expression: the sweeps switched on, and the ``[backup]`` schedule."""
+        """Job -> crontab expression: the sweeps switched on, and the ``[backup]`` and
+        ``[handover]`` schedules."""
         jobs = dict(self.config.schedule.jobs())
         if self.config.backup.schedule:
             jobs["backup"] = self.config.backup.schedule
+        if self.config.handover.schedule:
+            jobs["handover"] = self.config.handover.schedule
         return jobs
 
     def _add_jobs(self) -> None:
@@ -204,6 +218,9 @@ class SweepScheduler:
             what, how = f"{kind} sweep", CLI[kind]
             if kind == "backup":
                 what, how = "ledger backup", f"dockd ledger backup {self.config.backup.dest}"
+            elif kind == "handover":
+                quarter = handover.previous_quarter(self.ctx.clock.now(), self.config).name
+                what, how = "quarterly hand-over", f"dockd handover --quarter {quarter}"
             try:
                 self.ctx.alerts.raise_alert(
                     f"{kind}.failed" if kind == "backup" else "sweep.failed",

@@ -36,8 +36,8 @@ import contextlib
 import os
 import shutil
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, NoReturn
@@ -81,6 +81,22 @@ class _Item:
     def sha256(self) -> str:
         assert self.copied is not None
         return self.copied.hashes["sha256"]
+
+
+@dataclass(frozen=True)
+class Purpose:
+    """What a bag is for when it is not a case's evidence export (the quarterly
+    hand-over, :mod:`dockd.evidence.handover`): its identifier and description in
+    bag-info.txt, tag files of its own, whether the finished bag is validated as its
+    receiver would (every file re-read) before it is registered, and a row of its own
+    written in the transaction that registers the export (given the session, the
+    result and the finished bag, before it is renamed into place)."""
+
+    identifier: str
+    description: str
+    tag_files: Mapping[str, str] = field(default_factory=dict)
+    validate: bool = False
+    record: Callable[[Session, ExportResult, Path], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -159,6 +175,7 @@ def export_bag(
     file_ids: Sequence[int] = (),
     case: str | None = None,
     iso: Path | None = None,
+    purpose: Purpose | None = None,
 ) -> ExportResult:
     """Write an evidence bag of the chosen files to ``dest``, registered as export events;
     with ``iso``, also a verified disc image of the bag at that (new) file."""
@@ -207,7 +224,9 @@ def export_bag(
             "export_id": export_id,
             "chain_head": head or "",
         }
-        _write_bag(work, items, meta, config)
+        _write_bag(work, items, meta, config, purpose)
+        if purpose is not None and purpose.validate:
+            bag.validate(work)
         if iso is not None:
             image_tmp = disc.temporary_name(iso)
             made = disc.write_image(
@@ -225,7 +244,7 @@ def export_bag(
             image=image,
         )
         _register_and_publish(
-            ledger, items, access, work, dest, now, export_id, case, image, image_tmp
+            ledger, items, access, work, result, case, image_tmp, purpose, now=now
         )
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
@@ -277,7 +296,13 @@ def _mismatch(alerts: AlertSink, item: _Item, export_id: str, what: str) -> NoRe
     )
 
 
-def _write_bag(work: Path, items: Sequence[_Item], meta: dict[str, str], config: Config) -> None:
+def _write_bag(
+    work: Path,
+    items: Sequence[_Item],
+    meta: dict[str, str],
+    config: Config,
+    purpose: Purpose | None,
+) -> None:
     form = [
         FormRow(
             no=n,
@@ -294,8 +319,14 @@ def _write_bag(work: Path, items: Sequence[_Item], meta: dict[str, str], config:
     info = {
         "Source-Organization": meta["unit"],
         "Bagging-Date": meta["time"][:10],
-        "External-Identifier": meta["case"] or meta["export_id"],
-        "External-Description": f"Evidence export of {len(items)} body-worn recorder original(s)",
+        "External-Identifier": (
+            purpose.identifier if purpose else meta["case"] or meta["export_id"]
+        ),
+        "External-Description": (
+            purpose.description
+            if purpose
+            else f"Evidence export of {len(items)} body-worn recorder original(s)"
+        ),
         "Internal-Sender-Identifier": meta["export_id"],
         "Unit": meta["unit"],
         "Station": config.station.id,
@@ -313,7 +344,11 @@ def _write_bag(work: Path, items: Sequence[_Item], meta: dict[str, str], config:
         info,
         algorithms=ALGORITHMS,
         blake3_name=BLAKE3_TAG_FILE,
-        tag_files={FORM_CSV: form_csv(form), FORM_HTML: form_html(form, meta)},
+        tag_files={
+            FORM_CSV: form_csv(form),
+            FORM_HTML: form_html(form, meta),
+            **(purpose.tag_files if purpose else {}),
+        },
     )
 
 
@@ -322,15 +357,16 @@ def _register_and_publish(
     items: Sequence[_Item],
     access: Access,
     work: Path,
-    dest: Path,
-    now: datetime,
-    export_id: str,
+    result: ExportResult,
     case: str | None,
-    image: disc.DiscImage | None,
     image_tmp: Path | None,
+    purpose: Purpose | None,
+    *,
+    now: datetime,
 ) -> None:
     """Audit the export and move the bag (and its image) into place in one step: all or
     none."""
+    dest, export_id, image = result.bag, result.export_id, result.image
     renamed = False
     published: Path | None = None
     try:
@@ -352,6 +388,8 @@ def _register_and_publish(
                         **(image.details() if image is not None else {}),
                     },
                 )
+            if purpose is not None and purpose.record is not None:
+                purpose.record(s, result, work)
             _check_dest(dest)
             with contextlib.suppress(FileNotFoundError):
                 dest.rmdir()  # an empty directory given as --to

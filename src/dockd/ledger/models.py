@@ -421,6 +421,33 @@ class ArchiveCopy(Base):
     verified_at: Mapped[datetime | None]
 
 
+class Handover(Base):
+    """A quarter's long-kept footage handed over to the archivist as a verified bag (R3;
+    004 管理办法 §11, §12(一)), and its receipt."""
+
+    __tablename__ = "handovers"
+    __table_args__ = (UniqueConstraint("station", "quarter"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    station: Mapped[str] = mapped_column(String(64))
+    quarter: Mapped[str] = mapped_column(String(8))  # 2026Q4
+    period_start: Mapped[datetime]
+    period_end: Mapped[datetime]
+    path: Mapped[str] = mapped_column(Text)  # the bag, where it was made
+    export_id: Mapped[str] = mapped_column(String(32))
+    files: Mapped[int]
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    # BLAKE3 of the bag's blake3sums.txt and of its tagmanifest-sha256.txt: the receipt
+    # checks the bag it is given is this one.
+    sums_blake3: Mapped[str] = mapped_column(String(64))
+    tagmanifest_blake3: Mapped[str] = mapped_column(String(64))
+    made_at: Mapped[datetime]
+    made_by: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime | None]
+    received_by: Mapped[str | None] = mapped_column(String(64))
+    receipt_note: Mapped[str | None] = mapped_column(Text)
+
+
 class SweepRun(Base):
     """One run of a sweep (retention, archive, fixity, report): when, where, what it did."""
 

@@ -28,14 +28,14 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 import structlog
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dockd.config.policy import ArchiveTarget
 from dockd.context import Context, Stopped
 from dockd.evidence import bag
 from dockd.ledger import audit
-from dockd.ledger.models import ArchiveCopy, Case, Hold, Recording
+from dockd.ledger.models import ArchiveCopy, Recording
 from dockd.policy import adapter as pledger
 from dockd.sweeps import locations as loc
 from dockd.sweeps import optical
@@ -119,26 +119,12 @@ class ArchiveReport:
 
 def files_to_archive(s: Session, ctx: Context, target: str) -> list[int]:
     """Ids of stored files that must be on ``target`` and are not yet: held first."""
-    station = ctx.config.station.id
-    wanted: set[int] = set()
-    for hold in s.scalars(select(Hold).where(Hold.released_at.is_(None))):
-        covered = pledger.covered_files(s, hold, states=("stored",))
-        wanted.update(r.id for r in covered if r.station == station)
-    cats = list(ctx.config.archive.include_categories)
-    if cats:
-        arms = [
-            Recording.category.in_(cats),
-            Recording.case_number.in_(select(Case.case_number).where(Case.category.in_(cats))),
-        ]
-        if ctx.config.retention.case_category in cats:
-            arms.append(Recording.case_number.is_not(None))
-        wanted.update(
-            s.scalars(
-                select(Recording.id).where(
-                    Recording.state == "stored", Recording.station == station, or_(*arms)
-                )
-            )
-        )
+    wanted = pledger.kept_files(
+        s,
+        station=ctx.config.station.id,
+        categories=ctx.config.archive.include_categories,
+        case_category=ctx.config.retention.case_category,
+    )
     if not wanted:
         return []
     done: set[int] = set()
