@@ -92,6 +92,8 @@ PERMISSIONS: dict[str, Rule] = {
     "cases import": _rule(KEEPERS),
     "cases list": _rule(READERS),
     "cases links": _rule(KEEPERS),
+    "cases close": _rule(KEEPERS, Role.LEGAL, Role.LEADER),
+    "cases reopen": _rule(KEEPERS, Role.LEGAL, Role.LEADER),
     "audit head": _rule(READERS),
     "audit verify": _rule(READERS),
     "audit history": _rule(READERS),

@@ -1,15 +1,16 @@
-"""``dockd cases import|list|links``: cases from the agency's case system, and the
-per-case view of each day."""
+"""``dockd cases import|list|close|reopen|links``: cases from the agency's case system,
+their end, and the per-case view of each day."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from dockd.cli.common import App, Format, app_of, render
-from dockd.evidence import bycase, caseimport
+from dockd.cli.common import App, Format, app_of, parse_time, render
+from dockd.evidence import bycase, casefiling, caseimport
 from dockd.evidence import cases as core
 from dockd.reports.base import iso
 
@@ -99,6 +100,7 @@ def list_(
                 "cause": c.cause,
                 "party": c.party,
                 "category": c.category,
+                "closed_at": iso(c.closed_at, tz),
                 "files": counts.get(c.case_number, 0),
                 "imported_at": iso(c.imported_at, tz),
                 "imported_by": c.imported_by,
@@ -106,6 +108,48 @@ def list_(
             for c in core.list_cases(s, case_number=case)
         ]
     render(rows, fmt, title="cases")
+
+
+Reason = Annotated[str, typer.Option("--reason", help="Why (kept in the audit trail).")]
+
+
+@app.command("close")
+def close(
+    ctx: typer.Context,
+    case: Annotated[str, typer.Argument(help="Case number.")],
+    reason: Reason,
+    at: Annotated[
+        str | None, typer.Option("--at", help="When it ended (station zone; default now).")
+    ] = None,
+) -> None:
+    """The case has ended (结案): its evidence is kept [retention] after_close_days more,
+    and its footage must be filed within [archive] case_filing_days."""
+    state = app_of(ctx)
+    now = state.clock.now()
+    when = parse_time(at, state.config) or now
+    with state.ledger.session() as s:
+        files = casefiling.close_case(
+            s, state.config, case, when=when, reason=reason, at=now, actor=state.account().login
+        )
+    due = when + timedelta(days=state.config.archive.case_filing_days)
+    typer.echo(
+        f"case {case} closed on {when.astimezone(state.config.station.tz):%Y-%m-%d %H:%M}; "
+        f"its {files} stored file(s) are to be filed by "
+        f"{due.astimezone(state.config.station.tz):%Y-%m-%d} (dockd report case-filing)"
+    )
+
+
+@app.command("reopen")
+def reopen(
+    ctx: typer.Context, case: Annotated[str, typer.Argument(help="Case number.")], reason: Reason
+) -> None:
+    """The case is open again: its evidence is kept until it is closed anew."""
+    state = app_of(ctx)
+    with state.ledger.session() as s:
+        files = casefiling.reopen_case(
+            s, state.config, case, reason=reason, at=state.clock.now(), actor=state.account().login
+        )
+    typer.echo(f"case {case} reopened; {files} stored file(s) kept until it closes")
 
 
 @app.command("links")

@@ -23,7 +23,7 @@ from dockd.context import Context
 from dockd.errors import UsageError
 from dockd.reports.base import iso
 from dockd.reports.weekly import WEEK, week_ending, weekly_summary
-from dockd.sweeps import listings
+from dockd.sweeps import filing, listings
 from dockd.sweeps.archive import run_archive
 from dockd.sweeps.fixity import run_fixity
 from dockd.sweeps.retention import run_retention
@@ -103,7 +103,10 @@ def archive(ctx: typer.Context, dry_run: DryRun = False, fmt: Fmt = Format.table
     """Copy held (and configured evidence) files to every archive target, verified."""
     state = app_of(ctx)
     if not state.config.archive.targets:
-        typer.echo("no [[archive.targets]] configured: nothing to do", err=True)
+        typer.echo("no [[archive.targets]] configured: nothing to copy", err=True)
+        if not dry_run:  # closed cases past their filing date are still told
+            with _context(state) as sctx:
+                filing.unfiled_cases(sctx)
         return
     with _context(state) as sctx:
         report = run_archive(sctx, dry_run=dry_run)

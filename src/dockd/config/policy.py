@@ -283,6 +283,10 @@ class ArchiveConfig(Section):
     targets: tuple[ArchiveTarget, ...] = ()
     # Besides every held file, also archive files in these retention categories.
     include_categories: tuple[str, ...] = ()
+    # And the footage of closed cases, which must be filed within case_filing_days of
+    # the close (004 全过程 §25): the sweep alerts (case.not_filed) for a case past it.
+    closed_cases: bool = True
+    case_filing_days: Annotated[int, Field(ge=1, le=3650)] = 30
     # At most this many files per target per sweep (one batch, one manifest).
     batch_max_files: Annotated[int, Field(ge=1)] = 1000
     # Optical targets: run after each verified disc image when a burner is attached; an

@@ -34,10 +34,11 @@ _HEADERS: dict[str, tuple[str, ...]] = {
     "cause": ("cause", "case_cause", "案由"),
     "party": ("party", "当事人"),
     "category": ("category", "类别"),
+    "closed": ("closed", "closed_at", "结案时间", "结案日期"),
 }
 _REQUIRED = ("case_number", "officer_badge", "start")
 
-_CASE_FIELDS = ("starts_at", "ends_at", "cause", "party", "category")
+_CASE_FIELDS = ("starts_at", "ends_at", "cause", "party", "category", "closed_at")
 CaseEvent = Literal["case.import", "case.update"]
 
 
@@ -53,10 +54,14 @@ class CaseRow:
     cause: str | None
     party: str | None
     category: str | None
+    closed_at: datetime | None = None  # the case ended (结案): retention and filing count
+    # Whether the CSV has a closed column: a file without one leaves closing alone (a
+    # case closed with `dockd cases close` stays closed when an older export comes in).
+    closed_given: bool = False
 
     def fields(self) -> dict[str, Any]:
         """The case columns this line sets (besides its number and badge)."""
-        return {k: getattr(self, k) for k in _CASE_FIELDS}
+        return {k: getattr(self, k) for k in _CASE_FIELDS if k != "closed_at" or self.closed_given}
 
 
 def read_csv_text(path: Path) -> str:
@@ -83,8 +88,9 @@ def parse_cases_csv(text: str, tz: ZoneInfo, *, source: str = "<csv>") -> list[C
     """Validate a case CSV; raise :class:`UsageError` listing every bad line at once.
 
     Columns (header names in English or Chinese, any order): case_number,
-    officer_badge, start, end, cause, party and optionally category. Times without
-    an offset are in the station's time zone; an empty end leaves the case open.
+    officer_badge, start, end, cause, party and optionally category and closed (when
+    the case ended, 结案). Times without an offset are in the station's time zone; an
+    empty end leaves the window open, an empty closed the case open.
     """
     reader = csv.reader(io.StringIO(text))
     try:
@@ -101,7 +107,7 @@ def parse_cases_csv(text: str, tz: ZoneInfo, *, source: str = "<csv>") -> list[C
     if missing:
         raise UsageError(
             f"{source}: header lacks column(s) {', '.join(missing)}; expected "
-            "case_number,officer_badge,start,end,cause,party[,category]"
+            "case_number,officer_badge,start,end,cause,party[,category][,closed]"
         )
     rows: list[CaseRow] = []
     problems: list[str] = []
@@ -117,13 +123,14 @@ def parse_cases_csv(text: str, tz: ZoneInfo, *, source: str = "<csv>") -> list[C
 
         where = f"line {line}"
         number, badge = get("case_number"), get("officer_badge")
-        start_text, end_text = get("start"), get("end")
+        start_text, end_text, closed_text = get("start"), get("end"), get("closed")
         if not number or not badge or not start_text:
             problems.append(f"{where}: case_number, officer_badge and start are required")
             continue
         try:
             start = _parse_when(start_text, tz)
             end = _parse_when(end_text, tz) if end_text else None
+            closed = _parse_when(closed_text, tz) if closed_text else None
         except ValueError:
             problems.append(f"{where}: times must look like 2026-03-15 08:30 or ISO 8601")
             continue
@@ -131,7 +138,18 @@ def parse_cases_csv(text: str, tz: ZoneInfo, *, source: str = "<csv>") -> list[C
             problems.append(f"{where}: end {end_text} is before start {start_text}")
             continue
         rows.append(
-            CaseRow(line, number, badge, start, end, get("cause"), get("party"), get("category"))
+            CaseRow(
+                line,
+                number,
+                badge,
+                start,
+                end,
+                get("cause"),
+                get("party"),
+                get("category"),
+                closed,
+                "closed" in index,
+            )
         )
     if problems:
         listed = "\n".join(f"  - {p}" for p in problems)

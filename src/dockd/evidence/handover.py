@@ -44,7 +44,7 @@ from dockd.evidence.export import BLAKE3_TAG_FILE, ExportResult, Purpose, export
 from dockd.evidence.form import describe
 from dockd.ledger import audit
 from dockd.ledger.db import Ledger
-from dockd.ledger.models import Account, Handover, Recording
+from dockd.ledger.models import Account, Handover, HandoverFile, Recording
 from dockd.policy import adapter
 
 RECORD_HTML = "handover-record.html"
@@ -164,6 +164,7 @@ def make(
             session.flush()
         except IntegrityError as exc:
             raise UsageError(f"{period.name} was handed over meanwhile by another run") from exc
+        session.add_all(HandoverFile(handover_id=row.id, file_id=i) for i in result.file_ids)
         audit.record(
             session,
             at=now,

@@ -448,6 +448,15 @@ class Handover(Base):
     receipt_note: Mapped[str | None] = mapped_column(Text)
 
 
+class HandoverFile(Base):
+    """A file in a hand-over package: its case's footage counts as filed (004 全过程 §25)."""
+
+    __tablename__ = "handover_files"
+
+    handover_id: Mapped[int] = mapped_column(ForeignKey("handovers.id"), primary_key=True)
+    file_id: Mapped[int] = mapped_column(ForeignKey("files.id"), primary_key=True, index=True)
+
+
 class SweepRun(Base):
     """One run of a sweep (retention, archive, fixity, report): when, where, what it did."""
 

@@ -333,12 +333,14 @@ def kept_files(
     case_category: str,
     held: bool = True,
     cases: bool = False,
+    closed_cases: bool = False,
     period: tuple[datetime, datetime] | None = None,
 ) -> set[int]:
     """Ids of this station's stored files kept beyond routine retention: covered by an
     active hold (``held``), in one of ``categories`` themselves or through their case's
     category (a category that is the case category takes every file with a case), or
-    tagged with any case (``cases``); only those recorded within ``period`` when given.
+    tagged with any case (``cases``) or with a closed one (``closed_cases``); only those
+    recorded within ``period`` when given.
     The archive sweep copies these; the quarterly hand-over packages them."""
     stored = [Recording.state == FileState.STORED, Recording.station == station]
     if period is not None:
@@ -362,6 +364,9 @@ def kept_files(
         ]
     if cases or case_category in categories:
         arms.append(Recording.case_number.is_not(None))
+    elif closed_cases:
+        closed = select(Case.case_number).where(Case.closed_at.is_not(None))
+        arms.append(Recording.case_number.in_(closed))
     if arms:
         wanted.update(session.scalars(select(Recording.id).where(*stored, or_(*arms))))
     return wanted

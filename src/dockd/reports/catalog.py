@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from dockd.config import Config
 from dockd.errors import UsageError
-from dockd.reports import devices, footage, trail
+from dockd.reports import devices, filing, footage, trail
 from dockd.reports.base import Period, Report, ReportFn
 
 REPORTS: dict[str, tuple[ReportFn, str]] = {
@@ -26,6 +26,11 @@ REPORTS: dict[str, tuple[ReportFn, str]] = {
         "footage whose file name carries another badge than the assigned officer's (R1)",
     ),
     "access": (trail.access, "every view and export: who, why, approved by whom (R10)"),
+    "case-filing": (
+        filing.case_filing,
+        "closed cases: is their footage filed (archived or handed over) within "
+        "archive.case_filing_days of the close? (004 全过程 §25)",
+    ),
     "coverage": (
         devices.coverage,
         "recorders in service per unit against reports.officers_per_device, and those "

@@ -37,8 +37,8 @@ from dockd.evidence import bag
 from dockd.ledger import audit
 from dockd.ledger.models import ArchiveCopy, Recording
 from dockd.policy import adapter as pledger
+from dockd.sweeps import filing, optical
 from dockd.sweeps import locations as loc
-from dockd.sweeps import optical
 from dockd.sweeps.runs import Run, alert_once, sweep_run
 
 log = structlog.get_logger("dockd.sweeps.archive")
@@ -124,6 +124,7 @@ def files_to_archive(s: Session, ctx: Context, target: str) -> list[int]:
         station=ctx.config.station.id,
         categories=ctx.config.archive.include_categories,
         case_category=ctx.config.retention.case_category,
+        closed_cases=ctx.config.archive.closed_cases,
     )
     if not wanted:
         return []
@@ -152,6 +153,8 @@ def run_archive(ctx: Context, *, dry_run: bool = False) -> ArchiveReport:
                 result = TargetResult(target.name, str(target.path))
                 report.targets.append(result)
                 _one_target(ctx, run, target, result)
+            if not dry_run:
+                filing.unfiled_cases(ctx)
         finally:
             run.summary = report.counts()
     report.status = run.status

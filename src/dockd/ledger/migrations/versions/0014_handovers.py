@@ -4,6 +4,8 @@
   made, its export id, file count and bytes, the BLAKE3 of its ``blake3sums.txt``
   and ``tagmanifest-sha256.txt`` (so a receipt can tell the bag it checks is this
   one), who made it when, and who received it when, with a note.
+- ``handover_files``: which files each package holds (a closed case's footage in a
+  hand-over counts as filed).
 
 Revision ID: 0014
 Revises: 0013
@@ -44,7 +46,24 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_handovers")),
         sa.UniqueConstraint("station", "quarter", name=op.f("uq_handovers_station_quarter")),
     )
+    op.create_table(
+        "handover_files",
+        sa.Column("handover_id", sa.Integer(), nullable=False),
+        sa.Column("file_id", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["handover_id"],
+            ["handovers.id"],
+            name=op.f("fk_handover_files_handover_id_handovers"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["file_id"], ["files.id"], name=op.f("fk_handover_files_file_id_files")
+        ),
+        sa.PrimaryKeyConstraint("handover_id", "file_id", name=op.f("pk_handover_files")),
+    )
+    op.create_index(op.f("ix_handover_files_file_id"), "handover_files", ["file_id"])
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_handover_files_file_id"), table_name="handover_files")
+    op.drop_table("handover_files")
     op.drop_table("handovers")
