@@ -496,3 +496,58 @@ def test_the_example_access_section_is_the_default_rule(tmp_path: Path) -> None:
     assert load_config(example).access == AccessConfig()
     with pytest.raises(ConfigError, match=r"line 3: access.view"):
         parse_config('[access]\n\nview = [["boss"]]\n', source=str(tmp_path / "d.toml"))
+
+
+def test_a_request_for_the_party_concerned_needs_the_leader_and_names_them_throughout(
+    ctx: Context, ids: list[int], people: People, run: Run, tmp_path: Path
+) -> None:
+    """004 全过程 §27, 001 §20: the party (or a higher office) asks; staff ask for them."""
+    code, _, err = run(people.officer, "access", "request", "--case", CASE, "--kind", "export",
+                       "--reason", "party asks for a copy", "--for-party", "Wang Wu")  # fmt: skip
+    assert code != 0 and "--reference" in err
+    code, _, err = run(people.officer, "access", "request", "--case", CASE, "--kind", "view",
+                       "--reason", "x", "--for-party", "A", "--for-office", "B",
+                       "--reference", "R")  # fmt: skip
+    assert code != 0 and "one party or one office" in err
+
+    party = ("--for-party", "Wang Wu", "--reference", "ID 110101199001011234")
+    code, out, err = run(people.officer, "access", "request", "--case", CASE, "--kind", "view",
+                         "--reason", "the party asks to see the stop", *party)  # fmt: skip
+    assert code == 0, err
+    number = int(out.strip())
+    # view needs legal or leader; for a party the leader in addition: two people
+    assert "legal or leader; then leader" in err
+    code, out, _ = run(people.legal, "access", "pending", "--format", "json")
+    [pending] = [r for r in json.loads(out) if r["request"] == number]
+    assert pending["for"] == "party Wang Wu (ID 110101199001011234)"
+    assert run(people.legal, "access", "approve", str(number))[0] == 0
+    assert request_row(ctx, number).status == "pending"
+    assert run(people.leader, "access", "approve", str(number))[0] == 0
+    assert request_row(ctx, number).status == "granted"
+
+    code, _, err = run(people.officer, "view", str(ids[0]))
+    assert code == 0, err
+    [event] = uses(ctx, "file.view")
+    assert json.loads(event.details)["on_behalf"] == "party Wang Wu (ID 110101199001011234)"
+    code, out, _ = run(people.auditor, "report", "access", "--format", "json")
+    [row] = json.loads(out)
+    assert (row["by"], row["for"]) == ("olga", "party Wang Wu (ID 110101199001011234)")
+
+
+def test_a_higher_office_gets_its_copy_with_the_letter_in_the_bag(
+    ctx: Context, ids: list[int], people: People, run: Run, tmp_path: Path
+) -> None:
+    code, out, err = run(people.legal, "access", "request", "--case", CASE, "--kind", "export",
+                         "--reason", "review of the stop", "--for-office",
+                         "County Procuratorate", "--reference", "letter 2026-17")  # fmt: skip
+    assert code == 0, err
+    number = int(out.strip())
+    assert run(people.leader, "access", "approve", str(number))[0] == 0
+    assert request_row(ctx, number).status == "pending"  # legal's step: not the requester
+    assert run(people.both, "access", "approve", str(number))[0] == 0
+    assert request_row(ctx, number).status == "granted"
+    bag = tmp_path / "bag"
+    code, _, err = run(people.legal, "export", "--case", CASE, "--to", str(bag))
+    assert code == 0, err
+    info = (bag / "bag-info.txt").read_text(encoding="utf-8")
+    assert "On-Behalf-Of: office County Procuratorate (letter 2026-17)" in info

@@ -97,6 +97,37 @@ def _covered_rows(
     return list(found.values())
 
 
+ON_BEHALF_KINDS = ("party", "office")
+
+
+@dataclass(frozen=True)
+class OnBehalf:
+    """Someone outside the station a request is made for (004 全过程 §27, 001 §20): the
+    party concerned (当事人) or a higher office (上级机关), and the document it rests on."""
+
+    kind: str  # party | office
+    name: str
+    reference: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in ON_BEHALF_KINDS:
+            raise UsageError(f"a request is on behalf of a party or an office, not {self.kind!r}")
+        if not self.name.strip() or not self.reference.strip():
+            raise UsageError(
+                f"a request for a {self.kind} names them and the document it rests on "
+                "(--reference: identity document, official letter number)"
+            )
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.name} ({self.reference})"
+
+
+def on_behalf_of(req: AccessRequest) -> OnBehalf | None:
+    if req.on_behalf_kind is None:
+        return None
+    return OnBehalf(req.on_behalf_kind, req.on_behalf_name or "", req.on_behalf_ref or "")
+
+
 def request_access(
     session: Session,
     stamp: Stamp,
@@ -106,13 +137,15 @@ def request_access(
     reason: str,
     file_ids: Sequence[int] = (),
     case: str | None = None,
+    on_behalf: OnBehalf | None = None,
 ) -> AccessRequest:
-    """A pending request by ``stamp.actor`` with the steps its kind needs today."""
+    """A pending request by ``stamp.actor`` (for ``on_behalf`` when given) with the steps
+    its kind needs today."""
     if not reason.strip():
         raise UsageError("say why you need the footage (--reason): the register keeps it")
     rows = _covered_rows(session, file_ids=file_ids, case=case)
     restricted = any(r.access_class == RESTRICTED for r in rows)
-    steps = policy.steps_for(kind, restricted=restricted)
+    steps = policy.steps_for(kind, restricted=restricted, on_behalf=on_behalf is not None)
     req = AccessRequest(
         kind=kind,
         case_number=case or None,
@@ -124,6 +157,9 @@ def request_access(
         requested_by=stamp.actor,
         requested_at=stamp.at,
         status=PENDING,
+        on_behalf_kind=on_behalf.kind if on_behalf else None,
+        on_behalf_name=on_behalf.name.strip() if on_behalf else None,
+        on_behalf_ref=on_behalf.reference.strip() if on_behalf else None,
     )
     session.add(req)
     session.flush()
@@ -135,6 +171,8 @@ def request_access(
         "restricted": restricted,
         "steps": [list(s) for s in steps],
     }
+    if on_behalf is not None:
+        details["on_behalf"] = on_behalf.describe()
     _audit(session, stamp, "access.request", req, details)
     return req
 
@@ -332,6 +370,7 @@ class Grant:
     approved_by: tuple[str, ...]
     restricted: bool
     expires_at: datetime
+    on_behalf: OnBehalf | None = None
 
 
 class GrantExpired(NotPermitted):
@@ -388,6 +427,7 @@ def find_grant(
             approved_by=tuple(d.decided_by for d in decisions if d.decision == APPROVE),
             restricted=req.restricted,
             expires_at=req.expires_at,
+            on_behalf=on_behalf_of(req),
         )
     if covering:
         req = covering[0]

@@ -58,13 +58,7 @@ def _grant(
         with state.ledger.session() as s:
             grants.record_expired(s, _stamp(state, actor), refused, kinds[0])
         raise
-    return core.Access(
-        by=actor.login,
-        reason=grant.reason,
-        approved_by=", ".join(grant.approved_by),
-        restricted_ok=grant.restricted,
-        grant_id=grant.id,
-    )
+    return core.access_of(grant, actor.login)
 
 
 def view(
@@ -167,10 +161,37 @@ def request(
         list[int] | None, typer.Option("--file", help="A file id (repeat for more).")
     ] = None,
     case: Annotated[str | None, typer.Option("--case", help="Every file of a case.")] = None,
+    for_party: Annotated[
+        str | None,
+        typer.Option("--for-party", help="Asked for the party concerned (当事人): their name."),
+    ] = None,
+    for_office: Annotated[
+        str | None,
+        typer.Option("--for-office", help="Asked for a higher office (上级机关): its name."),
+    ] = None,
+    reference: Annotated[
+        str | None,
+        typer.Option("--reference", help="With --for-*: identity document or letter number."),
+    ] = None,
 ) -> None:
-    """Ask for access to files or a case; prints the request's number (alone on stdout)."""
+    """Ask for access to files or a case; prints the request's number (alone on stdout).
+
+    With --for-party or --for-office the request is made for someone outside the
+    station, who holds no account: you ask, view or export for them; the approvers see
+    whom it is for, and the [access] on_behalf step (the leader) is added."""
     state = app_of(ctx)
     actor = state.require("access request")
+    if for_party and for_office:
+        raise UsageError(
+            "a request is for one party or one office: give --for-party or --for-office"
+        )
+    if reference and not (for_party or for_office):
+        raise UsageError("--reference goes with --for-party or --for-office")
+    behalf = None
+    if for_party or for_office:
+        behalf = grants.OnBehalf(
+            "party" if for_party else "office", (for_party or for_office or ""), reference or ""
+        )
     with state.ledger.session() as s:
         req = grants.request_access(
             s,
@@ -180,6 +201,7 @@ def request(
             reason=reason,
             file_ids=file or (),
             case=case,
+            on_behalf=behalf,
         )
         number, needs = req.id, grants.steps_of(req)
     typer.echo(number)
@@ -236,6 +258,7 @@ def _row(req: AccessRequest, state: App, decided: str, needs: str) -> dict[str, 
         "what": grants.describe_target(req),
         "restricted": req.restricted,
         "by": req.requested_by,
+        "for": (b.describe() if (b := grants.on_behalf_of(req)) is not None else None),
         "at": iso(req.requested_at, tz),
         "reason": req.reason,
         "status": req.status,
@@ -276,7 +299,8 @@ def pending(ctx: typer.Context, fmt: Fmt = Format.table) -> None:
     actor = state.require("access pending")
     with state.ledger.read() as s:
         rows = _listing(state, s, grants.pending_for(s, actor), None)
-    cols = ["request", "kind", "what", "restricted", "by", "at", "reason", "decisions", "needs"]
+    cols = ["request", "kind", "what", "restricted", "by", "for", "at", "reason", "decisions",
+            "needs"]  # fmt: skip
     render(rows, fmt, columns=cols, title="Waiting for you")
 
 
@@ -287,7 +311,8 @@ def active(ctx: typer.Context, fmt: Fmt = Format.table) -> None:
     state.require("access grants")
     with state.ledger.read() as s:
         rows = _listing(state, s, grants.active_grants(s, state.clock.now()), None)
-    cols = ["request", "kind", "what", "restricted", "by", "reason", "decisions", "expires_at"]
+    cols = ["request", "kind", "what", "restricted", "by", "for", "reason", "decisions",
+            "expires_at"]  # fmt: skip
     render(rows, fmt, columns=cols, title="Active grants")
 
 
@@ -298,8 +323,8 @@ def history(ctx: typer.Context, fmt: Fmt = Format.table) -> None:
     state.require("access history")
     with state.ledger.read() as s:
         rows = _listing(state, s, grants.all_requests(s), state.clock.now())
-    cols = ["request", "kind", "what", "by", "at", "reason", "steps", "decisions", "status",
-            "expires_at"]  # fmt: skip
+    cols = ["request", "kind", "what", "by", "for", "at", "reason", "steps", "decisions",
+            "status", "expires_at"]  # fmt: skip
     render(rows, fmt, columns=cols, title="Access requests")
 
 

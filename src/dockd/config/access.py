@@ -56,20 +56,25 @@ class AccessConfig(Section):
     export: Steps = (("legal",), ("leader",))
     external: Steps = (("leader",),)
     restricted: Steps = (("leader",),)
+    # Asked for the party concerned or a higher office (004 全过程 §27, 001 §20): the
+    # leader approves in addition, as for restricted footage.
+    on_behalf: Steps = (("leader",),)
     grant_hours: GrantHours = GrantHours()
 
-    @field_validator("view", "export", "external", "restricted")
+    @field_validator("view", "export", "external", "restricted", "on_behalf")
     @classmethod
     def _valid_steps(cls, value: Steps) -> Steps:
         return _steps(value)
 
-    def steps_for(self, kind: Kind, *, restricted: bool) -> Steps:
+    def steps_for(self, kind: Kind, *, restricted: bool, on_behalf: bool = False) -> Steps:
         """The steps a request of ``kind`` needs; restricted footage adds the
-        ``restricted`` steps the rule does not already have."""
+        ``restricted`` steps, a request for someone outside the ``on_behalf`` steps, each
+        only where the rule does not already have them."""
         rule = {"view": self.view, "export": self.export, "external": self.external}[kind]
-        if restricted:
-            have = {frozenset(s) for s in rule}
-            rule = rule + tuple(s for s in self.restricted if frozenset(s) not in have)
+        extra = (self.restricted if restricted else ()) + (self.on_behalf if on_behalf else ())
+        for step in extra:
+            if frozenset(step) not in {frozenset(s) for s in rule}:
+                rule = (*rule, step)
         return rule
 
     def hours_for(self, kind: Kind) -> float:

@@ -20,6 +20,7 @@ from typing import Any, Literal, get_args
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dockd.auth.access import Grant
 from dockd.errors import NotFound, UsageError
 from dockd.ledger import audit
 from dockd.ledger.models import AuditEvent, Recording
@@ -38,6 +39,8 @@ class Access:
     approved_by: str | None
     restricted_ok: bool = False
     grant_id: int | None = None
+    # The party concerned or higher office the access is for (the grant's request).
+    on_behalf: str | None = None
 
     def details(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -47,7 +50,22 @@ class Access:
         }
         if self.grant_id is not None:
             out["grant"] = self.grant_id
+        if self.on_behalf is not None:
+            out["on_behalf"] = self.on_behalf
         return out
+
+
+def access_of(grant: Grant, login: str) -> Access:
+    """The access ``login`` makes under ``grant``: its reason, approvers, restricted
+    footage if its request covered it, and whom it is for."""
+    return Access(
+        by=login,
+        reason=grant.reason,
+        approved_by=", ".join(grant.approved_by),
+        restricted_ok=grant.restricted,
+        grant_id=grant.id,
+        on_behalf=grant.on_behalf.describe() if grant.on_behalf is not None else None,
+    )
 
 
 def _blank(value: str | None) -> bool:

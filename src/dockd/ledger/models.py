@@ -528,6 +528,12 @@ class AccessRequest(Base):
     status: Mapped[str] = mapped_column(String(16), index=True)  # pending | granted | denied
     decided_at: Mapped[datetime | None]
     expires_at: Mapped[datetime | None]
+    # Asked on behalf of someone outside the station (migration 0015): the party
+    # concerned (当事人) or a higher office (上级机关), by name, with the document the
+    # request rests on (identity document, official letter); NULL: for the requester.
+    on_behalf_kind: Mapped[str | None] = mapped_column(String(16))  # party | office
+    on_behalf_name: Mapped[str | None] = mapped_column(Text)
+    on_behalf_ref: Mapped[str | None] = mapped_column(Text)
 
 
 class AccessDecision(Base):

@@ -211,6 +211,7 @@ def access(session: Session, config: Config, period: Period, now: datetime) -> R
                 "action": ev.action.removeprefix("file."),
                 "file": int(ev.subject_id),
                 "by": d.get("by"),
+                "for": d.get("on_behalf"),
                 "reason": d.get("reason"),
                 "approved_by": d.get("approved_by"),
                 "restricted": d.get("restricted", False),
@@ -222,6 +223,6 @@ def access(session: Session, config: Config, period: Period, now: datetime) -> R
     return Report(
         "access",
         "access register: views and exports",
-        columns("event at action file by reason approved_by restricted case export_id bag"),
+        columns("event at action file by reason approved_by restricted case export_id bag for"),
         rows,
     )
