@@ -67,7 +67,8 @@ def test_jobs_follow_the_config_in_the_station_time_zone(sctx: Context) -> None:
     sched.start()
     try:
         jobs = {j.id: j for j in sched._scheduler.get_jobs()}
-        assert sorted(jobs) == ["archive", "retention", "weekly_report"]  # fixity = "" is off
+        # fixity = "" is off
+        assert sorted(jobs) == ["archive", "daily_report", "duties", "retention", "weekly_report"]
         for job in jobs.values():
             assert job.coalesce is True and job.max_instances == 1
             assert job.misfire_grace_time == 90 * 60

@@ -19,6 +19,9 @@ class ReportsConfig(Section):
     gap_minutes: Annotated[float, Field(gt=0)] = 10.0
     # Footage still without a case this many days after recording is listed.
     untagged_days: Annotated[int, Field(ge=0)] = 7
+    # A gap still without a written explanation this many days after it ended raises
+    # an alert (the scheduled duties check; R12).
+    explain_gaps_within_days: Annotated[int, Field(ge=0)] = 7
     # Root of the read-only per-case view of each day (R4): hard links to the originals
     # under <by_case_root>/<case>/<YYYY>/<MM>/<DD>/. Default: <store.root>/../by-case.
     # Must be on the same filesystem as the store (hard links).

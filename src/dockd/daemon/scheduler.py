@@ -41,6 +41,8 @@ from dockd.config.policy import cron_fields
 from dockd.context import Context
 from dockd.ledger import backup
 from dockd.ledger.db import Ledger
+from dockd.reports.daily import run_daily_report
+from dockd.reports.duties import run_duties
 from dockd.reports.weekly import run_weekly_report
 from dockd.sweeps.archive import run_archive
 from dockd.sweeps.fixity import run_fixity
@@ -68,6 +70,8 @@ SWEEPS: dict[str, Callable[[Context], object]] = {
     "archive": run_archive,
     "fixity": run_fixity,
     "weekly_report": run_weekly_report,
+    "daily_report": run_daily_report,
+    "duties": run_duties,
     "backup": run_backup,
 }
 
@@ -76,6 +80,8 @@ CLI = {
     "archive": "dockd sweep archive",
     "fixity": "dockd sweep fixity",
     "weekly_report": "dockd sweep report",
+    "daily_report": "dockd sweep daily",
+    "duties": "dockd sweep duties",
     "backup": "dockd ledger backup DEST",
 }
 
