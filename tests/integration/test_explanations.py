@@ -5,9 +5,8 @@ nobody approves their own, and a gap left unexplained past
 
 The recorder's three clips start a minute apart and last two seconds; with
 ``gap_minutes = 0.5`` the two breaks between them are gaps (06:30:23-06:31:02, after
-the audio note, and
-06:31:04-06:32:04, 2026-03-15 Asia/Shanghai). dockd runs in-process as ``sudo dockd``
-by each account would (tests/helpers/accounts.py).
+the audio note, and 06:31:04-06:32:04, 2026-03-15 Asia/Shanghai). dockd runs
+in-process as ``sudo dockd`` by each account would (tests/helpers/accounts.py).
 """
 
 from __future__ import annotations
