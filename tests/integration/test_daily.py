@@ -10,7 +10,7 @@ the scheduled run reconciles.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -53,7 +53,9 @@ def recorders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Recorder, Recor
     return docked, missing
 
 
-def _station(tmp_path: Path, recs: tuple[Recorder, Recorder], extra: str = "") -> Iterator[Context]:
+def _station(
+    tmp_path: Path, recs: tuple[Recorder, Recorder], extra: str = ""
+) -> Generator[Context]:
     """Both recorders registered and assigned; the first docked on Tuesday evening."""
     cfg = make_config(tmp_path, extra)
     clock = FixedClock(TUESDAY)

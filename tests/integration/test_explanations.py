@@ -12,7 +12,7 @@ in-process as ``sudo dockd`` by each account would (tests/helpers/accounts.py).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -43,7 +43,7 @@ def rec(tmp_path_factory: pytest.TempPathFactory) -> Recorder:
 
 
 @pytest.fixture
-def station(tmp_path: Path, rec: Recorder, monkeypatch: pytest.MonkeyPatch) -> Context:
+def station(tmp_path: Path, rec: Recorder, monkeypatch: pytest.MonkeyPatch) -> Iterator[Context]:
     cfg = make_config(tmp_path, EXTRA)
     clock = FixedClock(NOW)
     led = open_ledger(cfg.ledger.url)
@@ -51,7 +51,7 @@ def station(tmp_path: Path, rec: Recorder, monkeypatch: pytest.MonkeyPatch) -> C
     register(led, clock, rec)
     assert run_ingest(ctx, rec.root).ok
     monkeypatch.setenv("DOCKD_CONFIG", str(write_config(tmp_path, EXTRA)))
-    yield ctx  # type: ignore[misc]
+    yield ctx
     led.close()
 
 
