@@ -26,10 +26,11 @@ from dockd.context import Context
 from dockd.errors import ConfigError
 from dockd.ingest.pipeline import run_ingest
 from dockd.ledger.db import open_ledger
-from dockd.ledger.models import Alert, SweepRun
-from dockd.reports.daily import run_daily_report
+from dockd.ledger.models import Alert, Device, DockSession, SweepRun
+from dockd.reports.base import Period
+from dockd.reports.daily import daily, run_daily_report
 from fixtures.make_recorder import Recorder, make_recorder
-from tests.helpers.ledgers import register
+from tests.helpers.ledgers import BACKENDS, register
 from tests.helpers.station import make_config, write_config
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -174,3 +175,38 @@ def test_the_calendar_is_checked(tmp_path: Path) -> None:
         make_config(tmp_path, '[calendar]\nweekends = ["saturday", "caturday"]\n')
     cfg: Config = make_config(tmp_path, '[calendar]\nweekends = ["fri"]\n')
     assert cfg.calendar.weekends == ("fri",)
+
+
+@pytest.mark.parametrize("config", BACKENDS, indirect=True)
+def test_incomplete_sessions_and_open_alerts_on_both_ledgers(
+    config: Config, recorders: tuple[Recorder, Recorder]
+) -> None:
+    """A session cut short the same day (as a crash leaves it, closed ``interrupted`` by
+    recovery) is listed; the scheduled run's alert shows as the missed device's open alert."""
+    clock = FixedClock(TUESDAY)
+    led = open_ledger(config.ledger.url)
+    ctx = Context(config, led, clock, AlertSink(led, config.station.id, clock, config.alerts))
+    try:
+        for rec in recorders:
+            register(led, clock, rec)
+        assert run_ingest(ctx, recorders[0].root).ok
+        with led.session() as s:
+            dev = s.scalar(select(Device).where(Device.number == "DV-0001"))
+            assert dev is not None
+            cut = DockSession(
+                station=config.station.id, device_id=dev.id, device_ref="DV-0001",
+                source="/media/recorder", started_at=TUESDAY + timedelta(minutes=30),
+                ended_at=TUESDAY + timedelta(minutes=31), outcome="interrupted",
+            )  # fmt: skip
+            s.add(cut)
+            s.flush()
+            cut_id = cut.id
+        clock.set(TUESDAY + timedelta(hours=14))
+        run_daily_report(ctx)
+        with led.read() as s:
+            rows = {r["device"]: r for r in daily(s, config, Period(), clock.now()).rows}
+    finally:
+        led.close()
+    assert rows["DV-0001"]["incomplete"] == [f"#{cut_id} interrupted"]
+    assert (rows["DV-0001"]["sessions"], rows["DV-0001"]["files"]) == (2, 4)
+    assert (rows["DV-0002"]["docked"], rows["DV-0002"]["open_alerts"]) == ("no", 1)

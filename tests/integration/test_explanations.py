@@ -30,8 +30,9 @@ from dockd.ledger.models import Alert, AuditEvent
 from dockd.reports.duties import run_duties
 from fixtures.make_recorder import Recorder, make_recorder
 from tests.helpers.accounts import act_as, add_account
-from tests.helpers.ledgers import register
-from tests.helpers.station import NOW, make_config, write_config
+from tests.helpers.ledgers import BACKENDS, register
+from tests.helpers.pgserver import PgServer
+from tests.helpers.station import NOW, config_text, make_config
 
 EXTRA = "[reports]\ngap_minutes = 0.5\n"
 Run = Callable[..., tuple[int, str, str]]
@@ -42,15 +43,30 @@ def rec(tmp_path_factory: pytest.TempPathFactory) -> Recorder:
     return make_recorder(tmp_path_factory.mktemp("rec"), clips=3, extras=False)
 
 
+def _ledger_url(request: pytest.FixtureRequest) -> str | None:
+    if getattr(request, "param", "sqlite") != "postgresql":
+        return None
+    server: PgServer = request.getfixturevalue("pg_server")
+    return server.new_database()
+
+
 @pytest.fixture
-def station(tmp_path: Path, rec: Recorder, monkeypatch: pytest.MonkeyPatch) -> Iterator[Context]:
-    cfg = make_config(tmp_path, EXTRA)
+def station(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    rec: Recorder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Context]:
+    """The station on SQLite, or PostgreSQL with ``parametrize("station", BACKENDS, ...)``."""
+    url = _ledger_url(request)
+    cfg = make_config(tmp_path, EXTRA, ledger_url=url)
     clock = FixedClock(NOW)
     led = open_ledger(cfg.ledger.url)
     ctx = Context(cfg, led, clock, AlertSink(led, cfg.station.id, clock, cfg.alerts))
     register(led, clock, rec)
     assert run_ingest(ctx, rec.root).ok
-    monkeypatch.setenv("DOCKD_CONFIG", str(write_config(tmp_path, EXTRA)))
+    (tmp_path / "dockd.toml").write_text(config_text(tmp_path, EXTRA, ledger_url=url), "utf-8")
+    monkeypatch.setenv("DOCKD_CONFIG", str(tmp_path / "dockd.toml"))
     yield ctx
     led.close()
 
@@ -94,6 +110,7 @@ def explain_first_gap(run: Run, uid: int) -> int:
     return int(out.split("#")[1].split()[0])
 
 
+@pytest.mark.parametrize("station", BACKENDS, indirect=True)
 def test_an_explained_and_an_unexplained_gap_in_the_gap_report(
     station: Context, people: dict[str, int], run: Run
 ) -> None:

@@ -28,8 +28,9 @@ from dockd.ledger.models import Alert, AuditEvent
 from dockd.reports.duties import run_duties
 from fixtures.make_recorder import Recorder, make_recorder
 from tests.helpers.accounts import act_as, add_account
-from tests.helpers.ledgers import register
-from tests.helpers.station import NOW, make_config, write_config
+from tests.helpers.ledgers import BACKENDS, register
+from tests.helpers.pgserver import PgServer
+from tests.helpers.station import NOW, config_text, make_config
 
 TZ = ZoneInfo("Asia/Shanghai")
 Run = Callable[..., tuple[int, str, str]]
@@ -40,16 +41,31 @@ def rec(tmp_path_factory: pytest.TempPathFactory) -> Recorder:
     return make_recorder(tmp_path_factory.mktemp("rec"), clips=2, extras=False)
 
 
+def _ledger_url(request: pytest.FixtureRequest) -> str | None:
+    if getattr(request, "param", "sqlite") != "postgresql":
+        return None
+    server: PgServer = request.getfixturevalue("pg_server")
+    return server.new_database()
+
+
 @pytest.fixture
-def station(tmp_path: Path, rec: Recorder, monkeypatch: pytest.MonkeyPatch) -> Iterator[Context]:
-    """The station's ledger begins on 2025-12-01: its first event, the recorder registered."""
-    cfg = make_config(tmp_path)
+def station(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    rec: Recorder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Context]:
+    """The station's ledger begins on 2025-12-01: its first event, the recorder registered
+    (SQLite, or PostgreSQL with ``parametrize("station", BACKENDS, indirect=True)``)."""
+    url = _ledger_url(request)
+    cfg = make_config(tmp_path, ledger_url=url)
     clock = FixedClock(NOW)
     led = open_ledger(cfg.ledger.url)
     ctx = Context(cfg, led, clock, AlertSink(led, cfg.station.id, clock, cfg.alerts))
     register(led, clock, rec)
     assert run_ingest(ctx, rec.root).ok
-    monkeypatch.setenv("DOCKD_CONFIG", str(write_config(tmp_path)))
+    (tmp_path / "dockd.toml").write_text(config_text(tmp_path, ledger_url=url), "utf-8")
+    monkeypatch.setenv("DOCKD_CONFIG", str(tmp_path / "dockd.toml"))
     yield ctx
     led.close()
 
@@ -92,6 +108,7 @@ def at(ctx: Context, day: datetime) -> None:
     ctx.clock.set(day)
 
 
+@pytest.mark.parametrize("station", BACKENDS, indirect=True)
 def test_an_inspection_is_recorded_and_reported(
     station: Context, people: dict[str, int], run: Run
 ) -> None:
