@@ -14,6 +14,10 @@ fixity sweep hashes or waits on its rate limit), then waits for the running
 sweeps to end, at most ``timeout`` seconds: a daemon's stop is bounded even by a
 sweep that does not look at its stop event often enough.
 
+The daily reconciliation (:mod:`dockd.reports.daily`) and the duties check
+(:mod:`dockd.reports.duties`: unexplained gaps, an inspection overdue) are scheduled
+like the sweeps, each a ``sweep_runs`` kind of its own.
+
 The ``[backup]`` schedule, when set, is one more job of the same kind: a verified
 ledger backup (:func:`dockd.ledger.backup.scheduled`) whose failure raises a
 ``backup.failed`` alert.
