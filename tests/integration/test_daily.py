@@ -130,7 +130,10 @@ def test_the_scheduled_run_alerts_once_per_device_not_docked(ctx: Context) -> No
 def test_a_holiday_is_not_a_workday_and_a_make_up_saturday_is(
     tmp_path: Path, recorders: tuple[Recorder, Recorder], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    station = _station(tmp_path, recorders, CALENDAR)
+    reports = tmp_path / "reports"
+    station = _station(
+        tmp_path, recorders, f'{CALENDAR}[schedule]\nweekly_report_dir = "{reports}"\n'
+    )
     ctx = next(station)
     cal = ctx.config.calendar
     days = {d: cal.is_workday(datetime(2026, 3, d).date()) for d in range(13, 19)}
@@ -162,6 +165,8 @@ def test_a_holiday_is_not_a_workday_and_a_make_up_saturday_is(
     assert isinstance(ctx.clock, FixedClock)
     ctx.clock.set(datetime(2026, 3, 16, 8, 0, tzinfo=TZ))
     assert {r["date"] for r in run_daily_report(ctx).rows} == {"2026-03-14"}
+    written = json.loads((reports / "daily-2026-03-14.json").read_text("utf-8"))
+    assert written["summary"]["not_docked"] == ["DV-0001 (012345)", "DV-0002 (067890)"]
     # Wednesday morning: Tuesday is a holiday, so Monday is reconciled.
     ctx.clock.set(datetime(2026, 3, 18, 8, 0, tzinfo=TZ))
     assert {r["date"] for r in run_daily_report(ctx).rows} == {"2026-03-16"}

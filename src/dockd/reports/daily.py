@@ -185,13 +185,15 @@ def run_daily_report(ctx: Context, *, dry_run: bool = False) -> Report:
             "files": sum(r["files"] for r in report.rows),
             "late": sum(r["late"] for r in report.rows),
             "incomplete_sessions": sum(len(r["incomplete"]) for r in report.rows),
+            "open_alerts": sum(r["open_alerts"] for r in report.rows),
         }
         if dry_run:
             return report
         for r in gone:
             group = f"{r['device']}:{day.isoformat()}"
-            if group in raised:
+            if group in raised:  # raised by an earlier run, or for its other holder
                 continue
+            raised.add(group)
             ctx.alerts.raise_alert(
                 ALERT_KIND,
                 r["device"],
