@@ -215,3 +215,20 @@ def test_incomplete_sessions_and_open_alerts_on_both_ledgers(
     assert rows["DV-0001"]["incomplete"] == [f"#{cut_id} interrupted"]
     assert (rows["DV-0001"]["sessions"], rows["DV-0001"]["files"]) == (2, 4)
     assert (rows["DV-0002"]["docked"], rows["DV-0002"]["open_alerts"]) == ("no", 1)
+
+
+def test_sweep_daily_runs_the_reconciliation_now(
+    ctx: Context, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``dockd sweep daily`` (an admin, today's clock): neither recorder docked on the
+    last workday, so both are listed, alerted, and the exit status is 1."""
+    capsys.readouterr()
+    code = main(["--config", str(write_config(tmp_path)), "sweep", "daily", "--format", "json"])
+    out, err = capsys.readouterr()
+    assert code == 1, err
+    assert {(r["device"], r["docked"]) for r in json.loads(out)} == {
+        ("DV-0001", "no"),
+        ("DV-0002", "no"),
+    }
+    with ctx.ledger.read() as s:
+        assert len(list(s.scalars(select(Alert).where(Alert.kind == "dock.missed")))) == 2

@@ -200,3 +200,18 @@ def test_unexplained_gaps_alert_once_they_are_older_than_the_limit(
     (alert,) = alerts
     assert alert.subject == "DV-0001" and alert.occurrences == 1
     assert "06:31:04" in alert.message and "dockd explain gap" in alert.message
+
+
+def test_sweep_duties_runs_the_check_now(station: Context, run: Run) -> None:
+    """``dockd sweep duties`` (an admin, today's clock): March's gaps are long unexplained,
+    and no inspection was recorded since the ledger began (2025-12-01)."""
+    code, out, err = run(None, "sweep", "duties", "--format", "json")
+    assert code == 1, err
+    assert [g["gap_from"] for g in json.loads(out)] == [
+        "2026-03-15T06:30:23+08:00",
+        "2026-03-15T06:31:04+08:00",
+    ]
+    assert '"inspection_overdue": true, "alerts_raised": 3' in err
+    with station.ledger.read() as s:
+        kinds = sorted(a.kind for a in s.scalars(select(Alert)))
+    assert kinds.count("gap.unexplained") == 2
