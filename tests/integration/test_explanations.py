@@ -17,7 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from dockd.alerts import AlertSink
 from dockd.cli import main
@@ -139,6 +139,8 @@ def test_an_explained_and_an_unexplained_gap_in_the_gap_report(
     with station.ledger.read() as s:
         events = list(s.scalars(select(AuditEvent).where(AuditEvent.subject_type == "explanation")))
         assert audit.verify_chain(s).ok
+        view = s.execute(text("SELECT kind, written_by, approved_by FROM v_explanations"))
+        assert [tuple(r) for r in view] == [("gap", "olga", "lena")]
     assert [(e.action, e.actor) for e in events] == [
         ("explanation.add", "olga"),
         ("explanation.approve", "lena"),

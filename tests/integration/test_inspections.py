@@ -16,7 +16,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from dockd.alerts import AlertSink
 from dockd.cli import main
@@ -136,6 +136,9 @@ def test_an_inspection_is_recorded_and_reported(
     with station.ledger.read() as s:
         (event,) = s.scalars(select(AuditEvent).where(AuditEvent.action == "inspection.record"))
     assert event.actor == "leo" and json.loads(event.details)["files"] == [1, 2]
+    with station.ledger.read() as s:  # the auditors' SQL view
+        view = s.execute(text("SELECT inspected_on, inspector, devices FROM v_inspections"))
+        assert [tuple(r) for r in view] == [("2026-03-20", "leo", '["DV-0001"]')]
 
 
 def test_only_supervisors_record_and_only_what_exists(

@@ -4,6 +4,8 @@
   officer, the time span, the reason, who wrote it and who approved it.
 - ``inspections``: the inspection register 检查台账 (R16): date, inspector, devices and
   files checked, findings, follow-up.
+- Auditor views ``v_explanations`` and ``v_inspections``: what an auditor's read-only
+  database role sees of them (``dockd ledger grant-readonly`` grants every ``v_*``).
 
 Revision ID: 0011
 Revises: 0008
@@ -19,6 +21,21 @@ revision = "0011"
 down_revision = "0008"
 branch_labels = None
 depends_on = None
+
+
+V_EXPLANATIONS = """
+    CREATE VIEW v_explanations AS
+    SELECT e.id AS explanation_id, e.kind, e.device_ref, e.officer_badge, e.start_at,
+           e.end_at, e.reason, e.station, e.written_by, e.written_at, e.approved_by,
+           e.approved_at
+    FROM explanations e
+"""
+V_INSPECTIONS = """
+    CREATE VIEW v_inspections AS
+    SELECT i.id AS inspection_id, i.inspected_on, i.inspector, i.devices, i.files,
+           i.findings, i.follow_up, i.station, i.recorded_at
+    FROM inspections i
+"""
 
 
 def upgrade() -> None:
@@ -60,9 +77,13 @@ def upgrade() -> None:
     op.create_index(
         op.f("ix_inspections_inspected_on"), "inspections", ["inspected_on"], unique=False
     )
+    op.execute(V_EXPLANATIONS)
+    op.execute(V_INSPECTIONS)
 
 
 def downgrade() -> None:
+    op.execute("DROP VIEW IF EXISTS v_inspections")
+    op.execute("DROP VIEW IF EXISTS v_explanations")
     op.drop_index(op.f("ix_inspections_inspected_on"), table_name="inspections")
     op.drop_table("inspections")
     op.drop_index(op.f("ix_explanations_officer_badge"), table_name="explanations")
