@@ -68,7 +68,14 @@ def test_jobs_follow_the_config_in_the_station_time_zone(sctx: Context) -> None:
     try:
         jobs = {j.id: j for j in sched._scheduler.get_jobs()}
         # fixity = "" is off; the hand-over check is on by default
-        assert sorted(jobs) == ["archive", "handover", "retention", "weekly_report"]
+        assert sorted(jobs) == [
+            "archive",
+            "daily_report",
+            "duties",
+            "handover",
+            "retention",
+            "weekly_report",
+        ]
         for job in jobs.values():
             assert job.coalesce is True and job.max_instances == 1
             assert job.misfire_grace_time == 90 * 60

@@ -83,6 +83,10 @@ def test_every_command_has_a_row_and_every_row_is_a_command() -> None:
         ("audit verify", {Role.AUDITOR}, {Role.OFFICER}),
         ("users add", {Role.ADMIN}, {Role.AUDITOR, Role.LEADER}),
         ("users list", {Role.ADMIN, Role.AUDITOR}, {Role.LEGAL}),
+        ("explain gap", {Role.OFFICER, Role.CUSTODIAN}, {Role.AUDITOR}),
+        ("explain approve", {Role.LEGAL, Role.LEADER}, {Role.OFFICER, Role.ADMIN}),
+        ("inspection record", {Role.LEADER, Role.LEGAL, Role.CUSTODIAN}, {Role.AUDITOR}),
+        ("inspection list", {Role.AUDITOR, Role.LEADER}, {Role.OFFICER}),
     ],
 )
 def test_roles_follow_the_issue(action: str, may: set[Role], may_not: set[Role]) -> None:
@@ -115,6 +119,8 @@ def test_the_auditor_reads_and_changes_nothing() -> None:
         "sweep upcoming",
         "sweep report",
         "sweep runs",
+        "explain list",
+        "inspection list",
         "trash list",
         "quarantine list",
         "users list",

@@ -29,6 +29,10 @@ RELEASE_HOLD = frozenset({Role.LEGAL, Role.LEADER})
 KEEPERS = frozenset({Role.CUSTODIAN, Role.ADMIN})  # the store's own chores
 ACTORS = ALL - {Role.AUDITOR}  # everyone who may change something
 OVERSEERS = frozenset({Role.CUSTODIAN, Role.LEGAL, Role.LEADER, Role.ADMIN})
+# Who approves a written explanation (never their own), and who inspects the use of
+# the recorders for the inspection register (supervisors).
+APPROVE_EXPLANATION = frozenset({Role.LEGAL, Role.LEADER})
+INSPECTORS = frozenset({Role.CUSTODIAN, Role.LEGAL, Role.LEADER})
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,14 @@ PERMISSIONS: dict[str, Rule] = {
     "access pending": _rule(ACTORS),
     "access grants": _rule(OVERSEERS),
     "access history": _rule(OVERSEERS),
+    # Anyone who may change something writes an explanation (the officer whose
+    # recording broke off, first of all); leader or legal approves another's.
+    "explain gap": _rule(ACTORS),
+    "explain non-recording": _rule(ACTORS),
+    "explain approve": _rule(APPROVE_EXPLANATION),
+    "explain list": _rule(READERS, Role.OFFICER),
+    "inspection record": _rule(INSPECTORS),
+    "inspection list": _rule(READERS),
     "cases import": _rule(KEEPERS),
     "cases list": _rule(READERS),
     "cases links": _rule(KEEPERS),
@@ -103,6 +115,8 @@ PERMISSIONS: dict[str, Rule] = {
     "sweep retention": _rule(ADMIN),
     "sweep archive": _rule(ADMIN),
     "sweep fixity": _rule(ADMIN),
+    "sweep daily": _rule(ADMIN),
+    "sweep duties": _rule(ADMIN),
     "sweep upcoming": _rule(READERS),
     "sweep report": _rule(READERS),
     "sweep runs": _rule(READERS),

@@ -1,4 +1,4 @@
-"""``dockd sweep retention|archive|fixity|upcoming|report|runs``: run a sweep once, now.
+"""``dockd sweep retention|archive|fixity|daily|duties|upcoming|report|runs``: run a sweep once.
 
 The same functions the daemon's scheduler calls, under the same one-at-a-time lock.
 Ctrl-C (or SIGTERM) stops a sweep between two files; the run ends 'interrupted'.
@@ -22,6 +22,8 @@ from dockd.cli.common import App, Format, app_of, parse_time, render
 from dockd.context import Context
 from dockd.errors import UsageError
 from dockd.reports.base import iso
+from dockd.reports.daily import missed, run_daily_report
+from dockd.reports.duties import run_duties
 from dockd.reports.weekly import WEEK, week_ending, weekly_summary
 from dockd.sweeps import filing, listings
 from dockd.sweeps.archive import run_archive
@@ -138,6 +140,31 @@ def fixity(
     cols = ["kind", "path", "file_id", "expected", "found", "note"]
     _show(fmt, "fixity", report, report.counts(), "findings", rows, cols)
     _done(report.status, report.counts(), bool(report.problems))
+
+
+@app.command("daily")
+def daily(ctx: typer.Context, dry_run: DryRun = False, fmt: Fmt = Format.table) -> None:
+    """The scheduled daily reconciliation, now: the last completed workday, a
+    dock.missed alert per assigned device not docked (exit 1 if any)."""
+    state = app_of(ctx)
+    with _context(state) as sctx:
+        result = run_daily_report(sctx, dry_run=dry_run)
+    render(result.rows, fmt, columns=result.columns, title=f"{result.name}: {result.title}")
+    if missed(result.rows):
+        raise typer.Exit(1)
+
+
+@app.command("duties")
+def duties(ctx: typer.Context, dry_run: DryRun = False, fmt: Fmt = Format.table) -> None:
+    """The scheduled duties check, now: gaps unexplained past [reports]
+    explain_gaps_within_days, an inspection overdue (exit 1 if either)."""
+    state = app_of(ctx)
+    with _context(state) as sctx:
+        result = run_duties(sctx, dry_run=dry_run)
+    cols = ["device", "officer", "gap_from", "gap_to", "gap_minutes", "file_before", "file_after"]
+    render(result.unexplained_gaps, fmt, columns=cols, title="gaps not explained in time")
+    head = {k: v for k, v in result.as_dict().items() if k != "unexplained_gaps"}
+    _done("ok", head, bool(result.unexplained_gaps) or result.inspection_overdue)
 
 
 @app.command("upcoming")

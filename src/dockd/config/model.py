@@ -17,6 +17,7 @@ from dockd.config.access import AccessConfig
 from dockd.config.alerts import AlertsConfig
 from dockd.config.backup import BackupConfig
 from dockd.config.base import Section
+from dockd.config.calendar import CalendarConfig, InspectionConfig
 from dockd.config.directory import DirectoryConfig
 from dockd.config.dock import DockConfig
 from dockd.config.handover import HandoverConfig
@@ -54,6 +55,8 @@ class Config(Section):
     metrics: MetricsConfig = MetricsConfig()
     access: AccessConfig = AccessConfig()
     directory: DirectoryConfig = DirectoryConfig()
+    calendar: CalendarConfig = CalendarConfig()
+    inspection: InspectionConfig = InspectionConfig()
     source: Path | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")

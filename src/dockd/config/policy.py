@@ -433,7 +433,14 @@ def cron_fields(expr: str) -> tuple[str, str, str, str, str]:
     return minute, hour, day, _months(trigger), fields[4]
 
 
-SWEEP_KINDS = ("retention", "archive", "fixity", "weekly_report")
+SWEEP_KINDS = (
+    "retention",
+    "archive",
+    "fixity",
+    "weekly_report",
+    "daily_report",
+    "duties",
+)
 
 
 class ScheduleConfig(Section):
@@ -444,16 +451,21 @@ class ScheduleConfig(Section):
     archive: str = "0 3 * * *"
     fixity: str = "0 1 * * *"
     weekly_report: str = "0 7 * * 1"
+    # The daily reconciliation of the last completed workday ([calendar]; R3).
+    daily_report: str = "30 7 * * *"
+    # The duty checks: gaps left unexplained, an inspection overdue (R12, R16).
+    duties: str = "0 8 * * *"
     # A run missed (daemon down, machine asleep) by less than this is still run late.
     misfire_grace_minutes: Annotated[int, Field(ge=1)] = 60
     # Several missed runs of one sweep are run once, not once each.
     coalesce: bool = True
     # A sweep marked running whose process has not reported for this long is taken over.
     stale_after_minutes: Annotated[int, Field(ge=1)] = 60
-    # Where the weekly report is also written as JSON and text (none: ledger and log only).
+    # Where the weekly (and daily) report is also written as JSON and text (none:
+    # ledger and log only).
     weekly_report_dir: AbsolutePath | None = None
 
-    @field_validator("retention", "archive", "fixity", "weekly_report")
+    @field_validator("retention", "archive", "fixity", "weekly_report", "daily_report", "duties")
     @classmethod
     def _cron(cls, value: str) -> str:
         value = value.strip()

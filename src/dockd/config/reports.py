@@ -22,6 +22,9 @@ class ReportsConfig(Section):
     # A unit holds at least one recorder in service per this many officers (004
     # 管理办法 §3: three; five where the agency's rule allows): `dockd report coverage`.
     officers_per_device: Annotated[int, Field(ge=1)] = 3
+    # A gap still without a written explanation this many days after it ended raises
+    # an alert (the scheduled duties check; R12).
+    explain_gaps_within_days: Annotated[int, Field(ge=0)] = 7
     # Root of the read-only per-case view of each day (R4): hard links to the originals
     # under <by_case_root>/<case>/<YYYY>/<MM>/<DD>/. Default: <store.root>/../by-case.
     # Must be on the same filesystem as the store (hard links).

@@ -14,6 +14,10 @@ fixity sweep hashes or waits on its rate limit), then waits for the running
 sweeps to end, at most ``timeout`` seconds: a daemon's stop is bounded even by a
 sweep that does not look at its stop event often enough.
 
+The daily reconciliation (:mod:`dockd.reports.daily`) and the duties check
+(:mod:`dockd.reports.duties`: unexplained gaps, an inspection overdue) are scheduled
+like the sweeps, each a ``sweep_runs`` kind of its own.
+
 The ``[backup]`` schedule, when set, is one more job of the same kind: a verified
 ledger backup (:func:`dockd.ledger.backup.scheduled`) whose failure raises a
 ``backup.failed`` alert; so is ``[handover]``'s check (the quarter just ended handed
@@ -43,6 +47,8 @@ from dockd.context import Context
 from dockd.evidence import handover
 from dockd.ledger import backup
 from dockd.ledger.db import Ledger
+from dockd.reports.daily import run_daily_report
+from dockd.reports.duties import run_duties
 from dockd.reports.weekly import run_weekly_report
 from dockd.sweeps.archive import run_archive
 from dockd.sweeps.fixity import run_fixity
@@ -77,6 +83,8 @@ SWEEPS: dict[str, Callable[[Context], object]] = {
     "archive": run_archive,
     "fixity": run_fixity,
     "weekly_report": run_weekly_report,
+    "daily_report": run_daily_report,
+    "duties": run_duties,
     "backup": run_backup,
     "handover": run_handover,
 }
@@ -86,6 +94,8 @@ CLI = {
     "archive": "dockd sweep archive",
     "fixity": "dockd sweep fixity",
     "weekly_report": "dockd sweep report",
+    "daily_report": "dockd sweep daily",
+    "duties": "dockd sweep duties",
     "backup": "dockd ledger backup DEST",
     "handover": "dockd handover --quarter QUARTER",
 }

@@ -549,3 +549,44 @@ class AccessDecision(Base):
     roles: Mapped[str] = mapped_column(Text)  # JSON list: the approver's roles the rule names
     reason: Mapped[str | None] = mapped_column(Text)
     at: Mapped[datetime]
+
+
+class Explanation(Base):
+    """A written explanation of footage that is missing (R12): a gap between the clips of
+    a device or an officer, or a recording that was not made at all, with its reason,
+    who wrote it (the signed-in account) and who approved it (a leader or legal, never
+    the writer). ``kind`` is ``gap`` (``start_at``..``end_at``) or ``non-recording``
+    (``start_at`` = ``end_at`` = when it should have been recorded)."""
+
+    __tablename__ = "explanations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # gap | non-recording
+    device_ref: Mapped[str | None] = mapped_column(String(128), index=True)
+    officer_badge: Mapped[str | None] = mapped_column(String(32), index=True)
+    start_at: Mapped[datetime]
+    end_at: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(Text)
+    station: Mapped[str] = mapped_column(String(64))
+    written_by: Mapped[str] = mapped_column(String(64))
+    written_at: Mapped[datetime]
+    approved_by: Mapped[str | None] = mapped_column(String(64))
+    approved_at: Mapped[datetime | None]
+
+
+class Inspection(Base):
+    """One entry of the inspection register 检查台账 (R16): a supervisor's check of the
+    recorders' use, on a date, of which devices and files, what was found and what
+    follows from it."""
+
+    __tablename__ = "inspections"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    station: Mapped[str] = mapped_column(String(64))
+    inspected_on: Mapped[str] = mapped_column(String(10), index=True)  # YYYY-MM-DD, local
+    inspector: Mapped[str] = mapped_column(String(64))
+    devices: Mapped[str] = mapped_column(Text)  # JSON list of device numbers
+    files: Mapped[str] = mapped_column(Text)  # JSON list of file ids
+    findings: Mapped[str] = mapped_column(Text)
+    follow_up: Mapped[str | None] = mapped_column(Text)
+    recorded_at: Mapped[datetime]

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from dockd.config import Config
 from dockd.errors import UsageError
-from dockd.reports import devices, filing, footage, trail
+from dockd.reports import daily, devices, filing, footage, trail
 from dockd.reports.base import Period, Report, ReportFn
 
 REPORTS: dict[str, tuple[ReportFn, str]] = {
@@ -24,6 +24,10 @@ REPORTS: dict[str, tuple[ReportFn, str]] = {
     "badge-mismatch": (
         footage.badge_mismatch,
         "footage whose file name carries another badge than the assigned officer's (R1)",
+    ),
+    "daily": (
+        daily.daily,
+        "per workday: each assigned device docked or not, files, late, failed sessions (R3)",
     ),
     "access": (trail.access, "every view and export: who, why, approved by whom (R10)"),
     "case-filing": (

@@ -16,6 +16,7 @@ from sqlalchemy import ColumnElement, and_, case, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from dockd.config import Config
+from dockd.evidence import explanations
 from dockd.ledger.models import Device, FileState, Officer, Recording
 from dockd.reports.base import (
     Col,
@@ -165,25 +166,45 @@ def gaps(session: Session, config: Config, period: Period, now: datetime) -> Rep
         .outerjoin(Officer, R.officer_id == Officer.id)
         .where(exceeds(d.c.recorded_start, d.c.prev_end, limit, dialect_of(session)))
     )
-    found = sorted(session.execute(q), key=lambda r: (r.device_ref, r.recorded_start, r.id))
-    rows = [
-        {
-            "device": r.device_ref,
-            "officer": r.badge,
-            "gap_from": iso(r.prev_end, tz),
-            "gap_to": iso(r.recorded_start, tz),
-            "gap_minutes": round((r.recorded_start - r.prev_end).total_seconds() / 60, 1),
-            "file_before": r.before,
-            "file_after": r.id,
-            "case": r.case_number,
-        }
-        for r in found
+    found = [
+        r
+        for r in sorted(session.execute(q), key=lambda r: (r.device_ref, r.recorded_start, r.id))
         if r.prev_end.astimezone(tz).date() == r.recorded_start.astimezone(tz).date()
     ]
+    written = (
+        explanations.gap_explanations(
+            session, min(r.prev_end for r in found), max(r.recorded_start for r in found)
+        )
+        if found
+        else []
+    )
+    rows = []
+    for r in found:
+        by = explanations.covering(
+            written, device=r.device_ref, officer=r.badge, start=r.prev_end, end=r.recorded_start
+        )
+        rows.append(
+            {
+                "device": r.device_ref,
+                "officer": r.badge,
+                "gap_from": iso(r.prev_end, tz),
+                "gap_to": iso(r.recorded_start, tz),
+                "gap_minutes": round((r.recorded_start - r.prev_end).total_seconds() / 60, 1),
+                "file_before": r.before,
+                "file_after": r.id,
+                "case": r.case_number,
+                "explained": explanations.standing(by).value,
+                "explanation": by.id if by is not None else None,
+            }
+        )
     return Report(
         "gaps",
-        f"breaks over {config.reports.gap_minutes:g} min between clips of one device, same day",
-        columns("device officer gap_from gap_to gap_minutes file_before file_after case"),
+        f"breaks over {config.reports.gap_minutes:g} min between clips of one device, same day"
+        " (explained: by an approved explanation, one pending approval, or no)",
+        columns(
+            "device officer gap_from gap_to gap_minutes file_before file_after case"
+            " explained explanation"
+        ),
         rows,
     )
 
