@@ -1,6 +1,7 @@
-"""Archive copies in the fixity sweep: two copies that guard each other (issue 15, R8, R9).
+"""Archive copies in the fixity sweep: the second copy checked as the first (issue 15, R8, R9).
 
-:func:`check_copies` runs inside :func:`dockd.sweeps.fixity.run_fixity`, after the store::
+:func:`check_copies` runs inside :func:`dockd.sweeps.fixity.run_fixity`, after the store
+(through :func:`dockd.sweeps.repair.guard_copies`, which then repairs)::
 
     each [[archive.targets]] entry that is present (there, and mounted when it must be)
     -> its copies due on its own cycle (fixity_cycle_days, else [fixity] cycle_days):
@@ -9,22 +10,17 @@
        optical target with a disc image, the image read back by xorriso (its MD5s),
        then the file extracted from it and hashed
     -> archive_copies.fixity_status / last_fixity_at; a change is ``archive.copy_fixity``
-    -> [fixity] repair (:mod:`dockd.sweeps.repair`): a store file this run found missing
-       or modified is restored from a copy that verifies (``file.repaired``), its per-case
-       links re-pointed; a bad copy is made again from the store file when that verifies
-       (``archive.copy_repaired``); each event with the hash found and the one restored
-    -> alerts: a copy still bad (critical), a repair (warning), and a file with no good
-       copy left (critical ``fixity.unrepairable``: the file, both paths, both hashes)
 
 A target that is absent is skipped and its copies keep their times: they are due, on
-its own cycle, when it is back. A dry run checks and says what it would repair.
+its own cycle, when it is back. :func:`alerts`: a copy still bad (critical), a repair
+(warning), a file with no good copy left (critical ``fixity.unrepairable``).
 """
 
 from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -37,11 +33,10 @@ from sqlalchemy import func, select
 from dockd.config.policy import ArchiveTarget
 from dockd.context import Context
 from dockd.errors import DockdError
-from dockd.evidence import bycase, disc
+from dockd.evidence import disc
 from dockd.ledger import audit
-from dockd.ledger.models import ArchiveCopy, FileState, Recording, Severity
-from dockd.sweeps import locations as loc
-from dockd.sweeps import repair
+from dockd.ledger.models import ArchiveCopy, Recording, Severity
+from dockd.sweeps import rewrite
 from dockd.sweeps.runs import Run, Throttle, alert_once
 
 log = structlog.get_logger("dockd.sweeps.copies")
@@ -113,6 +108,7 @@ class CopyReport:
     findings: list[CopyFinding] = field(default_factory=list)  # copies found bad
     restored: dict[int, str] = field(default_factory=dict)  # store files (or would be)
     unrepairable: dict[int, str] = field(default_factory=dict)  # file id -> alert text
+    present: list[ArchiveTarget] = field(default_factory=list, repr=False)
 
     @property
     def problems(self) -> list[CopyFinding]:
@@ -153,13 +149,11 @@ class _Copy:
 # ---------------------------------------------------------------------------- the check
 
 
-def check_copies(
-    ctx: Context, run: Run, now: datetime, findings: Sequence[StoreFinding], *, full: bool
-) -> CopyReport:
-    """Check the due archive copies, then repair what can be (see the module doc)."""
+def check_copies(ctx: Context, run: Run, now: datetime, *, full: bool) -> CopyReport:
+    """Check the due copies on every present target (:mod:`dockd.sweeps.repair` then
+    repairs what it can, and :func:`alerts` tells what is left)."""
     report = CopyReport()
     throttle = Throttle(ctx.config.fixity.rate_mb_s * MB, ctx.stop)
-    present: list[ArchiveTarget] = []
     for target in ctx.config.archive.targets:
         tc = TargetCheck(target.name, str(target.path))
         report.targets.append(tc)
@@ -167,9 +161,9 @@ def check_copies(
         if problem is not None:
             tc.status, tc.note = "absent", problem
             continue
-        present.append(target)
+        report.present.append(target)
         if not run.dry_run:
-            repair.clean_target(target)
+            rewrite.clean_target(target)
         ids = _due_ids(ctx, target, now, full)
         tc.due = len(ids)
         images: dict[Path, str | None] = {}
@@ -181,10 +175,6 @@ def check_copies(
             report.findings += [r for r in results if r.status != CopyStatus.OK]
             _record(ctx, run, now, results)
             run.heartbeat(copies_checked=i + len(results))
-    if ctx.config.fixity.repair:
-        _repair_all(ctx, run, now, report, present, findings, throttle)
-    if not run.dry_run:
-        _alerts(ctx, report)
     return report
 
 
@@ -258,7 +248,7 @@ def _check(
     images: dict[Path, str | None],
 ) -> CopyFinding:
     ctx.check_stop()
-    place = repair.place_of(target, c.path)
+    place = rewrite.place_of(target, c.path)
     f = CopyFinding(target.name, c.file_id, place.shown, CopyStatus.OK, c.blake3, copy_id=c.id)
     if place.image is None:
         _hash_into(f, place.staged, c, throttle)
@@ -293,7 +283,7 @@ def _hash_into(f: CopyFinding, path: Path, c: _Copy, throttle: Throttle) -> None
     if size != c.size:
         f.status, f.note = CopyStatus.MODIFIED, f"size is {size} bytes, the ledger says {c.size}"
         return
-    f.found, why = repair.hash_path(path, throttle)
+    f.found, why = rewrite.hash_path(path, throttle)
     if f.found != c.blake3:
         f.status, f.note = CopyStatus.MODIFIED, why or f"{ALGORITHM} differs from the ledger"
 
@@ -309,11 +299,11 @@ def _record(ctx: Context, run: Run, now: datetime, results: list[CopyFinding]) -
                 continue
             row.last_fixity_at = now
             if row.fixity_status != r.status:
-                _audit_copy(ctx, s, row, "archive.copy_fixity", now, run, r, {"status": r.status})
+                audit_copy(ctx, s, row, "archive.copy_fixity", now, run, r, {"status": r.status})
                 row.fixity_status = r.status
 
 
-def _audit_copy(
+def audit_copy(
     ctx: Context,
     s: Any,
     row: ArchiveCopy,
@@ -346,194 +336,11 @@ def _audit_copy(
     )
 
 
-# ---------------------------------------------------------------------------- repairs
-
-
-def _repair_all(
-    ctx: Context,
-    run: Run,
-    now: datetime,
-    report: CopyReport,
-    present: list[ArchiveTarget],
-    findings: Sequence[StoreFinding],
-    throttle: Throttle,
-) -> None:
-    """Store files first (a bad copy can then be remade from the restored file)."""
-    relink = False
-    for sf in findings:
-        if sf.kind in (CopyStatus.MISSING, CopyStatus.MODIFIED) and sf.file_id is not None:
-            relink |= _restore(ctx, run, now, report, present, sf, throttle)
-    if relink:
-        with ctx.ledger.read() as s:
-            links = bycase.rebuild(s, ctx.config)
-        for error in links.errors:
-            log.warning("fixity.relink_failed", error=error)
-    by_name = {t.name: t for t in present}
-    images: set[Path] = set()  # remade this run: once for all its copies
-    for cf in report.findings:
-        _remake(ctx, run, now, report, by_name[cf.target], cf, throttle, images)
-
-
-def _restore(
-    ctx: Context,
-    run: Run,
-    now: datetime,
-    report: CopyReport,
-    present: list[ArchiveTarget],
-    sf: StoreFinding,
-    throttle: Throttle,
-) -> bool:
-    """Restore one store file from the first copy that verifies; True if it has a case."""
-    assert sf.file_id is not None
-    with ctx.ledger.read() as s:
-        row = s.get(Recording, sf.file_id)
-        if row is None or row.state != FileState.STORED:
-            return False
-        dest, root = loc.stored_path(ctx.config, row), loc.root_of(ctx.config, row)
-        expected, case = row.blake3, row.case_number
-        copies = list(s.scalars(select(ArchiveCopy).where(ArchiveCopy.file_id == row.id)))
-    bad = {f.copy_id: f for f in report.findings if f.file_id == sf.file_id}
-    tried: list[str] = []
-    for target in present:
-        for c in (c for c in copies if c.target == target.name):
-            place = repair.place_of(target, c.path)
-            if c.id in bad:
-                b = bad[c.id]
-                tried.append(f"{place.shown} ({b.status}, {ALGORITHM} {b.found or '-'})")
-                continue
-            try:
-                with repair.copy_source(place) as src:
-                    if run.dry_run:
-                        repair.check_source(src, expected, throttle)
-                    else:
-                        repair.restore_store_file(ctx, src, root, dest, expected, throttle)
-            except repair.Mismatch as exc:
-                tried.append(f"{place.shown} ({ALGORITHM} {exc.found or '-'}: {exc})")
-                continue
-            except (OSError, DockdError) as exc:
-                tried.append(f"{place.shown} (could not be read: {exc})")
-                continue
-            verb = "would be restored" if run.dry_run else "restored"
-            sf.note = f"{sf.note}; {verb} from {target.name}: {place.shown}".lstrip("; ")
-            report.restored[sf.file_id] = (
-                f"{sf.path} was {sf.kind.upper()} in the store ({ALGORITHM} found "
-                f"{sf.found or '-'}, expected {expected}) and is {verb} from {target.name}: "
-                f"{place.shown}"
-            )
-            if not run.dry_run:
-                source = {"target": target.name, "path": c.path, "where": place.shown}
-                _record_restore(ctx, run, now, sf, source)
-            return case is not None and not run.dry_run
-    away = sorted({c.target for c in copies} - {t.name for t in present})
-    if away:
-        sf.note += f"; archive copies on {', '.join(away)}, not present now"
-    if not tried:
-        if not copies:
-            sf.note += "; no archive copy to restore it from"
-        return False
-    report.unrepairable[sf.file_id] = (
-        f"file {sf.file_id} {sf.path} is {sf.kind.upper()} in the store at {dest} "
-        f"({ALGORITHM} expected {expected}, found {sf.found or '-'}) and no archive copy "
-        f"verifies: {'; '.join(tried)}. Nothing was overwritten: restore it by hand from "
-        "another copy (a copy handed over, a burnt disc) and run `dockd sweep fixity --all`"
-    )
-    return False
-
-
-def _record_restore(
-    ctx: Context, run: Run, now: datetime, sf: StoreFinding, source: dict[str, str]
-) -> None:
-    with ctx.ledger.session() as s:
-        row = s.get_one(Recording, sf.file_id)
-        previous = row.fixity_status
-        row.fixity_status, row.last_fixity_at = CopyStatus.OK, now
-        audit.record_file_change(
-            s,
-            row,
-            at=now,
-            actor=ctx.actor,
-            action="file.repaired",
-            changed=("fixity_status",),
-            details={
-                "path": row.store_path,
-                "algorithm": ALGORITHM,
-                "was": sf.kind,
-                "found": sf.found,
-                "restored": row.blake3,
-                "previous": previous,
-                "source": source,
-                "sweep_run": run.id,
-            },
-        )
-
-
-def _remake(
-    ctx: Context,
-    run: Run,
-    now: datetime,
-    report: CopyReport,
-    target: ArchiveTarget,
-    cf: CopyFinding,
-    throttle: Throttle,
-    images: set[Path],
-) -> None:
-    """Make one bad copy again from the store file, when that verifies."""
-    with ctx.ledger.read() as s:
-        row = s.get(Recording, cf.file_id)
-        c = s.get(ArchiveCopy, cf.copy_id)
-        if row is None or c is None or row.state != FileState.STORED:
-            cf.note += "; the store no longer holds the file: nothing to make it again from"
-            return
-        src, sha256, store_path = loc.stored_path(ctx.config, row), c.sha256, row.store_path
-    place = repair.place_of(target, c.path)
-    try:
-        if run.dry_run:
-            repair.check_source(src, cf.expected, throttle)
-        else:
-            if repair.remake_copy(
-                ctx,
-                target,
-                place,
-                src,
-                cf.expected,
-                sha256,
-                throttle,
-                image=place.image not in images,
-            ):
-                assert place.image is not None
-                images.add(place.image)
-    except repair.Mismatch as exc:
-        cf.action = Action.UNREPAIRABLE
-        report.unrepairable.setdefault(
-            cf.file_id,
-            f"file {cf.file_id} {store_path}: its archive copy {cf.path} on {target.name} is "
-            f"{cf.status.upper()} ({ALGORITHM} expected {cf.expected}, found {cf.found or '-'}) "
-            f"and the store file {src} does not verify either ({exc}). Nothing was "
-            "overwritten: restore it by hand from another copy and run `dockd sweep fixity --all`",
-        )
-        return
-    except (OSError, DockdError) as exc:
-        cf.note += f"; could not be made again: {exc}"
-        return
-    if run.dry_run:
-        cf.action, cf.note = Action.WOULD_REPAIR, f"{cf.note}; would be made again from {src}"
-        return
-    cf.action, cf.note = Action.REPAIRED, f"{cf.note}; made again from {src}"
-    with ctx.ledger.session() as s:
-        row_c = s.get_one(ArchiveCopy, cf.copy_id)
-        more = {
-            "restored": row_c.blake3,
-            "source": store_path,
-            "image": str(place.image) if place.image is not None else None,
-        }
-        _audit_copy(ctx, s, row_c, "archive.copy_repaired", now, run, cf, more)
-        row_c.fixity_status, row_c.last_fixity_at, row_c.verified_at = CopyStatus.OK, now, now
-
-
 # ---------------------------------------------------------------------------- alerts
 
 
-def _alerts(ctx: Context, report: CopyReport) -> None:
+def alerts(ctx: Context, report: CopyReport) -> None:
+    """Copies still bad (critical), repairs (warning), files with no good copy (critical)."""
     cap = ctx.config.fixity.max_alerts_per_kind
     for file_id, message in report.unrepairable.items():
         alert_once(

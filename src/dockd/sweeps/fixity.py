@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session
 from dockd.context import Context, Stopped
 from dockd.ledger import audit
 from dockd.ledger.models import FileState, Recording, Severity
-from dockd.sweeps import copies
+from dockd.sweeps import copies, repair
 from dockd.sweeps import locations as loc
 from dockd.sweeps.runs import (
     RunStatus,
@@ -158,7 +158,7 @@ def run_fixity(ctx: Context, *, dry_run: bool = False, full: bool = False) -> Fi
                     note = f"{where} is in the store but not in the ledger"
                     report.findings.append(Finding(FindingKind.UNEXPECTED, shown, note=note))
             if ctx.config.archive.targets:
-                report.archive = copies.check_copies(ctx, run, now, report.findings, full=full)
+                report.archive = repair.guard_copies(ctx, run, now, report.findings, full=full)
                 for f in report.findings:
                     if f.file_id in report.archive.restored and not dry_run:
                         f.kind = FindingKind.REPAIRED

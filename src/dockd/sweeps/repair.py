@@ -1,225 +1,239 @@
 """The fixity sweep's repairs: each copy of a recording restored from the other (issue 15).
 
-Both directions write the same way, so a crash leaves the old file or the repaired one,
-never half of one::
+:func:`guard_copies` is what :func:`dockd.sweeps.fixity.run_fixity` calls after the store::
 
-    source read once, every chunk hashed while written to <root>/.incoming/<pid>-<id>.part
-    -> fsynced; the BLAKE3 written must be the ledger's (else nothing is kept)
-    -> read back from the disk and hashed again
-    -> chmod 0440, renamed over the damaged file (or into the missing one's place),
-       the directory fsynced
+    the archive copies checked (:mod:`dockd.sweeps.copies`)
+    -> with [fixity] repair: each store file this run found missing or modified restored
+       from the first copy (on a present target) that hashes to the ledger's BLAKE3
+       (``file.repaired``, with the hash found, the one restored and the source copy);
+       the per-case view re-linked to the restored file (a new inode)
+    -> each bad copy made again from the store file, when that hashes right
+       (``archive.copy_repaired``); an optical target's image written again
+    -> no copy verifies, or the store file does not when a copy is bad: nothing is
+       overwritten, a critical ``fixity.unrepairable`` alert names the file, both
+       paths and both hashes
+    -> the alerts (:func:`dockd.sweeps.copies.alerts`)
 
-A ``.part`` of a process that died is removed by the next run (of the ingest's
-recovery for the store, of this sweep for a target). The store is restored from an
-archive copy (its staged file, or the file extracted from its disc image); an archive
-copy is made again from the store, in its bag's place (the bag's manifests stay right:
-the content has the same hashes), and an optical target's image written again from
-the repaired bag, verified, and renamed over the damaged one.
-
-Nothing here touches the ledger: :mod:`dockd.sweeps.copies` records what was done.
+A dry run hashes each repair's source and says what it would repair. How a file is
+rewritten so that a crash leaves the old or the new one is :mod:`dockd.sweeps.rewrite`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import os
-import stat
-import tempfile
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
 
-import blake3
+import structlog
+from sqlalchemy import select
 
-from dockd import store
 from dockd.config.policy import ArchiveTarget
-from dockd.context import Context, Stopped
-from dockd.evidence import disc
-from dockd.store.markers import owner_tag, remove_dead_temporaries
-from dockd.sweeps.runs import Throttle
+from dockd.context import Context
+from dockd.errors import DockdError
+from dockd.evidence import bycase
+from dockd.ledger import audit
+from dockd.ledger.models import ArchiveCopy, FileState, Recording
+from dockd.sweeps import copies, rewrite
+from dockd.sweeps import locations as loc
+from dockd.sweeps.copies import (
+    ALGORITHM,
+    MB,
+    Action,
+    CopyFinding,
+    CopyReport,
+    CopyStatus,
+    StoreFinding,
+    audit_copy,
+)
+from dockd.sweeps.runs import Run, Throttle
 
-CHUNK = 1 << 20
-
-
-class Mismatch(Exception):
-    """The source does not hash to the ledger's BLAKE3: it cannot repair anything."""
-
-    def __init__(self, found: str | None, note: str) -> None:
-        super().__init__(note)
-        self.found = found
-
-
-@dataclass(frozen=True)
-class Place:
-    """Where an archive copy is on its target: the staged file, and for an optical
-    target the disc image holding it (when one was made) and its path inside."""
-
-    staged: Path
-    image: Path | None
-    inner: str
-    bag: Path
-
-    @property
-    def shown(self) -> str:
-        """The copy as a person finds it on the target."""
-        return f"{self.image}:{self.inner}" if self.image is not None else str(self.staged)
+log = structlog.get_logger("dockd.sweeps.repair")
 
 
-def place_of(target: ArchiveTarget, rel: str) -> Place:
-    """``rel`` is ``archive_copies.path``: ``<station>/<batch>/data/<file>``."""
-    parts = PurePosixPath(rel).parts
-    bag = target.path / parts[0] / parts[1]
-    image = bag.with_name(f"{parts[1]}.iso")
-    inner = "/" + "/".join(parts[2:])
-    has_image = target.kind == "optical" and image.is_file()
-    return Place(target.path / rel, image if has_image else None, inner, bag)
+def guard_copies(
+    ctx: Context, run: Run, now: datetime, findings: Sequence[StoreFinding], *, full: bool
+) -> CopyReport:
+    """Check the archive copies, repair each copy from the other, raise the alerts."""
+    report = copies.check_copies(ctx, run, now, full=full)
+    if ctx.config.fixity.repair:
+        repair_all(ctx, run, now, report, findings)
+    if not run.dry_run:
+        copies.alerts(ctx, report)
+    return report
 
 
-# ------------------------------------------------------------------------ reading
-
-
-def hash_path(path: Path, throttle: Throttle) -> tuple[str | None, str]:
-    """(BLAKE3, "") of a regular file read under the rate limit, or (None, why not)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None, f"{path} is not there"
-    except OSError as exc:
-        return None, f"cannot open {path}: {exc.strerror or exc}"
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None, f"{path} is not a regular file"
-        h = blake3.blake3()
-        for chunk in _chunks(fd):
-            h.update(chunk)
-            throttle.consume(len(chunk))
-        return h.hexdigest(), ""
-    finally:
-        os.close(fd)
-
-
-def _chunks(fd: int) -> Iterator[bytes]:
-    while chunk := os.read(fd, CHUNK):
-        yield chunk
-
-
-@contextlib.contextmanager
-def copy_source(place: Place) -> Iterator[Path]:
-    """A readable file holding the archive copy: the staged file, else the file extracted
-    from the disc image into a temporary directory beside it (removed afterwards)."""
-    if place.staged.is_file() or place.image is None:
-        yield place.staged
-        return
-    with tempfile.TemporaryDirectory(prefix=".repair-", dir=place.image.parent) as tmp:
-        out = Path(tmp) / "copy"
-        disc.extract_file(place.image, place.inner, out)
-        yield out
-
-
-# ------------------------------------------------------------------------ writing
-
-
-def _write_verified(
-    ctx: Context,
-    src: Path,
-    root: Path,
-    dest: Path,
-    expected: str,
-    throttle: Throttle,
-    sha256: str | None = None,
+def repair_all(
+    ctx: Context, run: Run, now: datetime, report: CopyReport, findings: Sequence[StoreFinding]
 ) -> None:
-    """Copy ``src`` over ``dest`` through ``<root>/.incoming`` (see the module doc);
-    :class:`Mismatch` when what was read is not the ledger's, with nothing changed."""
-    try:
-        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as exc:
-        raise Mismatch(None, f"cannot read {src}: {exc.strerror or exc}") from exc
-    tmp = store.incoming_dir(root) / f"{owner_tag()}.part"
-    b3, sha = blake3.blake3(), hashlib.sha256()
-    try:
-        store.write_hashed(
-            fd, tmp, [b3, sha], buffer_size=CHUNK, stop=ctx.stop, progress=throttle.consume
-        )
-    except store.Interrupted as exc:
-        raise Stopped("stop requested") from exc
-    finally:
-        os.close(fd)
-    try:
-        found = b3.hexdigest()
-        if found != expected:
-            raise Mismatch(found, f"{src} hashes to BLAKE3 {found}, the ledger says {expected}")
-        if sha256 is not None and sha.hexdigest() != sha256:
-            raise Mismatch(found, f"{src} hashes to SHA-256 {sha.hexdigest()}, not {sha256}")
-        again = store.hash_stored(tmp)
-        if again != expected:
-            raise Mismatch(found, f"the copy written to {tmp} read back as BLAKE3 {again}")
-        os.chmod(tmp, store.FILE_MODE)
-        store.makedirs(root, PurePosixPath(dest.parent.relative_to(root).as_posix()))
-        os.rename(tmp, dest)  # atomic: the damaged file, or the repaired one
-        store.fsync_dir(dest.parent)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
+    """Store files first (a bad copy can then be made again from the restored file)."""
+    throttle = Throttle(ctx.config.fixity.rate_mb_s * MB, ctx.stop)
+    present = report.present
+    relink = False
+    for sf in findings:
+        if sf.kind in (CopyStatus.MISSING, CopyStatus.MODIFIED) and sf.file_id is not None:
+            relink |= _restore(ctx, run, now, report, present, sf, throttle)
+    if relink:
+        with ctx.ledger.read() as s:
+            links = bycase.rebuild(s, ctx.config)
+        for error in links.errors:
+            log.warning("fixity.relink_failed", error=error)
+    by_name = {t.name: t for t in present}
+    images: set[Path] = set()  # remade this run: once for all its copies
+    for cf in report.findings:
+        _remake(ctx, run, now, report, by_name[cf.target], cf, throttle, images)
 
 
-def check_source(src: Path, expected: str, throttle: Throttle) -> None:
-    """The dry run's check of a repair's source: :class:`Mismatch` unless it verifies."""
-    found, why = hash_path(src, throttle)
-    if found != expected:
-        raise Mismatch(found, why or f"{src} hashes to BLAKE3 {found}, the ledger says {expected}")
-
-
-def restore_store_file(
-    ctx: Context, src: Path, root: Path, dest: Path, expected: str, throttle: Throttle
-) -> None:
-    """Put the archive copy ``src`` in the store at ``dest`` (under the store ``root``)."""
-    store.clean_incoming(root)  # a dead repair's .part (the ingest's recovery does too)
-    _write_verified(ctx, src, root, dest, expected, throttle)
-
-
-def remake_copy(
+def _restore(
     ctx: Context,
-    target: ArchiveTarget,
-    place: Place,
-    src: Path,
-    expected: str,
-    sha256: str,
+    run: Run,
+    now: datetime,
+    report: CopyReport,
+    present: list[ArchiveTarget],
+    sf: StoreFinding,
     throttle: Throttle,
-    *,
-    image: bool = True,
 ) -> bool:
-    """Make the archive copy at ``place`` again from the store file ``src`` (which must
-    hash to the ledger's BLAKE3 and the bag's SHA-256); an optical target's image is
-    then written again from the bag (unless ``image`` is false: already remade this
-    run). True when an image was remade."""
-    found, _ = hash_path(place.staged, throttle) if place.staged.exists() else (None, "")
-    if found != expected:
-        if not place.bag.is_dir():
-            raise Mismatch(None, f"its bag {place.bag} is gone: archive the file again by hand")
-        _write_verified(ctx, src, target.path, place.staged, expected, throttle, sha256)
-    if place.image is None or not image:
+    """Restore one store file from the first copy that verifies; True if it has a case."""
+    assert sf.file_id is not None
+    with ctx.ledger.read() as s:
+        row = s.get(Recording, sf.file_id)
+        if row is None or row.state != FileState.STORED:
+            return False
+        dest, root = loc.stored_path(ctx.config, row), loc.root_of(ctx.config, row)
+        expected, case = row.blake3, row.case_number
+        copies = list(s.scalars(select(ArchiveCopy).where(ArchiveCopy.file_id == row.id)))
+    bad = {f.copy_id: f for f in report.findings if f.file_id == sf.file_id}
+    tried: list[str] = []
+    for target in present:
+        for c in (c for c in copies if c.target == target.name):
+            place = rewrite.place_of(target, c.path)
+            if c.id in bad:
+                b = bad[c.id]
+                tried.append(f"{place.shown} ({b.status}, {ALGORITHM} {b.found or '-'})")
+                continue
+            try:
+                with rewrite.copy_source(place) as src:
+                    if run.dry_run:
+                        rewrite.check_source(src, expected, throttle)
+                    else:
+                        rewrite.restore_store_file(ctx, src, root, dest, expected, throttle)
+            except rewrite.Mismatch as exc:
+                tried.append(f"{place.shown} ({ALGORITHM} {exc.found or '-'}: {exc})")
+                continue
+            except (OSError, DockdError) as exc:
+                tried.append(f"{place.shown} (could not be read: {exc})")
+                continue
+            verb = "would be restored" if run.dry_run else "restored"
+            sf.note = f"{sf.note}; {verb} from {target.name}: {place.shown}".lstrip("; ")
+            report.restored[sf.file_id] = (
+                f"{sf.path} was {sf.kind.upper()} in the store ({ALGORITHM} found "
+                f"{sf.found or '-'}, expected {expected}) and is {verb} from {target.name}: "
+                f"{place.shown}"
+            )
+            if not run.dry_run:
+                source = {"target": target.name, "path": c.path, "where": place.shown}
+                _record_restore(ctx, run, now, sf, source)
+            return case is not None and not run.dry_run
+    away = sorted({c.target for c in copies} - {t.name for t in present})
+    if away:
+        sf.note += f"; archive copies on {', '.join(away)}, not present now"
+    if not tried:
+        if not copies:
+            sf.note += "; no archive copy to restore it from"
         return False
-    remake_image(target, place)
-    return True
+    report.unrepairable[sf.file_id] = (
+        f"file {sf.file_id} {sf.path} is {sf.kind.upper()} in the store at {dest} "
+        f"({ALGORITHM} expected {expected}, found {sf.found or '-'}) and no archive copy "
+        f"verifies: {'; '.join(tried)}. Nothing was overwritten: restore it by hand from "
+        "another copy (a copy handed over, a burnt disc) and run `dockd sweep fixity --all`"
+    )
+    return False
 
 
-def remake_image(target: ArchiveTarget, place: Place) -> None:
-    """Write the bag's image again, verified, and rename it over the damaged one."""
-    assert place.image is not None
-    tmp = disc.temporary_name(place.image)
+def _record_restore(
+    ctx: Context, run: Run, now: datetime, sf: StoreFinding, source: dict[str, str]
+) -> None:
+    with ctx.ledger.session() as s:
+        row = s.get_one(Recording, sf.file_id)
+        previous = row.fixity_status
+        row.fixity_status, row.last_fixity_at = CopyStatus.OK, now
+        audit.record_file_change(
+            s,
+            row,
+            at=now,
+            actor=ctx.actor,
+            action="file.repaired",
+            changed=("fixity_status",),
+            details={
+                "path": row.store_path,
+                "algorithm": ALGORITHM,
+                "was": sf.kind,
+                "found": sf.found,
+                "restored": row.blake3,
+                "previous": previous,
+                "source": source,
+                "sweep_run": run.id,
+            },
+        )
+
+
+def _remake(
+    ctx: Context,
+    run: Run,
+    now: datetime,
+    report: CopyReport,
+    target: ArchiveTarget,
+    cf: CopyFinding,
+    throttle: Throttle,
+    images: set[Path],
+) -> None:
+    """Make one bad copy again from the store file, when that verifies."""
+    with ctx.ledger.read() as s:
+        row = s.get(Recording, cf.file_id)
+        c = s.get(ArchiveCopy, cf.copy_id)
+        if row is None or c is None or row.state != FileState.STORED:
+            cf.note += "; the store no longer holds the file: nothing to make it again from"
+            return
+        src, sha256, store_path = loc.stored_path(ctx.config, row), c.sha256, row.store_path
+    place = rewrite.place_of(target, c.path)
     try:
-        disc.write_image(place.bag, tmp, volid=disc.volume_id(f"{place.bag.name}_{target.name}"))
-        os.replace(tmp, place.image)
-        store.fsync_dir(place.image.parent)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-
-
-def clean_target(target: ArchiveTarget) -> None:
-    """Remove the ``.part`` files that a repair which died left on ``target``."""
-    with contextlib.suppress(OSError):
-        remove_dead_temporaries(target.path / store.INCOMING)
+        if run.dry_run:
+            rewrite.check_source(src, cf.expected, throttle)
+        else:
+            if rewrite.remake_copy(
+                ctx,
+                target,
+                place,
+                src,
+                cf.expected,
+                sha256,
+                throttle,
+                image=place.image not in images,
+            ):
+                assert place.image is not None
+                images.add(place.image)
+    except rewrite.Mismatch as exc:
+        cf.action = Action.UNREPAIRABLE
+        report.unrepairable.setdefault(
+            cf.file_id,
+            f"file {cf.file_id} {store_path}: its archive copy {cf.path} on {target.name} is "
+            f"{cf.status.upper()} ({ALGORITHM} expected {cf.expected}, found {cf.found or '-'}) "
+            f"and the store file {src} does not verify either ({exc}). Nothing was "
+            "overwritten: restore it by hand from another copy and run `dockd sweep fixity --all`",
+        )
+        return
+    except (OSError, DockdError) as exc:
+        cf.note += f"; could not be made again: {exc}"
+        return
+    if run.dry_run:
+        cf.action, cf.note = Action.WOULD_REPAIR, f"{cf.note}; would be made again from {src}"
+        return
+    cf.action, cf.note = Action.REPAIRED, f"{cf.note}; made again from {src}"
+    with ctx.ledger.session() as s:
+        row_c = s.get_one(ArchiveCopy, cf.copy_id)
+        more = {
+            "restored": row_c.blake3,
+            "source": store_path,
+            "image": str(place.image) if place.image is not None else None,
+        }
+        audit_copy(ctx, s, row_c, "archive.copy_repaired", now, run, cf, more)
+        row_c.fixity_status, row_c.last_fixity_at, row_c.verified_at = CopyStatus.OK, now, now
