@@ -23,6 +23,7 @@ import pytest
 from sqlalchemy import select
 
 from dockd.alerts import AlertSink
+from dockd.cli import main
 from dockd.clock import FixedClock
 from dockd.context import Context
 from dockd.evidence import bycase, cases
@@ -35,9 +36,10 @@ from dockd.store import INCOMING
 from dockd.sweeps.archive import run_archive
 from dockd.sweeps.fixity import run_fixity
 from fixtures.make_recorder import Recorder, make_recorder
+from tests.helpers.accounts import act_as_new
 from tests.helpers.ledgers import register
 from tests.helpers.skips import need
-from tests.helpers.station import make_config
+from tests.helpers.station import make_config, write_config
 
 DAY = timedelta(days=1)
 CASE = "C-2026-7"
@@ -48,23 +50,24 @@ def card(tmp_path_factory: pytest.TempPathFactory) -> Recorder:
     return make_recorder(tmp_path_factory.mktemp("card") / "rec", clips=2, extras=False)
 
 
-def _station(
-    tmp_path: Path, clock: FixedClock, card: Recorder, *, kind: str = "directory", extra: str = ""
-) -> Context:
-    """Footage ingested, tagged with a case (so the per-case tree links it), held and
-    archived to one target."""
-    (tmp_path / "archive2").mkdir()
-    cfg = make_config(
-        tmp_path,
-        f"""
+def _target(tmp_path: Path, kind: str = "directory", extra: str = "") -> str:
+    return f"""
 [[archive.targets]]
 name = "disk2"
 path = "{tmp_path / "archive2"}"
 kind = "{kind}"
 reserve_mb = 0
 {extra}
-""",
-    )
+"""
+
+
+def _station(
+    tmp_path: Path, clock: FixedClock, card: Recorder, *, kind: str = "directory", extra: str = ""
+) -> Context:
+    """Footage ingested, tagged with a case (so the per-case tree links it), held and
+    archived to one target."""
+    (tmp_path / "archive2").mkdir()
+    cfg = make_config(tmp_path, _target(tmp_path, kind, extra))
     led = open_ledger(cfg.ledger.url)
     ctx = Context(cfg, led, clock, AlertSink(led, cfg.station.id, clock, cfg.alerts))
     register(led, clock, card)
@@ -352,3 +355,60 @@ def test_an_optical_target_is_checked_by_its_image_and_a_bad_image_made_again(
     [fixed] = again.of("repaired")
     assert fixed.file_id == rows[0].id and f"{image}:/data/" in fixed.note
     assert blake3.blake3(path.read_bytes()).hexdigest() == rows[0].blake3
+
+
+def test_a_repair_cut_short_leaves_no_half_file(
+    tmp_path: Path, clock: FixedClock, card: Recorder
+) -> None:
+    """A crash mid-repair leaves a ``.part`` of a dead process in ``.incoming`` (the store's
+    or the target's), never a half file in place; the next run removes it."""
+    ctx = _station(tmp_path, clock, card)
+    dead = "999999999-0123456789abcdef"  # no such PID
+    leftovers = [
+        tmp_path / "archive2" / INCOMING / f"{dead}.part",
+        ctx.config.store.root / INCOMING / f"{dead}.part",
+    ]
+    for part in leftovers:
+        part.parent.mkdir(mode=0o750, exist_ok=True)
+        part.write_bytes(b"half of a recording")
+    row = _rows(ctx)[0]
+    _flip(_store(ctx, row))
+
+    report = run_fixity(ctx, full=True)
+
+    assert [f.file_id for f in report.of("repaired")] == [row.id]
+    assert [p for p in leftovers if p.exists()] == []
+    assert blake3.blake3(_store(ctx, row).read_bytes()).hexdigest() == row.blake3
+
+
+def test_dockd_sweep_fixity_shows_the_copies_and_the_repairs(
+    tmp_path: Path,
+    clock: FixedClock,
+    card: Recorder,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    ctx = _station(tmp_path, clock, card)
+    first, second, *_ = _rows(ctx)
+    _flip(_store(ctx, first))
+    _flip(tmp_path / "archive2" / _copy(ctx, second.id).path)
+    config = write_config(tmp_path, _target(tmp_path))
+    act_as_new(monkeypatch, "keeper", "admin", config=config)
+    capsys.readouterr()
+
+    assert (
+        main(["--config", str(config), "sweep", "fixity", "--all", "--dry-run", "-f", "csv"]) == 1
+    )
+    out = capsys.readouterr()
+    assert "would-repair" in out.out and "would be restored from disk2" in out.out
+    assert "archive target disk2: checked" in out.err
+
+    assert main(["--config", str(config), "sweep", "fixity", "--all", "-f", "json"]) == 0
+    [run] = json.loads(capsys.readouterr().out)
+    assert run["repaired"] == 1 and run["archive"]["store_restored"] == 1
+    assert run["archive"]["copies_repaired"] == 1
+    assert run["archive"]["targets"]["disk2"]["modified"] == 1
+    [copy] = run["copies"]
+    assert (copy["file_id"], copy["status"], copy["action"]) == (second.id, "modified", "repaired")
+    [found] = run["findings"]
+    assert (found["kind"], found["file_id"]) == ("repaired", first.id)
