@@ -412,3 +412,38 @@ def test_dockd_sweep_fixity_shows_the_copies_and_the_repairs(
     assert (copy["file_id"], copy["status"], copy["action"]) == (second.id, "modified", "repaired")
     [found] = run["findings"]
     assert (found["kind"], found["file_id"]) == ("repaired", first.id)
+
+
+def test_with_two_targets_the_good_copy_repairs_the_store_which_repairs_the_bad_copy(
+    tmp_path: Path, clock: FixedClock, card: Recorder
+) -> None:
+    (tmp_path / "archive3").mkdir()
+    third = f'[[archive.targets]]\nname = "disk3"\npath = "{tmp_path / "archive3"}"\nreserve_mb = 0'
+    ctx = _station(tmp_path, clock, card, extra=third)
+    row = _rows(ctx)[0]
+    with ctx.ledger.session() as s:
+        on = {
+            c.target: c.path
+            for c in s.scalars(select(ArchiveCopy).where(ArchiveCopy.file_id == row.id))
+        }
+    bad_copy = tmp_path / "archive2" / on["disk2"]
+    good_copy = tmp_path / "archive3" / on["disk3"]
+    damaged = _flip(_store(ctx, row))
+    _flip(bad_copy, at=3000)
+
+    dry = run_fixity(ctx, dry_run=True, full=True)
+    assert dry.archive is not None
+    assert [f.action for f in dry.archive.findings] == ["would-repair"]
+    assert "would be restored from disk3" in dry.of("modified")[0].note
+
+    report = run_fixity(ctx, full=True)
+
+    assert report.problems == [] and report.archive is not None and report.archive.problems == []
+    assert _store(ctx, row).read_bytes() == good_copy.read_bytes() == bad_copy.read_bytes()
+    [restored] = _events(ctx, row.id, "file.repaired")
+    assert (restored["found"], restored["source"]) == (
+        damaged,
+        {"target": "disk3", "path": on["disk3"], "where": str(good_copy)},
+    )
+    [remade] = _events(ctx, row.id, "archive.copy_repaired")
+    assert (remade["target"], remade["restored"]) == ("disk2", row.blake3)
