@@ -169,6 +169,9 @@ def test_a_flipped_store_file_is_restored_from_the_archive_copy(
     assert ("fixity.modified", row.store_path) not in alerts
     assert report.counts()["repaired"] == 1
     assert report.counts()["archive"]["store_restored"] == 1
+    with ctx.ledger.session() as s:  # the row's history replays to its state
+        verified = audit.verify(s)
+    assert verified.ok, verified.problems
 
     clock.advance(DAY)
     again = run_fixity(ctx, full=True)
