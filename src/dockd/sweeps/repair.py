@@ -20,6 +20,7 @@ rewritten so that a crash leaves the old or the new one is :mod:`dockd.sweeps.re
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -131,7 +132,10 @@ def _restore(
             )
             if not run.dry_run:
                 source = {"target": target.name, "path": c.path, "where": place.shown}
-                _record_restore(ctx, run, now, sf, source)
+                if not _record_restore(ctx, run, now, sf, source, dest):
+                    del report.restored[sf.file_id]
+                    sf.note += " (then taken back: the file was trashed meanwhile)"
+                    return False
             return case is not None and not run.dry_run
     away = sorted({c.target for c in copies} - {t.name for t in present})
     if away:
@@ -150,10 +154,16 @@ def _restore(
 
 
 def _record_restore(
-    ctx: Context, run: Run, now: datetime, sf: StoreFinding, source: dict[str, str]
-) -> None:
+    ctx: Context, run: Run, now: datetime, sf: StoreFinding, source: dict[str, str], dest: Path
+) -> bool:
+    """The restored file's status and ``file.repaired`` event; False (and the restored
+    file taken away again) when the retention sweep trashed the row meanwhile."""
     with ctx.ledger.session() as s:
         row = s.get_one(Recording, sf.file_id)
+        if row.state != FileState.STORED:
+            with contextlib.suppress(FileNotFoundError):
+                dest.unlink()
+            return False
         previous = row.fixity_status
         row.fixity_status, row.last_fixity_at = CopyStatus.OK, now
         audit.record_file_change(
@@ -174,6 +184,7 @@ def _record_restore(
                 "sweep_run": run.id,
             },
         )
+    return True
 
 
 def _remake(
