@@ -374,6 +374,14 @@ def test_a_repair_cut_short_leaves_no_half_file(
     for part in leftovers:
         part.parent.mkdir(mode=0o750, exist_ok=True)
         part.write_bytes(b"half of a recording")
+    station = tmp_path / "archive2" / "st-test"
+    extracted = station / ".fixity-repair-0123abcd"  # a copy taken out of a disc image
+    (extracted / "data").mkdir(parents=True)
+    (extracted / "data" / "copy").write_bytes(b"half")
+    (extracted / "data").chmod(0o500)
+    leftovers += [extracted, station / ".fixity-20260316T020000Z-r1.iso-0123abcd"]
+    leftovers[-1].write_bytes(b"half an image")
+    batches = sorted(p.name for p in station.iterdir() if not p.name.startswith("."))
     row = _rows(ctx)[0]
     _flip(_store(ctx, row))
 
@@ -381,6 +389,7 @@ def test_a_repair_cut_short_leaves_no_half_file(
 
     assert [f.file_id for f in report.of("repaired")] == [row.id]
     assert [p for p in leftovers if p.exists()] == []
+    assert sorted(p.name for p in station.iterdir()) == batches  # the archive's own: kept
     assert blake3.blake3(_store(ctx, row).read_bytes()).hexdigest() == row.blake3
 
 

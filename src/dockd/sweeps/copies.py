@@ -263,7 +263,7 @@ def _check(
     if images[image] is not None:
         f.status, f.note = CopyStatus.MODIFIED, str(images[image])
         return f
-    with tempfile.TemporaryDirectory(prefix=".fixity-", dir=image.parent) as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"{rewrite.LEFTOVER}check-", dir=image.parent) as tmp:
         out = Path(tmp) / "copy"
         try:
             disc.extract_file(image, place.inner, out)

@@ -10,7 +10,8 @@ old file or the repaired one::
        the directory fsynced
 
 A ``.part`` of a process that died is removed by the next run (of the ingest's
-recovery for the store, of this sweep for a target). The store is restored from an
+recovery for the store, of this sweep for a target, with its ``.fixity-*``
+extractions and half-written images). The store is restored from an
 archive copy (its staged file, or the file extracted from its disc image); an archive
 copy is made again from the store, in its bag's place (the bag's manifests stay right:
 the content has the same hashes), and an optical target's image written again from
@@ -24,8 +25,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 import stat
 import tempfile
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -40,6 +43,9 @@ from dockd.store.markers import owner_tag, remove_dead_temporaries
 from dockd.sweeps.runs import Throttle
 
 CHUNK = 1 << 20
+# What the sweep writes on a target outside .incoming starts so (extractions, an image
+# being made again), so the next run can tell its leftovers from the archive's files.
+LEFTOVER = ".fixity-"
 
 
 class Mismatch(Exception):
@@ -111,7 +117,7 @@ def copy_source(place: Place) -> Iterator[Path]:
     if place.staged.is_file() or place.image is None:
         yield place.staged
         return
-    with tempfile.TemporaryDirectory(prefix=".repair-", dir=place.image.parent) as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"{LEFTOVER}repair-", dir=place.image.parent) as tmp:
         out = Path(tmp) / "copy"
         disc.extract_file(place.image, place.inner, out)
         yield out
@@ -208,7 +214,7 @@ def remake_copy(
 def remake_image(target: ArchiveTarget, place: Place) -> None:
     """Write the bag's image again, verified, and rename it over the damaged one."""
     assert place.image is not None
-    tmp = disc.temporary_name(place.image)
+    tmp = place.image.with_name(f"{LEFTOVER}{place.image.name}-{uuid.uuid4().hex[:8]}")
     try:
         disc.write_image(place.bag, tmp, volid=disc.volume_id(f"{place.bag.name}_{target.name}"))
         os.replace(tmp, place.image)
@@ -220,6 +226,18 @@ def remake_image(target: ArchiveTarget, place: Place) -> None:
 
 
 def clean_target(target: ArchiveTarget) -> None:
-    """Remove the ``.part`` files that a repair which died left on ``target``."""
+    """Remove what a fixity run that died left on ``target``: the ``.part`` files of its
+    repairs, and its ``.fixity-*`` files and directories beside the batches (one fixity
+    run at a time, so none of them is in use when the next one starts)."""
     with contextlib.suppress(OSError):
         remove_dead_temporaries(target.path / store.INCOMING)
+    for leftover in target.path.glob(f"*/{LEFTOVER}*"):
+        with contextlib.suppress(OSError):
+            if leftover.is_dir() and not leftover.is_symlink():
+                for here, dirs, _files in os.walk(leftover):  # extracted read-only
+                    for d in dirs:
+                        os.chmod(os.path.join(here, d), 0o700)
+                leftover.chmod(0o700)
+                shutil.rmtree(leftover)
+            else:
+                leftover.unlink()
