@@ -382,6 +382,9 @@ def test_a_repair_cut_short_leaves_no_half_file(
     leftovers += [extracted, station / ".fixity-20260316T020000Z-r1.iso-0123abcd"]
     leftovers[-1].write_bytes(b"half an image")
     batches = sorted(p.name for p in station.iterdir() if not p.name.startswith("."))
+    # A crashed ingest's publish marker is its recovery's to settle (it needs the ledger).
+    marker = ctx.config.store.root / INCOMING / f"{dead}.pub"
+    marker.write_text('{"path": "2026/03/15/x.mp4"}')
     row = _rows(ctx)[0]
     _flip(_store(ctx, row))
 
@@ -389,6 +392,7 @@ def test_a_repair_cut_short_leaves_no_half_file(
 
     assert [f.file_id for f in report.of("repaired")] == [row.id]
     assert [p for p in leftovers if p.exists()] == []
+    assert marker.exists()
     assert sorted(p.name for p in station.iterdir()) == batches  # the archive's own: kept
     assert blake3.blake3(_store(ctx, row).read_bytes()).hexdigest() == row.blake3
 

@@ -181,7 +181,9 @@ def restore_store_file(
     ctx: Context, src: Path, root: Path, dest: Path, expected: str, throttle: Throttle
 ) -> None:
     """Put the archive copy ``src`` in the store at ``dest`` (under the store ``root``)."""
-    store.clean_incoming(root)  # a dead repair's .part (the ingest's recovery does too)
+    # A dead repair's .part (the ingest's recovery removes them too). Its publish markers
+    # are the recovery's alone: it needs the ledger to unpublish an orphan.
+    remove_dead_temporaries(root / store.INCOMING)
     _write_verified(ctx, src, root, dest, expected, throttle)
 
 
