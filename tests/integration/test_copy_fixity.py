@@ -14,6 +14,7 @@ import os
 import shutil
 import stat
 import subprocess
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from dockd.context import Context
 from dockd.evidence import bycase, cases
 from dockd.ingest.pipeline import run_ingest
 from dockd.ledger import audit
-from dockd.ledger.db import open_ledger
+from dockd.ledger.db import Ledger, open_ledger
 from dockd.ledger.models import Alert, ArchiveCopy, AuditEvent, Recording
 from dockd.policy import adapter as pledger
 from dockd.store import INCOMING
@@ -37,7 +38,8 @@ from dockd.sweeps.archive import run_archive
 from dockd.sweeps.fixity import run_fixity
 from fixtures.make_recorder import Recorder, make_recorder
 from tests.helpers.accounts import act_as_new
-from tests.helpers.ledgers import register
+from tests.helpers.ledgers import BACKENDS, register
+from tests.helpers.pgserver import PgServer
 from tests.helpers.skips import need
 from tests.helpers.station import make_config, write_config
 
@@ -61,14 +63,41 @@ reserve_mb = 0
 """
 
 
+_OPENED: list[Ledger] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_ledgers() -> Iterator[None]:
+    """Each test's ledger closed after it (PostgreSQL connections too)."""
+    yield
+    while _OPENED:
+        _OPENED.pop().close()
+
+
+@pytest.fixture
+def pg_url(request: pytest.FixtureRequest) -> str | None:
+    """None (SQLite), or a fresh PostgreSQL database when parametrized with BACKENDS."""
+    if getattr(request, "param", "sqlite") != "postgresql":
+        return None
+    server: PgServer = request.getfixturevalue("pg_server")
+    return server.new_database()
+
+
 def _station(
-    tmp_path: Path, clock: FixedClock, card: Recorder, *, kind: str = "directory", extra: str = ""
+    tmp_path: Path,
+    clock: FixedClock,
+    card: Recorder,
+    *,
+    kind: str = "directory",
+    extra: str = "",
+    ledger_url: str | None = None,
 ) -> Context:
     """Footage ingested, tagged with a case (so the per-case tree links it), held and
     archived to one target."""
     (tmp_path / "archive2").mkdir()
-    cfg = make_config(tmp_path, _target(tmp_path, kind, extra))
+    cfg = make_config(tmp_path, _target(tmp_path, kind, extra), ledger_url=ledger_url)
     led = open_ledger(cfg.ledger.url)
+    _OPENED.append(led)
     ctx = Context(cfg, led, clock, AlertSink(led, cfg.station.id, clock, cfg.alerts))
     register(led, clock, card)
     assert run_ingest(ctx, card.root).ok
@@ -196,10 +225,11 @@ def test_a_deleted_store_file_is_restored(
     assert (event["was"], event["found"], event["restored"]) == ("missing", None, row.blake3)
 
 
+@pytest.mark.parametrize("pg_url", BACKENDS, indirect=True)
 def test_a_flipped_archive_copy_is_made_again_from_the_store(
-    tmp_path: Path, clock: FixedClock, card: Recorder
+    tmp_path: Path, clock: FixedClock, card: Recorder, pg_url: str | None
 ) -> None:
-    ctx = _station(tmp_path, clock, card)
+    ctx = _station(tmp_path, clock, card, ledger_url=pg_url)
     row = _rows(ctx)[2]
     copy_row = _copy(ctx, row.id)
     copy = tmp_path / "archive2" / copy_row.path
@@ -282,10 +312,11 @@ def test_a_dry_run_says_what_it_would_repair_and_changes_nothing(
     assert _alerts(ctx) == {}
 
 
+@pytest.mark.parametrize("pg_url", BACKENDS, indirect=True)
 def test_an_absent_target_is_skipped_and_keeps_its_own_cycle(
-    tmp_path: Path, clock: FixedClock, card: Recorder
+    tmp_path: Path, clock: FixedClock, card: Recorder, pg_url: str | None
 ) -> None:
-    ctx = _station(tmp_path, clock, card, extra="fixity_cycle_days = 2")
+    ctx = _station(tmp_path, clock, card, extra="fixity_cycle_days = 2", ledger_url=pg_url)
     checked = clock.now()
     first = run_fixity(ctx, full=True)
     assert first.archive is not None and first.archive.targets[0].ok == len(_rows(ctx))
