@@ -11,6 +11,8 @@
        and a missing or modified file an alert naming it, expected and found hash
     -> walk the store for files the ledger does not know: each one named, except
        one an ingest is storing right now (published, its row not yet committed)
+    -> the archive copies, each target on its own cycle, and each copy repaired from
+       the other (:mod:`dockd.sweeps.repair`)
 
 The levels follow BagIt's: presence, size, then the full hash. A file's outcome is
 a :class:`FixityStatus` (stored in ``files.fixity_status``); what the run tells a
@@ -73,7 +75,7 @@ class FindingKind(StrEnum):
     MODIFIED = "modified"
     UNEXPECTED = "unexpected"  # in the store, not in the ledger
     RECOVERED = "recovered"  # missing or modified before, ok now
-    REPAIRED = "repaired"  # missing or modified, restored from an archive copy (:mod:`copies`)
+    REPAIRED = "repaired"  # missing or modified, restored from an archive copy (:mod:`repair`)
 
 
 PROBLEMS = (FindingKind.MISSING, FindingKind.MODIFIED, FindingKind.UNEXPECTED)
