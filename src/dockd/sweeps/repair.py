@@ -107,31 +107,22 @@ def _restore(
     for target in present:
         for c in (c for c in copies if c.target == target.name):
             place = rewrite.place_of(target, c.path)
-            if c.id in bad:
+            if c.id in bad and place.image is None:  # (a bad image may hold a good file)
                 b = bad[c.id]
                 tried.append(f"{place.shown} ({b.status}, {ALGORITHM} {b.found or '-'})")
                 continue
-            try:
-                with rewrite.copy_source(place) as src:
-                    if run.dry_run:
-                        rewrite.check_source(src, expected, throttle)
-                    else:
-                        rewrite.restore_store_file(ctx, src, root, dest, expected, throttle)
-            except rewrite.Mismatch as exc:
-                tried.append(f"{place.shown} ({ALGORITHM} {exc.found or '-'}: {exc})")
-                continue
-            except (OSError, DockdError) as exc:
-                tried.append(f"{place.shown} (could not be read: {exc})")
+            shown = _restore_from(ctx, run, place, root, dest, expected, throttle, tried)
+            if shown is None:
                 continue
             verb = "would be restored" if run.dry_run else "restored"
-            sf.note = f"{sf.note}; {verb} from {target.name}: {place.shown}".lstrip("; ")
+            sf.note = f"{sf.note}; {verb} from {target.name}: {shown}".lstrip("; ")
             report.restored[sf.file_id] = (
                 f"{sf.path} was {sf.kind.upper()} in the store ({ALGORITHM} found "
                 f"{sf.found or '-'}, expected {expected}) and is {verb} from {target.name}: "
-                f"{place.shown}"
+                f"{shown}"
             )
             if not run.dry_run:
-                source = {"target": target.name, "path": c.path, "where": place.shown}
+                source = {"target": target.name, "path": c.path, "where": shown}
                 if not _record_restore(ctx, run, now, sf, source, dest):
                     del report.restored[sf.file_id]
                     sf.note += " (then taken back: the file was trashed meanwhile)"
@@ -151,6 +142,37 @@ def _restore(
         "another copy (a copy handed over, a burnt disc) and run `dockd sweep fixity --all`"
     )
     return False
+
+
+def _restore_from(
+    ctx: Context,
+    run: Run,
+    place: rewrite.Place,
+    root: Path,
+    dest: Path,
+    expected: str,
+    throttle: Throttle,
+    tried: list[str],
+) -> str | None:
+    """Restore (or, in a dry run, check) from the copy at ``place``: its staged file, else
+    its disc image. Where it was read, or None (why in ``tried``) when neither verifies."""
+    kinds = rewrite.sources(place)
+    if not kinds:
+        tried.append(f"{place.shown} (not there)")
+    for from_image in kinds:
+        shown = place.shown if from_image or place.image is None else str(place.staged)
+        try:
+            with rewrite.copy_source(place, from_image) as src:
+                if run.dry_run:
+                    rewrite.check_source(src, expected, throttle)
+                else:
+                    rewrite.restore_store_file(ctx, src, root, dest, expected, throttle)
+            return shown
+        except rewrite.Mismatch as exc:
+            tried.append(f"{shown} ({ALGORITHM} {exc.found or '-'}: {exc})")
+        except (OSError, DockdError) as exc:
+            tried.append(f"{shown} (could not be read: {exc})")
+    return None
 
 
 def _record_restore(

@@ -110,11 +110,17 @@ def _chunks(fd: int) -> Iterator[bytes]:
         yield chunk
 
 
+def sources(place: Place) -> list[bool]:
+    """Where a repair may read the archive copy, in order: the staged file (False) when
+    it is there, then the disc image (True) when there is one."""
+    return [i for i in (False, True) if (place.image is not None if i else place.staged.is_file())]
+
+
 @contextlib.contextmanager
-def copy_source(place: Place) -> Iterator[Path]:
-    """A readable file holding the archive copy: the staged file, else the file extracted
+def copy_source(place: Place, from_image: bool) -> Iterator[Path]:
+    """A readable file holding the archive copy: the staged file, or the file extracted
     from the disc image into a temporary directory beside it (removed afterwards)."""
-    if place.staged.is_file() or place.image is None:
+    if not from_image or place.image is None:
         yield place.staged
         return
     with tempfile.TemporaryDirectory(prefix=f"{LEFTOVER}repair-", dir=place.image.parent) as tmp:
