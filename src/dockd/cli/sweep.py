@@ -138,8 +138,19 @@ def fixity(
         report = run_fixity(sctx, dry_run=dry_run, full=all_)
     rows = [f.as_dict() for f in report.findings]
     cols = ["kind", "path", "file_id", "expected", "found", "note"]
-    _show(fmt, "fixity", report, report.counts(), "findings", rows, cols)
-    _done(report.status, report.counts(), bool(report.problems))
+    archive = report.archive
+    copy_rows = [f.as_dict() for f in archive.findings] if archive is not None else []
+    head = {**report.counts(), **({"copies": copy_rows} if archive is not None else {})}
+    _show(fmt, "fixity", report, head, "findings", rows, cols)
+    if archive is not None and fmt is not Format.json:
+        if copy_rows:
+            copy_cols = ["target", "file_id", "status", "action", "path", "found", "note"]
+            render(copy_rows, fmt, columns=copy_cols, title=f"archive copies, run {report.run_id}")
+        for t in archive.targets:
+            say = f"{t.note}" if t.status != "checked" else f"{t.due} due, {t.ok} ok"
+            typer.echo(f"archive target {t.name}: {t.status}: {say}", err=True)
+    bad = bool(report.problems) or bool(archive is not None and archive.problems)
+    _done(report.status, report.counts(), bad)
 
 
 @app.command("daily")

@@ -271,6 +271,9 @@ class ArchiveTarget(Section):
     reserve_mb: Annotated[int, Field(ge=0)] = 512
     # Optical staging: never stage more than one disc's worth (e.g. 23000 for a 25 GB BD-R).
     capacity_mb: Annotated[int | None, Field(gt=0)] = None
+    # The fixity sweep re-hashes every copy here once in this many days (default:
+    # ``[fixity] cycle_days``), whenever the target is present.
+    fixity_cycle_days: Annotated[int | None, Field(ge=1, le=3650)] = None
 
     @property
     def must_be_mounted(self) -> bool:
@@ -324,6 +327,9 @@ class FixityConfig(Section):
     scan_unexpected: bool = True
     # At most this many alerts of one kind per run; the rest are counted in one more.
     max_alerts_per_kind: Annotated[int, Field(ge=1)] = 20
+    # Restore a missing or modified store file from a verified archive copy, and make a
+    # damaged archive copy again from the verified store file.
+    repair: bool = True
 
 
 # ----------------------------------------------------------------------------- cron

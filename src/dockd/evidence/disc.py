@@ -164,12 +164,7 @@ def write_image(src: Path, image: Path, *, volid: str, timeout: float = TIMEOUT_
 def verify_image(image: Path, *, timeout: float = TIMEOUT_S) -> None:
     """Read ``image`` back: session and file MD5s, then the bag extracted from it validated
     by bagit-python. Raises :class:`DiscError` naming what did not match."""
-    _xorriso(
-        [*_COMMON, "-indev", f"stdio:{image}", *_CHECK_MD5],
-        what=f"reading back the disc image {image} (its MD5 checksums)",
-        timeout=timeout,
-        hint=DAMAGED,
-    )
+    check_md5(image, timeout=timeout)
     with tempfile.TemporaryDirectory(prefix=".verify-", dir=image.parent) as tmp:
         out = Path(tmp) / "bag"
         try:
@@ -187,6 +182,29 @@ def verify_image(image: Path, *, timeout: float = TIMEOUT_S) -> None:
             ) from exc
         finally:
             _writable(out)  # extracted read-only: let the temporary directory go
+
+
+def check_md5(image: Path, *, timeout: float = TIMEOUT_S) -> None:
+    """xorriso's read-back of ``image``: every file and the session against the MD5s
+    recorded when it was written. Raises :class:`DiscError` naming what did not match."""
+    _xorriso(
+        [*_COMMON, "-indev", f"stdio:{image}", *_CHECK_MD5],
+        what=f"reading back the disc image {image} (its MD5 checksums)",
+        timeout=timeout,
+        hint=DAMAGED,
+    )
+
+
+def extract_file(image: Path, inner: str, dest: Path, *, timeout: float = TIMEOUT_S) -> None:
+    """Copy the file ``inner`` (an absolute path inside the image) out to ``dest`` (a new
+    file), checked by its recorded MD5 as xorriso reads it (the fixity sweep's check of
+    an optical archive copy, and its source when the staged copy is gone)."""
+    _xorriso(
+        [*_COMMON, "-osirrox", "on", "-indev", f"stdio:{image}", "-extract", inner, str(dest)],
+        what=f"extracting {inner} from the disc image {image}",
+        timeout=timeout,
+        hint=DAMAGED,
+    )
 
 
 def publish(tmp: Path, image: Path) -> None:

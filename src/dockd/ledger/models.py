@@ -419,6 +419,9 @@ class ArchiveCopy(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     copied_at: Mapped[datetime]
     verified_at: Mapped[datetime | None]
+    # The fixity sweep's last check of this copy on its target (NULL: never since copied).
+    fixity_status: Mapped[str | None] = mapped_column(String(16))  # ok | missing | modified
+    last_fixity_at: Mapped[datetime | None] = mapped_column(index=True)
 
 
 class Handover(Base):

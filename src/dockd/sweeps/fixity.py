@@ -11,6 +11,8 @@
        and a missing or modified file an alert naming it, expected and found hash
     -> walk the store for files the ledger does not know: each one named, except
        one an ingest is storing right now (published, its row not yet committed)
+    -> the archive copies, each target on its own cycle, and each copy repaired from
+       the other (:mod:`dockd.sweeps.repair`)
 
 The levels follow BagIt's: presence, size, then the full hash. A file's outcome is
 a :class:`FixityStatus` (stored in ``files.fixity_status``); what the run tells a
@@ -38,6 +40,7 @@ from sqlalchemy.orm import Session
 from dockd.context import Context, Stopped
 from dockd.ledger import audit
 from dockd.ledger.models import FileState, Recording, Severity
+from dockd.sweeps import copies, repair
 from dockd.sweeps import locations as loc
 from dockd.sweeps.runs import (
     RunStatus,
@@ -72,6 +75,7 @@ class FindingKind(StrEnum):
     MODIFIED = "modified"
     UNEXPECTED = "unexpected"  # in the store, not in the ledger
     RECOVERED = "recovered"  # missing or modified before, ok now
+    REPAIRED = "repaired"  # missing or modified, restored from an archive copy (:mod:`repair`)
 
 
 PROBLEMS = (FindingKind.MISSING, FindingKind.MODIFIED, FindingKind.UNEXPECTED)
@@ -100,13 +104,16 @@ class FixityReport:
     ok: int = 0
     bytes_read: int = 0
     findings: list[Finding] = field(default_factory=list)
+    archive: copies.CopyReport | None = None  # the archive copies' check and repairs
 
     def of(self, kind: str) -> list[Finding]:
         return [f for f in self.findings if f.kind == kind]
 
     @property
     def problems(self) -> list[Finding]:
-        return [f for f in self.findings if f.kind != FindingKind.RECOVERED]
+        return [
+            f for f in self.findings if f.kind not in (FindingKind.RECOVERED, FindingKind.REPAIRED)
+        ]
 
     def counts(self) -> dict[str, Any]:
         return {
@@ -115,6 +122,7 @@ class FixityReport:
             "ok": self.ok,
             "bytes_read": self.bytes_read,
             **{k: len(self.of(k)) for k in FindingKind},
+            **({"archive": self.archive.counts()} if self.archive is not None else {}),
         }
 
 
@@ -151,6 +159,11 @@ def run_fixity(ctx: Context, *, dry_run: bool = False, full: bool = False) -> Fi
                 for shown, where in unexpected_files(ctx):
                     note = f"{where} is in the store but not in the ledger"
                     report.findings.append(Finding(FindingKind.UNEXPECTED, shown, note=note))
+            if ctx.config.archive.targets:
+                report.archive = repair.guard_copies(ctx, run, now, report.findings, full=full)
+                for f in report.findings:
+                    if f.file_id in report.archive.restored and not dry_run:
+                        f.kind = FindingKind.REPAIRED
         finally:
             run.summary = report.counts()
             if not dry_run:
