@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from dockd.auth import directory
 from dockd.auth.accounts import actor_of, find_account
-from dockd.auth.passwords import verify_password
+from dockd.auth.passwords import spend_as_verify, verify_password
 from dockd.auth.roles import SYSTEM_LOGIN, Actor
 from dockd.clock import Clock, SystemClock
 from dockd.config.model import Config
@@ -68,6 +68,8 @@ def verify(
     shown = login if len(login) <= _SHOWN else login[:_SHOWN] + "…"
 
     def failed(reason: str, method: str | None = None) -> None:
+        if method is None:  # no hash was checked: take as long as if one had been
+            spend_as_verify(password)
         log.info("account.login_failed", login=shown, reason=reason)
         details = {"reason": reason, "via": method}
         _record(session, config, at, ANONYMOUS, "account.login_failed", shown, details)

@@ -7,6 +7,7 @@ older parameters still verifies, and :func:`needs_rehash` says when to renew it.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Protocol
 
 from argon2 import PasswordHasher
@@ -41,6 +42,19 @@ def verify_password(account: HasPassword, password: str) -> bool:
         return _HASHER.verify(stored, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+_DUMMY: list[str] = []  # made once, on first use
+
+
+def spend_as_verify(password: str) -> None:
+    """Spend what checking ``password`` against a hash costs, and nothing else: a login
+    refused before any hash is checked (no such account, disabled, no password) then
+    takes as long as a wrong password, so timing does not tell which logins exist."""
+    if not _DUMMY:
+        _DUMMY.append(_HASHER.hash("dockd: no account has this password"))
+    with contextlib.suppress(VerificationError, InvalidHashError):
+        _HASHER.verify(_DUMMY[0], password)
 
 
 def needs_rehash(stored: str) -> bool:

@@ -27,6 +27,7 @@ from dockd.evidence import export as exporter
 from dockd.evidence.bycase import original_path
 from dockd.ledger.models import AccessRequest, Recording
 from dockd.reports.base import iso
+from dockd.sweeps import locations as loc
 
 access_app = typer.Typer(
     help="Ask for access to footage, approve or deny it, list requests and grants.",
@@ -75,7 +76,7 @@ def view(
     access = _grant(state, actor, ("view",), rows, None)
     with state.ledger.session() as s:
         row, event = core.view(s, file_id, access, at=state.clock.now())
-        path = original_path(cfg, row) if row.state == "stored" else Path(row.trash_path or "")
+        path = original_path(cfg, row) if row.state == "stored" else loc.trashed_path(cfg, row)
         lines = {
             "path": str(path),
             "state": row.state,

@@ -34,6 +34,11 @@ def trash_root(config: Config) -> Path:
     return config.retention.trash or config.store.root.parent / "trash"
 
 
+def trashed_path(config: Config, row: Recording) -> Path:
+    """Where a trashed file is: its ``trash_path`` is relative to the trash root."""
+    return trash_root(config) / (row.trash_path or rel_path(row).as_posix())
+
+
 def rel_path(row: Recording) -> PurePosixPath:
     """The file's path in the trash and in archive batches (quarantined ones prefixed)."""
     rel = PurePosixPath(row.store_path)
