@@ -1,5 +1,8 @@
 """``dockd sweep retention|archive|fixity|upcoming|report|runs``: run a sweep once, now.
 
+On a terminal a retention, archive or fixity run draws a progress bar on stderr
+(files, bytes, rate, ETA: :mod:`dockd.cli.progress`); never on a pipe or for JSON.
+
 The same functions the daemon's scheduler calls, under the same one-at-a-time lock.
 Ctrl-C (or SIGTERM) stops a sweep between two files; the run ends 'interrupted'.
 Exit 1 when the sweep found something a person must look at (a missing or
@@ -9,6 +12,7 @@ modified file, a target that is unplugged or full, a file it could not move).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import signal
 import sys
@@ -19,6 +23,7 @@ from typing import Annotated, Any, Protocol
 import typer
 
 from dockd.cli.common import App, Format, app_of, parse_time, render
+from dockd.cli.progress import progress_for
 from dockd.context import Context
 from dockd.errors import UsageError
 from dockd.reports.base import iso
@@ -36,10 +41,19 @@ DryRun = Annotated[bool, typer.Option("--dry-run", help="Say what would be done;
 
 
 @contextlib.contextmanager
-def _context(state: App) -> Iterator[Context]:
+def _context(state: App, fmt: Format) -> Iterator[Context]:
     """A sweep context, acting as the account running it, whose stop event SIGINT/SIGTERM
-    set (restored afterwards)."""
+    set (restored afterwards); on a terminal (not for JSON) it draws a progress bar."""
     sctx = state.context(state.account())
+    with progress_for(json_output=fmt is Format.json) as progress:
+        sctx = dataclasses.replace(sctx, progress=progress)
+        with _stoppable(sctx):
+            yield sctx
+
+
+@contextlib.contextmanager
+def _stoppable(sctx: Context) -> Iterator[None]:
+    """SIGINT and SIGTERM set ``sctx.stop`` inside the block (the old handlers after)."""
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         typer.echo("stopping after the current file ...", err=True)
@@ -47,7 +61,7 @@ def _context(state: App) -> Iterator[Context]:
 
     old = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield sctx
+        yield
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
@@ -90,7 +104,7 @@ def _done(status: str, counts: dict[str, Any], problems: bool) -> None:
 def retention(ctx: typer.Context, dry_run: DryRun = False, fmt: Fmt = Format.table) -> None:
     """Trash expired, unheld files; purge the trash after its grace period."""
     state = app_of(ctx)
-    with _context(state) as sctx:
+    with _context(state, fmt) as sctx:
         report = run_retention(sctx, dry_run=dry_run)
     rows = [i.as_dict() for i in report.items()]
     cols = ["file_id", "action", "store_path", "category", "rule", "note"]
@@ -105,7 +119,7 @@ def archive(ctx: typer.Context, dry_run: DryRun = False, fmt: Fmt = Format.table
     if not state.config.archive.targets:
         typer.echo("no [[archive.targets]] configured: nothing to do", err=True)
         return
-    with _context(state) as sctx:
+    with _context(state, fmt) as sctx:
         report = run_archive(sctx, dry_run=dry_run)
     rows = [i.as_dict() for i in report.items()]
     cols = ["target", "file_id", "status", "store_path", "path", "note"]
@@ -129,7 +143,7 @@ def fixity(
 ) -> None:
     """Re-hash this run's share of the store; name missing, modified and unexpected files."""
     state = app_of(ctx)
-    with _context(state) as sctx:
+    with _context(state, fmt) as sctx:
         report = run_fixity(sctx, dry_run=dry_run, full=all_)
     rows = [f.as_dict() for f in report.findings]
     cols = ["kind", "path", "file_id", "expected", "found", "note"]
