@@ -79,7 +79,6 @@ READS = [
     ["report", "footage"],
     ["alerts", "list"],
     ["audit", "verify"],
-    ["status"],
     ["access", "pending"],
     ["hold", "list"],
     ["sweep", "upcoming"],
@@ -127,6 +126,15 @@ def test_ledger_migrate_still_creates_the_ledger_and_then_reads_work(
     capsys.readouterr()
     assert main(["-c", str(conf), "ledger", "query", "--format", "json"]) == 0
     assert capsys.readouterr().out.strip() == "[]"
+
+
+def test_status_reads_the_daemons_file_and_never_the_ledger(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    conf = write_config(tmp_path, f'[dock]\nstatus_file = "{tmp_path / "status.json"}"\n')
+    assert main(["-c", str(conf), "status"]) == 66
+    assert "no dock status at" in capsys.readouterr().err
+    assert not (tmp_path / "ledger.sqlite3").exists()
 
 
 def test_the_refusal_reaches_the_shell_as_one_line(tmp_path: Path) -> None:

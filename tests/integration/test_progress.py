@@ -34,11 +34,11 @@ def station(tmp_path_factory: pytest.TempPathFactory) -> Station:
     return st
 
 
-def on_a_terminal(st: Station, *args: str) -> tuple[int, str, str]:
+def on_a_terminal(st: Station, *args: str, **extra: str) -> tuple[int, str, str]:
     """``python -m dockd ARGS`` with its stderr on a pseudo-terminal (stdout piped): the
     exit code, stdout, and everything the terminal showed."""
     master, slave = pty.openpty()
-    env = {**st.env(TERM="xterm-256color"), "COLUMNS": "160"}
+    env = {**st.env(TERM="xterm-256color"), "COLUMNS": "160", **extra}
     with subprocess.Popen(
         [sys.executable, "-m", "dockd", "-c", str(st.config), *args],
         stdin=subprocess.DEVNULL,
@@ -87,6 +87,13 @@ def test_json_on_a_terminal_shows_no_bar(station: Station) -> None:
     assert code == 0, shown
     assert "ETA" not in shown and "━" not in shown
     assert f'"checked": {len(station.rows())}' in out
+
+
+def test_stderr_going_to_journald_shows_no_bar(station: Station) -> None:
+    """systemd sets JOURNAL_STREAM when stderr is the journal (even through a terminal)."""
+    code, _, shown = on_a_terminal(station, "sweep", "fixity", "--all", JOURNAL_STREAM="8:1")
+    assert code == 0, shown
+    assert "ETA" not in shown and "files" not in shown
 
 
 def test_retention_on_a_terminal_counts_files_without_a_known_total(station: Station) -> None:

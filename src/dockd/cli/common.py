@@ -37,10 +37,10 @@ DAEMON_ACTOR = "dockd"  # the daemon (`dockd run`, its scheduler and dock sessio
 
 # Commands root runs without sudo (as ``system``, an admin) before the ledger can be
 # opened, so nobody is looked up in it: checking the config and the station's health
-# (which reports a missing ledger, never creates one), bringing the schema up, backing
-# up and restoring.
+# (which reports a missing ledger, never creates one), the dock's status (read from the
+# daemon's file, not the ledger), bringing the schema up, backing up and restoring.
 BEFORE_LEDGER = frozenset(
-    {"config check", "health", "ledger migrate", "ledger backup", "ledger restore"}
+    {"config check", "health", "status", "ledger migrate", "ledger backup", "ledger restore"}
 )
 
 
