@@ -234,3 +234,25 @@ def test_show_as_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert [n["name"] for n in policy["naming"]] == ["acme"]
     assert policy["holds"]["released_by"] == ["legal", "leader"]
     assert policy["access"]["view"]["approvals"] == ["leader"]
+
+
+def test_archive_targets_a_missing_directory_is_an_error_an_unplugged_disk_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shelf, usb = tmp_path / "shelf", tmp_path / "usb"
+    targets = (
+        f'[[archive.targets]]\nname = "shelf"\npath = "{shelf}"\n'
+        f'[[archive.targets]]\nname = "usb"\npath = "{usb}"\nkind = "removable"\n'
+    )
+    conf = write(tmp_path, targets)
+    with_ledger(tmp_path)
+    code, _, err = check(conf, capsys)
+    assert code == 78
+    errors, warnings = err.split("errors:")[1], err.split("errors:")[0]
+    assert f"[[archive.targets]] shelf: path: {shelf} is not there" in errors
+    assert f"mkdir -m 0750 {shelf}" in errors
+    assert f"[[archive.targets]] usb: path: {usb} is not there (unplugged?)" in warnings
+    shelf.mkdir(mode=0o750)
+    code, out, err = check(conf, capsys)
+    assert code == 0, err
+    assert f"[[archive.targets]] shelf: path: {shelf} is a writable directory" in out

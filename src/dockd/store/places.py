@@ -30,6 +30,7 @@ class Place:
     same_fs: bool = False  # hard-linked or renamed to from the store: must share its disk
     removable: bool = False  # may be unplugged now: missing is a warning
     links: bool = False  # files are hard-linked inside it (publish)
+    made: bool = True  # dockd creates it when missing (an archive target it never does)
 
 
 def places(cfg: Config) -> list[Place]:
@@ -54,7 +55,8 @@ def places(cfg: Config) -> list[Place]:
     ]
     for t in cfg.archive.targets:
         removable = t.kind == "removable" or t.must_be_mounted
-        found.append(Place(f"[[archive.targets]] {t.name}: path", t.path, removable=removable))
+        key = f"[[archive.targets]] {t.name}: path"
+        found.append(Place(key, t.path, removable=removable, made=False))
     if cfg.backup.dest is not None:
         found.append(Place("[backup] dest", cfg.backup.dest))
     if cfg.schedule.weekly_report_dir is not None:
@@ -93,6 +95,15 @@ def check_place(place: Place, store_dev: int | None) -> list[Finding]:
                     key,
                     f"{path} is not there (unplugged?): plug in or "
                     "mount it before the archive sweep",
+                )
+            ]
+        if not place.made:
+            return [
+                Finding(
+                    Level.ERROR,
+                    key,
+                    f"{path} is not there and the archive sweep does not create it: "
+                    f"mkdir -m 0750 {path} (or mount its disk there)",
                 )
             ]
         parent = _existing_parent(path)
