@@ -9,12 +9,14 @@ import os
 import pty
 import subprocess
 import sys
+from datetime import UTC, datetime
 
 import pytest
 from rich.console import Console
 
 from dockd.cli.progress import TerminalProgress
 from dockd.clock import FixedClock
+from dockd.policy.adapter import place_hold
 from fixtures.make_recorder import make_recorder
 from tests.helpers.cli_station import Station, make_station
 from tests.helpers.ledgers import register
@@ -23,14 +25,28 @@ from tests.helpers.station import NOW
 
 @pytest.fixture(scope="module")
 def station(tmp_path_factory: pytest.TempPathFactory) -> Station:
-    """A station with two recordings (and their sidecars) stored by the real command."""
+    """A station with two recordings (and their sidecars) stored by the real command, and
+    held (so the archive sweep copies them to its target)."""
     tmp_path = tmp_path_factory.mktemp("progress")
     rec = make_recorder(tmp_path / "rec", clips=2, extras=False)
-    st = make_station(tmp_path / "station")
+    shelf = tmp_path / "shelf"
+    shelf.mkdir(mode=0o750)
+    archive = f'[[archive.targets]]\nname = "shelf"\npath = "{shelf}"\nreserve_mb = 0\n'
+    st = make_station(tmp_path / "station", archive)
     with st.ledger() as led:
         register(led, FixedClock(NOW), rec)
     ingest = st.run("ingest", str(rec.root))
     assert ingest.returncode == 0, ingest.stdout + ingest.stderr
+    with st.ledger() as led, led.session() as s:
+        place_hold(
+            s,
+            station="st-test",
+            at=datetime.now(UTC),
+            by="inspector",
+            reason="evidence",
+            device_ref="DV-0001",
+            window_from=datetime(2020, 1, 1, tzinfo=UTC),
+        )
     return st
 
 
@@ -101,6 +117,14 @@ def test_retention_on_a_terminal_counts_files_without_a_known_total(station: Sta
     assert code == 0, shown
     assert "retention: trash" in shown and "retention: purge" in shown
     assert "0 files" in shown
+
+
+def test_archive_on_a_terminal_shows_its_target_and_files(station: Station) -> None:
+    stored = len(station.rows())
+    code, _, shown = on_a_terminal(station, "sweep", "archive")
+    assert code == 0, shown
+    assert "archive shelf" in shown
+    assert f"{stored}/{stored} files" in shown and "ETA" in shown
 
 
 def test_a_phase_that_knows_its_bytes_follows_them() -> None:
