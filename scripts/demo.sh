@@ -32,11 +32,12 @@ if [ -z "$source_dir" ]; then
 fi
 
 dockd config check
+dockd ledger migrate  # the ledger is made here: reading commands never create one
 if ! dockd devices list --format json | grep -q '"DV-0001"'; then
   echo "== registering recorder DV-0001 and officer 012345"
-  dockd devices add DV-0001 --serial ZFY2024000123 --brand Demo --model BWC-1 --by demo
-  dockd officers add 012345 --name "Zhang Wei" --by demo
-  dockd assign DV-0001 012345 --from 2026-01-01 --by demo
+  dockd devices add DV-0001 --serial ZFY2024000123 --brand Demo --model BWC-1
+  dockd officers add 012345 --name "Zhang Wei"
+  dockd assign DV-0001 012345 --from 2026-01-01
 fi
 
 echo "== docking the recorder: dockd ingest $source_dir"

@@ -32,6 +32,10 @@ class LedgerError(DockdError):
     exit_code = 75  # EX_TEMPFAIL
 
 
+class LedgerMissing(LedgerError):
+    """There is no ledger yet, and the command only reads one: nothing was created."""
+
+
 class NotFound(DockdError):
     """A device, officer, file or alert named on the command line does not exist."""
 

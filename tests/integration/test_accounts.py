@@ -66,7 +66,11 @@ def os_user() -> Iterator[Callable[[], OsUser]]:
 
 @pytest.fixture
 def station(tmp_path: Path) -> Station:
-    return make_station(tmp_path / "station")
+    """A station whose ledger exists (made as `dockd ledger migrate` makes it at install)."""
+    st = make_station(tmp_path / "station")
+    with st.ledger():
+        pass
+    return st
 
 
 def dockd(

@@ -137,5 +137,6 @@ def test_unknown_device_number_is_a_clear_error(
 def test_bad_dates_are_refused_with_an_example(
     station: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    assert run(capsys, "ledger", "migrate")[0] == 0
     code, _, err = run(capsys, "ledger", "query", "--from", "15/03/2026")
     assert code == 64 and "2026-03-15" in err

@@ -231,3 +231,27 @@ def test_cli_export_under_a_grant(
     assert bag.info["Approved-By"] == "wang, zhao"
     assert bag.info["Export-Reason"] == "court"
     assert bag.info["Access-Grant"] == str(number)
+
+
+class Watched:
+    """What a person's progress bar is told during an export."""
+
+    def __init__(self) -> None:
+        self.phases: list[tuple[str, int | None, int | None]] = []
+        self.steps: list[int] = []
+
+    def begin(self, what: str, files: int | None, nbytes: int | None = None) -> None:
+        self.phases.append((what, files, nbytes))
+
+    def step(self, nbytes: int = 0) -> None:
+        self.steps.append(nbytes)
+
+
+def test_an_export_tells_its_progress_file_by_file(
+    ctx: Context, case_ids: list[int], tmp_path: Path
+) -> None:
+    watched = Watched()
+    bag_dir = do_export(ctx, tmp_path / "bag", case="K-1", progress=watched)
+    sizes = [p.stat().st_size for p in (bag_dir / "data").rglob("*") if p.is_file()]
+    assert watched.phases == [("export", len(case_ids), sum(sizes))]
+    assert sorted(watched.steps) == sorted(sizes)

@@ -99,7 +99,7 @@ def test_a_registry_change_is_signed_by_the_account_and_by_cannot_be_typed(
     conf: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     act_as_new(monkeypatch, "dm-wang", Role.DEVICE_MANAGER)
-    assert main(["devices", "add", "DV-0001", "--serial", "S1", "--by", "somebody"]) == 2
+    assert main(["devices", "add", "DV-0001", "--serial", "S1", "--by", "somebody"]) == 64
     assert "No such option: --by" in capsys.readouterr().err
     assert main(["devices", "add", "DV-0001", "--serial", "S1"]) == 0
     [event] = events(conf, "device.add")

@@ -255,6 +255,7 @@ def test_grant_readonly_makes_a_role_that_reads_the_views_and_nothing_else(
 def test_grant_readonly_on_sqlite_says_to_use_the_ledger_group(tmp_path: Path) -> None:
     config = tmp_path / "dockd.toml"
     config.write_text(config_text(tmp_path))
+    open_ledger(f"sqlite:///{tmp_path / 'ledger.sqlite3'}", group=None).close()  # as migrated
     done = subprocess.run(
         [
             sys.executable,

@@ -15,6 +15,7 @@ from types import ModuleType
 from typing import Annotated, Any
 
 import typer
+from typer._click.exceptions import UsageError as ClickUsageError
 from typer.core import TyperCommand
 
 from dockd import __version__
@@ -44,8 +45,13 @@ from dockd.cli import (
     users,
 )
 from dockd.cli.common import App, app_of
-from dockd.errors import DockdError
+from dockd.errors import DockdError, UsageError
 from dockd.ledger.failures import describe_failure, is_ledger_failure
+
+# A usage error of the command line (an unknown option, a missing argument, a bad value)
+# exits 64 (EX_USAGE) like dockd's own UsageError: click's 2 is dockd's "the recorder
+# was refused". Set on the class, so click still prints its message and the usage line.
+ClickUsageError.exit_code = UsageError.exit_code
 
 app = typer.Typer(
     name="dockd",

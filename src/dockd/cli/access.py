@@ -20,6 +20,7 @@ from dockd.auth import access as grants
 from dockd.auth.accounts import Stamp
 from dockd.auth.roles import Actor
 from dockd.cli.common import App, Format, app_of, render
+from dockd.cli.progress import progress_for
 from dockd.config.access import AccessConfig, Kind
 from dockd.errors import UsageError
 from dockd.evidence import access as core
@@ -127,17 +128,19 @@ def export(
             s, file_ids=file_ids or (), case=case, station=state.config.station.id
         )
     access = _grant(state, actor, ("export", "external"), rows, case)
-    result = exporter.export_bag(
-        config=state.config,
-        ledger=state.ledger,
-        alerts=state.alerts,
-        clock=state.clock,
-        dest=to,
-        access=access,
-        file_ids=file_ids or (),
-        case=case,
-        iso=iso,
-    )
+    with progress_for() as progress:
+        result = exporter.export_bag(
+            config=state.config,
+            ledger=state.ledger,
+            alerts=state.alerts,
+            clock=state.clock,
+            dest=to,
+            access=access,
+            file_ids=file_ids or (),
+            case=case,
+            iso=iso,
+            progress=progress,
+        )
     typer.echo(
         f"exported {result.files} file(s), {result.bytes} bytes, to {result.bag} "
         f"(export {result.export_id}, grant {access.grant_id})"

@@ -29,7 +29,7 @@ from dockd.auth.roles import Actor
 from dockd.clock import SystemClock
 from dockd.config import Config, load_config
 from dockd.context import Context
-from dockd.errors import LedgerError, UsageError
+from dockd.errors import LedgerError, LedgerMissing, UsageError
 from dockd.ledger.db import Ledger, open_ledger
 from dockd.logs import setup_logging
 
@@ -37,10 +37,28 @@ DAEMON_ACTOR = "dockd"  # the daemon (`dockd run`, its scheduler and dock sessio
 
 # Commands root runs without sudo (as ``system``, an admin) before the ledger can be
 # opened, so nobody is looked up in it: checking the config and the station's health
-# (which reports a missing ledger, never creates one), bringing the schema up, backing
-# up and restoring.
+# (which reports a missing ledger, never creates one), the dock's status (read from the
+# daemon's file, not the ledger), bringing the schema up, backing up and restoring.
 BEFORE_LEDGER = frozenset(
-    {"config check", "health", "ledger migrate", "ledger backup", "ledger restore"}
+    {"config check", "health", "status", "ledger migrate", "ledger backup", "ledger restore"}
+)
+
+
+# The commands that may create a missing ledger (at the current schema): bringing the
+# schema up, the daemon and an ingest, and the first registrations of a new station.
+# Every other command only reads it, or changes rows that cannot exist without one:
+# against a missing ledger it is refused, naming the path and `dockd ledger migrate`.
+CREATES_LEDGER = frozenset(
+    {
+        "ledger migrate",
+        "run",
+        "ingest",
+        "devices add",
+        "officers add",
+        "assign set",
+        "users add",
+        "cases import",
+    }
 )
 
 
@@ -58,6 +76,7 @@ class App:
     _config: Config | None = None
     _ledger: Ledger | None = None
     _actor: Actor | None = None
+    action: str | None = None  # the command running (``"ledger query"``), set by check()
     clock: SystemClock = field(default_factory=SystemClock)
 
     @property
@@ -70,7 +89,9 @@ class App:
     @property
     def ledger(self) -> Ledger:
         if self._ledger is None:
-            self._ledger = open_ledger(self.config.ledger.url, group=self.config.ledger.group)
+            cfg = self.config.ledger
+            create = self.action is None or self.action in CREATES_LEDGER
+            self._ledger = open_ledger(cfg.url, create=create, group=cfg.group)
         return self._ledger
 
     @property
@@ -91,7 +112,7 @@ class App:
             try:
                 ledger = self.ledger
             except LedgerError as exc:
-                if identity["uid"] == 0:
+                if identity["uid"] == 0 or isinstance(exc, LedgerMissing):
                     raise
                 raise unreadable_ledger(identity["uid"]) from exc
             with ledger.read() as s:
@@ -112,6 +133,7 @@ class App:
         disabled; for the commands that must work while the ledger cannot be opened
         (:data:`BEFORE_LEDGER`: a fresh or old schema, a restore) it is not looked up.
         """
+        self.action = action
         if action in BEFORE_LEDGER:
             identity = process_identity()
             if identity["uid"] == 0 and not identity["sudo_uid"]:

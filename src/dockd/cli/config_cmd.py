@@ -1,5 +1,7 @@
-"""``dockd config check`` validates the configuration and says exactly what is wrong;
-``dockd config diff NEW`` says what applying NEW would change, before it is applied."""
+"""``dockd config check`` validates the configuration and says exactly what is wrong (the
+file, then the places it names, their permissions and the ledger); ``--show`` prints the
+policy in force; ``dockd config diff NEW`` says what applying NEW would change, before it
+is applied."""
 
 from __future__ import annotations
 
@@ -10,24 +12,66 @@ from typing import Annotated, Any
 import typer
 
 from dockd.cli.common import Format, app_of, render
+from dockd.cli.policy_text import policy_text, shown_policy
 from dockd.config import load_config
-from dockd.errors import UsageError
+from dockd.config.findings import Level
+from dockd.errors import ConfigError, UsageError
+from dockd.ledger.checkup import check_ledger
 from dockd.policy.diff import ConfigDiff, config_diff
+from dockd.store.places import check_places
 
 app = typer.Typer(help="Check the configuration.", no_args_is_help=True)
 
 
 @app.command("check")
-def check(ctx: typer.Context) -> None:
-    """Print OK, or every error with its key path and line (exit 78)."""
+def check(
+    ctx: typer.Context,
+    show: Annotated[
+        bool, typer.Option("--show", help="Print the effective policy instead of checking.")
+    ] = False,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
+) -> None:
+    """Check the config (every error with its key path and line: exit 78), then the places
+    it names (store, quarantine, trash, per-case tree, archive targets, backup), their
+    permissions and the ledger (opened read-only): errors exit 78, warnings do not.
+    With --show, print the policy in force: retention, schedules, holds, naming rules,
+    accepted recorders, access rules."""
+    if fmt not in ("text", "json"):
+        raise UsageError(f"--format {fmt!r}: use text or json")
     state = app_of(ctx)
     cfg = state.config  # raises ConfigError listing every problem
-    where = str(cfg.source) if cfg.source else "built-in defaults (no config file)"
-    typer.echo(f"OK: {where}")
-    typer.echo(f"  station {cfg.station.id} ({cfg.station.unit}), time zone {cfg.station.timezone}")
-    typer.echo(f"  store   {cfg.store.root}  template {cfg.store.path_template}")
-    typer.echo(f"  ledger  {cfg.ledger.url}")
-    typer.echo(f"  naming  {', '.join(r.name for r in cfg.naming) or '(none)'}")
+    if show:
+        policy = shown_policy(cfg, state.clock.now())
+        if fmt == "json":
+            typer.echo(json.dumps(policy, ensure_ascii=False, indent=2))
+        else:
+            typer.echo(policy_text(policy), nl=False)
+        return
+    findings = check_places(cfg) + check_ledger(cfg.ledger.url, cfg.ledger.group)
+    errors = [f for f in findings if f.level is Level.ERROR]
+    warnings = [f for f in findings if f.level is Level.WARNING]
+    if fmt == "json":
+        typer.echo(json.dumps([f.as_dict() for f in findings], ensure_ascii=False, indent=2))
+    else:
+        where = str(cfg.source) if cfg.source else "built-in defaults (no config file)"
+        head = "OK" if not errors else f"{len(errors)} error(s)"
+        typer.echo(f"{head}: {where}")
+        typer.echo(
+            f"  station {cfg.station.id} ({cfg.station.unit}), time zone {cfg.station.timezone}"
+        )
+        typer.echo(f"  store   {cfg.store.root}  template {cfg.store.path_template}")
+        typer.echo(f"  ledger  {cfg.ledger.url}")
+        typer.echo(f"  naming  {', '.join(r.name for r in cfg.naming) or '(none)'}")
+        for f in findings:
+            if f.level is Level.OK:
+                typer.echo(f"  ok      {f.key}: {f.message}")
+        for title, group in (("warnings", warnings), ("errors", errors)):
+            if group:
+                typer.echo(f"{title}:", err=True)
+                for f in group:
+                    typer.echo(f"  {f.key}: {f.message}", err=True)
+    if errors:
+        raise typer.Exit(ConfigError.exit_code)
 
 
 @app.command("diff")

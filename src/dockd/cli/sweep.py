@@ -1,5 +1,8 @@
 """``dockd sweep retention|archive|fixity|daily|duties|upcoming|report|runs``: run a sweep once.
 
+On a terminal a retention, archive or fixity run draws a progress bar on stderr
+(files, bytes, rate, ETA: :mod:`dockd.cli.progress`); never on a pipe or for JSON.
+
 The same functions the daemon's scheduler calls, under the same one-at-a-time lock.
 Ctrl-C (or SIGTERM) stops a sweep between two files; the run ends 'interrupted'.
 Exit 1 when the sweep found something a person must look at (a missing or
@@ -9,6 +12,7 @@ modified file, a target that is unplugged or full, a file it could not move).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import signal
 import sys
@@ -19,6 +23,7 @@ from typing import Annotated, Any, Protocol
 import typer
 
 from dockd.cli.common import App, Format, app_of, parse_time, render
+from dockd.cli.progress import progress_for
 from dockd.context import Context
 from dockd.errors import UsageError
 from dockd.reports.base import iso
@@ -38,10 +43,19 @@ DryRun = Annotated[bool, typer.Option("--dry-run", help="Say what would be done;
 
 
 @contextlib.contextmanager
-def _context(state: App) -> Iterator[Context]:
+def _context(state: App, fmt: Format) -> Iterator[Context]:
     """A sweep context, acting as the account running it, whose stop event SIGINT/SIGTERM
-    set (restored afterwards)."""
+    set (restored afterwards); on a terminal (not for JSON) it draws a progress bar."""
     sctx = state.context(state.account())
+    with progress_for(json_output=fmt is Format.json) as progress:
+        sctx = dataclasses.replace(sctx, progress=progress)
+        with _stoppable(sctx):
+            yield sctx
+
+
+@contextlib.contextmanager
+def _stoppable(sctx: Context) -> Iterator[None]:
+    """SIGINT and SIGTERM set ``sctx.stop`` inside the block (the old handlers after)."""
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         typer.echo("stopping after the current file ...", err=True)
@@ -49,7 +63,7 @@ def _context(state: App) -> Iterator[Context]:
 
     old = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield sctx
+        yield
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
@@ -92,7 +106,7 @@ def _done(status: str, counts: dict[str, Any], problems: bool) -> None:
 def retention(ctx: typer.Context, dry_run: DryRun = False, fmt: Fmt = Format.table) -> None:
     """Trash expired, unheld files; purge the trash after its grace period."""
     state = app_of(ctx)
-    with _context(state) as sctx:
+    with _context(state, fmt) as sctx:
         report = run_retention(sctx, dry_run=dry_run)
     rows = [i.as_dict() for i in report.items()]
     cols = ["file_id", "action", "store_path", "category", "rule", "note"]
@@ -107,10 +121,10 @@ def archive(ctx: typer.Context, dry_run: DryRun = False, fmt: Fmt = Format.table
     if not state.config.archive.targets:
         typer.echo("no [[archive.targets]] configured: nothing to copy", err=True)
         if not dry_run:  # closed cases past their filing date are still told
-            with _context(state) as sctx:
+            with _context(state, fmt) as sctx:
                 filing.unfiled_cases(sctx)
         return
-    with _context(state) as sctx:
+    with _context(state, fmt) as sctx:
         report = run_archive(sctx, dry_run=dry_run)
     rows = [i.as_dict() for i in report.items()]
     cols = ["target", "file_id", "status", "store_path", "path", "note"]
@@ -134,7 +148,7 @@ def fixity(
 ) -> None:
     """Re-hash this run's share of the store; name missing, modified and unexpected files."""
     state = app_of(ctx)
-    with _context(state) as sctx:
+    with _context(state, fmt) as sctx:
         report = run_fixity(sctx, dry_run=dry_run, full=all_)
     rows = [f.as_dict() for f in report.findings]
     cols = ["kind", "path", "file_id", "expected", "found", "note"]
@@ -158,7 +172,7 @@ def daily(ctx: typer.Context, dry_run: DryRun = False, fmt: Fmt = Format.table) 
     """The scheduled daily reconciliation, now: the last completed workday, a
     dock.missed alert per assigned device not docked (exit 1 if any)."""
     state = app_of(ctx)
-    with _context(state) as sctx:
+    with _context(state, fmt) as sctx:
         result = run_daily_report(sctx, dry_run=dry_run)
     render(result.rows, fmt, columns=result.columns, title=f"{result.name}: {result.title}")
     if missed(result.rows):
@@ -170,7 +184,7 @@ def duties(ctx: typer.Context, dry_run: DryRun = False, fmt: Fmt = Format.table)
     """The scheduled duties check, now: gaps unexplained past [reports]
     explain_gaps_within_days, an inspection overdue (exit 1 if either)."""
     state = app_of(ctx)
-    with _context(state) as sctx:
+    with _context(state, fmt) as sctx:
         result = run_duties(sctx, dry_run=dry_run)
     cols = ["device", "officer", "gap_from", "gap_to", "gap_minutes", "file_before", "file_after"]
     render(result.unexplained_gaps, fmt, columns=cols, title="gaps not explained in time")

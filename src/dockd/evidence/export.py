@@ -48,6 +48,7 @@ from sqlalchemy.orm import Session
 from dockd.alerts import AlertSink
 from dockd.clock import Clock
 from dockd.config import Config
+from dockd.context import NO_PROGRESS, Progress
 from dockd.errors import DockdError, NotFound, UsageError
 from dockd.evidence import bag, disc
 from dockd.evidence.access import Access, check, files_by_id, register
@@ -176,9 +177,11 @@ def export_bag(
     case: str | None = None,
     iso: Path | None = None,
     purpose: Purpose | None = None,
+    progress: Progress = NO_PROGRESS,
 ) -> ExportResult:
     """Write an evidence bag of the chosen files to ``dest``, registered as export events;
-    with ``iso``, also a verified disc image of the bag at that (new) file."""
+    with ``iso``, also a verified disc image of the bag at that (new) file. ``progress``
+    is told of each file copied (a bar on a terminal)."""
     dest = dest.absolute()
     _check_dest(dest)
     if iso is not None:
@@ -211,8 +214,10 @@ def export_bag(
     image: disc.DiscImage | None = None
     image_tmp: Path | None = None
     try:
+        progress.begin("export", len(items), sum(i.size for i in items))
         for item in items:
             _copy_one(alerts, item, work, export_id)
+            progress.step(item.size)
         meta = {
             "unit": config.station.unit,
             "case": case or ", ".join(sorted({i.info["case_number"] or "" for i in items} - {""})),

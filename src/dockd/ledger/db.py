@@ -26,7 +26,7 @@ from sqlalchemy import Engine, create_engine, event, inspect, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from dockd.errors import LedgerError
+from dockd.errors import LedgerError, LedgerMissing
 from dockd.ledger.failures import describe_failure, shown_url
 from dockd.ledger.permissions import (
     DEFAULT_GROUP,
@@ -176,14 +176,27 @@ def open_ledger(url: str, *, create: bool = True, group: str | None = DEFAULT_GR
     ``group`` is the ``[ledger] group`` a new SQLite ledger is given (see
     :func:`secure_sqlite_path`). Raises :class:`LedgerError` if the database cannot
     be reached or written (see :func:`describe_failure`) or its schema is older (or
-    newer) than this version of dockd.
+    newer) than this version of dockd. With ``create=False`` (every command that only
+    reads) a missing SQLite file or an empty database is :class:`LedgerMissing`, and
+    nothing is created: not the file, not its directory, not a table.
     """
+    if not create:
+        path = sqlite_path(url) if _is_url(url) else None
+        try:
+            if path is not None:
+                path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            raise missing_ledger(str(path)) from None
+        except OSError:
+            pass  # there, but this user may not see it: the open below says so
     engine = make_engine(url, group=group)
     try:
         has_tables = bool(inspect(engine).get_table_names())
         current = current_revision(engine)
         head = head_revision()
-        if current is None and not has_tables and create:
+        if current is None and not has_tables and not create:
+            raise missing_ledger(shown_url(engine.url))
+        if current is None and not has_tables:
             migrate(engine)
         elif current != head:
             raise LedgerError(
@@ -198,3 +211,19 @@ def open_ledger(url: str, *, create: bool = True, group: str | None = DEFAULT_GR
         engine.dispose()
         raise
     return Ledger(engine)
+
+
+def _is_url(url: str) -> bool:
+    try:
+        make_url(url)
+    except (ArgumentError, ValueError):
+        return False  # make_engine names the bad URL
+    return True
+
+
+def missing_ledger(where: str) -> LedgerMissing:
+    """The refusal of a command that reads a ledger that is not there yet."""
+    return LedgerMissing(
+        f"no ledger at {where}, and this command only reads one (nothing was created); "
+        "create it with `sudo dockd ledger migrate`, or check [ledger] url in the config"
+    )

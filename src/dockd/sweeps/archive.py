@@ -131,13 +131,9 @@ def files_to_archive(s: Session, ctx: Context, target: str) -> list[int]:
     done: set[int] = set()
     ids = sorted(wanted)
     for i in range(0, len(ids), 500):
-        chunk = ids[i : i + 500]
+        on_target = ArchiveCopy.file_id.in_(ids[i : i + 500])
         done.update(
-            s.scalars(
-                select(ArchiveCopy.file_id).where(
-                    ArchiveCopy.target == target, ArchiveCopy.file_id.in_(chunk)
-                )
-            )
+            s.scalars(select(ArchiveCopy.file_id).where(ArchiveCopy.target == target, on_target))
         )
     return [i for i in ids if i not in done]
 
@@ -212,11 +208,13 @@ def _one_target(ctx: Context, run: Run, target: ArchiveTarget, result: TargetRes
     bag_dir = target.path / bag_rel
     result.batch = batch
     used = _bytes_on(ctx, target.name)
+    ctx.progress.begin(f"archive {target.name}", len(ids))
     try:
         loc.makedirs(target.path, bag_rel / "data")
         for file_id in ids:
             ctx.check_stop()
             item = _archive_one(ctx, target, bag_dir, bag_rel, batch, file_id, used)
+            ctx.progress.step(item.size_bytes if item is not None else 0)
             if item is None:
                 continue
             result.items.append(item)

@@ -148,11 +148,13 @@ def run_fixity(ctx: Context, *, dry_run: bool = False, full: bool = False) -> Fi
             now = ctx.clock.now()
             ids = _due_ids(ctx, now, full)
             report.due = len(ids)
+            ctx.progress.begin("fixity", len(ids), _bytes_of(ctx, ids))
             throttle = Throttle(ctx.config.fixity.rate_mb_s * MB, ctx.stop)
             for batch in _batches(ids, 100):
                 results = []
                 for d in _load(ctx, batch):
                     results.append(_check(ctx, d, throttle, report))
+                    ctx.progress.step(d.size)
                     run.heartbeat(checked=report.checked)  # (at most every 30 s)
                 _record(ctx, report, now, results)
             if ctx.config.fixity.scan_unexpected:
@@ -215,6 +217,13 @@ def _due_ids(ctx: Context, now: datetime, full: bool) -> list[int]:
                 .limit(quota - len(ids))
             )
     return ids
+
+
+def _bytes_of(ctx: Context, ids: list[int]) -> int:
+    """The bytes a run over ``ids`` reads (their sizes in the ledger), for its ETA."""
+    with ctx.ledger.read() as s:
+        q = select(func.coalesce(func.sum(Recording.size_bytes), 0))
+        return sum(int(s.scalar(q.where(Recording.id.in_(b))) or 0) for b in _batches(ids, 500))
 
 
 def _batches(ids: list[int], n: int) -> Iterator[list[int]]:

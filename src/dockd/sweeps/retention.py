@@ -142,10 +142,12 @@ def _each(
     p: _Pass, phase: str, act: Callable[[_Pass, int], None], batches: Iterator[list[int]]
 ) -> None:
     """``act`` on every file of every batch, stopping between two files when asked."""
+    p.ctx.progress.begin(f"retention: {phase}", None)  # batches: the count is not known
     for ids in batches:
         for file_id in ids:
             p.ctx.check_stop()
             act(p, file_id)
+            p.ctx.progress.step()
         p.run.heartbeat(phase=phase, **p.report.counts())
 
 
