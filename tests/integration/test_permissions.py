@@ -164,7 +164,7 @@ def test_world_readable_ledger_is_tightened_at_open(
 ) -> None:
     ledger = tmp_path / "ledger" / "ledger.sqlite3"
     conf = station(tmp_path, ledger)
-    assert run(capsys, "--config", str(conf), "devices", "list")[0] == 0
+    assert run(capsys, "--config", str(conf), "ledger", "migrate")[0] == 0
     ledger.chmod(0o664)  # an admin's group-writable choice, plus world-readable
     ledger.parent.chmod(0o755)
 
@@ -185,7 +185,7 @@ def test_shared_directory_is_left_alone_but_the_ledger_is_not(
     (shared / "something-else.txt").write_text("not ours")
     ledger = shared / "ledger.sqlite3"
     conf = station(tmp_path, ledger)
-    code, _, err = run(capsys, "--config", str(conf), "devices", "list")
+    code, _, err = run(capsys, "--config", str(conf), "ledger", "migrate")
     assert code == 0
     assert f"{shared} is open to every user (mode 0755) and shared with other files" in err
     ledger.chmod(0o644)
