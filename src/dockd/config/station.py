@@ -1,13 +1,28 @@
-"""``[station]``: who this dock belongs to and which clock the store's days follow."""
+"""``[station]``: who this dock belongs to, which clock the store's days follow, and
+the language it writes for people.
+
+The ledger keeps UTC; people read station time. :func:`local_text` is the one way a
+time is written for a person (``2026-03-15 06:30``), here rather than in the output
+module above because every layer writes times into messages (alerts, refusals).
+"""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, tzinfo
+from enum import StrEnum
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 
 from dockd.config.base import Section
+
+
+class Language(StrEnum):
+    """Language of what the station writes for people (column headers of CSV and tables)."""
+
+    en = "en"
+    zh = "zh"
 
 
 def known_zone(value: str) -> str:
@@ -21,12 +36,30 @@ def known_zone(value: str) -> str:
     return value
 
 
+def as_utc(dt: datetime) -> datetime:
+    """``dt`` as an aware UTC time; a naive one is UTC already (SQLite gives them back so)."""
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def local_text(dt: datetime, tz: tzinfo, *, seconds: bool = False) -> str:
+    """``dt`` in station time for a person: ``2026-03-15 06:30`` (``06:30:05`` with
+    ``seconds``), no offset; a naive ``dt`` is read as UTC."""
+    return as_utc(dt).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+
+
+def local_iso(dt: datetime, tz: tzinfo) -> str:
+    """``dt`` as ISO 8601 with the station's offset (``2026-03-15T06:30:00+08:00``): the
+    form JSON output gives machines (the same instant as UTC, readable as local)."""
+    return as_utc(dt).astimezone(tz).isoformat()
+
+
 class StationConfig(Section):
-    """Who this dock belongs to and which clock the store's days follow."""
+    """Who this dock belongs to, which clock the store's days follow, its language."""
 
     unit: str = "Unnamed unit"
     id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")] = "station-1"
     timezone: str = "Asia/Shanghai"
+    language: Language = Language.en
 
     @field_validator("timezone")
     @classmethod
