@@ -38,6 +38,7 @@ from dockd.cli import (
     tag,
     trash,
     users,
+    web,
 )
 from dockd.cli.common import App, app_of
 from dockd.errors import DockdError
@@ -103,6 +104,7 @@ COMMANDS: tuple[tuple[str | None, ModuleType], ...] = (
     ("quarantine", quarantine),
     ("recordings", recordings),
     (None, users),
+    (None, web),
 )
 
 
