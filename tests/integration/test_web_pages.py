@@ -372,11 +372,13 @@ def test_the_station_page_shows_the_docks_the_daemon_wrote_and_polls_them(
     assert first.status_code == 200
     assert 'id="docks-problem"' in first.text  # nothing written yet: said so
     assert 'hx-get="/station/docks"' in first.text
+    assert '<tr class="check error" data-check="daemon">' in first.text
 
     _dock_one(status_file, rec.device_number)
     page = dora.get("/station").text
     assert 'data-bay="Bay 1"' in page and rec.device_number in page and "Zhang Wei" in page
-    assert 'id="health"' in page and 'data-check="ledger"' in page
+    assert '<tr class="check ok" data-check="ledger">' in page
+    assert '<tr class="check ok" data-check="daemon">' in page  # the board's process: this one
     assert 'id="alerts"' in page
 
     part = dora.get("/station/docks", headers={"HX-Request": "true"})

@@ -48,15 +48,16 @@ def station(request: Request) -> Response:
         )
     web = state_of(request)
     ctx: dict[str, Any] = {"shown": shown, "refresh_s": REFRESH_S}
+    docks = data.read_docks(_status_file(request))
     if "docks" in shown:
-        ctx.update(_docks(request))
+        ctx.update(docks=docks, progress=data.progress)
     with web.ledger.read() as s:
         if "alerts" in shown:
             ctx["alerts"] = data.recent_alerts(s, web.config)
         if "sweeps" in shown:
             ctx["sweeps"] = data.recent_sweeps(s, web.config)
         if "health" in shown:
-            ctx["checks"] = data.health(s, web.config, web.ledger, web.clock.now())
+            ctx["checks"] = data.health(s, web.config, web.ledger, web.clock.now(), docks)
     return page(request, "station.html", **ctx)
 
 

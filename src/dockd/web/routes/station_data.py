@@ -173,11 +173,23 @@ def check_fixity(session: Session, config: Config, now: datetime) -> Check:
     return Check("fixity", ok, f"the last fixity run ended {days:.1f} days ago")
 
 
-def health(session: Session, config: Config, ledger: Ledger, now: datetime) -> list[Check]:
+def check_daemon(docks: Docks) -> Check:
+    """``dockd run`` is up, as its state file says (its process alive, this boot)."""
+    if docks.live:
+        return Check("daemon", True, "dockd run is running (its dock status is live)")
+    why = docks.problem or f"its dock status is not live (last updated {docks.updated_at})"
+    return Check("daemon", False, f"dockd run is not running: {why}; systemctl start dockd")
+
+
+def health(
+    session: Session, config: Config, ledger: Ledger, now: datetime, docks: Docks
+) -> list[Check]:
+    """The checks of ``dockd health``, in its order."""
     return [
         check_ledger(ledger),
         check_store(config),
         check_free_space(config),
+        check_daemon(docks),
         check_fixity(session, config, now),
         check_alerts(session, config),
     ]
