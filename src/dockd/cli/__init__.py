@@ -43,6 +43,7 @@ from dockd.cli import (
 from dockd.cli.common import App, app_of
 from dockd.errors import DockdError
 from dockd.ledger.failures import describe_failure, is_ledger_failure
+from dockd.reports.output import Encoding
 
 app = typer.Typer(
     name="dockd",
@@ -67,6 +68,17 @@ def _root(
         ),
     ] = None,
     version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+    wide: Annotated[
+        bool, typer.Option("--wide", help="Tables show every column, however wide.")
+    ] = False,
+    encoding: Annotated[
+        Encoding,
+        typer.Option(
+            "--encoding",
+            help="Of --format csv: utf-8-sig (Excel; default), utf-8, gb18030.",
+            envvar="DOCKD_CSV_ENCODING",
+        ),
+    ] = Encoding.utf8_bom,
 ) -> None:
     if version:
         typer.echo(f"dockd {__version__}")
@@ -78,6 +90,8 @@ def _root(
         ctx.obj.config_path = config
     else:
         ctx.obj = App(config_path=config)
+    ctx.obj.wide = wide
+    ctx.obj.encoding = encoding
     ctx.call_on_close(ctx.obj.close)
 
 

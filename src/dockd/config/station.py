@@ -8,6 +8,7 @@ module above because every layer writes times into messages (alerts, refusals).
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, tzinfo
 from enum import StrEnum
 from typing import Annotated
@@ -45,6 +46,25 @@ def local_text(dt: datetime, tz: tzinfo, *, seconds: bool = False) -> str:
     """``dt`` in station time for a person: ``2026-03-15 06:30`` (``06:30:05`` with
     ``seconds``), no offset; a naive ``dt`` is read as UTC."""
     return as_utc(dt).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+
+
+_ISO_IN_TEXT = re.compile(
+    r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:[+-]\d{2}:\d{2}|Z)"
+)
+
+
+def localize_times(text: str, tz: tzinfo) -> str:
+    """``text`` with every ISO 8601 time that carries an offset (``...T02:02:00+00:00``,
+    as messages written by lower layers hold them) rewritten in station time."""
+
+    def one(m: re.Match[str]) -> str:
+        try:
+            at = datetime.fromisoformat(m.group(0))
+        except ValueError:
+            return m.group(0)
+        return local_text(at, tz, seconds=bool(at.second or at.microsecond))
+
+    return _ISO_IN_TEXT.sub(one, text)
 
 
 def local_iso(dt: datetime, tz: tzinfo) -> str:
