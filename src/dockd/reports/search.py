@@ -245,40 +245,28 @@ def _flag_sql(flag: str, config: Config, dialect: str, now: datetime) -> ColumnE
 
 
 def gap_ids(
-    config: Config,
-    dialect: str,
-    spans: Sequence[tuple[datetime, datetime]],
-    devices: Sequence[str] | None = None,
+    config: Config, dialect: str, read: ColumnElement[bool], span: tuple[datetime, datetime]
 ) -> Select[int]:
-    """Ids of the clips starting in one of ``spans`` (each ``[lo, hi]``) that follow a
-    break over ``gap_minutes`` since the latest end of their device's earlier clips, on
-    the same local day: the ``file_after`` of :func:`dockd.reports.footage.gaps`.
+    """Ids of the clips among those ``read`` selects that follow a break over
+    ``gap_minutes`` since the latest end of their device's earlier clips, on the same
+    local day: the ``file_after`` of :func:`dockd.reports.footage.gaps`.
 
-    Each span is read from two days before it, so a clip's predecessors are all seen.
+    ``read`` must take each clip asked about with its device's clips of the two days
+    before it; ``span`` bounds their recording times.
     """
-    tz = config.station.tz
     limit = timedelta(minutes=config.reports.gap_minutes)
     end = func.coalesce(R.recorded_end, R.recorded_start)
-    lo, hi = min(s for s, _ in spans) - _GAP_LOOKBACK, max(e for _, e in spans)
-    within = or_(
-        *(and_(R.recorded_start >= s - _GAP_LOOKBACK, R.recorded_start <= e) for s, e in spans)
+    prev_end = func.max(end).over(
+        partition_by=R.device_ref, order_by=(R.recorded_start, R.id), rows=(None, -1)
     )
-    a = select(
-        R.id,
-        R.recorded_start,
-        func.max(end)
-        .over(partition_by=R.device_ref, order_by=(R.recorded_start, R.id), rows=(None, -1))
-        .label("prev_end"),
-    ).where(R.kind.in_(CLIPS), within)
-    if devices is not None:
-        a = a.where(R.device_ref.in_(sorted(set(devices))))
-    w = a.subquery("w")
+    a = select(R.id, R.recorded_start, prev_end.label("prev_end"))
+    w = a.where(R.kind.in_(CLIPS), read).subquery("w")
+    tz = config.station.tz
     return select(w.c.id).where(
         w.c.prev_end.is_not(None),
-        or_(*(and_(w.c.recorded_start >= s, w.c.recorded_start <= e) for s, e in spans)),
         exceeds(w.c.recorded_start, w.c.prev_end, limit, dialect),
-        local_day(w.c.prev_end, tz, dialect, (lo, hi))
-        == local_day(w.c.recorded_start, tz, dialect, (lo, hi)),
+        local_day(w.c.prev_end, tz, dialect, span)
+        == local_day(w.c.recorded_start, tz, dialect, span),
     )
 
 
@@ -300,7 +288,8 @@ def _conditions(
     if q.station:
         out.append(R.station == q.station)
     if q.case and q.case.strip():
-        out.append(contains(R.case_number, q.case))
+        # ``IS NOT NULL``: the case index read past the untagged files, not the table
+        out.append(and_(R.case_number.is_not(None), contains(R.case_number, q.case)))
     if q.category:
         out.append(R.category == q.category)
     if q.held is not None:
@@ -312,7 +301,9 @@ def _conditions(
         if span is None:
             out.append(false())
         else:
-            out.append(R.id.in_(gap_ids(config, dialect, [span])))
+            lo, hi = span[0] - _GAP_LOOKBACK, span[1]
+            read = and_(R.recorded_start >= lo, R.recorded_start <= hi)
+            out.append(R.id.in_(gap_ids(config, dialect, read, (lo, hi))))
     return out
 
 
@@ -380,6 +371,7 @@ def search(session: Session, q: SearchQuery, config: Config, now: datetime) -> S
         R.duration_s,
         R.ingested_at,
         R.device_ref,
+        R.device_id,
         _badge().label("badge"),
         Officer.name.label("officer_name"),
         R.case_number,
@@ -429,16 +421,23 @@ def search(session: Session, q: SearchQuery, config: Config, now: datetime) -> S
 
 
 def _gaps_among(session: Session, config: Config, rows: Sequence[Any]) -> set[int]:
-    """Which of a page's clips follow a gap: the window over their devices' footage,
-    read only around their own recording times."""
-    clips = sorted((r for r in rows if r.kind in CLIPS), key=lambda r: r.recorded_start)
+    """Which of a page's clips follow a gap: each one's device read over the two days
+    before it alone (the device's index on its recording times), not the whole period."""
+    clips = [r for r in rows if r.kind in CLIPS]
     if not clips:
         return set()
-    spans: list[tuple[datetime, datetime]] = []
-    for r in clips:  # close together: one span (its two-day lookback covers the others)
-        if spans and r.recorded_start - spans[-1][1] <= _GAP_LOOKBACK:
-            spans[-1] = (spans[-1][0], r.recorded_start)
-        else:
-            spans.append((r.recorded_start, r.recorded_start))
-    q = gap_ids(config, dialect_of(session), spans, [r.device_ref for r in clips])
+    reads = [
+        and_(
+            R.device_id == r.device_id if r.device_id is not None else R.device_id.is_(None),
+            R.device_ref == r.device_ref,
+            R.recorded_start >= r.recorded_start - _GAP_LOOKBACK,
+            R.recorded_start <= r.recorded_start,
+        )
+        for r in clips
+    ]
+    span = (
+        min(r.recorded_start for r in clips) - _GAP_LOOKBACK,
+        max(r.recorded_start for r in clips),
+    )
+    q = gap_ids(config, dialect_of(session), or_(*reads), span)
     return set(session.scalars(q)) & {r.id for r in clips}
