@@ -10,6 +10,7 @@ import json
 import re
 import zipfile
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -277,6 +278,8 @@ def test_an_auditor_reads_every_report_as_a_page_csv_and_recording_form(
     lines = csv.content.decode("utf-8-sig").splitlines()
     assert lines[0].startswith("id,device,officer")
     assert len(lines) == 1 + len(file_ids) - 1
+    chinese = aud.get("/reports/untagged.csv", params={"lang": "zh"})
+    assert chinese.content.decode("utf-8-sig").startswith("编号,执法记录仪编号,执法人员")
 
     form = aud.get("/reports/untagged/form", params={"from": "2026-03-01", "to": "2026-03-16"})
     assert form.status_code == 200
@@ -324,6 +327,24 @@ def test_a_granted_export_downloads_as_a_zip_of_a_valid_bag_registered_under_the
     details = json.loads(events[0].details)
     assert (details["grant"], details["by"], details["export_case"]) == (number, "olga", "K-1")
     assert not Path(details["bag"]).parent.exists()  # the bag and zip were removed once sent
+
+
+def test_an_expired_export_grant_no_longer_downloads_and_the_refusal_is_audited(
+    sign_in: Callable[[str], TestClient], web_ledger: Ledger, clock: FixedClock
+) -> None:
+    olga, lena, leo = sign_in("olga"), sign_in("lena"), sign_in("leo")
+    number = ask_export(olga)
+    assert decide(lena, number, "approve")[0] == decide(leo, number, "approve")[0] == 303
+    clock.advance(timedelta(hours=168, minutes=1))  # [access] grant_hours.export
+    olga = sign_in("olga")  # her session idled out meanwhile
+    assert f'data-request-id="{number}" data-state="expired"' in olga.get("/exports").text
+    refused = olga.get(f"/exports/{number}/download")
+    assert refused.status_code == 403
+    assert "expired" in refused.text
+    with web_ledger.read() as s:
+        expired = s.scalars(select(AuditEvent).where(AuditEvent.action == "access.expired"))
+        assert [(e.actor, e.subject_id) for e in expired] == [("olga", str(number))]
+        assert not list(s.scalars(select(AuditEvent).where(AuditEvent.action == "file.export")))
 
 
 def test_an_export_request_without_a_reason_or_of_an_unknown_case_is_refused(
