@@ -18,6 +18,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from dockd.config import Config
 from dockd.config.station import local_text
+from dockd.reports.output import mb
 from dockd.web import i18n
 from dockd.web.deps import Signed, state_of
 from dockd.web.sessions import LANG_COOKIE
@@ -31,12 +32,6 @@ NAV = (
     ("/station", "Station"),
 )
 LANG_MAX_AGE = 365 * 24 * 3600
-
-
-def mb(size: int | None) -> str:
-    if size is None:
-        return ""
-    return f"{size / 1_000_000:.1f} MB"
 
 
 def make_env(config: Config) -> Environment:

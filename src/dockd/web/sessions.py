@@ -41,9 +41,10 @@ class WebSession:
     csrf: str
     opened_at: datetime
     last_seen: datetime
-    # File ids whose playback was registered in this session (one register row per play,
-    # not one per range request the video element makes).
-    played: set[int] = field(default_factory=set)
+    # Plays of this session: file id -> registered yet. The recording page opens a play
+    # (False); its first media request registers it (True), so one play is one row in
+    # the access register, not one per range request the video element makes.
+    plays: dict[int, bool] = field(default_factory=dict)
 
 
 class SessionStore:
