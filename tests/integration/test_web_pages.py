@@ -225,6 +225,30 @@ def test_a_denial_needs_a_reason_and_closes_the_request(
     assert olga.get(f"/exports/{number}/download").status_code == 403
 
 
+def test_the_requester_withdraws_a_pending_export_request_with_a_reason(
+    sign_in: Callable[[str], TestClient], web_ledger: Ledger
+) -> None:
+    olga, lena = sign_in("olga"), sign_in("lena")
+    number = ask_export(olga)
+    token = csrf(olga.get("/exports").text)
+    blank = olga.post(f"/exports/{number}/withdraw", data={"csrf_token": token, "reason": ""})
+    assert blank.status_code == 400 and 'id="export-error"' in blank.text
+    theirs = lena.post(
+        f"/exports/{number}/withdraw",
+        data={"csrf_token": csrf(lena.get("/exports").text), "reason": "not mine"},
+    )
+    assert theirs.status_code == 404  # only one's own request
+    done = olga.post(
+        f"/exports/{number}/withdraw", data={"csrf_token": token, "reason": "wrong case"}
+    )
+    assert done.status_code == 303
+    assert f'data-request-id="{number}" data-state="denied"' in olga.get("/exports").text
+    assert f'data-request-id="{number}"' not in lena.get("/approvals").text
+    with web_ledger.read() as s:
+        (event,) = s.scalars(select(AuditEvent).where(AuditEvent.action == "access.deny"))
+        assert event.actor == "olga" and "wrong case" in event.details
+
+
 def test_people_without_a_deciding_role_are_refused(
     sign_in: Callable[[str], TestClient],
 ) -> None:

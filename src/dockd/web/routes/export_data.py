@@ -103,7 +103,7 @@ def remove_tree(path: Path) -> None:
     shutil.rmtree(path, onerror=writable)
 
 
-def _own_request(session: Session, actor: Actor, request_id: int) -> AccessRequest:
+def own_request(session: Session, actor: Actor, request_id: int) -> AccessRequest:
     req = session.get(AccessRequest, request_id)
     if req is None or req.requested_by != actor.login or req.kind not in EXPORT_KINDS:
         # another person's request is as unknown as a missing one: nothing to learn here
@@ -122,7 +122,7 @@ def build_package(
     """The bag of request ``request_id`` (the actor's own, granted and in force), zipped."""
     now = clock.now()
     with ledger.read() as s:
-        req = _own_request(s, actor, request_id)
+        req = own_request(s, actor, request_id)
         if req.status != grants.GRANTED:
             raise NotPermitted(
                 f"export request {req.id} is {req.status}: the package can be downloaded "

@@ -93,6 +93,27 @@ def ask(
     return RedirectResponse(f"/exports?made={number}", status_code=303)
 
 
+@router.post("/exports/{request_id}/withdraw")
+def withdraw(
+    request: Request,
+    request_id: int,
+    signed: Checked,
+    reason: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    """The requester closes their own pending request (``dockd access deny`` by them)."""
+    actor = signed.actor
+    if not allowed(actor, "access deny"):
+        raise Refused(403, f"{actor.login} may not withdraw requests (`dockd access deny`)")
+    web = state_of(request)
+    try:
+        with web.ledger.session() as s:
+            data.own_request(s, actor, request_id)
+            grants.deny(s, stamp(request, actor), actor, request_id, reason=reason)
+    except UsageError as exc:  # no reason, or already decided
+        return _show(request, signed, error=str(exc), status=400)
+    return RedirectResponse("/exports", status_code=303)
+
+
 @router.get("/exports/{request_id}/download")
 def download(request: Request, request_id: int, signed: Exporter) -> Response:
     """The bag of the signed-in account's granted export request, as a zip."""
