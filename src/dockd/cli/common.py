@@ -79,7 +79,13 @@ class App:
     @property
     def ledger(self) -> Ledger:
         if self._ledger is None:
-            self._ledger = open_ledger(self.config.ledger.url, group=self.config.ledger.group)
+            cfg = self.config
+            # The SQL views' local times follow the station's zone (ledger/zone.py).
+            self._ledger = open_ledger(
+                cfg.ledger.url,
+                group=cfg.ledger.group,
+                station_zone=(cfg.station.id, cfg.station.timezone),
+            )
         return self._ledger
 
     @property

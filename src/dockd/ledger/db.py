@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
@@ -27,6 +28,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dockd.errors import LedgerError
+from dockd.ledger import zone
 from dockd.ledger.failures import describe_failure, shown_url
 from dockd.ledger.permissions import (
     DEFAULT_GROUP,
@@ -170,13 +172,21 @@ class Ledger:
             keep_wal_files(path)
 
 
-def open_ledger(url: str, *, create: bool = True, group: str | None = DEFAULT_GROUP) -> Ledger:
+def open_ledger(
+    url: str,
+    *,
+    create: bool = True,
+    group: str | None = DEFAULT_GROUP,
+    station_zone: tuple[str, str] | None = None,
+) -> Ledger:
     """Open the ledger at ``url``, creating an empty one at the current schema.
 
     ``group`` is the ``[ledger] group`` a new SQLite ledger is given (see
-    :func:`secure_sqlite_path`). Raises :class:`LedgerError` if the database cannot
-    be reached or written (see :func:`describe_failure`) or its schema is older (or
-    newer) than this version of dockd.
+    :func:`secure_sqlite_path`). ``station_zone``: ``(station id, IANA zone)`` of the
+    config opening it, written into the ledger for the SQL views' local times when it
+    is not there yet (:mod:`dockd.ledger.zone`). Raises :class:`LedgerError` if the
+    database cannot be reached or written (see :func:`describe_failure`) or its schema
+    is older (or newer) than this version of dockd.
     """
     engine = make_engine(url, group=group)
     try:
@@ -197,4 +207,7 @@ def open_ledger(url: str, *, create: bool = True, group: str | None = DEFAULT_GR
     except BaseException:
         engine.dispose()
         raise
-    return Ledger(engine)
+    ledger = Ledger(engine)
+    if station_zone is not None:
+        zone.record_station_zone(ledger, *station_zone, datetime.now(UTC))
+    return ledger
