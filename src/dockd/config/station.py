@@ -48,6 +48,13 @@ def local_text(dt: datetime, tz: tzinfo, *, seconds: bool = False) -> str:
     return as_utc(dt).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
 
 
+def mb(size_bytes: int | None) -> str:
+    """A size for a person: ``12.3 MB`` (1 MB = 1,000,000 bytes, as on a card's label)."""
+    if size_bytes is None:
+        return ""
+    return f"{size_bytes / 1_000_000:,.1f} MB"
+
+
 _ISO_IN_TEXT = re.compile(
     r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:[+-]\d{2}:\d{2}|Z)"
 )

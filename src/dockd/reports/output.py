@@ -20,7 +20,7 @@ from datetime import datetime, tzinfo
 from enum import StrEnum
 from typing import Any
 
-from dockd.config.station import Language, as_utc, local_iso, local_text
+from dockd.config.station import Language, as_utc, local_iso, local_text, mb
 
 __all__ = [
     "HEADERS_ZH",
@@ -121,13 +121,6 @@ HEADERS_ZH: dict[str, str] = {
 }
 
 _ISO = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([+-]\d{2}:\d{2}|Z)")
-
-
-def mb(size_bytes: int | None) -> str:
-    """A size for a person: ``12.3 MB`` (1 MB = 1,000,000 bytes, as on a card's label)."""
-    if size_bytes is None:
-        return ""
-    return f"{size_bytes / 1_000_000:,.1f} MB"
 
 
 def parse_iso(value: str) -> datetime | None:
