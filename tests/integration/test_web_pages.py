@@ -273,7 +273,14 @@ def test_reports_are_refused_to_an_account_without_a_reader_role(
     sign_in: Callable[[str], TestClient],
 ) -> None:
     olga = sign_in("olga")
-    for url in ("/reports", "/reports/late", "/reports/late.csv", "/reports/untagged/form"):
+    urls = (
+        "/reports",
+        "/reports/late",
+        "/reports/late.csv",
+        "/reports/untagged/form",
+        "/reports/x",
+    )
+    for url in urls:
         assert olga.get(url).status_code == 403, url
 
 
