@@ -14,6 +14,7 @@ from dockd.reports.output import (
     header_row,
     local_iso,
     local_text,
+    localize_times,
     mb,
 )
 
@@ -83,3 +84,14 @@ def test_chinese_headers_when_the_station_speaks_chinese() -> None:
     assert header_row(COLUMNS, "en") == COLUMNS
     data = csv_bytes(ROWS, COLUMNS, tz=SHANGHAI, headers=zh)
     assert data.decode("utf-8-sig").splitlines()[0] == "执法人员,案件编号,录制开始时间"
+
+
+def test_times_inside_text_are_rewritten_in_station_time() -> None:
+    text = "no heartbeat since 2026-03-14T22:30:05.123+00:00; kept until 2026-04-01"
+    assert localize_times(text, SHANGHAI) == (
+        "no heartbeat since 2026-03-15 06:30:05; kept until 2026-04-01"
+    )
+    # without a zone: the wall-clock time of the offset the text carries
+    assert (
+        localize_times("period: 2026-03-09T00:00:00+08:00 to x") == "period: 2026-03-09 00:00 to x"
+    )

@@ -60,16 +60,17 @@ _ISO_IN_TEXT = re.compile(
 )
 
 
-def localize_times(text: str, tz: tzinfo) -> str:
+def localize_times(text: str, tz: tzinfo | None = None) -> str:
     """``text`` with every ISO 8601 time that carries an offset (``...T02:02:00+00:00``,
-    as messages written by lower layers hold them) rewritten in station time."""
+    as messages written by lower layers hold them) rewritten in station time ``tz``
+    (None: the wall-clock time of the offset it carries, for text already in it)."""
 
     def one(m: re.Match[str]) -> str:
         try:
             at = datetime.fromisoformat(m.group(0))
         except ValueError:
             return m.group(0)
-        return local_text(at, tz, seconds=bool(at.second or at.microsecond))
+        return local_text(at, tz or at.tzinfo or UTC, seconds=bool(at.second or at.microsecond))
 
     return _ISO_IN_TEXT.sub(one, text)
 

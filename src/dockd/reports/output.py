@@ -20,7 +20,7 @@ from datetime import datetime, tzinfo
 from enum import StrEnum
 from typing import Any
 
-from dockd.config.station import Language, as_utc, local_iso, local_text, mb
+from dockd.config.station import Language, as_utc, local_iso, local_text, localize_times, mb
 
 __all__ = [
     "HEADERS_ZH",
@@ -32,6 +32,7 @@ __all__ = [
     "header_row",
     "local_iso",
     "local_text",
+    "localize_times",
     "mb",
     "parse_iso",
 ]
