@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.request
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -28,6 +29,7 @@ from dockd.sweeps.locations import stored_path
 from fixtures.make_recorder import Recorder, make_recorder
 from tests.helpers.ledgers import register
 from tests.helpers.web import PASSWORD, add_person, client, csrf_of, log_in
+from tests.helpers.webserver import make_web_station, running_web
 
 LINK = r'class="recording-link" href="/recordings/(\d+)"'
 
@@ -368,3 +370,20 @@ def test_an_officer_without_a_reader_role_may_not_search(browser: TestClient) ->
     assert answer.status_code == 403
     assert "ledger query" not in answer.text  # the page names roles, not commands
     assert "auditor" in answer.text
+
+
+# ----------------------------------------------------------------------------- dockd web
+
+
+def test_dockd_web_serves_the_view_on_the_port_it_is_given(tmp_path: Path) -> None:
+    """The real command: ``dockd web --port N`` (uvicorn, one worker) answers with the
+    security headers (tests/helpers/webserver.py runs it as the browser tests do)."""
+    web = make_web_station(tmp_path)
+    with (
+        running_web(web) as base,
+        urllib.request.urlopen(f"{base}/login", timeout=10) as answer,  # noqa: S310
+    ):
+        assert answer.status == 200
+        assert answer.headers["Content-Security-Policy"].startswith("default-src 'self'")
+        assert 'id="login"' in answer.read().decode("utf-8")
+        assert answer.headers.get("server") is None  # says nothing about itself

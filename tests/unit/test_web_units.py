@@ -119,3 +119,16 @@ def test_every_message_of_the_templates_has_a_chinese_translation() -> None:
             re.findall(r"%\(\w+\)\w", zh.gettext(message))
         ), message
     assert i18n.translations("en").gettext("Search") == "Search"
+
+
+def test_the_header_links_only_the_pages_a_role_opens() -> None:
+    from dockd.auth.roles import Actor, Role
+    from dockd.web.render import nav_for
+
+    def links(*roles: Role) -> list[str]:
+        return [href for href, _ in nav_for(Actor(2, "x", "X", frozenset(roles)))]
+
+    assert links(Role.AUDITOR) == ["/search", "/reports", "/exports", "/station"]
+    assert links(Role.OFFICER) == ["/approvals", "/exports"]
+    assert links(Role.ADMIN) == ["/search", "/approvals", "/reports", "/exports", "/station"]
+    assert links(Role.LEGAL) == ["/search", "/approvals", "/reports", "/exports", "/station"]

@@ -16,6 +16,8 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from dockd.auth.permissions import allowed
+from dockd.auth.roles import Actor
 from dockd.config import Config
 from dockd.config.station import local_text
 from dockd.reports.output import mb
@@ -31,6 +33,25 @@ NAV = (
     ("/exports", "Exports"),
     ("/station", "Station"),
 )
+# The commands whose permission rows open each page (any one shows its link).
+NAV_ACTIONS = {
+    "/search": ("ledger query",),
+    "/approvals": ("access pending",),
+    "/reports": ("report",),
+    "/exports": ("export",),
+    "/station": ("status", "alerts list", "sweep runs", "health"),
+}
+
+
+def nav_for(actor: Actor) -> list[tuple[str, str]]:
+    """The header's links this account may follow (the pages still check for themselves)."""
+    return [
+        (href, label)
+        for href, label in NAV
+        if any(allowed(actor, action) for action in NAV_ACTIONS[href])
+    ]
+
+
 LANG_MAX_AGE = 365 * 24 * 3600
 
 
@@ -50,7 +71,6 @@ def make_env(config: Config) -> Environment:
 
     env.filters["localtime"] = localtime
     env.filters["mb"] = mb
-    env.globals["nav"] = NAV
     env.globals["station_name"] = config.station.unit
     return env
 
@@ -85,6 +105,7 @@ def page(request: Request, template: str, *, status_code: int = 200, **ctx: Any)
         "ngettext": tr.ngettext,
         "_": tr.gettext,
         "signed": signed if isinstance(signed, Signed) else None,
+        "nav": nav_for(signed.actor) if isinstance(signed, Signed) else [],
         "csrf_token": signed.csrf if isinstance(signed, Signed) else "",
         "path": request.url.path,
         "tz": web.config.station.timezone,
