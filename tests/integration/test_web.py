@@ -387,3 +387,35 @@ def test_dockd_web_serves_the_view_on_the_port_it_is_given(tmp_path: Path) -> No
         assert answer.headers["Content-Security-Policy"].startswith("default-src 'self'")
         assert 'id="login"' in answer.read().decode("utf-8")
         assert answer.headers.get("server") is None  # says nothing about itself
+
+
+def test_logging_in_again_gives_a_new_session_and_ends_the_old_one(
+    browser: TestClient, files: list[int]
+) -> None:
+    assert log_in(browser, "cora") == 303
+    old = str(browser.cookies.get("dockd_session"))
+    again = TestClient(browser.app, base_url=str(browser.base_url))
+    form = again.get("/login")  # the form, fetched before the old cookie is sent along
+    again.cookies.set("dockd_session", old)
+    data = {"username": "lena", "password": PASSWORD, "csrf_token": csrf_of(form.text)}
+    answer = again.post("/login", data=data, follow_redirects=False)
+    assert answer.status_code == 303
+    new = re.search(r"dockd_session=([^;]+)", answer.headers["set-cookie"])
+    assert new is not None and new.group(1) != old
+    gone = browser.get(f"/recordings/{files[0]}", follow_redirects=False)
+    assert gone.status_code == 303 and gone.headers["location"].startswith("/login")
+
+
+def test_a_form_posted_after_the_session_ended_goes_to_login_then_search(
+    browser: TestClient, clock: FixedClock, files: list[int]
+) -> None:
+    assert log_in(browser, "cora") == 303
+    page = browser.get(f"/recordings/{files[0]}")
+    clock.advance(timedelta(minutes=16))
+    answer = browser.post(
+        f"/recordings/{files[0]}/request",
+        data={"reason": "complaint 41", "csrf_token": csrf_of(page.text)},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/login?next=%2Fsearch"

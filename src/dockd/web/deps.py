@@ -89,8 +89,10 @@ def current(request: Request) -> Signed:
     token = request.cookies.get(SESSION_COOKIE)
     sess = web.sessions.get(token)
     if sess is None:
+        # Back to the page after login; a form posted after the session ended cannot be
+        # sent again (its token died with the session): back to the search instead.
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        raise LoginRequired(target)
+        raise LoginRequired(target if request.method == "GET" else "/search")
     with web.ledger.read() as s:
         account = find_account(s, sess.login)
         actor = actor_of(s, account) if account is not None else None

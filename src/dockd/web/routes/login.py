@@ -109,6 +109,7 @@ def login(
             username=login_name,
         )  # fmt: skip
     web.sessions.succeeded(login_name)
+    web.sessions.close(request.cookies.get(SESSION_COOKIE))  # a new token at every login
     sess = web.sessions.open(actor.login)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
