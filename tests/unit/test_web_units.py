@@ -107,6 +107,7 @@ def test_every_message_of_the_templates_has_a_chinese_translation() -> None:
     templates = ROOT / "src" / "dockd" / "web" / "templates"
     found = {label for _, label in NAV} | set(FLAGS) | set(CLOCKS.values())
     found |= {"pending", "granted", "expired", "denied"}  # export request states
+    found |= {"normal", "restricted", "stored", "trashed", "purged"}  # access class, state
     for path in templates.glob("*.html"):
         text = path.read_text(encoding="utf-8")
         found |= set(re.findall(r'_\("((?:[^"\\]|\\.)*)"\)', text))
