@@ -9,11 +9,14 @@ counts the real client's address.
 
 from __future__ import annotations
 
+import structlog
 import uvicorn
 
 from dockd.config import Config
 from dockd.ledger.db import Ledger
 from dockd.web.app import create_app
+
+log = structlog.get_logger("dockd.web")
 
 
 def serve(config: Config, ledger: Ledger, *, host: str, port: int) -> None:
@@ -29,8 +32,13 @@ def serve(config: Config, ledger: Ledger, *, host: str, port: int) -> None:
             forwarded_allow_ips="127.0.0.1,::1",
             server_header=False,
             date_header=True,
+            # dockd's own structlog events say what matters (logins, refusals, plays,
+            # errors); uvicorn configures no logging and keeps no access log.
             log_config=None,
+            access_log=False,
             timeout_graceful_shutdown=10,
         )
     )
+    log.info("web.listening", host=host, port=port, idle_minutes=config.web.idle_timeout_minutes)
     server.run()
+    log.info("web.stopped", host=host, port=port)
