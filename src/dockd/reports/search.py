@@ -214,7 +214,11 @@ def held_sql(now: datetime) -> ColumnElement[bool]:
         ),
         h.scope.not_in(list(HoldScope)),  # an unknown scope holds everything
     )
-    return exists().where(or_(h.released_at.is_(None), h.released_at > now), covers)
+    return exists().where(_active(now), covers)
+
+
+def _active(now: datetime) -> ColumnElement[bool]:
+    return or_(Hold.released_at.is_(None), Hold.released_at > now)
 
 
 def untagged_sql(config: Config, now: datetime) -> ColumnElement[bool]:
@@ -272,15 +276,15 @@ def gap_ids(
 
 def _conditions(
     session: Session, q: SearchQuery, config: Config, now: datetime
-) -> list[ColumnElement[bool]]:
+) -> tuple[list[ColumnElement[bool]], bool]:
+    """The search's conditions, and whether any narrows more than the period does."""
     dialect = dialect_of(session)
     out: list[ColumnElement[bool]] = []
     if q.start is not None:
         out.append(R.recorded_start >= q.start)
     if q.end is not None:
         out.append(R.recorded_start < q.end)
-    if not q.include_removed:
-        out.append(R.state == FileState.STORED)
+    period = len(out)
     if q.officer and q.officer.strip():
         out.append(officer_matches(q.officer))
     if q.device and q.device.strip():
@@ -288,12 +292,19 @@ def _conditions(
     if q.station:
         out.append(R.station == q.station)
     if q.case and q.case.strip():
-        # ``IS NOT NULL``: the case index read past the untagged files, not the table
-        out.append(and_(R.case_number.is_not(None), contains(R.case_number, q.case)))
+        # by id from the case index, read past the untagged files (not every row)
+        tagged = aliased(Recording)
+        cases = select(tagged.id).where(
+            tagged.case_number.is_not(None), contains(tagged.case_number, q.case)
+        )
+        out.append(R.id.in_(cases))
     if q.category:
         out.append(R.category == q.category)
     if q.held is not None:
-        out.append(held_sql(now) if q.held else not_(held_sql(now)))
+        if session.scalar(select(exists().where(_active(now)))):
+            out.append(held_sql(now) if q.held else not_(held_sql(now)))
+        elif q.held:  # no hold is active: nothing to look for file by file
+            out.append(false())
     for flag in sorted(q.flags - {Flag.GAP}):
         out.append(_flag_sql(flag, config, dialect, now))
     if Flag.GAP in q.flags:
@@ -304,7 +315,12 @@ def _conditions(
             lo, hi = span[0] - _GAP_LOOKBACK, span[1]
             read = and_(R.recorded_start >= lo, R.recorded_start <= hi)
             out.append(R.id.in_(gap_ids(config, dialect, read, (lo, hi))))
-    return out
+    narrowed = len(out) > period
+    if not q.include_removed:
+        # Nearly every file is stored: with other conditions, ``|| ''`` keeps SQLite
+        # off the state index (every row) for theirs.
+        out.append((R.state + "" if narrowed else R.state) == FileState.STORED)
+    return out, narrowed
 
 
 def _span(session: Session, q: SearchQuery) -> tuple[datetime, datetime] | None:
@@ -318,8 +334,8 @@ def _span(session: Session, q: SearchQuery) -> tuple[datetime, datetime] | None:
     return q.start or lo, q.end or hi
 
 
-def _order(q: SearchQuery) -> list[Any]:
-    col: Any = {
+def _key(q: SearchQuery) -> Any:
+    return {
         "recorded": R.recorded_start,
         "ingested": R.ingested_at,
         "device": R.device_ref,
@@ -331,9 +347,12 @@ def _order(q: SearchQuery) -> list[Any]:
         "station": R.station,
         "id": R.id,
     }[q.sort]
+
+
+def _order(q: SearchQuery, key: Any, id_: Any) -> list[Any]:
     if q.descending:
-        return [col.desc().nulls_last(), R.id.desc()]
-    return [col.asc().nulls_last(), R.id.asc()]
+        return [key.desc().nulls_last(), id_.desc()]
+    return [key.asc().nulls_last(), id_.asc()]
 
 
 # ------------------------------------------------------------------------------ search
@@ -347,17 +366,32 @@ def search(session: Session, q: SearchQuery, config: Config, now: datetime) -> S
     counted to.
     """
     dialect = dialect_of(session)
-    where = _conditions(session, q, config, now)
-    total = session.scalar(select(func.count()).select_from(R).where(*where)) or 0
-    ids = list(
-        session.scalars(
-            select(R.id)
-            .where(*where)
-            .order_by(*_order(q))
+    where, narrowed = _conditions(session, q, config, now)
+    offset = (q.page - 1) * q.page_size
+    if narrowed:
+        # Few matches, seldom in the order asked: found once (their ids and sort keys),
+        # counted and sorted, rather than counted, then found again walking the order's
+        # index past rows that do not match.
+        m = select(R.id, _key(q).label("key")).where(*where).cte("m").prefix_with("MATERIALIZED")
+        hits = session.execute(
+            select(m.c.id, func.count().over().label("total"))
+            .order_by(*_order(q, m.c.key, m.c.id))
             .limit(q.page_size)
-            .offset((q.page - 1) * q.page_size)
-        )
-    )
+            .offset(offset)
+        ).all()
+        ids = [r.id for r in hits]
+        total = hits[0].total if hits else None
+    else:  # the period alone: the order's index walked to the page, the count apart
+        ids = list(
+            session.scalars(
+                select(R.id).where(*where).order_by(*_order(q, _key(q), R.id))
+                .limit(q.page_size).offset(offset)
+            )
+        )  # fmt: skip
+        total = None
+    if total is None:
+        count = select(func.count()).select_from(R).where(*where)
+        total = 0 if narrowed and offset == 0 else session.scalar(count) or 0
     if not ids:
         return SearchPage([], total)
     simple = [f for f in FLAGS if f != Flag.GAP]
@@ -422,22 +456,27 @@ def search(session: Session, q: SearchQuery, config: Config, now: datetime) -> S
 
 def _gaps_among(session: Session, config: Config, rows: Sequence[Any]) -> set[int]:
     """Which of a page's clips follow a gap: each one's device read over the two days
-    before it alone (the device's index on its recording times), not the whole period."""
-    clips = [r for r in rows if r.kind in CLIPS]
+    before it alone (the device's index on its recording times), not the whole period;
+    a device's clips close together are read as one stretch."""
+    clips = sorted((r for r in rows if r.kind in CLIPS), key=lambda r: r.recorded_start)
     if not clips:
         return set()
+    stretches: dict[tuple[int | None, str], list[list[datetime]]] = {}
+    for r in clips:
+        runs = stretches.setdefault((r.device_id, r.device_ref), [])
+        if runs and r.recorded_start - runs[-1][1] <= _GAP_LOOKBACK:
+            runs[-1][1] = r.recorded_start
+        else:
+            runs.append([r.recorded_start - _GAP_LOOKBACK, r.recorded_start])
     reads = [
         and_(
-            R.device_id == r.device_id if r.device_id is not None else R.device_id.is_(None),
-            R.device_ref == r.device_ref,
-            R.recorded_start >= r.recorded_start - _GAP_LOOKBACK,
-            R.recorded_start <= r.recorded_start,
+            R.device_id == dev_id if dev_id is not None else R.device_id.is_(None),
+            R.device_ref == ref,
+            R.recorded_start.between(lo, hi),
         )
-        for r in clips
+        for (dev_id, ref), runs in stretches.items()
+        for lo, hi in runs
     ]
-    span = (
-        min(r.recorded_start for r in clips) - _GAP_LOOKBACK,
-        max(r.recorded_start for r in clips),
-    )
+    span = (clips[0].recorded_start - _GAP_LOOKBACK, clips[-1].recorded_start)
     q = gap_ids(config, dialect_of(session), or_(*reads), span)
     return set(session.scalars(q)) & {r.id for r in clips}
