@@ -38,7 +38,7 @@ from dockd.errors import UsageError
 from dockd.ledger.models import FileState, Hold, Officer, Recording
 from dockd.policy.holds import HoldScope
 from dockd.policy.retention import UNTRUSTED_SOURCES
-from dockd.reports.base import dialect_of, exceeds, local_day
+from dockd.reports.base import columns, dialect_of, exceeds, local_day
 from dockd.reports.footage import CLIPS, late_sql
 
 R = Recording
@@ -58,18 +58,7 @@ class Flag(StrEnum):
 
 FLAGS: tuple[str, ...] = tuple(Flag)
 # The columns a search may be sorted by (a whitelist: the name comes from a URL).
-SORTS: tuple[str, ...] = (
-    "recorded",
-    "ingested",
-    "device",
-    "officer",
-    "case",
-    "category",
-    "duration",
-    "size",
-    "station",
-    "id",
-)
+SORTS = columns("recorded ingested device officer case category duration size station id")
 MAX_PAGE_SIZE = 500
 # How far back a clip's predecessors are looked for when deciding a gap: a break only
 # counts within one local day, and no clip is longer than a day.
@@ -357,6 +346,12 @@ def _order(q: SearchQuery, key: Any, id_: Any) -> list[Any]:
 
 # ------------------------------------------------------------------------------ search
 
+# The columns of a row shown under their own names (the others are worked out).
+_AS_IS = columns(
+    "id station kind recorded_start recorded_end time_source duration_s ingested_at"
+    " case_number category access_class size_bytes state"
+)
+
 
 def search(session: Session, q: SearchQuery, config: Config, now: datetime) -> SearchPage:
     """One page of the files matching ``q`` and how many match in all.
@@ -396,61 +391,26 @@ def search(session: Session, q: SearchQuery, config: Config, now: datetime) -> S
         return SearchPage([], total)
     simple = [f for f in FLAGS if f != Flag.GAP]
     cols = [
-        R.id,
-        R.station,
-        R.kind,
-        R.recorded_start,
-        R.recorded_end,
-        R.time_source,
-        R.duration_s,
-        R.ingested_at,
-        R.device_ref,
+        *(getattr(R, name) for name in _AS_IS),
+        R.device_ref.label("device"),
         R.device_id,
-        _badge().label("badge"),
+        _badge().label("officer"),
         Officer.name.label("officer_name"),
-        R.case_number,
-        R.category,
-        R.access_class,
-        R.size_bytes,
-        R.state,
         held_sql(now).label("held"),
         *(_flag_sql(f, config, dialect, now).label(f"f_{i}") for i, f in enumerate(simple)),
     ]
-    found = {
-        r.id: r
-        for r in session.execute(
-            select(*cols).outerjoin(Officer, R.officer_id == Officer.id).where(R.id.in_(ids))
-        )
-    }
+    join = select(*cols).outerjoin(Officer, R.officer_id == Officer.id)
+    found = {r.id: r for r in session.execute(join.where(R.id.in_(ids)))}
     gaps = _gaps_among(session, config, [found[i] for i in ids])
     rows = []
     for i in ids:
         r = found[i]
-        on = {f for n, f in enumerate(simple) if getattr(r, f"f_{n}")}
-        if i in gaps:
-            on.add(Flag.GAP)
-        rows.append(
-            SearchRow(
-                id=r.id,
-                station=r.station,
-                kind=r.kind,
-                recorded_start=r.recorded_start,
-                recorded_end=r.recorded_end,
-                time_source=r.time_source,
-                duration_s=r.duration_s,
-                ingested_at=r.ingested_at,
-                device=r.device_ref,
-                officer=r.badge,
-                officer_name=r.officer_name,
-                case_number=r.case_number,
-                category=r.category,
-                access_class=r.access_class,
-                size_bytes=r.size_bytes,
-                state=r.state,
-                held=bool(r.held),
-                flags=tuple(f for f in FLAGS if f in on),
-            )
+        on = {f for n, f in enumerate(simple) if getattr(r, f"f_{n}")} | (
+            {Flag.GAP} if i in gaps else set()
         )
+        named = {k: getattr(r, k) for k in (*_AS_IS, "device", "officer", "officer_name")}
+        flags = tuple(f for f in FLAGS if f in on)
+        rows.append(SearchRow(**named, held=bool(r.held), flags=flags))
     return SearchPage(rows, total)
 
 
@@ -463,7 +423,7 @@ def _gaps_among(session: Session, config: Config, rows: Sequence[Any]) -> set[in
         return set()
     stretches: dict[tuple[int | None, str], list[list[datetime]]] = {}
     for r in clips:
-        runs = stretches.setdefault((r.device_id, r.device_ref), [])
+        runs = stretches.setdefault((r.device_id, r.device), [])
         if runs and r.recorded_start - runs[-1][1] <= _GAP_LOOKBACK:
             runs[-1][1] = r.recorded_start
         else:
