@@ -133,3 +133,15 @@ def test_the_header_links_only_the_pages_a_role_opens() -> None:
     assert links(Role.OFFICER) == ["/approvals", "/exports"]
     assert links(Role.ADMIN) == ["/search", "/approvals", "/reports", "/exports", "/station"]
     assert links(Role.LEGAL) == ["/search", "/approvals", "/reports", "/exports", "/station"]
+
+
+def test_a_play_is_claimed_once_until_the_page_opens_another() -> None:
+    sessions = store(FixedClock(T0))
+    sess = sessions.open("cora")
+    assert sessions.claim_play(sess, 7)  # straight to the media: registered once
+    assert not sessions.claim_play(sess, 7)
+    sessions.start_play(sess, 7)  # the page again: a new play
+    assert sessions.claim_play(sess, 7) and not sessions.claim_play(sess, 7)
+    assert sessions.claim_play(sess, 8)  # each file its own plays
+    sessions.unclaim_play(sess, 8)  # registering failed: the next request registers
+    assert sessions.claim_play(sess, 8)

@@ -100,6 +100,25 @@ class SessionStore:
             for token in [t for t, s in self._sessions.items() if s.login == login]:
                 del self._sessions[token]
 
+    def start_play(self, sess: WebSession, file_id: int) -> None:
+        """The recording page shows the player: its next media request is a new play."""
+        with self._lock:
+            sess.plays[file_id] = False
+
+    def claim_play(self, sess: WebSession, file_id: int) -> bool:
+        """True once per play: for the media request that must register it (the video
+        element's parallel range requests cannot both claim it)."""
+        with self._lock:
+            if sess.plays.get(file_id) is True:
+                return False
+            sess.plays[file_id] = True
+            return True
+
+    def unclaim_play(self, sess: WebSession, file_id: int) -> None:
+        """Registering the play failed: the next request tries again."""
+        with self._lock:
+            sess.plays[file_id] = False
+
     # -------------------------------------------------------------------- attempts
 
     def _recent(self, key: str, now: datetime) -> deque[datetime]:

@@ -64,7 +64,7 @@ def recording(
     view = recording_view.load(s, signed.actor, file_id, web.clock.now())
     can_play = view.playable and allowed(signed.actor, "view")
     if can_play:
-        signed.session.plays[file_id] = False  # a new play: its first media request registers
+        web.sessions.start_play(signed.session, file_id)  # its first media request registers
     status = None
     if requested is not None:
         req = s.get(AccessRequest, requested)
@@ -163,12 +163,14 @@ def recording_media(request: Request, file_id: int, signed: Viewer) -> Response:
         restricted_ok=grant.restricted,
         grant_id=grant.id,
     )
-    plays = signed.session.plays
-    if plays.get(file_id) is not True:
-        with web.ledger.session() as s:
-            row, event = core.view(s, file_id, access, at=now)
-            path = media_path(web.config, row)
-        plays[file_id] = True
+    if web.sessions.claim_play(signed.session, file_id):
+        try:
+            with web.ledger.session() as s:
+                row, event = core.view(s, file_id, access, at=now)
+                path = media_path(web.config, row)
+        except BaseException:
+            web.sessions.unclaim_play(signed.session, file_id)
+            raise
         log.info("web.play", login=actor.login, file=file_id, grant=grant.id, audit_event=event.id)
     else:
         with web.ledger.read() as s:
