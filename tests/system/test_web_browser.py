@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.helpers.browser import VIEWPORT, chromium
+from tests.helpers.browser import VIEWPORT, chromium, need_browser
 from tests.helpers.webserver import PASSWORD, REPO, WebStation, make_web_station, running_web
 
 if TYPE_CHECKING:
@@ -34,6 +34,7 @@ DOCS = REPO / "docs"
 @pytest.fixture(scope="module")
 def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[WebStation, str]]:
     """The station, its people, and ``dockd web`` serving it (one server for the module)."""
+    need_browser()  # before the station is built for nothing
     station = make_web_station(tmp_path_factory.mktemp("web"))
     station.add_person(REQUESTER, "陈静 Chen Jing", "custodian", "legal")
     station.add_person(LEGAL, "王芳 Wang Fang", "legal")
