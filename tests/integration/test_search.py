@@ -219,6 +219,10 @@ def test_sorted_and_paged_with_the_total(
         order = [r.id for r in s.scalars(select(Recording).order_by(Recording.recorded_start))]
     assert seen == order
     assert find(ledger, config, page=4, page_size=4).rows == []
+    # past the last page, narrowed or not, the total is still told
+    assert find(ledger, config, page=4, page_size=4, officer="zhang").total == 9
+    assert find(ledger, config, page=3, page_size=4, flags=frozenset({"late"})).total == 7
+    assert find(ledger, config, officer="nobody").total == 0
     newest = find(ledger, config).rows
     assert [r.recorded_start for r in newest] == sorted(
         (r.recorded_start for r in newest), reverse=True
