@@ -28,6 +28,7 @@ import struct
 import sys
 import threading
 from collections.abc import Callable, Mapping
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -231,15 +232,29 @@ def _journal_factory(socket_path: Path, out: _Stream) -> Callable[..., JournalLo
     return lambda *args: logger
 
 
+def _station_stamper(tz: tzinfo) -> structlog.typing.Processor:
+    """The console's timestamp: station time as a person reads it (``2026-03-15
+    06:30:05``), where journald and JSON lines keep ISO UTC for machines."""
+
+    def stamp(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
+        event_dict["timestamp"] = datetime.now(tz).strftime("%Y-%m-%d %H:%M:%S")
+        return event_dict
+
+    return stamp
+
+
 def setup_logging(
     level: str = "info",
     fmt: Format = "auto",
     *,
     stream: object = None,
     journal_socket: Path = JOURNAL_SOCKET,
+    tz: tzinfo | None = None,
 ) -> None:
     """Configure structlog once for the process. Logs go to journald (``journald``, or
-    ``auto`` when stderr is the journal and its socket is there), else to stderr."""
+    ``auto`` when stderr is the journal and its socket is there), else to stderr.
+    On the console the time is the station's (``tz``, the config's ``[station]
+    timezone``), else ISO 8601 UTC."""
     out = stream if stream is not None else _CurrentStderr()
     tty = getattr(out, "isatty", lambda: False)()
     if fmt == "auto":
@@ -263,11 +278,14 @@ def setup_logging(
         exceptions = [structlog.dev.set_exc_info]
         renderer = structlog.dev.ConsoleRenderer(colors=tty)
         factory = structlog.PrintLoggerFactory(file=out)  # type: ignore[arg-type]
+    stamper: structlog.typing.Processor = structlog.processors.TimeStamper(fmt="iso", utc=True)
+    if fmt == "console" and tz is not None:
+        stamper = _station_stamper(tz)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            stamper,
             *exceptions,
             renderer,
         ],

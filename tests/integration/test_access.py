@@ -179,7 +179,9 @@ def test_access_report_lists_every_access_made(
     assert main(["report", "access", "--format", "json"]) == 0
     assert len(json.loads(capsys.readouterr().out)) == len(made)
     assert main(["report", "access", "--format", "csv"]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
+    out = capsys.readouterr().out
+    assert out.startswith("\ufeff")  # the byte order mark Excel needs for UTF-8
+    lines = out.removeprefix("\ufeff").strip().splitlines()
     assert lines[0].startswith("event,at,action,file,by,reason,approved_by")
     assert len(lines) == 1 + len(made)
 

@@ -13,9 +13,10 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator, MutableMapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import create_engine, select
@@ -35,6 +36,8 @@ from tests.helpers.ledgers import BACKENDS
 from tests.helpers.logs import assert_fields, log_events, named
 from tests.helpers.skips import need
 from tests.helpers.station import write_config
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")  # the test station's zone (tests/helpers/station.py)
 
 NOTIFIER = """
 import json, sqlite3, sys
@@ -512,9 +515,13 @@ def test_alerts_list_shows_occurrences_and_last_time(
     assert main(["alerts", "list", "--format", "json"]) == 0
     [row] = json.loads(capsys.readouterr().out)
     assert row["occurrences"] == 3
-    assert row["last_at"] == (clock.now() - timedelta(minutes=1)).isoformat()
+    last_at = clock.now() - timedelta(minutes=1)
+    # JSON: ISO 8601 with the station's offset (Asia/Shanghai), the same instant
+    assert row["last_at"] == last_at.astimezone(SHANGHAI).isoformat()
+    assert datetime.fromisoformat(row["last_at"]) == last_at
     assert main(["alerts", "list"]) == 0
     table = capsys.readouterr().out
     header = next(line for line in table.splitlines() if "occurrences" in line)
     assert "last_at" in header
-    assert "2026-03-16T02:02:00+00:00" in table
+    # the table: station time as a person reads it, no offset
+    assert "2026-03-16 10:02" in table and "+00:00" not in table

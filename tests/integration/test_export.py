@@ -113,7 +113,9 @@ def test_recording_form_is_filled_from_the_ledger(
 ) -> None:
     bag_dir = do_export(ctx, tmp_path / "bag", file_ids=case_ids[:2])
     bagit.Bag(str(bag_dir)).validate()
-    with (bag_dir / "recording-form.csv").open(encoding="utf-8", newline="") as fh:
+    raw = (bag_dir / "recording-form.csv").read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")  # the byte order mark: Excel reads UTF-8
+    with (bag_dir / "recording-form.csv").open(encoding="utf-8-sig", newline="") as fh:
         form = list(csv.DictReader(fh))
     assert [int(r["file_id"]) for r in form] == case_ids[:2]
     with ctx.ledger.session() as s:
@@ -122,8 +124,8 @@ def test_recording_form_is_filled_from_the_ledger(
     assert line["officer_badge"] == "012345" and line["officer_name"] == "Zhang Wei"
     assert line["device_number"] == "DV-0001"
     assert line["brand_model"] == "Test BWC-1"
-    assert line["start"] == "2026-03-15T06:30:00+08:00"
-    assert line["end"] == "2026-03-15T06:30:02+08:00"
+    assert line["start"] == "2026-03-15 06:30:00"  # station time, as written on a form
+    assert line["end"] == "2026-03-15 06:30:02"
     assert line["format"] == "MP4 (h264/aac)"
     assert line["duration"] == "00:00:02"
     assert int(line["size_bytes"]) == first.size_bytes
@@ -136,6 +138,7 @@ def test_recording_form_is_filled_from_the_ledger(
         assert label in page
     assert "斗殴 &lt;fight&gt;" in page and "<fight>" not in page  # escaped
     assert first.blake3 in page and "Chief Wang" in page
+    assert f"{first.size_bytes:,} bytes" in page and " MB (" in page
 
 
 def test_changed_original_aborts_the_export_with_an_alert(

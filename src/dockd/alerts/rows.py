@@ -3,33 +3,45 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dockd.clock import Clock
+from dockd.config.station import local_iso, localize_times
 from dockd.ledger import audit
 from dockd.ledger.models import Alert
 from dockd.ledger.queries import refuse_if_done, row_by_id
 
 
-def alert_dict(alert: Alert) -> dict[str, Any]:
-    """The stable JSON form of an alert (used by the notify command and ``--format json``)."""
+def alert_dict(alert: Alert, tz: tzinfo = UTC) -> dict[str, Any]:
+    """The stable JSON form of an alert (used by the notify command and ``--format json``).
+
+    Times are ISO 8601 with ``tz``'s offset: UTC for the notify command (the sink knows
+    no station zone), the station's for ``dockd alerts list``, whose message also
+    has the times written into it by the code that raised it in station time.
+    """
+
+    def iso(at: datetime | None) -> str | None:
+        return local_iso(at, tz) if at is not None else None
+
+    message = alert.message if tz is UTC else localize_times(alert.message, tz)
     return {
         "id": alert.id,
-        "at": alert.at.isoformat(),
+        "at": iso(alert.at),
         "station": alert.station,
         "kind": alert.kind,
         "severity": alert.severity,
         "subject": alert.subject,
-        "message": alert.message,
+        "message": message,
         "details": json.loads(alert.details) if alert.details else None,
-        "acknowledged_at": alert.acknowledged_at.isoformat() if alert.acknowledged_at else None,
+        "acknowledged_at": iso(alert.acknowledged_at),
         "acknowledged_by": alert.acknowledged_by,
         "group": alert.group_key,
         "occurrences": alert.occurrences or 1,
-        "last_at": alert.last_at.isoformat() if alert.last_at else None,
+        "last_at": iso(alert.last_at),
     }
 
 

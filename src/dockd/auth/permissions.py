@@ -134,6 +134,9 @@ PERMISSIONS: dict[str, Rule] = {
     "users disable": _rule(ADMIN),
     "users roles": _rule(ADMIN),
     "whoami": Rule(ALL, anyone=True),
+    # The web view's server (dockd-web.service, as root: the system account). Each page
+    # is checked in the web view by the row of the command it stands for.
+    "web": _rule(ADMIN),
 }
 
 GRANT_ROLES = "An admin grants a role with: `sudo dockd users roles {login} --add {role}`"

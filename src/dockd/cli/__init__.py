@@ -43,10 +43,12 @@ from dockd.cli import (
     tag,
     trash,
     users,
+    web,
 )
 from dockd.cli.common import App, app_of
 from dockd.errors import DockdError, UsageError
 from dockd.ledger.failures import describe_failure, is_ledger_failure
+from dockd.reports.output import Encoding
 
 # A usage error of the command line (an unknown option, a missing argument, a bad value)
 # exits 64 (EX_USAGE) like dockd's own UsageError: click's 2 is dockd's "the recorder
@@ -76,6 +78,17 @@ def _root(
         ),
     ] = None,
     version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+    wide: Annotated[
+        bool, typer.Option("--wide", help="Tables show every column, however wide.")
+    ] = False,
+    encoding: Annotated[
+        Encoding,
+        typer.Option(
+            "--encoding",
+            help="Of --format csv: utf-8-sig (Excel; default), utf-8, gb18030.",
+            envvar="DOCKD_CSV_ENCODING",
+        ),
+    ] = Encoding.utf8_bom,
 ) -> None:
     if version:
         typer.echo(f"dockd {__version__}")
@@ -87,6 +100,8 @@ def _root(
         ctx.obj.config_path = config
     else:
         ctx.obj = App(config_path=config)
+    ctx.obj.wide = wide
+    ctx.obj.encoding = encoding
     ctx.call_on_close(ctx.obj.close)
 
 
@@ -117,6 +132,7 @@ COMMANDS: tuple[tuple[str | None, ModuleType], ...] = (
     ("recordings", recordings),
     ("handover", handover),
     (None, users),
+    (None, web),
 )
 
 

@@ -52,15 +52,7 @@ def _grant(
 ) -> core.Access:
     """The Access of ``actor``'s active grant covering ``rows``; an expired one is
     audited before the refusal."""
-    now = state.clock.now()
-    try:
-        with state.ledger.read() as s:
-            grant = grants.find_grant(s, actor, kinds, rows, now, case=case)
-    except grants.GrantExpired as refused:
-        with state.ledger.session() as s:
-            grants.record_expired(s, _stamp(state, actor), refused, kinds[0])
-        raise
-    return core.access_of(grant, actor.login)
+    return core.under_grant(state.ledger, _stamp(state, actor), actor, kinds, rows, case=case)
 
 
 def view(

@@ -20,12 +20,17 @@ def list_(
 ) -> None:
     """Open alerts (exit 0 even when there are some; scripts read --format json).
 
+    Times are station time: in the table and CSV as ``2026-03-15 06:30``, in JSON as
+    ISO 8601 with the station's offset.
+
     A repeated problem (e.g. many damaged files in one dock session) is one alert:
     ``occurrences`` says how many times it came, ``last_at`` when it last came.
     """
     state = app_of(ctx)
     with state.ledger.read() as s:
-        rows = [core.alert_dict(a) for a in core.list_alerts(s, include_acknowledged=all_)]
+        tz = state.config.station.tz
+        listed = core.list_alerts(s, include_acknowledged=all_)
+        rows = [core.alert_dict(a, tz) for a in listed]
     render(
         rows,
         fmt,

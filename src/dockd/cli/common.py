@@ -7,13 +7,12 @@ message and exit code in one place (``dockd.cli.main``).
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import sys
 from collections.abc import Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -21,17 +20,21 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from dockd.alerts import AlertSink
 from dockd.auth.actor import process_identity, resolve_actor, unreadable_ledger
 from dockd.auth.permissions import require
 from dockd.auth.roles import Actor
+from dockd.cli.table import layout, wrap
 from dockd.clock import SystemClock
 from dockd.config import Config, load_config
+from dockd.config.station import Language
 from dockd.context import Context
 from dockd.errors import LedgerError, LedgerMissing, UsageError
 from dockd.ledger.db import Ledger, open_ledger
 from dockd.logs import setup_logging
+from dockd.reports.output import Encoding, cell, csv_bytes, header_row, local_iso, mb, parse_iso
 
 DAEMON_ACTOR = "dockd"  # the daemon (`dockd run`, its scheduler and dock sessions)
 
@@ -73,25 +76,37 @@ class App:
     """Lazily built shared state of one CLI invocation."""
 
     config_path: Path | None = None
+    wide: bool = False  # ``dockd --wide``: every column, however wide the table
+    encoding: Encoding = Encoding.utf8_bom  # ``dockd --encoding``: of ``--format csv``
     _config: Config | None = None
     _ledger: Ledger | None = None
     _actor: Actor | None = None
     action: str | None = None  # the command running (``"ledger query"``), set by check()
     clock: SystemClock = field(default_factory=SystemClock)
 
+    def __post_init__(self) -> None:
+        _current.set(self)  # what render() writes with: this invocation's station
+
     @property
     def config(self) -> Config:
         if self._config is None:
             self._config = load_config(self.config_path)
-            setup_logging(self._config.logging.level, self._config.logging.format)
+            station = self._config.station
+            setup_logging(self._config.logging.level, self._config.logging.format, tz=station.tz)
         return self._config
 
     @property
     def ledger(self) -> Ledger:
         if self._ledger is None:
-            cfg = self.config.ledger
+            cfg = self.config
             create = self.action is None or self.action in CREATES_LEDGER
-            self._ledger = open_ledger(cfg.url, create=create, group=cfg.group)
+            # The SQL views' local times follow the station's zone (ledger/zone.py).
+            self._ledger = open_ledger(
+                cfg.ledger.url,
+                create=create,
+                group=cfg.ledger.group,
+                station_zone=(cfg.station.id, cfg.station.timezone),
+            )
         return self._ledger
 
     @property
@@ -182,14 +197,48 @@ def parse_time(value: str | None, cfg: Config, *, end: bool = False) -> datetime
     return ts.replace(tzinfo=cfg.station.tz) if ts.tzinfo is None else ts
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, list | tuple):
-        return ",".join(str(v) for v in value)
-    if isinstance(value, float):
-        return f"{value:.3f}".rstrip("0").rstrip(".")
+_current: ContextVar[App | None] = ContextVar("dockd_cli_app", default=None)
+
+
+@dataclass(frozen=True)
+class _Out:
+    """How this invocation writes for people: its station's zone and language, the
+    CSV encoding and whether tables may be wider than the terminal."""
+
+    tz: tzinfo = UTC
+    language: Language = Language.en
+    encoding: Encoding = Encoding.utf8_bom
+    wide: bool = False
+
+
+def _out() -> _Out:
+    state = _current.get()
+    if state is None or state._config is None:  # no command ran (a test of render)
+        return _Out() if state is None else _Out(encoding=state.encoding, wide=state.wide)
+    station = state._config.station
+    return _Out(station.tz, station.language, state.encoding, state.wide)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return local_iso(value, _out().tz)
     return str(value)
+
+
+def _has_seconds(values: Sequence[Any]) -> bool:
+    """Whether a column of times needs its seconds (two in the same minute would
+    otherwise look the same): only when one of them is not on a whole minute."""
+    for v in values:
+        at = parse_iso(v) if isinstance(v, str) else v
+        if isinstance(at, datetime) and (at.second or at.microsecond):
+            return True
+    return False
+
+
+def _table_cell(column: str, value: Any, out: _Out, seconds: bool) -> str:
+    if column == "size_bytes" and isinstance(value, int):
+        return mb(value)
+    return cell(value, out.tz, seconds=seconds)
 
 
 def render(
@@ -199,24 +248,56 @@ def render(
     columns: Sequence[str] | None = None,
     title: str | None = None,
 ) -> None:
-    """Print rows as a rich table, JSON (a list of objects) or CSV on stdout."""
+    """Print rows on stdout as a table for people, JSON (a list of objects) or CSV.
+
+    Tables and CSV show times in station time (``2026-03-15 06:30``); JSON keeps ISO
+    8601 with the station's offset. Tables fit the terminal (:mod:`dockd.cli.table`)
+    unless ``--wide``; CSV is written in ``--encoding`` (UTF-8 with a byte order mark
+    by default) with Chinese headers when ``[station] language = "zh"``.
+    """
+    out = _out()
     cols = list(columns or (rows[0].keys() if rows else []))
     if fmt is Format.json:
-        sys.stdout.write(json.dumps(list(rows), ensure_ascii=False, indent=2) + "\n")
+        text = json.dumps(list(rows), ensure_ascii=False, indent=2, default=_json_default)
+        sys.stdout.write(text + "\n")
         return
     if fmt is Format.csv:
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({k: _cell(r.get(k)) for k in cols})
-        sys.stdout.write(buf.getvalue())
+        data = csv_bytes(
+            rows, cols, tz=out.tz, encoding=out.encoding, headers=header_row(cols, out.language)
+        )
+        sys.stdout.flush()
+        binary = getattr(sys.stdout, "buffer", None)
+        if binary is None:  # a text-only stdout (an embedding caller): same characters
+            sys.stdout.write(data.decode(out.encoding.value, "replace"))
+            return
+        binary.write(data)
+        binary.flush()
         return
+    _table(rows, cols, title, out)
+
+
+def _table(rows: Sequence[dict[str, Any]], cols: list[str], title: str | None, out: _Out) -> None:
+    seconds = {c: _has_seconds([r.get(c) for r in rows]) for c in cols}
+    cells = [[_table_cell(c, r.get(c), out, seconds[c]) for c in cols] for r in rows]
+    names = ["size" if c == "size_bytes" else c for c in cols]
+    heads = header_row(names, out.language)
+    console = Console(soft_wrap=False)
+    fit = layout(cols, heads, cells, console.width, wide=out.wide)
+    if out.wide:
+        console = Console(soft_wrap=False, width=max(console.width, sum(fit.widths) + 80))
     table = Table(title=title, show_lines=False)
-    for c in cols:
-        table.add_column(c)
-    for r in rows:
-        table.add_row(*(_cell(r.get(c)) for c in cols))
-    Console(soft_wrap=False).print(table)
+    index = {c: i for i, c in enumerate(cols)}
+    for c, w in zip(fit.columns, fit.widths, strict=True):
+        table.add_column(Text(wrap(heads[index[c]], w)), width=w, overflow="fold")
+    for row in cells:
+        shown = zip(fit.columns, fit.widths, strict=True)
+        table.add_row(*(Text(wrap(row[index[c]], w)) for c, w in shown))
+    console.print(table)
+    if fit.hidden:
+        Console(stderr=True).print(
+            f"({len(fit.hidden)} column(s) left out to fit {console.width} columns: "
+            f"{', '.join(fit.hidden)}; `dockd --wide ...` shows them)",
+            highlight=False,
+        )
     if not rows:
         Console(stderr=True).print("(no rows)")

@@ -30,6 +30,7 @@ from dockd.config.policy import ArchiveConfig, FixityConfig, RetentionConfig, Sc
 from dockd.config.reports import ReportsConfig
 from dockd.config.station import StationConfig
 from dockd.config.store import StoreConfig, relation
+from dockd.config.web import WebConfig
 
 KeyPath = tuple[str | int, ...]  # a key's place in the file: ("archive", "targets", 0, "path")
 
@@ -57,6 +58,7 @@ class Config(Section):
     directory: DirectoryConfig = DirectoryConfig()
     calendar: CalendarConfig = CalendarConfig()
     inspection: InspectionConfig = InspectionConfig()
+    web: WebConfig = WebConfig()
     source: Path | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")

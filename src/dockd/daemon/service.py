@@ -257,7 +257,8 @@ def run(config: Config, *, clock: Clock | None = None) -> int:
         store=str(config.store.root),
         max_parallel=cfg.max_parallel,
     )
-    ledger = open_ledger(config.ledger.url, group=config.ledger.group)
+    zone = (config.station.id, config.station.timezone)  # for the SQL views' local times
+    ledger = open_ledger(config.ledger.url, group=config.ledger.group, station_zone=zone)
     alerts = AlertSink(ledger, config.station.id, clock, config.alerts)
     ctx = Context(config=config, ledger=ledger, clock=clock, alerts=alerts, actor="dockd")
     mounter = Mounter(cfg)

@@ -20,9 +20,14 @@ from typing import Any, Literal, get_args
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dockd.auth import access as grants
 from dockd.auth.access import Grant
+from dockd.auth.accounts import Stamp
+from dockd.auth.roles import Actor
+from dockd.config.access import Kind
 from dockd.errors import NotFound, UsageError
 from dockd.ledger import audit
+from dockd.ledger.db import Ledger
 from dockd.ledger.models import AuditEvent, Recording
 
 AccessAction = Literal["file.view", "file.export"]
@@ -53,6 +58,29 @@ class Access:
         if self.on_behalf is not None:
             out["on_behalf"] = self.on_behalf
         return out
+
+
+def under_grant(
+    ledger: Ledger,
+    stamp: Stamp,
+    actor: Actor,
+    kinds: Sequence[Kind],
+    rows: Sequence[Recording],
+    *,
+    case: str | None = None,
+) -> Access:
+    """The access ``actor`` makes of ``rows`` under their active grant of one of
+    ``kinds`` (the CLI's ``view``/``export`` and the web's playback and download alike).
+    No grant: refused, naming the request to make. Only an expired one: the refusal is
+    an ``access.expired`` event first, in its own transaction, then refused."""
+    try:
+        with ledger.read() as s:
+            grant = grants.find_grant(s, actor, kinds, rows, stamp.at, case=case)
+    except grants.GrantExpired as refused:
+        with ledger.session() as s:
+            grants.record_expired(s, stamp, refused, kinds[0])
+        raise
+    return access_of(grant, actor.login)
 
 
 def access_of(grant: Grant, login: str) -> Access:

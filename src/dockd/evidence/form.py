@@ -2,9 +2,11 @@
 
 One line per exported original: officer, recorder, times, format, size and hashes,
 case, cause and party, and where the file is in the bag. Written into the bag twice:
-``recording-form.csv`` (stable English column names, for scripts) and
-``recording-form.html`` (printable, labelled in Chinese and English, with the
-export's header and signature lines).
+``recording-form.csv`` (stable English column names, for scripts; UTF-8 with a byte
+order mark so Excel opens the Chinese names) and ``recording-form.html`` (printable,
+labelled in Chinese and English, with the export's header and signature lines).
+Times are station time as a person writes them (``2026-03-15 06:30:00``); the HTML
+gives sizes in MB beside the exact byte count.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from dockd.config import Config
+from dockd.config.station import local_text, mb
 from dockd.ledger.models import Device, Officer, Recording
 
 FORM_CSV = "recording-form.csv"
@@ -62,7 +65,7 @@ FORM_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("end", "结束时间", "End time"),
     ("format", "格式", "Format"),
     ("duration", "时长", "Duration"),
-    ("size_bytes", "大小(字节)", "Size (bytes)"),
+    ("size_bytes", "大小", "Size"),
     ("blake3", "BLAKE3 哈希值", "BLAKE3 hash"),
     ("sha256", "SHA-256 哈希值", "SHA-256 hash"),
     ("case_number", "案件编号", "Case number"),
@@ -98,8 +101,8 @@ def describe(session: Session, row: Recording, config: Config) -> dict[str, Any]
         "officer_name": officer.name if officer else None,
         "device_number": row.device_ref,
         "brand_model": brand_model,
-        "start": row.recorded_start.astimezone(tz).isoformat(timespec="seconds"),
-        "end": end.astimezone(tz).isoformat(timespec="seconds") if end else "",
+        "start": local_text(row.recorded_start, tz, seconds=True),
+        "end": local_text(end, tz, seconds=True) if end else "",
         "format": _fmt_format(row),
         "duration": _fmt_duration(row.duration_s),
         "case_number": row.case_number,
@@ -109,7 +112,10 @@ def describe(session: Session, row: Recording, config: Config) -> dict[str, Any]
 
 
 def form_csv(rows: Sequence[FormRow]) -> str:
+    """The form as CSV text, starting with the byte order mark (U+FEFF) that tells
+    Excel the file is UTF-8 once it is written so."""
     buf = io.StringIO()
+    buf.write("\ufeff")
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow([c for c, _, _ in FORM_COLUMNS])
     for r in rows:
@@ -117,6 +123,15 @@ def form_csv(rows: Sequence[FormRow]) -> str:
             ["" if getattr(r, c) is None else getattr(r, c) for c, _, _ in FORM_COLUMNS]
         )
     return buf.getvalue()
+
+
+def _shown(row: FormRow, column: str) -> str:
+    value = getattr(row, column)
+    if value is None:
+        return ""
+    if column == "size_bytes":
+        return f"{mb(value)} ({value:,} bytes)"
+    return str(value)
 
 
 def form_html(rows: Sequence[FormRow], meta: dict[str, str]) -> str:
@@ -139,8 +154,7 @@ def form_html(rows: Sequence[FormRow], meta: dict[str, str]) -> str:
     body = "".join(
         "<tr>"
         + "".join(
-            f"<td{' class=hash' if c in ('blake3', 'sha256') else ''}>"
-            f"{e(str(getattr(r, c)) if getattr(r, c) is not None else '')}</td>"
+            f"<td{' class=hash' if c in ('blake3', 'sha256') else ''}>{e(_shown(r, c))}</td>"
             for c, _, _ in FORM_COLUMNS
         )
         + "</tr>"

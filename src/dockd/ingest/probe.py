@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -70,3 +71,36 @@ def probe(path: Path) -> ProbeResult:
         # The message names the temporary copy; keep only what is wrong with the data.
         reason = getattr(exc, "strerror", None) or type(exc).__name__
         return ProbeResult(error=f"unreadable by PyAV: {reason}")
+
+
+def thumbnail(path: Path, *, width: int = 320, at_s: float = 1.0) -> bytes | None:
+    """A JPEG of the first frame at or after ``at_s`` seconds (the first frame of a
+    shorter clip), ``width`` pixels wide; None for a file without a decodable frame.
+
+    Encoded with FFmpeg's MJPEG encoder through PyAV, so no imaging library is needed.
+    Reads the file only (the store's originals are 0440).
+    """
+    try:
+        with av.open(str(path), mode="r", metadata_errors="ignore") as container:
+            if not container.streams.video:
+                return None
+            stream = container.streams.video[0]
+            chosen = None
+            for frame in container.decode(stream):
+                chosen = frame
+                if frame.time is None or frame.time >= at_s:
+                    break
+            if chosen is None:
+                return None
+            height = max(2, round(chosen.height * width / max(chosen.width, 1) / 2) * 2)
+            encoder = av.CodecContext.create("mjpeg", "w")
+            encoder.width = width
+            encoder.height = height
+            encoder.pix_fmt = "yuvj420p"
+            encoder.time_base = Fraction(1, 25)
+            scaled = chosen.reformat(width=width, height=height, format="yuvj420p")
+            packets = [*encoder.encode(scaled), *encoder.encode(None)]
+            data = b"".join(bytes(p) for p in packets)
+            return data or None
+    except (av.FFmpegError, OSError, ValueError, IndexError):
+        return None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
@@ -27,6 +28,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dockd.errors import LedgerError, LedgerMissing
+from dockd.ledger import zone
 from dockd.ledger.failures import describe_failure, shown_url
 from dockd.ledger.permissions import (
     DEFAULT_GROUP,
@@ -170,15 +172,24 @@ class Ledger:
             keep_wal_files(path)
 
 
-def open_ledger(url: str, *, create: bool = True, group: str | None = DEFAULT_GROUP) -> Ledger:
+def open_ledger(
+    url: str,
+    *,
+    create: bool = True,
+    group: str | None = DEFAULT_GROUP,
+    station_zone: tuple[str, str] | None = None,
+) -> Ledger:
     """Open the ledger at ``url``, creating an empty one at the current schema.
 
     ``group`` is the ``[ledger] group`` a new SQLite ledger is given (see
-    :func:`secure_sqlite_path`). Raises :class:`LedgerError` if the database cannot
-    be reached or written (see :func:`describe_failure`) or its schema is older (or
-    newer) than this version of dockd. With ``create=False`` (every command that only
-    reads) a missing SQLite file or an empty database is :class:`LedgerMissing`, and
-    nothing is created: not the file, not its directory, not a table.
+    :func:`secure_sqlite_path`). ``station_zone``: ``(station id, IANA zone)`` of the
+    config opening it, written into the ledger for the SQL views' local times when it
+    is not there yet (:mod:`dockd.ledger.zone`). Raises :class:`LedgerError` if the
+    database cannot be reached or written (see :func:`describe_failure`) or its schema
+    is older (or newer) than this version of dockd. With ``create=False`` (every
+    command that only reads) a missing SQLite file or an empty database is
+    :class:`LedgerMissing`, and nothing is created: not the file, not its directory,
+    not a table.
     """
     if not create:
         path = sqlite_path(url) if _is_url(url) else None
@@ -210,7 +221,10 @@ def open_ledger(url: str, *, create: bool = True, group: str | None = DEFAULT_GR
     except BaseException:
         engine.dispose()
         raise
-    return Ledger(engine)
+    ledger = Ledger(engine)
+    if station_zone is not None:
+        zone.record_station_zone(ledger, *station_zone, datetime.now(UTC))
+    return ledger
 
 
 def _is_url(url: str) -> bool:

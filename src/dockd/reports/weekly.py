@@ -25,6 +25,7 @@ from dockd.context import Context
 from dockd.ledger.models import Alert, ArchiveCopy, AuditEvent, FileState, Hold, Recording
 from dockd.reports.base import dialect_of
 from dockd.reports.footage import late_sql
+from dockd.reports.output import localize_times
 from dockd.sweeps.fixity import FixityStatus
 from dockd.sweeps.runs import sweep_run
 
@@ -91,7 +92,8 @@ class WeeklySummary:
                 f"ingested {d['ingested_at']} ({d['hours_late']:.1f} h)"
                 for d in self.late
             ]
-        return "\n".join(lines) + "\n"
+        # Read by a person: the times in the station's wall-clock time, no offset.
+        return localize_times("\n".join(lines) + "\n")
 
 
 def week_ending(config: Config, now: datetime) -> tuple[datetime, datetime]:

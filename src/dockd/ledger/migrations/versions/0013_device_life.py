@@ -7,7 +7,7 @@
   and who recorded it when (004 管理办法 §16; 000 §13; 001 §14).
 
 Revision ID: 0013
-Revises: 0008
+Revises: 0012
 Create Date: 2026-11-26 09:20:00.000000
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0008"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 

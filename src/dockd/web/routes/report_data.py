@@ -1,0 +1,121 @@
+"""The reports the web shows: every ``dockd report NAME`` and ``dockd sweep upcoming``.
+
+Each is run through the same function the CLI runs (:func:`dockd.reports.catalog.run_report`,
+:func:`dockd.sweeps.listings.upcoming`), with its period read in the station's time zone
+as ``dockd report --from/--to`` reads it. A report whose rows name files also fills the
+printable recording form (:mod:`dockd.evidence.form`) for those files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from math import ceil
+
+from sqlalchemy.orm import Session
+
+from dockd.alerts import AlertSink
+from dockd.clock import Clock
+from dockd.config import Config
+from dockd.context import Context
+from dockd.errors import UsageError
+from dockd.evidence.access import files_by_id
+from dockd.evidence.form import FormRow, describe
+from dockd.ledger.db import Ledger
+from dockd.reports.base import Period, Report
+from dockd.reports.catalog import REPORTS, run_report
+from dockd.sweeps import listings
+
+UPCOMING = "upcoming"
+UPCOMING_DAYS = 30
+
+#: name -> (the permission row, what it is)
+CATALOG: dict[str, tuple[str, str]] = {
+    **{name: ("report", desc) for name, (_, desc) in REPORTS.items()},
+    UPCOMING: ("sweep upcoming", "deletions coming: files to trash (or held), trash to purge"),
+}
+
+#: The columns of each report that hold file ids (a list, for ``clock``).
+FILE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "late": ("id",),
+    "gaps": ("file_before", "file_after"),
+    "untagged": ("id",),
+    "badge-mismatch": ("id",),
+    "deletions": ("id",),
+    "clock": ("file_ids",),
+    "access": ("file",),
+    UPCOMING: ("file_id",),
+}
+
+
+def parse_day(value: str | None, config: Config, *, end: bool = False) -> datetime | None:
+    """A date (or date-time) of a form, in the station's zone; a date as an end bound
+    includes that whole day (as ``dockd report --to``)."""
+    if not value:
+        return None
+    try:
+        if len(value) == 10:
+            d = date.fromisoformat(value) + timedelta(days=1 if end else 0)
+            return datetime.combine(d, time.min, tzinfo=config.station.tz)
+        ts = datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"{value!r} is not a date; use e.g. 2026-03-15") from None
+    return ts.replace(tzinfo=config.station.tz) if ts.tzinfo is None else ts
+
+
+@dataclass(frozen=True)
+class Station:
+    """What a report needs of the station."""
+
+    config: Config
+    ledger: Ledger
+    clock: Clock
+
+
+def run(name: str, session: Session, st: Station, start: str | None, end: str | None) -> Report:
+    """The report ``name`` over ``[start, end]`` (days in the station's zone)."""
+    period = Period(parse_day(start, st.config), parse_day(end, st.config, end=True))
+    now = st.clock.now()
+    if name != UPCOMING:
+        return run_report(name, session, st.config, period, now)
+    horizon = period.end or now + timedelta(days=UPCOMING_DAYS)
+    days = max(0, ceil((horizon - now) / timedelta(days=1)))
+    alerts = AlertSink(st.ledger, st.config.station.id, st.clock, st.config.alerts)
+    ctx = Context(st.config, st.ledger, st.clock, alerts, actor="web")
+    rows = listings.upcoming(ctx, days)
+    if period.start is not None:
+        rows = [r for r in rows if datetime.fromisoformat(r["when"]) >= period.start]
+    cols = tuple(rows[0]) if rows else ("file_id", "action", "when", "store_path", "category")
+    return Report(UPCOMING, f"deletions in the next {days} days", cols, rows)
+
+
+def file_ids(report: Report) -> list[int]:
+    """The files a report's rows name, in order, each once."""
+    out: dict[int, None] = {}
+    for row in report.rows:
+        for col in FILE_COLUMNS.get(report.name, ()):
+            value = row.get(col)
+            values = value if isinstance(value, list | tuple) else [value]
+            if isinstance(value, str):
+                values = [v for v in value.split(",") if v.strip()]
+            for v in values:
+                if v is not None and str(v).strip().isdigit():
+                    out[int(v)] = None
+    return list(out)
+
+
+def form_rows(session: Session, config: Config, ids: list[int]) -> list[FormRow]:
+    """The recording form's lines for files of the ledger (no bag: no SHA-256, no path)."""
+    return [
+        FormRow(
+            no=n,
+            file_id=row.id,
+            size_bytes=row.size_bytes,
+            blake3=row.blake3,
+            sha256="",
+            place="",
+            bag_path="",
+            **describe(session, row, config),
+        )
+        for n, row in enumerate(files_by_id(session, ids), start=1)
+    ]

@@ -1,0 +1,449 @@
+"""The web view's approvals, reports, exports and station pages (issue 13), driven like a
+browser (FastAPI's TestClient) against ``create_app`` with a ledger filled by a real
+ingest and people signed in through the login form with their accounts' passwords."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import re
+import zipfile
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import bagit
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from dockd.alerts import AlertSink
+from dockd.auth.accounts import find_account
+from dockd.auth.passwords import hash_password
+from dockd.clock import FixedClock
+from dockd.config import Config
+from dockd.config.dock import Bay as BayConfig
+from dockd.context import Context
+from dockd.dock.match import BlockEvent
+from dockd.dock.status import StatusBoard
+from dockd.evidence import cases
+from dockd.ingest.pipeline import run_ingest
+from dockd.ledger.db import Ledger, open_ledger
+from dockd.ledger.models import AccessRequest, AuditEvent
+from dockd.web.app import create_app
+from fixtures.make_recorder import Recorder, make_recorder
+from tests.helpers.accounts import add_account
+from tests.helpers.ledgers import register
+from tests.helpers.station import make_config
+
+PASSWORD = "correct horse battery staple"  # noqa: S105 (a test account's)
+PEOPLE = {
+    "olga": ("officer",),  # asks
+    "lena": ("legal",),  # approves the first step of an export
+    "leo": ("leader",),  # approves the second
+    "aud": ("auditor",),  # reads reports; decides nothing
+    "dora": ("device-manager",),  # the station's docks
+}
+
+
+@pytest.fixture(scope="module")
+def rec(tmp_path_factory: pytest.TempPathFactory) -> Recorder:
+    return make_recorder(tmp_path_factory.mktemp("rec"), clips=2, extras=False)
+
+
+@pytest.fixture
+def web_config(tmp_path: Path) -> Config:
+    extra = "[web]\ncookie_secure = false\n\n[reports]\nuntagged_days = 0\n"
+    return make_config(tmp_path, extra)
+
+
+@pytest.fixture
+def web_ledger(web_config: Config) -> Iterator[Ledger]:
+    led = open_ledger(web_config.ledger.url)
+    yield led
+    led.close()
+
+
+@pytest.fixture
+def file_ids(web_config: Config, web_ledger: Ledger, clock: FixedClock, rec: Recorder) -> list[int]:
+    """A real ingest; the first clip tagged as case K-1, the rest left untagged."""
+    alerts = AlertSink(web_ledger, web_config.station.id, clock, web_config.alerts)
+    ctx = Context(config=web_config, ledger=web_ledger, clock=clock, alerts=alerts)
+    register(web_ledger, clock, rec)
+    ids = [f.file_id for f in run_ingest(ctx, rec.root).files if f.file_id is not None]
+    with web_ledger.session() as s:
+        rows = cases.select_files(s, file_ids=ids[:1])
+        cases.tag_files(s, rows, cases.Tag(case_number="K-1"), at=clock.now(), actor="clerk")
+    for login, roles in PEOPLE.items():
+        add_account(web_ledger, login, *roles, at=clock.now())
+        with web_ledger.session() as s:  # the helper's accounts have no password
+            account = find_account(s, login)
+            assert account is not None
+            account.password_hash = hash_password(PASSWORD)
+    return ids
+
+
+@pytest.fixture
+def status_file(tmp_path: Path) -> Path:
+    return tmp_path / "run" / "status.json"
+
+
+@pytest.fixture
+def sign_in(
+    web_config: Config, web_ledger: Ledger, clock: FixedClock, status_file: Path,
+    file_ids: list[int],
+) -> Iterator[Callable[[str], TestClient]]:  # fmt: skip
+    """A browser signed in as a person, through the login form."""
+    app = create_app(web_config, web_ledger, clock=clock, status_file=status_file)
+    opened: list[TestClient] = []
+
+    def browser(login: str) -> TestClient:
+        client = TestClient(app, follow_redirects=False)
+        opened.append(client)
+        form = client.get("/login")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+        assert token is not None, form.text
+        answer = client.post(
+            "/login",
+            data={"username": login, "password": PASSWORD, "csrf_token": token.group(1)},
+        )
+        assert answer.status_code == 303, answer.text
+        return client
+
+    yield browser
+    for client in opened:
+        client.close()
+
+
+def csrf(page: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert found is not None
+    return found.group(1)
+
+
+def ask_export(client: TestClient, *, case: str = "K-1", reason: str = "court order 17") -> int:
+    page = client.get("/exports")
+    assert page.status_code == 200
+    assert 'id="export-request"' in page.text
+    made = client.post(
+        "/exports/request",
+        data={"csrf_token": csrf(page.text), "case": case, "kind": "export", "reason": reason},
+    )
+    assert made.status_code == 303
+    number = int(made.headers["location"].split("made=")[1])
+    shown = client.get(made.headers["location"])
+    assert 'id="export-made"' in shown.text
+    assert f'data-request-id="{number}" data-state="pending"' in shown.text
+    return number
+
+
+def decide(client: TestClient, number: int, verb: str, reason: str = "") -> tuple[int, str]:
+    page = client.get("/approvals")
+    answer = client.post(
+        f"/approvals/{number}/{verb}", data={"csrf_token": csrf(page.text), "reason": reason}
+    )
+    if answer.status_code == 303:
+        answer = client.get(answer.headers["location"])
+        return 303, answer.text
+    return answer.status_code, answer.text
+
+
+def error_of(page: str) -> str:
+    found = re.search(r'id="approval-error"[^>]*>([^<]*)<', page)
+    assert found is not None, page
+    return found.group(1)
+
+
+# ------------------------------------------------------------------ approvals
+
+
+def test_an_export_is_approved_by_two_other_people_never_by_its_requester(
+    sign_in: Callable[[str], TestClient], web_ledger: Ledger
+) -> None:
+    olga, lena, leo = sign_in("olga"), sign_in("lena"), sign_in("leo")
+    number = ask_export(olga)
+
+    # the requester does not see her own request, and is refused when she tries
+    assert f'data-request-id="{number}"' not in olga.get("/approvals").text
+    status, page = decide(olga, number, "approve")
+    assert status == 403
+    assert "olga asked for access request" in error_of(page)
+
+    queue = lena.get("/approvals")
+    assert re.search(rf'<tr class="request" data-request-id="{number}">', queue.text)
+    assert "court order 17" in queue.text
+    status, page = decide(lena, number, "approve", "checked the order")
+    assert status == 303
+    assert "still needs leader" in page
+    assert f'data-request-id="{number}"' not in page  # lena's step is done
+
+    # the same person cannot fill the second step
+    status, page = decide(lena, number, "approve")
+    assert status == 403
+    assert "lena has already approved" in error_of(page).replace("&#39;", "'")
+
+    status, page = decide(leo, number, "approve")
+    assert status == 303
+    assert f"access request {number} is granted to olga" in page
+    mine = olga.get("/exports").text
+    assert f'data-request-id="{number}" data-state="granted"' in mine
+    assert f'href="/exports/{number}/download"' in mine
+
+    with web_ledger.read() as s:
+        actions = [
+            (e.action, e.actor)
+            for e in s.scalars(
+                select(AuditEvent).where(AuditEvent.subject_type == "access_request")
+            )
+        ]
+    assert actions == [
+        ("access.request", "olga"),
+        ("access.approve", "lena"),
+        ("access.approve", "leo"),
+        ("access.grant", "leo"),
+    ]
+
+
+def test_a_denial_needs_a_reason_and_closes_the_request(
+    sign_in: Callable[[str], TestClient], web_ledger: Ledger
+) -> None:
+    olga, leo = sign_in("olga"), sign_in("leo")
+    number = ask_export(olga)
+    status, page = decide(leo, number, "deny", "  ")
+    assert status == 400
+    assert "say why" in error_of(page)
+    status, page = decide(leo, number, "deny", "no case for it")
+    assert status == 303
+    assert f"access request {number} is denied and closed" in page
+    with web_ledger.read() as s:
+        assert s.get_one(AccessRequest, number).status == "denied"
+    mine = olga.get("/exports").text
+    assert f'data-request-id="{number}" data-state="denied"' in mine
+    assert f"/exports/{number}/download" not in mine
+    assert olga.get(f"/exports/{number}/download").status_code == 403
+
+
+def test_the_requester_withdraws_a_pending_export_request_with_a_reason(
+    sign_in: Callable[[str], TestClient], web_ledger: Ledger
+) -> None:
+    olga, lena = sign_in("olga"), sign_in("lena")
+    number = ask_export(olga)
+    token = csrf(olga.get("/exports").text)
+    blank = olga.post(f"/exports/{number}/withdraw", data={"csrf_token": token, "reason": ""})
+    assert blank.status_code == 400 and 'id="export-error"' in blank.text
+    theirs = lena.post(
+        f"/exports/{number}/withdraw",
+        data={"csrf_token": csrf(lena.get("/exports").text), "reason": "not mine"},
+    )
+    assert theirs.status_code == 404  # only one's own request
+    done = olga.post(
+        f"/exports/{number}/withdraw", data={"csrf_token": token, "reason": "wrong case"}
+    )
+    assert done.status_code == 303
+    assert f'data-request-id="{number}" data-state="denied"' in olga.get("/exports").text
+    assert f'data-request-id="{number}"' not in lena.get("/approvals").text
+    with web_ledger.read() as s:
+        (event,) = s.scalars(select(AuditEvent).where(AuditEvent.action == "access.deny"))
+        assert event.actor == "olga" and "wrong case" in event.details
+
+
+def test_people_without_a_deciding_role_are_refused(
+    sign_in: Callable[[str], TestClient],
+) -> None:
+    olga, aud, dora = sign_in("olga"), sign_in("aud"), sign_in("dora")
+    number = ask_export(olga)
+    assert aud.get("/approvals").status_code == 403  # the auditor changes nothing
+    page = dora.get("/approvals")
+    assert page.status_code == 200  # may look: no export step needs a device manager
+    assert f'data-request-id="{number}"' not in page.text
+    status, text = decide(dora, number, "approve")
+    assert status == 403
+    assert "fills none of those steps" in error_of(text)
+    # a form without the session's CSRF token is refused before anything is decided
+    refused = dora.post(f"/approvals/{number}/approve", data={"reason": "x"})
+    assert refused.status_code == 403
+
+
+# ------------------------------------------------------------------ reports
+
+
+def test_reports_are_refused_to_an_account_without_a_reader_role(
+    sign_in: Callable[[str], TestClient],
+) -> None:
+    olga = sign_in("olga")
+    urls = (
+        "/reports",
+        "/reports/late",
+        "/reports/late.csv",
+        "/reports/untagged/form",
+        "/reports/x",
+    )
+    for url in urls:
+        assert olga.get(url).status_code == 403, url
+
+
+def test_an_auditor_reads_every_report_as_a_page_csv_and_recording_form(
+    sign_in: Callable[[str], TestClient], file_ids: list[int], rec: Recorder
+) -> None:
+    aud = sign_in("aud")
+    index = aud.get("/reports").text
+    for name in ("late", "gaps", "untagged", "usage-officer", "usage-device",
+                 "badge-mismatch", "upcoming"):  # fmt: skip
+        assert f'href="/reports/{name}"' in index, name
+
+    page = aud.get("/reports/usage-device", params={"from": "2026-03-01", "to": "2026-03-16"})
+    assert page.status_code == 200
+    assert 'id="report"' in page.text and rec.device_number in page.text
+
+    untagged = aud.get("/reports/untagged", params={"from": "2026-03-01", "to": "2026-03-16"})
+    rows = re.findall(r'<tr class="row"><td>(\d+)</td>', untagged.text)
+    assert sorted(map(int, rows)) == sorted(file_ids[1:])  # K-1's clip is tagged
+
+    csv = aud.get("/reports/untagged.csv", params={"from": "2026-03-01", "to": "2026-03-16"})
+    assert csv.status_code == 200
+    assert csv.headers["content-type"].startswith("text/csv")
+    assert "attachment" in csv.headers["content-disposition"]
+    assert csv.content.startswith(b"\xef\xbb\xbf")  # UTF-8 with a BOM, for Excel
+    lines = csv.content.decode("utf-8-sig").splitlines()
+    assert lines[0].startswith("id,device,officer")
+    assert len(lines) == 1 + len(file_ids) - 1
+    chinese = aud.get("/reports/untagged.csv", params={"lang": "zh"})
+    assert chinese.content.decode("utf-8-sig").startswith("编号,执法记录仪编号,执法人员")
+
+    form = aud.get("/reports/untagged/form", params={"from": "2026-03-01", "to": "2026-03-16"})
+    assert form.status_code == 200
+    assert "摄录情况记录表" in form.text
+    assert len(re.findall(r'<tr class="form-row">', form.text)) == len(file_ids) - 1
+    assert "Zhang Wei" in form.text
+
+    empty = aud.get("/reports/untagged", params={"from": "2025-01-01", "to": "2025-01-02"})
+    assert 'class="row"' not in empty.text
+    assert aud.get("/reports/nonsense").status_code == 404
+    assert aud.get("/reports/usage-device/form").status_code == 404
+
+
+# ------------------------------------------------------------------ exports
+
+
+def test_a_granted_export_downloads_as_a_zip_of_a_valid_bag_registered_under_the_grant(
+    sign_in: Callable[[str], TestClient], web_ledger: Ledger, file_ids: list[int],
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    olga, lena, leo = sign_in("olga"), sign_in("lena"), sign_in("leo")
+    number = ask_export(olga)
+    assert olga.get(f"/exports/{number}/download").status_code == 403  # not yet granted
+    assert decide(lena, number, "approve")[0] == 303
+    assert decide(leo, number, "approve")[0] == 303
+    assert lena.get(f"/exports/{number}/download").status_code == 404  # not hers
+
+    got = olga.get(f"/exports/{number}/download")
+    assert got.status_code == 200
+    assert got.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(got.content)) as zf:
+        zf.extractall(tmp_path / "unzipped")
+    bag = bagit.Bag(str(tmp_path / "unzipped" / f"export-{number}"))
+    bag.validate()
+    assert bag.info["Extracted-By"] == "olga"
+    assert bag.info["Approved-By"] == "lena, leo"
+    assert bag.info["Access-Grant"] == str(number)
+    assert bag.info["Case-Number"] == "K-1"
+    assert len(bag.payload_entries()) == 1
+    assert (tmp_path / "unzipped" / f"export-{number}" / "recording-form.html").is_file()
+
+    with web_ledger.read() as s:
+        events = list(s.scalars(select(AuditEvent).where(AuditEvent.action == "file.export")))
+    assert [int(e.subject_id) for e in events] == file_ids[:1]
+    details = json.loads(events[0].details)
+    assert (details["grant"], details["by"], details["export_case"]) == (number, "olga", "K-1")
+    assert not Path(details["bag"]).parent.exists()  # the bag and zip were removed once sent
+
+
+def test_an_expired_export_grant_no_longer_downloads_and_the_refusal_is_audited(
+    sign_in: Callable[[str], TestClient], web_ledger: Ledger, clock: FixedClock
+) -> None:
+    olga, lena, leo = sign_in("olga"), sign_in("lena"), sign_in("leo")
+    number = ask_export(olga)
+    assert decide(lena, number, "approve")[0] == decide(leo, number, "approve")[0] == 303
+    clock.advance(timedelta(hours=168, minutes=1))  # [access] grant_hours.export
+    olga = sign_in("olga")  # her session idled out meanwhile
+    assert f'data-request-id="{number}" data-state="expired"' in olga.get("/exports").text
+    refused = olga.get(f"/exports/{number}/download")
+    assert refused.status_code == 403
+    assert "expired" in refused.text
+    with web_ledger.read() as s:
+        expired = s.scalars(select(AuditEvent).where(AuditEvent.action == "access.expired"))
+        assert [(e.actor, e.subject_id) for e in expired] == [("olga", str(number))]
+        assert not list(s.scalars(select(AuditEvent).where(AuditEvent.action == "file.export")))
+
+
+def test_an_export_request_without_a_reason_or_of_an_unknown_case_is_refused(
+    sign_in: Callable[[str], TestClient],
+) -> None:
+    olga = sign_in("olga")
+    token = csrf(olga.get("/exports").text)
+    for data in ({"case": "K-1", "reason": " "}, {"case": "NOPE", "reason": "why"},
+                 {"files": "1, x", "reason": "why"}):  # fmt: skip
+        answer = olga.post("/exports/request", data={"csrf_token": token, **data})
+        assert answer.status_code == 400
+        assert 'id="export-error"' in answer.text
+    aud = sign_in("aud")
+    answer = aud.post("/exports/request", data={"csrf_token": csrf(aud.get("/exports").text),
+                                                 "case": "K-1", "reason": "why"})  # fmt: skip
+    assert answer.status_code == 403
+
+
+# ------------------------------------------------------------------ station
+
+
+def _dock_one(status_file: Path, device: str) -> None:
+    """The daemon's board writes what one bay shows: a recorder copying 1 of 3 files."""
+    bays = (BayConfig(name="Bay 1", id_path="pci-0000:00:14.0-usb-0:1:1.0"),)
+    ticks = itertools.count(0.0, 1.0)  # a second between updates: each is written
+    board = StatusBoard(
+        bays, path=status_file, station="st-test", tz=ZoneInfo("Asia/Shanghai"),
+        mono=lambda: next(ticks),
+    )  # fmt: skip
+    board.start()
+    event = BlockEvent(
+        "add", "/devices/x/sdx1", "/dev/sdx1", "sdx1", "block", "partition",
+        {"ID_FS_TYPE": "vfat", "ID_PATH": "pci-0000:00:14.0-usb-0:1:1.0"},
+    )  # fmt: skip
+    board.seen(1, event)
+    board.identified(1, device, "Zhang Wei", 7)
+    board.copying(1, 3, 3000)
+    board.file_done(1)
+
+
+def test_the_station_page_shows_the_docks_the_daemon_wrote_and_polls_them(
+    sign_in: Callable[[str], TestClient], status_file: Path, rec: Recorder
+) -> None:
+    dora = sign_in("dora")
+    first = dora.get("/station")
+    assert first.status_code == 200
+    assert 'id="docks-problem"' in first.text  # nothing written yet: said so
+    assert 'hx-get="/station/docks"' in first.text
+    assert '<tr class="check error" data-check="daemon">' in first.text
+
+    _dock_one(status_file, rec.device_number)
+    page = dora.get("/station").text
+    assert 'data-bay="Bay 1"' in page and rec.device_number in page and "Zhang Wei" in page
+    assert '<tr class="check ok" data-check="ledger">' in page
+    assert '<tr class="check ok" data-check="daemon">' in page  # the board's process: this one
+    assert 'id="alerts"' in page
+
+    part = dora.get("/station/docks", headers={"HX-Request": "true"})
+    assert part.status_code == 200
+    assert "<html" not in part.text  # the part alone, swapped in place
+    assert 'class="bay state-copying"' in part.text, part.text
+    assert '<td class="progress">1/3 (0%)</td>' in part.text
+    assert "Live" in part.text
+
+    olga = sign_in("olga")
+    assert olga.get("/station").status_code == 403
+    assert olga.get("/station/docks").status_code == 403
+    aud = sign_in("aud")
+    seen = aud.get("/station")
+    assert seen.status_code == 200 and 'id="sweeps"' in seen.text
+    assert 'id="docks"' not in seen.text  # `dockd status` is not an auditor's
