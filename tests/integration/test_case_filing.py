@@ -15,13 +15,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dockd.auth.roles import Role
-from dockd.cli import main
 from dockd.config import load_config
 from dockd.ledger.db import open_ledger
 from dockd.ledger.models import Alert, AuditEvent, Case, Recording
 from dockd.policy.retention import NEVER
 from fixtures.make_recorder import make_recorder
-from tests.helpers.accounts import act_as_new
 from tests.helpers.station import write_config
 
 Cli = Callable[..., tuple[int, str]]
@@ -53,15 +51,8 @@ def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, archive: bool) -> Pa
 
 
 @pytest.fixture
-def cli(config: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Cli:
-    act_as_new(monkeypatch, "keeper", Role.DEVICE_MANAGER, Role.CUSTODIAN, Role.ADMIN)
-
-    def run(*args: str) -> tuple[int, str]:
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return code, out + err
-
-    return run
+def cli(config: Path, cli_as: Callable[..., Cli]) -> Cli:
+    return cli_as("keeper", Role.DEVICE_MANAGER, Role.CUSTODIAN, Role.ADMIN)
 
 
 def cases_csv(tmp_path: Path, badge: str, closed: str | None) -> Path:

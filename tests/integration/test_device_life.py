@@ -11,35 +11,24 @@ import pytest
 from sqlalchemy import select
 
 from dockd.auth.roles import Role
-from dockd.cli import main
 from dockd.config import load_config
 from dockd.ledger.db import open_ledger
 from dockd.ledger.models import Alert, AuditEvent, Recording
 from fixtures.make_recorder import make_recorder
 from tests.helpers.accounts import act_as, act_as_new, add_account
-from tests.helpers.station import write_config
 
 Cli = Callable[..., tuple[int, str]]
 
 
 @pytest.fixture
-def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = write_config(tmp_path)
-    monkeypatch.setenv("DOCKD_CONFIG", str(path))
-    return path
+def config(station_toml: Path) -> Path:
+    return station_toml
 
 
 @pytest.fixture
-def cli(config: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Cli:
+def cli(config: Path, cli_as: Callable[..., Cli]) -> Cli:
     """``dockd ARGS...`` run by a device manager (who may also ingest as custodian)."""
-    act_as_new(monkeypatch, "desk", Role.DEVICE_MANAGER, Role.CUSTODIAN)
-
-    def run(*args: str) -> tuple[int, str]:
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return code, out + err
-
-    return run
+    return cli_as("desk", Role.DEVICE_MANAGER, Role.CUSTODIAN)
 
 
 def events(config: Path, action: str) -> list[AuditEvent]:

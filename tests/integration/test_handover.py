@@ -16,7 +16,6 @@ from sqlalchemy import select
 
 from dockd.alerts import AlertSink
 from dockd.auth.roles import Role
-from dockd.cli import main
 from dockd.clock import FixedClock
 from dockd.config import load_config
 from dockd.daemon.scheduler import SWEEPS, SweepScheduler
@@ -25,29 +24,19 @@ from dockd.ledger.db import Ledger, open_ledger
 from dockd.ledger.models import AuditEvent, Handover, Recording
 from fixtures.make_recorder import make_recorder
 from tests.helpers.accounts import act_as_new
-from tests.helpers.station import write_config
 
 Cli = Callable[..., tuple[int, str]]
 
 
 @pytest.fixture
-def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = write_config(tmp_path)
-    monkeypatch.setenv("DOCKD_CONFIG", str(path))
-    return path
+def config(station_toml: Path) -> Path:
+    return station_toml
 
 
 @pytest.fixture
-def cli(config: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Cli:
+def cli(config: Path, cli_as: Callable[..., Cli]) -> Cli:
     """``dockd ARGS...`` run by the device manager who collects the footage."""
-    act_as_new(monkeypatch, "collector", Role.DEVICE_MANAGER, Role.CUSTODIAN, Role.LEGAL)
-
-    def run(*args: str) -> tuple[int, str]:
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return code, out + err
-
-    return run
+    return cli_as("collector", Role.DEVICE_MANAGER, Role.CUSTODIAN, Role.LEGAL)
 
 
 def _ledger(config: Path) -> Ledger:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from dockd.config.base import AbsolutePath, Section
-from dockd.config.policy import cron_fields
+from dockd.config.policy import Crontab
 
 
 class BackupConfig(Section):
@@ -22,20 +22,12 @@ class BackupConfig(Section):
 
     # A crontab expression (minute hour day-of-month month day-of-week), read in
     # [station] timezone; "" (the default) makes no scheduled backup.
-    schedule: str = ""
+    schedule: Crontab = ""
     # The directory the backups are written to (absolute); needed with a schedule.
     # Best on another disk than the ledger, and not inside the store.
     dest: AbsolutePath | None = None
     # Keep this many newest backups of this station in dest; older ones are deleted.
     keep: Annotated[int, Field(ge=1, le=10_000)] = 14
-
-    @field_validator("schedule")
-    @classmethod
-    def _cron(cls, value: str) -> str:
-        value = value.strip()
-        if value:
-            cron_fields(value)
-        return value
 
     @model_validator(mode="after")
     def _dest_with_schedule(self) -> BackupConfig:

@@ -10,10 +10,8 @@ record to be signed.
 
 from __future__ import annotations
 
-from pydantic import field_validator
-
 from dockd.config.base import AbsolutePath, Section
-from dockd.config.policy import cron_fields
+from dockd.config.policy import Crontab
 
 
 class HandoverConfig(Section):
@@ -21,7 +19,7 @@ class HandoverConfig(Section):
 
     # When to check (a crontab expression read in [station] timezone; "" never): the
     # quarter just ended is handed over at the first check after it ends.
-    schedule: str = "0 6 * * *"
+    schedule: Crontab = "0 6 * * *"
     # Where the packages go, one directory per quarter. Default: <store.root>/../handover.
     root: AbsolutePath | None = None
     # What "kept long-term" means: files in these retention categories ...
@@ -29,11 +27,3 @@ class HandoverConfig(Section):
     # ... and files tagged with a case, and files under an active hold.
     include_cases: bool = True
     include_held: bool = True
-
-    @field_validator("schedule")
-    @classmethod
-    def _cron(cls, value: str) -> str:
-        value = value.strip()
-        if value:
-            cron_fields(value)
-        return value

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
 from pydantic import (
+    AfterValidator,
     Field,
     PrivateAttr,
     ValidationError,
@@ -439,6 +440,17 @@ def cron_fields(expr: str) -> tuple[str, str, str, str, str]:
     return minute, hour, day, _months(trigger), fields[4]
 
 
+def _crontab(value: str) -> str:
+    value = value.strip()
+    if value:
+        cron_fields(value)
+    return value
+
+
+# A schedule: a crontab expression (checked as cron reads it), or "" for none.
+Crontab = Annotated[str, AfterValidator(_crontab)]
+
+
 SWEEP_KINDS = (
     "retention",
     "archive",
@@ -453,14 +465,14 @@ class ScheduleConfig(Section):
     """Cron-style schedules of the sweeps inside ``dockd run`` ("" turns one off)."""
 
     # Times are read in [station] timezone.
-    retention: str = "30 2 * * *"
-    archive: str = "0 3 * * *"
-    fixity: str = "0 1 * * *"
-    weekly_report: str = "0 7 * * 1"
+    retention: Crontab = "30 2 * * *"
+    archive: Crontab = "0 3 * * *"
+    fixity: Crontab = "0 1 * * *"
+    weekly_report: Crontab = "0 7 * * 1"
     # The daily reconciliation of the last completed workday ([calendar]; R3).
-    daily_report: str = "30 7 * * *"
+    daily_report: Crontab = "30 7 * * *"
     # The duty checks: gaps left unexplained, an inspection overdue (R12, R16).
-    duties: str = "0 8 * * *"
+    duties: Crontab = "0 8 * * *"
     # A run missed (daemon down, machine asleep) by less than this is still run late.
     misfire_grace_minutes: Annotated[int, Field(ge=1)] = 60
     # Several missed runs of one sweep are run once, not once each.
@@ -470,14 +482,6 @@ class ScheduleConfig(Section):
     # Where the weekly (and daily) report is also written as JSON and text (none:
     # ledger and log only).
     weekly_report_dir: AbsolutePath | None = None
-
-    @field_validator("retention", "archive", "fixity", "weekly_report", "daily_report", "duties")
-    @classmethod
-    def _cron(cls, value: str) -> str:
-        value = value.strip()
-        if value:
-            cron_fields(value)
-        return value
 
     def jobs(self) -> dict[str, str]:
         """Sweep kind -> crontab expression, for the sweeps that are switched on."""
