@@ -7,11 +7,12 @@ leader or legal role (:mod:`dockd.evidence.explanations`). The gap report
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 import typer
 
-from dockd.cli.common import Format, app_of, parse_time, render
+from dockd.cli.common import App, Format, app_of, parse_time, render
 from dockd.errors import UsageError
 from dockd.evidence import explanations
 from dockd.evidence.explanations import ExplanationKind
@@ -35,20 +36,33 @@ def gap(
 ) -> None:
     """Explain why a device's or officer's recording broke off from --from to --to."""
     state = app_of(ctx)
-    cfg = state.config
-    account = state.account()
-    start, end = parse_time(from_, cfg), parse_time(to, cfg, end=True)
+    start, end = parse_time(from_, state.config), parse_time(to, state.config, end=True)
     assert start is not None and end is not None
+    _write(state, ExplanationKind.GAP, reason, start, end, device=device, officer=officer)
+
+
+def _write(
+    state: App,
+    kind: ExplanationKind,
+    reason: str,
+    start: datetime,
+    end: datetime,
+    *,
+    device: str | None,
+    officer: str | None,
+) -> None:
+    """Write the explanation in the signed-in account's name, and say its number."""
+    account = state.account()
     with state.ledger.session() as s:
         row = explanations.write(
             s,
-            kind=ExplanationKind.GAP,
+            kind=kind,
             reason=reason,
             start=start,
             end=end,
             actor=account,
             at=state.clock.now(),
-            station=cfg.station.id,
+            station=state.config.station.id,
             device=device,
             officer=officer,
         )
@@ -66,25 +80,9 @@ def non_recording(
 ) -> None:
     """Explain why a recording was not made at all (at --at, by --officer)."""
     state = app_of(ctx)
-    cfg = state.config
-    account = state.account()
-    when = parse_time(at, cfg)
+    when = parse_time(at, state.config)
     assert when is not None
-    with state.ledger.session() as s:
-        row = explanations.write(
-            s,
-            kind=ExplanationKind.NON_RECORDING,
-            reason=reason,
-            start=when,
-            end=when,
-            actor=account,
-            at=state.clock.now(),
-            station=cfg.station.id,
-            device=device,
-            officer=officer,
-        )
-        number = row.id
-    typer.echo(f"explanation #{number} written by {account.login}; awaiting approval")
+    _write(state, ExplanationKind.NON_RECORDING, reason, when, when, device=device, officer=officer)
 
 
 @app.command("approve")
