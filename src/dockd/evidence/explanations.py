@@ -85,16 +85,14 @@ def write(
         written_by=actor.login,
         written_at=at,
     )
-    session.add(row)
-    session.flush()
-    audit.record(
+    audit.record_new(
         session,
+        row,
         at=at,
         station=station,
         actor=actor.login,
         action="explanation.add",
         subject_type="explanation",
-        subject_id=row.id,
         details={
             "kind": kind.value,
             "device": device,

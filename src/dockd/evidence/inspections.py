@@ -65,16 +65,14 @@ def record(
         follow_up=(follow_up or "").strip() or None,
         recorded_at=at,
     )
-    session.add(row)
-    session.flush()
-    audit.record(
+    audit.record_new(
         session,
+        row,
         at=at,
         station=station,
         actor=actor.login,
         action="inspection.record",
         subject_type="inspection",
-        subject_id=row.id,
         details={
             "date": row.inspected_on,
             "devices": devices,

@@ -95,6 +95,33 @@ def record(
     return ev
 
 
+def record_new(
+    session: Session,
+    row: Any,
+    *,
+    at: datetime,
+    station: str,
+    actor: str,
+    action: str,
+    subject_type: str,
+    details: dict[str, Any],
+) -> AuditEvent:
+    """Add ``row`` (a new register entry: an explanation, an inspection, a device's
+    service record) and append its event, naming it by the id it was given."""
+    session.add(row)
+    session.flush()
+    return record(
+        session,
+        at=at,
+        station=station,
+        actor=actor,
+        action=action,
+        subject_type=subject_type,
+        subject_id=row.id,
+        details=details,
+    )
+
+
 # Columns of a file row that the audit trail vouches for. Every event about a file
 # that changes any of them carries the new values under details["set"], so
 # ``dockd audit verify`` can replay a file's events and compare with its row.
