@@ -26,12 +26,14 @@ from dockd.clock import FixedClock
 from dockd.config import Config
 from dockd.config.dock import Bay as BayConfig
 from dockd.context import Context
+from dockd.daemon.service import LOCK_NAME
 from dockd.dock.match import BlockEvent
 from dockd.dock.status import StatusBoard
 from dockd.evidence import cases
 from dockd.ingest.pipeline import run_ingest
 from dockd.ledger.db import Ledger, open_ledger
 from dockd.ledger.models import AccessRequest, AuditEvent
+from dockd.runtime import RUNTIME_ENV, FileLock
 from dockd.web.app import create_app
 from fixtures.make_recorder import Recorder, make_recorder
 from tests.helpers.accounts import add_account
@@ -417,8 +419,12 @@ def _dock_one(status_file: Path, device: str) -> None:
 
 
 def test_the_station_page_shows_the_docks_the_daemon_wrote_and_polls_them(
-    sign_in: Callable[[str], TestClient], status_file: Path, rec: Recorder
+    sign_in: Callable[[str], TestClient],
+    status_file: Path,
+    rec: Recorder,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv(RUNTIME_ENV, str(status_file.parent))
     dora = sign_in("dora")
     first = dora.get("/station")
     assert first.status_code == 200
@@ -427,13 +433,18 @@ def test_the_station_page_shows_the_docks_the_daemon_wrote_and_polls_them(
     assert '<tr class="check error" data-check="daemon">' in first.text
 
     _dock_one(status_file, rec.device_number)
-    page = dora.get("/station").text
+    daemon = FileLock(status_file.parent / LOCK_NAME)
+    assert daemon.try_acquire("dockd run")  # as `dockd run` holds it, beside its board
+    try:
+        page = dora.get("/station").text
+        part = dora.get("/station/docks", headers={"HX-Request": "true"})
+    finally:
+        daemon.release()
     assert 'data-bay="Bay 1"' in page and rec.device_number in page and "Zhang Wei" in page
     assert '<tr class="check ok" data-check="ledger">' in page
     assert '<tr class="check ok" data-check="daemon">' in page  # the board's process: this one
     assert 'id="alerts"' in page
 
-    part = dora.get("/station/docks", headers={"HX-Request": "true"})
     assert part.status_code == 200
     assert "<html" not in part.text  # the part alone, swapped in place
     assert 'class="bay state-copying"' in part.text, part.text

@@ -24,9 +24,8 @@ from rich.table import Table
 from rich.text import Text
 
 from dockd.cli.common import app_of
-from dockd.cli.health import check_daemon
-from dockd.errors import DockdError, NotFound
-from dockd.runtime import BOOT_ID, pid_alive
+from dockd.daemon.health import read_status
+from dockd.errors import DockdError
 
 WATCH_EVERY_S = 0.5
 
@@ -34,35 +33,6 @@ WATCH_EVERY_S = 0.5
 class Shown(StrEnum):
     table = "table"
     json = "json"
-
-
-def read_status(path: Path) -> dict[str, Any]:
-    """The state file with ``stale`` added; NotFound when the daemon never wrote one."""
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise NotFound(
-            f"no dock status at {path}: dockd run has not written it. Is the daemon running "
-            "(systemctl status dockd)? Does [dock] status_file name the same file?"
-        ) from None
-    except (OSError, ValueError) as exc:
-        raise DockdError(f"cannot read the dock status {path}: {exc}") from exc
-    if not isinstance(doc, dict):
-        raise DockdError(f"{path} is not a dock status file (not a JSON object)")
-    doc["stale"] = stale(doc)
-    return doc
-
-
-def stale(doc: dict[str, Any]) -> bool:
-    """Not live: its daemon said it stopped, is gone, or no daemon holds the lock."""
-    pid = doc.get("pid")
-    return (
-        doc.get("daemon") != "running"
-        or doc.get("boot_id") != BOOT_ID
-        or not isinstance(pid, int)
-        or not pid_alive(pid)
-        or not check_daemon().ok
-    )
 
 
 def _size(n: int | None) -> str:

@@ -56,8 +56,8 @@ def station(request: Request) -> Response:
             ctx["alerts"] = data.recent_alerts(s, web.config)
         if "sweeps" in shown:
             ctx["sweeps"] = data.recent_sweeps(s, web.config)
-        if "health" in shown:
-            ctx["checks"] = data.health(s, web.config, web.ledger, web.clock.now(), docks)
+    if "health" in shown:
+        ctx["checks"] = data.health(web.config, web.ledger, web.clock.now())
     return page(request, "station.html", **ctx)
 
 
