@@ -7,6 +7,7 @@ where it was; ``dockd sweep upcoming`` lists exactly what the per-file listing d
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +23,7 @@ from dockd.evidence import retime
 from dockd.ingest.pipeline import run_ingest
 from dockd.ledger import audit
 from dockd.ledger.db import Ledger, open_ledger
-from dockd.ledger.models import AuditEvent, FileState, Recording
+from dockd.ledger.models import Alert, AuditEvent, FileState, Recording
 from dockd.policy import adapter as pledger
 from dockd.sweeps import retention
 from dockd.sweeps.listings import Coming, upcoming
@@ -258,3 +259,31 @@ def test_upcoming_lists_exactly_what_the_per_file_listing_listed(
         )
     assert {d["action"] for d in upcoming(sctx, 10)} >= {"purge", "restore"}
     _same_listing(sctx)
+
+
+def test_files_a_dead_sweep_moved_but_never_committed_are_trashed_not_missing(
+    sctx: Context, clock: FixedClock
+) -> None:
+    """The process died after its batch's moves, before its commit: the rows still say
+    stored, the files are in the trash. The next sweep finds them there (same size, same
+    BLAKE3), records them trashed, and raises no missing-file alert."""
+    rows = _rows(sctx)
+    trash = trash_root(sctx.config)
+    moved = sorted(rows)[:2]
+    for file_id in moved:
+        src = sctx.config.store.root / rows[file_id].store_path
+        dst = trash / rows[file_id].store_path
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(src, dst)
+    clock.advance(200 * DAY)
+    report = retention.run_retention(sctx)
+    assert sorted(i.file_id for i in report.trashed) == sorted(rows)
+    assert report.problems == []
+    after = _rows(sctx)
+    for file_id in moved:
+        assert after[file_id].state == FileState.TRASHED
+        assert after[file_id].trash_path == rows[file_id].store_path
+        assert after[file_id].fixity_status != "missing"
+    with sctx.ledger.read() as s:
+        assert s.scalars(select(Alert).where(Alert.kind == "fixity.missing")).all() == []
+        assert audit.verify(s).ok

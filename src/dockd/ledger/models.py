@@ -239,6 +239,8 @@ class Recording(Base):
         # their expires_at and trashed_at, and years of them must not lengthen the range.
         Index("ix_files_state_expires", "state", "expires_at"),
         Index("ix_files_state_trashed", "state", "trashed_at"),
+        # The few missing or modified files of the weekly summary, not every file.
+        Index("ix_files_fixity_status", "fixity_status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -420,7 +422,10 @@ class ArchiveCopy(Base):
     """A verified second copy of a file on an archive target (R8)."""
 
     __tablename__ = "archive_copies"
-    __table_args__ = (UniqueConstraint("file_id", "target"),)
+    __table_args__ = (
+        UniqueConstraint("file_id", "target"),
+        Index("ix_archive_copies_copied_at", "copied_at"),  # a week's copies (revision 0010)
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     file_id: Mapped[int] = mapped_column(ForeignKey("files.id"), index=True)

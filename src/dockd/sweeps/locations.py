@@ -94,6 +94,21 @@ def unique_target(path: Path, file_id: int) -> Path:
     return alt
 
 
+def already_in_trash(trash: Path, row: Recording) -> Path | None:
+    """Where a sweep that stopped between its moves and its commit left this file: at
+    its place in the trash (or its ``~<id>`` twin), same size and same BLAKE3 as its
+    row. None if it is not there; then the file is really missing from the store."""
+    path = trash / rel_path(row)
+    stem, dot, ext = path.name.rpartition(".")
+    twin = path.with_name(f"{stem}~{row.id}.{ext}" if dot else f"{path.name}~{row.id}")
+    for candidate in (path, twin):
+        with contextlib.suppress(OSError):
+            same_size = os.lstat(candidate).st_size == row.size_bytes
+            if same_size and store.hash_stored(candidate, drop_cache=False) == row.blake3:
+                return candidate
+    return None
+
+
 def by_case_root(config: Config) -> Path:
     """The per-case view of hard links beside the store (see :mod:`dockd.evidence.bycase`)."""
     configured = getattr(config.reports, "by_case_root", None)

@@ -260,13 +260,11 @@ def _keyset_batches(
 
 def _trash_batch(p: _Pass, ids: list[int]) -> None:
     """Trash a batch of expired files in one transaction, each decided again under the
-    ledger's write lock.
-
-    The files are moved first, then every directory they left or entered is fsynced
-    once, then their rows and audit events (one per file, in the chain's order) are
-    committed together: a file is ``trashed`` in the ledger only once its move is
-    durable. If the transaction does not commit, every file moved is put back.
-    """
+    ledger's write lock. The files are moved, every directory they left or entered is
+    fsynced once, then their rows and audit events (one per file) commit together: a
+    file is ``trashed`` in the ledger only once its move is durable. If the transaction
+    does not commit, every file moved is put back; if the process dies before, the next
+    sweep finds them in the trash (:func:`~dockd.sweeps.locations.already_in_trash`)."""
     ctx, report = p.ctx, p.report
     moved: list[tuple[Path, Path]] = []
     alerts: list[Alert] = []
@@ -291,8 +289,10 @@ def _trash_batch(p: _Pass, ids: list[int]) -> None:
                 rel = loc.rel_path(row)
                 try:
                     loc.makedirs(p.trash, rel.parent)
-                    dst = loc.unique_target(p.trash / rel, row.id)
-                    os.rename(src, dst)
+                    found = None if src.exists() else loc.already_in_trash(p.trash, row)
+                    dst = found or loc.unique_target(p.trash / rel, row.id)
+                    if found is None:
+                        os.rename(src, dst)
                 except OSError as exc:
                     alert = _not_moved(p, s, row, src, exc)
                     alerts.append(alert)
@@ -300,9 +300,7 @@ def _trash_batch(p: _Pass, ids: list[int]) -> None:
                     continue
                 moved.append((src, dst))
                 done.append((row, v, dst))
-            for folder in dict.fromkeys(
-                d for pair in moved for d in (pair[0].parent, pair[1].parent)
-            ):
+            for folder in dict.fromkeys(path.parent for pair in moved for path in pair):
                 loc.fsync_dir(folder)
             events = [_trashed(p, row, v, dst) for row, v, dst in done]
             audit.record_many(s, events)

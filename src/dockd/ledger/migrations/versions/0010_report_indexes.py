@@ -11,6 +11,9 @@
   ``dockd sweep upcoming`` ask for stored files by ``expires_at`` and trashed ones by
   ``trashed_at``; purged files keep both times, and years of them would otherwise
   lengthen every range the sweep scans.
+- ``ix_files_fixity_status`` and ``ix_archive_copies_copied_at``: the weekly summary's
+  missing or modified files and its week of archive copies, without reading every
+  file of the station.
 
 Building them reads the files table once; on a ledger of millions of files the
 upgrade takes a minute or more (``dockd ledger migrate``).
@@ -56,8 +59,12 @@ def upgrade() -> None:
         )
     op.create_index("ix_files_state_expires", "files", ["state", "expires_at"])
     op.create_index("ix_files_state_trashed", "files", ["state", "trashed_at"])
+    op.create_index("ix_files_fixity_status", "files", ["fixity_status"])
+    op.create_index("ix_archive_copies_copied_at", "archive_copies", ["copied_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_archive_copies_copied_at", table_name="archive_copies")
+    op.drop_index("ix_files_fixity_status", table_name="files")
     for name in ("state_trashed", "state_expires", *FLAGS, "report"):
         op.drop_index(f"ix_files_{name}", table_name="files")
