@@ -41,14 +41,16 @@ def rel_path(row: Recording) -> PurePosixPath:
 
 
 fsync_dir = store.fsync_dir
+fsync_dirs = store.sync_dirs
 makedirs = store.makedirs
 
 
-def prune_emptied(root: Path, directory: Path) -> None:
+def prune_emptied(root: Path, directory: Path, *, unsynced: set[Path] | None = None) -> None:
     """Remove ``directory`` and its parents below ``root`` while they are empty.
 
     Called right after removing a file from ``directory``: only directories that
-    removal emptied go, and never ``root`` itself.
+    removal emptied go, and never ``root`` itself. The directory left holding them is
+    fsynced, or added to ``unsynced`` for a caller that fsyncs many once each.
     """
     root = root.resolve()
     current = directory.resolve()
@@ -58,6 +60,9 @@ def prune_emptied(root: Path, directory: Path) -> None:
         except OSError:  # not empty (or gone): stop here
             return
         current = current.parent
+    if unsynced is not None:
+        unsynced.add(current)
+        return
     with contextlib.suppress(OSError):
         fsync_dir(current)
 

@@ -268,6 +268,7 @@ def _trash_batch(p: _Pass, ids: list[int]) -> None:
     ctx, report = p.ctx, p.report
     moved: list[tuple[Path, Path]] = []
     alerts: list[Alert] = []
+    unsynced: set[Path] = set()  # directories changed: each fsynced once, before the commit
     try:
         with p.tx() as s:
             rows, facts = p.take(s, [i for i in ids if i not in p.seen], FileState.STORED)
@@ -288,7 +289,7 @@ def _trash_batch(p: _Pass, ids: list[int]) -> None:
                 src = loc.stored_path(ctx.config, row)
                 rel = loc.rel_path(row)
                 try:
-                    loc.makedirs(p.trash, rel.parent)
+                    loc.makedirs(p.trash, rel.parent, unsynced=unsynced)
                     found = None if src.exists() else loc.already_in_trash(p.trash, row)
                     dst = found or loc.unique_target(p.trash / rel, row.id)
                     if found is None:
@@ -300,8 +301,7 @@ def _trash_batch(p: _Pass, ids: list[int]) -> None:
                     continue
                 moved.append((src, dst))
                 done.append((row, v, dst))
-            for folder in dict.fromkeys(path.parent for pair in moved for path in pair):
-                loc.fsync_dir(folder)
+            loc.fsync_dirs(unsynced | {path.parent for pair in moved for path in pair})
             events = [_trashed(p, row, v, dst) for row, v, dst in done]
             audit.record_many(s, events)
             report.trashed.extend(Item.of(row, Action.TRASH, v.retention) for row, v, _ in done)
@@ -344,8 +344,7 @@ def _trashed(p: _Pass, row: Recording, v: Verdict, dst: Path) -> audit.Event:
 
 
 def _not_moved(p: _Pass, s: Session, row: Recording, src: Path, exc: OSError) -> Alert:
-    """The alert for a file the sweep could not move; a missing one is flagged as fixity
-    would flag it."""
+    """The alert for a file the sweep could not move (a missing one flagged as fixity would)."""
     if not isinstance(exc, FileNotFoundError):
         note = f"cannot move {src} to the trash: {exc.strerror or exc}"
         if exc.errno == errno.EXDEV:
@@ -371,6 +370,7 @@ def _purge_batch(p: _Pass, ids: list[int]) -> None:
     one that fails stops the batch before any file is unlinked)."""
     ctx, report = p.ctx, p.report
     alerts: list[Alert] = []
+    unsynced: set[Path] = set()
     try:
         with p.tx() as s:
             rows, facts = p.take(s, ids, FileState.TRASHED)
@@ -392,18 +392,19 @@ def _purge_batch(p: _Pass, ids: list[int]) -> None:
                 if p.run.dry_run:
                     report.purged.append(Item.of(row, Action.PURGE, v.retention, "would be purged"))
                     continue
-                note, alert = _unlink(p, row)
+                note, alert = _unlink(p, row, unsynced)
                 if alert is not None:
                     alerts.append(alert)
                 events.append(_purged(p, row, v, note))
                 report.purged.append(Item.of(row, Action.PURGE, v.retention, note))
+            loc.fsync_dirs(unsynced)
             audit.record_many(s, events)
     finally:
         for alert in alerts:
             alert_once(ctx, *alert)
 
 
-def _unlink(p: _Pass, row: Recording) -> tuple[str, Alert | None]:
+def _unlink(p: _Pass, row: Recording, unsynced: set[Path]) -> tuple[str, Alert | None]:
     """Remove a trashed file for good; a note for its event, and an alert if its bytes live on."""
     path = p.trash / (row.trash_path or loc.rel_path(row).as_posix())
     loc.drop_case_links(p.ctx.config, row, path)
@@ -412,7 +413,7 @@ def _unlink(p: _Pass, row: Recording) -> tuple[str, Alert | None]:
         os.unlink(path)
     except FileNotFoundError:
         return f"{path} was already gone from the trash", None
-    loc.prune_emptied(p.trash, path.parent)
+    loc.prune_emptied(p.trash, path.parent, unsynced=unsynced)
     if links <= 1:
         return "", None
     return f"{links - 1} other hard link(s) to it remain outside the trash", (
