@@ -108,9 +108,8 @@ class _Pass:
         placement, in the order of ``ids``; and what the policy needs to decide them."""
         pledger.serialize_with_holds(s)
         q = select(Recording).where(Recording.id.in_(ids), Recording.state == state)
-        rows = list(s.scalars(q.with_for_update()))
-        order = {file_id: n for n, file_id in enumerate(ids)}
-        rows.sort(key=lambda r: order[r.id])
+        by_id = {r.id: r for r in s.scalars(q.with_for_update())}
+        rows = [by_id[i] for i in ids if i in by_id]
         return rows, pledger.facts_of(s, rows)
 
 
@@ -230,10 +229,8 @@ def _keyset_batches(
 ) -> Iterator[list[int]]:
     """Ids of this station's files in ``state`` with ``column <= bound``, by ``column``.
 
-    Keyset pagination on an indexed time column: each batch is an index range scan,
-    so the cost follows how many files qualify, not the size of the ledger. The
-    trash phase takes stored files by ``expires_at``, the purge phase trashed ones by
-    ``trashed_at`` (oldest first, both).
+    Keyset pagination on ``(state, column)``: each batch is an index range scan, so the
+    cost follows how many files qualify, not the size of the ledger (oldest first).
     """
     size = ctx.config.retention.batch_size
     last: tuple[datetime, int] | None = None
@@ -370,7 +367,7 @@ def _purge_batch(p: _Pass, ids: list[int]) -> None:
     one that fails stops the batch before any file is unlinked)."""
     ctx, report = p.ctx, p.report
     alerts: list[Alert] = []
-    unsynced: set[Path] = set()
+    emptied: set[Path] = set()  # directories a file left: pruned once each at the end
     try:
         with p.tx() as s:
             rows, facts = p.take(s, ids, FileState.TRASHED)
@@ -392,11 +389,14 @@ def _purge_batch(p: _Pass, ids: list[int]) -> None:
                 if p.run.dry_run:
                     report.purged.append(Item.of(row, Action.PURGE, v.retention, "would be purged"))
                     continue
-                note, alert = _unlink(p, row, unsynced)
+                note, alert = _unlink(p, row, emptied)
                 if alert is not None:
                     alerts.append(alert)
                 events.append(_purged(p, row, v, note))
                 report.purged.append(Item.of(row, Action.PURGE, v.retention, note))
+            unsynced: set[Path] = set()
+            for folder in sorted(emptied, key=lambda f: len(f.parts), reverse=True):
+                loc.prune_emptied(p.trash, folder, unsynced=unsynced)
             loc.fsync_dirs(unsynced)
             audit.record_many(s, events)
     finally:
@@ -404,7 +404,7 @@ def _purge_batch(p: _Pass, ids: list[int]) -> None:
             alert_once(ctx, *alert)
 
 
-def _unlink(p: _Pass, row: Recording, unsynced: set[Path]) -> tuple[str, Alert | None]:
+def _unlink(p: _Pass, row: Recording, emptied: set[Path]) -> tuple[str, Alert | None]:
     """Remove a trashed file for good; a note for its event, and an alert if its bytes live on."""
     path = p.trash / (row.trash_path or loc.rel_path(row).as_posix())
     loc.drop_case_links(p.ctx.config, row, path)
@@ -413,7 +413,7 @@ def _unlink(p: _Pass, row: Recording, unsynced: set[Path]) -> tuple[str, Alert |
         os.unlink(path)
     except FileNotFoundError:
         return f"{path} was already gone from the trash", None
-    loc.prune_emptied(p.trash, path.parent, unsynced=unsynced)
+    emptied.add(path.parent)
     if links <= 1:
         return "", None
     return f"{links - 1} other hard link(s) to it remain outside the trash", (
