@@ -10,9 +10,16 @@ photos) and reports the median and spread of repeated runs of what auditors ask:
 * every footage report for one month (``dockd report NAME --from --to``: late, gaps,
   untagged, usage-officer, usage-device, clock, badge-mismatch)
 * the weekly summary of one week
+* what the retention sweep takes in the next 30 days (``dockd sweep upcoming 30``)
+
+Rows are filled as a station running for two years leaves them: each file's
+``expires_at`` as the default policy gives it, and what expired before the fill's
+"now" already trashed or purged by the nightly sweep. The month reported on is
+September 2026, two months before that "now", when its footage is all stored.
 
     .venv/bin/python bench/ledger.py [--files 1000000] [--repeat 3]
                                      [--backend sqlite|postgresql|both] [--json PATH]
+                                     [--reuse]   # measure the ledger a --keep run left
 
 PostgreSQL is a throw-away server started from Debian's binaries (tests/helpers/pgserver.py).
 """
@@ -28,22 +35,27 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from common import analyze, machine, parser, say, timed, work_dir, write_results
-from sqlalchemy import insert
+from common import analyze, context, machine, parser, say, timed, work_dir, write_results
+from sqlalchemy import event, func, insert, select
 
+from dockd.clock import FixedClock
 from dockd.config import Config
 from dockd.config.station import StationConfig
 from dockd.ledger.db import Ledger, open_ledger
-from dockd.ledger.models import Device, Officer, Recording
+from dockd.ledger.models import Device, FileState, Officer, Recording
 from dockd.ledger.queries import FileFilter, find_files
+from dockd.policy.retention import FileFacts, retention_of
 from dockd.reports.base import Period
 from dockd.reports.catalog import run_report
 from dockd.reports.weekly import weekly_summary
+from dockd.sweeps.listings import upcoming
 from tests.helpers.pgserver import running_server
 
 TZ = ZoneInfo("Asia/Shanghai")
 START = datetime(2024, 11, 1, tzinfo=UTC)
 DEVICES, OFFICERS = 100, 200
+POLICY = Config().retention
+NOW = datetime(2026, 11, 1, tzinfo=UTC)  # the fill's "now"
 MONTH_REPORTS = (
     "late",
     "gaps",
@@ -57,7 +69,7 @@ MONTH_REPORTS = (
 
 def fill(led: Ledger, n: int, seed: int = 7) -> None:
     rng = random.Random(seed)
-    now = datetime(2026, 11, 1, tzinfo=UTC)
+    now = NOW
     with led.session() as s:
         s.execute(
             insert(Device),
@@ -88,6 +100,19 @@ def fill(led: Ledger, n: int, seed: int = 7) -> None:
         )
         mark = flags.random()
         officer = (dev * 2 + (i % 2)) % OFFICERS
+        case_number = f"C-{rng.randrange(20000):05d}" if rng.random() < 0.1 else None
+        expires = retention_of(
+            FileFacts(
+                id=i + 1,
+                recorded_start=rec,
+                recorded_end=rec + timedelta(seconds=dur),
+                case_number=case_number,
+                ingested_at=ingest,
+            ),
+            [],
+            POLICY,
+        ).expires_at
+        life = _life(expires, now)
         batch.append(
             {
                 "station": f"st-{dev % 4}",
@@ -97,7 +122,7 @@ def fill(led: Ledger, n: int, seed: int = 7) -> None:
                 "badge_hint": f"{(officer + 1 if mark < 0.003 else officer) % OFFICERS:06d}",
                 "badge_mismatch": mark < 0.003,
                 "kind": "audio" if mark > 0.93 else "photo" if mark > 0.9 else "video",
-                "case_number": f"C-{rng.randrange(20000):05d}" if rng.random() < 0.1 else None,
+                "case_number": case_number,
                 "access_class": "normal",
                 "recorded_start": rec,
                 "recorded_end": rec + timedelta(seconds=dur),
@@ -112,7 +137,8 @@ def fill(led: Ledger, n: int, seed: int = 7) -> None:
                 "probe_failed": False,
                 "clock_suspect": 0.003 <= mark < 0.008,
                 "unregistered": False,
-                "state": "stored",
+                "expires_at": expires,
+                **life,
             }
         )
         if len(batch) == 20_000:
@@ -124,18 +150,31 @@ def fill(led: Ledger, n: int, seed: int = 7) -> None:
             s.execute(insert(Recording), batch)
 
 
+def _life(expires: datetime, now: datetime) -> dict[str, object]:
+    """State and times as the nightly sweep leaves a file that expired before ``now``."""
+    if expires > now:
+        return {"state": FileState.STORED}
+    purge = expires + timedelta(days=POLICY.trash_grace_days)
+    trash = {"trashed_at": expires, "trash_path": "t"}
+    if purge > now:
+        return {"state": FileState.TRASHED, **trash}
+    return {"state": FileState.PURGED, **trash, "purged_at": purge}
+
+
 Timing = tuple[list[float], int]  # wall seconds of each run, rows of the last
 
 
-def runs_of(fn: Callable[[], int], repeat: int) -> Timing:
-    runs = [timed(fn) for _ in range(repeat)]
-    return [t for t, _ in runs], runs[-1][1]
+def measure(led: Ledger, repeat: int, *, plan: bool = False) -> dict[str, Timing]:
+    def runs_of(fn: Callable[[], int], repeat: int) -> Timing:
+        if plan:
+            for line in plans(led, fn):
+                say(f"    plan: {line}")
+        runs = [timed(fn) for _ in range(repeat)]
+        return [t for t, _ in runs], runs[-1][1]
 
-
-def measure(led: Ledger, repeat: int) -> dict[str, Timing]:
     cfg = Config()
-    month = Period(datetime(2026, 3, 1, tzinfo=TZ), datetime(2026, 4, 1, tzinfo=TZ))
-    now = datetime(2026, 11, 1, tzinfo=UTC)  # the fill's "now": the month is months old
+    month = Period(datetime(2026, 9, 1, tzinfo=TZ), datetime(2026, 10, 1, tzinfo=TZ))
+    now = NOW  # the month is two months old: all of it stored, untagged footage is due
 
     def by_officer() -> int:
         with led.read() as s:
@@ -161,15 +200,24 @@ def measure(led: Ledger, repeat: int) -> dict[str, Timing]:
     one_station = cfg.model_copy(update={"station": StationConfig(id="st-0")})
 
     def weekly() -> int:
-        start = datetime(2026, 3, 2, tzinfo=TZ)
+        start = datetime(2026, 9, 7, tzinfo=TZ)
         with led.read() as s:
             summary = weekly_summary(s, one_station, start=start, end=start + timedelta(days=7))
             return summary.ingested_files
 
-    out = {"officer+month": runs_of(by_officer, repeat), "case": runs_of(by_case, repeat)}
-    for name in MONTH_REPORTS:
-        out[f"report {name}"] = runs_of(report(name), repeat)
-    out["weekly summary"] = runs_of(weekly, repeat)
+    sweep_ctx = context(one_station, led, FixedClock(now))
+
+    def coming() -> int:
+        return len(upcoming(sweep_ctx, 30))
+
+    queries: dict[str, Callable[[], int]] = {"officer+month": by_officer, "case": by_case}
+    queries |= {f"report {name}": report(name) for name in MONTH_REPORTS}
+    queries |= {"weekly summary": weekly, "upcoming 30 days": coming}
+    out = {}
+    for name, fn in queries.items():
+        if plan:
+            say(f"  {name}")
+        out[name] = runs_of(fn, repeat)
     return out
 
 
@@ -190,6 +238,34 @@ def backend(name: str, workdir: Path) -> Iterator[Ledger]:
             led.close()
 
 
+def plans(led: Ledger, fn: Callable[[], int]) -> list[str]:
+    """The plan of every query ``fn`` runs (``EXPLAIN QUERY PLAN`` on SQLite,
+    ``EXPLAIN`` on PostgreSQL), as the database will run it."""
+    seen: list[tuple[str, Any]] = []
+
+    def grab(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        if statement.lstrip().upper().startswith(("SELECT", "WITH")):
+            seen.append((statement, params))
+
+    event.listen(led.engine, "before_cursor_execute", grab)
+    try:
+        fn()
+    finally:
+        event.remove(led.engine, "before_cursor_execute", grab)
+    out: list[str] = []
+    explain = "EXPLAIN QUERY PLAN " if led.dialect == "sqlite" else "EXPLAIN "
+    with led.engine.connect() as conn:
+        for statement, params in seen:
+            found = conn.exec_driver_sql(explain + statement, params).fetchall()
+            out.append(" | ".join(str(r[-1]) for r in found))
+    return out
+
+
+def _filled(led: Ledger) -> bool:
+    with led.read() as s:
+        return s.scalar(select(func.count()).select_from(Recording)) != 0
+
+
 def ms(runs: list[float], rows: int) -> dict[str, Any]:
     return {
         "median_ms": round(statistics.median(runs) * 1000, 1),
@@ -208,15 +284,23 @@ def main() -> int:
     ap.add_argument("--files", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
+    ap.add_argument("--plans", action="store_true", help="print the plan of every query")
+    ap.add_argument(
+        "--reuse",
+        action="store_true",
+        help="measure the SQLite ledger in --workdir as a --keep run left it (no fill)",
+    )
     args = ap.parse_args()
     names = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     results: dict[str, dict[str, Any]] = {}
     with work_dir(args.workdir, "dockd-bench-", keep=args.keep) as tmp:
         for name in names:
             with backend(name, tmp) as led:
-                fill_s, _ = timed(lambda: fill(led, args.files))
+                fill_s = 0.0
+                if not (args.reuse and _filled(led)):
+                    fill_s, _ = timed(lambda: fill(led, args.files))
                 analyze(led)
-                m = measure(led, args.repeat)
+                m = measure(led, args.repeat, plan=args.plans)
                 results[name] = {"fill_s": round(fill_s, 1), **{k: ms(*v) for k, v in m.items()}}
                 say(f"{name}: filled {args.files:,} rows in {fill_s:.1f} s")
     say(f"\nmedian (min-max) of {args.repeat} runs in ms, {args.files:,} files; rows found")

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     or_,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.hybrid import hybrid_property
@@ -227,6 +228,39 @@ class Recording(Base):
         Index("ix_files_officer_recorded", "officer_id", "recorded_start"),
         Index("ix_files_blake3", "blake3"),
         Index("ix_files_recorded", "recorded_start"),
+        # What the footage reports read of a period, so a month is an index range
+        # scan that never visits the table (late, gaps, usage, clock): revision 0010.
+        Index(
+            "ix_files_report",
+            "recorded_start",
+            "recorded_end",
+            "ingested_at",
+            "device_ref",
+            "kind",
+            "officer_id",
+            "badge_hint",
+            "duration_s",
+            "clock_suspect",
+        ),
+        # The few flagged files of a period, without reading the period.
+        Index(
+            "ix_files_badge_mismatch",
+            "recorded_start",
+            sqlite_where=text("badge_mismatch = 1"),
+            postgresql_where=text("badge_mismatch"),
+        ),
+        Index(
+            "ix_files_clock_suspect",
+            "recorded_start",
+            sqlite_where=text("clock_suspect = 1"),
+            postgresql_where=text("clock_suspect"),
+        ),
+        # The sweep's and the listing's due files by state first: purged files keep
+        # their expires_at and trashed_at, and years of them must not lengthen the range.
+        Index("ix_files_state_expires", "state", "expires_at"),
+        Index("ix_files_state_trashed", "state", "trashed_at"),
+        # The few missing or modified files of the weekly summary, not every file.
+        Index("ix_files_fixity_status", "fixity_status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -408,7 +442,10 @@ class ArchiveCopy(Base):
     """A verified second copy of a file on an archive target (R8)."""
 
     __tablename__ = "archive_copies"
-    __table_args__ = (UniqueConstraint("file_id", "target"),)
+    __table_args__ = (
+        UniqueConstraint("file_id", "target"),
+        Index("ix_archive_copies_copied_at", "copied_at"),  # a week's copies (revision 0010)
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     file_id: Mapped[int] = mapped_column(ForeignKey("files.id"), index=True)

@@ -14,7 +14,18 @@ from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Date, Integer, String, case, cast, func, literal, type_coerce
+from sqlalchemy import (
+    ColumnElement,
+    Date,
+    Integer,
+    String,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    type_coerce,
+)
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from dockd.config import Config
@@ -79,10 +90,19 @@ def _micros(ts: Col) -> ColumnElement[int]:
     return seconds * 1_000_000 + fraction
 
 
+_DAY = timedelta(days=1)
+_SLACK_DAYS = 1 / 86_400  # one second: far above julianday's rounding (tens of µs)
+
+
 def exceeds(later: Col, earlier: Col, limit: timedelta, dialect: str) -> ColumnElement[bool]:
     """``later - earlier > limit`` to the microsecond, as Python compares datetimes."""
     if dialect == "sqlite":
-        return _micros(later) - _micros(earlier) > limit // timedelta(microseconds=1)
+        # julianday first: one cheap call per side, less exact but with a second to
+        # spare, so it lets through every row the exact comparison would take and
+        # spares that comparison for most others
+        coarse = func.julianday(later) - func.julianday(earlier) > limit / _DAY - _SLACK_DAYS
+        exact = _micros(later) - _micros(earlier) > limit // timedelta(microseconds=1)
+        return and_(coarse, exact)
     diff: ColumnElement[Any] = later - earlier
     return diff > limit
 

@@ -10,11 +10,13 @@ station's, when the recording time is not trusted or the floor from ingest decid
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
 
 from dockd.context import Context
 from dockd.ledger.models import FileState, Recording
@@ -61,39 +63,50 @@ def upcoming(ctx: Context, days: int) -> list[dict[str, Any]]:
             }
         )
 
+    policy = ctx.config.retention
+    stored = Recording.state == FileState.STORED
+    trashed = Recording.state == FileState.TRASHED
     with ctx.ledger.read() as s:
-        # the indexed expiry first, then the files whose expiry is not computed yet
+        # the indexed (state, expires_at) first, then the files whose expiry is not
+        # computed yet; each batch's facts, cases and holds in three queries
         for due in (Recording.expires_at <= horizon, Recording.expires_at.is_(None)):
-            for row in s.scalars(
-                select(Recording).where(due, Recording.state == FileState.STORED, here)
-            ):
-                facts, _, r = pledger.retention_now(s, row, ctx.config.retention)
-                if r.expires_at > horizon:
-                    continue
-                holds = pledger.holds_touching(s, facts)
-                held_by = ",".join(f"#{h.id}" for h in holds)
-                action = Coming.HELD if holds else Coming.TRASH
-                add(row, action, r.expires_at, r.category, r.rule, held_by, r.counted_from)
-        for row in s.scalars(
-            select(Recording).where(
-                Recording.trashed_at <= horizon - grace, Recording.state == FileState.TRASHED, here
-            )
-        ):
-            assert row.trashed_at is not None
-            since = row.trashed_at.astimezone(tz).isoformat()
-            when = max(row.trashed_at + grace, now)
-            # Asked as the sweep will ask it then: a corrected time, a new case or a
-            # hold since the file was trashed puts it back instead of purging it.
-            v = pledger.verdict_now(s, row, ctx.config.retention, when)
-            held = ",".join(f"#{h}" for h in v.held_by)
-            r = v.retention
-            if v.delete:
-                rule = f"in the trash since {since}"
-                add(row, Coming.PURGE, when, r.category, rule, "", r.counted_from)
-            else:
-                add(row, Coming.RESTORE, when, r.category, v.why, held, r.counted_from)
+            for rows, facts in _batches(s, select(Recording).where(stored, due, here)):
+                for row in rows:
+                    r = facts.retention(row.id, policy)
+                    if r.expires_at > horizon:
+                        continue
+                    holds = facts.holds_touching(row.id)
+                    held_by = ",".join(f"#{h.id}" for h in holds)
+                    action = Coming.HELD if holds else Coming.TRASH
+                    add(row, action, r.expires_at, r.category, r.rule, held_by, r.counted_from)
+        q = select(Recording).where(trashed, Recording.trashed_at <= horizon - grace, here)
+        for rows, facts in _batches(s, q):
+            for row in rows:
+                assert row.trashed_at is not None
+                since = row.trashed_at.astimezone(tz).isoformat()
+                when = max(row.trashed_at + grace, now)
+                # Asked as the sweep will ask it then: a corrected time, a new case or a
+                # hold since the file was trashed puts it back instead of purging it.
+                v = facts.verdict(row.id, policy, when)
+                held = ",".join(f"#{h}" for h in v.held_by)
+                r = v.retention
+                if v.delete:
+                    rule = f"in the trash since {since}"
+                    add(row, Coming.PURGE, when, r.category, rule, "", r.counted_from)
+                else:
+                    add(row, Coming.RESTORE, when, r.category, v.why, held, r.counted_from)
     out.sort(key=lambda d: (d["when"], d["file_id"]))
     return out
+
+
+_BATCH = 1000  # files per read of their facts: one bound parameter each
+
+
+def _batches(s: Session, q: Select[Recording]) -> Iterator[tuple[list[Recording], pledger.Facts]]:
+    """The rows of ``q`` in batches, each with the policy's facts about them."""
+    result = s.scalars(q.execution_options(yield_per=_BATCH))
+    for rows in result.partitions():
+        yield list(rows), pledger.facts_of(s, list(rows))
 
 
 def trash_list(ctx: Context) -> list[dict[str, Any]]:

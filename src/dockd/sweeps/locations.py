@@ -46,14 +46,16 @@ def rel_path(row: Recording) -> PurePosixPath:
 
 
 fsync_dir = store.fsync_dir
+fsync_dirs = store.sync_dirs
 makedirs = store.makedirs
 
 
-def prune_emptied(root: Path, directory: Path) -> None:
+def prune_emptied(root: Path, directory: Path, *, unsynced: set[Path] | None = None) -> None:
     """Remove ``directory`` and its parents below ``root`` while they are empty.
 
     Called right after removing a file from ``directory``: only directories that
-    removal emptied go, and never ``root`` itself.
+    removal emptied go, and never ``root`` itself. The directory left holding them is
+    fsynced, or added to ``unsynced`` for a caller that fsyncs many once each.
     """
     root = root.resolve()
     current = directory.resolve()
@@ -63,6 +65,9 @@ def prune_emptied(root: Path, directory: Path) -> None:
         except OSError:  # not empty (or gone): stop here
             return
         current = current.parent
+    if unsynced is not None:
+        unsynced.add(current)
+        return
     with contextlib.suppress(OSError):
         fsync_dir(current)
 
@@ -97,6 +102,21 @@ def unique_target(path: Path, file_id: int) -> Path:
     if alt.exists() or alt.is_symlink():
         raise FileExistsError(f"both {path} and {alt} exist")
     return alt
+
+
+def already_in_trash(trash: Path, row: Recording) -> Path | None:
+    """Where a sweep that stopped between its moves and its commit left this file: at
+    its place in the trash (or its ``~<id>`` twin), same size and same BLAKE3 as its
+    row. None if it is not there; then the file is really missing from the store."""
+    path = trash / rel_path(row)
+    stem, dot, ext = path.name.rpartition(".")
+    twin = path.with_name(f"{stem}~{row.id}.{ext}" if dot else f"{path.name}~{row.id}")
+    for candidate in (path, twin):
+        with contextlib.suppress(OSError):
+            same_size = os.lstat(candidate).st_size == row.size_bytes
+            if same_size and store.hash_stored(candidate, drop_cache=False) == row.blake3:
+                return candidate
+    return None
 
 
 def by_case_root(config: Config) -> Path:

@@ -3,13 +3,15 @@
 ``run_retention`` reads as its phases::
 
     refresh expires_at (new files, closed cases, a changed policy)
-    -> trash: expired by the indexed ``expires_at <= now``; each file re-decided
-       (holds first, then retention) inside the transaction that moves it
+    -> trash: expired by the indexed ``(state, expires_at)``, in batches; each file
+       re-decided (holds first, then retention) inside the transaction that moves it
     -> purge: trashed longer than the grace period; re-decided again; a file
        that is held or no longer expired is restored instead
 
 Only the files that expire are read, so the cost follows what expires, not the
-size of the ledger. Each trash, purge and restore is an audit event carrying the
+size of the ledger; a batch of ``[retention] batch_size`` files is one transaction,
+one read of their facts and holds, one fsync per directory touched and one write of
+their audit events. Each trash, purge and restore is an audit event carrying the
 file's hash, path, the policy fingerprint and the rule that decided it. Bringing a
 file back (here, or by a person) is :mod:`dockd.sweeps.trash`; what the sweep is
 about to take is listed by :mod:`dockd.sweeps.listings`.
@@ -21,7 +23,7 @@ import contextlib
 import errno
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -101,11 +103,14 @@ class _Pass:
     def verdict(self, s: Session, row: Recording) -> Verdict:
         return pledger.verdict_now(s, row, self.ctx.config.retention, self.now)
 
-    def take(self, s: Session, file_id: int, state: str) -> Recording | None:
-        """The file's row, locked and ordered against hold placement, if still in ``state``."""
+    def take(self, s: Session, ids: list[int], state: str) -> tuple[list[Recording], pledger.Facts]:
+        """The rows of ``ids`` still in ``state``, locked and ordered against hold
+        placement, in the order of ``ids``; and what the policy needs to decide them."""
         pledger.serialize_with_holds(s)
-        row = s.get(Recording, file_id, with_for_update=True)
-        return row if row is not None and row.state == state else None
+        q = select(Recording).where(Recording.id.in_(ids), Recording.state == state)
+        by_id = {r.id: r for r in s.scalars(q.with_for_update())}
+        rows = [by_id[i] for i in ids if i in by_id]
+        return rows, pledger.facts_of(s, rows)
 
 
 # ---------------------------------------------------------------------------- the sweep
@@ -126,11 +131,19 @@ def run_retention(ctx: Context, *, dry_run: bool = False) -> RetentionReport:
         trash = loc.trash_root(ctx.config) if dry_run else loc.check_trash(ctx.config)
         p = _Pass(ctx, run, report, now, trash)
         _refresh(p)
-        expired = _keyset_batches(ctx, Recording.expires_at, now, FileState.STORED)
-        _each(p, "trash", _trash_one, expired)
+        ctx.progress.begin("retention: trash", None)  # batches: the count is not known
+        for ids in _keyset_batches(ctx, Recording.expires_at, now, FileState.STORED):
+            ctx.check_stop()
+            _trash_batch(p, ids)
+            _stepped(ctx, ids)
+            run.heartbeat(phase="trash", **report.counts())
         grace = timedelta(days=ctx.config.retention.trash_grace_days)
-        due = _keyset_batches(ctx, Recording.trashed_at, now - grace, FileState.TRASHED)
-        _each(p, "purge", _purge_one, due)
+        ctx.progress.begin("retention: purge", None)
+        for ids in _keyset_batches(ctx, Recording.trashed_at, now - grace, FileState.TRASHED):
+            ctx.check_stop()
+            _purge_batch(p, ids)
+            _stepped(ctx, ids)
+            run.heartbeat(phase="purge", **report.counts())
         run.summary = report.counts()
         if not dry_run:
             audit_run(ctx, run, "sweep.retention", report.counts())
@@ -138,17 +151,10 @@ def run_retention(ctx: Context, *, dry_run: bool = False) -> RetentionReport:
     return report
 
 
-def _each(
-    p: _Pass, phase: str, act: Callable[[_Pass, int], None], batches: Iterator[list[int]]
-) -> None:
-    """``act`` on every file of every batch, stopping between two files when asked."""
-    p.ctx.progress.begin(f"retention: {phase}", None)  # batches: the count is not known
-    for ids in batches:
-        for file_id in ids:
-            p.ctx.check_stop()
-            act(p, file_id)
-            p.ctx.progress.step()
-        p.run.heartbeat(phase=phase, **p.report.counts())
+def _stepped(ctx: Context, ids: list[int]) -> None:
+    """A batch done: one step of the progress bar per file of it."""
+    for _ in ids:
+        ctx.progress.step()
 
 
 # --------------------------------------------------------------------------- 1. refresh
@@ -233,10 +239,8 @@ def _keyset_batches(
 ) -> Iterator[list[int]]:
     """Ids of this station's files in ``state`` with ``column <= bound``, by ``column``.
 
-    Keyset pagination on an indexed time column: each batch is an index range scan,
-    so the cost follows how many files qualify, not the size of the ledger. The
-    trash phase takes stored files by ``expires_at``, the purge phase trashed ones by
-    ``trashed_at`` (oldest first, both).
+    Keyset pagination on ``(state, column)``: each batch is an index range scan, so the
+    cost follows how many files qualify, not the size of the ledger (oldest first).
     """
     size = ctx.config.retention.batch_size
     last: tuple[datetime, int] | None = None
@@ -261,68 +265,77 @@ def _keyset_batches(
         last = (rows[-1][1], rows[-1][0])
 
 
-def _trash_one(p: _Pass, file_id: int) -> None:
-    """Decide again, holding the ledger's write lock, then move; the row follows the file."""
-    if file_id in p.seen:
-        return
+def _trash_batch(p: _Pass, ids: list[int]) -> None:
+    """Trash a batch of expired files in one transaction, each decided again under the
+    ledger's write lock. The files are moved, every directory they left or entered is
+    fsynced once, then their rows and audit events (one per file) commit together: a
+    file is ``trashed`` in the ledger only once its move is durable. If the transaction
+    does not commit, every file moved is put back; if the process dies before, the next
+    sweep finds them in the trash (:func:`~dockd.sweeps.locations.already_in_trash`)."""
     ctx, report = p.ctx, p.report
-    moved: tuple[Path, Path] | None = None
-    alert: Alert | None = None
+    moved: list[tuple[Path, Path]] = []
+    alerts: list[Alert] = []
+    unsynced: set[Path] = set()  # directories changed: each fsynced once, before the commit
     try:
         with p.tx() as s:
-            row = p.take(s, file_id, FileState.STORED)
-            if row is None:
-                return
-            v = p.verdict(s, row)
-            if not v.delete:
-                stale = row.expires_at != v.retention.expires_at
-                if stale and not v.held_by and not p.run.dry_run:
-                    row.expires_at = v.retention.expires_at  # stale: a tag or case changed
-                report.kept.append(Item.of(row, Action.KEEP, v.retention, v.why))
-                return
-            if p.run.dry_run:
-                report.trashed.append(Item.of(row, Action.TRASH, v.retention, "would be trashed"))
-                return
-            src = loc.stored_path(ctx.config, row)
-            rel = loc.rel_path(row)
-            try:
-                loc.makedirs(p.trash, rel.parent)
-                dst = loc.unique_target(p.trash / rel, row.id)
-                os.rename(src, dst)
-            except OSError as exc:
-                alert = _not_moved(p, s, row, src, exc)
-                report.problems.append(Item.of(row, Action.PROBLEM, v.retention, alert[2]))
-                return
-            moved = (src, dst)
-            _trashed(p, s, row, v, src, dst)
-            report.trashed.append(Item.of(row, Action.TRASH, v.retention))
+            rows, facts = p.take(s, [i for i in ids if i not in p.seen], FileState.STORED)
+            done: list[tuple[Recording, Verdict, Path]] = []
+            for row in rows:
+                v = facts.verdict(row.id, ctx.config.retention, p.now)
+                if not v.delete:
+                    stale = row.expires_at != v.retention.expires_at
+                    if stale and not v.held_by and not p.run.dry_run:
+                        row.expires_at = v.retention.expires_at  # stale: a tag or case changed
+                    report.kept.append(Item.of(row, Action.KEEP, v.retention, v.why))
+                    continue
+                if p.run.dry_run:
+                    report.trashed.append(
+                        Item.of(row, Action.TRASH, v.retention, "would be trashed")
+                    )
+                    continue
+                src = loc.stored_path(ctx.config, row)
+                rel = loc.rel_path(row)
+                try:
+                    loc.makedirs(p.trash, rel.parent, unsynced=unsynced)
+                    found = None if src.exists() else loc.already_in_trash(p.trash, row)
+                    dst = found or loc.unique_target(p.trash / rel, row.id)
+                    if found is None:
+                        os.rename(src, dst)
+                except OSError as exc:
+                    alert = _not_moved(p, s, row, src, exc)
+                    alerts.append(alert)
+                    report.problems.append(Item.of(row, Action.PROBLEM, v.retention, alert[2]))
+                    continue
+                moved.append((src, dst))
+                done.append((row, v, dst))
+            loc.fsync_dirs(unsynced | {path.parent for pair in moved for path in pair})
+            events = [_trashed(p, row, v, dst) for row, v, dst in done]
+            audit.record_many(s, events)
+            report.trashed.extend(Item.of(row, Action.TRASH, v.retention) for row, v, _ in done)
     except BaseException:
-        if moved is not None:  # the ledger did not take it: put the file back
+        for src, dst in reversed(moved):  # the ledger did not take them: put the files back
             with contextlib.suppress(OSError):
-                os.rename(moved[1], moved[0])
+                os.rename(dst, src)
         raise
     finally:
-        if alert is not None:
+        for alert in alerts:
             alert_once(ctx, *alert)
 
 
-def _trashed(p: _Pass, s: Session, row: Recording, v: Verdict, src: Path, dst: Path) -> None:
-    """The file is in the trash: make the moves durable, drop its case links, say so."""
-    loc.fsync_dir(src.parent)
-    loc.fsync_dir(dst.parent)
+def _trashed(p: _Pass, row: Recording, v: Verdict, dst: Path) -> audit.Event:
+    """The file is durably in the trash: drop its case links, set its row; its event."""
     unlinked = loc.drop_case_links(p.ctx.config, row, dst)
     row.state = FileState.TRASHED
     row.trashed_at = p.now
     row.trash_path = dst.relative_to(p.trash).as_posix()
     purge_after = p.now + timedelta(days=p.ctx.config.retention.trash_grace_days)
-    audit.record_file_change(
-        s,
+    return audit.file_change(
         row,
-        at=p.now,
-        actor=p.ctx.actor,
-        action="file.trash",
-        changed=("state", "trashed_at", "trash_path"),
-        details={
+        p.now,
+        p.ctx.actor,
+        "file.trash",
+        ("state", "trashed_at", "trash_path"),
+        {
             "hash": {"blake3": row.blake3},
             "path": row.store_path,
             "trash_path": row.trash_path,
@@ -338,8 +351,7 @@ def _trashed(p: _Pass, s: Session, row: Recording, v: Verdict, src: Path, dst: P
 
 
 def _not_moved(p: _Pass, s: Session, row: Recording, src: Path, exc: OSError) -> Alert:
-    """The alert for a file the sweep could not move; a missing one is flagged as fixity
-    would flag it."""
+    """The alert for a file the sweep could not move (a missing one flagged as fixity would)."""
     if not isinstance(exc, FileNotFoundError):
         note = f"cannot move {src} to the trash: {exc.strerror or exc}"
         if exc.errno == errno.EXDEV:
@@ -359,72 +371,89 @@ def _not_moved(p: _Pass, s: Session, row: Recording, src: Path, exc: OSError) ->
 # ----------------------------------------------------------------------------- 3. purge
 
 
-def _purge_one(p: _Pass, file_id: int) -> None:
-    alert = _purge_locked(p, file_id)
-    if alert is not None:
-        alert_once(p.ctx, *alert)
-
-
-def _purge_locked(p: _Pass, file_id: int) -> Alert | None:
-    """Purge one file (or restore it when it must stay); returns an alert to raise."""
+def _purge_batch(p: _Pass, ids: list[int]) -> None:
+    """Purge a batch of files trashed longer than the grace period, in one transaction;
+    each decided again, and restored instead when it must stay (restores go first, so
+    one that fails stops the batch before any file is unlinked)."""
     ctx, report = p.ctx, p.report
-    alert: Alert | None = None
-    with p.tx() as s:
-        row = p.take(s, file_id, FileState.TRASHED)
-        if row is None:
-            return None
-        v = p.verdict(s, row)
-        if not v.delete:
-            if p.run.dry_run:
-                item = Item.of(row, Action.RESTORE, v.retention, f"would restore: {v.why}")
-            else:
-                item = restore_row(
-                    ctx, s, row, p.trash, p.now, actor=ctx.actor, why=v.why, verdict=v
-                )
-            report.restored.append(item)
-            return None
-        if p.run.dry_run:
-            report.purged.append(Item.of(row, Action.PURGE, v.retention, "would be purged"))
-            return None
-        path = p.trash / (row.trash_path or loc.rel_path(row).as_posix())
-        note = ""
-        loc.drop_case_links(ctx.config, row, path)
-        try:
-            links = os.lstat(path).st_nlink
-            os.unlink(path)
-        except FileNotFoundError:
-            note = f"{path} was already gone from the trash"
-        else:
-            loc.prune_emptied(p.trash, path.parent)
-            if links > 1:
-                note = f"{links - 1} other hard link(s) to it remain outside the trash"
-                alert = (
-                    "retention.links_remain",
-                    row.store_path,
-                    f"file {row.id} ({row.store_path}) was purged but {links - 1} other hard "
-                    "link(s) still hold its bytes; find them (find / -samefile) and remove them",
-                )
-        row.state = FileState.PURGED
-        row.purged_at = p.now
-        audit.record_file_change(
-            s,
-            row,
-            at=p.now,
-            actor=ctx.actor,
-            action="file.purge",
-            changed=("state", "purged_at"),
-            details={
-                "hash": {"blake3": row.blake3},
-                "path": row.store_path,
-                "trash_path": row.trash_path,
-                "trashed_at": row.trashed_at.isoformat() if row.trashed_at else None,
-                "policy": report.policy,
-                "category": v.retention.category,
-                "rule": v.retention.rule,
-                "grace_days": ctx.config.retention.trash_grace_days,
-                "note": note or None,
-                "sweep_run": p.run.id,
-            },
-        )
-        report.purged.append(Item.of(row, Action.PURGE, v.retention, note))
-    return alert
+    alerts: list[Alert] = []
+    emptied: set[Path] = set()  # directories a file left: pruned once each at the end
+    try:
+        with p.tx() as s:
+            rows, facts = p.take(s, ids, FileState.TRASHED)
+            decided = [(row, facts.verdict(row.id, ctx.config.retention, p.now)) for row in rows]
+            for row, v in decided:
+                if v.delete:
+                    continue
+                if p.run.dry_run:
+                    item = Item.of(row, Action.RESTORE, v.retention, f"would restore: {v.why}")
+                else:
+                    item = restore_row(
+                        ctx, s, row, p.trash, p.now, actor=ctx.actor, why=v.why, verdict=v
+                    )
+                report.restored.append(item)
+            events: list[audit.Event] = []
+            for row, v in decided:
+                if not v.delete:
+                    continue
+                if p.run.dry_run:
+                    report.purged.append(Item.of(row, Action.PURGE, v.retention, "would be purged"))
+                    continue
+                note, alert = _unlink(p, row, emptied)
+                if alert is not None:
+                    alerts.append(alert)
+                events.append(_purged(p, row, v, note))
+                report.purged.append(Item.of(row, Action.PURGE, v.retention, note))
+            unsynced: set[Path] = set()
+            for folder in sorted(emptied, key=lambda f: len(f.parts), reverse=True):
+                loc.prune_emptied(p.trash, folder, unsynced=unsynced)
+            loc.fsync_dirs(unsynced)
+            audit.record_many(s, events)
+    finally:
+        for alert in alerts:
+            alert_once(ctx, *alert)
+
+
+def _unlink(p: _Pass, row: Recording, emptied: set[Path]) -> tuple[str, Alert | None]:
+    """Remove a trashed file for good; a note for its event, and an alert if its bytes live on."""
+    path = p.trash / (row.trash_path or loc.rel_path(row).as_posix())
+    loc.drop_case_links(p.ctx.config, row, path)
+    try:
+        links = os.lstat(path).st_nlink
+        os.unlink(path)
+    except FileNotFoundError:
+        return f"{path} was already gone from the trash", None
+    emptied.add(path.parent)
+    if links <= 1:
+        return "", None
+    return f"{links - 1} other hard link(s) to it remain outside the trash", (
+        "retention.links_remain",
+        row.store_path,
+        f"file {row.id} ({row.store_path}) was purged but {links - 1} other hard "
+        "link(s) still hold its bytes; find them (find / -samefile) and remove them",
+    )
+
+
+def _purged(p: _Pass, row: Recording, v: Verdict, note: str) -> audit.Event:
+    """The file is gone: set its row; its event."""
+    row.state = FileState.PURGED
+    row.purged_at = p.now
+    return audit.file_change(
+        row,
+        p.now,
+        p.ctx.actor,
+        "file.purge",
+        ("state", "purged_at"),
+        {
+            "hash": {"blake3": row.blake3},
+            "path": row.store_path,
+            "trash_path": row.trash_path,
+            "trashed_at": row.trashed_at.isoformat() if row.trashed_at else None,
+            "policy": p.report.policy,
+            "category": v.retention.category,
+            "rule": v.retention.rule,
+            "grace_days": p.ctx.config.retention.trash_grace_days,
+            "note": note or None,
+            "sweep_run": p.run.id,
+        },
+    )
