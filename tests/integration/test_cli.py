@@ -57,7 +57,7 @@ def test_register_assign_ingest_and_query(
     )
     assert run(capsys, "officers", "add", recorder.badge, "--name", "Zhang Wei")[0] == 0
     code, out, _ = run(capsys, "assign", "DV-0001", recorder.badge, "--from", "2026-01-01")
-    assert code == 0 and "2026-01-01T00:00:00+08:00" in out
+    assert code == 0 and f"-> badge {recorder.badge} from 2026-01-01 00:00 until open" in out
     code, out, _ = run(capsys, "devices", "list", "--format", "json")
     devices = json.loads(out)
     assert devices[0]["number"] == "DV-0001" and devices[0]["unit"] == "CLI Station"

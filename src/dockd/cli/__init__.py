@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from datetime import tzinfo
 from pathlib import Path
 from types import ModuleType
 from typing import Annotated, Any
@@ -48,7 +49,7 @@ from dockd.cli import (
 from dockd.cli.common import App, app_of
 from dockd.errors import DockdError, UsageError
 from dockd.ledger.failures import describe_failure, is_ledger_failure
-from dockd.reports.output import Encoding
+from dockd.reports.output import Encoding, localize_times
 
 # A usage error of the command line (an unknown option, a missing argument, a bad value)
 # exits 64 (EX_USAGE) like dockd's own UsageError: click's 2 is dockd's "the recorder
@@ -186,19 +187,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         app(args=list(argv) if argv is not None else None, prog_name="dockd", obj=state)
     except DockdError as exc:
-        return _report(exc)
+        return _report(exc, state.station_tz)
     except SystemExit as exc:  # typer/click end every run this way
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)
     except Exception as exc:
         if not is_ledger_failure(exc):
             raise
-        return _report(describe_failure(state.ledger_url, exc))
+        return _report(describe_failure(state.ledger_url, exc), state.station_tz)
     finally:
         os.umask(old_umask)
     return 0
 
 
-def _report(exc: DockdError) -> int:
-    print(f"dockd: {exc}", file=sys.stderr)
+def _report(exc: DockdError, tz: tzinfo | None) -> int:
+    """The refusal as a person reads it: times the lower layers wrote in UTC (or another
+    offset) are given in station time, once the config is known."""
+    text = localize_times(str(exc), tz) if tz is not None else str(exc)
+    print(f"dockd: {text}", file=sys.stderr)
     return exc.exit_code

@@ -110,6 +110,11 @@ class App:
         return self._ledger
 
     @property
+    def station_tz(self) -> tzinfo | None:
+        """The station's zone, if the config has been loaded (for messages)."""
+        return self._config.station.tz if self._config is not None else None
+
+    @property
     def ledger_url(self) -> str | None:
         """The configured ledger URL, if the config has been loaded (for error messages)."""
         return self._config.ledger.url if self._config is not None else None

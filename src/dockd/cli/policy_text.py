@@ -9,6 +9,7 @@ from typing import Any
 from dockd.auth.permissions import rule_of
 from dockd.auth.roles import Role
 from dockd.config import Config
+from dockd.config.station import localize_times
 from dockd.daemon.scheduler import cron_trigger
 from dockd.policy.effective import effective_policy
 
@@ -70,7 +71,8 @@ def policy_text(p: dict[str, Any]) -> str:
         if not job["cron"]:
             out.append(f"  {kind}: off")
             continue
-        out.append(f"  {kind}: {job['cron']}  next: {', '.join(job['next'])}")
+        runs = ", ".join(localize_times(t) for t in job["next"])  # wall clock, no offset
+        out.append(f"  {kind}: {job['cron']}  next: {runs}")
     out.append(
         f"  fixity re-hashes every file once per {s['fixity_cycle_days']} days "
         f"at most {s['fixity_rate_mb_s']} MB/s"

@@ -9,6 +9,7 @@ import typer
 from typer.core import TyperGroup
 
 from dockd.cli.common import App, Format, app_of, parse_time, render
+from dockd.config.station import local_text
 from dockd.errors import UsageError
 from dockd.ledger import registry
 
@@ -194,12 +195,11 @@ def assign(
         if change.closed is not None:
             typer.echo(
                 f"ended the assignment of device {device} to badge "
-                f"{change.closed.officer.badge} at {start.astimezone(tz).isoformat()}"
+                f"{change.closed.officer.badge} at {local_text(start, tz)}"
             )
-        end = a.valid_until.astimezone(tz).isoformat() if a.valid_until else "open"
+        end = local_text(a.valid_until, tz) if a.valid_until else "open"
         typer.echo(
-            f"device {device} -> badge {badge} from "
-            f"{a.valid_from.astimezone(tz).isoformat()} until {end}"
+            f"device {device} -> badge {badge} from {local_text(a.valid_from, tz)} until {end}"
         )
     reattributed(change)
 
@@ -224,7 +224,7 @@ def assign_end(
         assert change.assignment is not None
         typer.echo(
             f"ended the assignment of device {device} to badge "
-            f"{change.assignment.officer.badge} at {when.astimezone(tz).isoformat()}"
+            f"{change.assignment.officer.badge} at {local_text(when, tz)}"
         )
     reattributed(change)
 
@@ -238,8 +238,7 @@ def _retire(ctx: typer.Context, device: str, kind: str, at: str | None, reason: 
             s, device_number=device, kind=kind, when=when, reason=reason, **made
         )
         typer.echo(
-            f"device {device} marked {kind} from "
-            f"{when.astimezone(state.config.station.tz).isoformat()}"
+            f"device {device} marked {kind} from {local_text(when, state.config.station.tz)}"
         )
         if change.assignment is not None:
             typer.echo(f"ended its assignment to badge {change.assignment.officer.badge}")
