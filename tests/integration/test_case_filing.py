@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from dockd.auth.roles import Role
 from dockd.config import load_config
 from dockd.ledger.db import open_ledger
-from dockd.ledger.models import Alert, AuditEvent, Case, Recording
+from dockd.ledger.models import Alert, ArchiveCopy, AuditEvent, Case, Recording
 from dockd.policy.retention import NEVER
 from fixtures.make_recorder import make_recorder
 from tests.helpers.station import write_config
@@ -206,3 +206,20 @@ def test_the_archive_sweep_files_closed_cases(cli: Cli, config: Path, docked: st
     assert code == 0, out
     [row] = report(cli)
     assert (row["filed"], row["status"]) == (tagged(config), "filed")
+
+    # A copy the fixity sweep found damaged files nothing (until it is made again).
+    def damage(s: Session) -> int:
+        copy = s.scalars(select(ArchiveCopy)).first()
+        assert copy is not None
+        copy.fixity_status = "modified"
+        return copy.file_id
+
+    cfg = load_config(config)
+    led = open_ledger(cfg.ledger.url)
+    try:
+        with led.session() as s:
+            damage(s)
+    finally:
+        led.close()
+    [row] = report(cli)
+    assert (row["unfiled"], row["status"]) == (1, "OVERDUE")

@@ -149,6 +149,51 @@ def test_a_batch_the_ledger_refuses_leaves_every_file_in_the_store(
     assert sorted(i.file_id for i in report.trashed) == sorted(rows)
 
 
+def test_a_purge_batch_the_ledger_refuses_puts_back_what_it_restored(
+    sctx: Context, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file held after it was trashed is restored by the purge; when its batch's commit
+    fails, it goes back to the trash where its row (rolled back) says it is."""
+    rows = _rows(sctx)
+    clock.advance(200 * DAY)
+    retention.run_retention(sctx)
+    held = min(rows)
+    with sctx.ledger.session() as s:
+        pledger.place_hold(
+            s, station=sctx.config.station.id, at=clock.now(), by="lena", reason="complaint",
+            file_id=held,
+        )  # fmt: skip
+    clock.advance(8 * DAY)
+    trash = trash_root(sctx.config)
+    before = {i: r.trash_path for i, r in _rows(sctx).items()}
+    appended = audit.record_many
+
+    def refuse(session: Any, events: list[audit.Event]) -> list[AuditEvent]:
+        if any(e.action == "file.purge" for e in events):  # after the restore went in
+            raise RuntimeError("the ledger's disk is full")
+        return appended(session, events)
+
+    monkeypatch.setattr(audit, "record_many", refuse)
+    with pytest.raises(RuntimeError, match="disk is full"):
+        retention.run_retention(sctx)
+    row = _rows(sctx)[held]
+    was = before[held]
+    assert was is not None and row.state == FileState.TRASHED and row.trash_path == was
+    assert (trash / was).is_file()  # back where the ledger says it is
+    assert not (sctx.config.store.root / row.store_path).exists()
+
+    monkeypatch.undo()
+    report = retention.run_retention(sctx)  # the next night: restored, the rest purged
+    assert [i.file_id for i in report.restored] == [held]
+    after = _rows(sctx)
+    assert after[held].state == FileState.STORED
+    assert (sctx.config.store.root / after[held].store_path).is_file()
+    assert all(r.state == FileState.PURGED for i, r in after.items() if i != held)
+    with sctx.ledger.read() as s:
+        result = audit.verify(s)
+    assert result.ok, result.problems
+
+
 def _upcoming_one_by_one(ctx: Context, days: int) -> list[dict[str, Any]]:
     """``upcoming`` as it was before issue 16: the policy's facts read per file."""
     now = ctx.clock.now()

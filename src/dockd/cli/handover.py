@@ -49,13 +49,12 @@ def _row(h: Handover, tz: Any) -> dict[str, Any]:
 def make(
     ctx: typer.Context,
     quarter: Annotated[str, typer.Option("--quarter", help="Which quarter, e.g. 2026Q4.")],
-    to: Annotated[
-        Path | None,
-        typer.Option("--to", help="A new directory for the bag (default: [handover] root)."),
-    ] = None,
 ) -> None:
-    """Make the quarter's hand-over package: a verified bag of its long-kept footage
-    with the hand-over record to sign (handover-record.html)."""
+    """Make the quarter's hand-over package in [handover] root: a verified bag of its
+    long-kept footage with the hand-over record to sign (handover-record.html).
+
+    It is made under the standing policy (R3), restricted footage included, so it goes
+    only where [handover] root says: never to a directory of the caller's choosing."""
     state = app_of(ctx)
     actor = state.account()
     made = core.make(
@@ -66,7 +65,6 @@ def make(
         period=core.quarter(quarter, state.config),
         actor=actor.login,
         approved_by=core.POLICY,
-        dest=to,
     )
     typer.echo(
         f"hand-over {made.id} of {made.quarter}: {made.files} file(s), "

@@ -146,7 +146,8 @@ def filing(
         .having(func.count(Case.closed_at) == func.count())  # closed for every officer
         .subquery()
     )
-    filed = exists().where(ArchiveCopy.file_id == Recording.id) | exists().where(
+    sound = ArchiveCopy.fixity_status.is_(None) | (ArchiveCopy.fixity_status == "ok")
+    filed = exists().where(ArchiveCopy.file_id == Recording.id, sound) | exists().where(
         HandoverFile.file_id == Recording.id
     )
     q = (

@@ -378,6 +378,7 @@ def _purge_batch(p: _Pass, ids: list[int]) -> None:
     ctx, report = p.ctx, p.report
     alerts: list[Alert] = []
     emptied: set[Path] = set()  # directories a file left: pruned once each at the end
+    restored: list[tuple[Path, Path]] = []  # (trash, store) of the files moved back
     try:
         with p.tx() as s:
             rows, facts = p.take(s, ids, FileState.TRASHED)
@@ -388,9 +389,14 @@ def _purge_batch(p: _Pass, ids: list[int]) -> None:
                 if p.run.dry_run:
                     item = Item.of(row, Action.RESTORE, v.retention, f"would restore: {v.why}")
                 else:
+                    moved = (
+                        p.trash / (row.trash_path or loc.rel_path(row).as_posix()),
+                        loc.root_of(ctx.config, row) / row.store_path,
+                    )
                     item = restore_row(
                         ctx, s, row, p.trash, p.now, actor=ctx.actor, why=v.why, verdict=v
                     )
+                    restored.append(moved)
                 report.restored.append(item)
             events: list[audit.Event] = []
             for row, v in decided:
@@ -409,6 +415,14 @@ def _purge_batch(p: _Pass, ids: list[int]) -> None:
                 loc.prune_emptied(p.trash, folder, unsynced=unsynced)
             loc.fsync_dirs(unsynced)
             audit.record_many(s, events)
+    except BaseException:
+        # The batch's rows are rolled back: files it moved back to the store go to the
+        # trash again, where their rows say they are (a file already unlinked is found
+        # gone by the next sweep, and its purge says so).
+        for src, dst in reversed(restored):
+            with contextlib.suppress(OSError):
+                os.rename(dst, src)
+        raise
     finally:
         for alert in alerts:
             alert_once(ctx, *alert)
