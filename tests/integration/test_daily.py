@@ -101,7 +101,8 @@ def test_a_workday_lists_the_device_that_did_not_dock_with_its_officer(
 
     code, out, _ = _daily(tmp_path, capsys, "--date", "2026-03-17", "--format", "csv")
     assert code == 0
-    header, *lines = out.splitlines()
+    assert out.startswith("\ufeff")  # the BOM Excel needs to read it as UTF-8
+    header, *lines = out.removeprefix("\ufeff").splitlines()
     assert header.split(",")[:5] == ["date", "device", "officer", "name", "docked"]
     assert any(line.startswith("2026-03-17,DV-0002,067890,Zhang Wei,no") for line in lines)
 

@@ -87,7 +87,7 @@ def test_full_ledger_filesystem_says_free_space_and_exits_75(
 ) -> None:
     url = f"sqlite:///{small_fs / 'ledger' / 'ledger.sqlite3'}"
     conf = ledger_config(tmp_path, url)
-    code, _, err = run(capsys, "--config", str(conf), "devices", "list")
+    code, _, err = run(capsys, "--config", str(conf), "ledger", "migrate")
     assert code == 0, err
     filler = fill(small_fs)
 
@@ -131,7 +131,7 @@ def test_read_only_ledger_filesystem_says_remount(
 ) -> None:
     url = f"sqlite:///{small_fs / 'ledger.sqlite3'}"
     conf = ledger_config(tmp_path, url)
-    assert run(capsys, "--config", str(conf), "devices", "list")[0] == 0
+    assert run(capsys, "--config", str(conf), "ledger", "migrate")[0] == 0
     subprocess.run(["mount", "-o", "remount,ro", str(small_fs)], check=True)
 
     code, _, err = run(

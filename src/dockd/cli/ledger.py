@@ -106,7 +106,8 @@ def migrate(ctx: typer.Context) -> None:
     try:
         before, after = db.migrate(engine)
     finally:
-        engine.dispose()
+        # As every close: the SQLite -wal/-shm stay, for the [ledger] group's readers.
+        db.Ledger(engine).close()
     if before == after:
         typer.echo(f"ledger schema already at {after}")
     else:
