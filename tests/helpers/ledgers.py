@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
+from dockd.alerts import AlertSink
 from dockd.clock import FixedClock
+from dockd.context import Context
+from dockd.ingest.pipeline import run_ingest
 from dockd.ledger import registry
-from dockd.ledger.db import Ledger
+from dockd.ledger.db import Ledger, open_ledger
 from fixtures.make_recorder import Recorder
+from tests.helpers.pgserver import PgServer
+from tests.helpers.station import config_text, make_config
 
 # ``@pytest.mark.parametrize("config", BACKENDS, indirect=True)`` runs a test on both.
 BACKENDS = [
@@ -53,3 +59,35 @@ def register(
                 station="st-test",
                 actor="admin",
             )
+
+
+def ledger_url_of(request: pytest.FixtureRequest) -> str | None:
+    """The ledger of a fixture parametrized with :data:`BACKENDS` (``indirect=True``):
+    None for SQLite (the station's own file), a new PostgreSQL database otherwise."""
+    if getattr(request, "param", "sqlite") != "postgresql":
+        return None
+    server: PgServer = request.getfixturevalue("pg_server")
+    return server.new_database()
+
+
+def docked_station(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    rec: Recorder,
+    *,
+    ledger_url: str | None,
+    extra: str = "",
+    now: datetime,
+) -> Context:
+    """A station (its config as $DOCKD_CONFIG) whose ledger has ``rec`` registered and
+    ingested; close ``ctx.ledger`` when done."""
+    cfg = make_config(tmp_path, extra, ledger_url=ledger_url)
+    clock = FixedClock(now)
+    led = open_ledger(cfg.ledger.url)
+    ctx = Context(cfg, led, clock, AlertSink(led, cfg.station.id, clock, cfg.alerts))
+    register(led, clock, rec)
+    assert run_ingest(ctx, rec.root).ok
+    path = tmp_path / "dockd.toml"
+    path.write_text(config_text(tmp_path, extra, ledger_url=ledger_url), "utf-8")
+    monkeypatch.setenv("DOCKD_CONFIG", str(path))
+    return ctx

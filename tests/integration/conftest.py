@@ -16,7 +16,7 @@ from dockd.config import Config
 from dockd.context import Context
 from dockd.ledger.db import Ledger
 from fixtures.make_recorder import Recorder, make_recorder
-from tests.helpers.accounts import act_as_new
+from tests.helpers.accounts import act_as, act_as_new
 from tests.helpers.station import write_config
 
 
@@ -63,3 +63,21 @@ def cli_as(
         return run
 
     return make
+
+
+Run = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def run_as(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
+    """``run_as(uid, *args)``: in-process ``dockd ARGS`` as ``sudo dockd ARGS`` by the
+    account of ``uid`` (None: root without sudo); (exit code, stdout, stderr)."""
+
+    def go(uid: int | None, *args: str) -> tuple[int, str, str]:
+        act_as(monkeypatch, uid)
+        capsys.readouterr()
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return go

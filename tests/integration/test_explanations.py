@@ -19,20 +19,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
-from dockd.alerts import AlertSink
-from dockd.cli import main
 from dockd.clock import FixedClock
 from dockd.context import Context
-from dockd.ingest.pipeline import run_ingest
 from dockd.ledger import audit
-from dockd.ledger.db import open_ledger
 from dockd.ledger.models import Alert, AuditEvent
 from dockd.reports.duties import run_duties
 from fixtures.make_recorder import Recorder, make_recorder
-from tests.helpers.accounts import act_as, add_account
-from tests.helpers.ledgers import BACKENDS, register
-from tests.helpers.pgserver import PgServer
-from tests.helpers.station import NOW, config_text, make_config
+from tests.helpers.accounts import add_account
+from tests.helpers.ledgers import BACKENDS, docked_station, ledger_url_of
+from tests.helpers.station import NOW
 
 EXTRA = "[reports]\ngap_minutes = 0.5\n"
 Run = Callable[..., tuple[int, str, str]]
@@ -43,13 +38,6 @@ def rec(tmp_path_factory: pytest.TempPathFactory) -> Recorder:
     return make_recorder(tmp_path_factory.mktemp("rec"), clips=3, extras=False)
 
 
-def _ledger_url(request: pytest.FixtureRequest) -> str | None:
-    if getattr(request, "param", "sqlite") != "postgresql":
-        return None
-    server: PgServer = request.getfixturevalue("pg_server")
-    return server.new_database()
-
-
 @pytest.fixture
 def station(
     request: pytest.FixtureRequest,
@@ -58,17 +46,11 @@ def station(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Context]:
     """The station on SQLite, or PostgreSQL with ``parametrize("station", BACKENDS, ...)``."""
-    url = _ledger_url(request)
-    cfg = make_config(tmp_path, EXTRA, ledger_url=url)
-    clock = FixedClock(NOW)
-    led = open_ledger(cfg.ledger.url)
-    ctx = Context(cfg, led, clock, AlertSink(led, cfg.station.id, clock, cfg.alerts))
-    register(led, clock, rec)
-    assert run_ingest(ctx, rec.root).ok
-    (tmp_path / "dockd.toml").write_text(config_text(tmp_path, EXTRA, ledger_url=url), "utf-8")
-    monkeypatch.setenv("DOCKD_CONFIG", str(tmp_path / "dockd.toml"))
+    ctx = docked_station(
+        tmp_path, monkeypatch, rec, ledger_url=ledger_url_of(request), now=NOW, extra=EXTRA
+    )
     yield ctx
-    led.close()
+    ctx.ledger.close()
 
 
 @pytest.fixture
@@ -82,15 +64,8 @@ def people(station: Context) -> dict[str, int]:
 
 
 @pytest.fixture
-def run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
-    def go(uid: int | None, *args: str) -> tuple[int, str, str]:
-        act_as(monkeypatch, uid)
-        capsys.readouterr()
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return go
+def run(run_as: Run) -> Run:
+    return run_as
 
 
 def gaps(run: Run, uid: int) -> list[dict[str, object]]:

@@ -98,17 +98,9 @@ Run = Callable[..., tuple[int, str, str]]
 
 
 @pytest.fixture
-def run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
+def run(run_as: Run) -> Run:
     """``run(uid, *args)``: dockd as ``sudo dockd ARGS`` by ``uid``; (code, out, err)."""
-
-    def go(uid: int | None, *args: str) -> tuple[int, str, str]:
-        act_as(monkeypatch, uid)
-        capsys.readouterr()
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return go
+    return run_as
 
 
 def ask(run: Run, uid: int, *what: str, kind: str, reason: str = "complaint 41") -> int:
