@@ -291,3 +291,27 @@ def test_select_files_window_is_an_overlap(
         with pytest.raises(NotFound):
             cases.select_files(s, file_ids=[999])
     assert DEFAULT_START.tzinfo is not None
+
+
+def test_the_case_systems_place_goes_to_the_footage_for_the_form(
+    ctx: Context, rec: Recorder, ingested: dict[str, int]
+) -> None:
+    """地点: a place column (English or Chinese header) is kept with the case and copied to
+    the footage it tags, as cause and party are; the file.tag event shows it."""
+    text = (
+        "案件编号,警号,开始时间,结束时间,案由,当事人,地点\n"
+        "A2026-001,012345,2026-03-15 06:29:00,2026-03-15 06:31:03,盗窃,李四,人民路口\n"
+    )
+    result = import_csv(ctx, text)
+    assert result.created == 1
+    tagged = set(result.tags.tagged)
+    assert tagged
+    with ctx.ledger.session() as s:
+        places = {r.id: r.place for r in s.scalars(select(Recording))}
+        [case] = s.scalars(select(Case)).all()
+        events = s.scalars(select(AuditEvent).where(AuditEvent.action == "file.tag")).all()
+    assert case.place == "人民路口"
+    assert {places[i] for i in tagged} == {"人民路口"}
+    assert all(p is None for i, p in places.items() if i not in tagged)
+    assert all("place" in json.loads(e.details)["before"] for e in events)
+    verify_ok(ctx)

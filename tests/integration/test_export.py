@@ -48,7 +48,9 @@ def case_ids(ctx: Context, clock: FixedClock, rec: Recorder) -> list[int]:
     ids = [by_path[r.relpath] for r in chosen]
     with ctx.ledger.session() as s:
         rows = cases.select_files(s, file_ids=ids)
-        tag = cases.Tag(case_number="K-1", cause="斗殴 <fight>", party="张三 & 李四")
+        tag = cases.Tag(
+            case_number="K-1", cause="斗殴 <fight>", party="张三 & 李四", place="人民路口 Renmin Rd"
+        )
         cases.tag_files(s, rows, tag, at=clock.now(), actor="clerk")
     return ids
 
@@ -131,11 +133,15 @@ def test_recording_form_is_filled_from_the_ledger(
     assert int(line["size_bytes"]) == first.size_bytes
     assert line["blake3"] == first.blake3
     assert line["case_number"] == "K-1" and line["party"] == "张三 & 李四"
+    assert line["place"] == "人民路口 Renmin Rd"  # 地点, from the tag
+    assert line["flags"] == ""  # nothing doubted about this clip
 
     page = (bag_dir / "recording-form.html").read_text(encoding="utf-8")
     assert "摄录情况记录表" in page and "Recording form" in page
-    for label in ("执法人员", "Officer", "执法记录仪编号", "Device number", "品牌型号", "时长"):
+    for label in ("摄录人员", "Recorded by", "执法记录仪编号", "地点", "标记", "时长"):
         assert label in page
+    for box in ("摄录人员签名", "审批人", "单位盖章"):  # the officer signs, the unit seals
+        assert box in page
     assert "斗殴 &lt;fight&gt;" in page and "<fight>" not in page  # escaped
     assert first.blake3 in page and "Chief Wang" in page
     assert f"{first.size_bytes:,} bytes" in page and " MB (" in page

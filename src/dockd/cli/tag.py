@@ -1,4 +1,5 @@
-"""``dockd tag``: set case number, cause, party, category and access class on footage."""
+"""``dockd tag``: set case number, cause, party, place, category and access class on
+footage."""
 
 from __future__ import annotations
 
@@ -33,6 +34,9 @@ def tag(
     case: Annotated[str | None, typer.Option("--case", help="Case number.")] = None,
     cause: Annotated[str | None, typer.Option(help="Case cause (案由).")] = None,
     party: Annotated[str | None, typer.Option(help="Party (当事人).")] = None,
+    place: Annotated[
+        str | None, typer.Option("--place", help="Where it was recorded (地点), for the form.")
+    ] = None,
     category: Annotated[str | None, typer.Option(help="Retention category.")] = None,
     access: Annotated[
         str | None, typer.Option("--access", help="Access class: normal or restricted.")
@@ -55,6 +59,7 @@ def tag(
             "--case": case,
             "--cause": cause,
             "--party": party,
+            "--place": place,
             "--category": category,
             "--access": access,
         }
@@ -67,7 +72,12 @@ def tag(
         _tag_officer(state, file_ids, officer, reason)
         return
     label = cases.Tag(
-        case_number=case, cause=cause, party=party, category=category, access_class=access
+        case_number=case,
+        cause=cause,
+        party=party,
+        place=place,
+        category=category,
+        access_class=access,
     )
     label.columns()  # validate before touching the ledger
     with state.ledger.session() as s:

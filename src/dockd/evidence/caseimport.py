@@ -33,12 +33,13 @@ _HEADERS: dict[str, tuple[str, ...]] = {
     "end": ("end", "ends_at", "end_time", "结束时间"),
     "cause": ("cause", "case_cause", "案由"),
     "party": ("party", "当事人"),
+    "place": ("place", "location", "地点"),
     "category": ("category", "类别"),
     "closed": ("closed", "closed_at", "结案时间", "结案日期"),
 }
 _REQUIRED = ("case_number", "officer_badge", "start")
 
-_CASE_FIELDS = ("starts_at", "ends_at", "cause", "party", "category", "closed_at")
+_CASE_FIELDS = ("starts_at", "ends_at", "cause", "party", "category", "closed_at", "place")
 CaseEvent = Literal["case.import", "case.update"]
 
 
@@ -58,6 +59,7 @@ class CaseRow:
     # Whether the CSV has a closed column: a file without one leaves closing alone (a
     # case closed with `dockd cases close` stays closed when an older export comes in).
     closed_given: bool = False
+    place: str | None = None  # 地点: copied to the files tagged from the case
 
     def fields(self) -> dict[str, Any]:
         """The case columns this line sets (besides its number and badge)."""
@@ -107,7 +109,7 @@ def parse_cases_csv(text: str, tz: ZoneInfo, *, source: str = "<csv>") -> list[C
     if missing:
         raise UsageError(
             f"{source}: header lacks column(s) {', '.join(missing)}; expected "
-            "case_number,officer_badge,start,end,cause,party[,category][,closed]"
+            "case_number,officer_badge,start,end,cause,party[,category][,closed][,place]"
         )
     rows: list[CaseRow] = []
     problems: list[str] = []
@@ -149,6 +151,7 @@ def parse_cases_csv(text: str, tz: ZoneInfo, *, source: str = "<csv>") -> list[C
                 get("category"),
                 closed,
                 "closed" in index,
+                get("place"),
             )
         )
     if problems:

@@ -34,7 +34,7 @@ from dockd.ledger import audit
 from dockd.ledger.models import Case, Officer, Recording
 
 ACCESS_CLASSES = ("normal", "restricted")
-TAG_COLUMNS = ("case_number", "case_cause", "party", "category", "access_class")
+TAG_COLUMNS = ("case_number", "case_cause", "party", "place", "category", "access_class")
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class Tag:
     case_number: str | None = None
     cause: str | None = None
     party: str | None = None
+    place: str | None = None
     category: str | None = None
     access_class: str | None = None
 
@@ -57,6 +58,7 @@ class Tag:
             "case_number": self.case_number,
             "case_cause": self.cause,
             "party": self.party,
+            "place": self.place,
             "category": self.category,
             "access_class": self.access_class,
         }
@@ -183,7 +185,9 @@ def tag_files(
     """Tag files by hand (``dockd tag``): sets every given label, overwriting earlier ones."""
     values = tag.columns()
     if not values:
-        raise UsageError("nothing to set: give --case, --cause, --party, --category or --access")
+        raise UsageError(
+            "nothing to set: give --case, --cause, --party, --place, --category or --access"
+        )
     result = TagResult()
     details: dict[str, Any] = {"source": "manual"}
     if reason:
@@ -205,6 +209,8 @@ def _case_values(case: Case) -> dict[str, str]:
         values["case_cause"] = case.cause
     if case.party is not None:
         values["party"] = case.party
+    if case.place is not None:
+        values["place"] = case.place
     if case.category is not None:
         values["category"] = case.category
     return values

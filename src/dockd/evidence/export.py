@@ -316,7 +316,6 @@ def _write_bag(
             size_bytes=i.size,
             blake3=i.blake3,
             sha256=i.sha256,
-            place="",
             bag_path="data/" + i.rel.as_posix(),
             **i.info,
         )

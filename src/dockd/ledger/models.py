@@ -274,6 +274,7 @@ class Recording(Base):
     case_number: Mapped[str | None] = mapped_column(String(64), index=True)
     case_cause: Mapped[str | None] = mapped_column(Text)
     party: Mapped[str | None] = mapped_column(Text)
+    place: Mapped[str | None] = mapped_column(Text)  # 地点: the case's, or tagged by hand
     category: Mapped[str | None] = mapped_column(String(32))
     access_class: Mapped[str] = mapped_column(String(16), default="normal")
     recorded_start: Mapped[datetime]
@@ -404,6 +405,7 @@ class Case(Base):
     ends_at: Mapped[datetime | None]
     cause: Mapped[str | None] = mapped_column(Text)
     party: Mapped[str | None] = mapped_column(Text)
+    place: Mapped[str | None] = mapped_column(Text)  # 地点 (migration 0016)
     category: Mapped[str | None] = mapped_column(String(32))
     closed_at: Mapped[datetime | None]
     imported_at: Mapped[datetime]

@@ -113,7 +113,6 @@ def form_rows(session: Session, config: Config, ids: list[int]) -> list[FormRow]
             size_bytes=row.size_bytes,
             blake3=row.blake3,
             sha256="",
-            place="",
             bag_path="",
             **describe(session, row, config),
         )
