@@ -1,10 +1,12 @@
 """The recording form prints on A4, one sheet per 20 recordings, each sheet with the
 signature line and the seal box (issue 15; 004 管理办法 §12(二)): rendered to PDF by
-Debian's Chromium and counted by poppler's pdfinfo, as a clerk printing it would."""
+Debian's Chromium and counted by poppler's pdfinfo, as a clerk printing it would. The
+sheet of 20 is left in test-output/recording-form-20.pdf."""
 
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -23,6 +25,8 @@ from tests.helpers.skips import need
 from tests.helpers.station import NOW
 
 META = {"unit": "城关派出所", "case": "K-1", "by": "lina", "approved_by": "wang, zhao"}
+# The 20-recording sheet is kept among the run's outputs, for a person to look at.
+OUTPUT = Path(__file__).resolve().parents[2] / "test-output"
 
 
 @pytest.fixture(scope="module")
@@ -78,5 +82,7 @@ def test_the_form_prints_on_one_a4_sheet_per_20_recordings(
             counted[n] = pages(pdf)
         sheet = page.inner_text("section.sheet")
     assert counted == {1: 1, 20: 1, 21: 2, 41: 3}
+    OUTPUT.mkdir(exist_ok=True)
+    shutil.copyfile(tmp_path / "form-20.pdf", OUTPUT / "recording-form-20.pdf")
     for text in ("摄录人员签名", "单位盖章", "人民路口 Renmin Rd", "K-1"):
         assert text in sheet
