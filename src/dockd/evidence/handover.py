@@ -45,7 +45,7 @@ from dockd.evidence.form import describe
 from dockd.ledger import audit
 from dockd.ledger.db import Ledger
 from dockd.ledger.models import Account, Handover, HandoverFile, Recording
-from dockd.policy import adapter
+from dockd.policy import kept
 
 RECORD_HTML = "handover-record.html"
 TAG_MANIFEST = "tagmanifest-sha256.txt"
@@ -89,7 +89,7 @@ def handover_root(config: Config) -> Path:
 def long_kept(session: Session, config: Config, period: Quarter) -> list[Recording]:
     """The quarter's footage that must be kept long-term, in recording order."""
     h = config.handover
-    ids = adapter.kept_files(
+    ids = kept.kept_files(
         session,
         station=config.station.id,
         categories=h.categories,

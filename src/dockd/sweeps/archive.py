@@ -36,7 +36,7 @@ from dockd.context import Context, Stopped
 from dockd.evidence import bag
 from dockd.ledger import audit
 from dockd.ledger.models import ArchiveCopy, Recording
-from dockd.policy import adapter as pledger
+from dockd.policy import kept
 from dockd.sweeps import filing, optical
 from dockd.sweeps import locations as loc
 from dockd.sweeps.runs import Run, alert_once, sweep_run
@@ -119,7 +119,7 @@ class ArchiveReport:
 
 def files_to_archive(s: Session, ctx: Context, target: str) -> list[int]:
     """Ids of stored files that must be on ``target`` and are not yet: held first."""
-    wanted = pledger.kept_files(
+    wanted = kept.kept_files(
         s,
         station=ctx.config.station.id,
         categories=ctx.config.archive.include_categories,
