@@ -34,7 +34,7 @@ import errno
 import os
 import stat
 import threading
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Protocol
@@ -50,14 +50,12 @@ from dockd.store.markers import (
     remove_dead_temporaries,
     write_marker,
 )
+from dockd.store.stream import Interrupted as Interrupted
+from dockd.store.stream import WriteBack, chunks, read_ahead
 
 INCOMING = ".incoming"
 FILE_MODE = 0o440
 DIR_MODE = 0o750
-
-
-class Interrupted(Exception):
-    """The copy was abandoned because a stop was requested (shutdown, unplug)."""
 
 
 def fsync_dir(path: Path) -> None:
@@ -179,21 +177,6 @@ class Hasher(Protocol):
     def update(self, data: memoryview, /) -> object: ...
 
 
-def _chunks(
-    source_fd: int, buffer_size: int, stop: threading.Event | None, doing: str
-) -> Iterator[memoryview]:
-    """The rest of an open file, read once in chunks of one reused buffer (each chunk is
-    valid until the next is read); :class:`Interrupted` as soon as ``stop`` is set."""
-    view = memoryview(bytearray(buffer_size))
-    while True:
-        if stop is not None and stop.is_set():
-            raise Interrupted(f"stop requested during {doing}")
-        n = os.readv(source_fd, [view])
-        if n == 0:
-            return
-        yield view[:n]
-
-
 def write_hashed(
     source_fd: int,
     target: Path,
@@ -206,23 +189,28 @@ def write_hashed(
     """Copy an open file, from its current position, into the new file ``target`` (0600,
     never over an existing one), feeding every chunk to each of ``hashers``; fsynced.
 
-    The source is read exactly once; returns the number of bytes copied. Raises
+    The source is read exactly once, by a reader thread a few buffers ahead, and the
+    target's write-back starts as it is written (:mod:`dockd.store.stream`); the final
+    fsync waits for the last stretch only. Returns the number of bytes copied. Raises
     :class:`Interrupted` if ``stop`` is set mid-copy, ``OSError`` on a read or write
     error; in every failure ``target`` is removed before the exception leaves.
     """
     size = 0
     out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    writeback = WriteBack(out)
     try:
         try:
-            for chunk in _chunks(source_fd, buffer_size, stop, "copy"):
-                for hasher in hashers:
-                    hasher.update(chunk)
-                written = 0
-                while written < len(chunk):
-                    written += os.write(out, chunk[written:])
-                size += len(chunk)
-                if progress is not None:
-                    progress(len(chunk))
+            with contextlib.closing(read_ahead(source_fd, buffer_size, stop, "copy")) as source:
+                for chunk in source:
+                    for hasher in hashers:
+                        hasher.update(chunk)
+                    written = 0
+                    while written < len(chunk):
+                        written += os.write(out, chunk[written:])
+                    size += len(chunk)
+                    writeback.written(size)
+                    if progress is not None:
+                        progress(len(chunk))
             os.fsync(out)
         finally:
             os.close(out)
@@ -259,7 +247,7 @@ def copy_into_incoming(
 def hash_fd(source_fd: int, *, buffer_size: int, stop: threading.Event | None = None) -> str:
     """BLAKE3 of an open file, read once from its current position."""
     hasher = blake3.blake3()  # one thread hashes several times faster than a disk writes
-    for chunk in _chunks(source_fd, buffer_size, stop, "hashing"):
+    for chunk in chunks(source_fd, buffer_size, stop, "hashing"):
         hasher.update(chunk)
     return hasher.hexdigest()
 

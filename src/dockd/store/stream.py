@@ -1,0 +1,145 @@
+"""Copying with the stages overlapped: the recorder read ahead, the store written back early.
+
+One copy has three devices to keep busy: the recorder (reading), the CPU (BLAKE3) and
+the store (writing, and making it durable). Done in one thread each waits for the
+others. Here::
+
+    reader thread   readv(source) into a free buffer -> the full queue
+    caller          the full queue -> BLAKE3 -> write(target) -> the free buffers
+                    every WRITEBACK_BYTES written: sync_file_range(WRITE) of that stretch
+
+``readv``, ``write`` and BLAKE3 on a large buffer all release the GIL, so the reader
+runs while the caller hashes and writes. The ring is bounded (``DEPTH`` buffers), so
+memory stays the same whatever the file's size. Write-back of each stretch starts as
+soon as it is written, instead of when the kernel's dirty limits are reached: the
+``fsync`` at the end waits for the last stretch, not for the whole file.
+
+Nothing here weakens the guarantee: the caller still ``fsync``s the file (and the
+store its directory) before a ledger row names it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import queue
+import threading
+from collections.abc import Callable, Generator, Iterator
+from functools import cache
+
+DEPTH = 4  # buffers in flight between the reader and the writer
+WRITEBACK_BYTES = 8 << 20  # start writing back every 8 MiB written
+_SYNC_FILE_RANGE_WRITE = 2  # <linux/fs.h>: start write-back of dirty pages, do not wait
+
+
+class Interrupted(Exception):
+    """The copy was abandoned because a stop was requested (shutdown, unplug)."""
+
+
+def _check(stop: threading.Event | None, doing: str) -> None:
+    if stop is not None and stop.is_set():
+        raise Interrupted(f"stop requested during {doing}")
+
+
+def chunks(
+    source_fd: int, buffer_size: int, stop: threading.Event | None, doing: str
+) -> Iterator[memoryview]:
+    """The rest of an open file, read once in one thread with one reused buffer (each chunk
+    valid until the next is read); :class:`Interrupted` as soon as ``stop`` is set."""
+    view = memoryview(bytearray(buffer_size))
+    while True:
+        _check(stop, doing)
+        n = os.readv(source_fd, [view])
+        if n == 0:
+            return
+        yield view[:n]
+
+
+_Item = tuple[bytearray, int] | BaseException
+
+
+def read_ahead(
+    source_fd: int, buffer_size: int, stop: threading.Event | None, doing: str
+) -> Generator[memoryview]:
+    """Like :func:`chunks`, with a reader thread filling the next buffers meanwhile.
+
+    Each chunk is valid until the next is asked for. A read error is raised here, in
+    the caller's thread. However the caller stops (the end, an error, a stop, closing
+    the generator), the reader thread is ended and joined before this returns.
+    """
+    free: queue.Queue[bytearray | None] = queue.Queue()
+    full: queue.Queue[_Item] = queue.Queue()
+    for _ in range(DEPTH):
+        free.put(bytearray(buffer_size))
+
+    done = threading.Event()
+
+    def read() -> None:
+        try:
+            while (buf := free.get()) is not None and not done.is_set():
+                _check(stop, doing)
+                n = os.readv(source_fd, [buf])
+                full.put((buf, n))
+                if n == 0:
+                    return
+        except BaseException as exc:  # handed to the caller, raised there
+            full.put(exc)
+
+    reader = threading.Thread(target=read, name="dockd-read-ahead", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item = full.get()
+            if isinstance(item, BaseException):
+                raise item
+            buf, n = item
+            if n == 0:
+                return
+            _check(stop, doing)
+            yield memoryview(buf)[:n]
+            free.put(buf)
+    finally:
+        done.set()  # the reader ends at its next turn; None wakes it if it waits for a buffer
+        free.put(None)
+        reader.join()
+
+
+_SyncFileRange = Callable[[int, int, int, int], int]
+
+
+@cache
+def _sync_file_range() -> _SyncFileRange | None:
+    """libc's sync_file_range(2), or None where there is none (not Linux)."""
+    name = ctypes.util.find_library("c")
+    try:
+        fn = ctypes.CDLL(name, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    fn.restype = ctypes.c_int
+    sync: _SyncFileRange = fn
+    return sync
+
+
+class WriteBack:
+    """Starts write-back of each ``WRITEBACK_BYTES`` stretch of ``fd`` once it is written.
+
+    Advisory: where sync_file_range is missing or refused (some FUSE or network
+    filesystems), nothing happens and the final fsync does all the work, as before.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._fn = _sync_file_range()
+        self._started = 0  # bytes whose write-back has been started
+
+    def written(self, upto: int) -> None:
+        """``upto`` bytes of the file are written."""
+        if self._fn is None or upto - self._started < WRITEBACK_BYTES:
+            return
+        with contextlib.suppress(OSError):
+            if self._fn(self._fd, self._started, upto - self._started, _SYNC_FILE_RANGE_WRITE):
+                self._fn = None  # refused (EINVAL, ESPIPE...): stop asking
+        self._started = upto
