@@ -49,8 +49,13 @@ def registered(station: Station, rec: Recorder) -> Station:
 
 def pause_line(proc: subprocess.Popen[bytes], point: str) -> str:
     """Read the process's stderr until it says it paused at ``point``; return the relpath."""
+    return pause_lines(proc, point)[point]
+
+
+def pause_lines(proc: subprocess.Popen[bytes], *points: str) -> dict[str, str]:
+    """Read the process's stderr until it paused at every one of ``points`` (each in its
+    own thread: the copy, and the verify of the file before); their relpaths."""
     assert proc.stderr is not None
-    want = f"dockd-test-pause {point} "
     seen = b""
     sel = selectors.DefaultSelector()
     sel.register(proc.stderr, selectors.EVENT_READ)
@@ -63,16 +68,20 @@ def pause_line(proc: subprocess.Popen[bytes], point: str) -> str:
             if not chunk:
                 break  # EOF: the process ended without pausing
             seen += chunk
+            found = {}
             for line in seen.decode("utf-8", "replace").splitlines():
-                if line.startswith(want):
-                    return line[len(want) :]
+                head, _, rel = line.partition(" ")[2].partition(" ")
+                if line.startswith("dockd-test-pause ") and head in points:
+                    found[head] = rel
+            if len(found) == len(points):
+                return found
     finally:
         sel.close()
     proc.kill()
     proc.wait()
     raise AssertionError(
-        f"dockd ingest never paused at {point} (exit {proc.returncode}); stderr:\n"
-        + seen.decode("utf-8", "replace")[-4000:]
+        f"dockd ingest never paused at {' and '.join(points)} (exit {proc.returncode}); "
+        "stderr:\n" + seen.decode("utf-8", "replace")[-4000:]
     )
 
 
@@ -172,6 +181,42 @@ def test_killed_at_any_point_the_next_ingest_stores_each_recording_once(
     assert relpath in {r.relpath for r in card.recordings}, relpath
 
 
+# Each pair stops the two threads of one run where they overlap: the verify (and
+# commit) of one file, and the copy of the next. (pause points, files committed)
+OVERLAPS = [
+    ("in-verify:1+after-copy:2", 0),
+    ("in-verify:2+after-publish:3", 1),
+    ("after-commit:2+after-publish:3", 2),
+]
+
+
+@pytest.mark.parametrize(("pauses", "committed"), OVERLAPS, ids=[p for p, _ in OVERLAPS])
+def test_killed_while_the_file_before_is_verified_no_row_without_a_verified_file(
+    tmp_path: Path, card: Recorder, pauses: str, committed: int
+) -> None:
+    station = registered(make_station(tmp_path / "station"), card)
+    total = len(card.recordings)
+    first = station.start("ingest", str(card.root), DOCKD_TEST_PAUSE=pauses)
+    points = [p.partition(":")[0] for p in pauses.split("+")]
+    paused = pause_lines(first, *points)
+    # the file in its verify has no row yet; the next one is copied meanwhile
+    rows = station.rows()
+    assert len(rows) == committed and all(r.verified for r in rows)
+    behind = paused[points[0]]
+    assert behind not in {r.source_path for r in rows} or points[0] == "after-commit"
+    kill9(first)
+
+    again = station.run("ingest", str(card.root))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert (
+        f"outcome complete: {total - committed} stored, {committed} already present"
+        in summary_counts(again.stdout)
+    )
+    assert_each_recording_once(station, card)
+    assert [s.outcome for s in station.sessions()] == ["interrupted", "complete"]
+    assert station.run("audit", "verify").returncode == 0
+
+
 def test_killed_twice_in_a_row_still_no_twin(tmp_path: Path, card: Recorder) -> None:
     """A crash between publish and commit, then a crash of the run that cleans up after it."""
     station = registered(make_station(tmp_path / "station"), card)
@@ -223,10 +268,15 @@ def test_second_ingest_of_a_busy_recorder_exits_73_and_stores_nothing(
     tmp_path: Path, card: Recorder
 ) -> None:
     station = registered(make_station(tmp_path / "station"), card)
-    first = station.start("ingest", str(card.root), DOCKD_TEST_PAUSE="after-commit:1")
+    # the first run holds: file 1 committed, file 2 published and not yet verified
+    first = station.start(
+        "ingest", str(card.root), DOCKD_TEST_PAUSE="after-commit:1+after-publish:2"
+    )
     try:
-        pause_line(first, "after-commit")
-        assert len(store_files(station.store)) == 1
+        pause_lines(first, "after-commit", "after-publish")
+        held = store_files(station.store), incoming_left(station.store)
+        assert len(held[0]) == 2 and len(station.rows()) == 1
+        assert [Path(n).suffix for n in held[1]] == [".pub"]  # file 2's publish marker
 
         second = station.run("ingest", str(card.root))
         assert second.returncode == 73, second.stdout + second.stderr
@@ -234,9 +284,9 @@ def test_second_ingest_of_a_busy_recorder_exits_73_and_stores_nothing(
         assert message.startswith("dockd: "), second.stderr
         assert "being ingested by another process" in message
         assert str(first.pid) in message
-        # the second run copied nothing: still only the first run's one file
-        assert len(store_files(station.store)) == 1
-        assert incoming_left(station.store) == []
+        # the second run copied nothing and took nothing of the first run's away
+        assert (store_files(station.store), incoming_left(station.store)) == held
+        assert len(station.rows()) == 1
     finally:
         kill9(first)
 

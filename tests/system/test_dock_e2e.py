@@ -134,6 +134,49 @@ def test_unplugged_mid_copy_ends_interrupted_and_redock_takes_only_the_rest(
     assert len(stored) == len(rec.recordings)
 
 
+def test_unplugged_while_the_file_before_is_verified_that_file_is_kept_whole(
+    env: DockEnv,
+) -> None:
+    """The overlap: file 2's re-read verify runs while file 3 is copied. The recorder goes
+    away mid-copy of file 3; file 2 (already whole in the store) still finishes its verify
+    and is recorded; file 3 leaves nothing behind."""
+    env.configure(dock=MID_COPY)
+    rec = env.recorder("v", vendor="a", extras=False)
+    big = rec.of_kind("video")[1]  # the third file in the order they are taken
+    pad_mp4(rec.path(big), BIG)
+    env.register(rec)
+    image = env.fat(rec, 1, BIG // MiB + 96)
+    resume = env.tmp / "resume-verify"
+    os.mkfifo(resume)
+    daemon = env.daemon(env={"DOCKD_TEST_PAUSE": "in-verify:2", "DOCKD_TEST_RESUME": str(resume)})
+
+    loop = env.attach(image)
+    held = "dockd-test-pause in-verify"
+    wait_for("file 2's verify to be held", lambda: held in daemon.tail(), 60)
+    wait_for("file 3 to be half-way", env.copying, 60, every=0.05)
+    loop.unplug()
+    with resume.open("wb") as fifo:  # now let file 2's verify run
+        fifo.write(b"go")
+    (first,) = env.wait_sessions(1, 30)
+
+    assert first.outcome == "interrupted"
+    taken = env.recordings()
+    assert len(taken) == first.files_stored == 2 and all(r.verified for r in taken)
+    assert big.relpath not in {r.source_path for r in taken}
+    assert env.parts() == []
+    assert not list((env.store_root / store.INCOMING).glob("*.pub"))  # none left in flight
+    loop.wait_released()
+    code, _ = daemon.terminate(timeout=env.config.dock.stop_timeout_s + 30)  # only a guard
+    assert code == 0, daemon.tail()
+
+    env.daemon()  # without the held verify this time
+    env.attach(image)
+    _, second = env.wait_sessions(2)
+    assert second.outcome == "complete"
+    assert (second.files_present, second.files_stored) == (2, len(rec.recordings) - 2)
+    assert_stored_byte_for_byte(env, rec)
+
+
 def test_sigkill_mid_ingest_leaves_no_temporary_file_and_restart_completes(
     env: DockEnv,
 ) -> None:

@@ -9,8 +9,9 @@
     lock       one ingest per recorder (lock); then recovery puts right what a
                dead run left (recovery)
     open       the dock_sessions row; admit: store, quarantine or refused (session)
-    take each  one file: open, copy + BLAKE3, probe, time/officer/flags, publish,
-               verify, commit (take, describe)
+    take each  one file: open, copy + BLAKE3, probe, time/officer/flags, publish
+               (take, describe); then verify and commit (take.finish) in a second
+               thread while the next file is copied
     close      the outcome, its audit event, an alert when interrupted (session)
 
 What each file and the session came to is in ``outcome`` (``SessionResult``). A
@@ -21,11 +22,14 @@ and the dock daemon.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import os
 import stat
 import threading
 from collections.abc import Callable
+from concurrent import futures
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 
@@ -34,7 +38,7 @@ import structlog
 from dockd import store
 from dockd.context import Context
 from dockd.errors import SourceError
-from dockd.ingest import clockcheck, fatreader, recovery, session
+from dockd.ingest import clockcheck, fatreader, recovery, session, take
 from dockd.ingest.discover import Candidate, Refusal, discover
 from dockd.ingest.identify import VolumeInfo, gather_evidence, identify
 from dockd.ingest.lock import lock_recorder
@@ -48,7 +52,6 @@ from dockd.ingest.outcome import (
     SessionResult,
     SourceGone,
 )
-from dockd.ingest.take import take_file
 
 log = structlog.get_logger("dockd.ingest")
 
@@ -152,36 +155,93 @@ def _take_each(
     progress: Progress,
 ) -> None:
     """Every file in turn, each counted as soon as it is decided. A stop, or the
-    recorder going away, leaves the session 'interrupted' between two files."""
+    recorder going away, leaves the session 'interrupted' between two files.
+
+    Each file's verify and commit (``take.finish``) run in a second thread while the
+    next file is copied; the session counts the files in their order on the recorder.
+    """
     for refusal in plan.refusals:
         session.record(ctx, result, FileOutcome.of_refusal(refusal))
     progress.start(len(plan.candidates), sum(c.size for c in plan.candidates))
-    for cand in plan.candidates:
-        if stop is not None and stop.is_set():
-            result.outcome = SessionOutcome.INTERRUPTED
+    with _Behind(ctx, root, result, progress) as behind:
+        for cand in plan.candidates:
+            if stop is not None and stop.is_set():
+                result.outcome = SessionOutcome.INTERRUPTED
+                break
+            name = plan.names[cand.relpath]
+            assert plan.clock is not None
+            try:
+                got = take.take_file(
+                    ctx,
+                    plan.source,
+                    root,
+                    cand,
+                    name,
+                    plan.identity,
+                    result,
+                    plan.clock,
+                    stop=stop,
+                    progress=progress,
+                    previous=behind.wait,
+                )
+            except SourceGone as exc:
+                behind.settle()
+                session.record(ctx, result, FileOutcome(cand.display, FileStatus.FAILED, str(exc)))
+                result.outcome = SessionOutcome.INTERRUPTED
+                break
+            except store.Interrupted:
+                result.outcome = SessionOutcome.INTERRUPTED
+                break
+            if isinstance(got, take.Taken):
+                with take.taken_back_on_error(root, got):  # the ledger failed behind it
+                    behind.settle()
+                behind.start(got)
+            else:
+                behind.settle()
+                session.record(ctx, result, got)
+                progress.file_done(got)
+        behind.settle()
+
+
+class _Behind:
+    """The file behind the one being copied: its ``take.finish`` in the verify thread.
+
+    At most one file is behind. Leaving the ``with`` block on an exception still waits
+    for its finish (which verifies and commits, or takes the file back), so no thread
+    outlives the session.
+    """
+
+    def __init__(self, ctx: Context, root: Path, result: SessionResult, progress: Progress) -> None:
+        self._ctx, self._root, self._result, self._progress = ctx, root, result, progress
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dockd-verify")
+        self._job: tuple[take.Taken, Future[FileOutcome]] | None = None
+
+    def __enter__(self) -> _Behind:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._pool.shutdown(wait=True)
+
+    def start(self, taken: take.Taken) -> None:
+        """Verify and commit ``taken`` in the verify thread (log context and all)."""
+        assert self._job is None, "settle the file behind first"
+        run = contextvars.copy_context().run
+        self._job = (taken, self._pool.submit(run, take.finish, self._ctx, self._root, taken))
+
+    def wait(self, digest: str | None) -> None:
+        """Wait for the file behind to be done: always (``None``), or when it has the
+        BLAKE3 ``digest`` (the same recording twice must be found present, not kept twice)."""
+        if self._job is not None and digest in (None, self._job[0].incoming.blake3):
+            futures.wait([self._job[1]])
+
+    def settle(self) -> None:
+        """Count the file behind on the session once it is done; what its finish raised
+        (the ledger gone) is raised here."""
+        if self._job is None:
             return
-        name = plan.names[cand.relpath]
-        assert plan.clock is not None
-        try:
-            outcome = take_file(
-                ctx,
-                plan.source,
-                root,
-                cand,
-                name,
-                plan.identity,
-                result,
-                plan.clock,
-                stop=stop,
-                progress=progress,
-            )
-        except SourceGone as exc:
-            gone = FileOutcome(cand.display, FileStatus.FAILED, str(exc))
-            session.record(ctx, result, gone)
-            result.outcome = SessionOutcome.INTERRUPTED
-            return
-        except store.Interrupted:
-            result.outcome = SessionOutcome.INTERRUPTED
-            return
-        session.record(ctx, result, outcome)
-        progress.file_done(outcome)
+        taken, job = self._job
+        self._job = None
+        outcome = job.result()
+        take.after_commit(self._ctx, taken, outcome, self._result.session_id)
+        session.record(self._ctx, self._result, outcome)
+        self._progress.file_done(outcome)

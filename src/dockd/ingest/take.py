@@ -1,11 +1,15 @@
 """Taking one file: from the recorder into the store and the ledger, or a precise why not.
 
-The path of one recording (``take_file``)::
+The path of one recording, in two parts::
 
-    open (no links, no FIFOs) -> already here by name? (confirmed by hash)
-    -> copy + BLAKE3 into .incoming (dockd.store) -> already here by hash?
-    -> probe -> describe (time, officer, flags) -> publish (no overwrite, 0440)
-    -> optional re-read verify -> ledger row + audit event -> per-case link
+    take_file  open (no links, no FIFOs) -> already here by name? (confirmed by hash)
+               -> copy + BLAKE3 into .incoming (dockd.store) -> already here by hash?
+               -> probe -> describe (time, officer, flags) -> publish (no overwrite, 0440)
+    finish     optional re-read verify -> ledger row + audit event
+    after_commit                            -> per-case link, alert of an unplayable file
+
+The pipeline runs ``finish`` of one file in its verify thread while ``take_file`` copies
+the next, so the store's re-read and the ledger's commit overlap the recorder's read.
 
 A file ends verified in the store with its row, or as a ``failed``/``refused``
 outcome with the store put back as it was. A commit that fails in a way that may
@@ -16,11 +20,14 @@ session stops there. Tests can stop a real run at a named point (``PAUSE_ENV``).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
 import sys
 import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import structlog
@@ -45,11 +52,31 @@ from dockd.store.paths import render_path
 log = structlog.get_logger("dockd.ingest")
 
 # Tests make a real `dockd ingest` stop at a named point so it can be killed there:
-# DOCKD_TEST_PAUSE=after-copy|after-publish|after-commit[:N] (the N-th file taken).
+# DOCKD_TEST_PAUSE=after-copy|after-publish|in-verify|after-commit[:N] (the N-th file
+# taken), or several joined by "+" (see _pause). With DOCKD_TEST_RESUME naming a FIFO
+# the pause ends when the test writes to it, instead of lasting until the kill.
 PAUSE_ENV = "DOCKD_TEST_PAUSE"
+RESUME_ENV = "DOCKD_TEST_RESUME"
 
 # Errors that mean the recorder itself went away, not that one file is bad.
 _GONE = {errno.ENODEV, errno.ENXIO, errno.ENOTCONN, errno.ESHUTDOWN}
+
+
+@dataclass
+class Taken:
+    """A file copied, described and published: its verify and ledger row are to come
+    (:func:`finish`, run while the next file is copied)."""
+
+    rel: str
+    nth: int  # the n-th file this session took (for the test pauses)
+    incoming: store.Incoming
+    published: PurePosixPath
+    row: Recording
+    officer: str | None
+
+
+def _no_wait(_digest: str | None) -> None:
+    """No file before this one is still being verified or committed."""
 
 
 def take_file(
@@ -64,8 +91,14 @@ def take_file(
     *,
     stop: threading.Event | None = None,
     progress: Progress | None = None,
-) -> FileOutcome:
-    """Bring one file into the store, or say precisely why not."""
+    previous: Callable[[str | None], None] = _no_wait,
+) -> FileOutcome | Taken:
+    """Bring one file into the store, up to its publish, or say precisely why not.
+
+    A :class:`Taken` file is published but has no ledger row yet: :func:`finish` verifies
+    and commits it. ``previous(digest)`` waits for the file before this one, whose finish
+    may still run, when it may have the same content (``digest``) or always (``None``).
+    """
     cfg = ctx.config
     rel = cand.display
     bufsize = cfg.ingest.copy_buffer_kib * 1024
@@ -109,10 +142,10 @@ def take_file(
         )
 
     result.taken += 1
-    _pause("after-copy", result.taken, rel)
+    _pause("after-copy", result.taken, rel, previous)
     published: PurePosixPath | None = None
-    committing = False
     try:
+        previous(incoming.blake3)  # the same recording twice on one recorder: one is kept
         if _present_by_hash(ctx, identity.ref, incoming.blake3):
             incoming.discard()
             return FileOutcome(rel, FileStatus.PRESENT, size=incoming.size)
@@ -133,9 +166,27 @@ def take_file(
             root, incoming, target, taken=lambda p: _path_in_ledger(ctx, p.as_posix())
         )
         row.store_path = published.as_posix()
-        _pause("after-publish", result.taken, rel)
+        _pause("after-publish", result.taken, rel, previous)
+    except BaseException as exc:
+        return _undo(ctx, root, rel, incoming, published, exc, committing=False)
+    return Taken(rel, result.taken, incoming, published, row, officer_badge)
+
+
+def finish(ctx: Context, root: Path, taken: Taken) -> FileOutcome:
+    """Verify a published file (``verify = "reread"``) and commit its row, or take it back.
+
+    Runs in the pipeline's verify thread while the next file is copied. The row is
+    committed only once the stored copy read back right: a file is in the ledger only
+    when it is durable and verified, as when the stages ran one after the other.
+    """
+    cfg = ctx.config
+    incoming, row = taken.incoming, taken.row
+    committing = False
+    try:
+        _pause("in-verify", taken.nth, taken.rel)
         if cfg.ingest.verify == "reread":
-            again = store.hash_stored(root / published, buffer_size=bufsize)
+            bufsize = cfg.ingest.copy_buffer_kib * 1024
+            again = store.hash_stored(root / taken.published, buffer_size=bufsize)
             if again != incoming.blake3:
                 raise OSError(
                     errno.EIO,
@@ -144,33 +195,69 @@ def take_file(
                 )
             row.verified = True
         committing = True
-        file_id = _commit_row(ctx, row, officer_badge)
+        file_id = _commit_row(ctx, row, taken.officer)
     except BaseException as exc:
-        incoming.discard()
-        if committing and published is not None and not isinstance(exc, IntegrityError):
-            _commit_unknown(ctx, root, published, incoming)
-            raise
-        if published is not None:
-            store.unpublish(root, published)
-        store.settle(incoming)
-        if isinstance(exc, OSError):
-            return FileOutcome(rel, FileStatus.FAILED, f"store failed: {_oserror(exc)}")
-        if isinstance(exc, IntegrityError):  # this row only; the ledger itself works
-            reason = f"ledger refused the row, file not kept: {exc.orig}"
-            return FileOutcome(rel, FileStatus.FAILED, reason)
-        raise
+        return _undo(ctx, root, taken.rel, incoming, taken.published, exc, committing=committing)
     store.settle(incoming)
-    _pause("after-commit", result.taken, rel)
-    _after_commit(ctx, row, file_id, rel, result.session_id)
+    _pause("after-commit", taken.nth, taken.rel)
     return FileOutcome(
-        rel,
+        taken.rel,
         FileStatus.STORED,
         file_id=file_id,
         store_path=row.store_path,
         flags=tuple(row.flags),
         size=row.size_bytes,
-        officer=officer_badge,
+        officer=taken.officer,
     )
+
+
+def _undo(
+    ctx: Context,
+    root: Path,
+    rel: str,
+    incoming: store.Incoming,
+    published: PurePosixPath | None,
+    exc: BaseException,
+    *,
+    committing: bool,
+) -> FileOutcome:
+    """Put the store back as it was after ``exc``; the failed outcome, or ``exc`` raised
+    again when it is not this file's alone (the ledger down, an interrupt)."""
+    incoming.discard()
+    if committing and not isinstance(exc, IntegrityError):
+        assert published is not None
+        _commit_unknown(ctx, root, published, incoming)
+        raise exc
+    if published is not None:
+        store.unpublish(root, published)
+    store.settle(incoming)
+    if isinstance(exc, OSError):
+        return FileOutcome(rel, FileStatus.FAILED, f"store failed: {_oserror(exc)}")
+    if isinstance(exc, IntegrityError):  # this row only; the ledger itself works
+        reason = f"ledger refused the row, file not kept: {exc.orig}"
+        return FileOutcome(rel, FileStatus.FAILED, reason)
+    raise exc
+
+
+@contextlib.contextmanager
+def taken_back_on_error(root: Path, taken: Taken) -> Iterator[None]:
+    """Unpublish ``taken`` (not yet verified nor committed) if the block raises: when
+    the ledger failed for the file before it, the session ends and it stays on the
+    recorder for the next dock."""
+    try:
+        yield
+    except BaseException:
+        taken.incoming.discard()
+        store.unpublish(root, taken.published)
+        store.settle(taken.incoming)
+        raise
+
+
+def after_commit(ctx: Context, taken: Taken, outcome: FileOutcome, session_id: int) -> None:
+    """What follows a stored file's commit, in the pipeline's own thread."""
+    if outcome.status == FileStatus.STORED:
+        assert outcome.file_id is not None
+        _after_commit(ctx, taken.row, outcome.file_id, taken.rel, session_id)
 
 
 def _after_commit(ctx: Context, row: Recording, file_id: int, rel: str, session_id: int) -> None:
@@ -329,14 +416,33 @@ def _present_by_hash(ctx: Context, device_ref: str, digest: str) -> bool:
     return _any_row(ctx, Recording.blake3 == digest, Recording.device_ref == device_ref)
 
 
-def _pause(point: str, nth: int, rel: str) -> None:
-    """Stop here for ever when a test asked for it (see PAUSE_ENV); a no-op otherwise."""
+def _pause(
+    point: str, nth: int, rel: str, previous: Callable[[str | None], None] | None = None
+) -> None:
+    """Stop here for ever when a test asked for it (see PAUSE_ENV); a no-op otherwise.
+
+    ``DOCKD_TEST_PAUSE`` names one point (``after-copy:2``) or several joined by ``+``
+    (``in-verify:1+after-publish:2``). One point is a clean cut: the pipeline's own
+    thread first waits for the file before (``previous``) to be verified and committed.
+    Several points stop each thread where it is: the overlap itself.
+    """
     want = os.environ.get(PAUSE_ENV)
     if not want:
         return
-    name, _, n = want.partition(":")
-    if name != point or nth != (int(n) if n.isdigit() else 1):
+    points = want.split("+")
+    for spec in points:
+        name, _, n = spec.partition(":")
+        if name == point and nth == (int(n) if n.isdigit() else 1):
+            break
+    else:
         return
+    if previous is not None and len(points) == 1:
+        previous(None)
     sys.stderr.write(f"dockd-test-pause {point} {rel}\n")
     sys.stderr.flush()
+    resume = os.environ.get(RESUME_ENV)
+    if resume:  # a FIFO: go on once the test writes to it
+        with open(resume, "rb") as fifo:
+            fifo.read(1)
+        return
     threading.Event().wait()
