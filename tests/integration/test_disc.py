@@ -20,7 +20,6 @@ from pathlib import Path
 
 import bagit
 import blake3
-import pycdlib
 import pytest
 from sqlalchemy import select
 
@@ -43,6 +42,7 @@ from tests.helpers.accounts import act_as, add_account
 from tests.helpers.ledgers import register
 from tests.helpers.skips import need
 from tests.helpers.station import make_config, write_config
+from tests.helpers.udftree import udf_tree
 
 
 @pytest.fixture(autouse=True)
@@ -81,22 +81,6 @@ def extracted_bag(image: Path, into: Path) -> bagit.Bag:
         for d in dirs:
             os.chmod(os.path.join(here, d), 0o700)
     return extracted
-
-
-def udf_files(image: Path) -> dict[str, bytes]:
-    """The UDF tree as pycdlib reads it: each file's path -> its content."""
-    iso = pycdlib.PyCdlib()
-    iso.open(str(image))
-    try:
-        out = {}
-        for here, _dirs, names in iso.walk(udf_path="/"):
-            for name in names:
-                path = f"{here.rstrip('/')}/{name}"
-                with iso.open_file_from_iso(udf_path=path) as fh:
-                    out[path] = fh.read()
-        return out
-    finally:
-        iso.close()
 
 
 def udfinfo(image: Path) -> dict[str, str]:
@@ -169,7 +153,7 @@ def test_export_with_iso_writes_an_image_that_reads_back_whole(
     assert int(info["numfiles"]) == len(bag_files)
 
     # Its files are the bag's, under their real names (the Chinese-named clip too).
-    in_udf = udf_files(iso)
+    in_udf = udf_tree(iso)
     assert set(in_udf) == set(bag_files)
     assert any("执法记录_现场" in name for name in in_udf)
     for name, content in in_udf.items():
@@ -324,7 +308,7 @@ def test_optical_target_makes_a_verified_image_and_burns_it(
         )
         _, names = joliet_files(image)
         assert "/manifest-blake3.txt" in names
-        assert set(udf_files(image)) == names  # the UDF tree holds the same files
+        assert set(udf_tree(image)) == names  # the UDF tree holds the same files
 
         # The burner ran once, without a shell, with the image's path as one argument.
         burnt = (tmp_path / "burn.log").read_text().splitlines()

@@ -191,10 +191,19 @@ class Reader:
         size, None for a directory."""
         out: dict[str, int | None] = {}
         key = f"{tree}_path"
+        todo = [""]
         try:
-            for here, dirs, names in self._iso.walk(**{key: "/"}):
-                at = here.rstrip("/")
-                out.update({f"{at}/{d}": None for d in dirs})
+            while todo:
+                at = todo.pop()
+                # One level at a time, each path built here: pycdlib's walk() decodes a
+                # UDF parent's name with its child's encoding (8-bit "data" above a
+                # 16-bit Chinese name comes back as "摡瑡"); each child's own is right.
+                walk = self._iso.walk(**{key: at or "/"})
+                _here, dirs, names = next(walk)
+                walk.close()
+                for d in dirs:
+                    out[f"{at}/{d}"] = None
+                    todo.append(f"{at}/{d}")
                 for name in names:
                     with self._iso.open_file_from_iso(**{key: f"{at}/{name}"}) as fh:
                         out[f"{at}/{name}"] = int(fh.length())
