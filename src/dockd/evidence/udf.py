@@ -37,6 +37,7 @@ from pycdlib.pycdlibexception import PyCdlibException
 
 from dockd.errors import DockdError
 
+CHUNK = 1 << 20  # bytes per read and write: footage is large
 ISO_LEVEL = 3  # long names, and multi-extent files over 4 GiB
 ISO_NAME_MAX = 30  # a file's name and extension (Ecma-119 7.5.2)
 ISO_DIR_MAX = 31  # a directory's name (Ecma-119 7.6.3 allows more; 31 reads everywhere)
@@ -84,7 +85,7 @@ def write(src: Path, image: Path, *, volid: str) -> list[Placed]:
                 iso.add_directory(p.iso, p.rel.name, p.joliet, udf_path=udf_path)
             else:
                 iso.add_file(str(src / p.rel), p.iso, p.rel.name, p.joliet, udf_path=udf_path)
-        iso.write(str(image))
+        iso.write(str(image), blocksize=CHUNK)
     except PyCdlibException as exc:
         raise ImageFailed(f"pycdlib: {exc}") from exc
     finally:
@@ -214,7 +215,7 @@ class Reader:
     def copy(self, udf_path: str, out: Sink) -> None:
         """Write the file at ``udf_path`` (``/data/x``) to ``out``."""
         try:
-            self._iso.get_file_from_iso_fp(cast(BinaryIO, out), udf_path=udf_path)
+            self._iso.get_file_from_iso_fp(cast(BinaryIO, out), udf_path=udf_path, blocksize=CHUNK)
         except PyCdlibException as exc:
             raise ImageFailed(f"pycdlib cannot read {udf_path} from its UDF tree: {exc}") from exc
 
