@@ -174,3 +174,16 @@ def test_an_image_whose_trees_disagree_is_refused(tmp_path: Path) -> None:
         disc.verify_image(bad)
     message = str(err.value)
     assert str(bad) in message and "Joliet tree" in message and "a-b.mp4" in message
+
+
+def test_a_name_udf_cannot_hold_is_refused_naming_it(tmp_path: Path) -> None:
+    src = tmp_path / "bag"
+    src.mkdir()
+    (src / ("a" * 251 + ".mp4")).write_bytes(b"clip")  # Linux takes 255 bytes, UDF 253
+    out = tmp_path / "out"
+    with pytest.raises(disc.DiscError) as err:
+        disc.make_image(src, out / "long.iso", volid="LONG")
+    message = str(err.value)
+    assert "long.iso" in message and "UDF filename too long" in message
+    assert "Rename or leave out what it names" in message
+    assert list(out.iterdir()) == []  # no image, no partial file

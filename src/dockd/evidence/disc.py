@@ -7,7 +7,7 @@ subprocess with an argument list (never a shell), a timeout, its output captured
 named in the error, which says what to do.
 
 The image is ISO 9660 with Rock Ridge (real POSIX names and modes: what Linux, xorriso
-and libarchive read), Joliet (UTF-16 names: what older Windows reads) and UDF 2.60 (the
+and libarchive read), Joliet (UTF-16 names: what older Windows reads) and UDF (the
 full real names, Chinese too: what Windows, macOS and Linux read first when it is there),
 written by pycdlib: xorriso cannot write UDF, and no other Debian tool fills a UDF file
 system without mounting it read-write as root (:mod:`dockd.evidence.udf` says more).
@@ -152,9 +152,14 @@ def write_image(src: Path, image: Path, *, volid: str, timeout: float = TIMEOUT_
     volid = volume_id(volid)
     try:
         udf.write(src, image, volid=volid)
-    except (udf.ImageFailed, OSError) as exc:
+    except udf.ImageFailed as exc:
         raise DiscError(
             f"writing the disc image {image} of {src} failed: {exc}. "
+            "Rename or leave out what it names, then make the image again"
+        ) from exc
+    except OSError as exc:
+        raise DiscError(
+            f"writing the disc image {image} of {src} failed: {exc.strerror or exc}. "
             "Check the free space and the disk the image is written to"
         ) from exc
     verify_image(image, timeout=timeout)

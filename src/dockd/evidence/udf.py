@@ -4,8 +4,9 @@ A disc handed to a court or an archive is read on whatever machine is there, so 
 image carries one set of file contents under three directory trees (a "UDF bridge"
 image: every tree points at the same extents)::
 
-    UDF 2.60          the full real names (Chinese too): what Windows reads first,
-                      and macOS and Linux (``mount -t udf``)
+    UDF               the full real names (Chinese too): what Windows reads first,
+                      and macOS and Linux (``mount -t udf``); pycdlib's "2.60" layout,
+                      whose descriptors declare revision 1.02 (``udfinfo``: udfrev)
     ISO 9660 level 3  names mangled to valid, unique d-character names per directory
       + Rock Ridge    with the real names and modes in Rock Ridge: what xorriso, libarchive
                       and Linux's isofs read
@@ -18,9 +19,10 @@ system, to be filled through a read-write loop mount as root). pycdlib is a main
 pure-Python library that masters all three trees.
 
 Files of 4 GiB and more: ISO 9660 level 3 splits them into multi-extent records (Joliet
-likewise), UDF records one file entry over the same extents. Names that no tree can
-carry (a UDF name over 254 bytes of Latin-1 or 127 UTF-16 units) are refused by
-pycdlib: :class:`ImageFailed` says which.
+likewise), UDF records one file entry over the same extents (a 4 GiB + 3 MiB clip was
+written, verified and extracted whole). A name UDF cannot hold (over 253 Latin-1 or 126
+UTF-16 characters) is refused by pycdlib, and so is a symlink or device file here:
+:class:`ImageFailed` names it.
 """
 
 from __future__ import annotations
