@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import stat
+import subprocess
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -384,6 +385,43 @@ def test_an_optical_target_is_checked_by_its_image_and_a_bad_image_made_again(
     [fixed] = again.of("repaired")
     assert fixed.file_id == rows[0].id and f"{image}:/data/" in fixed.note
     assert blake3.blake3(path.read_bytes()).hexdigest() == rows[0].blake3
+
+
+def test_an_optical_image_written_by_xorriso_before_udf_is_still_checked_and_read(
+    tmp_path: Path, clock: FixedClock, card: Recorder
+) -> None:
+    """Targets made by older dockd hold images xorriso wrote (MD5 tags, no UDF): the
+    sweep checks them by their MD5s and restores a store file from one."""
+    need(tools=("xorriso",), why="disc images are written and read back by xorriso")
+    ctx = _station(tmp_path, clock, card, kind="optical")
+    rows = _rows(ctx)
+    batch = _copy(ctx, rows[0].id).batch
+    station = tmp_path / "archive2" / "st-test"
+    image = station / f"{batch}.iso"
+    os.chmod(image, 0o640)
+    image.unlink()
+    proc = subprocess.run(
+        ["xorriso", "-abort_on", "FAILURE", "-local_charset", "UTF-8", "-md5", "on",
+         "-outdev", f"stdio:{image}", "-joliet", "on", "-map", str(station / batch), "/",
+         "-commit"],
+        capture_output=True, text=True, check=False, env={**os.environ, "LC_ALL": "C.UTF-8"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert disc.md5_tagged(image)
+
+    clean = run_fixity(ctx, full=True)
+    assert clean.archive is not None and clean.archive.findings == []
+    assert clean.archive.targets[0].ok == len(rows)
+
+    shutil.rmtree(station / batch)  # the disc burnt: only the image is left
+    path = _store(ctx, rows[0])
+    _flip(path)
+    clock.advance(DAY)
+    again = run_fixity(ctx, full=True)
+    [fixed] = again.of("repaired")
+    assert fixed.file_id == rows[0].id and f"{image}:/data/" in fixed.note
+    assert blake3.blake3(path.read_bytes()).hexdigest() == rows[0].blake3
+    assert disc.md5_tagged(image)  # read, not made again
 
 
 def test_a_repair_cut_short_leaves_no_half_file(

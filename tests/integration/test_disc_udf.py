@@ -134,6 +134,12 @@ def test_an_image_xorriso_wrote_is_still_checked_by_its_md5s(tmp_path: Path) -> 
     old = an_old_image(src, tmp_path / "old.iso")
     new = disc.make_image(src, tmp_path / "new.iso", volid="NEW").path
     assert disc.md5_tagged(old) and not disc.md5_tagged(new)
+    # xorriso's tag words inside a file (a text about images) do not make an image old.
+    words = src.parent / "words"
+    words.mkdir()
+    (words / "tag.txt").write_bytes(b"libisofs_checksum_tag_v1 pos=16 md5=0\n" * 60)
+    bagit.make_bag(str(words), checksums=["sha256"])
+    assert not disc.md5_tagged(disc.make_image(words, tmp_path / "w.iso", volid="W").path)
 
     inner = f"/data/现场 2026.03.15/{LONG_CHINESE}"
     for image in (old, new):

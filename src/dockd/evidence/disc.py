@@ -77,6 +77,7 @@ _CHECK_MD5 = ("-check_md5_r", "FAILURE", "/", "--", "-check_md5", "FAILURE", "--
 # xorriso's session checksum tag (images dockd wrote before UDF), near the image's end.
 _MD5_TAG = b"libisofs_checksum_tag_v1"
 _TAG_WINDOW = 4 << 20
+BLOCK = 2048  # bytes in a block of an ISO 9660 image
 _MANIFEST_ALGORITHMS = ("sha256", "sha512")
 
 DAMAGED = "The image is damaged: do not burn or hand it over; make it again"
@@ -225,13 +226,19 @@ def check_md5(image: Path, *, timeout: float = TIMEOUT_S) -> None:
 
 def md5_tagged(image: Path) -> bool:
     """Whether ``image`` carries xorriso's MD5 tags (written by dockd before it wrote
-    UDF): its session tag sits after the files, before xorriso's 300 KiB of padding."""
+    UDF): its session tag starts a block after the files, before xorriso's 300 KiB of
+    padding, and names that block (``pos=N``); the same words inside a file do not."""
     try:
         with open(image, "rb") as fh:
-            fh.seek(max(fh.seek(0, os.SEEK_END) - _TAG_WINDOW, 0))
-            return _MD5_TAG in fh.read(_TAG_WINDOW)
+            start = max(fh.seek(0, os.SEEK_END) - _TAG_WINDOW, 0) // BLOCK * BLOCK
+            fh.seek(start)
+            tail = fh.read(_TAG_WINDOW)
     except OSError as exc:
         raise DiscError(f"cannot read the disc image {image}: {exc.strerror or exc}") from exc
+    for at in range(0, len(tail), BLOCK):
+        if tail.startswith(_MD5_TAG + b" pos=%d " % ((start + at) // BLOCK), at):
+            return True
+    return False
 
 
 def extract_file(image: Path, inner: str, dest: Path, *, timeout: float = TIMEOUT_S) -> None:
