@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 # (FAT32 and exFAT, through FUSE since many kernels lack vfat/exfat), b3sum, PostgreSQL;
 # Chromium for the web view's browser tests, with CJK fonts so their screenshots show Chinese.
 APT_PACKAGES := udev dosfstools exfatprogs fusefat exfat-fuse fuse3 mtools b3sum \
-	postgresql postgresql-contrib util-linux stress-ng xorriso sqlite3 systemd python3-venv slapd ldap-utils \
+	postgresql postgresql-contrib util-linux stress-ng xorriso udftools sqlite3 systemd python3-venv slapd ldap-utils \
 	chromium fonts-noto-cjk poppler-utils
 # The load beside `make test-stress`: what shook races out of the dock tests (issue 9).
 STRESS := stress-ng --cpu 2 --io 1 --quiet --timeout 4h

@@ -25,7 +25,12 @@ def need(*, root: bool = False, tools: tuple[str, ...] = (), why: str = "") -> N
         problems.append("tools " + ", ".join(missing))
     if not problems:
         return
-    reason = f"needs {' and '.join(problems)}{': ' + why if why else ''}"
+    unavailable(f"needs {' and '.join(problems)}{': ' + why if why else ''}")
+
+
+def unavailable(reason: str) -> None:
+    """Skip (outside CI) or fail (under CI=true): what the test needs is not on this
+    machine (a tool, root, a kernel file system), ``reason`` says what."""
     if IN_CI:
         pytest.fail(f"{reason} (CI=true: .ci/run must install these; skipping is not allowed)")
     pytest.skip(reason)

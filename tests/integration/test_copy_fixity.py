@@ -4,7 +4,7 @@ the store, each repair in the audit trail with both hashes; when both are bad, a
 alert names the file and nothing is overwritten.
 
 Real footage (fixtures.make_recorder), a real ingest, a real archive run to a directory
-target (and to an optical one, with a real xorriso image), a real SQLite ledger.
+target (and to an optical one, with a real disc image), a real SQLite ledger.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from dockd.alerts import AlertSink
 from dockd.cli import main
 from dockd.clock import FixedClock
 from dockd.context import Context
-from dockd.evidence import bycase, cases
+from dockd.evidence import bycase, cases, disc
 from dockd.ingest.pipeline import run_ingest
 from dockd.ledger import audit
 from dockd.ledger.db import Ledger, open_ledger
@@ -356,7 +356,7 @@ def test_an_optical_target_is_checked_by_its_image_and_a_bad_image_made_again(
     assert clean.archive is not None and clean.archive.findings == []
     assert clean.archive.targets[0].ok == len(rows)
 
-    # One byte of the first recording flipped inside the image: xorriso's MD5s catch it.
+    # One byte of the first recording flipped inside the image: the bag's SHA-256 catches it.
     content = _store(ctx, rows[0]).read_bytes()
     data = bytearray(image.read_bytes())
     at = data.find(content[:4096])
@@ -371,12 +371,8 @@ def test_an_optical_target_is_checked_by_its_image_and_a_bad_image_made_again(
     assert report.archive is not None and report.archive.problems == []
     assert {f.action for f in report.archive.findings} == {"repaired"}
     assert all(f.path.startswith(f"{image}:/data/") for f in report.archive.findings)
-    assert any("MD5" in f.note for f in report.archive.findings)
-    proc = subprocess.run(
-        ["xorriso", "-md5", "on", "-indev", str(image), "-check_md5_r", "FAILURE", "/", "--"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
+    assert any("does not match its SHA-256" in f.note for f in report.archive.findings)
+    disc.check_image(image)  # made again: every file matches the bag's manifest
     [event, *_] = _events(ctx, rows[0].id, "archive.copy_repaired")
     assert event["image"] == str(image)
 
@@ -389,6 +385,43 @@ def test_an_optical_target_is_checked_by_its_image_and_a_bad_image_made_again(
     [fixed] = again.of("repaired")
     assert fixed.file_id == rows[0].id and f"{image}:/data/" in fixed.note
     assert blake3.blake3(path.read_bytes()).hexdigest() == rows[0].blake3
+
+
+def test_an_optical_image_written_by_xorriso_before_udf_is_still_checked_and_read(
+    tmp_path: Path, clock: FixedClock, card: Recorder
+) -> None:
+    """Targets made by older dockd hold images xorriso wrote (MD5 tags, no UDF): the
+    sweep checks them by their MD5s and restores a store file from one."""
+    need(tools=("xorriso",), why="disc images are written and read back by xorriso")
+    ctx = _station(tmp_path, clock, card, kind="optical")
+    rows = _rows(ctx)
+    batch = _copy(ctx, rows[0].id).batch
+    station = tmp_path / "archive2" / "st-test"
+    image = station / f"{batch}.iso"
+    os.chmod(image, 0o640)
+    image.unlink()
+    proc = subprocess.run(
+        ["xorriso", "-abort_on", "FAILURE", "-local_charset", "UTF-8", "-md5", "on",
+         "-outdev", f"stdio:{image}", "-joliet", "on", "-map", str(station / batch), "/",
+         "-commit"],
+        capture_output=True, text=True, check=False, env={**os.environ, "LC_ALL": "C.UTF-8"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert disc.md5_tagged(image)
+
+    clean = run_fixity(ctx, full=True)
+    assert clean.archive is not None and clean.archive.findings == []
+    assert clean.archive.targets[0].ok == len(rows)
+
+    shutil.rmtree(station / batch)  # the disc burnt: only the image is left
+    path = _store(ctx, rows[0])
+    _flip(path)
+    clock.advance(DAY)
+    again = run_fixity(ctx, full=True)
+    [fixed] = again.of("repaired")
+    assert fixed.file_id == rows[0].id and f"{image}:/data/" in fixed.note
+    assert blake3.blake3(path.read_bytes()).hexdigest() == rows[0].blake3
+    assert disc.md5_tagged(image)  # read, not made again
 
 
 def test_a_repair_cut_short_leaves_no_half_file(

@@ -1,10 +1,12 @@
 """Disc images (issue 15, 刻录光盘): ``dockd export ... --iso FILE`` and the archive's
-optical targets write ISO 9660 images with Rock Ridge and Joliet that read back whole.
+optical targets write ISO 9660 images with Rock Ridge, Joliet and UDF that read back whole.
 
-Each image is checked here as its receiver would, with the real tools: ``xorriso``'s
-MD5 check of the session and of every file, the bag extracted from the image and
-validated by bagit-python, the Joliet tree (what Windows reads) listing the bag's
-names. A byte flipped in an image makes the read-back fail, naming the file.
+Each image is checked here as its receiver would, with the real tools: the bag extracted
+from the Rock Ridge tree by ``xorriso`` and validated by bagit-python, the UDF tree seen
+by ``udfinfo`` (udftools) and read through pycdlib with the bag's real names, the Joliet
+tree (what older Windows reads) listing the bag's names. A byte flipped in an image
+makes the read-back fail, naming the image and the file. (The kernel's UDF mount and
+images written by xorriso before UDF: tests/integration/test_disc_udf.py.)
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from tests.helpers.accounts import act_as, add_account
 from tests.helpers.ledgers import register
 from tests.helpers.skips import need
 from tests.helpers.station import make_config, write_config
+from tests.helpers.udftree import udf_tree
 
 
 @pytest.fixture(autouse=True)
@@ -68,14 +71,6 @@ def xorriso(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def check_md5(image: Path) -> subprocess.CompletedProcess[str]:
-    """Every file against its recorded MD5, then the whole session against its own."""
-    return xorriso(
-        "-md5", "on", "-indev", str(image),
-        "-check_md5_r", "FAILURE", "/", "--", "-check_md5", "FAILURE", "--",
-    )  # fmt: skip
-
-
 def extracted_bag(image: Path, into: Path) -> bagit.Bag:
     """The image's content copied out by xorriso, then validated (every hash) by bagit."""
     proc = xorriso("-md5", "on", "-osirrox", "on", "-indev", str(image), "-extract", "/", str(into))
@@ -86,6 +81,15 @@ def extracted_bag(image: Path, into: Path) -> bagit.Bag:
         for d in dirs:
             os.chmod(os.path.join(here, d), 0o700)
     return extracted
+
+
+def udfinfo(image: Path) -> dict[str, str]:
+    """What udftools' ``udfinfo`` says of the UDF file system in ``image``."""
+    proc = subprocess.run(
+        ["udfinfo", str(image)], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    return dict(ln.split("=", 1) for ln in proc.stdout.splitlines() if "=" in ln)
 
 
 def joliet_files(image: Path) -> tuple[str, set[str]]:
@@ -118,6 +122,7 @@ def test_export_with_iso_writes_an_image_that_reads_back_whole(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    need(tools=("udfinfo",), why="the image's UDF tree is read by udftools")
     ids = _ingest(ctx, clock, rec)
     with ctx.ledger.session() as s:
         rows = cases.select_files(s, file_ids=ids)
@@ -141,11 +146,18 @@ def test_export_with_iso_writes_an_image_that_reads_back_whole(
     assert f"disc image {iso}: volume K_1_2026" in out and "verified" in out
     assert sorted(p.name for p in iso.parent.iterdir()) == ["K-1.iso"]  # no leftovers
 
-    # Read back by xorriso: the session and every file match the MD5s recorded in it.
-    proc = check_md5(iso)
-    assert proc.returncode == 0, proc.stderr
-    assert "Ok, session data match recorded md5" in proc.stdout
-    assert "File contents and their MD5 checksums match" in proc.stdout
+    # A UDF file system (what Windows, macOS and Linux read first), as udftools sees it.
+    info = udfinfo(iso)
+    assert info["label"] == "K_1_2026" and info["impid"] == "*pycdlib"
+    bag_files = {"/" + p.relative_to(dest).as_posix(): p for p in dest.rglob("*") if p.is_file()}
+    assert int(info["numfiles"]) == len(bag_files)
+
+    # Its files are the bag's, under their real names (the Chinese-named clip too).
+    in_udf = udf_tree(iso)
+    assert set(in_udf) == set(bag_files)
+    assert any("执法记录_现场" in name for name in in_udf)
+    for name, content in in_udf.items():
+        assert content == bag_files[name].read_bytes(), name
 
     # The bag copied out of the image is the exported bag, and validates.
     copy = extracted_bag(iso, tmp_path / "from-disc")
@@ -161,8 +173,7 @@ def test_export_with_iso_writes_an_image_that_reads_back_whole(
     # Windows reads the Joliet tree: it is there, with every name of the bag, Chinese too.
     toc, names = joliet_files(iso)
     assert "ISO offers   : Rock_Ridge Joliet" in toc and "ISO loaded   : Joliet" in toc
-    bag_names = {"/" + p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()}
-    assert names == bag_names
+    assert names == set(bag_files)
     assert any(not n.isascii() for n in names)  # the Chinese-named clip
     pvd = xorriso("-indev", str(iso), "-pvd_info").stdout
     assert "Volume Id    : K_1_2026" in pvd
@@ -217,18 +228,17 @@ def test_a_byte_flipped_in_an_image_fails_the_read_back(rec: Recorder, tmp_path:
     (bag / "clip.mp4").write_bytes(content)
     bagit.make_bag(str(bag), checksums=["sha256"])  # -> bag/data/clip.mp4
     image = disc.make_image(bag, tmp_path / "ok.iso", volid="FLIP")
-    assert check_md5(image.path).returncode == 0
+    disc.check_image(image.path)
 
     bad = flip_a_byte_of(image.path, content)
-    proc = check_md5(bad)
-    assert proc.returncode != 0
-    assert "MD5 MISMATCH: '/data/clip.mp4'" in proc.stdout + proc.stderr
-
-    with pytest.raises(disc.DiscError) as err:
-        disc.verify_image(bad)
-    message = str(err.value)
-    assert str(bad) in message and "MD5 MISMATCH: '/data/clip.mp4'" in message
-    assert "damaged: do not burn or hand it over" in message
+    for check in (disc.verify_image, disc.check_image):
+        with pytest.raises(disc.DiscError) as err:
+            check(bad)
+        message = str(err.value)
+        assert str(bad) in message and "data/clip.mp4" in message
+        assert "damaged: do not burn or hand it over" in message
+    with pytest.raises(disc.DiscError, match=r"data/clip.mp4 does not match its SHA-256"):
+        disc.extract_file(bad, "/data/clip.mp4", tmp_path / "out.mp4")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bag", "flipped.iso", "ok.iso"]
 
 
@@ -291,14 +301,14 @@ def test_optical_target_makes_a_verified_image_and_burns_it(
         assert sorted(p.name for p in root.iterdir()) == [str(target.batch), image.name]
         assert report.counts()["bd"]["image"] == str(image)
 
-        proc = check_md5(image)
-        assert proc.returncode == 0, proc.stderr
+        disc.check_image(image)
         copy = extracted_bag(image, tmp_path / "from-disc")
         assert {c.path.removeprefix(f"st-test/{target.batch}/") for c in target.copied} == set(
             copy.payload_files()
         )
         _, names = joliet_files(image)
         assert "/manifest-blake3.txt" in names
+        assert set(udf_tree(image)) == names  # the UDF tree holds the same files
 
         # The burner ran once, without a shell, with the image's path as one argument.
         burnt = (tmp_path / "burn.log").read_text().splitlines()
@@ -330,7 +340,8 @@ def test_a_failed_burn_is_an_alert_naming_the_image(
         report = run_archive(ctx)
         [target] = report.targets
         image = tmp_path / "optical" / "st-test" / f"{target.batch}.iso"
-        assert target.image == str(image) and check_md5(image).returncode == 0
+        assert target.image == str(image)
+        disc.check_image(image)
         with ctx.ledger.session() as s:
             [alert] = s.scalars(select(Alert).where(Alert.kind == "archive.disc_failed"))
             actions = set(s.scalars(select(AuditEvent.action)))

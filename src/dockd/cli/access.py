@@ -99,7 +99,7 @@ def export(
         Path | None,
         typer.Option(
             "--iso",
-            help="Also write the bag as a disc image (ISO 9660 + Joliet) to this new file, "
+            help="Also write the bag as a disc image (ISO 9660 + Joliet + UDF) to this new file, "
             "read back and verified, for burning.",
         ),
     ] = None,

@@ -24,8 +24,8 @@ renamed into place in the transaction that registers the export, so ``DIR`` is
 either a complete bag recorded in the audit trail or absent.
 
 With ``--iso FILE`` the finished bag is also written as a disc image for burning
-(:mod:`dockd.evidence.disc`: ISO 9660 with Rock Ridge and Joliet, volume id from the
-case number), read back and its bag validated from the image before the export is
+(:mod:`dockd.evidence.disc`: ISO 9660 with Rock Ridge and Joliet, and UDF, volume id
+from the case number), read back and its bag validated from the image before the export is
 registered; the image's path, BLAKE3 and SHA-256 go into each export event, and it
 gets its name in the same step as the bag. An existing ``FILE`` is never overwritten.
 """

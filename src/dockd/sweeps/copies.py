@@ -7,8 +7,9 @@
     -> its copies due on its own cycle (fixity_cycle_days, else [fixity] cycle_days):
        never-checked first, then the longest unchecked
     -> each re-hashed under the sweep's rate limit, BLAKE3 against the ledger; on an
-       optical target with a disc image, the image read back by xorriso (its MD5s),
-       then the file extracted from it and hashed
+       optical target with a disc image, the image read back (each file against the
+       bag's SHA-256 in it; xorriso's MD5s in an image xorriso wrote), then the file
+       extracted from it and hashed
     -> archive_copies.fixity_status / last_fixity_at; a change is ``archive.copy_fixity``
 
 A target that is absent is skipped and its copies keep their times: they are due, on
@@ -254,9 +255,9 @@ def _check(
         _hash_into(f, place.staged, c, throttle)
         return f
     image = place.image
-    if image not in images:  # xorriso's MD5 check, once per image and run
+    if image not in images:  # the whole image checked, once per image and run
         try:
-            disc.check_md5(image)
+            disc.check_image(image)
             images[image] = None
         except DockdError as exc:
             images[image] = str(exc)

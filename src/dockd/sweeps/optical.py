@@ -4,7 +4,7 @@ configured (刻录光盘, R8).
 The archive sweep (:mod:`dockd.sweeps.archive`) stages a batch on an ``optical`` target
 as it does on a disk: a BagIt bag of verified copies. Then this module writes the bag
 as ``<target>/<station>/<batch>.iso`` (:mod:`dockd.evidence.disc`: ISO 9660 with Rock
-Ridge and Joliet, read back by its MD5s and the bag validated from the image), records
+Ridge and Joliet, and UDF; the bag validated from its Rock Ridge and UDF trees), records
 an ``archive.image`` audit event with the image's BLAKE3 and SHA-256, and runs
 ``[archive] burn_command`` with the image's path (``archive.burn`` event). A failure is
 a warning alert naming the image; the staged copies stay verified and recorded, so the
