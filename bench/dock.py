@@ -39,7 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -58,6 +58,9 @@ from common import (
 )
 from sqlalchemy import select
 
+from dockd.config import parse_config
+from dockd.config.dock import MountHelper, render
+from dockd.dock.mounts import choose_helper
 from dockd.dock.watcher import udevd_running
 from dockd.ledger.db import Ledger, open_ledger
 from dockd.ledger.models import DockSession
@@ -96,6 +99,16 @@ def build_image(path: Path, tree: Path, label: str, fs: str, size_mb: int) -> No
             time.sleep(0.1)
         mnt.rmdir()
     sh("exfatlabel", str(path), label)
+
+
+def mount_as_dockd(dev: str, mnt: Path, fstype: str, helpers: Sequence[MountHelper]) -> None:
+    """Mount ``dev`` read-only at ``mnt`` with the helper dockd chooses for ``fstype``
+    (the kernel's driver when it has one, else FUSE), so ``cp`` reads what dockd reads."""
+    helper = choose_helper(helpers, fstype)
+    if helper is None:
+        raise SystemExit(f"no usable mount helper for {fstype} (apt install fusefat exfat-fuse)")
+    options = render((helper.options,), device=dev)[0]
+    sh(*render(helper.command, device=dev, mountpoint=str(mnt), options=options))
 
 
 @contextlib.contextmanager
@@ -256,6 +269,7 @@ fs_labels = ["{prefix}*"]
         outcomes = sorted({r.outcome for r in rows})
 
         # the same N trees with N parallel cp -r, from the same kind of mounts
+        helpers = parse_config(config.read_text(), source=str(config)).dock.mount_helpers
         for dev in loops:
             subprocess.run(["losetup", "-d", dev], capture_output=True)
         loops.clear()
@@ -264,8 +278,7 @@ fs_labels = ["{prefix}*"]
             loops.append(dev)
             mnt = work / f"cp-src{n}"
             mnt.mkdir(exist_ok=True)
-            helper = "fusefat" if ".vfat." in image.name else "mount.exfat-fuse"
-            sh(helper, "-o", "ro,nosuid,nodev,noexec", dev, str(mnt))
+            mount_as_dockd(dev, mnt, image.name.split(".")[1], helpers)  # r<i>.<fs>.img
             mounts.append(mnt)
         drop_caches()
         t0 = time.monotonic()

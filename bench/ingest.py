@@ -56,8 +56,6 @@ from common import (
     rm_tree,
     say,
     tree_bytes,
-    work_dir,
-    write_results,
 )
 from ingest_memory import MemoryRun, memory_verdict, run_child
 from ingest_recorder import (
@@ -68,8 +66,8 @@ from ingest_recorder import (
     make_tree,
     start_recorder,
 )
-from ingest_report import environment, ratio_lines, render_table
-from ingest_timing import Measurements, load_at_start, time_cp_b3sum, warm_up
+from ingest_report import environment, publish, ratio_lines, render_table
+from ingest_timing import Measurements, bench_dir, load_at_start, time_cp_b3sum, warm_up
 
 from dockd.logs import setup_logging
 from fixtures.make_recorder import DEFAULT_START
@@ -158,19 +156,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         say("NOTE: b3sum not found; hashing the copy with python blake3 (update_mmap) instead")
     drop = CacheDropper(enabled=not args.no_drop_caches)
 
-    with work_dir(args.workdir, "dockd-bench-", keep=args.keep) as workdir:
+    with bench_dir(args.workdir, "dockd-bench-", keep=args.keep) as workdir:
         peak = check_space(workdir, args.files, sizes)
         say(f"work directory {workdir} (peak use about {human(peak)})")
-        try:
-            report = run_bench(args, workdir, sizes, verifies, child_verify, use_b3sum, drop)
-        finally:
-            if args.workdir is not None and not args.keep:  # a given one: only what we made
-                for child in workdir.glob("bench-*"):
-                    rm_tree(child)
-    table = render_table(report)
-    report["table_markdown"] = table
-    say("\n" + table + "\n")
-    write_results(args.json, report)
+        report = run_bench(args, workdir, sizes, verifies, child_verify, use_b3sum, drop)
+    publish(report, render_table(report), args.json)
     return 0
 
 

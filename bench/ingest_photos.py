@@ -40,10 +40,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from common import CacheDropper, parser, rm_tree, say, work_dir, write_results
+from common import CacheDropper, parser, say
 from ingest_recorder import PHOTO_HEIGHT, PHOTO_WIDTH, Verify, make_photos, photo_name
-from ingest_report import environment, timing_table, vs_cp_sync
-from ingest_timing import Measurements, load_at_start, tree_hashes, warm_up
+from ingest_report import environment, publish, timing_table, vs_cp_sync
+from ingest_timing import Measurements, bench_dir, load_at_start, tree_hashes, warm_up
 
 from dockd.config.ingest import IngestConfig
 from dockd.logs import setup_logging
@@ -76,17 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging("warning")
     verifies: list[Verify] = [SHIPPED, "none"] if args.verify == "both" else [args.verify]
     drop = CacheDropper(enabled=not args.no_drop_caches)
-    with work_dir(args.workdir, "dockd-bench-photos-", keep=args.keep) as workdir:
-        try:
-            report = run_bench(args, workdir, verifies, drop)
-        finally:
-            if args.workdir is not None and not args.keep:  # a given one: only what we made
-                for child in workdir.glob("bench-*"):
-                    rm_tree(child)
-    table = render_table(report)
-    report["table_markdown"] = table
-    say("\n" + table + "\n")
-    write_results(args.json, report)
+    with bench_dir(args.workdir, "dockd-bench-photos-", keep=args.keep) as workdir:
+        report = run_bench(args, workdir, verifies, drop)
+    publish(report, render_table(report), args.json)
     return 0
 
 

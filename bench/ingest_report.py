@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import blake3
-from common import CacheDropper, human, machine, per_second
+from common import CacheDropper, human, machine, per_second, say, write_results
 
 
 def tool_version(cmd: Sequence[str]) -> str:
@@ -20,6 +20,13 @@ def tool_version(cmd: Sequence[str]) -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unavailable"
     return out.splitlines()[0].strip() if out else "unknown"
+
+
+def publish(report: dict[str, Any], table: str, path: Path) -> None:
+    """Print the table and write the results, the table with them, as JSON at ``path``."""
+    report["table_markdown"] = table
+    say("\n" + table + "\n")
+    write_results(path, report)
 
 
 def environment(

@@ -8,22 +8,36 @@ photos), so both measure the same commands the same way.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import statistics
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import blake3
-from common import per_second, rm_tree, say
+from common import per_second, rm_tree, say, work_dir
 from ingest_recorder import Verify, check_result, clip_name, start_recorder, station, stored_hashes
 
 from dockd.ingest.pipeline import run_ingest
 from fixtures.make_recorder import DEFAULT_START, write_mp4
+
+
+@contextlib.contextmanager
+def bench_dir(given: Path | None, prefix: str, *, keep: bool) -> Iterator[Path]:
+    """The work directory (:func:`common.work_dir`). In a ``given`` one only what the bench
+    made there (``bench-*``) is removed at the end, unless ``keep``."""
+    with work_dir(given, prefix, keep=keep) as workdir:
+        try:
+            yield workdir
+        finally:
+            if given is not None and not keep:
+                for child in workdir.glob("bench-*"):
+                    rm_tree(child)
 
 
 def files_under(root: Path) -> list[Path]:
