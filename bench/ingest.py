@@ -40,48 +40,37 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
-import statistics
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import blake3
 from common import (
     CacheDropper,
     human,
-    machine,
     parser,
-    per_second,
     rm_tree,
     say,
     tree_bytes,
-    work_dir,
-    write_results,
 )
 from ingest_memory import MemoryRun, memory_verdict, run_child
 from ingest_recorder import (
     Fill,
     Verify,
-    check_result,
     clip_name,
     make_clip,
     make_tree,
     start_recorder,
-    station,
-    stored_hashes,
 )
-from ingest_report import ratio_lines, render_table, tool_version
+from ingest_report import environment, publish, ratio_lines, render_table
+from ingest_timing import Measurements, bench_dir, load_at_start, time_cp_b3sum, warm_up
 
-from dockd.ingest.pipeline import run_ingest
 from dockd.logs import setup_logging
-from fixtures.make_recorder import DEFAULT_START, write_mp4
+from fixtures.make_recorder import DEFAULT_START
 
 GiB = 1 << 30
 _UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -103,109 +92,6 @@ def parse_size(text: str) -> int:
 
 def parse_sizes(text: str) -> list[int]:
     return [parse_size(part) for part in text.split(",") if part.strip()]
-
-
-def files_under(root: Path) -> list[Path]:
-    out: list[Path] = []
-    for dirpath, _, filenames in os.walk(root):
-        out.extend(Path(dirpath) / f for f in sorted(filenames))
-    return sorted(out)
-
-
-# ---------------------------------------------------------------------------- measurements
-
-
-@dataclass
-class Timing:
-    """The runs of one measurement: wall and CPU seconds of each."""
-
-    name: str
-    command: str
-    seconds: list[float] = field(default_factory=list)
-    cpu: list[float] = field(default_factory=list)
-
-    def add(self, seconds: float, cpu: float) -> None:
-        self.seconds.append(seconds)
-        self.cpu.append(cpu)
-
-    def report(self, nbytes: int) -> dict[str, Any]:
-        """Its runs, medians and throughput (MB/s) for the results file."""
-        median = statistics.median(self.seconds)
-        return {
-            "name": self.name,
-            "command": self.command,
-            "seconds": self.seconds,
-            "median_s": median,
-            "mb_per_s": per_second(nbytes, median),
-            "cpu_s": self.cpu,
-            "median_cpu_s": statistics.median(self.cpu),
-        }
-
-
-def cpu_now() -> float:
-    """User + system CPU seconds of this process (all threads) and its reaped children."""
-    me = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
-
-
-def time_cp_sync(src: Path, dst: Path) -> tuple[float, float]:
-    c0, t0 = cpu_now(), time.perf_counter()
-    subprocess.run(["cp", "-r", "--", str(src), str(dst)], check=True)
-    subprocess.run(["sync"], check=True)
-    return time.perf_counter() - t0, cpu_now() - c0
-
-
-def hash_copies(paths: Sequence[Path], use_b3sum: bool) -> dict[Path, str]:
-    if use_b3sum:
-        out = subprocess.run(
-            ["b3sum", "--", *map(str, paths)], check=True, capture_output=True, text=True
-        ).stdout
-        digests: dict[Path, str] = {}
-        for line in out.splitlines():
-            digest, _, name = line.partition("  ")
-            digests[Path(name)] = digest
-        return digests
-    result = {}
-    for p in paths:
-        h = blake3.blake3(max_threads=blake3.blake3.AUTO)
-        h.update_mmap(p)
-        result[p] = h.hexdigest()
-    return result
-
-
-def time_cp_b3sum(
-    src: Path, dst: Path, use_b3sum: bool
-) -> tuple[tuple[float, float], tuple[float, float], dict[str, str]]:
-    """``cp -r`` then hash every copied file, then ``sync``.
-
-    Returns (seconds, CPU seconds) without and with the final sync, and the digests.
-    """
-    c0, t0 = cpu_now(), time.perf_counter()
-    subprocess.run(["cp", "-r", "--", str(src), str(dst)], check=True)
-    digests = hash_copies(files_under(dst), use_b3sum)
-    c1, t1 = cpu_now(), time.perf_counter()
-    subprocess.run(["sync"], check=True)
-    c2, t2 = cpu_now(), time.perf_counter()
-    hashes = {p.relative_to(dst).as_posix(): d for p, d in digests.items()}
-    return (t1 - t0, c1 - c0), (t2 - t0, c2 - c0), hashes
-
-
-def time_dockd(
-    src: Path,
-    run_dir: Path,
-    verify: Verify,
-    buffer_kib: int | None,
-    expected: int,
-    drop: Callable[[], bool],
-) -> tuple[float, float, dict[str, str]]:
-    with station(run_dir, verify, buffer_kib) as ctx:
-        drop()
-        c0, t0 = cpu_now(), time.perf_counter()
-        result = run_ingest(ctx, src)
-        seconds, cpu = time.perf_counter() - t0, cpu_now() - c0
-        check_result(result, expected)
-        return seconds, cpu, stored_hashes(ctx.ledger)
 
 
 # ---------------------------------------------------------------------------- main
@@ -270,19 +156,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         say("NOTE: b3sum not found; hashing the copy with python blake3 (update_mmap) instead")
     drop = CacheDropper(enabled=not args.no_drop_caches)
 
-    with work_dir(args.workdir, "dockd-bench-", keep=args.keep) as workdir:
+    with bench_dir(args.workdir, "dockd-bench-", keep=args.keep) as workdir:
         peak = check_space(workdir, args.files, sizes)
         say(f"work directory {workdir} (peak use about {human(peak)})")
-        try:
-            report = run_bench(args, workdir, sizes, verifies, child_verify, use_b3sum, drop)
-        finally:
-            if args.workdir is not None and not args.keep:  # a given one: only what we made
-                for child in workdir.glob("bench-*"):
-                    rm_tree(child)
-    table = render_table(report)
-    report["table_markdown"] = table
-    say("\n" + table + "\n")
-    write_results(args.json, report)
+        report = run_bench(args, workdir, sizes, verifies, child_verify, use_b3sum, drop)
+    publish(report, render_table(report), args.json)
     return 0
 
 
@@ -296,12 +174,7 @@ def run_bench(
     drop: CacheDropper,
 ) -> dict[str, Any]:
     fill: Fill = args.fill
-    load_start = os.getloadavg()[0]
-    if load_start > 0.25 * (os.cpu_count() or 1):
-        say(
-            f"WARNING: load average is {load_start:.2f} on {os.cpu_count()} CPUs: other work "
-            "will slow dockd (CPU-bound loop) more than cp (in-kernel copy)"
-        )
+    load_start = load_at_start()
     src = workdir / "bench-src"
     dst = workdir / "bench-dst"
     runs = workdir / "bench-runs"
@@ -309,11 +182,7 @@ def run_bench(
 
     # A tiny recorder: warms up PyAV and SQLAlchemy, and is the memory baseline.
     tiny = workdir / "bench-tiny"
-    start_recorder(tiny)
-    write_mp4(tiny / clip_name(DEFAULT_START, 1), start=DEFAULT_START, seconds=2.0)
-    with station(runs / "warmup", "reread", args.copy_buffer_kib) as ctx:
-        check_result(run_ingest(ctx, tiny), 1)
-    rm_tree(runs / "warmup")
+    warm_up(tiny, runs, args.copy_buffer_kib)
 
     say(f"building {args.files} x {human(sizes[0])} MP4s ({fill} fill) in {src} ...")
     t0 = time.perf_counter()
@@ -322,56 +191,28 @@ def run_bench(
     say(f"  built in {time.perf_counter() - t0:.1f} s, {total / 1e6:.0f} MB in total")
 
     hasher = "b3sum" if use_b3sum else "python blake3"
-    timings: dict[str, Timing] = {
-        "cp_sync": Timing("cp -r + sync", "cp -r SRC DST && sync"),
-        "cp_b3sum": Timing(
-            f"cp -r, then {hasher} (copy not synced)",
-            f"cp -r SRC DST; {hasher} DST/**",
-        ),
-        "cp_b3sum_sync": Timing(
-            f"cp -r, then {hasher}, then sync",
-            f"cp -r SRC DST; {hasher} DST/**; sync",
-        ),
-    }
-    for v in verifies:
-        timings[f"dockd_{v}"] = Timing(f"dockd verify={v}", f"run_ingest, verify={v!r}")
-
-    def progress(label: str, seconds: float, cpu: float, extra: str = "") -> None:
-        rate = per_second(total, seconds)
-        say(f"  {label:<22} {seconds:7.2f} s  {rate:6.0f} MB/s  CPU {cpu:5.2f} s{extra}")
-
-    hash_sets: dict[str, dict[str, str]] = {}
+    bench = Measurements(total, drop)
+    bench.add(
+        "cp_b3sum", f"cp -r, then {hasher} (copy not synced)", f"cp -r SRC DST; {hasher} DST/**"
+    )
+    bench.add(
+        "cp_b3sum_sync", f"cp -r, then {hasher}, then sync", f"cp -r SRC DST; {hasher} DST/**; sync"
+    )
+    bench.add_dockd(verifies)
     for rep in range(args.repeat):
         say(f"run {rep + 1}/{args.repeat}")
-        rm_tree(dst)
+        bench.cp_sync(src, dst)
         drop()
-        s, cpu = time_cp_sync(src, dst)
-        timings["cp_sync"].add(s, cpu)
-        progress("cp -r + sync", s, cpu)
-
+        (s, cpu), (s_sync, cpu_sync), bench.hashes["b3sum"] = time_cp_b3sum(src, dst, use_b3sum)
+        bench.record("cp_b3sum", s, cpu, f"  (+ sync: {s_sync:.2f} s)")
+        bench.timings["cp_b3sum_sync"].add(s_sync, cpu_sync)
         rm_tree(dst)
-        drop()
-        (s, cpu), (s_sync, cpu_sync), digests = time_cp_b3sum(src, dst, use_b3sum)
-        timings["cp_b3sum"].add(s, cpu)
-        timings["cp_b3sum_sync"].add(s_sync, cpu_sync)
-        hash_sets["b3sum"] = digests
-        progress("cp -r, then b3sum", s, cpu, f"  (+ sync: {s_sync:.2f} s)")
-        rm_tree(dst)
-
         for v in verifies:
-            run_dir = runs / f"{v}-{rep}"
-            s, cpu, hashes = time_dockd(src, run_dir, v, args.copy_buffer_kib, args.files, drop)
-            timings[f"dockd_{v}"].add(s, cpu)
-            hash_sets[f"dockd_{v}"] = hashes
-            progress(f"dockd verify={v}", s, cpu)
-            rm_tree(run_dir)
+            bench.dockd(src, runs / f"{v}-{rep}", v, args.copy_buffer_kib, args.files)
 
-    reference = hash_sets["b3sum"]
-    hashes_agree = all(
-        digests == {k: reference.get(k) for k in digests} for digests in hash_sets.values()
-    )
-    if not hashes_agree:
-        say(f"WARNING: BLAKE3 digests differ between methods: {hash_sets}")
+    differ = bench.hashes_differ("b3sum")
+    if differ:
+        say(f"WARNING: BLAKE3 digests of {differ} differ from b3sum's: {bench.hashes}")
 
     say("memory: one ingest per fresh process ...")
     memory: list[MemoryRun] = []
@@ -396,20 +237,10 @@ def run_bench(
         peak_of(msrc, f"1 file of {human(size)}", size)
         rm_tree(msrc)
 
-    timing_report = {key: t.report(total) for key, t in timings.items()}
+    timing_report = bench.report()
     return {
         "generated_at": datetime.now(UTC).isoformat(),
-        "environment": {
-            **machine(),
-            "blake3_py": getattr(blake3, "__version__", "unknown"),
-            "b3sum": tool_version(["b3sum", "--version"]) if use_b3sum else "missing",
-            "cp": tool_version(["cp", "--version"]),
-            "workdir": str(workdir),
-            "page_cache": drop.status,
-            "copy_buffer_kib": args.copy_buffer_kib or 1024,
-            "loadavg_start": load_start,
-            "loadavg_end": os.getloadavg()[0],
-        },
+        "environment": environment(workdir, drop, args.copy_buffer_kib, load_start, use_b3sum),
         "tree": {
             "files": args.files,
             "file_size": sizes[0],
@@ -420,7 +251,7 @@ def run_bench(
         "repeat": args.repeat,
         "timings": timing_report,
         "ratios": ratio_lines(timing_report),
-        "hashes_agree": hashes_agree,
+        "hashes_agree": not differ,
         "memory_verify": child_verify,
         "memory": [asdict(m) for m in memory],
         "memory_verdict": memory_verdict(memory),

@@ -1,22 +1,29 @@
-"""The ingest bench's recorder and station: its tree of MP4 clips, and a fresh dockd
-station that knows it (device registered and assigned, so its files go to the store).
+"""The ingest benches' recorder and station: its tree of MP4 clips or JPEG photos, and
+a fresh dockd station that knows it (device registered and assigned, so its files go
+to the store).
 
 The tree is vendor-A's layout, ``DCIM/100MEDIA/<serial>_<badge>_<YYYYMMDDhhmmss>_<seq>.MP4``
-plus ``DEVICE.ID``, of valid MP4s made with ``write_mp4`` + ``pad_mp4`` from
-fixtures/make_recorder.py. With ``fill = "random"`` the padding ``free`` box is
-overwritten with pseudo-random bytes: real footage is incompressible, and some
-virtual disks read and write zeros faster than data.
+(or ``.JPG``) plus ``DEVICE.ID``. Clips are valid MP4s made with ``write_mp4`` +
+``pad_mp4`` from fixtures/make_recorder.py. With ``fill = "random"`` the padding
+``free`` box is overwritten with pseudo-random bytes: real footage is incompressible,
+and some virtual disks read and write zeros faster than data. Photos are baseline
+JPEGs from FFmpeg's ``mjpeg`` encoder (through PyAV, as the fixtures make theirs), of
+frames with enough fine detail (noise) that each is about 300 KB, a body camera's
+still.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import random
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
+from fractions import Fraction
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+import av
 import blake3
 from common import REGISTERED, bench_config, context, register_device
 from sqlalchemy import select
@@ -37,11 +44,27 @@ DEVICE = "DV-BENCH"
 BADGE = "098765"
 STATION = "st-bench"
 _FILL_CHUNK = 1 << 22
+# A 1280 x 720 frame of mid-grey with 4 bits of noise in every sample encodes at a fixed
+# quantiser of 2 (mjpeg's finest) to 300 KB +- 0.2 %. (At the encoder's default, rate
+# control by bit rate, the size drifts from photo to photo: 186 KB, 300 KB, ... 18 KB.)
+PHOTO_WIDTH, PHOTO_HEIGHT = 1280, 720
+_PHOTO_QSCALE = 2
+_PHOTO_NOISE = bytes(112 + (b & 15) for b in range(256))
+_JPEG_RANGE = 2  # AVCOL_RANGE_JPEG (full range), as fixtures/make_recorder.py writes
+PHOTO_EVERY = timedelta(seconds=30)
+
+
+def media_name(start: datetime, seq: int, ext: str) -> str:
+    local = start.astimezone(LOCAL_TZ)
+    return f"DCIM/100MEDIA/{SERIAL}_{BADGE}_{local:%Y%m%d%H%M%S}_{seq:04d}.{ext}"
 
 
 def clip_name(start: datetime, seq: int) -> str:
-    local = start.astimezone(LOCAL_TZ)
-    return f"DCIM/100MEDIA/{SERIAL}_{BADGE}_{local:%Y%m%d%H%M%S}_{seq:04d}.MP4"
+    return media_name(start, seq, "MP4")
+
+
+def photo_name(start: datetime, seq: int) -> str:
+    return media_name(start, seq, "JPG")
 
 
 def fill_random(path: Path, start: int, key: bytes) -> None:
@@ -87,6 +110,46 @@ def make_tree(root: Path, sizes: Sequence[int], fill: Fill, first: datetime) -> 
         path = root / clip_name(t, i + 1)
         make_clip(path, t, size, fill)
         paths.append(path)
+    return paths
+
+
+def make_photos(root: Path, count: int, first: datetime) -> list[Path]:
+    """``count`` JPEG photos, one every 30 s from ``first``, in a recorder tree at ``root``.
+
+    One ``mjpeg`` encoder context encodes every photo: each packet it returns is a
+    complete JPEG file (what FFmpeg's image2 muxer writes as a ``.jpg``). The noise is
+    seeded, so a tree is the same from run to run.
+    """
+    start_recorder(root)
+    ctx = av.CodecContext.create("mjpeg", "w")
+    if not isinstance(ctx, av.VideoCodecContext):  # pragma: no cover
+        raise TypeError(f"expected a video codec context, got {ctx!r}")
+    ctx.width, ctx.height = PHOTO_WIDTH, PHOTO_HEIGHT
+    ctx.pix_fmt = "yuv420p"
+    ctx.color_range = _JPEG_RANGE
+    ctx.time_base = Fraction(1, 1)
+    ctx.qscale = True  # a fixed quantiser, not rate control: every photo the same size
+    ctx.qmin = ctx.qmax = _PHOTO_QSCALE
+    rng = random.Random(first.isoformat())
+    paths: list[Path] = []
+
+    def write(packets: Sequence[av.Packet[Any]]) -> None:
+        for packet in packets:
+            seq = len(paths) + 1
+            path = root / photo_name(first + (seq - 1) * PHOTO_EVERY, seq)
+            path.write_bytes(bytes(packet))
+            paths.append(path)
+
+    for i in range(count):
+        frame = av.VideoFrame(PHOTO_WIDTH, PHOTO_HEIGHT, "yuv420p")
+        for plane in frame.planes:
+            plane.update(rng.randbytes(plane.buffer_size).translate(_PHOTO_NOISE))
+        frame.pts = i
+        frame.color_range = _JPEG_RANGE
+        write(ctx.encode(frame))
+    write(ctx.encode(None))
+    if len(paths) != count:
+        raise RuntimeError(f"the mjpeg encoder returned {len(paths)} photos for {count} frames")
     return paths
 
 

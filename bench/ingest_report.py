@@ -4,11 +4,14 @@ how dockd compares with ``cp -r`` and with ``cp -r`` then ``b3sum`` (the goals).
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from common import human, per_second
+import blake3
+from common import CacheDropper, human, machine, per_second, say, write_results
 
 
 def tool_version(cmd: Sequence[str]) -> str:
@@ -17,6 +20,65 @@ def tool_version(cmd: Sequence[str]) -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unavailable"
     return out.splitlines()[0].strip() if out else "unknown"
+
+
+def publish(report: dict[str, Any], table: str, path: Path) -> None:
+    """Print the table and write the results, the table with them, as JSON at ``path``."""
+    report["table_markdown"] = table
+    say("\n" + table + "\n")
+    write_results(path, report)
+
+
+def environment(
+    workdir: Path, drop: CacheDropper, buffer_kib: int | None, load_start: float, b3sum: bool
+) -> dict[str, Any]:
+    """What the results ran on and with, for the results file (load average now: at the end)."""
+    return {
+        **machine(),
+        "blake3_py": getattr(blake3, "__version__", "unknown"),
+        "b3sum": tool_version(["b3sum", "--version"]) if b3sum else "missing",
+        "cp": tool_version(["cp", "--version"]),
+        "workdir": str(workdir),
+        "page_cache": drop.status,
+        "copy_buffer_kib": buffer_kib or 1024,
+        "loadavg_start": load_start,
+        "loadavg_end": os.getloadavg()[0],
+    }
+
+
+def timing_table(timings: dict[str, dict[str, Any]]) -> list[str]:
+    """The Markdown table of the timings: median and spread, MB/s, the throughput ratio
+    to ``cp -r`` + ``sync`` (``timings["cp_sync"]``) and CPU seconds."""
+    lines = [
+        "| measurement | median s | min-max s | MB/s | vs cp+sync | CPU s |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    base = timings["cp_sync"]["median_s"]
+    for t in timings.values():
+        spread = f"{min(t['seconds']):.2f}-{max(t['seconds']):.2f}"
+        lines.append(
+            f"| {t['name']} | {t['median_s']:.2f} | {spread} | {t['mb_per_s']:.0f} "
+            f"| {base / t['median_s']:.2f} | {t['median_cpu_s']:.2f} |"
+        )
+    return lines
+
+
+def vs_cp_sync(timings: dict[str, dict[str, Any]], key: str, goal: float) -> dict[str, Any]:
+    """``timings[key]`` against ``cp -r`` + ``sync``: the ratio of their throughputs
+    (the inverse of their median times) and whether it reaches ``goal``."""
+    name, throughput = (
+        timings[key]["name"],
+        timings["cp_sync"]["median_s"] / timings[key]["median_s"],
+    )
+    met = throughput >= goal
+    return {
+        "key": f"{key}_vs_cp_sync",
+        "value": throughput,
+        "goal": f">= {goal:.2f}",
+        "met": met,
+        "text": f"{name} / (cp -r + sync) throughput: {throughput:.2f} "
+        f"(goal >= {goal:.2f}: {'met' if met else 'NOT met'})",
+    }
 
 
 def render_table(report: dict[str, Any]) -> str:
@@ -29,17 +91,9 @@ def render_table(report: dict[str, Any]) -> str:
         f"page cache: {env['page_cache']}; load average {env['loadavg_start']:.2f} at start, "
         f"{env['loadavg_end']:.2f} at end",
         "",
-        "| measurement | median s | min-max s | MB/s | vs cp+sync | CPU s |",
-        "|---|---:|---:|---:|---:|---:|",
+        *timing_table(report["timings"]),
+        "",
     ]
-    base = report["timings"]["cp_sync"]["median_s"]
-    for t in report["timings"].values():
-        spread = f"{min(t['seconds']):.2f}-{max(t['seconds']):.2f}"
-        lines.append(
-            f"| {t['name']} | {t['median_s']:.2f} | {spread} | {t['mb_per_s']:.0f} "
-            f"| {base / t['median_s']:.2f} | {t['median_cpu_s']:.2f} |"
-        )
-    lines.append("")
     lines += [f"- {r['text']}" for r in report["ratios"]]
     if not report["hashes_agree"]:
         lines.append("- WARNING: the BLAKE3 digests of dockd and b3sum DIFFER")
@@ -65,24 +119,13 @@ def render_table(report: dict[str, Any]) -> str:
 def ratio_lines(timings: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """dockd against the goals, from the timings of the results (``median_s`` of each)."""
     out: list[dict[str, Any]] = []
-    cp = timings["cp_sync"]["median_s"]
     cpb3 = timings["cp_b3sum"]["median_s"]
     cpb3s = timings["cp_b3sum_sync"]["median_s"]
     for key in ("dockd_none", "dockd_reread"):
         if key not in timings:
             continue
         name, d = timings[key]["name"], timings[key]["median_s"]
-        throughput = cp / d
-        out.append(
-            {
-                "key": f"{key}_vs_cp_sync",
-                "value": throughput,
-                "goal": ">= 0.90",
-                "met": throughput >= 0.9,
-                "text": f"{name} / (cp -r + sync) throughput: {throughput:.2f} "
-                f"(goal >= 0.90: {'met' if throughput >= 0.9 else 'NOT met'})",
-            }
-        )
+        out.append(vs_cp_sync(timings, key, 0.9))
         speed, speed_sync = cpb3 / d, cpb3s / d
         out.append(
             {
