@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 # System packages the tests use for real components: udevd, loop-device filesystems
 # (FAT32 and exFAT, through FUSE since many kernels lack vfat/exfat), b3sum, PostgreSQL;
 # Chromium for the web view's browser tests, with CJK fonts so their screenshots show Chinese.
-APT_PACKAGES := udev dosfstools exfatprogs fusefat exfat-fuse fuse3 mtools b3sum \
+APT_PACKAGES := 7zip udev dosfstools exfatprogs fusefat exfat-fuse fuse3 mtools b3sum \
 	postgresql postgresql-contrib util-linux stress-ng xorriso udftools sqlite3 systemd python3-venv slapd ldap-utils \
 	chromium fonts-noto-cjk poppler-utils
 # The load beside `make test-stress`: what shook races out of the dock tests (issue 9).

@@ -5,8 +5,8 @@ Each image is checked here as its receiver would, with the real tools: the bag e
 from the Rock Ridge tree by ``xorriso`` and validated by bagit-python, the UDF tree seen
 by ``udfinfo`` (udftools) and read through pycdlib with the bag's real names, the Joliet
 tree (what older Windows reads) listing the bag's names. A byte flipped in an image
-makes the read-back fail, naming the image and the file. (The kernel's UDF mount and
-images written by xorriso before UDF: tests/integration/test_disc_udf.py.)
+makes the read-back fail, naming the image and the file. (7-Zip's reading of the UDF
+tree: test_disc_7zip.py; images written by xorriso before UDF: test_disc_udf.py.)
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ An image is verified before it is used, the way its receivers would read it::
 
 then hashed (BLAKE3 and SHA-256) for the audit trail. An image is written under a
 hidden temporary name and gets its own only when verified, never over an existing file.
-The Linux kernel's UDF driver reads the same images in the tests (as root).
+7-Zip's UDF reader, written apart from pycdlib, reads the same images in the tests.
 
 Images made before dockd wrote UDF were written by xorriso with ``-md5 on``: they carry
 an MD5 of every file and of the session, found by their ``libisofs_checksum_tag``.
