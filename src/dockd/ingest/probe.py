@@ -40,12 +40,30 @@ def _parse_creation_time(value: str | None) -> datetime | None:
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts
 
 
-def probe(path: Path) -> ProbeResult:
-    """Container, duration, codecs, resolution and embedded creation time of a file."""
+# FFmpeg's demuxer for still images. A photo's copy in .incoming has no extension, so
+# FFmpeg would find its format by content, which costs a 300 KB JPEG about 30 ms
+# against 6 ms when told: at a shift's 1,000 stills that is most of the dock's time.
+STILL_FORMAT = "image2"
+
+
+def probe(path: Path, *, still: bool = False) -> ProbeResult:
+    """Container, duration, codecs, resolution and embedded creation time of a file.
+
+    ``still``: the recorder named it a photo. FFmpeg's image demuxer is asked first,
+    and when that cannot read it (a video named .JPG) the format is found by content.
+    """
     if path.stat().st_size == 0:
         return ProbeResult(error="empty file (0 bytes)")
+    if still:
+        read = _read(path, STILL_FORMAT)
+        if read.error is None:
+            return read
+    return _read(path, None)
+
+
+def _read(path: Path, fmt: str | None) -> ProbeResult:
     try:
-        with av.open(str(path), mode="r", metadata_errors="ignore") as container:
+        with av.open(str(path), mode="r", format=fmt, metadata_errors="ignore") as container:
             video = container.streams.video[0] if container.streams.video else None
             audio = container.streams.audio[0] if container.streams.audio else None
             duration = float(container.duration) / av.time_base if container.duration else None

@@ -149,7 +149,7 @@ def take_file(
         if _present_by_hash(ctx, identity.ref, incoming.blake3):
             incoming.discard()
             return FileOutcome(rel, FileStatus.PRESENT, size=incoming.size)
-        info = probe(incoming.path)
+        info = probe(incoming.path, still=cand.kind == "photo")
         row, officer_badge = describe(
             ctx, cand, name, identity, info, incoming, result.session_id, clock
         )
