@@ -26,7 +26,7 @@ import ctypes.util
 import os
 import queue
 import threading
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator
 from functools import cache
 
 DEPTH = 4  # buffers in flight between the reader and the writer
@@ -45,7 +45,7 @@ def _check(stop: threading.Event | None, doing: str) -> None:
 
 def chunks(
     source_fd: int, buffer_size: int, stop: threading.Event | None, doing: str
-) -> Iterator[memoryview]:
+) -> Generator[memoryview]:
     """The rest of an open file, read once in one thread with one reused buffer (each chunk
     valid until the next is read); :class:`Interrupted` as soon as ``stop`` is set."""
     view = memoryview(bytearray(buffer_size))
