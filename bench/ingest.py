@@ -67,7 +67,14 @@ from ingest_recorder import (
     start_recorder,
 )
 from ingest_report import environment, publish, ratio_lines, render_table
-from ingest_timing import Measurements, bench_dir, load_at_start, time_cp_b3sum, warm_up
+from ingest_timing import (
+    Measurements,
+    bench_dir,
+    load_at_start,
+    time_cp_b3sum,
+    time_verified_by_hand,
+    warm_up,
+)
 
 from dockd.logs import setup_logging
 from fixtures.make_recorder import DEFAULT_START
@@ -198,10 +205,19 @@ def run_bench(
     bench.add(
         "cp_b3sum_sync", f"cp -r, then {hasher}, then sync", f"cp -r SRC DST; {hasher} DST/**; sync"
     )
+    bench.add(
+        "verified_by_hand",
+        f"cp -r + sync, then {hasher} of source and copy (cache dropped)",
+        f"cp -r SRC DST; sync; drop caches; {hasher} SRC/** DST/**; compare",
+    )
     bench.add_dockd(verifies)
     for rep in range(args.repeat):
         say(f"run {rep + 1}/{args.repeat}")
         bench.cp_sync(src, dst)
+        drop()
+        s, cpu, _ = time_verified_by_hand(src, dst, use_b3sum, drop)
+        bench.record("verified_by_hand", s, cpu)
+        rm_tree(dst)
         drop()
         (s, cpu), (s_sync, cpu_sync), bench.hashes["b3sum"] = time_cp_b3sum(src, dst, use_b3sum)
         bench.record("cp_b3sum", s, cpu, f"  (+ sync: {s_sync:.2f} s)")
