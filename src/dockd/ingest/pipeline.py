@@ -243,5 +243,8 @@ class _Behind:
         self._job = None
         outcome = job.result()
         take.after_commit(self._ctx, taken, outcome, self._result.session_id)
-        session.record(self._ctx, self._result, outcome)
+        # a stored file was counted on the session in its own commit (take._commit_row)
+        session.record(
+            self._ctx, self._result, outcome, counted=outcome.status == FileStatus.STORED
+        )
         self._progress.file_done(outcome)

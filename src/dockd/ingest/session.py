@@ -315,30 +315,43 @@ _LOGGED = {
 }
 
 
-def record(ctx: Context, result: SessionResult, outcome: FileOutcome) -> None:
-    """Count one file on the session row as soon as it is decided."""
+def count(s: Session, session_id: int, outcome: FileOutcome, at: datetime) -> None:
+    """Add one decided file to its session row's counts (a failure also gets its row),
+    inside the caller's transaction: a stored file is counted in the very transaction
+    that commits its ledger row, so the counts never lag the rows."""
+    status = outcome.status
+    stored = status == FileStatus.STORED
+    row = s.get_one(DockSession, session_id)
+    row.files_seen += status != FileStatus.REFUSED
+    row.files_stored += stored
+    row.files_present += status == FileStatus.PRESENT
+    row.files_failed += status == FileStatus.FAILED
+    row.files_refused += status == FileStatus.REFUSED
+    row.bytes_copied += outcome.size if stored else 0
+    if status in (FileStatus.FAILED, FileStatus.REFUSED):
+        s.add(
+            SessionFailure(
+                session_id=row.id,
+                source_path=outcome.relpath,
+                disposition=status,
+                reason=outcome.reason or "",
+                at=at,
+            )
+        )
+
+
+def record(
+    ctx: Context, result: SessionResult, outcome: FileOutcome, *, counted: bool = False
+) -> None:
+    """Count one file on the session as soon as it is decided; ``counted``: its ledger
+    transaction already counted it on the session row (:func:`count`)."""
     status = outcome.status
     stored = status == FileStatus.STORED
     result.files.append(outcome)
     result.bytes_copied += outcome.size if stored else 0
-    with ctx.ledger.session() as s:
-        row = s.get_one(DockSession, result.session_id)
-        row.files_seen += status != FileStatus.REFUSED
-        row.files_stored += stored
-        row.files_present += status == FileStatus.PRESENT
-        row.files_failed += status == FileStatus.FAILED
-        row.files_refused += status == FileStatus.REFUSED
-        row.bytes_copied += outcome.size if stored else 0
-        if status in (FileStatus.FAILED, FileStatus.REFUSED):
-            s.add(
-                SessionFailure(
-                    session_id=row.id,
-                    source_path=outcome.relpath,
-                    disposition=status,
-                    reason=outcome.reason or "",
-                    at=ctx.clock.now(),
-                )
-            )
+    if not counted:
+        with ctx.ledger.session() as s:
+            count(s, result.session_id, outcome, ctx.clock.now())
     slog = _slog(result)
     level = slog.info if status in (FileStatus.STORED, FileStatus.PRESENT) else slog.warning
     level(

@@ -37,7 +37,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from dockd import store
 from dockd.context import Context
 from dockd.evidence import bycase, cases
-from dockd.ingest import recovery
+from dockd.ingest import recovery, session
 from dockd.ingest.clockcheck import RecorderClock
 from dockd.ingest.describe import describe
 from dockd.ingest.discover import Candidate
@@ -302,6 +302,9 @@ def _commit_row(ctx: Context, row: Recording, officer_badge: str | None) -> int:
             },
         )
         cases.tag_on_ingest(s, row, at=row.ingested_at, actor=ctx.actor)
+        if row.session_id is not None:  # always, for an ingest: its session counts it now
+            stored = FileOutcome(row.source_path, FileStatus.STORED, size=row.size_bytes)
+            session.count(s, row.session_id, stored, row.ingested_at)
         return row.id
 
 
