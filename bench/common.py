@@ -29,7 +29,7 @@ from dockd.alerts import AlertSink
 from dockd.clock import Clock
 from dockd.config import Config, parse_config
 from dockd.context import Context
-from dockd.ledger import registry
+from dockd.ledger import db, registry
 from dockd.ledger.db import Ledger
 
 REPO = Path(__file__).resolve().parent.parent
@@ -199,9 +199,9 @@ def register_device(
 
 
 def analyze(ledger: Ledger) -> None:
-    """Refresh the query planner's statistics, as ``dockd ledger optimize`` does."""
-    with ledger.engine.begin() as conn:
-        conn.exec_driver_sql("ANALYZE")
+    """Refresh the query planner's statistics (and on PostgreSQL the visibility map),
+    as ``dockd ledger optimize`` does."""
+    db.optimize(ledger.engine)
 
 
 # ---------------------------------------------------------------------------- results

@@ -42,7 +42,8 @@ from dockd.config import Config
 from dockd.ledger.db import Ledger, open_ledger
 from dockd.ledger.models import Recording
 from dockd.logs import setup_logging
-from dockd.sweeps.retention import RetentionReport, run_retention
+from dockd.sweeps.retention import run_retention
+from dockd.sweeps.retention_pass import RetentionReport
 
 T1 = datetime(2027, 6, 1, 2, 30, tzinfo=UTC)
 T2 = T1 + timedelta(days=10)

@@ -21,7 +21,7 @@ from dockd.ingest.pipeline import run_ingest
 from dockd.ledger import audit
 from dockd.ledger.db import open_ledger
 from dockd.ledger.models import Alert, ArchiveCopy, Recording
-from dockd.policy import adapter as pledger
+from dockd.policy import placing
 from dockd.sweeps.archive import run_archive
 from fixtures.make_recorder import Recorder, make_recorder
 from tests.helpers.ledgers import BACKENDS, register
@@ -95,7 +95,7 @@ def _hold(
     window_from: datetime | None = None,
 ) -> None:
     with ctx.ledger.session() as s:
-        pledger.place_hold(
+        placing.place_hold(
             s,
             station="st-test",
             at=ctx.clock.now(),

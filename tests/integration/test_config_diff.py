@@ -29,7 +29,7 @@ from dockd.daemon.service import reload_config
 from dockd.ingest.pipeline import run_ingest
 from dockd.ledger.db import Ledger, open_ledger
 from dockd.ledger.models import Alert, Recording
-from dockd.policy import adapter
+from dockd.policy import adapter, placing
 from fixtures.make_recorder import Recorder, make_recorder
 from tests.helpers.accounts import act_as, add_account
 from tests.helpers.ledgers import register
@@ -121,7 +121,7 @@ def test_a_shortened_category_lists_exactly_the_files_it_brings_forward(
 
     # The table says the same, with each file's path; a hold keeps one of them anyway.
     with station.ledger.session() as s:
-        adapter.place_hold(
+        placing.place_hold(
             s,
             station="st-test",
             at=clock.now(),

@@ -32,7 +32,7 @@ from dockd.ingest.pipeline import run_ingest
 from dockd.ledger import audit
 from dockd.ledger.db import Ledger, open_ledger
 from dockd.ledger.models import Alert, ArchiveCopy, AuditEvent, Recording
-from dockd.policy import adapter as pledger
+from dockd.policy import placing
 from dockd.store import INCOMING
 from dockd.sweeps.archive import run_archive
 from dockd.sweeps.fixity import run_fixity
@@ -105,7 +105,7 @@ def _station(
         rows = cases.select_files(s, file_ids=[r.id for r in _rows(ctx)])
         cases.tag_files(s, rows, cases.Tag(case_number=CASE), at=clock.now(), actor="t")
         for row in rows:
-            pledger.place_hold(
+            placing.place_hold(
                 s, station="st-test", at=clock.now(), by="inspector", reason="evidence",
                 file_id=row.id,
             )  # fmt: skip

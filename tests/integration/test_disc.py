@@ -35,7 +35,7 @@ from dockd.evidence.export import export_bag
 from dockd.ingest.pipeline import run_ingest
 from dockd.ledger.db import open_ledger
 from dockd.ledger.models import Alert, AuditEvent
-from dockd.policy import adapter as pledger
+from dockd.policy import placing
 from dockd.sweeps.archive import run_archive
 from fixtures.make_recorder import Recorder, make_recorder
 from tests.helpers.accounts import act_as, add_account
@@ -280,7 +280,7 @@ capacity_mb = 23000
     ids = _ingest(c, clock, rec)
     with led.session() as s:
         for file_id in ids[:2]:
-            pledger.place_hold(
+            placing.place_hold(
                 s, station="st-test", at=clock.now(), by="inspector", reason="evidence",
                 file_id=file_id,
             )  # fmt: skip

@@ -221,3 +221,45 @@ def test_failing_notify_command_keeps_the_alert(tmp_path: Path) -> None:
             assert [a.subject for a in list_alerts(s)] == ["serial:X"]
     finally:
         led.close()
+
+
+@pytest.mark.parametrize("config", BACKENDS, indirect=True)
+def test_optimize_vacuums_postgresql_and_analyzes_sqlite(
+    config: Config,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`dockd ledger optimize` leaves the files table vacuumed on PostgreSQL (the
+    visibility map that index-only scans need) and its statistics fresh on SQLite."""
+    url = config.ledger.url
+    led = db.open_ledger(url)
+    with led.session() as s:
+        registry.add_device(s, number="DV-1", at=NOW, station="s", actor="a")
+    led.close()
+    conf = tmp_path / "dockd.toml"
+    conf.write_text(f'[ledger]\nurl = "{url}"\n[store]\nroot = "{tmp_path}/store"\n')
+    monkeypatch.setenv("DOCKD_CONFIG", str(conf))
+
+    assert main(["ledger", "optimize"]) == 0
+    out = capsys.readouterr().out
+
+    engine = db.make_engine(url)
+    try:
+        with engine.connect() as conn:
+            if engine.dialect.name == "postgresql":
+                assert "vacuumed" in out
+                vacuums = conn.execute(
+                    text(
+                        "SELECT vacuum_count, last_vacuum FROM pg_stat_user_tables"
+                        " WHERE relname = 'files'"
+                    )
+                ).one()
+                assert vacuums.vacuum_count >= 1
+                assert vacuums.last_vacuum is not None
+            else:
+                assert "statistics refreshed" in out
+                analyzed = conn.execute(text("SELECT DISTINCT tbl FROM sqlite_stat1")).scalars()
+                assert "devices" in set(analyzed)
+    finally:
+        engine.dispose()

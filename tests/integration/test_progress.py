@@ -16,7 +16,7 @@ from rich.console import Console
 
 from dockd.cli.progress import TerminalProgress
 from dockd.clock import FixedClock
-from dockd.policy.adapter import place_hold
+from dockd.policy.placing import place_hold
 from fixtures.make_recorder import make_recorder
 from tests.helpers.cli_station import Station, make_station
 from tests.helpers.ledgers import register

@@ -25,6 +25,7 @@ from dockd.ledger import audit
 from dockd.ledger.db import Ledger, open_ledger
 from dockd.ledger.models import Alert, AuditEvent, FileState, Recording
 from dockd.policy import adapter as pledger
+from dockd.policy import placing
 from dockd.sweeps import retention
 from dockd.sweeps.listings import Coming, upcoming
 from dockd.sweeps.locations import trash_root
@@ -159,7 +160,7 @@ def test_a_purge_batch_the_ledger_refuses_puts_back_what_it_restored(
     retention.run_retention(sctx)
     held = min(rows)
     with sctx.ledger.session() as s:
-        pledger.place_hold(
+        placing.place_hold(
             s, station=sctx.config.station.id, at=clock.now(), by="lena", reason="complaint",
             file_id=held,
         )  # fmt: skip
@@ -267,7 +268,7 @@ def test_upcoming_lists_exactly_what_the_per_file_listing_listed(
 ) -> None:
     ids = sorted(_rows(sctx))
     with sctx.ledger.session() as s:
-        pledger.place_hold(
+        placing.place_hold(
             s,
             station=sctx.config.station.id,
             at=clock.now(),

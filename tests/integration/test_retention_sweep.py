@@ -26,7 +26,7 @@ from dockd.ingest.pipeline import run_ingest
 from dockd.ledger import audit
 from dockd.ledger.db import open_ledger
 from dockd.ledger.models import Alert, AuditEvent, Case, Recording, SweepRun
-from dockd.policy import adapter as pledger
+from dockd.policy import placing
 from dockd.policy.retention import NEVER
 from dockd.sweeps import retention
 from dockd.sweeps.listings import trash_list, upcoming
@@ -70,7 +70,7 @@ def _rows(ctx: Context) -> dict[int, Recording]:
 
 def _hold_file(ctx: Context, file_id: int, reason: str = "complaint") -> int:
     with ctx.ledger.session() as s:
-        placed = pledger.place_hold(
+        placed = placing.place_hold(
             s,
             station=ctx.config.station.id,
             at=ctx.clock.now(),
@@ -185,7 +185,7 @@ def test_hold_on_a_trashed_file_brings_it_back(sctx: Context, clock: FixedClock)
     # A complaint arrives about footage already in the trash: a device hold over its day.
     with sctx.ledger.session() as s:
         row = s.get_one(Recording, victim)
-        placed = pledger.place_hold(
+        placed = placing.place_hold(
             s,
             station="st-test",
             at=clock.now(),

@@ -22,7 +22,7 @@ from dockd.ingest.pipeline import run_ingest
 from dockd.ledger import registry
 from dockd.ledger.db import Ledger
 from dockd.ledger.models import Recording
-from dockd.policy.adapter import place_hold
+from dockd.policy.placing import place_hold
 from dockd.reports.base import Period
 from dockd.reports.catalog import run_report
 from dockd.reports.search import FLAGS, SORTS, SearchPage, SearchQuery, search

@@ -595,7 +595,8 @@ def test_the_pure_policy_loads_no_database_or_store_code() -> None:
     probe = (
         "import sys, dockd.policy.holds, dockd.policy.retention\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'sqlalchemy'"
-        " or m.startswith(('dockd.ledger', 'dockd.store', 'dockd.policy.adapter'))))"
+        " or m.startswith(('dockd.ledger', 'dockd.store', 'dockd.policy.adapter',"
+        " 'dockd.policy.placing'))))"
     )
     out = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True

@@ -43,16 +43,7 @@ def parse_kind(word: str) -> Kind:
 def _audit(
     session: Session, stamp: Stamp, action: str, req: AccessRequest, details: dict[str, Any]
 ) -> None:
-    audit.record(
-        session,
-        at=stamp.at,
-        station=stamp.station,
-        actor=stamp.actor,
-        action=action,
-        subject_type="access_request",
-        subject_id=req.id,
-        details=details,
-    )
+    audit.record_stamped(session, stamp, action, "access_request", req.id, details)
 
 
 def steps_of(req: AccessRequest) -> Steps:

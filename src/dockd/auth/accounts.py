@@ -8,8 +8,6 @@ stays, so the audit trail's actors keep meaning someone.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -18,6 +16,9 @@ from sqlalchemy.orm import Session
 from dockd.auth.roles import SYSTEM_LOGIN, Actor, Role
 from dockd.errors import NotFound, UsageError
 from dockd.ledger import audit
+
+# An account change's stamp: auth's callers (and the web view) import it from here.
+from dockd.ledger.audit import Stamp as Stamp
 from dockd.ledger.models import Account, AccountRole
 
 # What useradd accepts by default (NAME_REGEX), so an account can be an OS login.
@@ -25,28 +26,10 @@ _WORDS = frozenset(r.value for r in Role)
 LOGIN_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
 
 
-@dataclass(frozen=True)
-class Stamp:
-    """When, where and by whom an account is changed (for its audit event)."""
-
-    at: datetime
-    station: str
-    actor: str
-
-
 def _audit(
     session: Session, stamp: Stamp, action: str, login: str, details: dict[str, Any]
 ) -> None:
-    audit.record(
-        session,
-        at=stamp.at,
-        station=stamp.station,
-        actor=stamp.actor,
-        action=action,
-        subject_type="account",
-        subject_id=login,
-        details=details,
-    )
+    audit.record_stamped(session, stamp, action, "account", login, details)
 
 
 def roles_of(session: Session, account: Account) -> frozenset[Role]:

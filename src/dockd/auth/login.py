@@ -44,15 +44,8 @@ def _record(
     login: str,
     details: dict[str, Any],
 ) -> None:
-    audit.record(
-        session,
-        at=at,
-        station=config.station.id,
-        actor=actor,
-        action=action,
-        subject_type="account",
-        subject_id=login,
-        details=details,
+    audit.record_stamped(
+        session, audit.Stamp(at, config.station.id, actor), action, "account", login, details
     )
 
 

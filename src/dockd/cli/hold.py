@@ -9,6 +9,7 @@ import typer
 from dockd.cli.common import Format, app_of, parse_time, render
 from dockd.ledger.models import FileState
 from dockd.policy import adapter as pledger
+from dockd.policy import placing
 from dockd.policy.holds import HoldReason
 from dockd.sweeps.trash import restore_covered
 
@@ -53,7 +54,7 @@ def add(
     account = state.account()
     who = account.login
     with state.ledger.session() as s:
-        placed = pledger.place_hold(
+        placed = placing.place_hold(
             s,
             station=cfg.station.id,
             at=state.clock.now(),
@@ -86,7 +87,7 @@ def release(
     state = app_of(ctx)
     who = state.account().login
     with state.ledger.session() as s:
-        hold = pledger.release_hold(
+        hold = placing.release_hold(
             s,
             hold_id,
             station=state.config.station.id,

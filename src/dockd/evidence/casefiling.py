@@ -47,15 +47,8 @@ def _changed(
 ) -> int:
     """Audit the change and bring the retention end of the case's files up to date;
     returns how many stored files the case has."""
-    audit.record(
-        session,
-        at=at,
-        station=config.station.id,
-        actor=actor,
-        action=action,
-        subject_type="case",
-        subject_id=case_number,
-        details=details,
+    audit.record_stamped(
+        session, audit.Stamp(at, config.station.id, actor), action, "case", case_number, details
     )
     files = list(
         session.scalars(

@@ -94,6 +94,38 @@ def record(
 
 
 @dataclass(frozen=True)
+class Stamp:
+    """When, where and by whom a change is made: what all the audit events of one
+    change share, so a module that audits several actions passes one value around."""
+
+    at: datetime
+    station: str
+    actor: str
+
+
+def record_stamped(
+    session: Session,
+    stamp: Stamp,
+    action: str,
+    subject_type: str,
+    subject_id: str | int,
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """:func:`record` of one action under ``stamp``: the one place the modules that
+    audit accounts, access requests, logins and cases turn a stamp into an event."""
+    return record(
+        session,
+        at=stamp.at,
+        station=stamp.station,
+        actor=stamp.actor,
+        action=action,
+        subject_type=subject_type,
+        subject_id=subject_id,
+        details=details,
+    )
+
+
+@dataclass(frozen=True)
 class Event:
     """One event to append with :func:`record_many`: :func:`record`'s arguments."""
 

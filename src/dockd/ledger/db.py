@@ -76,10 +76,28 @@ def migrate(engine: Engine) -> tuple[str | None, str]:
 
 
 def optimize(engine: Engine) -> None:
-    """Refresh the planner's statistics (ANALYZE) so queries keep using the right index."""
-    with engine.connect() as conn:
-        conn.exec_driver_sql("ANALYZE")
-        conn.commit()
+    """Keep the planner choosing the right index after large imports.
+
+    On PostgreSQL this is ``VACUUM (ANALYZE)``: ANALYZE alone refreshes the statistics,
+    but an index-only scan (the reports' covering indexes) also needs the visibility
+    map, which only VACUUM maintains. VACUUM may not run inside a transaction, so the
+    connection is in autocommit. On SQLite it is ``ANALYZE``, which rebuilds every
+    table's statistics (``PRAGMA optimize`` would only analyze some of them again);
+    SQLite has no visibility map, and its VACUUM rewrites the whole file, which
+    dockd has no need for.
+
+    A database failure is raised as :class:`LedgerError` (:func:`describe_failure`).
+    """
+    try:
+        if engine.dialect.name == "postgresql":
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.exec_driver_sql("VACUUM (ANALYZE)")
+        else:
+            with engine.connect() as conn:
+                conn.exec_driver_sql("ANALYZE")
+                conn.commit()
+    except SQLAlchemyError as exc:
+        raise describe_failure(engine.url, exc) from exc
 
 
 def _sqlite_setup(engine: Engine) -> None:

@@ -14,7 +14,9 @@ one read of their facts and holds, one fsync per directory touched and one write
 their audit events. Each trash, purge and restore is an audit event carrying the
 file's hash, path, the policy fingerprint and the rule that decided it. Bringing a
 file back (here, or by a person) is :mod:`dockd.sweeps.trash`; what the sweep is
-about to take is listed by :mod:`dockd.sweeps.listings`.
+about to take is listed by :mod:`dockd.sweeps.listings`. The purge phase is
+:mod:`dockd.sweeps.purge`, and what the phases share (the report, the pass)
+:mod:`dockd.sweeps.retention_pass`.
 """
 
 from __future__ import annotations
@@ -24,10 +26,8 @@ import errno
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import structlog
 from sqlalchemy import Select, select, tuple_
@@ -41,76 +41,18 @@ from dockd.policy.holds import Verdict
 from dockd.policy.retention import NEVER, policy_digest
 from dockd.sweeps import locations as loc
 from dockd.sweeps.fixity import FixityStatus, record_status
+from dockd.sweeps.purge import purge_batch
+from dockd.sweeps.retention_pass import Alert, Pass, RetentionReport
 from dockd.sweeps.runs import (
-    Run,
-    RunStatus,
     alert_once,
     audit_run,
     last_run,
     require_store,
     sweep_run,
 )
-from dockd.sweeps.trash import Action, Item, restore_row
+from dockd.sweeps.trash import Action, Item
 
 log = structlog.get_logger("dockd.sweeps.retention")
-
-Alert = tuple[str, str, str]  # kind, subject, message: raised once the transaction is over
-
-
-@dataclass
-class RetentionReport:
-    run_id: int
-    dry_run: bool
-    policy: str
-    status: RunStatus = RunStatus.RUNNING
-    refreshed: int = 0
-    trashed: list[Item] = field(default_factory=list)
-    purged: list[Item] = field(default_factory=list)
-    restored: list[Item] = field(default_factory=list)
-    kept: list[Item] = field(default_factory=list)
-    problems: list[Item] = field(default_factory=list)
-
-    def counts(self) -> dict[str, Any]:
-        return {
-            "policy": self.policy,
-            "refreshed": self.refreshed,
-            "trashed": len(self.trashed),
-            "purged": len(self.purged),
-            "restored": len(self.restored),
-            "kept": len(self.kept),
-            "problems": len(self.problems),
-        }
-
-    def items(self) -> list[Item]:
-        return [*self.trashed, *self.purged, *self.restored, *self.kept, *self.problems]
-
-
-@dataclass
-class _Pass:
-    """One sweep as its phases share it: the run, its report, its time and trash."""
-
-    ctx: Context
-    run: Run
-    report: RetentionReport
-    now: datetime
-    trash: Path
-    seen: set[int] = field(default_factory=set)  # reported by a dry run's refresh already
-
-    def tx(self) -> contextlib.AbstractContextManager[Session]:
-        """A write transaction (the ledger's write lock), or a read one for a dry run."""
-        return self.ctx.ledger.read() if self.run.dry_run else self.ctx.ledger.session()
-
-    def verdict(self, s: Session, row: Recording) -> Verdict:
-        return pledger.verdict_now(s, row, self.ctx.config.retention, self.now)
-
-    def take(self, s: Session, ids: list[int], state: str) -> tuple[list[Recording], pledger.Facts]:
-        """The rows of ``ids`` still in ``state``, locked and ordered against hold
-        placement, in the order of ``ids``; and what the policy needs to decide them."""
-        pledger.serialize_with_holds(s)
-        q = select(Recording).where(Recording.id.in_(ids), Recording.state == state)
-        by_id = {r.id: r for r in s.scalars(q.with_for_update())}
-        rows = [by_id[i] for i in ids if i in by_id]
-        return rows, pledger.facts_of(s, rows)
 
 
 # ---------------------------------------------------------------------------- the sweep
@@ -129,7 +71,7 @@ def run_retention(ctx: Context, *, dry_run: bool = False) -> RetentionReport:
             fold=True,
         )
         trash = loc.trash_root(ctx.config) if dry_run else loc.check_trash(ctx.config)
-        p = _Pass(ctx, run, report, now, trash)
+        p = Pass(ctx, run, report, now, trash)
         _refresh(p)
         ctx.progress.begin("retention: trash", None)  # batches: the count is not known
         for ids in _keyset_batches(ctx, Recording.expires_at, now, FileState.STORED):
@@ -141,7 +83,7 @@ def run_retention(ctx: Context, *, dry_run: bool = False) -> RetentionReport:
         ctx.progress.begin("retention: purge", None)
         for ids in _keyset_batches(ctx, Recording.trashed_at, now - grace, FileState.TRASHED):
             ctx.check_stop()
-            _purge_batch(p, ids)
+            purge_batch(p, ids)
             _stepped(ctx, ids)
             run.heartbeat(phase="purge", **report.counts())
         run.summary = report.counts()
@@ -197,7 +139,7 @@ def _refresh_batches(ctx: Context, changed: bool) -> Iterator[list[int]]:
             after = ids[-1]
 
 
-def _refresh(p: _Pass) -> None:
+def _refresh(p: Pass) -> None:
     ctx, run, report = p.ctx, p.run, p.report
     policy = ctx.config.retention
     changed = _policy_changed(ctx, report.policy)
@@ -265,7 +207,7 @@ def _keyset_batches(
         last = (rows[-1][1], rows[-1][0])
 
 
-def _trash_batch(p: _Pass, ids: list[int]) -> None:
+def _trash_batch(p: Pass, ids: list[int]) -> None:
     """Trash a batch of expired files in one transaction, each decided again under the
     ledger's write lock. The files are moved, every directory they left or entered is
     fsynced once, then their rows and audit events (one per file) commit together: a
@@ -322,7 +264,7 @@ def _trash_batch(p: _Pass, ids: list[int]) -> None:
             alert_once(ctx, *alert)
 
 
-def _trashed(p: _Pass, row: Recording, v: Verdict, dst: Path) -> audit.Event:
+def _trashed(p: Pass, row: Recording, v: Verdict, dst: Path) -> audit.Event:
     """The file is durably in the trash: drop its case links, set its row; its event."""
     unlinked = loc.drop_case_links(p.ctx.config, row, dst)
     row.state = FileState.TRASHED
@@ -350,7 +292,7 @@ def _trashed(p: _Pass, row: Recording, v: Verdict, dst: Path) -> audit.Event:
     )
 
 
-def _not_moved(p: _Pass, s: Session, row: Recording, src: Path, exc: OSError) -> Alert:
+def _not_moved(p: Pass, s: Session, row: Recording, src: Path, exc: OSError) -> Alert:
     """The alert for a file the sweep could not move (a missing one flagged as fixity would)."""
     if not isinstance(exc, FileNotFoundError):
         note = f"cannot move {src} to the trash: {exc.strerror or exc}"
@@ -365,109 +307,4 @@ def _not_moved(p: _Pass, s: Session, row: Recording, src: Path, exc: OSError) ->
         row.store_path,
         f"file {row.id} ({row.store_path}, BLAKE3 {row.blake3}) is expired but is not in the "
         f"store at {src}: it was not trashed; find out where it went",
-    )
-
-
-# ----------------------------------------------------------------------------- 3. purge
-
-
-def _purge_batch(p: _Pass, ids: list[int]) -> None:
-    """Purge a batch of files trashed longer than the grace period, in one transaction;
-    each decided again, and restored instead when it must stay (restores go first, so
-    one that fails stops the batch before any file is unlinked)."""
-    ctx, report = p.ctx, p.report
-    alerts: list[Alert] = []
-    emptied: set[Path] = set()  # directories a file left: pruned once each at the end
-    restored: list[tuple[Path, Path]] = []  # (trash, store) of the files moved back
-    try:
-        with p.tx() as s:
-            rows, facts = p.take(s, ids, FileState.TRASHED)
-            decided = [(row, facts.verdict(row.id, ctx.config.retention, p.now)) for row in rows]
-            for row, v in decided:
-                if v.delete:
-                    continue
-                if p.run.dry_run:
-                    item = Item.of(row, Action.RESTORE, v.retention, f"would restore: {v.why}")
-                else:
-                    moved = (
-                        p.trash / (row.trash_path or loc.rel_path(row).as_posix()),
-                        loc.root_of(ctx.config, row) / row.store_path,
-                    )
-                    item = restore_row(
-                        ctx, s, row, p.trash, p.now, actor=ctx.actor, why=v.why, verdict=v
-                    )
-                    restored.append(moved)
-                report.restored.append(item)
-            events: list[audit.Event] = []
-            for row, v in decided:
-                if not v.delete:
-                    continue
-                if p.run.dry_run:
-                    report.purged.append(Item.of(row, Action.PURGE, v.retention, "would be purged"))
-                    continue
-                note, alert = _unlink(p, row, emptied)
-                if alert is not None:
-                    alerts.append(alert)
-                events.append(_purged(p, row, v, note))
-                report.purged.append(Item.of(row, Action.PURGE, v.retention, note))
-            unsynced: set[Path] = set()
-            for folder in sorted(emptied, key=lambda f: len(f.parts), reverse=True):
-                loc.prune_emptied(p.trash, folder, unsynced=unsynced)
-            loc.fsync_dirs(unsynced)
-            audit.record_many(s, events)
-    except BaseException:
-        # The batch's rows are rolled back: files it moved back to the store go to the
-        # trash again, where their rows say they are (a file already unlinked is found
-        # gone by the next sweep, and its purge says so).
-        for src, dst in reversed(restored):
-            with contextlib.suppress(OSError):
-                os.rename(dst, src)
-        raise
-    finally:
-        for alert in alerts:
-            alert_once(ctx, *alert)
-
-
-def _unlink(p: _Pass, row: Recording, emptied: set[Path]) -> tuple[str, Alert | None]:
-    """Remove a trashed file for good; a note for its event, and an alert if its bytes live on."""
-    path = p.trash / (row.trash_path or loc.rel_path(row).as_posix())
-    loc.drop_case_links(p.ctx.config, row, path)
-    try:
-        links = os.lstat(path).st_nlink
-        os.unlink(path)
-    except FileNotFoundError:
-        return f"{path} was already gone from the trash", None
-    emptied.add(path.parent)
-    if links <= 1:
-        return "", None
-    return f"{links - 1} other hard link(s) to it remain outside the trash", (
-        "retention.links_remain",
-        row.store_path,
-        f"file {row.id} ({row.store_path}) was purged but {links - 1} other hard "
-        "link(s) still hold its bytes; find them (find / -samefile) and remove them",
-    )
-
-
-def _purged(p: _Pass, row: Recording, v: Verdict, note: str) -> audit.Event:
-    """The file is gone: set its row; its event."""
-    row.state = FileState.PURGED
-    row.purged_at = p.now
-    return audit.file_change(
-        row,
-        p.now,
-        p.ctx.actor,
-        "file.purge",
-        ("state", "purged_at"),
-        {
-            "hash": {"blake3": row.blake3},
-            "path": row.store_path,
-            "trash_path": row.trash_path,
-            "trashed_at": row.trashed_at.isoformat() if row.trashed_at else None,
-            "policy": p.report.policy,
-            "category": v.retention.category,
-            "rule": v.retention.rule,
-            "grace_days": p.ctx.config.retention.trash_grace_days,
-            "note": note or None,
-            "sweep_run": p.run.id,
-        },
     )

@@ -27,6 +27,7 @@ from dockd.errors import NotFound, UsageError
 from dockd.ledger import audit
 from dockd.ledger.models import FileState, Hold, Recording
 from dockd.policy import adapter as pledger
+from dockd.policy import placing
 from dockd.policy.holds import Verdict
 from dockd.policy.retention import Retention
 from dockd.sweeps import locations as loc
@@ -164,7 +165,7 @@ def restore(
                 + ("; purged files cannot come back" if row.state == FileState.PURGED else "")
             )
         if hold_reason is not None:
-            pledger.place_hold(
+            placing.place_hold(
                 s,
                 station=ctx.config.station.id,
                 at=now,
