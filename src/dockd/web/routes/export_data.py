@@ -1,24 +1,22 @@
 """Export requests of the signed-in account, and the BagIt package of a granted one as a zip.
 
 Asking is ``dockd access request --kind export`` (:func:`dockd.auth.access.request_access`);
-the package is ``dockd export``: the requester's active grant found as the CLI finds it
-(:func:`dockd.auth.access.find_grant`), then :func:`dockd.evidence.export.export_bag`,
-which checks every original against the ledger and registers each file's export under
-the grant. The bag is written in a private temporary directory, zipped there, streamed,
-and the directory removed once the response is sent.
+making the package is ``dockd export``: the requester's active grant found as the CLI
+finds it (:func:`dockd.auth.access.find_grant`), then
+:func:`dockd.evidence.export.export_bag`, which checks every original against the
+ledger and registers each file's export under the grant. The bag is written in a
+private directory of the web's kept packages (:mod:`dockd.web.export_store`), zipped
+there, and the zip kept for downloading: one export registered per package made,
+however often it is downloaded.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import stat
-import tempfile
 import zipfile
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -33,8 +31,10 @@ from dockd.config.access import Kind
 from dockd.errors import NotFound, NotPermitted
 from dockd.evidence import access as core
 from dockd.evidence import export as exporter
+from dockd.ledger import audit
 from dockd.ledger.db import Ledger
 from dockd.ledger.models import AccessRequest
+from dockd.web import export_store as store
 
 EXPORT_KINDS: tuple[Kind, ...] = ("export", "external")
 
@@ -50,7 +50,7 @@ class Mine:
     decided: str
 
     @property
-    def downloadable(self) -> bool:
+    def makeable(self) -> bool:
         return self.state == grants.GRANTED
 
 
@@ -76,33 +76,6 @@ def my_requests(session: Session, actor: Actor, now: datetime) -> list[Mine]:
     return out
 
 
-@dataclass(frozen=True)
-class Package:
-    """A zip of a bag in a temporary directory of its own (``remove`` when sent)."""
-
-    zip_path: Path
-    name: str
-    workdir: Path
-
-    def remove(self) -> None:
-        remove_tree(self.workdir)
-
-
-def remove_tree(path: Path) -> None:
-    """Remove a bag's directory, whose copies and folders export made read-only."""
-
-    def writable(func: object, name: str, _exc: object) -> None:
-        with contextlib.suppress(OSError):
-            os.chmod(os.path.dirname(name), stat.S_IRWXU)
-            os.chmod(name, stat.S_IRWXU)
-            if os.path.isdir(name):
-                shutil.rmtree(name, ignore_errors=True)
-            else:
-                os.unlink(name)
-
-    shutil.rmtree(path, onerror=writable)
-
-
 def own_request(session: Session, actor: Actor, request_id: int) -> AccessRequest:
     req = session.get(AccessRequest, request_id)
     if req is None or req.requested_by != actor.login or req.kind not in EXPORT_KINDS:
@@ -111,21 +84,27 @@ def own_request(session: Session, actor: Actor, request_id: int) -> AccessReques
     return req
 
 
-def build_package(
+def in_force(req: AccessRequest, now: datetime) -> bool:
+    return req.status == grants.GRANTED and req.expires_at is not None and req.expires_at > now
+
+
+def make_package(
     *,
     config: Config,
     ledger: Ledger,
     clock: Clock,
     actor: Actor,
     request_id: int,
-) -> Package:
-    """The bag of request ``request_id`` (the actor's own, granted and in force), zipped."""
+) -> store.Kept:
+    """Export request ``request_id``'s files (the actor's own request, granted and in
+    force) as ``dockd export`` does, registered under the grant, zip the bag and keep
+    the zip (:mod:`dockd.web.export_store`) for downloading."""
     now = clock.now()
     with ledger.read() as s:
         req = own_request(s, actor, request_id)
         if req.status != grants.GRANTED:
             raise NotPermitted(
-                f"export request {req.id} is {req.status}: the package can be downloaded "
+                f"export request {req.id} is {req.status}: the package can be made "
                 "once every approval is given"
             )
         file_ids, case = grants.files_of(req), req.case_number
@@ -134,10 +113,10 @@ def build_package(
         ledger, Stamp(now, config.station.id, actor.login), actor, EXPORT_KINDS, rows, case=case
     )
     alerts = AlertSink(ledger, config.station.id, clock, config.alerts)
-    work = Path(tempfile.mkdtemp(prefix="dockd-web-export-"))
+    work = store.new_directory(config, request_id)
     try:
         name = f"export-{request_id}"
-        bag = exporter.export_bag(
+        made = exporter.export_bag(
             config=config,
             ledger=ledger,
             alerts=alerts,
@@ -148,11 +127,53 @@ def build_package(
             case=case,
         )
         zip_path = work / f"{name}.zip"
-        _zip(bag.bag, zip_path, name)
+        _zip(made.bag, zip_path, name)
+        store.remove_tree(made.bag)  # the zip holds it; the copies are not kept twice
+        size, sha256, b3 = store.digests(zip_path)
+        kept = store.Kept(
+            request_id=request_id,
+            name=zip_path.name,
+            made_by=actor.login,
+            made_at=now.astimezone(UTC).isoformat(),
+            export_id=made.export_id,
+            files=made.files,
+            size=size,
+            sha256=sha256,
+            blake3=b3,
+            directory=str(work),
+        )
+        store.finish(work, kept)
     except BaseException:
-        remove_tree(work)
+        store.remove_tree(work)
         raise
-    return Package(zip_path, f"{name}.zip", work)
+    store.discard(config, request_id, keep=work)
+    return kept
+
+
+def record_download(
+    ledger: Ledger, stamp: Stamp, kept: store.Kept, *, byte_range: str | None
+) -> None:
+    """Audit one download of a kept package (reading is auditable); the export itself
+    was registered once, when the package was made."""
+    details: dict[str, Any] = {
+        "export_id": kept.export_id,
+        "package": kept.name,
+        "size": kept.size,
+        "sha256": kept.sha256,
+    }
+    if byte_range:
+        details["range"] = byte_range[:100]
+    with ledger.session() as s:
+        audit.record(
+            s,
+            at=stamp.at,
+            station=stamp.station,
+            actor=stamp.actor,
+            action="export.downloaded",
+            subject_type="access_request",
+            subject_id=kept.request_id,
+            details=details,
+        )
 
 
 def _zip(bag: Path, zip_path: Path, top: str) -> None:
