@@ -20,7 +20,6 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from dockd.auth import access as grants
 from dockd.auth.permissions import allowed
 from dockd.errors import NotFound, NotPermitted, UsageError
-from dockd.web import export_store as store
 from dockd.web.deps import Checked, Refused, Signed, require, stamp, state_of
 from dockd.web.render import page
 from dockd.web.routes import export_data as data
@@ -49,8 +48,10 @@ def _show(request: Request, signed: Signed, *, error: str | None = None, status:
     packages = {}
     for m in mine:
         if not m.makeable:  # its grant ended (or never was): no package stays behind
-            store.discard(web.config, m.req.id)
-        elif (kept := store.find(web.config, m.req.id)) and kept.made_by == signed.actor.login:
+            data.discard_packages(web.config, m.req.id)
+            continue
+        kept = data.find_package(web.config, m.req.id)
+        if kept is not None and kept.made_by == signed.actor.login:
             packages[m.req.id] = kept
     if packaged not in packages:
         packaged = None
@@ -168,13 +169,13 @@ def download(request: Request, request_id: int, signed: Exporter) -> Response:
         live = data.in_force(req, web.clock.now())
         state = req.status
     if not live:
-        store.discard(web.config, request_id)
+        data.discard_packages(web.config, request_id)
         raise Refused(
             403,
             f"export request {request_id} is {state if state != 'granted' else 'expired'}: "
             "its package is no longer handed out",
         )
-    kept = store.find(web.config, request_id)
+    kept = data.find_package(web.config, request_id)
     if kept is None or kept.made_by != actor.login:
         raise Refused(
             404,
