@@ -4,14 +4,17 @@ ingest and people signed in through the login form with their accounts' password
 
 from __future__ import annotations
 
+import hashlib
 import io
 import itertools
 import json
 import re
+import stat
 import zipfile
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import bagit
@@ -191,7 +194,8 @@ def test_an_export_is_approved_by_two_other_people_never_by_its_requester(
     assert f"access request {number} is granted to olga" in page
     mine = olga.get("/exports").text
     assert f'data-request-id="{number}" data-state="granted"' in mine
-    assert f'href="/exports/{number}/download"' in mine
+    assert f'action="/exports/{number}/make"' in mine  # the package is made by a POST
+    assert f'href="/exports/{number}/file"' not in mine  # nothing to download before
 
     with web_ledger.read() as s:
         actions = [
@@ -223,8 +227,9 @@ def test_a_denial_needs_a_reason_and_closes_the_request(
         assert s.get_one(AccessRequest, number).status == "denied"
     mine = olga.get("/exports").text
     assert f'data-request-id="{number}" data-state="denied"' in mine
-    assert f"/exports/{number}/download" not in mine
-    assert olga.get(f"/exports/{number}/download").status_code == 403
+    assert f"/exports/{number}/make" not in mine and f"/exports/{number}/file" not in mine
+    assert olga.get(f"/exports/{number}/file").status_code == 403
+    assert make(olga, number).status_code == 403
 
 
 def test_the_requester_withdraws_a_pending_export_request_with_a_reason(
@@ -329,21 +334,96 @@ def test_an_auditor_reads_every_report_as_a_page_csv_and_recording_form(
 # ------------------------------------------------------------------ exports
 
 
-def test_a_granted_export_downloads_as_a_zip_of_a_valid_bag_registered_under_the_grant(
-    sign_in: Callable[[str], TestClient], web_ledger: Ledger, file_ids: list[int],
-    tmp_path: Path,
+def make(client: TestClient, number: int, *, token: str | None = "") -> Any:
+    """Press "Make the package" (``token=None``: a form without its CSRF token)."""
+    if token == "":
+        token = csrf(client.get("/exports").text)
+    data = {} if token is None else {"csrf_token": token}
+    return client.post(f"/exports/{number}/make", data=data)
+
+
+def granted(olga: TestClient, lena: TestClient, leo: TestClient) -> int:
+    number = ask_export(olga)
+    assert decide(lena, number, "approve")[0] == decide(leo, number, "approve")[0] == 303
+    return number
+
+
+def events(ledger: Ledger, action: str) -> list[AuditEvent]:
+    with ledger.read() as s:
+        q = select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)
+        return list(s.scalars(q))
+
+
+def ids(found: list[AuditEvent]) -> list[int]:
+    return [e.id for e in found]
+
+
+def kept_dirs(config: Config) -> list[Path]:
+    root = config.store.root.parent / "web-exports"
+    return sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+
+
+def test_a_granted_export_is_made_by_one_post_and_its_zip_downloaded_without_registering_more(
+    sign_in: Callable[[str], TestClient], web_ledger: Ledger, web_config: Config,
+    file_ids: list[int], tmp_path: Path,
 ) -> None:  # fmt: skip
     olga, lena, leo = sign_in("olga"), sign_in("lena"), sign_in("leo")
     number = ask_export(olga)
-    assert olga.get(f"/exports/{number}/download").status_code == 403  # not yet granted
-    assert decide(lena, number, "approve")[0] == 303
-    assert decide(leo, number, "approve")[0] == 303
-    assert lena.get(f"/exports/{number}/download").status_code == 404  # not hers
+    assert make(olga, number).status_code == 403  # not yet granted
+    assert decide(lena, number, "approve")[0] == decide(leo, number, "approve")[0] == 303
 
-    got = olga.get(f"/exports/{number}/download")
-    assert got.status_code == 200
-    assert got.headers["content-type"] == "application/zip"
-    with zipfile.ZipFile(io.BytesIO(got.content)) as zf:
+    # Before it is made there is nothing to download, and asking twice makes nothing.
+    for _ in range(2):
+        none_yet = olga.get(f"/exports/{number}/file")
+        assert none_yet.status_code == 404
+        assert "make it first" in none_yet.text
+    page = olga.get("/exports").text
+    assert f'action="/exports/{number}/make"' in page and "Make the package" in page
+    assert f'href="/exports/{number}/file"' not in page
+    # A form without its CSRF token, and someone other than the grantee, are refused.
+    assert make(olga, number, token=None).status_code == 403
+    theirs = make(lena, number)
+    assert theirs.status_code == 404 and f"lena has no export request {number}" in theirs.text
+    assert events(web_ledger, "file.export") == [] and kept_dirs(web_config) == []
+
+    made = make(olga, number)
+    assert made.status_code == 303
+    assert made.headers["location"] == f"/exports?packaged={number}"
+    exported = events(web_ledger, "file.export")
+    assert [int(e.subject_id) for e in exported] == file_ids[:1]
+    details = json.loads(exported[0].details)
+    assert (details["grant"], details["by"], details["export_case"]) == (number, "olga", "K-1")
+    (kept,) = kept_dirs(web_config)
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o700
+    assert stat.S_IMODE(kept.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE((kept / f"export-{number}.zip").stat().st_mode) == 0o600
+
+    page = olga.get(made.headers["location"]).text
+    assert 'id="export-packaged"' in page
+    assert f'href="/exports/{number}/file"' in page
+    shown = re.search(r'<code class="sha256">([0-9a-f]{64})</code>', page)
+    assert shown is not None
+
+    # A reload, a prefetch, a retry: every GET reads the same registered package.
+    first, second = olga.get(f"/exports/{number}/file"), olga.get(f"/exports/{number}/file")
+    assert first.status_code == second.status_code == 200
+    assert first.headers["content-type"] == "application/zip"
+    assert f'filename="export-{number}.zip"' in first.headers["content-disposition"]
+    assert first.content == second.content
+    assert hashlib.sha256(first.content).hexdigest() == shown.group(1)
+    assert f'data-bytes="{len(first.content)}"' in page
+    head = olga.head(f"/exports/{number}/file")
+    assert head.status_code == 200 and int(head.headers["content-length"]) == len(first.content)
+    part = olga.get(f"/exports/{number}/file", headers={"Range": "bytes=0-99"})
+    assert part.status_code == 206 and part.content == first.content[:100]
+    assert olga.get(f"/exports/{number}/download").status_code in (404, 405)  # the old GET
+    assert lena.get(f"/exports/{number}/file").status_code == 404  # not hers
+    assert ids(events(web_ledger, "file.export")) == ids(exported)  # nothing registered again
+    downloads = events(web_ledger, "export.downloaded")
+    assert [(e.actor, e.subject_id) for e in downloads] == [("olga", str(number))] * 3
+    assert json.loads(downloads[0].details)["export_id"] == details["export_id"]
+
+    with zipfile.ZipFile(io.BytesIO(first.content)) as zf:
         zf.extractall(tmp_path / "unzipped")
     bag = bagit.Bag(str(tmp_path / "unzipped" / f"export-{number}"))
     bag.validate()
@@ -354,30 +434,45 @@ def test_a_granted_export_downloads_as_a_zip_of_a_valid_bag_registered_under_the
     assert len(bag.payload_entries()) == 1
     assert (tmp_path / "unzipped" / f"export-{number}" / "recording-form.html").is_file()
 
-    with web_ledger.read() as s:
-        events = list(s.scalars(select(AuditEvent).where(AuditEvent.action == "file.export")))
-    assert [int(e.subject_id) for e in events] == file_ids[:1]
-    details = json.loads(events[0].details)
-    assert (details["grant"], details["by"], details["export_case"]) == (number, "olga", "K-1")
-    assert not Path(details["bag"]).parent.exists()  # the bag and zip were removed once sent
 
-
-def test_an_expired_export_grant_no_longer_downloads_and_the_refusal_is_audited(
-    sign_in: Callable[[str], TestClient], web_ledger: Ledger, clock: FixedClock
+def test_each_make_under_a_grant_in_force_registers_one_export_and_keeps_only_the_newest(
+    sign_in: Callable[[str], TestClient], web_ledger: Ledger, web_config: Config
 ) -> None:
-    olga, lena, leo = sign_in("olga"), sign_in("lena"), sign_in("leo")
-    number = ask_export(olga)
-    assert decide(lena, number, "approve")[0] == decide(leo, number, "approve")[0] == 303
+    """A grant is used as often as it is in force until it expires (as by ``dockd export``);
+    each package made is one export in the register, and the web keeps the newest."""
+    olga = sign_in("olga")
+    number = granted(olga, sign_in("lena"), sign_in("leo"))
+    assert make(olga, number).status_code == 303
+    (first,) = kept_dirs(web_config)
+    assert make(olga, number).status_code == 303
+    exported = events(web_ledger, "file.export")
+    assert len({json.loads(e.details)["export_id"] for e in exported}) == 2
+    assert len(exported) == 2
+    (second,) = kept_dirs(web_config)
+    assert second != first
+    got = olga.get(f"/exports/{number}/file")
+    assert got.status_code == 200 and len(events(web_ledger, "file.export")) == 2
+
+
+def test_an_expired_export_grant_makes_nothing_and_its_package_is_no_longer_handed_out(
+    sign_in: Callable[[str], TestClient], web_ledger: Ledger, web_config: Config,
+    clock: FixedClock,
+) -> None:  # fmt: skip
+    olga = sign_in("olga")
+    number = granted(olga, sign_in("lena"), sign_in("leo"))
+    assert make(olga, number).status_code == 303
+    assert len(kept_dirs(web_config)) == 1
     clock.advance(timedelta(hours=168, minutes=1))  # [access] grant_hours.export
     olga = sign_in("olga")  # her session idled out meanwhile
     assert f'data-request-id="{number}" data-state="expired"' in olga.get("/exports").text
-    refused = olga.get(f"/exports/{number}/download")
-    assert refused.status_code == 403
-    assert "expired" in refused.text
-    with web_ledger.read() as s:
-        expired = s.scalars(select(AuditEvent).where(AuditEvent.action == "access.expired"))
-        assert [(e.actor, e.subject_id) for e in expired] == [("olga", str(number))]
-        assert not list(s.scalars(select(AuditEvent).where(AuditEvent.action == "file.export")))
+    refused = make(olga, number)
+    assert refused.status_code == 403 and "expired" in refused.text
+    gone = olga.get(f"/exports/{number}/file")
+    assert gone.status_code == 403 and "no longer handed out" in gone.text
+    assert kept_dirs(web_config) == []  # the zip did not outlive its grant
+    assert len(events(web_ledger, "file.export")) == 1  # the one made in time
+    expired = events(web_ledger, "access.expired")
+    assert [(e.actor, e.subject_id) for e in expired] == [("olga", str(number))]
 
 
 def test_an_export_request_without_a_reason_or_of_an_unknown_case_is_refused(

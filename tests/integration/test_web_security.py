@@ -84,7 +84,7 @@ def test_no_path_in_any_url_reaches_a_file_outside_the_store(
     targets = [str(tmp_path / "secret.txt").lstrip("/"), "etc/passwd", "secret.txt"]
     templates = (
         "/recordings/{}", "/recordings/{}/media", "/recordings/{}/thumbnail.jpg",
-        "/reports/{}", "/reports/{}.csv", "/reports/{}/form", "/exports/{}/download",
+        "/reports/{}", "/reports/{}.csv", "/reports/{}/form", "/exports/{}/file",
         "/static/{}", "/{}", "/search.csv?officer={}",
     )  # fmt: skip
     tried = 0
