@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -15,9 +16,9 @@ from dockd import store
 from dockd.clock import FixedClock
 from dockd.context import Context
 from dockd.errors import LedgerError
-from dockd.ingest import take
+from dockd.ingest import probe, take
 from dockd.ingest.pipeline import run_ingest
-from dockd.ledger.models import Recording
+from dockd.ledger.models import Alert, DockSession, Recording, SessionFailure
 from fixtures.make_recorder import Recorder
 from tests.helpers.ledgers import register
 
@@ -106,3 +107,48 @@ def test_recovery_removes_only_the_file_the_dead_process_published(tmp_path: Pat
     as_dead(second)  # now that one dies too, before its row: its own file goes
     _removed, orphans = store.recover_incoming(root, lambda _p, _h: False)
     assert orphans == [rel] and not (root / rel).exists()
+
+
+def test_interrupted_while_the_file_before_is_verified_that_file_is_still_reported(
+    ctx: Context,
+    recorder: Recorder,
+    clock: FixedClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ctrl-C lands in the pipeline thread while file 1's verify runs in the other: file 1
+    still ends reported (here its re-read mismatched: a failure row and a critical alert
+    saying it is NOT stored), and file 2 leaves nothing in the store."""
+    register(ctx.ledger, clock, recorder)
+    real_hash, real_probe = store.hash_stored, probe.probe
+    probes = 0
+
+    def bad_disk(path: Path, **kw: Any) -> str:
+        real_hash(path, **kw)
+        return "0" * 64  # the store gave back other bytes
+
+    def interrupt_second(path: Path, **kw: Any) -> Any:
+        nonlocal probes
+        probes += 1
+        if probes == 2:
+            raise KeyboardInterrupt
+        return real_probe(path, **kw)
+
+    monkeypatch.setattr(store, "hash_stored", bad_disk)
+    monkeypatch.setattr(take, "probe", interrupt_second)
+    with pytest.raises(KeyboardInterrupt):
+        run_ingest(ctx, recorder.root)
+    monkeypatch.undo()
+
+    root = ctx.config.store.root
+    with ctx.ledger.read() as s:
+        assert list(s.scalars(select(Recording))) == []  # not verified: never a row
+        failure = s.scalars(select(SessionFailure)).one()
+        alert = s.scalars(select(Alert).where(Alert.kind == "ingest.file_failed")).one()
+        session = s.scalars(select(DockSession)).one()
+    first = failure.source_path  # the first file taken, whose verify was behind
+    assert first in {r.relpath for r in recorder.recordings}
+    assert "re-read of the stored copy" in failure.reason
+    assert first in alert.message and "NOT stored" in alert.message
+    assert (session.files_seen, session.files_failed) == (1, 1)
+    assert _store_files(root) == set()
+    assert not list((root / store.INCOMING).iterdir())  # no .part, no marker left

@@ -32,6 +32,7 @@ def test_a_photo_is_read_as_an_image_with_its_size(tmp_path: Path) -> None:
     told, guessed = probe(part, still=True), probe(part)
     assert told.error is None, told.error
     assert (told.video_codec, told.width, told.height) == ("mjpeg", 320, 240)
+    assert told.duration_s is None  # a still has no duration, however it was read
     # the same picture as FFmpeg finds it by content, only the demuxer's name differs
     assert (guessed.video_codec, guessed.width, guessed.height) == ("mjpeg", 320, 240)
 

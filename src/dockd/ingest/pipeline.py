@@ -195,7 +195,7 @@ def _take_each(
             if isinstance(got, take.Taken):
                 with take.taken_back_on_error(root, got):  # the ledger failed behind it
                     behind.settle()
-                behind.start(got)
+                    behind.start(got)
             else:
                 behind.settle()
                 session.record(ctx, result, got)
@@ -206,21 +206,33 @@ def _take_each(
 class _Behind:
     """The file behind the one being copied: its ``take.finish`` in the verify thread.
 
-    At most one file is behind. Leaving the ``with`` block on an exception still waits
-    for its finish (which verifies and commits, or takes the file back), so no thread
-    outlives the session.
+    At most one file is behind. Leaving the ``with`` block on an exception (an interrupt,
+    the ledger failing for the file ahead) still waits for its finish, which verifies
+    and commits or takes the file back, and then counts it on the session with its
+    alerts, so no thread outlives the session and no outcome goes unreported.
     """
 
     def __init__(self, ctx: Context, root: Path, result: SessionResult, progress: Progress) -> None:
         self._ctx, self._root, self._result, self._progress = ctx, root, result, progress
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dockd-verify")
         self._job: tuple[take.Taken, Future[FileOutcome]] | None = None
+        self._job_rel = ""
 
     def __enter__(self) -> _Behind:
         return self
 
-    def __exit__(self, *_exc: object) -> None:
-        self._pool.shutdown(wait=True)
+    def __exit__(self, _type: object, exc: BaseException | None, _tb: object) -> None:
+        try:
+            if self._job is not None:  # left by an exception: report the file behind too
+                futures.wait([self._job[1]])
+                try:
+                    self.settle()
+                except Exception as err:  # the exception already leaving wins
+                    log.error("file behind not reported", file=self._job_rel, error=str(err))
+                    if exc is None:
+                        raise
+        finally:
+            self._pool.shutdown(wait=True)
 
     def start(self, taken: take.Taken) -> None:
         """Verify and commit ``taken`` in the verify thread (log context and all)."""
@@ -240,8 +252,12 @@ class _Behind:
         if self._job is None:
             return
         taken, job = self._job
-        self._job = None
-        outcome = job.result()
+        self._job_rel = taken.rel
+        try:
+            outcome = job.result()
+        finally:
+            if job.done():  # else interrupted while waiting: __exit__ settles it
+                self._job = None
         take.after_commit(self._ctx, taken, outcome, self._result.session_id)
         # a stored file was counted on the session in its own commit (take._commit_row)
         session.record(

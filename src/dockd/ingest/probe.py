@@ -7,6 +7,7 @@ being damaged).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from fractions import Fraction
@@ -56,8 +57,8 @@ def probe(path: Path, *, still: bool = False) -> ProbeResult:
         return ProbeResult(error="empty file (0 bytes)")
     if still:
         read = _read(path, STILL_FORMAT)
-        if read.error is None:
-            return read
+        if read.error is None:  # a still has no duration (image2 gives it one frame's)
+            return dataclasses.replace(read, duration_s=None)
     return _read(path, None)
 
 

@@ -425,9 +425,11 @@ def _pause(
     """Stop here for ever when a test asked for it (see PAUSE_ENV); a no-op otherwise.
 
     ``DOCKD_TEST_PAUSE`` names one point (``after-copy:2``) or several joined by ``+``
-    (``in-verify:1+after-publish:2``). One point is a clean cut: the pipeline's own
-    thread first waits for the file before (``previous``) to be verified and committed.
-    Several points stop each thread where it is: the overlap itself.
+    (``in-verify:1+after-publish:2``). One point of the pipeline's own thread
+    (after-copy, after-publish) is a clean cut: it first waits for the file before
+    (``previous``) to be verified and committed. One point of the verify thread
+    (in-verify, after-commit) leaves the pipeline thread going on to the next file
+    until it waits for that one. Several points stop each thread where it is.
     """
     want = os.environ.get(PAUSE_ENV)
     if not want:

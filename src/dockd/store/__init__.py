@@ -197,9 +197,9 @@ def write_hashed(
     """
     size = 0
     out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    writeback = WriteBack(out)
     try:
         try:
+            writeback = WriteBack(out)
             reader = read_ahead if _worth_reading_ahead(source_fd, buffer_size) else chunks
             with contextlib.closing(reader(source_fd, buffer_size, stop, "copy")) as source:
                 for chunk in source:
@@ -224,7 +224,7 @@ def write_hashed(
 
 def _worth_reading_ahead(fd: int, buffer_size: int) -> bool:
     """A reader thread pays for itself from a few buffers on; a photo of 300 KB is read
-    in one ``readv``, and a pipe (the FAT fallback reader) has no size to tell."""
+    in one ``readv``. What is not a regular file has no size to tell: read ahead."""
     st = os.fstat(fd)
     return not stat.S_ISREG(st.st_mode) or st.st_size > 2 * buffer_size
 
