@@ -140,8 +140,12 @@ def make_engine(url: str, *, group: str | None = DEFAULT_GROUP) -> Engine:
     connect_args: dict[str, Any] = {}
     if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
         connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT_S
+    # A server may drop an idle connection, so PostgreSQL's are tested on checkout; a
+    # SQLite file cannot go away under its connection, and the test (a ``SELECT 1``
+    # per session, several per ingested file) would only cost time.
+    ping = parsed.get_backend_name() != "sqlite"
     try:
-        engine = create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
+        engine = create_engine(parsed, pool_pre_ping=ping, connect_args=connect_args)
     except ImportError as exc:
         raise LedgerError(
             f"ledger {shown_url(parsed)}: the database driver is not installed ({exc}); "
