@@ -11,7 +11,6 @@ The phases before it, and what the sweep as a whole promises, are in
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 
@@ -20,7 +19,6 @@ from dockd.ledger.models import FileState, Recording
 from dockd.policy.holds import Verdict
 from dockd.sweeps import locations as loc
 from dockd.sweeps.retention_pass import Alert, Pass
-from dockd.sweeps.runs import alert_once
 from dockd.sweeps.trash import Action, Item, restore_row
 
 
@@ -32,53 +30,44 @@ def purge_batch(p: Pass, ids: list[int]) -> None:
     alerts: list[Alert] = []
     emptied: set[Path] = set()  # directories a file left: pruned once each at the end
     restored: list[tuple[Path, Path]] = []  # (trash, store) of the files moved back
-    try:
-        with p.tx() as s:
-            rows, facts = p.take(s, ids, FileState.TRASHED)
-            decided = [(row, facts.verdict(row.id, ctx.config.retention, p.now)) for row in rows]
-            for row, v in decided:
-                if v.delete:
-                    continue
-                if p.run.dry_run:
-                    item = Item.of(row, Action.RESTORE, v.retention, f"would restore: {v.why}")
-                else:
-                    moved = (
-                        p.trash / (row.trash_path or loc.rel_path(row).as_posix()),
-                        loc.root_of(ctx.config, row) / row.store_path,
-                    )
-                    item = restore_row(
-                        ctx, s, row, p.trash, p.now, actor=ctx.actor, why=v.why, verdict=v
-                    )
-                    restored.append(moved)
-                report.restored.append(item)
-            events: list[audit.Event] = []
-            for row, v in decided:
-                if not v.delete:
-                    continue
-                if p.run.dry_run:
-                    report.purged.append(Item.of(row, Action.PURGE, v.retention, "would be purged"))
-                    continue
-                note, alert = _unlink(p, row, emptied)
-                if alert is not None:
-                    alerts.append(alert)
-                events.append(_purged(p, row, v, note))
-                report.purged.append(Item.of(row, Action.PURGE, v.retention, note))
-            unsynced: set[Path] = set()
-            for folder in sorted(emptied, key=lambda f: len(f.parts), reverse=True):
-                loc.prune_emptied(p.trash, folder, unsynced=unsynced)
-            loc.fsync_dirs(unsynced)
-            audit.record_many(s, events)
-    except BaseException:
-        # The batch's rows are rolled back: files it moved back to the store go to the
-        # trash again, where their rows say they are (a file already unlinked is found
-        # gone by the next sweep, and its purge says so).
-        for src, dst in reversed(restored):
-            with contextlib.suppress(OSError):
-                os.rename(dst, src)
-        raise
-    finally:
-        for alert in alerts:
-            alert_once(ctx, *alert)
+    # If the batch's rows are rolled back, ``p.batch`` moves the files it put back in the
+    # store to the trash again, where their rows say they are (a file already unlinked
+    # is found gone by the next sweep, and its purge says so).
+    with p.batch(restored, alerts), p.tx() as s:
+        rows, facts = p.take(s, ids, FileState.TRASHED)
+        decided = [(row, facts.verdict(row.id, ctx.config.retention, p.now)) for row in rows]
+        for row, v in decided:
+            if v.delete:
+                continue
+            if p.run.dry_run:
+                item = Item.of(row, Action.RESTORE, v.retention, f"would restore: {v.why}")
+            else:
+                moved = (
+                    p.trash / (row.trash_path or loc.rel_path(row).as_posix()),
+                    loc.root_of(ctx.config, row) / row.store_path,
+                )
+                item = restore_row(
+                    ctx, s, row, p.trash, p.now, actor=ctx.actor, why=v.why, verdict=v
+                )
+                restored.append(moved)
+            report.restored.append(item)
+        events: list[audit.Event] = []
+        for row, v in decided:
+            if not v.delete:
+                continue
+            if p.run.dry_run:
+                report.purged.append(Item.of(row, Action.PURGE, v.retention, "would be purged"))
+                continue
+            note, alert = _unlink(p, row, emptied)
+            if alert is not None:
+                alerts.append(alert)
+            events.append(_purged(p, row, v, note))
+            report.purged.append(Item.of(row, Action.PURGE, v.retention, note))
+        unsynced: set[Path] = set()
+        for folder in sorted(emptied, key=lambda f: len(f.parts), reverse=True):
+            loc.prune_emptied(p.trash, folder, unsynced=unsynced)
+        loc.fsync_dirs(unsynced)
+        audit.record_many(s, events)
 
 
 def _unlink(p: Pass, row: Recording, emptied: set[Path]) -> tuple[str, Alert | None]:

@@ -21,7 +21,6 @@ about to take is listed by :mod:`dockd.sweeps.listings`. The purge phase is
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import os
@@ -218,50 +217,40 @@ def _trash_batch(p: Pass, ids: list[int]) -> None:
     moved: list[tuple[Path, Path]] = []
     alerts: list[Alert] = []
     unsynced: set[Path] = set()  # directories changed: each fsynced once, before the commit
-    try:
-        with p.tx() as s:
-            rows, facts = p.take(s, [i for i in ids if i not in p.seen], FileState.STORED)
-            done: list[tuple[Recording, Verdict, Path]] = []
-            for row in rows:
-                v = facts.verdict(row.id, ctx.config.retention, p.now)
-                if not v.delete:
-                    stale = row.expires_at != v.retention.expires_at
-                    if stale and not v.held_by and not p.run.dry_run:
-                        row.expires_at = v.retention.expires_at  # stale: a tag or case changed
-                    report.kept.append(Item.of(row, Action.KEEP, v.retention, v.why))
-                    continue
-                if p.run.dry_run:
-                    report.trashed.append(
-                        Item.of(row, Action.TRASH, v.retention, "would be trashed")
-                    )
-                    continue
-                src = loc.stored_path(ctx.config, row)
-                rel = loc.rel_path(row)
-                try:
-                    loc.makedirs(p.trash, rel.parent, unsynced=unsynced)
-                    found = None if src.exists() else loc.already_in_trash(p.trash, row)
-                    dst = found or loc.unique_target(p.trash / rel, row.id)
-                    if found is None:
-                        os.rename(src, dst)
-                except OSError as exc:
-                    alert = _not_moved(p, s, row, src, exc)
-                    alerts.append(alert)
-                    report.problems.append(Item.of(row, Action.PROBLEM, v.retention, alert[2]))
-                    continue
-                moved.append((src, dst))
-                done.append((row, v, dst))
-            loc.fsync_dirs(unsynced | {path.parent for pair in moved for path in pair})
-            events = [_trashed(p, row, v, dst) for row, v, dst in done]
-            audit.record_many(s, events)
-            report.trashed.extend(Item.of(row, Action.TRASH, v.retention) for row, v, _ in done)
-    except BaseException:
-        for src, dst in reversed(moved):  # the ledger did not take them: put the files back
-            with contextlib.suppress(OSError):
-                os.rename(dst, src)
-        raise
-    finally:
-        for alert in alerts:
-            alert_once(ctx, *alert)
+    # the ledger did not take them: ``p.batch`` puts the files back
+    with p.batch(moved, alerts), p.tx() as s:
+        rows, facts = p.take(s, [i for i in ids if i not in p.seen], FileState.STORED)
+        done: list[tuple[Recording, Verdict, Path]] = []
+        for row in rows:
+            v = facts.verdict(row.id, ctx.config.retention, p.now)
+            if not v.delete:
+                stale = row.expires_at != v.retention.expires_at
+                if stale and not v.held_by and not p.run.dry_run:
+                    row.expires_at = v.retention.expires_at  # stale: a tag or case changed
+                report.kept.append(Item.of(row, Action.KEEP, v.retention, v.why))
+                continue
+            if p.run.dry_run:
+                report.trashed.append(Item.of(row, Action.TRASH, v.retention, "would be trashed"))
+                continue
+            src = loc.stored_path(ctx.config, row)
+            rel = loc.rel_path(row)
+            try:
+                loc.makedirs(p.trash, rel.parent, unsynced=unsynced)
+                found = None if src.exists() else loc.already_in_trash(p.trash, row)
+                dst = found or loc.unique_target(p.trash / rel, row.id)
+                if found is None:
+                    os.rename(src, dst)
+            except OSError as exc:
+                alert = _not_moved(p, s, row, src, exc)
+                alerts.append(alert)
+                report.problems.append(Item.of(row, Action.PROBLEM, v.retention, alert[2]))
+                continue
+            moved.append((src, dst))
+            done.append((row, v, dst))
+        loc.fsync_dirs(unsynced | {path.parent for pair in moved for path in pair})
+        events = [_trashed(p, row, v, dst) for row, v, dst in done]
+        audit.record_many(s, events)
+        report.trashed.extend(Item.of(row, Action.TRASH, v.retention) for row, v, _ in done)
 
 
 def _trashed(p: Pass, row: Recording, v: Verdict, dst: Path) -> audit.Event:

@@ -10,6 +10,8 @@ takes (a read one for a dry run) and the facts the policy decides a batch on.
 from __future__ import annotations
 
 import contextlib
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +24,7 @@ from dockd.context import Context
 from dockd.ledger.models import Recording
 from dockd.policy import adapter as pledger
 from dockd.policy.holds import Verdict
-from dockd.sweeps.runs import Run, RunStatus
+from dockd.sweeps.runs import Run, RunStatus, alert_once
 from dockd.sweeps.trash import Item
 
 Alert = tuple[str, str, str]  # kind, subject, message: raised once the transaction is over
@@ -85,3 +87,20 @@ class Pass:
         by_id = {r.id: r for r in s.scalars(q.with_for_update())}
         rows = [by_id[i] for i in ids if i in by_id]
         return rows, pledger.facts_of(s, rows)
+
+    @contextlib.contextmanager
+    def batch(self, moved: list[tuple[Path, Path]], alerts: list[Alert]) -> Iterator[None]:
+        """Around one batch's transaction: if it does not commit, every ``(src, dst)``
+        in ``moved`` is renamed back to ``src``, newest first, so the files are where
+        the ledger (rolled back) says they are; ``alerts`` are raised either way, once
+        the transaction is over."""
+        try:
+            yield
+        except BaseException:
+            for src, dst in reversed(moved):
+                with contextlib.suppress(OSError):
+                    os.rename(dst, src)
+            raise
+        finally:
+            for alert in alerts:
+                alert_once(self.ctx, *alert)
