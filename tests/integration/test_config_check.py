@@ -78,9 +78,32 @@ def test_a_world_readable_store_is_an_error_with_the_chmod_that_fixes_it(
     assert f"[store] root: {store} is readable by every user (mode 0755)" in err
     assert f"chmod o-rwx {store}" in err
     store.chmod(0o750)
+
     code, out, err = check(conf, capsys)
     assert code == 0, err
     assert f"[store] root: {store} is a writable directory" in out
+
+
+def test_the_web_views_export_packages_are_checked_where_the_config_puts_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Export packages are copies of originals: the default place beside the store and a
+    configured ``[web] exports`` are each checked like footage (not world-readable)."""
+    with_ledger(tmp_path)
+    beside = tmp_path / "web-exports"
+    beside.mkdir(mode=0o755)
+    beside.chmod(0o755)
+    code, _, err = check(write(tmp_path), capsys)
+    assert code == 78
+    assert f"[web] exports: {beside} is readable by every user (mode 0755)" in err
+    beside.chmod(0o700)
+    assert check(write(tmp_path), capsys)[0] == 0
+
+    elsewhere = tmp_path / "disk" / "exports"
+    (tmp_path / "disk").write_text("not a directory")
+    code, _, err = check(write(tmp_path, f'[web]\nexports = "{elsewhere}"\n'), capsys)
+    assert code == 78
+    assert f"[web] exports: {elsewhere} is not there and cannot be created" in err
 
 
 def test_a_store_path_that_is_a_file_is_an_error(

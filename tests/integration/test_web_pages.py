@@ -60,7 +60,11 @@ def rec(tmp_path_factory: pytest.TempPathFactory) -> Recorder:
 
 @pytest.fixture
 def web_config(tmp_path: Path) -> Config:
-    extra = "[web]\ncookie_secure = false\n\n[reports]\nuntagged_days = 0\n"
+    # The packages go to a [web] exports of its own, not the default beside the store.
+    extra = (
+        f'[web]\ncookie_secure = false\nexports = "{tmp_path / PACKAGES}"\n\n'
+        "[reports]\nuntagged_days = 0\n"
+    )
     return make_config(tmp_path, extra)
 
 
@@ -358,8 +362,13 @@ def ids(found: list[AuditEvent]) -> list[int]:
     return [e.id for e in found]
 
 
+PACKAGES = "packages"  # web_config's [web] exports, under the test's tmp_path
+
+
 def kept_dirs(config: Config) -> list[Path]:
-    root = config.store.root.parent / "web-exports"
+    assert not (config.store.root.parent / "web-exports").exists()  # not the default place
+    root = config.web.exports
+    assert root is not None and root.name == PACKAGES
     return sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
 
 

@@ -330,6 +330,9 @@ path = "/srv/bwc/quarantine/copies"
 
 [schedule]
 weekly_report_dir = "/srv/bwc/store/reports"
+
+[web]
+exports = "/srv/bwc/store/exports"
 """
 
 
@@ -340,12 +343,15 @@ def test_store_and_the_places_beside_it_must_not_overlap() -> None:
         ["line", "6:", "retention.trash:"],
         ["line", "9:", "reports.by_case_root:"],
         ["line", "16:", "schedule.weekly_report_dir:"],
+        ["line", "19:", "web.exports:"],
     ]
     assert "/srv/bwc/store/quarantine is inside store.root (/srv/bwc/store)" in found[0]
     assert "/srv/bwc contains store.root (/srv/bwc/store)" in found[1]
     assert "e.g. /srv/bwc/trash" in found[1]
     assert "/srv/bwc/store is the same directory as store.root" in found[2]
     assert "/srv/bwc/store/reports is inside store.root" in found[3]
+    assert "/srv/bwc/store/exports is inside store.root" in found[4]
+    assert "an export package holds copies of the originals" in found[4]
     # With the quarantine beside the store, the archive target inside it is the problem.
     moved = OVERLAPS.replace('quarantine = "/srv/bwc/store/quarantine"', "")
     found = problems(moved)

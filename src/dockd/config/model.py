@@ -30,7 +30,7 @@ from dockd.config.policy import ArchiveConfig, FixityConfig, RetentionConfig, Sc
 from dockd.config.reports import ReportsConfig
 from dockd.config.station import StationConfig
 from dockd.config.store import StoreConfig, relation
-from dockd.config.web import WebConfig
+from dockd.config.web import EXPORTS_BESIDE_STORE, WebConfig
 
 KeyPath = tuple[str | int, ...]  # a key's place in the file: ("archive", "targets", 0, "path")
 
@@ -188,6 +188,12 @@ class Config(Section):
             self.handover.root,
             "handover",
             "a hand-over package holds copies of the originals, and " + stray,
+        )
+        beside_store(
+            "web.exports",
+            self.web.exports,
+            EXPORTS_BESIDE_STORE,
+            "an export package holds copies of the originals, and " + stray,
         )
         reports = self.schedule.weekly_report_dir
         if reports is not None:

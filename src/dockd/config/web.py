@@ -6,11 +6,13 @@ the web process's memory and end after ``idle_timeout_minutes`` without a reques
 ``login_attempts`` failed logins per login name, or per client address, within
 ``login_window_minutes`` make further attempts wait (429). ``cookie_secure = false``
 drops the cookie's Secure flag, for a browser on the station itself over plain
-HTTP only.
+HTTP only. ``exports`` is where the web view keeps the export packages it makes
+(copies of originals, so never inside the store; default beside it).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, field_validator
@@ -19,6 +21,7 @@ from dockd.config.base import Section
 from dockd.config.metrics import split_listen
 
 DEFAULT_PORT = 8470
+EXPORTS_BESIDE_STORE = "web-exports"  # the default [web] exports: <store.root>/../web-exports
 
 
 class WebConfig(Section):
@@ -33,6 +36,8 @@ class WebConfig(Section):
     login_window_minutes: Annotated[int, Field(ge=1, le=1440)] = 15
     # The session cookie's Secure flag (sent over HTTPS only): keep it behind TLS.
     cookie_secure: bool = True
+    # Where made export packages are kept for download (0700; each zip 0600).
+    exports: Path | None = None
 
     @field_validator("listen")
     @classmethod
@@ -44,6 +49,10 @@ class WebConfig(Section):
             text = str(exc).replace(', or "" for no metrics', "").replace("9470", "8470")
             raise ValueError(text) from None
         return value
+
+    def exports_root(self, store_root: Path) -> Path:
+        """Where export packages are kept: ``exports``, or beside ``store_root``."""
+        return self.exports or store_root.parent / EXPORTS_BESIDE_STORE
 
     @property
     def address(self) -> tuple[str, int]:

@@ -1,7 +1,8 @@
 """Can the daemon use every directory the config names? (``dockd config check``)
 
 For the store, the quarantine, ``.incoming``, the trash, the per-case tree, archive
-targets, the backup destination and the weekly report directory: there, or creatable
+targets, the web view's export packages, the backup destination and the weekly
+report directory: there, or creatable
 (its nearest existing parent writable); a directory; writable by this process; not
 readable by every user where footage lies (R15); and on the store's filesystem where
 files are hard-linked or renamed to (publish, the per-case view, the trash).
@@ -53,6 +54,7 @@ def places(cfg: Config) -> list[Place]:
             same_fs=True,
         ),
     ]
+    found.append(Place("[web] exports", cfg.web.exports_root(store), footage=True))
     for t in cfg.archive.targets:
         removable = t.kind == "removable" or t.must_be_mounted
         key = f"[[archive.targets]] {t.name}: path"

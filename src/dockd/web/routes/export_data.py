@@ -10,9 +10,10 @@ registered per package made, however often it is downloaded.
 
 The kept packages: downloading is only reading, so a reload, a browser's prefetch or a
 download manager's retries fetch the same registered copy and never make another. Each
-package is a directory of its own, ``<store>/../web-exports/request-<id>.<random>/``
-(0700), holding ``export-<id>.zip`` and ``package.json`` (0600): who made it, when, its
-size, SHA-256 and BLAKE3, and the export's id. The json is written last, by rename, so
+package is a directory of its own, ``request-<id>.<random>/`` in ``[web] exports``
+(by default ``<store>/../web-exports``; 0700), holding ``export-<id>.zip`` and
+``package.json`` (0600): who made it, when, its size, SHA-256 and BLAKE3, and the
+export's id. The json is written last, by rename, so
 a directory without it (a crash while making) is never served, and is removed with the
 rest once the grant has ended. A request keeps its newest package only.
 """
@@ -95,7 +96,6 @@ def my_requests(session: Session, actor: Actor, now: datetime) -> list[Mine]:
 
 log = structlog.get_logger("dockd.web")
 
-KEPT_DIR = "web-exports"  # beside the store, as the quarantine is by default
 META = "package.json"
 _CHUNK = 1 << 20
 
@@ -125,7 +125,7 @@ class Kept:
 
 
 def root_of(config: Config) -> Path:
-    return config.store.root.parent / KEPT_DIR
+    return config.web.exports_root(config.store.root)
 
 
 def new_directory(config: Config, request_id: int) -> Path:
