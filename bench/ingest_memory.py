@@ -1,32 +1,37 @@
-"""The ingest bench's memory figure: the peak RSS of one ingest in a fresh process.
+"""The ingest bench's memory figure: the peak RSS of ``dockd ingest`` in a fresh process.
 
-``run_child`` starts this module as a script on one recorder tree::
+``run_child`` makes a fresh station in ``RUN_DIR`` (its ``dockd.toml``, a SQLite
+ledger with the bench recorder registered), then runs the ``dockd ingest`` command
+itself, as a person would, in a fresh interpreter::
 
-    .venv/bin/python bench/ingest_memory.py SRC RUN_DIR [--verify none|reread]
-                                            [--copy-buffer-kib N]
+    .venv/bin/python bench/ingest_memory.py dockd -c RUN_DIR/dockd.toml ingest SRC
 
-which ingests it into a fresh station in ``RUN_DIR`` and prints its time and peak
-RSS as one JSON line; :func:`memory_verdict` says whether that peak grows with the
-file's size.
+which runs the command through ``dockd.cli.main`` and then prints its time and peak
+RSS as one JSON line. That child imports nothing of the benches' (no PyAV encoder,
+no fixtures), so its peak is the command's own. :func:`memory_verdict` says whether
+that peak grows with the file's size. On its own this module measures a tiny recorder
+and one file of each ``--sizes`` size::
+
+    .venv/bin/python bench/ingest_memory.py --sizes 1G,4G [--verify none|reread]
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import resource
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from common import human, timed
-from ingest_recorder import Verify, check_result, station
+if TYPE_CHECKING:  # the child imports only dockd: the benches' imports would count
+    from ingest_recorder import Verify
 
-from dockd.ingest.pipeline import run_ingest
-from dockd.logs import setup_logging
+GOAL_MIB = 100.0 * 1e6 / (1 << 20)  # issue 16: "under 100 MB"
 
 
 @dataclass
@@ -48,6 +53,34 @@ def peak_rss_kib_self() -> dict[str, int]:
     return out
 
 
+def prepare(run_dir: Path, verify: Verify, buffer_kib: int | None) -> Path:
+    """A fresh station in ``run_dir`` that knows the bench recorder; its config file."""
+    from common import config_text
+    from ingest_recorder import STATION, station
+
+    ingest = f"[ingest]\nverify = {verify!r}\n"
+    if buffer_kib is not None:
+        ingest += f"copy_buffer_kib = {buffer_kib}\n"
+    with station(run_dir, verify, buffer_kib):
+        pass
+    config = run_dir / "dockd.toml"
+    config.write_text(config_text(run_dir, STATION, ingest))
+    return config
+
+
+def stored_count(run_dir: Path) -> int:
+    from common import bench_config
+    from ingest_recorder import STATION, stored_hashes
+
+    from dockd.ledger.db import open_ledger
+
+    ledger = open_ledger(bench_config(run_dir, STATION).ledger.url)
+    try:
+        return len(stored_hashes(ledger))
+    finally:
+        ledger.close()
+
+
 def run_child(
     src: Path,
     run_dir: Path,
@@ -57,22 +90,27 @@ def run_child(
     size: int,
     drop: Callable[[], bool],
 ) -> MemoryRun:
-    """Ingest ``src`` in a fresh interpreter and collect the peak RSS it reports.
+    """Run ``dockd ingest`` on ``src`` in a fresh interpreter and collect its peak RSS.
 
     The interpreter is started through ``sh`` so that it is forked from a small
     process: a process forked straight from this (large) one would inherit this
     process's high-water mark in its ``ru_maxrss``. ``VmHWM`` is reset by exec anyway.
     """
-    cmd = [sys.executable, str(Path(__file__).resolve()), str(src), str(run_dir)]
-    cmd += ["--verify", verify]
-    if buffer_kib is not None:
-        cmd += ["--copy-buffer-kib", str(buffer_kib)]
+    config = prepare(run_dir, verify, buffer_kib)
+    expected = sum(1 for p in src.rglob("*") if p.suffix.upper() == ".MP4")
+    cmd = [sys.executable, str(Path(__file__).resolve())]
+    cmd += ["dockd", "-c", str(config), "ingest", str(src)]
     drop()
     proc = subprocess.run(
         ["sh", "-c", '"$@"; exit $?', "sh", *cmd], capture_output=True, text=True, check=False
     )
     if proc.returncode != 0:
-        raise RuntimeError(f"child ingest of {src} failed ({proc.returncode}): {proc.stderr}")
+        raise RuntimeError(
+            f"dockd ingest of {src} failed ({proc.returncode}): {proc.stdout}{proc.stderr}"
+        )
+    stored = stored_count(run_dir)
+    if stored != expected:
+        raise RuntimeError(f"dockd ingest stored {stored} of {expected} files: {proc.stdout}")
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     return MemoryRun(
         label=label,
@@ -87,6 +125,8 @@ def memory_verdict(runs: list[MemoryRun]) -> str:
     big = [m for m in runs if m.size_bytes >= 1 << 20]
     if len(big) < 2:
         return ""
+    from common import human
+
     hwm = [m.vmhwm_kib or m.ru_maxrss_kib for m in big]
     spread = (max(hwm) - min(hwm)) / 1024
     sizes = ", ".join(human(m.size_bytes) for m in big)
@@ -97,22 +137,65 @@ def memory_verdict(runs: list[MemoryRun]) -> str:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Ingest one tree, print its timing and peak RSS as JSON."""
-    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
-    ap.add_argument("src", type=Path)
-    ap.add_argument("run_dir", type=Path)
+def run_dockd(argv: Sequence[str]) -> int:
+    """The child: run the ``dockd`` command line, then print its time and peak RSS."""
+    from dockd.cli import main as dockd_main
+
+    started = time.perf_counter()
+    code = dockd_main(list(argv))
+    seconds = time.perf_counter() - started
+    print(json.dumps({"seconds": seconds, "exit": code, **peak_rss_kib_self()}), flush=True)
+    return code
+
+
+def bench(argv: Sequence[str] | None) -> int:
+    """A tiny recorder and one file of each size, each ingested by a fresh ``dockd``."""
+    from datetime import timedelta
+
+    from common import CacheDropper, human, parser, rm_tree, say, tree_bytes, work_dir
+    from ingest import parse_sizes
+    from ingest_recorder import clip_name, make_clip, start_recorder
+
+    from fixtures.make_recorder import DEFAULT_START, write_mp4
+
+    ap = parser(__doc__)
+    ap.add_argument("--sizes", type=parse_sizes, default=parse_sizes("1G,4G"))
     ap.add_argument("--verify", choices=("none", "reread"), default="reread")
     ap.add_argument("--copy-buffer-kib", type=int, default=None)
+    ap.add_argument("--fill", choices=("random", "zeros"), default="random")
+    ap.add_argument("--no-drop", action="store_true", help="keep the page cache")
     args = ap.parse_args(argv)
-    setup_logging("warning")
-    expected = sum(1 for p in args.src.rglob("*") if p.suffix.upper() == ".MP4")
-    with station(args.run_dir, args.verify, args.copy_buffer_kib) as ctx:
-        seconds, result = timed(lambda: run_ingest(ctx, args.src))
-        check_result(result, expected)
-    print(json.dumps({"seconds": seconds, "bytes": result.bytes_copied, **peak_rss_kib_self()}))
+    drop = CacheDropper(enabled=not args.no_drop)
+    runs: list[MemoryRun] = []
+    with work_dir(args.workdir, "dockd-mem-", keep=args.keep) as work:
+
+        def peak_of(src: Path, label: str) -> None:
+            m = run_child(
+                src, work / "run", args.verify, args.copy_buffer_kib, label, tree_bytes(src), drop
+            )
+            runs.append(m)
+            rss = (m.vmhwm_kib or m.ru_maxrss_kib) / 1024
+            say(f"  {m.label:<16} {m.seconds:7.2f} s  peak RSS {rss:.1f} MiB")
+            rm_tree(work / "run")
+            rm_tree(src)
+
+        tiny = work / "tiny"
+        start_recorder(tiny)
+        write_mp4(tiny / clip_name(DEFAULT_START, 1), start=DEFAULT_START, seconds=2.0)
+        peak_of(tiny, "tiny recorder")
+        for i, size in enumerate(args.sizes):
+            src = work / f"mem-{size}"
+            start_recorder(src)
+            at = DEFAULT_START + timedelta(days=i + 1)
+            make_clip(src / clip_name(at, 1), at, size, args.fill)
+            peak_of(src, f"1 file of {human(size)}")
+    worst = max((m.vmhwm_kib or m.ru_maxrss_kib) / 1024 for m in runs)
+    say(f"highest peak {worst:.1f} MiB (goal: under 100 MB = {GOAL_MIB:.1f} MiB)")
+    say(memory_verdict(runs))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    if sys.argv[1:2] == ["dockd"]:
+        sys.exit(run_dockd(sys.argv[2:]))
+    sys.exit(bench(sys.argv[1:]))

@@ -19,6 +19,10 @@ from pathlib import Path
 
 RUNTIME_ENV = "DOCKD_RUNTIME_DIR"
 SYSTEM_RUNTIME_DIR = Path("/run/dockd")
+#: The daemon's lock, in the runtime directory: held by ``dockd run`` while it lives.
+#: Here, not in dockd.daemon.service, so that whoever checks it (``dockd health``,
+#: ``dockd ledger``) need not import the daemon and all it watches with.
+LOCK_NAME = "dockd.lock"
 _POLL_S = 0.2
 
 

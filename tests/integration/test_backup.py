@@ -25,14 +25,13 @@ from dockd.clock import FixedClock
 from dockd.config import parse_config
 from dockd.context import Context
 from dockd.daemon.scheduler import SweepScheduler
-from dockd.daemon.service import LOCK_NAME
 from dockd.errors import ConfigError
 from dockd.ingest.pipeline import run_ingest
 from dockd.ledger import audit
 from dockd.ledger.backup import backup, backup_name
 from dockd.ledger.db import open_ledger
 from dockd.ledger.models import Alert, Recording
-from dockd.runtime import FileLock, runtime_dir
+from dockd.runtime import LOCK_NAME, FileLock, runtime_dir
 from fixtures.make_recorder import make_recorder
 from tests.helpers.ledgers import register
 from tests.helpers.pgserver import PgServer

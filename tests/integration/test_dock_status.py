@@ -21,7 +21,6 @@ from dockd.cli import main
 from dockd.clock import FixedClock
 from dockd.config.dock import Bay as BayConfig
 from dockd.context import Context
-from dockd.daemon.service import LOCK_NAME
 from dockd.dock.folderwatch import AutomountWatch
 from dockd.dock.hooks import EventHooks, led_pattern
 from dockd.dock.match import BlockEvent
@@ -30,7 +29,7 @@ from dockd.dock.sessions import Dock, SessionManager
 from dockd.dock.status import StatusBoard, failure_reason
 from dockd.errors import ConfigError
 from dockd.ingest.outcome import FileOutcome, FileStatus
-from dockd.runtime import RUNTIME_ENV, FileLock
+from dockd.runtime import LOCK_NAME, RUNTIME_ENV, FileLock
 from fixtures.make_recorder import Recorder
 from tests.helpers.ledgers import register
 from tests.helpers.logs import log_events, named

@@ -19,10 +19,9 @@ from dockd.cli import main
 from dockd.clock import FixedClock
 from dockd.config import load_config
 from dockd.context import Context
-from dockd.daemon.service import LOCK_NAME
 from dockd.ingest.pipeline import run_ingest
 from dockd.ledger.db import open_ledger
-from dockd.runtime import FileLock, runtime_dir
+from dockd.runtime import LOCK_NAME, FileLock, runtime_dir
 from dockd.sweeps.fixity import run_fixity
 from fixtures.make_recorder import make_recorder
 from tests.helpers.ledgers import register

@@ -29,14 +29,13 @@ from dockd.clock import FixedClock
 from dockd.config import Config
 from dockd.config.dock import Bay as BayConfig
 from dockd.context import Context
-from dockd.daemon.service import LOCK_NAME
 from dockd.dock.match import BlockEvent
 from dockd.dock.status import StatusBoard
 from dockd.evidence import cases
 from dockd.ingest.pipeline import run_ingest
 from dockd.ledger.db import Ledger, open_ledger
 from dockd.ledger.models import AccessRequest, AuditEvent
-from dockd.runtime import RUNTIME_ENV, FileLock
+from dockd.runtime import LOCK_NAME, RUNTIME_ENV, FileLock
 from dockd.web.app import create_app
 from fixtures.make_recorder import Recorder, make_recorder
 from tests.helpers.accounts import add_account

@@ -7,12 +7,13 @@ may run a command (the permission table, :mod:`dockd.auth.permissions`).
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from collections.abc import Sequence
 from datetime import tzinfo
+from functools import cache
 from pathlib import Path
-from types import ModuleType
 from typing import Annotated, Any
 
 import typer
@@ -20,32 +21,6 @@ from typer._click.exceptions import UsageError as ClickUsageError
 from typer.core import TyperCommand
 
 from dockd import __version__
-from dockd.cli import (
-    access,
-    alerts,
-    audit,
-    cases,
-    config_cmd,
-    devicelife,
-    explain,
-    handover,
-    health,
-    hold,
-    ingest,
-    inspection,
-    ledger,
-    quarantine,
-    recordings,
-    registry,
-    report,
-    run,
-    status,
-    sweep,
-    tag,
-    trash,
-    users,
-    web,
-)
 from dockd.cli.common import App, app_of
 from dockd.errors import DockdError, UsageError
 from dockd.ledger.failures import describe_failure, is_ledger_failure
@@ -56,16 +31,7 @@ from dockd.reports.output import Encoding, localize_times
 # was refused". Set on the class, so click still prints its message and the usage line.
 ClickUsageError.exit_code = UsageError.exit_code
 
-app = typer.Typer(
-    name="dockd",
-    help="Take footage off body-worn recorders into a verified, audited store.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
 
-
-@app.callback(invoke_without_command=True)
 def _root(
     ctx: typer.Context,
     config: Annotated[
@@ -109,32 +75,38 @@ def _root(
 # In the order `dockd --help` lists them. A module without a group name registers
 # its own top-level commands (`dockd ingest`, `dockd devices ...`); the others are
 # groups of subcommands under that name (`dockd ledger migrate`).
-COMMANDS: tuple[tuple[str | None, ModuleType], ...] = (
-    (None, ingest),
-    (None, run),
-    (None, health),
-    (None, status),
-    (None, registry),
-    (None, devicelife),
-    ("config", config_cmd),
-    ("ledger", ledger),
-    ("alerts", alerts),
-    (None, tag),
-    (None, report),
-    (None, access),
-    ("explain", explain),
-    ("inspection", inspection),
-    ("cases", cases),
-    ("audit", audit),
-    ("hold", hold),
-    ("sweep", sweep),
-    ("trash", trash),
-    ("quarantine", quarantine),
-    ("recordings", recordings),
-    ("handover", handover),
-    (None, users),
-    (None, web),
+COMMANDS: tuple[tuple[str | None, str], ...] = (
+    (None, "ingest"),
+    (None, "run"),
+    (None, "health"),
+    (None, "status"),
+    (None, "registry"),
+    (None, "devicelife"),
+    ("config", "config_cmd"),
+    ("ledger", "ledger"),
+    ("alerts", "alerts"),
+    (None, "tag"),
+    (None, "report"),
+    (None, "access"),
+    ("explain", "explain"),
+    ("inspection", "inspection"),
+    ("cases", "cases"),
+    ("audit", "audit"),
+    ("hold", "hold"),
+    ("sweep", "sweep"),
+    ("trash", "trash"),
+    ("quarantine", "quarantine"),
+    ("recordings", "recordings"),
+    ("handover", "handover"),
+    (None, "users"),
+    (None, "web"),
 )
+# Commands whose module registers nothing else: `dockd ingest ...` builds a command line
+# of that module alone, so it does not import the code of every other command (reports,
+# sweeps, exports, access): an ingest stays small (issue 16: peak RSS under 100 MB).
+_ALONE = {"ingest": "ingest"}
+# Options of the root that take a value (the word after them is not the command).
+_ROOT_VALUES = frozenset({"--config", "-c", "--encoding"})
 
 
 class CheckedCommand(TyperCommand):
@@ -166,12 +138,51 @@ def _check_every_command(typer_app: typer.Typer) -> None:
             _check_every_command(group_info.typer_instance)
 
 
-for group, module in COMMANDS:
-    if group is None:
-        module.register(app)
-    else:
-        app.add_typer(module.app, name=group)
-_check_every_command(app)
+def _build(commands: Sequence[tuple[str | None, str]]) -> typer.Typer:
+    """The ``dockd`` command line with ``commands`` (modules of this package) in it."""
+    built = typer.Typer(
+        name="dockd",
+        help="Take footage off body-worn recorders into a verified, audited store.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+    built.callback(invoke_without_command=True)(_root)
+    for group, name in commands:
+        module = importlib.import_module(f"dockd.cli.{name}")
+        if group is None:
+            module.register(built)
+        else:
+            built.add_typer(module.app, name=group)
+    _check_every_command(built)
+    return built
+
+
+@cache
+def full_app() -> typer.Typer:
+    """Every command (``dockd --help`` lists them all); built once."""
+    return _build(COMMANDS)
+
+
+def __getattr__(name: str) -> typer.Typer:
+    if name == "app":  # `from dockd.cli import app`: every command
+        return full_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _app_for(args: Sequence[str]) -> typer.Typer:
+    """The command line to run ``args`` with: one command's module alone when it is a
+    command of :data:`_ALONE` (``--help`` before it lists every command: all of them)."""
+    words = iter(args)
+    for word in words:
+        if word == "--help":
+            break
+        if word in _ROOT_VALUES:
+            next(words, None)
+        elif not word.startswith("-"):
+            alone = _ALONE.get(word)
+            return _build(((None, alone),)) if alone is not None else full_app()
+    return full_app()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -185,7 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     old_umask = os.umask(0o027)
     state = App()
     try:
-        app(args=list(argv) if argv is not None else None, prog_name="dockd", obj=state)
+        args = list(argv) if argv is not None else sys.argv[1:]
+        _app_for(args)(args=args, prog_name="dockd", obj=state)
     except DockdError as exc:
         return _report(exc, state.station_tz)
     except SystemExit as exc:  # typer/click end every run this way

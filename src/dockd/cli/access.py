@@ -24,7 +24,6 @@ from dockd.cli.progress import progress_for
 from dockd.config.access import AccessConfig, Kind
 from dockd.errors import UsageError
 from dockd.evidence import access as core
-from dockd.evidence import export as exporter
 from dockd.evidence.bycase import original_path
 from dockd.ledger.models import AccessRequest, Recording
 from dockd.reports.base import iso
@@ -111,6 +110,9 @@ def export(
     SHA-256/512 manifests and the recording form (摄录情况记录表) as CSV and HTML.
     With --iso, the bag is also written as a disc image, verified by reading it back.
     """
+    # Imported here: BagIt and the disc image writer are for this command only.
+    from dockd.evidence import export as exporter
+
     state = app_of(ctx)
     actor = state.require("export")
     if to is None:

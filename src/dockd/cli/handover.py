@@ -12,7 +12,6 @@ import typer
 
 from dockd.cli.common import Format, app_of, render
 from dockd.cli.registry import DefaultGroup
-from dockd.evidence import handover as core
 from dockd.ledger.models import Handover
 
 
@@ -55,6 +54,8 @@ def make(
 
     It is made under the standing policy (R3), restricted footage included, so it goes
     only where [handover] root says: never to a directory of the caller's choosing."""
+    from dockd.evidence import handover as core  # BagIt, disc writer: hand-overs only
+
     state = app_of(ctx)
     actor = state.account()
     made = core.make(
@@ -85,6 +86,8 @@ def receive(
 ) -> None:
     """Check the package as received (every hash re-read, the tag files the ones made)
     and record the receipt in your name."""
+    from dockd.evidence import handover as core  # BagIt, disc writer: hand-overs only
+
     state = app_of(ctx)
     actor = state.account()
     with state.ledger.session() as s:
@@ -105,6 +108,8 @@ def list_(
     ctx: typer.Context, fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.table
 ) -> None:
     """Every hand-over of this station, made and received."""
+    from dockd.evidence import handover as core  # BagIt, disc writer: hand-overs only
+
     state = app_of(ctx)
     tz = state.config.station.tz
     with state.ledger.read() as s:

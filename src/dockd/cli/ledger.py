@@ -9,11 +9,10 @@ from typing import Annotated
 import typer
 
 from dockd.cli.common import Format, app_of, parse_time, render
-from dockd.daemon.service import LOCK_NAME
 from dockd.ingest.session import counts
 from dockd.ledger import backup as backups
 from dockd.ledger import db, queries, readonly
-from dockd.runtime import runtime_dir
+from dockd.runtime import LOCK_NAME, runtime_dir
 
 app = typer.Typer(help="Query the ledger and manage its schema.", no_args_is_help=True)
 Fmt = Annotated[Format, typer.Option("--format", "-f")]

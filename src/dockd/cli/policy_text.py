@@ -10,7 +10,6 @@ from dockd.auth.permissions import rule_of
 from dockd.auth.roles import Role
 from dockd.config import Config
 from dockd.config.station import localize_times
-from dockd.daemon.scheduler import cron_trigger
 from dockd.policy.effective import effective_policy
 
 NEXT_RUNS = 3
@@ -23,6 +22,8 @@ def _roles(action: str) -> list[str]:
 
 def next_runs(expr: str, cfg: Config, now: datetime, n: int = NEXT_RUNS) -> list[str]:
     """The next ``n`` times ``expr`` fires (station time, ISO), as the daemon reads it."""
+    from dockd.daemon.scheduler import cron_trigger  # the scheduler: for this text only
+
     trigger = cron_trigger(expr, cfg)
     runs: list[str] = []
     prev = None

@@ -12,9 +12,8 @@ from typing import Annotated
 
 import typer
 
-from dockd.auth import accounts, directory
+from dockd.auth import accounts
 from dockd.auth.actor import uid_of_login
-from dockd.auth.passwords import hash_password
 from dockd.auth.roles import Role
 from dockd.cli.common import App, Format, app_of, render
 from dockd.errors import UsageError
@@ -59,6 +58,10 @@ def users_add(
     ] = False,
 ) -> None:
     """Give a person an account with one or more roles."""
+    # Imported here: LDAP and Argon2 are for this command only, not for every dockd command.
+    from dockd.auth import directory
+    from dockd.auth.passwords import hash_password
+
     state = app_of(ctx)
     stamp = _stamp(state)
     if ldap and ldap_dn is not None:

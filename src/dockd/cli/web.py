@@ -12,7 +12,6 @@ import typer
 
 from dockd.cli.common import app_of
 from dockd.errors import UsageError
-from dockd.web.server import serve
 
 
 def web(
@@ -26,6 +25,10 @@ def web(
     ] = None,
 ) -> None:
     """Serve the web view: search, recordings, approvals, reports, exports, the station."""
+    # Imported here: the web framework is for this command only, not for every dockd
+    # command (an ingest runs in under 100 MB, issue 16).
+    from dockd.web.server import serve
+
     state = app_of(ctx)
     cfg = state.config
     default_host, default_port = cfg.web.address

@@ -28,13 +28,18 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from dockd.config import Config
 from dockd.config.ledger import sqlite_file
-from dockd.daemon.scheduler import cron_trigger
-from dockd.daemon.service import LOCK_NAME
 from dockd.errors import DockdError, NotFound
 from dockd.ledger.db import Ledger, current_revision, head_revision, open_ledger
 from dockd.ledger.failures import describe_failure, shown_url
 from dockd.ledger.models import Alert, DockSession, Severity, SweepRun
-from dockd.runtime import BOOT_ID, RUNTIME_ENV, SYSTEM_RUNTIME_DIR, FileLock, pid_alive
+from dockd.runtime import (
+    BOOT_ID,
+    LOCK_NAME,
+    RUNTIME_ENV,
+    SYSTEM_RUNTIME_DIR,
+    FileLock,
+    pid_alive,
+)
 from dockd.sweeps.runs import RunStatus
 
 # A fixity run may start late (misfire grace, a busy machine) and takes hours on a
@@ -214,6 +219,8 @@ def fixity_allowance(config: Config, now: datetime) -> tuple[timedelta, str]:
         days = config.fixity.cycle_days
         why = f"the fixity schedule is off: [fixity] cycle_days = {days}"
         return timedelta(days=days), why
+    from dockd.daemon.scheduler import cron_trigger  # APScheduler: only when it is on
+
     trigger = cron_trigger(expr, config)
     longest, previous = timedelta(0), trigger.get_next_fire_time(None, now)
     end = now + timedelta(days=366)

@@ -66,11 +66,10 @@ from dockd.errors import AlreadyRunning, ConfigError, DockdError
 from dockd.ingest import recovery
 from dockd.ledger.db import Ledger, open_ledger
 from dockd.policy.diff import Change, key_changes, not_live
-from dockd.runtime import FileLock, runtime_dir
+from dockd.runtime import LOCK_NAME, FileLock, runtime_dir
 
 log = structlog.get_logger("dockd.daemon.service")
 
-LOCK_NAME = "dockd.lock"
 #: Held from start to exit (the kernel drops it when the process dies, however).
 _daemon_lock: FileLock | None = None
 

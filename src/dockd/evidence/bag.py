@@ -45,12 +45,15 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
-import bagit
 import blake3
 
 from dockd import __version__, store
 from dockd.errors import DockdError
+
+if TYPE_CHECKING:
+    import bagit
 
 CHUNK = 1 << 20
 BAGIT_TXT = "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
@@ -163,6 +166,8 @@ def write_bag(
     Payload-Oxum and Bag-Software-Agent added; ``tag_files`` (name -> text) are
     written beside it and covered by the tag manifests.
     """
+    import bagit  # here: bagit imports multiprocessing, for bag writers only
+
     texts = {"bagit.txt": BAGIT_TXT}
     for alg in algorithms:
         texts[f"manifest-{alg}.txt"] = "".join(
@@ -194,6 +199,8 @@ def write_bag(
 def validate(bag: Path) -> None:
     """Check ``bag`` as its receiver would: bagit-python re-hashes every payload and tag
     file (a bag read back from a disc image, :mod:`dockd.evidence.disc`)."""
+    import bagit
+
     try:
         bagit.Bag(str(bag)).validate(processes=1)
     except bagit.BagError as exc:

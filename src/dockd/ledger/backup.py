@@ -36,7 +36,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
-from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, create_engine, make_url, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -44,7 +43,7 @@ from sqlalchemy.orm import Session
 from dockd.config.backup import BackupConfig
 from dockd.errors import AlreadyRunning, DockdError, LedgerError, NotFound, UsageError
 from dockd.ledger import audit
-from dockd.ledger.db import head_revision, make_engine
+from dockd.ledger.db import head_revision, make_engine, revision_of
 from dockd.ledger.permissions import DEFAULT_GROUP, secure_sqlite_path, sqlite_path
 from dockd.runtime import FileLock
 
@@ -219,7 +218,7 @@ def _copy_sqlite(source: Path, dest: Path, *, journal: str = "DELETE", timeout: 
 
 def _check(conn: Connection, how: str) -> Checked:
     """The checks of ``dockd audit verify`` on the database behind ``conn``."""
-    revision = MigrationContext.configure(conn).get_current_revision()
+    revision = revision_of(conn)
     if revision != head_revision():
         why = f"its schema version is {revision or 'none'}, this dockd reads {head_revision()}"
         return Checked(0, 0, audit.GENESIS, (why + ": use the dockd that wrote it",), how)

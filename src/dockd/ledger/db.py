@@ -17,13 +17,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, inspect, make_url
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -37,10 +33,22 @@ from dockd.ledger.permissions import (
     sqlite_path,
 )
 
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
+
 PG_CONNECT_TIMEOUT_S = 10
+#: The schema this dockd reads and writes: the newest of ledger/migrations/versions.
+#: Written here so that opening the ledger (every command, every ingest) does not load
+#: alembic and every migration script, several MB of a process that should stay small
+#: (issue 16); tests/unit/test_schema_head.py checks it is alembic's head.
+SCHEMA_HEAD = "0016"
+#: Where alembic keeps the version a ledger is at (its default name, one row).
+VERSION_TABLE = "alembic_version"
 
 
 def _alembic_config(engine: Engine) -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(resources.files("dockd.ledger") / "migrations"))
     cfg.attributes["engine"] = engine
@@ -48,15 +56,42 @@ def _alembic_config(engine: Engine) -> AlembicConfig:
 
 
 def head_revision() -> str:
-    script = ScriptDirectory.from_config(_alembic_config(create_engine("sqlite://")))
-    head = script.get_current_head()
-    assert head is not None
-    return head
+    """The schema version this dockd needs (:data:`SCHEMA_HEAD`)."""
+    return SCHEMA_HEAD
+
+
+def migrations_head() -> str | None:
+    """The newest migration as alembic reads the scripts (what :data:`SCHEMA_HEAD` names)."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(
+        _alembic_config(create_engine("sqlite://"))
+    ).get_current_head()
 
 
 def current_revision(engine: Engine) -> str | None:
+    """The schema version of the ledger behind ``engine``; None before the first migration."""
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        return revision_of(conn)
+
+
+def revision_of(conn: Connection) -> str | None:
+    """The schema version of the database behind ``conn`` (:func:`current_revision`).
+
+    Read from alembic's version table with one query, as alembic reads it, without
+    importing alembic. More than one row (a branched history, which dockd never makes)
+    is refused, as alembic refuses it.
+    """
+    if not inspect(conn).has_table(VERSION_TABLE):
+        return None
+    versions = list(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
+    if len(versions) > 1:
+        raise LedgerError(
+            f"the ledger at {shown_url(conn.engine.url)} names {len(versions)} schema "
+            f"versions ({', '.join(map(str, versions))}) in {VERSION_TABLE}; dockd makes one. "
+            "Restore it from a backup (`dockd ledger restore`)"
+        )
+    return str(versions[0]) if versions else None
 
 
 def migrate(engine: Engine) -> tuple[str | None, str]:
@@ -64,6 +99,8 @@ def migrate(engine: Engine) -> tuple[str | None, str]:
 
     A database failure is raised as :class:`LedgerError` (:func:`describe_failure`).
     """
+    from alembic import command  # here: only a new or older ledger needs alembic
+
     try:
         before = current_revision(engine)
         cfg = _alembic_config(engine)

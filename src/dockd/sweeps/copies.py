@@ -34,7 +34,6 @@ from sqlalchemy import func, select
 from dockd.config.policy import ArchiveTarget
 from dockd.context import Context
 from dockd.errors import DockdError
-from dockd.evidence import disc
 from dockd.ledger import audit
 from dockd.ledger.models import ArchiveCopy, Recording, Severity
 from dockd.sweeps import rewrite
@@ -254,6 +253,8 @@ def _check(
     if place.image is None:
         _hash_into(f, place.staged, c, throttle)
         return f
+    from dockd.evidence import disc  # pycdlib, BagIt: only for copies on a disc image
+
     image = place.image
     if image not in images:  # the whole image checked, once per image and run
         try:

@@ -20,7 +20,6 @@ from typing import Any, Protocol
 from dockd.config.policy import ArchiveTarget
 from dockd.context import Context
 from dockd.errors import DockdError
-from dockd.evidence import disc
 from dockd.ledger import audit
 from dockd.sweeps.runs import alert_once
 
@@ -37,6 +36,8 @@ def disc_image(
 ) -> str | None:
     """Make, record and burn the image of the batch ``bag_dir``; its path, or None when
     no verified image could be made."""
+    from dockd.evidence import disc  # pycdlib: only for archive targets on a disc
+
     image = bag_dir.with_name(f"{batch}.iso")
     try:
         made = disc.make_image(bag_dir, image, volid=disc.volume_id(f"{batch}_{target.name}"))

@@ -38,7 +38,6 @@ import blake3
 from dockd import store
 from dockd.config.policy import ArchiveTarget
 from dockd.context import Context, Stopped
-from dockd.evidence import disc
 from dockd.store.markers import owner_tag, remove_dead_temporaries
 from dockd.sweeps.runs import Throttle
 
@@ -123,6 +122,8 @@ def copy_source(place: Place, from_image: bool) -> Iterator[Path]:
     if not from_image or place.image is None:
         yield place.staged
         return
+    from dockd.evidence import disc  # pycdlib, BagIt: only for copies on a disc image
+
     with tempfile.TemporaryDirectory(prefix=f"{LEFTOVER}repair-", dir=place.image.parent) as tmp:
         out = Path(tmp) / "copy"
         disc.extract_file(place.image, place.inner, out)
@@ -221,6 +222,8 @@ def remake_copy(
 
 def remake_image(target: ArchiveTarget, place: Place) -> None:
     """Write the bag's image again, verified, and rename it over the damaged one."""
+    from dockd.evidence import disc  # pycdlib, BagIt: only for copies on a disc image
+
     assert place.image is not None
     tmp = place.image.with_name(f"{LEFTOVER}{place.image.name}-{uuid.uuid4().hex[:8]}")
     try:
