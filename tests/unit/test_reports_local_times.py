@@ -52,3 +52,25 @@ def test_a_time_not_in_utc_and_none() -> None:
     change = datetime(2026, 3, 29, 1, 0, tzinfo=UTC)
     assert local.iso(change - timedelta(microseconds=1)) == "2026-03-29T01:59:59+01:00"
     assert local.iso(change) == "2026-03-29T03:00:00+02:00"
+
+
+@pytest.mark.parametrize("zone", ["Asia/Shanghai", "America/New_York"])
+def test_the_first_and_last_days_a_time_can_be_on(zone: str) -> None:
+    """A clock far off can stamp a file at the ends of the calendar: what ``iso`` can
+    give there, the same; what it cannot (past year 9999 in the zone), the same error."""
+    tz = ZoneInfo(zone)
+    local = LocalTimes(tz)
+    for t in (
+        datetime(1, 1, 1, 12, tzinfo=UTC),
+        datetime(1, 1, 2, tzinfo=UTC),
+        datetime(9999, 12, 31, 10, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, tzinfo=UTC),
+    ):
+        try:
+            expected = iso(t, tz)
+        except OverflowError:
+            with pytest.raises(OverflowError):
+                local.iso(t)
+            continue
+        assert local.iso(t) == expected
+        assert local.date(t) == t.astimezone(tz).date()

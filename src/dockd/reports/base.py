@@ -91,8 +91,11 @@ class LocalTimes:
         found = self._days.get(day)
         if found is None:
             start = datetime.combine(date.fromordinal(day), datetime.min.time(), UTC)
-            first = start.astimezone(self.tz).utcoffset()
-            last = (start + _DAY - timedelta(microseconds=1)).astimezone(self.tz).utcoffset()
+            try:
+                first = start.astimezone(self.tz).utcoffset()
+                last = (start + (_DAY - _MICROSECOND)).astimezone(self.tz).utcoffset()
+            except OverflowError:  # the first or last day a datetime holds: as it comes
+                first, last = None, None
             found = timezone(first) if first is not None and first == last else self.tz
             self._days[day] = found
         return found
@@ -131,6 +134,7 @@ def _micros(ts: Col) -> ColumnElement[int]:
 
 
 _DAY = timedelta(days=1)
+_MICROSECOND = timedelta(microseconds=1)
 _SLACK_DAYS = 1 / 86_400  # one second: far above julianday's rounding (tens of µs)
 
 
