@@ -226,3 +226,29 @@ def covering(
     ]
     found.sort(key=lambda e: (e.approved_by is None, e.id))
     return found[0] if found else None
+
+
+class Index:
+    """Candidate explanations by device and by officer: :func:`covering` for many gaps,
+    each asking only the explanations of its device or officer, not all of them."""
+
+    def __init__(self, candidates: Iterable[Explanation]) -> None:
+        self._device: dict[str, list[Explanation]] = {}
+        self._officer: dict[str, list[Explanation]] = {}
+        for e in candidates:
+            if e.device_ref is not None:
+                self._device.setdefault(e.device_ref, []).append(e)
+            if e.officer_badge is not None:
+                self._officer.setdefault(e.officer_badge, []).append(e)
+
+    def covering(
+        self, *, device: str | None, officer: str | None, start: datetime, end: datetime
+    ) -> Explanation | None:
+        """:func:`covering` of the candidates."""
+        mine = self._device.get(device, []) if device is not None else []
+        worn = self._officer.get(officer, []) if officer is not None else []
+        if not mine and not worn:
+            return None
+        # one of this device and this officer both is in both lists: asked once
+        either = {id(e): e for e in (*mine, *worn)}.values()
+        return covering(either, device=device, officer=officer, start=start, end=end)

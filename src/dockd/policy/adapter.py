@@ -11,9 +11,11 @@ commands reach the policy through these two.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from functools import cache
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, or_, select, text
@@ -89,8 +91,14 @@ def hold_facts(h: Hold) -> HoldFacts:
 def _facts(cls: type[_F], row: object, **derived: Any) -> _F:
     """The facts the pure rules see, read off the row's columns of the same names;
     ``derived`` are those that are not a column of it."""
-    names = [f.name for f in fields(cls) if f.name not in derived]
+    names = [n for n in _names(cls) if n not in derived]
     return cls(**{n: getattr(row, n) for n in names}, **derived)
+
+
+@cache
+def _names(cls: type[DataclassInstance]) -> tuple[str, ...]:
+    """The fields of ``cls`` (asked once per class, not per file of a listing)."""
+    return tuple(f.name for f in fields(cls))
 
 
 def holds_touching(session: Session, facts: FileFacts, *, active_only: bool = True) -> list[Hold]:
@@ -158,7 +166,35 @@ def _touches(h: Hold, f: FileFacts) -> bool:
     )
 
 
-def facts_of(session: Session, rows: list[Recording]) -> Facts:
+class FileRow(Protocol):
+    """What :func:`facts_of` reads of a file: a :class:`Recording`, or a lighter row of
+    these columns (a listing of thousands of files need not load each as an entity)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def recorded_start(self) -> datetime: ...
+    @property
+    def recorded_end(self) -> datetime | None: ...
+    @property
+    def category(self) -> str | None: ...
+    @property
+    def case_number(self) -> str | None: ...
+    @property
+    def device_ref(self) -> str: ...
+    @property
+    def ingested_at(self) -> datetime: ...
+    @property
+    def clock_suspect(self) -> bool: ...
+    @property
+    def time_source(self) -> str: ...
+    @property
+    def officer_id(self) -> int | None: ...
+    @property
+    def badge_hint(self) -> str | None: ...
+
+
+def facts_of(session: Session, rows: Sequence[FileRow]) -> Facts:
     """The :class:`Facts` of ``rows`` (a batch: each query has one parameter per row)."""
     officers = {r.officer_id for r in rows if r.officer_id is not None}
     numbers = {r.case_number for r in rows if r.case_number}

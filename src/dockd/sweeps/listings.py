@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
@@ -42,7 +42,7 @@ def upcoming(ctx: Context, days: int) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
 
     def add(
-        row: Recording,
+        row: _File,
         action: Coming,
         when: datetime,
         category: str,
@@ -70,7 +70,7 @@ def upcoming(ctx: Context, days: int) -> list[dict[str, Any]]:
         # the indexed (state, expires_at) first, then the files whose expiry is not
         # computed yet; each batch's facts, cases and holds in three queries
         for due in (Recording.expires_at <= horizon, Recording.expires_at.is_(None)):
-            for rows, facts in _batches(s, select(Recording).where(stored, due, here)):
+            for rows, facts in _batches(s, _FILES.where(stored, due, here)):
                 for row in rows:
                     r = facts.retention(row.id, policy)
                     if r.expires_at > horizon:
@@ -79,7 +79,7 @@ def upcoming(ctx: Context, days: int) -> list[dict[str, Any]]:
                     held_by = ",".join(f"#{h.id}" for h in holds)
                     action = Coming.HELD if holds else Coming.TRASH
                     add(row, action, r.expires_at, r.category, r.rule, held_by, r.counted_from)
-        q = select(Recording).where(trashed, Recording.trashed_at <= horizon - grace, here)
+        q = _FILES.where(trashed, Recording.trashed_at <= horizon - grace, here)
         for rows, facts in _batches(s, q):
             for row in rows:
                 assert row.trashed_at is not None
@@ -99,14 +99,35 @@ def upcoming(ctx: Context, days: int) -> list[dict[str, Any]]:
     return out
 
 
+class _File(NamedTuple):
+    """The columns of a file the listing and the policy's facts read: a plain row, not
+    an entity (thousands of files are listed; loading each as one cost the most)."""
+
+    id: int
+    store_path: str
+    trashed_at: datetime | None
+    officer_id: int | None
+    badge_hint: str | None
+    recorded_start: datetime
+    recorded_end: datetime | None
+    category: str | None
+    case_number: str | None
+    device_ref: str
+    ingested_at: datetime
+    clock_suspect: bool
+    time_source: str
+
+
+_FILES = select(*(getattr(Recording, name) for name in _File._fields))
 _BATCH = 1000  # files per read of their facts: one bound parameter each
 
 
-def _batches(s: Session, q: Select[Recording]) -> Iterator[tuple[list[Recording], pledger.Facts]]:
+def _batches(s: Session, q: Select[Any]) -> Iterator[tuple[list[_File], pledger.Facts]]:
     """The rows of ``q`` in batches, each with the policy's facts about them."""
-    result = s.scalars(q.execution_options(yield_per=_BATCH))
-    for rows in result.partitions():
-        yield list(rows), pledger.facts_of(s, list(rows))
+    result = s.connection().execute(q.execution_options(yield_per=_BATCH))
+    for part in result.partitions():
+        rows = [_File._make(r) for r in part]
+        yield rows, pledger.facts_of(s, rows)
 
 
 def trash_list(ctx: Context) -> list[dict[str, Any]]:
