@@ -3,10 +3,10 @@ usage per officer and device (R16), clock-suspect devices (R13), badge mismatche
 
 Each is selected and aggregated by the database, the period first (``recorded_start``
 is indexed), so a month of a ten-million-file ledger costs that month, not the ledger.
-Python formats the rows found, sorts them where the order is Python's (badges and
-device numbers sort as Python sorts strings, whatever the collation), and walks the
-period's clips once for the gaps. Rows are read as plain tuples through Core, not as
-ORM rows looked up by name: on a month of thousands, that per-row cost is the report's.
+Python only formats the rows found, and sorts them where the order is Python's
+(badges and device numbers sort as Python sorts strings, whatever the collation).
+Rows are read as plain tuples through Core, not as ORM rows looked up by name: on a
+month of thousands, that per-row cost is the report's.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, and_, case, func, select, true
+from sqlalchemy import ColumnElement, and_, case, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from dockd.config import Config
@@ -124,42 +124,61 @@ def gaps(session: Session, config: Config, period: Period, now: datetime) -> Rep
     far to the next start, and only within one local day (a night off duty is not
     an interrupted recording).
 
-    The period's clips are read from the index on the recording times (it holds all
-    this needs but the case), then walked once per device in (start, id) order: the
-    latest end so far; a clip ending past it takes the lead; a break can only come
-    before a clip that takes the lead, and it runs from the end of the clip that led
-    before it. One pass in Python costs less than the window functions that did this
-    in SQL (and the text arithmetic SQLite needs for their differences), and it is
-    exact to the microsecond on both ledgers alike. The cases are read for the
-    breaks found only.
+    In SQL, per device in (start, id) order: the latest end before each clip (a
+    running ``MAX``). A clip ending past it takes the lead; a break can only come
+    before a clip that takes the lead, and it runs from the end of the clip that
+    led before it (``LAG`` over the leading clips alone). Only breaks over the limit
+    leave the database, read as plain tuples; whether both ends lie in one local day
+    is Python's, and explanations are matched through an index by device and officer.
     """
     local = LocalTimes(config.station.tz)
     limit = timedelta(minutes=config.reports.gap_minutes)
-    q = (
-        select(R.device_ref, R.recorded_start, R.id, R.recorded_end, _badge())
-        .outerjoin(Officer, R.officer_id == Officer.id)
+    a = (
+        select(
+            R.id,
+            R.device_ref,
+            R.recorded_start,
+            _end().label("end"),
+            func.max(_end())
+            .over(partition_by=R.device_ref, order_by=(R.recorded_start, R.id), rows=(None, -1))
+            .label("prev_end"),
+        )
         .where(R.kind.in_(CLIPS), *period.where(R.recorded_start))
+        .subquery("a")
     )
-    # plain tuples, sorted as Python sorts (device numbers whatever the collation);
-    # (device, start, id) is unique, so the ends are never compared
-    clips = sorted((d, s, i, e, b) for d, s, i, e, b in session.connection().execute(q).all())
-    found: list[_Gap] = []
-    device: str | None = None
-    latest: datetime | None = None  # the latest end so far on this device
-    lead: int | None = None  # the clip that ended there
-    for dev, start, fid, end, badge in clips:
-        if dev != device:
-            device, latest, lead = dev, None, None
-        end = start if end is None else end
-        if latest is not None and end <= latest:
-            continue  # inside a clip already counted
-        if (
-            latest is not None
-            and start - latest > limit
-            and local.date(latest) == local.date(start)
-        ):
-            found.append(_Gap(dev, badge, latest, start, lead, fid))
-        latest, lead = end, fid
+    d = (
+        select(
+            *a.c,
+            func.lag(a.c.id)
+            .over(partition_by=a.c.device_ref, order_by=(a.c.recorded_start, a.c.id))
+            .label("before"),
+        )
+        .where(or_(a.c.prev_end.is_(None), a.c.end > a.c.prev_end))
+        .subquery("d")
+    )
+    q = (
+        select(
+            d.c.device_ref,
+            d.c.recorded_start,
+            d.c.id,
+            d.c.prev_end,
+            d.c.before,
+            _badge(),
+            R.case_number,
+        )
+        .join(R, R.id == d.c.id)
+        .outerjoin(Officer, R.officer_id == Officer.id)
+        .where(exceeds(d.c.recorded_start, d.c.prev_end, limit, dialect_of(session)))
+    )
+    # sorted as Python sorts (device numbers whatever the collation); (device, start,
+    # id) is unique, so nothing after it is ever compared
+    found = [
+        _Gap(dev, badge, prev_end, start, before, fid, case)
+        for dev, start, fid, prev_end, before, badge, case in sorted(
+            session.connection().execute(q).all(), key=lambda r: (r[0], r[1], r[2])
+        )
+        if local.date(prev_end) == local.date(start)
+    ]
     written = (
         explanations.gap_explanations(
             session, min(g.start for g in found), max(g.end for g in found)
@@ -168,7 +187,6 @@ def gaps(session: Session, config: Config, period: Period, now: datetime) -> Rep
         else []
     )
     index = explanations.Index(written)
-    cases = _cases(session, [g.after for g in found])
     rows = []
     for g in found:
         by = index.covering(device=g.device, officer=g.badge, start=g.start, end=g.end)
@@ -181,7 +199,7 @@ def gaps(session: Session, config: Config, period: Period, now: datetime) -> Rep
                 "gap_minutes": round((g.end - g.start).total_seconds() / 60, 1),
                 "file_before": g.before,
                 "file_after": g.after,
-                "case": cases.get(g.after),
+                "case": g.case,
                 "explained": explanations.standing(by).value,
                 "explanation": by.id if by is not None else None,
             }
@@ -205,20 +223,7 @@ class _Gap(NamedTuple):
     end: datetime  # the start of the clip after
     before: int | None
     after: int
-
-
-_IDS_PER_QUERY = 1000  # one bound parameter each
-
-
-def _cases(session: Session, ids: list[int]) -> dict[int, str | None]:
-    """The case numbers of the files ``ids`` that have one (by primary key)."""
-    out: dict[int, str | None] = {}
-    for i in range(0, len(ids), _IDS_PER_QUERY):
-        q = select(R.id, R.case_number).where(
-            R.id.in_(ids[i : i + _IDS_PER_QUERY]), R.case_number.is_not(None)
-        )
-        out.update({fid: case for fid, case in session.connection().execute(q)})
-    return out
+    case: str | None
 
 
 def untagged(session: Session, config: Config, period: Period, now: datetime) -> Report:
