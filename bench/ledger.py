@@ -26,25 +26,25 @@ PostgreSQL is a throw-away server started from Debian's binaries (tests/helpers/
 
 from __future__ import annotations
 
-import random
 import statistics
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from common import analyze, context, machine, parser, say, timed, work_dir, write_results
-from sqlalchemy import event, func, insert, select
+from ledger_fill import NOW
+from ledger_fill import fill as fill  # search.py fills its ledger with it
+from sqlalchemy import event, func, select
 
 from dockd.clock import FixedClock
 from dockd.config import Config
 from dockd.config.station import StationConfig
 from dockd.ledger.db import Ledger, open_ledger
-from dockd.ledger.models import Device, FileState, Officer, Recording
+from dockd.ledger.models import Recording
 from dockd.ledger.queries import FileFilter, find_files
-from dockd.policy.retention import FileFacts, retention_of
 from dockd.reports.base import Period
 from dockd.reports.catalog import run_report
 from dockd.reports.weekly import weekly_summary
@@ -52,10 +52,6 @@ from dockd.sweeps.listings import upcoming
 from tests.helpers.pgserver import running_server
 
 TZ = ZoneInfo("Asia/Shanghai")
-START = datetime(2024, 11, 1, tzinfo=UTC)
-DEVICES, OFFICERS = 100, 200
-POLICY = Config().retention
-NOW = datetime(2026, 11, 1, tzinfo=UTC)  # the fill's "now"
 MONTH_REPORTS = (
     "late",
     "gaps",
@@ -65,100 +61,6 @@ MONTH_REPORTS = (
     "clock",
     "badge-mismatch",
 )
-
-
-def fill(led: Ledger, n: int, seed: int = 7) -> None:
-    rng = random.Random(seed)
-    now = NOW
-    with led.session() as s:
-        s.execute(
-            insert(Device),
-            [
-                {"number": f"DV-{i:04d}", "serial": f"SN{i:08d}", "registered_at": START}
-                for i in range(DEVICES)
-            ],
-        )
-        s.execute(
-            insert(Officer),
-            [
-                {"badge": f"{i:06d}", "name": f"Officer {i}", "created_at": START}
-                for i in range(OFFICERS)
-            ],
-        )
-    span = (now - START).total_seconds()
-    flags = random.Random(seed + 1)  # its own draws: the rows above stay as they were
-    batch: list[dict[str, object]] = []
-    for i in range(n):
-        dev = rng.randrange(DEVICES)
-        rec = START + timedelta(seconds=rng.random() * span)
-        dur = rng.uniform(30, 1800)
-        late = rng.random() < 0.01
-        ingest = (
-            rec
-            + timedelta(seconds=dur)
-            + timedelta(hours=rng.uniform(30, 90) if late else rng.uniform(0.5, 12))
-        )
-        mark = flags.random()
-        officer = (dev * 2 + (i % 2)) % OFFICERS
-        case_number = f"C-{rng.randrange(20000):05d}" if rng.random() < 0.1 else None
-        expires = retention_of(
-            FileFacts(
-                id=i + 1,
-                recorded_start=rec,
-                recorded_end=rec + timedelta(seconds=dur),
-                case_number=case_number,
-                ingested_at=ingest,
-            ),
-            [],
-            POLICY,
-        ).expires_at
-        life = _life(expires, now)
-        batch.append(
-            {
-                "station": f"st-{dev % 4}",
-                "device_id": dev + 1,
-                "device_ref": f"DV-{dev:04d}",
-                "officer_id": officer + 1,
-                "badge_hint": f"{(officer + 1 if mark < 0.003 else officer) % OFFICERS:06d}",
-                "badge_mismatch": mark < 0.003,
-                "kind": "audio" if mark > 0.93 else "photo" if mark > 0.9 else "video",
-                "case_number": case_number,
-                "access_class": "normal",
-                "recorded_start": rec,
-                "recorded_end": rec + timedelta(seconds=dur),
-                "time_source": "container",
-                "duration_s": dur,
-                "size_bytes": int(dur * 1_000_000),
-                "blake3": f"{i:064x}",
-                "source_path": f"DCIM/100MEDIA/{i}.MP4",
-                "store_path": f"x/{i}.MP4",
-                "ingested_at": ingest,
-                "verified": True,
-                "probe_failed": False,
-                "clock_suspect": 0.003 <= mark < 0.008,
-                "unregistered": False,
-                "expires_at": expires,
-                **life,
-            }
-        )
-        if len(batch) == 20_000:
-            with led.session() as s:
-                s.execute(insert(Recording), batch)
-            batch.clear()
-    if batch:
-        with led.session() as s:
-            s.execute(insert(Recording), batch)
-
-
-def _life(expires: datetime, now: datetime) -> dict[str, object]:
-    """State and times as the nightly sweep leaves a file that expired before ``now``."""
-    if expires > now:
-        return {"state": FileState.STORED}
-    purge = expires + timedelta(days=POLICY.trash_grace_days)
-    trash = {"trashed_at": expires, "trash_path": "t"}
-    if purge > now:
-        return {"state": FileState.TRASHED, **trash}
-    return {"state": FileState.PURGED, **trash, "purged_at": purge}
 
 
 Timing = tuple[list[float], int]  # wall seconds of each run, rows of the last
