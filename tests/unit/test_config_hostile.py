@@ -401,3 +401,13 @@ def test_a_long_run_of_spaces_in_an_array_does_not_stall_config_check() -> None:
     text = "[ingest]\nclock_tolerance_hours = [\n[" + " " * 20_000 + "1],\n]\n"
     (problem,) = problems(text)
     assert problem.startswith("line 2: ingest.clock_tolerance_hours:")
+
+
+def test_the_web_views_export_place_must_be_absolute() -> None:
+    """A relative ``[web] exports`` would be one place for ``dockd config check`` (the
+    admin's directory) and another for the web service, and would slip past the
+    not-inside-the-store check: refused like every other place, with its key and line."""
+    for value in ("store/exports", ""):
+        (problem,) = problems(f'[store]\nroot = "/srv/bwc/store"\n[web]\nexports = "{value}"\n')
+        assert problem.startswith("line 4: web.exports: ")
+        assert problem.endswith("must be an absolute path")

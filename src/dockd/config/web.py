@@ -17,7 +17,7 @@ from typing import Annotated
 
 from pydantic import Field, field_validator
 
-from dockd.config.base import Section
+from dockd.config.base import AbsolutePath, Section
 from dockd.config.metrics import split_listen
 
 DEFAULT_PORT = 8470
@@ -37,7 +37,7 @@ class WebConfig(Section):
     # The session cookie's Secure flag (sent over HTTPS only): keep it behind TLS.
     cookie_secure: bool = True
     # Where made export packages are kept for download (0700; each zip 0600).
-    exports: Path | None = None
+    exports: AbsolutePath | None = None
 
     @field_validator("listen")
     @classmethod

@@ -218,7 +218,10 @@ def _copy_sqlite(source: Path, dest: Path, *, journal: str = "DELETE", timeout: 
 
 def _check(conn: Connection, how: str) -> Checked:
     """The checks of ``dockd audit verify`` on the database behind ``conn``."""
-    revision = revision_of(conn)
+    try:
+        revision = revision_of(conn)
+    except LedgerError as exc:  # several schema versions: a problem of this copy
+        return Checked(0, 0, audit.GENESIS, (str(exc),), how)
     if revision != head_revision():
         why = f"its schema version is {revision or 'none'}, this dockd reads {head_revision()}"
         return Checked(0, 0, audit.GENESIS, (why + ": use the dockd that wrote it",), how)
