@@ -335,17 +335,26 @@ class Recording(Base):
 
     @property
     def flags(self) -> list[str]:
-        names = (
-            "probe_failed",
-            "clock_suspect",
-            "unregistered",
-            "device_conflict",
-            "badge_mismatch",
-        )
-        out = [n.replace("_", "-") for n in names if getattr(self, n)]
-        if self.size_bytes == 0:
-            out.append("empty")
-        return out
+        return flags_of(self)
+
+
+# The flag columns of a recording; each set one is a flag, its name with dashes.
+FLAG_COLUMNS = (
+    "probe_failed",
+    "clock_suspect",
+    "unregistered",
+    "device_conflict",
+    "badge_mismatch",
+)
+
+
+def flags_of(row: Any) -> list[str]:
+    """The flags of a recording: a :class:`Recording`, or a row read with its
+    :data:`FLAG_COLUMNS` and ``size_bytes`` (a listing builds no ORM objects)."""
+    out = [n.replace("_", "-") for n in FLAG_COLUMNS if getattr(row, n)]
+    if row.size_bytes == 0:
+        out.append("empty")
+    return out
 
 
 class Alert(Base):

@@ -19,8 +19,18 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, aliased
 
+from dockd.clock import LocalTimes
 from dockd.errors import NotFound, UsageError
-from dockd.ledger.models import Base, Device, DockSession, FileState, Officer, Recording
+from dockd.ledger.models import (
+    FLAG_COLUMNS,
+    Base,
+    Device,
+    DockSession,
+    FileState,
+    Officer,
+    Recording,
+    flags_of,
+)
 
 Row = TypeVar("Row", bound=Base)
 
@@ -68,10 +78,25 @@ class FileFilter:
     include_removed: bool = False  # trashed and purged files too
 
 
-def file_query(f: FileFilter) -> Select[Recording, str]:
+# What one recording's JSON form is made of, read as plain columns: a listing of
+# thousands of files builds no ORM objects (an officer's month at ten million rows).
+_R = Recording
+_FILE_COLUMNS = (
+    _R.id, _R.station, _R.device_ref, _R.badge_hint, _R.case_number, _R.case_cause,
+    _R.party, _R.category, _R.access_class, _R.kind, _R.recorded_start, _R.recorded_end,
+    _R.time_source, _R.duration_s, _R.container, _R.video_codec, _R.audio_codec,
+    _R.width, _R.height, _R.size_bytes, _R.blake3, _R.store_path, _R.source_path,
+    _R.ingested_at, _R.session_id, _R.verified, _R.clock_findings, _R.state,
+    *(getattr(_R, name) for name in FLAG_COLUMNS),
+)  # fmt: skip
+
+
+def file_query(f: FileFilter) -> Select[Any]:
+    """The rows of :data:`_FILE_COLUMNS` and the officer's badge (``officer_badge``)
+    of the files ``f`` selects, in recording order."""
     off = aliased(Officer)
     q = (
-        select(Recording, off.badge)
+        select(*_FILE_COLUMNS, off.badge.label("officer_badge"))
         .outerjoin(off, Recording.officer_id == off.id)
         .order_by(Recording.recorded_start, Recording.id)
     )
@@ -92,25 +117,22 @@ def file_query(f: FileFilter) -> Select[Recording, str]:
     return q
 
 
-def _iso(ts: datetime | None, tz: ZoneInfo) -> str | None:
-    return ts.astimezone(tz).isoformat() if ts is not None else None
-
-
-def file_record(row: Recording, badge: str | None, tz: ZoneInfo) -> dict[str, Any]:
-    """One recording in its stable JSON form; times in ISO 8601 with the station's offset."""
+def file_record(row: Any, local: LocalTimes) -> dict[str, Any]:
+    """One recording (a row of :func:`file_query`) in its stable JSON form; times in
+    ISO 8601 with the station's offset."""
     return {
         "id": row.id,
         "station": row.station,
         "device": row.device_ref,
-        "officer": badge or row.badge_hint,
+        "officer": row.officer_badge or row.badge_hint,
         "case": row.case_number,
         "case_cause": row.case_cause,
         "party": row.party,
         "category": row.category,
         "access_class": row.access_class,
         "kind": row.kind,
-        "recorded_at": _iso(row.recorded_start, tz),
-        "recorded_end": _iso(row.recorded_end, tz),
+        "recorded_at": local.iso(row.recorded_start, "auto"),
+        "recorded_end": local.iso(row.recorded_end, "auto"),
         "time_source": row.time_source,
         "duration_s": row.duration_s,
         "container": row.container,
@@ -122,10 +144,10 @@ def file_record(row: Recording, badge: str | None, tz: ZoneInfo) -> dict[str, An
         "blake3": row.blake3,
         "store_path": row.store_path,
         "source_path": row.source_path,
-        "ingested_at": _iso(row.ingested_at, tz),
+        "ingested_at": local.iso(row.ingested_at, "auto"),
         "session_id": row.session_id,
         "verified": row.verified,
-        "flags": row.flags,
+        "flags": flags_of(row),
         # Why the time is doubted: [{"check": ..., "evidence": ...}] (ingest/clockcheck).
         "clock_findings": json.loads(row.clock_findings) if row.clock_findings else [],
         "state": row.state,
@@ -133,7 +155,8 @@ def file_record(row: Recording, badge: str | None, tz: ZoneInfo) -> dict[str, An
 
 
 def find_files(session: Session, f: FileFilter, tz: ZoneInfo) -> list[dict[str, Any]]:
-    return [file_record(r, badge, tz) for r, badge in session.execute(file_query(f))]
+    local = LocalTimes(tz)
+    return [file_record(row, local) for row in session.execute(file_query(f))]
 
 
 def recent_sessions(session: Session, limit: int = 20) -> Sequence[DockSession]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
+from datetime import datetime, timedelta
 from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -68,49 +68,6 @@ def iso(ts: datetime | None, tz: ZoneInfo) -> str | None:
     return ts.astimezone(tz).isoformat(timespec="seconds") if ts is not None else None
 
 
-class LocalTimes:
-    """:func:`iso` and the local date for the many times of one report, at less cost.
-
-    ``astimezone`` into a zone looks its offset up for every time; a fixed offset
-    does not. So ``tz`` is asked once per UTC day the times fall on: a day it keeps
-    one offset through (nearly all of them) is converted with that fixed offset, a day
-    it changes offset in with ``tz`` itself, as :func:`offsets` steps through days.
-    The text is the same as :func:`iso` gives (the offset is the zone's); a time not in
-    UTC (the ledger reads every time back in UTC) takes ``tz`` too.
-    """
-
-    def __init__(self, tz: ZoneInfo) -> None:
-        self.tz = tz
-        self._days: dict[int, tzinfo] = {}
-
-    def zone(self, ts: datetime) -> tzinfo:
-        """A zone that gives ``ts`` the offset ``tz`` gives it."""
-        if ts.tzinfo is not UTC:
-            return self.tz
-        day = ts.toordinal()
-        found = self._days.get(day)
-        if found is None:
-            start = datetime.combine(date.fromordinal(day), datetime.min.time(), UTC)
-            try:
-                first = start.astimezone(self.tz).utcoffset()
-                last = (start + (_DAY - _MICROSECOND)).astimezone(self.tz).utcoffset()
-            except OverflowError:  # the first or last day a datetime holds: as it comes
-                first, last = None, None
-            found = timezone(first) if first is not None and first == last else self.tz
-            self._days[day] = found
-        return found
-
-    def iso(self, ts: datetime | None) -> str | None:
-        """:func:`iso` of ``ts`` in this zone."""
-        if ts is None:
-            return None
-        return ts.astimezone(self.zone(ts)).isoformat(timespec="seconds")
-
-    def date(self, ts: datetime) -> date:
-        """``ts.astimezone(tz).date()``."""
-        return ts.astimezone(self.zone(ts)).date()
-
-
 # ---------------------------------------------------------------- SQL the reports share
 #
 # The reports select and aggregate in the database, from its indexes, not over every
@@ -134,7 +91,6 @@ def _micros(ts: Col) -> ColumnElement[int]:
 
 
 _DAY = timedelta(days=1)
-_MICROSECOND = timedelta(microseconds=1)
 _SLACK_DAYS = 1 / 86_400  # one second: far above julianday's rounding (tens of µs)
 
 

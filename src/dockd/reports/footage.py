@@ -17,12 +17,12 @@ from typing import Any, NamedTuple
 from sqlalchemy import ColumnElement, and_, case, func, or_, select, true
 from sqlalchemy.orm import Session
 
+from dockd.clock import LocalTimes
 from dockd.config import Config
 from dockd.evidence import explanations
 from dockd.ledger.models import Device, FileState, Officer, Recording
 from dockd.reports.base import (
     Col,
-    LocalTimes,
     Period,
     Report,
     columns,

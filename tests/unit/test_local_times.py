@@ -1,5 +1,5 @@
-"""The reports' fast local times (:class:`dockd.reports.base.LocalTimes`) give the text
-and the local day :func:`dockd.reports.base.iso` and ``astimezone`` give, also on the
+"""The fast local times of reports and listings (:class:`dockd.clock.LocalTimes`) give
+the text and the local day :func:`dockd.reports.base.iso` and ``astimezone`` give, also on the
 days a zone changes its offset (daylight saving, a half-hour change, a zone's own
 history), for times in UTC as the ledger reads them and for others."""
 
@@ -10,7 +10,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from dockd.reports.base import LocalTimes, iso
+from dockd.clock import LocalTimes
+from dockd.reports.base import iso
 
 ZONES = ["Asia/Shanghai", "Europe/Berlin", "Australia/Lord_Howe", "America/Santiago", "UTC"]
 
@@ -37,6 +38,7 @@ def test_local_times_are_the_zones_to_the_microsecond(zone: str) -> None:
     local = LocalTimes(tz)
     for t in _times():
         assert local.iso(t) == iso(t, tz), t
+        assert local.iso(t, "auto") == t.astimezone(tz).isoformat(), t  # ledger query
         assert local.date(t) == t.astimezone(tz).date(), t
 
 
