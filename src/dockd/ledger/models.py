@@ -261,6 +261,8 @@ class Recording(Base):
         Index("ix_files_state_trashed", "state", "trashed_at"),
         # The few missing or modified files of the weekly summary, not every file.
         Index("ix_files_fixity_status", "fixity_status"),
+        # One station's ingests of a week or a day (the summaries): revision 0017.
+        Index("ix_files_station_ingested", "station", "ingested_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
