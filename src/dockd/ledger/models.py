@@ -7,6 +7,7 @@ file needs a migration in ``migrations/versions``; a test checks they agree.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -337,7 +338,7 @@ class Recording(Base):
 
     @property
     def flags(self) -> list[str]:
-        return flags_of(self)
+        return flag_names([getattr(self, n) for n in FLAG_COLUMNS], self.size_bytes)
 
 
 # The flag columns of a recording; each set one is a flag, its name with dashes.
@@ -350,11 +351,14 @@ FLAG_COLUMNS = (
 )
 
 
-def flags_of(row: Any) -> list[str]:
-    """The flags of a recording: a :class:`Recording`, or a row read with its
-    :data:`FLAG_COLUMNS` and ``size_bytes`` (a listing builds no ORM objects)."""
-    out = [n.replace("_", "-") for n in FLAG_COLUMNS if getattr(row, n)]
-    if row.size_bytes == 0:
+_FLAG_NAMES = tuple(n.replace("_", "-") for n in FLAG_COLUMNS)
+
+
+def flag_names(values: Sequence[bool], size_bytes: int) -> list[str]:
+    """The flags of a recording from the values of its :data:`FLAG_COLUMNS` (in that
+    order) and its size: of a :class:`Recording`, or of a row a listing read."""
+    out = [name for name, on in zip(_FLAG_NAMES, values, strict=True) if on]
+    if size_bytes == 0:
         out.append("empty")
     return out
 
