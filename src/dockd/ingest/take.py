@@ -5,15 +5,11 @@ The path of one recording, in two parts::
     take_file  open (no links, no FIFOs) -> already here by name? (confirmed by hash)
                -> copy + BLAKE3 into .incoming (dockd.store) -> already here by hash?
                -> probe -> describe (time, officer, flags) -> publish (no overwrite, 0440)
-    finish     fsync -> optional re-read verify -> ledger row + audit event
+    finish     optional re-read verify -> ledger row + audit event
     after_commit                            -> per-case link, alert of an unplayable file
 
 The pipeline runs ``finish`` of one file in its verify thread while ``take_file`` copies
-the next, so the wait for the store's disk (the file's fsync, its re-read) and the
-ledger's commit overlap the recorder's read. The copy is published before it is
-durable; that is safe because nothing trusts a published file before its row, and its
-row is written only after the fsync: a crash before it leaves a marker, and recovery
-removes the file (the recorder still holds it).
+the next, so the store's re-read and the ledger's commit overlap the recorder's read.
 
 A file ends verified in the store with its row, or as a ``failed``/``refused``
 outcome with the store put back as it was. A commit that fails in a way that may
@@ -130,7 +126,6 @@ def take_file(
             buffer_size=bufsize,
             stop=stop,
             progress=progress.advance if progress is not None else None,
-            durable=False,  # fsynced by finish, while the next file is copied
         )
     except OSError as exc:
         return _failed_or_gone(source, rel, "copy failed", exc)
@@ -178,22 +173,17 @@ def take_file(
 
 
 def finish(ctx: Context, root: Path, taken: Taken) -> FileOutcome:
-    """Make a published file durable, verify it (``verify = "reread"``) and commit its
-    row, or take it back.
+    """Verify a published file (``verify = "reread"``) and commit its row, or take it back.
 
     Runs in the pipeline's verify thread while the next file is copied. The row is
-    committed only once the stored copy is fsynced and read back right: a file is in
-    the ledger only when it is durable and verified, as when the stages ran one after
-    the other. (The fsync comes first: the re-read drops the file's cached pages, which
-    only works once they are written.)
+    committed only once the stored copy read back right: a file is in the ledger only
+    when it is durable and verified, as when the stages ran one after the other.
     """
     cfg = ctx.config
     incoming, row = taken.incoming, taken.row
     committing = False
     try:
         _pause("in-verify", taken.nth, taken.rel)
-        if not incoming.durable:
-            store.make_durable(root / taken.published)
         if cfg.ingest.verify == "reread":
             bufsize = cfg.ingest.copy_buffer_kib * 1024
             again = store.hash_stored(root / taken.published, buffer_size=bufsize)

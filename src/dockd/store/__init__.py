@@ -3,9 +3,7 @@
 A file enters the store in three steps, and only the last one makes it visible:
 
 1. ``copy_into_incoming`` streams the source once into ``<root>/.incoming/``,
-   feeding every chunk to BLAKE3 as it is written, then fsyncs (or leaves that to
-   ``make_durable``, which its caller runs before the ledger row is written, for
-   an ingest while the next file is copied);
+   feeding every chunk to BLAKE3 as it is written, then fsyncs;
 2. the caller probes the temporary copy and decides the final path;
 3. ``publish`` links it to its final name without ever replacing an existing
    file, makes it read-only (0440), and fsyncs the directory.
@@ -132,13 +130,11 @@ def makedirs(root: Path, rel: PurePosixPath, *, unsynced: set[Path] | None = Non
 
 @dataclass
 class Incoming:
-    """A fully written temporary copy inside the store, not yet published; fsynced
-    unless not ``durable`` (then :func:`make_durable` before a ledger row names it)."""
+    """A fully written, fsynced temporary copy inside the store, not yet published."""
 
     path: Path
     size: int
     blake3: str
-    durable: bool = True
 
     @property
     def marker(self) -> Path:
@@ -189,11 +185,9 @@ def write_hashed(
     buffer_size: int,
     stop: threading.Event | None = None,
     progress: ProgressFn | None = None,
-    durable: bool = True,
 ) -> int:
     """Copy an open file, from its current position, into the new file ``target`` (0600,
-    never over an existing one), feeding every chunk to each of ``hashers``; fsynced,
-    unless not ``durable`` (the caller fsyncs it later: :func:`make_durable`).
+    never over an existing one), feeding every chunk to each of ``hashers``; fsynced.
 
     The source is read exactly once, by a reader thread a few buffers ahead, and the
     target's write-back starts as it is written (:mod:`dockd.store.stream`); the final
@@ -218,8 +212,7 @@ def write_hashed(
                     writeback.written(size)
                     if progress is not None:
                         progress(len(chunk))
-            if durable:
-                os.fsync(out)
+            os.fsync(out)
         finally:
             os.close(out)
     except BaseException:
@@ -243,38 +236,20 @@ def copy_into_incoming(
     buffer_size: int,
     stop: threading.Event | None = None,
     progress: ProgressFn | None = None,
-    durable: bool = True,
 ) -> Incoming:
     """Copy an open source file into ``<root>/.incoming`` in one pass, hashing as it goes.
 
     The source is read exactly once (:func:`write_hashed`); in every failure the
-    partial temporary file is removed before the exception leaves. Not ``durable``:
-    the copy is not fsynced here, and no ledger row may name it before
-    :func:`make_durable` of it (or of its published name) has returned.
+    partial temporary file is removed before the exception leaves.
     """
     tmp = incoming_dir(root) / f"{owner_tag()}.part"
     hasher = blake3.blake3()  # one thread hashes several times faster than a disk writes
     with contextlib.suppress(OSError):  # advisory only; FUSE filesystems may refuse it
         os.posix_fadvise(source_fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
     size = write_hashed(
-        source_fd,
-        tmp,
-        [hasher],
-        buffer_size=buffer_size,
-        stop=stop,
-        progress=progress,
-        durable=durable,
+        source_fd, tmp, [hasher], buffer_size=buffer_size, stop=stop, progress=progress
     )
-    return Incoming(path=tmp, size=size, blake3=hasher.hexdigest(), durable=durable)
-
-
-def make_durable(path: Path) -> None:
-    """fsync a file written without (``durable=False``): its data on the disk."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    return Incoming(path=tmp, size=size, blake3=hasher.hexdigest())
 
 
 def hash_fd(source_fd: int, *, buffer_size: int, stop: threading.Event | None = None) -> str:
