@@ -5,8 +5,10 @@
   database visits every file any station ingested in that period to check its
   station; at ten million files that is most of the weekly summary's time.
 
-Building it reads the files table once; on a ledger of millions of files the upgrade
-takes a minute or more (``dockd ledger migrate``).
+Building it reads the files table once: 19 s on a SQLite ledger of ten million files
+here. It locks ``files`` against writes while it runs, which stops no dock: every
+station refuses a ledger whose schema is not its own, so the ledger is migrated
+before its stations' new dockd starts (docs/operations.md, Upgrade).
 
 Revision ID: 0017
 Revises: 0016
