@@ -35,7 +35,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from common import analyze, context, machine, parser, say, timed, work_dir, write_results
-from ledger_fill import NOW
+from ledger_fill import DEVICES, NOW, OFFICERS
 from ledger_fill import fill as fill  # search.py fills its ledger with it
 from sqlalchemy import event, func, select
 
@@ -185,6 +185,8 @@ def main() -> int:
     ap = parser(__doc__, results="ledger.json")
     ap.add_argument("--files", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--devices", type=int, default=DEVICES, help=f"recorders (default {DEVICES})")
+    ap.add_argument("--officers", type=int, default=OFFICERS, help=f"officers (default {OFFICERS})")
     ap.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
     ap.add_argument("--plans", action="store_true", help="print the plan of every query")
     ap.add_argument(
@@ -200,7 +202,9 @@ def main() -> int:
             with backend(name, tmp) as led:
                 fill_s = 0.0
                 if not (args.reuse and _filled(led)):
-                    fill_s, _ = timed(lambda: fill(led, args.files))
+                    fill_s, _ = timed(
+                        lambda: fill(led, args.files, devices=args.devices, officers=args.officers)
+                    )
                 analyze(led)
                 m = measure(led, args.repeat, plan=args.plans)
                 results[name] = {"fill_s": round(fill_s, 1), **{k: ms(*v) for k, v in m.items()}}
@@ -210,7 +214,8 @@ def main() -> int:
     for q in results[names[0]]:
         if q != "fill_s":
             say(f"{q:28} " + " ".join(f"{cell(results[n][q]):>28}" for n in names))
-    write_results(args.json, {"files": args.files, "machine": machine(), **results})
+    shape = {"files": args.files, "devices": args.devices, "officers": args.officers}
+    write_results(args.json, {**shape, "machine": machine(), **results})
     return 0
 
 

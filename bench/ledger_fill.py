@@ -76,36 +76,42 @@ _BOOLS = frozenset(
 _BATCH = 50_000
 
 
-def fill(led: Ledger, n: int, seed: int = 7) -> None:
+def fill(
+    led: Ledger, n: int, seed: int = 7, *, devices: int = DEVICES, officers: int = OFFICERS
+) -> None:
+    """``n`` file rows of ``devices`` recorders worn by ``officers`` officers (two per
+    recorder in turn), and the devices and officers."""
     with led.session() as s:
         s.execute(
             insert(Device),
             [
                 {"number": f"DV-{i:04d}", "serial": f"SN{i:08d}", "registered_at": START}
-                for i in range(DEVICES)
+                for i in range(devices)
             ],
         )
         s.execute(
             insert(Officer),
             [
                 {"badge": f"{i:06d}", "name": f"Officer {i}", "created_at": START}
-                for i in range(OFFICERS)
+                for i in range(officers)
             ],
         )
     if led.dialect == "sqlite":
-        _load_sqlite(led, rows(n, seed))
+        _load_sqlite(led, rows(n, seed, devices, officers))
     else:
-        _load_postgresql(led, rows(n, seed))
+        _load_postgresql(led, rows(n, seed, devices, officers))
 
 
-def rows(n: int, seed: int = 7) -> Iterator[tuple[Any, ...]]:
+def rows(
+    n: int, seed: int = 7, devices: int = DEVICES, officers: int = OFFICERS
+) -> Iterator[tuple[Any, ...]]:
     """The ``n`` file rows, as tuples in the order of :data:`COLUMNS` (aware datetimes)."""
     rng = random.Random(seed)
     now = NOW
     span = (now - START).total_seconds()
     flags = random.Random(seed + 1)  # its own draws: the rows above stay as they were
     for i in range(n):
-        dev = rng.randrange(DEVICES)
+        dev = rng.randrange(devices)
         rec = START + timedelta(seconds=rng.random() * span)
         dur = rng.uniform(30, 1800)
         late = rng.random() < 0.01
@@ -115,7 +121,7 @@ def rows(n: int, seed: int = 7) -> Iterator[tuple[Any, ...]]:
             + timedelta(hours=rng.uniform(30, 90) if late else rng.uniform(0.5, 12))
         )
         mark = flags.random()
-        officer = (dev * 2 + (i % 2)) % OFFICERS
+        officer = (dev * 2 + (i % 2)) % officers
         case_number = f"C-{rng.randrange(20000):05d}" if rng.random() < 0.1 else None
         end = rec + timedelta(seconds=dur)
         expires = retention_of(
@@ -134,7 +140,7 @@ def rows(n: int, seed: int = 7) -> Iterator[tuple[Any, ...]]:
             dev + 1,
             f"DV-{dev:04d}",
             officer + 1,
-            f"{(officer + 1 if mark < 0.003 else officer) % OFFICERS:06d}",
+            f"{(officer + 1 if mark < 0.003 else officer) % officers:06d}",
             mark < 0.003,
             "audio" if mark > 0.93 else "photo" if mark > 0.9 else "video",
             case_number,
