@@ -43,6 +43,23 @@ def test_migrations_build_exactly_the_models(config: Config) -> None:
         led.close()
 
 
+@pytest.mark.parametrize("config", [BACKENDS[1]], indirect=True)
+def test_postgresql_report_index_carries_the_row_id(config: Config) -> None:
+    """The late and gaps reports find a month's files in ``ix_files_report`` and fetch
+    the few they list by id: on PostgreSQL the index holds the id too (revision 0017),
+    which the schema comparison above does not look at."""
+    led = db.open_ledger(config.ledger.url)
+    try:
+        with led.engine.connect() as conn:
+            indexdef = conn.exec_driver_sql(
+                "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_files_report'"
+            ).scalar_one()
+        assert indexdef.endswith("INCLUDE (id)"), indexdef
+        assert "(recorded_start, recorded_end, ingested_at," in indexdef
+    finally:
+        led.close()
+
+
 @pytest.mark.parametrize("config", BACKENDS, indirect=True)
 def test_out_of_date_schema_is_refused_until_migrated(
     config: Config,

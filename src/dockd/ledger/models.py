@@ -231,6 +231,7 @@ class Recording(Base):
         Index("ix_files_recorded", "recorded_start"),
         # What the footage reports read of a period, so a month is an index range
         # scan that never visits the table (late, gaps, usage, clock): revision 0010.
+        # SQLite's indexes carry the row id; PostgreSQL's is given it: revision 0017.
         Index(
             "ix_files_report",
             "recorded_start",
@@ -242,6 +243,7 @@ class Recording(Base):
             "badge_hint",
             "duration_s",
             "clock_suspect",
+            postgresql_include=["id"],
         ),
         # The few flagged files of a period, without reading the period.
         Index(
