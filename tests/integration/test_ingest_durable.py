@@ -8,6 +8,7 @@ commit asks whether its stored file was fsynced, as it is now, before it."""
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 from pathlib import Path
@@ -17,7 +18,6 @@ from sqlalchemy import select
 
 from dockd import store
 from dockd.clock import FixedClock
-from dockd.config import Config
 from dockd.context import Context
 from dockd.ingest import take
 from dockd.ingest.pipeline import run_ingest
@@ -32,8 +32,7 @@ def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
 
 def _with_verify(ctx: Context, verify: str) -> Context:
     ingest = ctx.config.ingest.model_copy(update={"verify": verify})
-    config: Config = ctx.config.model_copy(update={"ingest": ingest})
-    return Context(config=config, ledger=ctx.ledger, clock=ctx.clock, alerts=ctx.alerts)
+    return dataclasses.replace(ctx, config=ctx.config.model_copy(update={"ingest": ingest}))
 
 
 @pytest.mark.parametrize("verify", ["reread", "none"])
