@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -45,20 +46,21 @@ def test_no_row_names_a_file_before_its_data_is_fsynced(
     root = vctx.config.store.root
     fsynced: set[tuple[int, int, int, int]] = set()
     checked: list[str] = []
-    real_fsync, real_commit = os.fsync, take._commit_row
+    real_fsync, real_commit = os.fsync, take._commit_rows
 
     def noting_fsync(fd: int) -> None:
         real_fsync(fd)
         fsynced.add(_identity(os.fstat(fd)))
 
-    def checking_commit(c: Context, row: Recording, officer: str | None) -> int:
-        stored = _identity(os.stat(root / row.store_path))
-        assert stored in fsynced, f"{row.store_path} committed before its fsync"
-        checked.append(row.store_path)
-        return real_commit(c, row, officer)
+    def checking_commit(c: Context, rows: Sequence[tuple[Recording, str | None]]) -> list[int]:
+        for row, _badge in rows:
+            stored = _identity(os.stat(root / row.store_path))
+            assert stored in fsynced, f"{row.store_path} committed before its fsync"
+            checked.append(row.store_path)
+        return real_commit(c, rows)
 
     monkeypatch.setattr(os, "fsync", noting_fsync)
-    monkeypatch.setattr(take, "_commit_row", checking_commit)
+    monkeypatch.setattr(take, "_commit_rows", checking_commit)
     result = run_ingest(vctx, rec.root)
     assert result.ok and result.count("stored") == len(rec.recordings)
     with ctx.ledger.read() as s:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -42,14 +43,16 @@ def test_a_commit_that_fails_keeps_the_file_exactly_when_its_row_exists(
     """A connection lost after COMMIT was sent: the row may or may not be there. The
     file stays exactly when it is, so the ledger never names a file that is gone."""
     register(ctx.ledger, clock, recorder)
-    real = take._commit_row
+    real = take._commit_rows
+    tried: list[int] = []  # the rows of the commit that failed (the files verified by then)
 
-    def lost_at_commit(c: Context, row: Recording, badge: str | None) -> int:
+    def lost_at_commit(c: Context, rows: Sequence[tuple[Recording, str | None]]) -> list[int]:
+        tried.append(len(rows))
         if landed:
-            real(c, row, badge)
+            real(c, rows)
         raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
 
-    monkeypatch.setattr(take, "_commit_row", lost_at_commit)
+    monkeypatch.setattr(take, "_commit_rows", lost_at_commit)
     with pytest.raises(LedgerError):
         run_ingest(ctx, recorder.root)
     monkeypatch.undo()
@@ -57,7 +60,7 @@ def test_a_commit_that_fails_keeps_the_file_exactly_when_its_row_exists(
         rows = list(s.scalars(select(Recording)))
     root = ctx.config.store.root
     assert _store_files(root) == {r.store_path for r in rows}
-    assert len(rows) == (1 if landed else 0)
+    assert len(tried) == 1 and len(rows) == (tried[0] if landed else 0)
     assert not list((root / store.INCOMING).glob("*.pub"))  # settled either way
 
     again = run_ingest(ctx, recorder.root)  # the next dock: every recording once
@@ -65,7 +68,8 @@ def test_a_commit_that_fails_keeps_the_file_exactly_when_its_row_exists(
         rows = list(s.scalars(select(Recording)))
     assert _store_files(root) == {r.store_path for r in rows}
     assert not any("~2" in r.store_path for r in rows)
-    assert again.count("present") == (1 if landed else 0)
+    assert again.count("present") == (tried[0] if landed else 0)
+    assert again.count("stored") + again.count("present") == len(recorder.recordings)
 
 
 def test_recovery_removes_only_the_file_the_dead_process_published(tmp_path: Path) -> None:

@@ -10,8 +10,9 @@
                dead run left (recovery)
     open       the dock_sessions row; admit: store, quarantine or refused (session)
     take each  one file: open, copy + BLAKE3, probe, time/officer/flags, publish
-               (take, describe); then verify and commit (take.finish) in a second
-               thread while the next file is copied
+               (take, describe); then verify and commit (take.verify, take.commit)
+               in a second thread while the next files are copied, the rows of the
+               files verified meanwhile committed together
     close      the outcome, its audit event, an alert when interrupted (session)
 
 What each file and the session came to is in ``outcome`` (``SessionResult``). A
@@ -22,6 +23,7 @@ and the dock daemon.
 
 from __future__ import annotations
 
+import collections
 import contextvars
 import dataclasses
 import os
@@ -157,8 +159,9 @@ def _take_each(
     """Every file in turn, each counted as soon as it is decided. A stop, or the
     recorder going away, leaves the session 'interrupted' between two files.
 
-    Each file's verify and commit (``take.finish``) run in a second thread while the
-    next file is copied; the session counts the files in their order on the recorder.
+    Each file's verify and commit (``take.verify``, ``take.commit``) run in a second
+    thread while the next files are copied; the session counts the files in their order
+    on the recorder.
     """
     for refusal in plan.refusals:
         session.record(ctx, result, FileOutcome.of_refusal(refusal))
@@ -193,9 +196,7 @@ def _take_each(
                 result.outcome = SessionOutcome.INTERRUPTED
                 break
             if isinstance(got, take.Taken):
-                with take.taken_back_on_error(root, got):  # the ledger failed behind it
-                    behind.settle()
-                    behind.start(got)
+                behind.add(got)
             else:
                 behind.settle()
                 session.record(ctx, result, got)
@@ -203,64 +204,164 @@ def _take_each(
         behind.settle()
 
 
-class _Behind:
-    """The file behind the one being copied: its ``take.finish`` in the verify thread.
+# Files published but not yet settled (verified, committed and counted) at most: the
+# pipeline waits for the oldest beyond them. It bounds what a crash leaves to redo.
+BEHIND_FILES = 64
+BEHIND_BYTES = 256 << 20
 
-    At most one file is behind. Leaving the ``with`` block on an exception (an interrupt,
-    the ledger failing for the file ahead) still waits for its finish, which verifies
-    and commits or takes the file back, and then counts it on the session with its
-    alerts, so no thread outlives the session and no outcome goes unreported.
+
+class _TakenBack(Exception):
+    """The verify thread stopped (the ledger failed) before it reached this file: it was
+    taken back, and stays on the recorder for the next dock."""
+
+
+@dataclasses.dataclass
+class _Job:
+    taken: take.Taken
+    done: Future[FileOutcome] = dataclasses.field(default_factory=Future)
+
+
+class _Behind:
+    """The files behind the one being copied: their verify and commit in the verify thread.
+
+    The thread verifies each file handed to it in turn, then commits the rows of all
+    it verified in one transaction (``take.commit``): when it keeps up, one file at a
+    time; when files arrive faster than it commits (small ones), those that queued
+    meanwhile together, so a photo does not pay a transaction of its own. The
+    pipeline's thread counts each file on the session in order (:meth:`settle`).
+
+    Leaving the ``with`` block on an exception (an interrupt, the ledger failing) still
+    waits for the thread, which verifies and commits or takes back every file it was
+    handed, and then counts each on the session with its alerts, so no thread outlives
+    the session and no outcome goes unreported.
     """
 
     def __init__(self, ctx: Context, root: Path, result: SessionResult, progress: Progress) -> None:
         self._ctx, self._root, self._result, self._progress = ctx, root, result, progress
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dockd-verify")
-        self._job: tuple[take.Taken, Future[FileOutcome]] | None = None
-        self._job_rel = ""
+        self._lock = threading.Lock()
+        self._queued: list[_Job] = []  # handed over, not yet picked up by the thread
+        self._busy = False  # the thread is working through the queue
+        self._failed = False  # ... and stopped at a failure: take back what comes
+        self._jobs: collections.deque[_Job] = collections.deque()  # not yet settled
 
     def __enter__(self) -> _Behind:
         return self
 
     def __exit__(self, _type: object, exc: BaseException | None, _tb: object) -> None:
         try:
-            if self._job is not None:  # left by an exception: report the file behind too
-                futures.wait([self._job[1]])
+            while self._jobs:  # left by an exception: report the files behind too
+                rel = self._jobs[0].taken.rel
+                futures.wait([self._jobs[0].done])
                 try:
-                    self.settle()
+                    self._settle_first()
                 except Exception as err:  # the exception already leaving wins
-                    log.error("file behind not reported", file=self._job_rel, error=str(err))
+                    log.error("file behind not reported", file=rel, error=str(err))
                     if exc is None:
                         raise
         finally:
             self._pool.shutdown(wait=True)
 
-    def start(self, taken: take.Taken) -> None:
-        """Verify and commit ``taken`` in the verify thread (log context and all)."""
-        assert self._job is None, "settle the file behind first"
-        run = contextvars.copy_context().run
-        self._job = (taken, self._pool.submit(run, take.finish, self._ctx, self._root, taken))
+    def add(self, taken: take.Taken) -> None:
+        """Hand ``taken`` to the verify thread (log context and all); count the files
+        behind that are done, and wait for the oldest when too many are behind."""
+        job = _Job(taken)
+        self._jobs.append(job)
+        with self._lock:
+            if self._failed:
+                take.take_back(self._root, taken)
+                job.done.set_exception(_TakenBack())
+            else:
+                self._queued.append(job)
+                if not self._busy:
+                    self._busy = True
+                    self._pool.submit(contextvars.copy_context().run, self._work)
+        while self._jobs and (self._jobs[0].done.done() or self._too_many()):
+            self._settle_first()
+
+    def _too_many(self) -> bool:
+        held = sum(j.taken.incoming.size for j in self._jobs)
+        return len(self._jobs) > BEHIND_FILES or (len(self._jobs) > 1 and held > BEHIND_BYTES)
 
     def wait(self, digest: str | None) -> None:
-        """Wait for the file behind to be done: always (``None``), or when it has the
-        BLAKE3 ``digest`` (the same recording twice must be found present, not kept twice)."""
-        if self._job is not None and digest in (None, self._job[0].incoming.blake3):
-            futures.wait([self._job[1]])
+        """Wait for the files behind to be done: all (``None``), or those with the BLAKE3
+        ``digest`` (the same recording twice must be found present, not kept twice)."""
+        futures.wait([j.done for j in self._jobs if digest in (None, j.taken.incoming.blake3)])
 
     def settle(self) -> None:
-        """Count the file behind on the session once it is done; what its finish raised
-        (the ledger gone) is raised here."""
-        if self._job is None:
-            return
-        taken, job = self._job
-        self._job_rel = taken.rel
+        """Count every file behind on the session, in order, once each is done; what the
+        verify thread raised (the ledger gone) is raised here."""
+        while self._jobs:
+            self._settle_first()
+
+    def _settle_first(self) -> None:
+        job = self._jobs[0]
         try:
-            outcome = job.result()
-        finally:
-            if job.done():  # else interrupted while waiting: __exit__ settles it
-                self._job = None
-        take.after_commit(self._ctx, taken, outcome, self._result.session_id)
-        # a stored file was counted on the session in its own commit (take._commit_row)
+            outcome = job.done.result()
+        except _TakenBack:
+            self._jobs.popleft()
+            return
+        except BaseException:
+            if job.done.done():  # else interrupted while waiting: __exit__ settles it
+                self._jobs.popleft()
+            raise
+        self._jobs.popleft()
+        take.after_commit(self._ctx, job.taken, outcome, self._result.session_id)
+        # a stored file was counted on the session in its own commit (take._commit_rows)
         session.record(
             self._ctx, self._result, outcome, counted=outcome.status == FileStatus.STORED
         )
         self._progress.file_done(outcome)
+
+    def _work(self) -> None:
+        """The verify thread: verify what is queued, commit it together, until none is."""
+        while True:
+            with self._lock:
+                batch, self._queued = self._queued, []
+                if not batch:
+                    self._busy = False
+                    return
+            try:
+                self._verify_and_commit(batch)
+            except BaseException:
+                with self._lock:
+                    self._failed, self._busy = True, False
+                    rest, self._queued = self._queued, []
+                for job in rest:
+                    take.take_back(self._root, job.taken)
+                    job.done.set_exception(_TakenBack())
+                return
+
+    def _verify_and_commit(self, batch: list[_Job]) -> None:
+        """Each job of ``batch`` done: failed at its verify, committed, or the failure
+        that stopped the batch (raised again, the jobs not reached taken back)."""
+        ready: list[_Job] = []
+        left = list(batch)
+        try:
+            while left:
+                job = left[0]
+                failed = take.verify(self._ctx, self._root, job.taken)
+                left.pop(0)
+                if failed is not None:
+                    job.done.set_result(failed)
+                else:
+                    ready.append(job)
+        except BaseException as exc:  # left[0] was taken back by its verify
+            for job in ready + left[1:]:
+                take.take_back(self._root, job.taken)
+            for job in ready + left:
+                job.done.set_exception(exc)
+            raise
+        if not ready:
+            return
+        try:
+            outcomes = self._commit(ready)
+        except BaseException as exc:
+            for job in ready:
+                job.done.set_exception(exc)
+            raise
+        for job, outcome in zip(ready, outcomes, strict=True):
+            job.done.set_result(outcome)
+
+    def _commit(self, ready: list[_Job]) -> list[FileOutcome]:
+        return take.commit(self._ctx, self._root, [j.taken for j in ready])

@@ -48,7 +48,8 @@ STILL_FORMAT = "image2"
 
 
 def probe(path: Path, *, still: bool = False) -> ProbeResult:
-    """Container, duration, codecs, resolution and embedded creation time of a file.
+    """Container, duration, codecs, resolution and embedded creation time of a file,
+    from its headers (no frame is decoded: :func:`first_frame` is that check).
 
     ``still``: the recorder named it a photo. FFmpeg's image demuxer is asked first,
     and when that cannot read it (a video named .JPG) the format is found by content.
@@ -62,19 +63,51 @@ def probe(path: Path, *, still: bool = False) -> ProbeResult:
     return _read(path, None)
 
 
+def first_frame(path: Path, *, still: bool = False) -> str | None:
+    """Why the first video frame of ``path`` does not decode; None when it does, or when
+    the file has no video. This catches files whose headers are fine but whose data is
+    cut off (the common damage when a recorder loses power). The ingest runs it in its
+    verify stage, beside the next file's copy: decoding is most of a photo's probe.
+
+    ``still``: read through the image demuxer, as :func:`probe` found the file.
+    """
+    try:
+        with _open(path, STILL_FORMAT if still else None) as container:
+            if container.streams.video:
+                next(container.decode(video=0))
+    except StopIteration:
+        return NO_FRAME
+    except (av.FFmpegError, OSError, ValueError, IndexError) as exc:
+        return _unreadable(exc)
+    return None
+
+
+NO_FRAME = "no decodable video frame (file damaged or truncated)"
+
+
+def _open(path: Path, fmt: str | None) -> av.container.InputContainer:
+    return av.open(str(path), mode="r", format=fmt, metadata_errors="ignore")
+
+
+def _unreadable(exc: Exception) -> str:
+    # The message names the temporary copy; keep only what is wrong with the data.
+    reason = getattr(exc, "strerror", None) or type(exc).__name__
+    return f"unreadable by PyAV: {reason}"
+
+
 def _read(path: Path, fmt: str | None) -> ProbeResult:
     try:
-        with av.open(str(path), mode="r", format=fmt, metadata_errors="ignore") as container:
+        with _open(path, fmt) as container:
             video = container.streams.video[0] if container.streams.video else None
             audio = container.streams.audio[0] if container.streams.audio else None
+            if video is not None and video.codec_context is None:
+                # FFmpeg found a stream but no decoder for it (the image demuxer
+                # given a video): not read, so the caller finds the format by content
+                return ProbeResult(error="unreadable by PyAV: no decoder for its video")
             duration = float(container.duration) / av.time_base if container.duration else None
             if duration is None and video is not None and video.duration and video.time_base:
                 duration = float(video.duration * video.time_base)
             meta = dict(container.metadata)
-            if video is not None:
-                # Decoding the first frame catches files whose header is fine but whose
-                # data is cut off (the common damage when a recorder loses power).
-                next(container.decode(video=0))
             return ProbeResult(
                 container=container.format.name,
                 duration_s=round(duration, 3) if duration is not None else None,
@@ -84,12 +117,8 @@ def _read(path: Path, fmt: str | None) -> ProbeResult:
                 height=video.codec_context.height if video is not None else None,
                 creation_time=_parse_creation_time(meta.get("creation_time")),
             )
-    except StopIteration:
-        return ProbeResult(error="no decodable video frame (file damaged or truncated)")
     except (av.FFmpegError, OSError, ValueError, IndexError) as exc:
-        # The message names the temporary copy; keep only what is wrong with the data.
-        reason = getattr(exc, "strerror", None) or type(exc).__name__
-        return ProbeResult(error=f"unreadable by PyAV: {reason}")
+        return ProbeResult(error=_unreadable(exc))
 
 
 def thumbnail(path: Path, *, width: int = 320, at_s: float = 1.0) -> bytes | None:

@@ -5,11 +5,13 @@ The path of one recording, in two parts::
     take_file  open (no links, no FIFOs) -> already here by name? (confirmed by hash)
                -> copy + BLAKE3 into .incoming (dockd.store) -> already here by hash?
                -> probe -> describe (time, officer, flags) -> publish (no overwrite, 0440)
-    finish     optional re-read verify -> ledger row + audit event
+    verify     optional re-read -> first frame decodes?
+    commit     ledger rows + audit events (of the files verified meanwhile, together)
     after_commit                            -> per-case link, alert of an unplayable file
 
-The pipeline runs ``finish`` of one file in its verify thread while ``take_file`` copies
-the next, so the store's re-read and the ledger's commit overlap the recorder's read.
+The pipeline runs ``verify`` and ``commit`` in its verify thread while ``take_file``
+copies the next files, so the store's re-read, the decode of the first frame and the
+ledger's commit overlap the recorder's read, and small files share a transaction.
 
 A file ends verified in the store with its row, or as a ``failed``/``refused``
 outcome with the store put back as it was. A commit that fails in a way that may
@@ -20,18 +22,17 @@ session stops there. Tests can stop a real run at a named point (``PAUSE_ENV``).
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import stat
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import structlog
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from dockd import store
@@ -44,7 +45,7 @@ from dockd.ingest.discover import Candidate
 from dockd.ingest.identify import Identity
 from dockd.ingest.naming import NameInfo
 from dockd.ingest.outcome import FileOutcome, FileStatus, Progress, SessionResult, SourceGone
-from dockd.ingest.probe import probe
+from dockd.ingest.probe import STILL_FORMAT, first_frame, probe
 from dockd.ledger import audit
 from dockd.ledger.models import Recording
 from dockd.store.paths import render_path
@@ -65,7 +66,7 @@ _GONE = {errno.ENODEV, errno.ENXIO, errno.ENOTCONN, errno.ESHUTDOWN}
 @dataclass
 class Taken:
     """A file copied, described and published: its verify and ledger row are to come
-    (:func:`finish`, run while the next file is copied)."""
+    (:func:`verify`, :func:`commit`, run while the next files are copied)."""
 
     rel: str
     nth: int  # the n-th file this session took (for the test pauses)
@@ -95,8 +96,8 @@ def take_file(
 ) -> FileOutcome | Taken:
     """Bring one file into the store, up to its publish, or say precisely why not.
 
-    A :class:`Taken` file is published but has no ledger row yet: :func:`finish` verifies
-    and commits it. ``previous(digest)`` waits for the file before this one, whose finish
+    A :class:`Taken` file is published but has no ledger row yet: :func:`verify` and
+    :func:`commit` finish it. ``previous(digest)`` waits for the files before this one, whose
     may still run, when it may have the same content (``digest``) or always (``None``).
     """
     cfg = ctx.config
@@ -172,16 +173,15 @@ def take_file(
     return Taken(rel, result.taken, incoming, published, row, officer_badge)
 
 
-def finish(ctx: Context, root: Path, taken: Taken) -> FileOutcome:
-    """Verify a published file (``verify = "reread"``) and commit its row, or take it back.
+def verify(ctx: Context, root: Path, taken: Taken) -> FileOutcome | None:
+    """Read a published file back (``verify = "reread"``) and decode its first frame:
+    None when its row may be committed (:func:`commit`), else the failed outcome with the
+    store put back. Anything but an ``OSError`` takes the file back and is raised.
 
-    Runs in the pipeline's verify thread while the next file is copied. The row is
-    committed only once the stored copy read back right: a file is in the ledger only
-    when it is durable and verified, as when the stages ran one after the other.
+    Runs in the pipeline's verify thread while the next file is copied.
     """
     cfg = ctx.config
     incoming, row = taken.incoming, taken.row
-    committing = False
     try:
         _pause("in-verify", taken.nth, taken.rel)
         if cfg.ingest.verify == "reread":
@@ -194,21 +194,73 @@ def finish(ctx: Context, root: Path, taken: Taken) -> FileOutcome:
                     f"expected {incoming.blake3}: the store disk may be failing",
                 )
             row.verified = True
-        committing = True
-        file_id = _commit_row(ctx, row, taken.officer)
+        _check_first_frame(root / taken.published, row)
     except BaseException as exc:
-        return _undo(ctx, root, taken.rel, incoming, taken.published, exc, committing=committing)
-    store.settle(incoming)
-    _pause("after-commit", taken.nth, taken.rel)
-    return FileOutcome(
-        taken.rel,
-        FileStatus.STORED,
-        file_id=file_id,
-        store_path=row.store_path,
-        flags=tuple(row.flags),
-        size=row.size_bytes,
-        officer=taken.officer,
-    )
+        return _undo(ctx, root, taken.rel, incoming, taken.published, exc, committing=False)
+    return None
+
+
+def commit(ctx: Context, root: Path, batch: Sequence[Taken]) -> list[FileOutcome]:
+    """Commit the rows of verified files (:func:`verify`), in one transaction; their
+    outcomes, in order.
+
+    A file is in the ledger only once it is durable and verified, whether its row is
+    committed alone or with the files verified beside it. A row the ledger refuses
+    (``IntegrityError``) fails its own file only: the batch is then committed file by
+    file. Any other failure may still have landed: each file's fate is asked afresh
+    (``_commit_unknown``) and the failure raised; a file not tried is taken back.
+    """
+    try:
+        ids = _commit_rows(ctx, [(t.row, t.officer) for t in batch])
+    except IntegrityError as exc:
+        if len(batch) == 1:
+            [taken] = batch
+            return [
+                _undo(ctx, root, taken.rel, taken.incoming, taken.published, exc, committing=True)
+            ]
+        outcomes: list[FileOutcome] = []
+        for k, taken in enumerate(batch):  # one by one: find the row refused
+            try:
+                outcomes += commit(ctx, root, [taken])
+            except BaseException:
+                for rest in batch[k + 1 :]:
+                    take_back(root, rest)
+                raise
+        return outcomes
+    except BaseException as exc:
+        for taken in batch:
+            taken.incoming.discard()
+            _commit_unknown(ctx, root, taken.published, taken.incoming)
+        raise exc
+    outcomes = []
+    for taken, file_id in zip(batch, ids, strict=True):
+        store.settle(taken.incoming)
+        _pause("after-commit", taken.nth, taken.rel)
+        row = taken.row
+        outcomes.append(
+            FileOutcome(
+                taken.rel,
+                FileStatus.STORED,
+                file_id=file_id,
+                store_path=row.store_path,
+                flags=tuple(row.flags),
+                size=row.size_bytes,
+                officer=taken.officer,
+            )
+        )
+    return outcomes
+
+
+def _check_first_frame(path: Path, row: Recording) -> None:
+    """Flag the row of a file whose headers read but whose first frame does not decode.
+
+    Run on the published copy in the verify stage (beside the next file's copy, since
+    decoding is most of a photo's probe); the row keeps what its headers said.
+    """
+    if row.probe_error is None and row.video_codec is not None:
+        error = first_frame(path, still=row.container == STILL_FORMAT)
+        if error is not None:
+            row.probe_failed, row.probe_error = True, error
 
 
 def _undo(
@@ -239,18 +291,11 @@ def _undo(
     raise exc
 
 
-@contextlib.contextmanager
-def taken_back_on_error(root: Path, taken: Taken) -> Iterator[None]:
-    """Unpublish ``taken`` (not yet verified nor committed) if the block raises: when
-    the ledger failed for the file before it, the session ends and it stays on the
-    recorder for the next dock."""
-    try:
-        yield
-    except BaseException:
-        taken.incoming.discard()
-        store.unpublish(root, taken.published)
-        store.settle(taken.incoming)
-        raise
+def take_back(root: Path, taken: Taken) -> None:
+    """Unpublish ``taken`` (not committed): it stays on the recorder for the next dock."""
+    taken.incoming.discard()
+    store.unpublish(root, taken.published)
+    store.settle(taken.incoming)
 
 
 def after_commit(ctx: Context, taken: Taken, outcome: FileOutcome, session_id: int) -> None:
@@ -280,32 +325,39 @@ def _after_commit(ctx: Context, row: Recording, file_id: int, rel: str, session_
         )
 
 
-def _commit_row(ctx: Context, row: Recording, officer_badge: str | None) -> int:
-    """The ledger row and its audit event, in one transaction, after the bytes are safe."""
+def _commit_rows(ctx: Context, rows: Sequence[tuple[Recording, str | None]]) -> list[int]:
+    """The ledger rows and their audit events, in one transaction, after the bytes are
+    safe; each row with the badge it is tagged with. Their ids, in order."""
     with ctx.ledger.session() as s:
-        s.add(row)
+        s.add_all(row for row, _badge in rows)
         s.flush()
-        audit.record_file_change(
+        audit.record_many(
             s,
-            row,
-            at=row.ingested_at,
-            actor=ctx.actor,
-            action="file.ingest",
-            changed=audit.AUDITED_FILE_COLUMNS,
-            details={
-                "size": row.size_bytes,
-                "officer": officer_badge,
-                "time_source": row.time_source,
-                "flags": row.flags,
-                "session_id": row.session_id,
-                "verified": row.verified,
-            },
+            [
+                audit.file_change(
+                    row,
+                    row.ingested_at,
+                    ctx.actor,
+                    "file.ingest",
+                    audit.AUDITED_FILE_COLUMNS,
+                    {
+                        "size": row.size_bytes,
+                        "officer": badge,
+                        "time_source": row.time_source,
+                        "flags": row.flags,
+                        "session_id": row.session_id,
+                        "verified": row.verified,
+                    },
+                )
+                for row, badge in rows
+            ],
         )
-        cases.tag_on_ingest(s, row, at=row.ingested_at, actor=ctx.actor)
-        if row.session_id is not None:  # always, for an ingest: its session counts it now
-            stored = FileOutcome(row.source_path, FileStatus.STORED, size=row.size_bytes)
-            session.count(s, row.session_id, stored, row.ingested_at)
-        return row.id
+        for row, _badge in rows:
+            cases.tag_on_ingest(s, row, at=row.ingested_at, actor=ctx.actor)
+            if row.session_id is not None:  # always, for an ingest: its session counts it now
+                stored = FileOutcome(row.source_path, FileStatus.STORED, size=row.size_bytes)
+                session.count(s, row.session_id, stored, row.ingested_at)
+        return [row.id for row, _badge in rows]
 
 
 def _commit_unknown(
@@ -374,6 +426,25 @@ def _source_alive(source: Path) -> bool:
 # ---------------------------------------------------------------------------- already here?
 
 
+# The per-file reads, built once (bound per call): as ORM queries built per call they
+# were a third of a small file's time on the pipeline's thread.
+_BY_NAME = select(Recording.blake3).where(
+    Recording.device_ref == bindparam("device"),
+    Recording.source_path_raw == bindparam("raw"),
+    Recording.size_bytes == bindparam("size"),
+)
+_BY_HASH = (
+    select(Recording.id)
+    .where(Recording.blake3 == bindparam("digest"), Recording.device_ref == bindparam("device"))
+    .limit(1)
+)
+_BY_PATH = (
+    select(Recording.id)
+    .where(Recording.station == bindparam("station"), Recording.store_path == bindparam("path"))
+    .limit(1)
+)
+
+
 def _present_by_name(
     ctx: Context,
     device_ref: str,
@@ -388,35 +459,26 @@ def _present_by_name(
     Trashed and purged files count too: re-docking a recorder that was never wiped
     must not bring back footage that retention has already let go.
     """
-    with ctx.ledger.read() as s:
-        hashes = set(
-            s.scalars(
-                select(Recording.blake3).where(
-                    Recording.device_ref == device_ref,
-                    Recording.source_path_raw == raw,
-                    Recording.size_bytes == size,
-                )
-            )
-        )
+    with ctx.ledger.read_rows() as conn:
+        found = conn.execute(_BY_NAME, {"device": device_ref, "raw": raw, "size": size})
+        hashes = set(found.scalars())
     if not hashes:
         return False
     return store.hash_fd(fd, buffer_size=bufsize, stop=stop) in hashes
 
 
-def _any_row(ctx: Context, *where: ColumnElement[bool]) -> bool:
-    with ctx.ledger.read() as s:
-        return s.scalar(select(Recording.id).where(*where).limit(1)) is not None
+def _any_row(ctx: Context, stmt: Select[int], params: dict[str, str]) -> bool:
+    with ctx.ledger.read_rows() as conn:
+        return conn.execute(stmt, params).first() is not None
 
 
 def _path_in_ledger(ctx: Context, store_path: str) -> bool:
     """A row of this station already uses the path (a trashed, purged or quarantined file)."""
-    return _any_row(
-        ctx, Recording.station == ctx.config.station.id, Recording.store_path == store_path
-    )
+    return _any_row(ctx, _BY_PATH, {"station": ctx.config.station.id, "path": store_path})
 
 
 def _present_by_hash(ctx: Context, device_ref: str, digest: str) -> bool:
-    return _any_row(ctx, Recording.blake3 == digest, Recording.device_ref == device_ref)
+    return _any_row(ctx, _BY_HASH, {"digest": digest, "device": device_ref})
 
 
 def _pause(

@@ -201,9 +201,8 @@ class Ledger:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._factory = sessionmaker(engine, expire_on_commit=False)
-        self._read_factory = sessionmaker(
-            engine.execution_options(dockd_read_only=True), expire_on_commit=False
-        )
+        self._read_engine = engine.execution_options(dockd_read_only=True)
+        self._read_factory = sessionmaker(self._read_engine, expire_on_commit=False)
 
     @property
     def dialect(self) -> str:
@@ -220,6 +219,14 @@ class Ledger:
         """A read-only unit of work: sees one consistent snapshot, blocks no writer."""
         with self._read_factory() as session, session.begin():
             yield session
+
+    @contextmanager
+    def read_rows(self) -> Iterator[Connection]:
+        """A read-only unit of work without an ORM session, for a few Core statements
+        built once: the per-file checks of an ingest, where the session's own set-up
+        costs more than the indexed read."""
+        with self._read_engine.connect() as conn, conn.begin():
+            yield conn
 
     def close(self) -> None:
         self.engine.dispose()
