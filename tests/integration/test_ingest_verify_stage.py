@@ -1,24 +1,27 @@
 """What the verify thread does with the files behind the one being copied (issue 16):
-it decodes each file's first frame, and commits the rows of the files it verified
+it decodes each photo's picture, and commits the rows of the files it verified
 meanwhile in one transaction, so a shift's photos do not pay a transaction each.
 
-The verify thread is held at its first file until the pipeline has published every
-other file, so the batch is there for certain (not left to the machine's speed)."""
+The batches are made certain, not left to the machine's speed: the pipeline takes
+file 2 only once the verify thread is at file 1, and the verify thread goes on from
+file 1 only once the pipeline has published every other file."""
 
 from __future__ import annotations
 
+import shutil
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from dockd.clock import FixedClock
 from dockd.context import Context
+from dockd.errors import LedgerError
 from dockd.ingest import take
 from dockd.ingest.describe import describe as describe_file
 from dockd.ingest.pipeline import run_ingest
@@ -35,6 +38,7 @@ class Held:
 
     files: int
     published: int = 0
+    at_first: threading.Event = field(default_factory=threading.Event)
     released: threading.Event = field(default_factory=threading.Event)
     commits: list[int] = field(default_factory=list)
 
@@ -44,7 +48,10 @@ def held(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Held]:
     real_take, real_verify, real_commit = take.take_file, take.verify, take._commit_rows
     state = Held(files=0)
 
+    # The waits below are guards only: a test fails on what they return, never hangs.
     def take_file(*args: Any, **kw: Any) -> Any:
+        if state.published == 1:  # file 1 alone in the first batch
+            assert state.at_first.wait(120), "the verify thread never took file 1"
         got = real_take(*args, **kw)
         if isinstance(got, take.Taken):
             state.published += 1
@@ -53,7 +60,8 @@ def held(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Held]:
         return got
 
     def verify(c: Context, root: Path, taken: take.Taken) -> Any:
-        if taken.nth == 1:  # a guard only: the test fails below if it was not released
+        if taken.nth == 1:
+            state.at_first.set()
             assert state.released.wait(120), "the pipeline never published the other files"
         return real_verify(c, root, taken)
 
@@ -140,38 +148,98 @@ def test_a_row_the_ledger_refuses_in_a_batch_fails_that_file_alone(
     _chain_ok(ctx)
 
 
-def _zero_media_data(path: Path) -> None:
-    """Overwrite the MP4's ``mdat`` payload with zeros: its headers still read (codec,
-    size, the creation time), but no frame decodes (power lost while writing)."""
-    data = bytearray(path.read_bytes())
-    at = data.index(b"mdat")
-    size = int.from_bytes(data[at - 4 : at], "big")
-    data[at + 4 : at - 4 + size] = bytes(size - 8)
-    path.write_bytes(bytes(data))
+def _store_files(ctx: Context) -> set[str]:
+    root = ctx.config.store.root
+    return {
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if p.is_file() and ".incoming" not in p.parts
+    }
 
 
-def test_a_video_whose_frames_do_not_decode_is_kept_flagged_with_its_header_facts(
+@pytest.mark.parametrize("config", BACKENDS, indirect=True)
+def test_the_ledger_failing_with_files_queued_takes_them_all_back(
+    ctx: Context, tmp_path: Path, clock: FixedClock, held: Held, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ledger goes away at file 1's commit while the other files wait, published,
+    for the verify thread: none is left in the store without its row, none half-way,
+    and the next dock takes every one."""
+    rec = _card(tmp_path, ctx, clock, held)
+    counting = take._commit_rows
+
+    def ledger_gone(c: Context, rows: Sequence[tuple[Recording, str | None]]) -> list[int]:
+        counting(c, [])  # counted, not written
+        raise OperationalError("INSERT", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(take, "_commit_rows", ledger_gone)
+    with pytest.raises(LedgerError):
+        run_ingest(ctx, rec.root)
+
+    assert held.commits == [0]  # the failure stopped the thread: the rest never tried
+    assert _store_files(ctx) == set()
+    assert not list((ctx.config.store.root / ".incoming").iterdir())
+    with ctx.ledger.read() as s:
+        assert s.scalar(select(func.count()).select_from(Recording)) == 0
+
+    monkeypatch.undo()
+    again = run_ingest(ctx, rec.root)
+    assert again.ok and again.count("stored") == len(rec.recordings)
+    with ctx.ledger.read() as s:
+        paths = set(s.scalars(select(Recording.store_path)))
+    assert paths == _store_files(ctx) and len(paths) == len(rec.recordings)
+    _chain_ok(ctx)
+
+
+def test_the_same_recording_twice_on_a_recorder_is_kept_once(
     ctx: Context, tmp_path: Path, clock: FixedClock
 ) -> None:
-    rec = make_recorder(tmp_path / "rec", extras=False, clips=2)
+    """A recorder that holds one clip under two names: the second waits for the
+    first's commit, whatever batch it is in, and is found present."""
+    rec = make_recorder(tmp_path / "rec", extras=False, clips=5)
     register(ctx.ledger, clock, rec)
-    damaged = rec.of_kind("video")[0]
-    _zero_media_data(rec.path(damaged))
+    first = rec.of_kind("video")[0]
+    twin = rec.root / "DCIM" / "100MEDIA" / "COPY_0001.MP4"
+    shutil.copyfile(rec.path(first), twin)
+
+    result = run_ingest(ctx, rec.root)
+
+    assert result.count("stored") == len(rec.recordings)
+    # the copy is taken first (its name sorts first), the original found present
+    [present] = [f for f in result.files if f.status == "present"]
+    assert present.relpath == first.relpath
+    with ctx.ledger.read() as s:
+        assert s.scalar(select(func.count()).select_from(Recording)) == len(rec.recordings)
+    assert len(_store_files(ctx)) == len(rec.recordings)
+
+
+def _cut_after_headers(path: Path) -> None:
+    """Keep a JPEG's headers and drop its picture (from the start of scan on), as a
+    recorder losing power while writing it leaves it."""
+    data = path.read_bytes()
+    path.write_bytes(data[: data.index(b"\xff\xda")])
+
+
+def test_a_photo_cut_off_after_its_headers_is_kept_flagged_with_its_size(
+    ctx: Context, tmp_path: Path, clock: FixedClock
+) -> None:
+    rec = make_recorder(tmp_path / "rec", extras=True, clips=2)
+    register(ctx.ledger, clock, rec)
+    [photo] = rec.of_kind("photo")
+    _cut_after_headers(rec.path(photo))
 
     result = run_ingest(ctx, rec.root)
 
     assert result.count("stored") == len(rec.recordings)
     with ctx.ledger.read() as s:
-        row = s.scalars(select(Recording).where(Recording.source_path == damaged.relpath)).one()
-        others = s.scalars(select(Recording).where(Recording.source_path != damaged.relpath))
-        assert not any(o.probe_failed for o in others)
-        alerts = s.scalar(select(func.count()).where(Alert.kind == "ingest.probe_failed"))
+        row = s.scalars(select(Recording).where(Recording.source_path == photo.relpath)).one()
+        damaged = set(s.scalars(select(Recording.source_path).where(Recording.probe_failed)))
+        alerts = s.scalars(select(Alert).where(Alert.kind == "ingest.probe_failed")).all()
+    # the photo, and the recorder's own broken and empty files; no other
+    broken = {r.relpath for r in rec.recordings if r.kind in ("broken", "empty")}
+    assert broken and damaged == broken | {photo.relpath}
     assert row.probe_failed and "unreadable by PyAV" in (row.probe_error or "")
     assert "probe-failed" in row.flags and row.verified
-    # what the headers said is kept: the codec, the size, the recording time
-    assert (row.video_codec, row.width, row.height) == ("h264", 320, 240)
-    assert row.time_source == "container"
-    assert damaged.recorded_at is not None
-    assert abs(row.recorded_start - damaged.recorded_at) < timedelta(seconds=1)
-    assert alerts == 1
+    # what the headers said is kept: the picture's codec and size
+    assert (row.video_codec, row.width, row.height) == ("mjpeg", 160, 120)
+    assert any(photo.relpath in (a.message or "") for a in alerts)
     assert (ctx.config.store.root / row.store_path).stat().st_size == row.size_bytes

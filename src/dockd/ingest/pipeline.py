@@ -268,14 +268,19 @@ class _Behind:
         job = _Job(taken)
         self._jobs.append(job)
         with self._lock:
-            if self._failed:
-                take.take_back(self._root, taken)
-                job.done.set_exception(_TakenBack())
-            else:
+            failed = self._failed
+            if not failed:
                 self._queued.append(job)
                 if not self._busy:
-                    self._busy = True
-                    self._pool.submit(contextvars.copy_context().run, self._work)
+                    try:
+                        self._pool.submit(contextvars.copy_context().run, self._work)
+                    except BaseException:  # no thread to be had: the file goes back
+                        self._queued.remove(job)
+                        failed = True
+                    else:
+                        self._busy = True
+        if failed:
+            self._give_back(job)
         while self._jobs and (self._jobs[0].done.done() or self._too_many()):
             self._settle_first()
 
@@ -328,40 +333,53 @@ class _Behind:
                     self._failed, self._busy = True, False
                     rest, self._queued = self._queued, []
                 for job in rest:
-                    take.take_back(self._root, job.taken)
-                    job.done.set_exception(_TakenBack())
+                    self._give_back(job)
                 return
 
-    def _verify_and_commit(self, batch: list[_Job]) -> None:
-        """Each job of ``batch`` done: failed at its verify, committed, or the failure
-        that stopped the batch (raised again, the jobs not reached taken back)."""
-        ready: list[_Job] = []
-        left = list(batch)
+    def _give_back(self, job: _Job) -> None:
+        """Take back a file the verify thread will not reach; its job is done whatever
+        happens (the pipeline waits for it)."""
         try:
-            while left:
-                job = left[0]
-                failed = take.verify(self._ctx, self._root, job.taken)
-                left.pop(0)
+            take.take_back(self._root, job.taken)
+        finally:
+            job.done.set_exception(_TakenBack())
+
+    def _verify_and_commit(self, batch: list[_Job]) -> None:
+        """Each job of ``batch`` done: failed at its verify, committed, or with the
+        failure that stopped the batch (raised again; its files taken back or put right)."""
+        ready: list[_Job] = []
+        pending = list(batch)
+        try:
+            while pending:
+                failed = take.verify(self._ctx, self._root, pending[0].taken)
+                job = pending.pop(0)
                 if failed is not None:
                     job.done.set_result(failed)
                 else:
                     ready.append(job)
-        except BaseException as exc:  # left[0] was taken back by its verify
-            for job in ready + left[1:]:
-                take.take_back(self._root, job.taken)
-            for job in ready + left:
-                job.done.set_exception(exc)
+        except BaseException as exc:  # pending[0] was taken back by its verify
+            try:
+                for job in ready + pending[1:]:
+                    take.take_back(self._root, job.taken)
+            finally:
+                _fail_rest(batch, exc)
             raise
         if not ready:
             return
         try:
-            outcomes = self._commit(ready)
+            take.commit(
+                self._ctx,
+                self._root,
+                [j.taken for j in ready],
+                lambda i, outcome: ready[i].done.set_result(outcome),
+            )
         except BaseException as exc:
-            for job in ready:
-                job.done.set_exception(exc)
+            _fail_rest(ready, exc)
             raise
-        for job, outcome in zip(ready, outcomes, strict=True):
-            job.done.set_result(outcome)
 
-    def _commit(self, ready: list[_Job]) -> list[FileOutcome]:
-        return take.commit(self._ctx, self._root, [j.taken for j in ready])
+
+def _fail_rest(jobs: list[_Job], exc: BaseException) -> None:
+    """``exc`` for each job not yet done (the pipeline raises it when it settles them)."""
+    for job in jobs:
+        if not job.done.done():
+            job.done.set_exception(exc)

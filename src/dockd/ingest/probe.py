@@ -48,26 +48,28 @@ STILL_FORMAT = "image2"
 
 
 def probe(path: Path, *, still: bool = False) -> ProbeResult:
-    """Container, duration, codecs, resolution and embedded creation time of a file,
-    from its headers (no frame is decoded: :func:`first_frame` is that check).
+    """Container, duration, codecs, resolution and embedded creation time of a file.
 
     ``still``: the recorder named it a photo. FFmpeg's image demuxer is asked first,
     and when that cannot read it (a video named .JPG) the format is found by content.
+    What the image demuxer reads is not decoded here: decoding is most of a photo's
+    probe, so the ingest runs :func:`first_frame` in its verify stage, beside the next
+    file's copy. Anything else has its first frame decoded here (its recording time
+    is judged against its mtime only when it decodes: ``clockcheck``).
     """
     if path.stat().st_size == 0:
         return ProbeResult(error="empty file (0 bytes)")
     if still:
-        read = _read(path, STILL_FORMAT)
+        read = _read(path, STILL_FORMAT, decode=False)
         if read.error is None:  # a still has no duration (image2 gives it one frame's)
             return dataclasses.replace(read, duration_s=None)
-    return _read(path, None)
+    return _read(path, None, decode=True)
 
 
 def first_frame(path: Path, *, still: bool = False) -> str | None:
     """Why the first video frame of ``path`` does not decode; None when it does, or when
     the file has no video. This catches files whose headers are fine but whose data is
-    cut off (the common damage when a recorder loses power). The ingest runs it in its
-    verify stage, beside the next file's copy: decoding is most of a photo's probe.
+    cut off (the common damage when a recorder loses power).
 
     ``still``: read through the image demuxer, as :func:`probe` found the file.
     """
@@ -95,7 +97,7 @@ def _unreadable(exc: Exception) -> str:
     return f"unreadable by PyAV: {reason}"
 
 
-def _read(path: Path, fmt: str | None) -> ProbeResult:
+def _read(path: Path, fmt: str | None, *, decode: bool) -> ProbeResult:
     try:
         with _open(path, fmt) as container:
             video = container.streams.video[0] if container.streams.video else None
@@ -108,15 +110,22 @@ def _read(path: Path, fmt: str | None) -> ProbeResult:
             if duration is None and video is not None and video.duration and video.time_base:
                 duration = float(video.duration * video.time_base)
             meta = dict(container.metadata)
+            if decode and video is not None:
+                # Decoding the first frame catches files whose header is fine but whose
+                # data is cut off (the common damage when a recorder loses power).
+                next(container.decode(video=0))
             return ProbeResult(
                 container=container.format.name,
                 duration_s=round(duration, 3) if duration is not None else None,
                 video_codec=video.codec_context.name if video is not None else None,
                 audio_codec=audio.codec_context.name if audio is not None else None,
-                width=video.codec_context.width if video is not None else None,
-                height=video.codec_context.height if video is not None else None,
+                # a damaged header can leave them 0: unknown, not a size
+                width=(video.codec_context.width or None) if video is not None else None,
+                height=(video.codec_context.height or None) if video is not None else None,
                 creation_time=_parse_creation_time(meta.get("creation_time")),
             )
+    except StopIteration:
+        return ProbeResult(error=NO_FRAME)
     except (av.FFmpegError, OSError, ValueError, IndexError) as exc:
         return ProbeResult(error=_unreadable(exc))
 

@@ -5,13 +5,13 @@ The path of one recording, in two parts::
     take_file  open (no links, no FIFOs) -> already here by name? (confirmed by hash)
                -> copy + BLAKE3 into .incoming (dockd.store) -> already here by hash?
                -> probe -> describe (time, officer, flags) -> publish (no overwrite, 0440)
-    verify     optional re-read -> first frame decodes?
+    verify     optional re-read -> a photo's picture decodes?
     commit     ledger rows + audit events (of the files verified meanwhile, together)
     after_commit                            -> per-case link, alert of an unplayable file
 
 The pipeline runs ``verify`` and ``commit`` in its verify thread while ``take_file``
-copies the next files, so the store's re-read, the decode of the first frame and the
-ledger's commit overlap the recorder's read, and small files share a transaction.
+copies the next files, so the store's re-read, the decode of a photo and the ledger's
+commit overlap the recorder's read, and small files share a transaction.
 
 A file ends verified in the store with its row, or as a ``failed``/``refused``
 outcome with the store put back as it was. A commit that fails in a way that may
@@ -33,6 +33,7 @@ from pathlib import Path, PurePosixPath
 
 import structlog
 from sqlalchemy import Select, bindparam, select
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from dockd import store
@@ -174,7 +175,7 @@ def take_file(
 
 
 def verify(ctx: Context, root: Path, taken: Taken) -> FileOutcome | None:
-    """Read a published file back (``verify = "reread"``) and decode its first frame:
+    """Read a published file back (``verify = "reread"``) and decode a photo's picture:
     None when its row may be committed (:func:`commit`), else the failed outcome with the
     store put back. Anything but an ``OSError`` takes the file back and is raised.
 
@@ -200,65 +201,94 @@ def verify(ctx: Context, root: Path, taken: Taken) -> FileOutcome | None:
     return None
 
 
-def commit(ctx: Context, root: Path, batch: Sequence[Taken]) -> list[FileOutcome]:
-    """Commit the rows of verified files (:func:`verify`), in one transaction; their
-    outcomes, in order.
+Decided = Callable[[int, FileOutcome], None]
+
+
+def commit(ctx: Context, root: Path, batch: Sequence[Taken], decided: Decided) -> None:
+    """Commit the rows of verified files (:func:`verify`) in one transaction, calling
+    ``decided(i, outcome)`` for the i-th file of ``batch`` as soon as its outcome is known.
 
     A file is in the ledger only once it is durable and verified, whether its row is
     committed alone or with the files verified beside it. A row the ledger refuses
     (``IntegrityError``) fails its own file only: the batch is then committed file by
-    file. Any other failure may still have landed: each file's fate is asked afresh
-    (``_commit_unknown``) and the failure raised; a file not tried is taken back.
+    file, each row as :func:`take_file` described it. Any other failure is raised for
+    the files not yet decided, once each one's store is right: a commit that may have
+    landed is asked afresh (``_commit_unknown``), a file not tried is taken back.
     """
+    described = [_columns(t.row) for t in batch]
     try:
         ids = _commit_rows(ctx, [(t.row, t.officer) for t in batch])
     except IntegrityError as exc:
         if len(batch) == 1:
-            [taken] = batch
-            return [
-                _undo(ctx, root, taken.rel, taken.incoming, taken.published, exc, committing=True)
-            ]
-        outcomes: list[FileOutcome] = []
-        for k, taken in enumerate(batch):  # one by one: find the row refused
+            t = batch[0]
+            decided(0, _undo(ctx, root, t.rel, t.incoming, t.published, exc, committing=True))
+            return
+        for t, columns in zip(batch, described, strict=True):
+            t.row = Recording(**columns)  # not as the failed attempt left it (a case tag)
+        for k, t in enumerate(batch):  # one by one: find the row refused
             try:
-                outcomes += commit(ctx, root, [taken])
+                commit(ctx, root, [t], _nth(decided, k))
             except BaseException:
                 for rest in batch[k + 1 :]:
                     take_back(root, rest)
                 raise
-        return outcomes
+        return
     except BaseException as exc:
-        for taken in batch:
-            taken.incoming.discard()
-            _commit_unknown(ctx, root, taken.published, taken.incoming)
+        asked = True
+        for t in batch:
+            t.incoming.discard()
+            if asked:
+                asked = _commit_unknown(ctx, root, t.published, t.incoming)
+            else:  # the ledger cannot be asked: recovery asks again
+                store.abandon(t.incoming)
         raise exc
-    outcomes = []
-    for taken, file_id in zip(batch, ids, strict=True):
-        store.settle(taken.incoming)
-        _pause("after-commit", taken.nth, taken.rel)
-        row = taken.row
-        outcomes.append(
-            FileOutcome(
-                taken.rel,
-                FileStatus.STORED,
-                file_id=file_id,
-                store_path=row.store_path,
-                flags=tuple(row.flags),
-                size=row.size_bytes,
-                officer=taken.officer,
-            )
+    for i, (t, file_id) in enumerate(zip(batch, ids, strict=True)):
+        _settle(t)
+        _pause("after-commit", t.nth, t.rel)
+        row = t.row
+        outcome = FileOutcome(
+            t.rel,
+            FileStatus.STORED,
+            file_id=file_id,
+            store_path=row.store_path,
+            flags=tuple(row.flags),
+            size=row.size_bytes,
+            officer=t.officer,
         )
-    return outcomes
+        decided(i, outcome)
+
+
+def _nth(decided: Decided, k: int) -> Decided:
+    """``decided`` for a batch of one: its file is the k-th of the whole batch."""
+
+    def one(_i: int, outcome: FileOutcome) -> None:
+        decided(k, outcome)
+
+    return one
+
+
+def _columns(row: Recording) -> dict[str, object]:
+    return {a.key: getattr(row, a.key) for a in sa_inspect(Recording).column_attrs}
+
+
+def _settle(taken: Taken) -> None:
+    """Drop the marker of a committed file. A store that cannot (read-only after a disk
+    error) leaves it to recovery, which finds the row and keeps the file."""
+    try:
+        store.settle(taken.incoming)
+    except OSError as exc:
+        store.abandon(taken.incoming)
+        log.error("publish marker not removed", file=taken.rel, error=_oserror(exc))
 
 
 def _check_first_frame(path: Path, row: Recording) -> None:
-    """Flag the row of a file whose headers read but whose first frame does not decode.
+    """Flag the row of a photo whose headers read but whose picture does not decode.
 
-    Run on the published copy in the verify stage (beside the next file's copy, since
-    decoding is most of a photo's probe); the row keeps what its headers said.
+    The probe left the decode of what the image demuxer read to this stage, beside the
+    next file's copy (see ``probe.probe``); the row keeps what the headers said.
     """
-    if row.probe_error is None and row.video_codec is not None:
-        error = first_frame(path, still=row.container == STILL_FORMAT)
+    if row.probe_error is None and row.container == STILL_FORMAT:
+        error = first_frame(path, still=True)
         if error is not None:
             row.probe_failed, row.probe_error = True, error
 
@@ -292,10 +322,16 @@ def _undo(
 
 
 def take_back(root: Path, taken: Taken) -> None:
-    """Unpublish ``taken`` (not committed): it stays on the recorder for the next dock."""
-    taken.incoming.discard()
-    store.unpublish(root, taken.published)
-    store.settle(taken.incoming)
+    """Unpublish ``taken`` (not committed): it stays on the recorder for the next dock.
+    A store that cannot (read-only after a disk error) leaves the file and its marker to
+    recovery, which removes it: it has no row."""
+    try:
+        taken.incoming.discard()
+        store.unpublish(root, taken.published)
+        store.settle(taken.incoming)
+    except OSError as exc:
+        store.abandon(taken.incoming)
+        log.error("file not taken back; recovery removes it", file=taken.rel, error=_oserror(exc))
 
 
 def after_commit(ctx: Context, taken: Taken, outcome: FileOutcome, session_id: int) -> None:
@@ -362,21 +398,26 @@ def _commit_rows(ctx: Context, rows: Sequence[tuple[Recording, str | None]]) -> 
 
 def _commit_unknown(
     ctx: Context, root: Path, published: PurePosixPath, incoming: store.Incoming
-) -> None:
+) -> bool:
     """The commit failed in a way that may still have landed (a connection lost after
     COMMIT was sent, an interrupt): ask the ledger afresh before touching the file.
 
-    Recorded: keep it. Not recorded: unpublish. Cannot tell: leave the file and its
-    marker; the next run's recovery asks again.
+    Recorded: keep it. Not recorded: unpublish. Cannot tell (False): leave the file and
+    its marker; the next run's recovery asks again.
     """
     try:
         kept = recovery.recorded(ctx, published, incoming.blake3)
     except SQLAlchemyError:
         store.abandon(incoming)
-        return
-    if not kept:
-        store.unpublish(root, published)
-    store.settle(incoming)
+        return False
+    try:
+        if not kept:
+            store.unpublish(root, published)
+        store.settle(incoming)
+    except OSError as exc:  # the store read-only: recovery puts it right
+        store.abandon(incoming)
+        log.error("file not put right after a failed commit", file=str(published), error=str(exc))
+    return True
 
 
 # ---------------------------------------------------------------------------- the source
@@ -488,10 +529,12 @@ def _pause(
 
     ``DOCKD_TEST_PAUSE`` names one point (``after-copy:2``) or several joined by ``+``
     (``in-verify:1+after-publish:2``). One point of the pipeline's own thread
-    (after-copy, after-publish) is a clean cut: it first waits for the file before
+    (after-copy, after-publish) is a clean cut: it first waits for every file before
     (``previous``) to be verified and committed. One point of the verify thread
-    (in-verify, after-commit) leaves the pipeline thread going on to the next file
-    until it waits for that one. Several points stop each thread where it is.
+    (in-verify, after-commit) leaves the pipeline thread going on to the next files
+    until too many are behind (``pipeline.BEHIND_FILES``); after-commit:N holds the
+    thread once the batch holding file N is committed, the later files of that batch
+    with their markers still in place. Several points stop each thread where it is.
     """
     want = os.environ.get(PAUSE_ENV)
     if not want:
