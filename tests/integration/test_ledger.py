@@ -19,6 +19,7 @@ from dockd.clock import FixedClock
 from dockd.config import Config
 from dockd.config.alerts import AlertsConfig
 from dockd.errors import LedgerError, UsageError
+from dockd.ingest import take
 from dockd.ledger import db, registry
 from dockd.ledger.models import AuditEvent, Base
 from tests.helpers.ledgers import BACKENDS
@@ -56,6 +57,27 @@ def test_postgresql_report_index_carries_the_row_id(config: Config) -> None:
             ).scalar_one()
         assert indexdef.endswith("INCLUDE (id)"), indexdef
         assert "(recorded_start, recorded_end, ingested_at," in indexdef
+    finally:
+        led.close()
+
+
+@pytest.mark.parametrize("config", BACKENDS, indirect=True)
+def test_already_here_by_name_is_an_index_search(config: Config) -> None:
+    """Every file docked asks whether its recorder already gave a file of that path and
+    size (``take._present_by_name``). Read by scanning the files table, that cost
+    seconds per file on a ledger of ten million files (revision 0018)."""
+    led = db.open_ledger(config.ledger.url)
+    try:
+        with led.engine.connect() as conn:
+            stmt = take._BY_NAME.params(device="DV-0001", raw=b"DCIM/a.MP4", size=1)
+            sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+            if led.dialect == "sqlite":
+                plan = [r[-1] for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")]
+            else:  # a table this small is read whole unless told not to: is the index usable?
+                conn.exec_driver_sql("SET enable_seqscan = off")
+                plan = [r[0] for r in conn.exec_driver_sql(f"EXPLAIN {sql}")]
+        assert any("ix_files_device_source" in step for step in plan), plan
+        assert not any(step.startswith("SCAN files") for step in plan), plan
     finally:
         led.close()
 

@@ -266,6 +266,8 @@ class Recording(Base):
         Index("ix_files_fixity_status", "fixity_status"),
         # One station's ingests of a week or a day (the summaries): revision 0017.
         Index("ix_files_station_ingested", "station", "ingested_at"),
+        # The ingest's "already here by name?" of every file docked: revision 0018.
+        Index("ix_files_device_source", "device_ref", "source_path_raw"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
