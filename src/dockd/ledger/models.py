@@ -219,6 +219,11 @@ class SessionFailure(Base):
     session: Mapped[DockSession] = relationship(back_populates="failures")
 
 
+# Indexes built on one kind of database only (revision 0018), by name. Alembic's schema
+# comparison does not read ``ddl_if``: whoever compares skips the other dialect's.
+ONE_DIALECT_INDEXES = {"ix_files_device_source": "sqlite", "ix_files_source_path": "postgresql"}
+
+
 class Recording(Base):
     """One original file in the store: where it came from, what it is, who it belongs to."""
 
@@ -266,8 +271,15 @@ class Recording(Base):
         Index("ix_files_fixity_status", "fixity_status"),
         # One station's ingests of a week or a day (the summaries): revision 0017.
         Index("ix_files_station_ingested", "station", "ingested_at"),
-        # The ingest's "already here by name?" of every file docked: revision 0018.
-        Index("ix_files_device_source", "device_ref", "source_path_raw"),
+        # The ingest's "already here by name?" of every file docked: revision 0018. On
+        # PostgreSQL a hash index: a btree entry is limited to 2.7 KB, and a recorder's
+        # path may be longer (a hostile FAT of deep folders) and must still be taken.
+        Index("ix_files_device_source", "device_ref", "source_path_raw").ddl_if(
+            dialect=ONE_DIALECT_INDEXES["ix_files_device_source"]
+        ),
+        Index("ix_files_source_path", "source_path_raw", postgresql_using="hash").ddl_if(
+            dialect=ONE_DIALECT_INDEXES["ix_files_source_path"]
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
