@@ -61,3 +61,21 @@ def test_a_damaged_photo_is_flagged_with_the_reason(tmp_path: Path) -> None:
     assert (info.error is not None and "unreadable" in info.error) or "no decodable" in (
         info.error or ""
     )
+
+
+def test_a_video_whose_frames_are_gone_is_flagged_by_the_probe_itself(tmp_path: Path) -> None:
+    """Its headers read (codec, length, time) but no frame decodes: flagged here, not
+    later, because its recording time is judged against its mtime only when it
+    decodes (clockcheck)."""
+    write_mp4(tmp_path / "clip.mp4", start=datetime(2026, 3, 15, 6, 30, tzinfo=UTC), seconds=1.0)
+    data = bytearray((tmp_path / "clip.mp4").read_bytes())
+    at = data.index(b"mdat")
+    size = int.from_bytes(data[at - 4 : at], "big")
+    data[at + 4 : at - 4 + size] = bytes(size - 8)  # the media data zeroed
+    part = tmp_path / ".incoming" / "9abc-def0.part"
+    part.parent.mkdir()
+    part.write_bytes(bytes(data))
+
+    info = probe(part)
+    assert info.error is not None and "PyAV" in info.error
+    assert probe(part, still=True).error is not None  # named a photo, read as the video

@@ -267,6 +267,7 @@ class _Behind:
         behind that are done, and wait for the oldest when too many are behind."""
         job = _Job(taken)
         self._jobs.append(job)
+        why: BaseException | None = None
         with self._lock:
             failed = self._failed
             if not failed:
@@ -274,13 +275,14 @@ class _Behind:
                 if not self._busy:
                     try:
                         self._pool.submit(contextvars.copy_context().run, self._work)
-                    except BaseException:  # no thread to be had: the file goes back
+                    except BaseException as exc:  # no thread to be had: the session fails
                         self._queued.remove(job)
-                        failed = True
+                        self._failed = failed = True
+                        why = exc
                     else:
                         self._busy = True
         if failed:
-            self._give_back(job)
+            self._give_back(job, why)
         while self._jobs and (self._jobs[0].done.done() or self._too_many()):
             self._settle_first()
 
@@ -332,17 +334,20 @@ class _Behind:
                 with self._lock:
                     self._failed, self._busy = True, False
                     rest, self._queued = self._queued, []
-                for job in rest:
-                    self._give_back(job)
+                try:
+                    for job in rest:
+                        self._give_back(job)
+                finally:
+                    _fail_rest(rest, _TakenBack())
                 return
 
-    def _give_back(self, job: _Job) -> None:
+    def _give_back(self, job: _Job, why: BaseException | None = None) -> None:
         """Take back a file the verify thread will not reach; its job is done whatever
-        happens (the pipeline waits for it)."""
+        happens (the pipeline waits for it), with ``why`` when it is the first failure."""
         try:
             take.take_back(self._root, job.taken)
         finally:
-            job.done.set_exception(_TakenBack())
+            job.done.set_exception(why or _TakenBack())
 
     def _verify_and_commit(self, batch: list[_Job]) -> None:
         """Each job of ``batch`` done: failed at its verify, committed, or with the

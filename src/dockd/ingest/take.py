@@ -310,9 +310,7 @@ def _undo(
         assert published is not None
         _commit_unknown(ctx, root, published, incoming)
         raise exc
-    if published is not None:
-        store.unpublish(root, published)
-    store.settle(incoming)
+    _put_back(root, rel, published, incoming)
     if isinstance(exc, OSError):
         return FileOutcome(rel, FileStatus.FAILED, f"store failed: {_oserror(exc)}")
     if isinstance(exc, IntegrityError):  # this row only; the ledger itself works
@@ -322,16 +320,23 @@ def _undo(
 
 
 def take_back(root: Path, taken: Taken) -> None:
-    """Unpublish ``taken`` (not committed): it stays on the recorder for the next dock.
-    A store that cannot (read-only after a disk error) leaves the file and its marker to
-    recovery, which removes it: it has no row."""
+    """Unpublish ``taken`` (not committed): it stays on the recorder for the next dock."""
+    _put_back(root, taken.rel, taken.published, taken.incoming)
+
+
+def _put_back(
+    root: Path, rel: str, published: PurePosixPath | None, incoming: store.Incoming
+) -> None:
+    """Remove a file that has no row from the store. A store that cannot (read-only
+    after a disk error) leaves the file and its marker to recovery, which removes it."""
     try:
-        taken.incoming.discard()
-        store.unpublish(root, taken.published)
-        store.settle(taken.incoming)
+        incoming.discard()
+        if published is not None:
+            store.unpublish(root, published)
+        store.settle(incoming)
     except OSError as exc:
-        store.abandon(taken.incoming)
-        log.error("file not taken back; recovery removes it", file=taken.rel, error=_oserror(exc))
+        store.abandon(incoming)
+        log.error("file not taken back; recovery removes it", file=rel, error=_oserror(exc))
 
 
 def after_commit(ctx: Context, taken: Taken, outcome: FileOutcome, session_id: int) -> None:

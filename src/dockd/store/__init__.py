@@ -142,7 +142,10 @@ class Incoming:
         return self.path.with_suffix(".pub")
 
     def discard(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
+        """Remove the temporary copy (once published, a second name of the file). A store
+        that cannot (read-only after a disk error) keeps it until the next start, whose
+        recovery removes the temporaries of a dead process."""
+        with contextlib.suppress(OSError):
             self.path.unlink()
 
     def identity(self) -> tuple[int, int, int]:
