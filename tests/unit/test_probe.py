@@ -11,9 +11,10 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
+import av
 import pytest
 
-from dockd.ingest.probe import probe
+from dockd.ingest.probe import probe, still_damage
 from fixtures.make_recorder import write_jpeg, write_mp4
 
 
@@ -79,3 +80,82 @@ def test_a_video_whose_frames_are_gone_is_flagged_by_the_probe_itself(tmp_path: 
     info = probe(part)
     assert info.error is not None and "PyAV" in info.error
     assert probe(part, still=True).error is not None  # named a photo, read as the video
+
+
+# ------------------------------------------------ a photo's picture, checked whole
+
+
+def _jpeg(tmp_path: Path, name: str = "IMG_0003.JPG") -> bytes:
+    write_jpeg(tmp_path / name, width=640, height=480)
+    return (tmp_path / name).read_bytes()
+
+
+def _damage(tmp_path: Path, data: bytes) -> str | None:
+    part = tmp_path / ".incoming" / "cut.part"
+    part.parent.mkdir(exist_ok=True)
+    part.write_bytes(data)
+    return still_damage(part)
+
+
+def test_a_whole_photo_has_no_damage_even_padded_after_its_end(tmp_path: Path) -> None:
+    data = _jpeg(tmp_path)
+    assert _damage(tmp_path, data) is None
+    # some recorders write a photo into a block of zeros (or 0xFF)
+    assert _damage(tmp_path, data + bytes(4096)) is None
+    assert _damage(tmp_path, data + b"\xff" * 100) is None
+
+
+@pytest.mark.parametrize("kept", [0.3, 0.5, 0.9, -1])
+def test_a_photo_cut_off_anywhere_in_its_picture_is_damaged(tmp_path: Path, kept: float) -> None:
+    """The damage a recorder losing power leaves: FFmpeg's decoder conceals it (it
+    decodes such a file), so the check is the file's structure."""
+    data = _jpeg(tmp_path)
+    cut = data[:-1] if kept == -1 else data[: int(len(data) * kept)]
+    assert data.index(b"\xff\xda") < len(cut)  # the cut is in the picture, past the headers
+    found = _damage(tmp_path, cut)
+    assert found is not None and "cut off" in found and "end-of-image" in found
+
+
+def test_a_photo_cut_off_in_its_headers_is_damaged(tmp_path: Path) -> None:
+    data = _jpeg(tmp_path)
+    found = _damage(tmp_path, data[: data.index(b"\xff\xda") - 10])
+    assert found is not None and "ends in its headers" in found
+
+
+def _with_thumbnail(photo: bytes, thumb: bytes) -> bytes:
+    """``photo`` with ``thumb`` embedded in an APP1 segment after its start, as cameras
+    put an EXIF thumbnail (a whole JPEG, with its own end-of-image marker)."""
+    body = b"Exif\x00\x00" + thumb
+    return photo[:2] + b"\xff\xe1" + (len(body) + 2).to_bytes(2, "big") + body + photo[2:]
+
+
+def test_a_photo_cut_off_just_after_its_thumbnail_is_damaged(tmp_path: Path) -> None:
+    """The thumbnail ends with the marker a whole photo ends with: only a walk of the
+    segments tells that the picture itself never began."""
+    write_jpeg(tmp_path / "thumb.jpg", width=160, height=120)
+    thumb = (tmp_path / "thumb.jpg").read_bytes()
+    photo = _with_thumbnail(_jpeg(tmp_path), thumb)
+    assert _damage(tmp_path, photo) is None
+    cut = photo[: photo.index(thumb) + len(thumb)]
+    assert cut.endswith(b"\xff\xd9")
+    found = _damage(tmp_path, cut)
+    assert found is not None and "cut off" in found
+
+
+def _png(tmp_path: Path) -> bytes:
+    """A PNG of a test pattern, encoded by FFmpeg's PNG encoder."""
+    frame = av.VideoFrame(64, 48, "rgb24")
+    for plane in frame.planes:
+        size = plane.buffer_size
+        plane.update(bytes(range(256)) * (size // 256) + bytes(size % 256))
+    ctx = av.CodecContext.create("png", "w")
+    assert isinstance(ctx, av.VideoCodecContext)
+    ctx.width, ctx.height, ctx.pix_fmt = 64, 48, "rgb24"
+    return b"".join(bytes(p) for p in [*ctx.encode(frame), *ctx.encode(None)])
+
+
+def test_a_png_is_damaged_only_when_cut_off(tmp_path: Path) -> None:
+    data = _png(tmp_path)
+    assert data.startswith(b"\x89PNG") and _damage(tmp_path, data) is None
+    found = _damage(tmp_path, data[: len(data) // 2])
+    assert found is not None and "PNG without IEND" in found

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
+from typing import BinaryIO
 
 import av
 
@@ -52,10 +53,10 @@ def probe(path: Path, *, still: bool = False) -> ProbeResult:
 
     ``still``: the recorder named it a photo. FFmpeg's image demuxer is asked first,
     and when that cannot read it (a video named .JPG) the format is found by content.
-    What the image demuxer reads is not decoded here: decoding is most of a photo's
-    probe, so the ingest runs :func:`first_frame` in its verify stage, beside the next
-    file's copy. Anything else has its first frame decoded here (its recording time
-    is judged against its mtime only when it decodes: ``clockcheck``).
+    What the image demuxer reads is not decoded here: the ingest checks the picture
+    (:func:`still_damage`) in its verify stage, beside the next file's copy. Anything
+    else has its first frame decoded here (its recording time is judged against its
+    mtime only when it decodes: ``clockcheck``).
     """
     if path.stat().st_size == 0:
         return ProbeResult(error="empty file (0 bytes)")
@@ -64,6 +65,82 @@ def probe(path: Path, *, still: bool = False) -> ProbeResult:
         if read.error is None:  # a still has no duration (image2 gives it one frame's)
             return dataclasses.replace(read, duration_s=None)
     return _read(path, None, decode=True)
+
+
+def still_damage(path: Path) -> str | None:
+    """Why the picture of a photo is damaged; None when it is whole.
+
+    A JPEG or PNG is checked by its structure, which costs two small reads: the
+    picture must be there in full, up to the marker every such file ends with (a
+    JPEG's end-of-image after its scan, a PNG's IEND chunk). A recorder losing power
+    while it writes a photo leaves it cut off, and FFmpeg's decoder, which conceals
+    what is missing, decodes a JPEG cut anywhere past its first few kilobytes without
+    complaint. Another format has its first frame decoded (:func:`first_frame`).
+    """
+    try:
+        with path.open("rb") as f:
+            head = f.read(_HEAD)
+            end, tail = _end(f, f.seek(0, 2))
+            if head.startswith(_JPEG):
+                return _jpeg_damage(f, head, end, tail)
+            if head.startswith(_PNG):
+                return None if tail.endswith(_PNG_END) else f"{_CUT_OFF} (PNG without IEND)"
+    except OSError as exc:
+        return _unreadable(exc)
+    return first_frame(path, still=True)
+
+
+def _end(f: BinaryIO, size: int) -> tuple[int, bytes]:
+    """Where the file's data ends, padding after its end marker (zeros, or 0xFF) left
+    out, and the last bytes before that."""
+    end = size
+    while end > 0:
+        start = max(0, end - _TAIL)
+        f.seek(start)
+        tail = f.read(end - start).rstrip(b"\x00\xff")
+        if tail:
+            return start + len(tail), tail
+        end = start
+    return 0, b""
+
+
+_JPEG, _PNG = b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n"
+_PNG_END = b"IEND\xaeB`\x82"
+_HEAD, _TAIL = 64 * 1024, 64 * 1024
+_CUT_OFF = "picture cut off (file damaged or truncated)"
+# Markers without a length: TEM, RST0-7 (and the SOI already read).
+_BARE = frozenset({0x01, *range(0xD0, 0xD8)})
+
+
+def _jpeg_damage(f: BinaryIO, head: bytes, end: int, tail: bytes) -> str | None:
+    """A JPEG's segments walked from its start to its first scan (skipping what they
+    hold, an embedded thumbnail with its own end-of-image too); then the file must end
+    (at ``end``, its padding left out) with the end-of-image marker, after that scan."""
+    at, buf, base = 2, head, 0
+    while True:
+        if at + 4 > base + len(buf):  # the next marker is not in the buffer: read on
+            f.seek(at)
+            buf, base = f.read(_HEAD), at
+            if len(buf) < 4:
+                return f"{_CUT_OFF} (JPEG ends in its headers)"
+        i = at - base
+        if buf[i] != 0xFF:
+            return f"{_CUT_OFF} (JPEG headers broken at byte {at})"
+        marker = buf[i + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            at += 1
+            continue
+        if marker == 0xDA:  # start of scan: the picture follows
+            break
+        if marker == 0xD9:
+            return f"{_CUT_OFF} (JPEG ends before its picture)"
+        at += 2 if marker in _BARE else 2 + int.from_bytes(buf[i + 2 : i + 4], "big")
+    if tail.endswith(_JPEG_END) and at + 4 <= end - len(_JPEG_END):
+        return None
+    return f"{_CUT_OFF} (JPEG without its end-of-image marker)"
+
+
+_JPEG_END = b"\xff\xd9"
 
 
 def first_frame(path: Path, *, still: bool = False) -> str | None:

@@ -46,7 +46,7 @@ from dockd.ingest.discover import Candidate
 from dockd.ingest.identify import Identity
 from dockd.ingest.naming import NameInfo
 from dockd.ingest.outcome import FileOutcome, FileStatus, Progress, SessionResult, SourceGone
-from dockd.ingest.probe import STILL_FORMAT, first_frame, probe
+from dockd.ingest.probe import STILL_FORMAT, probe, still_damage
 from dockd.ledger import audit
 from dockd.ledger.models import Recording
 from dockd.store.paths import render_path
@@ -195,7 +195,7 @@ def verify(ctx: Context, root: Path, taken: Taken) -> FileOutcome | None:
                     f"expected {incoming.blake3}: the store disk may be failing",
                 )
             row.verified = True
-        _check_first_frame(root / taken.published, row)
+        _check_picture(root / taken.published, row)
     except BaseException as exc:
         return _undo(ctx, root, taken.rel, incoming, taken.published, exc, committing=False)
     return None
@@ -281,14 +281,15 @@ def _settle(taken: Taken) -> None:
         log.error("publish marker not removed", file=taken.rel, error=_oserror(exc))
 
 
-def _check_first_frame(path: Path, row: Recording) -> None:
-    """Flag the row of a photo whose headers read but whose picture does not decode.
+def _check_picture(path: Path, row: Recording) -> None:
+    """Flag the row of a photo whose headers read but whose picture is damaged.
 
-    The probe left the decode of what the image demuxer read to this stage, beside the
-    next file's copy (see ``probe.probe``); the row keeps what the headers said.
+    The probe read only the headers of what the image demuxer read; the picture is
+    checked in this stage, beside the next file's copy (``probe.still_damage``); the
+    row keeps what the headers said.
     """
     if row.probe_error is None and row.container == STILL_FORMAT:
-        error = first_frame(path, still=True)
+        error = still_damage(path)
         if error is not None:
             row.probe_failed, row.probe_error = True, error
 
