@@ -66,17 +66,14 @@ def describe(
         station_zone=cfg.station.tz,
     )
     badge = name.badge if name is not None else None
-    with ctx.ledger.read() as s:
-        found = attribution.attribute(
-            s, identity.device.id if identity.device else None, start, badge
-        )
-    officer = found.officer
+    with ctx.ledger.read_rows() as conn:
+        found = attribution.who(conn, identity.device.id if identity.device else None, start, badge)
     row = Recording(
         station=cfg.station.id,
         session_id=session_id,
         device_id=identity.device.id if identity.device else None,
         device_ref=identity.ref,
-        officer_id=officer.id if officer else None,
+        officer_id=found.officer_id,
         badge_hint=badge,
         kind=cand.kind,
         recorded_start=start.astimezone(UTC),
@@ -109,7 +106,7 @@ def describe(
         access_class="normal",
         state="stored",
     )
-    return row, officer.badge if officer is not None else badge
+    return row, found.badge or badge
 
 
 def badge_mismatch_alert(ctx: Context, session_id: int, relpath: str, file_id: int) -> None:

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
-from sqlalchemy import or_, select
+from sqlalchemy import Connection, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from dockd.ledger import audit
@@ -28,28 +29,51 @@ class Attribution:
     badge_mismatch: bool
 
 
+class Who(NamedTuple):
+    """:class:`Attribution` as plain values: what an ingest writes in a file's row."""
+
+    officer_id: int | None
+    badge: str | None
+    badge_mismatch: bool
+
+
+# Built once: an ingest asks them for every file it takes.
+_ASSIGNED = (
+    select(Officer.id, Officer.badge)
+    .join(Assignment, Assignment.officer_id == Officer.id)
+    .where(Assignment.device_id == bindparam("device"), Assignment.valid_from <= bindparam("when"))
+    .where(or_(Assignment.valid_until.is_(None), Assignment.valid_until > bindparam("when")))
+    .limit(1)
+)
+_NAMED = select(Officer.id, Officer.badge).where(Officer.badge == bindparam("badge")).limit(1)
+
+
+def who(
+    conn: Connection | Session, device_id: int | None, start: datetime, badge_hint: str | None
+) -> Who:
+    """The assigned officer at ``start``, else the one the name's badge names. Asked on
+    a bare connection (``Ledger.read_rows``) by an ingest: no ORM object per file."""
+    if device_id is not None:
+        held = conn.execute(_ASSIGNED, {"device": device_id, "when": start}).first()
+        if held is not None:
+            return Who(held.id, held.badge, bool(badge_hint) and badge_hint != held.badge)
+    named = conn.execute(_NAMED, {"badge": badge_hint}).first() if badge_hint else None
+    return Who(named.id, named.badge, False) if named is not None else Who(None, None, False)
+
+
 def officer_at(session: Session, device_id: int, when: datetime) -> Officer | None:
     """The officer who held the device at ``when``, if any assignment covers it."""
-    return session.scalar(
-        select(Officer)
-        .join(Assignment, Assignment.officer_id == Officer.id)
-        .where(Assignment.device_id == device_id, Assignment.valid_from <= when)
-        .where(or_(Assignment.valid_until.is_(None), Assignment.valid_until > when))
-        .limit(1)
-    )
+    held = session.execute(_ASSIGNED, {"device": device_id, "when": when}).first()
+    return session.get(Officer, held.id) if held is not None else None
 
 
 def attribute(
     session: Session, device_id: int | None, start: datetime, badge_hint: str | None
 ) -> Attribution:
-    """The assigned officer at ``start``, else the one the name's badge names."""
-    assigned = officer_at(session, device_id, start) if device_id is not None else None
-    if assigned is not None:
-        return Attribution(assigned, bool(badge_hint) and badge_hint != assigned.badge)
-    named = (
-        session.scalar(select(Officer).where(Officer.badge == badge_hint)) if badge_hint else None
-    )
-    return Attribution(named, False)
+    """:func:`who`, with the officer as an entity."""
+    found = who(session, device_id, start, badge_hint)
+    officer = session.get(Officer, found.officer_id) if found.officer_id is not None else None
+    return Attribution(officer, found.badge_mismatch)
 
 
 def set_officer(
