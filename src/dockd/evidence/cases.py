@@ -258,40 +258,53 @@ def tag_case_window(
         _tag_from_case(session, row, case, at=at, actor=actor, source="case-import", result=result)
 
 
-def tag_on_ingest(session: Session, row: Recording, *, at: datetime, actor: str) -> None:
-    """Tag a just-ingested recording with any imported case whose window covers it.
+def tag_on_ingest(session: Session, rows: Sequence[Recording], *, actor: str) -> None:
+    """Tag just-ingested recordings with any imported case whose window covers them,
+    each tagged at its ingest time.
 
-    Called by the ingest pipeline inside the transaction that writes the file row,
+    Called by the ingest pipeline inside the transaction that writes the file rows,
     so footage docked after a case import is tagged exactly like footage before it.
     When several cases of the officer overlap, the earliest-starting one wins; a
-    different case can be set by hand with ``dockd tag``. The per-case view
-    (:mod:`dockd.evidence.bycase`) is not touched here (no config in reach): it catches up at
-    the next ``bycase.rebuild``.
+    different case can be set by hand with ``dockd tag``. The cases that may cover
+    any of ``rows`` are read in one query. The per-case view
+    (:mod:`dockd.evidence.bycase`) is not touched here (no config in reach): it catches
+    up at the next ``bycase.rebuild``.
     """
-    if row.case_number is not None:
+    wanted: list[tuple[Recording, str]] = []
+    for row in rows:
+        if row.case_number is not None:
+            continue
+        officer = session.get(Officer, row.officer_id) if row.officer_id is not None else None
+        badge = (officer.badge if officer is not None else None) or row.badge_hint
+        if badge is not None:
+            wanted.append((row, badge))
+    if not wanted:
         return
-    badge: str | None = None
-    if row.officer_id is not None:
-        officer = session.get(Officer, row.officer_id)
-        badge = officer.badge if officer is not None else None
-    badge = badge or row.badge_hint
-    if badge is None:
-        return
-    end = row.recorded_end or row.recorded_start
+    first = min(row.recorded_start for row, _ in wanted)
+    last = max(row.recorded_end or row.recorded_start for row, _ in wanted)
     q = (
         select(Case)
         .where(
-            Case.officer_badge == badge,
+            Case.officer_badge.in_(sorted({badge for _, badge in wanted})),
             Case.starts_at.is_not(None),
-            Case.starts_at <= end,
-            or_(Case.ends_at.is_(None), Case.ends_at >= row.recorded_start),
+            Case.starts_at <= last,
+            or_(Case.ends_at.is_(None), Case.ends_at >= first),
         )
         .order_by(Case.starts_at, Case.id)
-        .limit(1)
     )
-    case = session.scalar(q)
-    if case is not None:
-        _tag_from_case(session, row, case, at=at, actor=actor, source="ingest", result=TagResult())
+    found = list(session.scalars(q))
+    for row, badge in wanted:
+        end = row.recorded_end or row.recorded_start
+        case = next((c for c in found if c.officer_badge == badge and _covers(c, row, end)), None)
+        if case is not None:
+            at, tagged = row.ingested_at, TagResult()
+            _tag_from_case(session, row, case, at=at, actor=actor, source="ingest", result=tagged)
+
+
+def _covers(case: Case, row: Recording, end: datetime) -> bool:
+    """Whether the case's window (it has a start) overlaps the recording ending at ``end``."""
+    assert case.starts_at is not None
+    return case.starts_at <= end and (case.ends_at is None or case.ends_at >= row.recorded_start)
 
 
 def list_cases(session: Session, *, case_number: str | None = None) -> list[Case]:

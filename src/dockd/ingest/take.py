@@ -394,8 +394,8 @@ def _commit_rows(ctx: Context, rows: Sequence[tuple[Recording, str | None]]) -> 
                 for row, badge in rows
             ],
         )
+        cases.tag_on_ingest(s, [row for row, _badge in rows], actor=ctx.actor)
         for row, _badge in rows:
-            cases.tag_on_ingest(s, row, at=row.ingested_at, actor=ctx.actor)
             if row.session_id is not None:  # always, for an ingest: its session counts it now
                 stored = FileOutcome(row.source_path, FileStatus.STORED, size=row.size_bytes)
                 session.count(s, row.session_id, stored, row.ingested_at)
