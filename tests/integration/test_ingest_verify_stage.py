@@ -1,6 +1,7 @@
 """What the verify thread does with the files behind the one being copied (issue 16):
-it decodes each photo's picture, and commits the rows of the files it verified
-meanwhile in one transaction, so a shift's photos do not pay a transaction each.
+it checks each photo's picture, and commits the rows of the files it verified, and of
+those that came while it did, in one transaction, so a shift's photos do not pay a
+transaction each.
 
 The batches are made certain, not left to the machine's speed: the pipeline takes
 file 2 only once the verify thread is at file 1, and the verify thread goes on from
@@ -12,6 +13,7 @@ import shutil
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,8 @@ from sqlalchemy.exc import OperationalError
 from dockd.clock import FixedClock
 from dockd.context import Context
 from dockd.errors import LedgerError
-from dockd.ingest import take
+from dockd.evidence import caseimport
+from dockd.ingest import pipeline, take
 from dockd.ingest.describe import describe as describe_file
 from dockd.ingest.pipeline import run_ingest
 from dockd.ledger import audit
@@ -50,7 +53,7 @@ def held(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Held]:
 
     # The waits below are guards only: a test fails on what they return, never hangs.
     def take_file(*args: Any, **kw: Any) -> Any:
-        if state.published == 1:  # file 1 alone in the first batch
+        if state.published == 1:  # file 2 only once the verify thread is at file 1
             assert state.at_first.wait(120), "the verify thread never took file 1"
         got = real_take(*args, **kw)
         if isinstance(got, take.Taken):
@@ -97,7 +100,7 @@ def test_files_verified_while_a_commit_waits_share_one_transaction(
     result = run_ingest(ctx, rec.root)
 
     assert result.ok and result.count("stored") == n
-    assert held.commits == [1, n - 1]  # file 1 alone, the rest together
+    assert held.commits == [n]  # file 1's verify outlasted the others' copy: all together
     with ctx.ledger.read() as s:
         rows = list(s.scalars(select(Recording).order_by(Recording.id)))
         assert sorted(r.source_path for r in rows) == sorted(r.relpath for r in rec.recordings)
@@ -111,6 +114,33 @@ def test_files_verified_while_a_commit_waits_share_one_transaction(
     # the session reports the files in the order they were taken, the rows' order
     assert [f.relpath for f in result.files] == [r.source_path for r in rows]
     _chain_ok(ctx)
+
+
+def test_the_thread_gathers_the_files_that_come_and_never_keeps_the_pipeline_waiting(
+    ctx: Context, tmp_path: Path, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing holds the verify thread here: it waits for the next file before it
+    commits, so the whole card is one transaction; and when the pipeline has taken the
+    last file and waits for the thread, the thread commits at once instead of waiting
+    out its time (made ten minutes here: the guard below fails long before)."""
+    rec = make_recorder(tmp_path / "rec", extras=False, clips=5)
+    register(ctx.ledger, clock, rec)
+    monkeypatch.setattr(pipeline, "GATHER_S", 600.0)
+    real_commit, commits = take._commit_rows, []
+
+    def commit_rows(c: Context, rows: Sequence[tuple[Recording, str | None]]) -> list[int]:
+        commits.append(len(rows))
+        return real_commit(c, rows)
+
+    monkeypatch.setattr(take, "_commit_rows", commit_rows)
+    got: list[Any] = []
+    docking = threading.Thread(target=lambda: got.append(run_ingest(ctx, rec.root)))
+    docking.start()
+    docking.join(120)  # a guard: the dock takes seconds unless the thread waits its time out
+    assert not docking.is_alive(), "the pipeline waited for the verify thread's gathering"
+    [result] = got
+    assert result.ok and result.count("stored") == len(rec.recordings)
+    assert commits == [len(rec.recordings)]
 
 
 @pytest.mark.parametrize("config", BACKENDS, indirect=True)
@@ -131,7 +161,7 @@ def test_a_row_the_ledger_refuses_in_a_batch_fails_that_file_alone(
     result = run_ingest(ctx, rec.root)
 
     # the batch failed as a whole, then each row alone: only the victim's is refused
-    assert held.commits == [1, n - 1, *([1] * (n - 1))]
+    assert held.commits == [n, *([1] * n)]
     [failed] = [f for f in result.files if f.status == "failed"]
     assert failed.relpath == victim and "ledger refused the row" in (failed.reason or "")
     assert result.count("stored") == n - 1
@@ -145,6 +175,75 @@ def test_a_row_the_ledger_refuses_in_a_batch_fails_that_file_alone(
         assert failure.source_path == victim
         session = s.get_one(DockSession, result.session_id)
         assert (session.files_stored, session.files_failed) == (n - 1, 1)
+    _chain_ok(ctx)
+
+
+def _import_cases(ctx: Context, rec: Recorder, *windows: tuple[str, str, int, int | None]) -> None:
+    """Cases of (number, badge, start, end) seconds after the recorder's first clip,
+    imported as ``dockd cases import`` does."""
+    base = rec.of_kind("video")[0].recorded_at
+    assert base is not None
+    tz = ctx.config.station.tz
+
+    def at(sec: int | None) -> str:
+        return "" if sec is None else (base + timedelta(seconds=sec)).astimezone(tz).strftime(_T)
+
+    text = "case_number,officer_badge,start,end,cause,party\n" + "".join(
+        f"{n},{badge},{at(a)},{at(b)},cause,party\n" for n, badge, a, b in windows
+    )
+    rows = caseimport.parse_cases_csv(text, tz)
+    with ctx.ledger.session() as s:
+        now = ctx.clock.now()
+        caseimport.import_cases(s, rows, at=now, actor="clerk", station="st", source="c.csv")
+
+
+_T = "%Y-%m-%d %H:%M:%S"
+
+
+@pytest.mark.parametrize("config", BACKENDS, indirect=True)
+def test_the_files_of_a_batch_are_each_tagged_by_their_own_case_also_after_a_refusal(
+    ctx: Context, tmp_path: Path, clock: FixedClock, held: Held, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cases that may cover a batch are read at once; each file still takes the
+    earliest-starting case of its officer whose window overlaps it. When the batch
+    is refused for one row and retried file by file, every other file is tagged
+    once, as it would have been alone."""
+    rec = _card(tmp_path, ctx, clock, held)  # clips 2 s long, at 0, 62, 124, 186, 248 s
+    _import_cases(
+        ctx,
+        rec,
+        ("A-1", rec.badge, -10, 70),  # clips 0 and 1
+        ("B-2", rec.badge, 60, 130),  # clips 1 (A-1 starts earlier) and 2
+        ("C-3", rec.badge, 240, None),  # clip 4: open-ended
+        ("X-9", "999999", -60, None),  # another officer's: none of these files
+    )
+    clips = [v.relpath for v in rec.of_kind("video")]
+    expected = {clips[0]: "A-1", clips[1]: "A-1", clips[2]: "B-2", clips[3]: None}
+    expected[clips[4]] = "C-3"
+    for other in (*rec.of_kind("photo"), *rec.of_kind("audio")):  # at 12 and 22 s
+        expected[other.relpath] = "A-1"
+    victim = clips[3]  # the one no case covers: the others tell the tags apart
+
+    def describe(*args: Any, **kw: Any) -> Any:
+        row, badge = describe_file(*args, **kw)
+        if row.source_path == victim:
+            row.blake3 = None  # type: ignore[assignment]  # NOT NULL: the ledger refuses it
+        return row, badge
+
+    monkeypatch.setattr(take, "describe", describe)
+    result = run_ingest(ctx, rec.root)
+
+    n = len(rec.recordings)
+    assert held.commits == [n, *([1] * n)]  # the batch, then one by one
+    assert [f.relpath for f in result.files if f.status == "failed"] == [victim]
+    del expected[victim]
+    with ctx.ledger.read() as s:
+        got = {p: c for p, c in s.execute(select(Recording.source_path, Recording.case_number))}
+        tagged = s.scalars(select(AuditEvent.subject_id).where(AuditEvent.action == "file.tag"))
+        events = sorted(tagged)
+        ids = {p: i for p, i in s.execute(select(Recording.source_path, Recording.id))}
+    assert got == expected
+    assert events == sorted(str(ids[p]) for p, case in expected.items() if case)  # once each
     _chain_ok(ctx)
 
 
@@ -237,7 +336,7 @@ def test_a_photo_cut_off_after_its_headers_is_kept_flagged_with_its_size(
     # the photo, and the recorder's own broken and empty files; no other
     broken = {r.relpath for r in rec.recordings if r.kind in ("broken", "empty")}
     assert broken and damaged == broken | {photo.relpath}
-    assert row.probe_failed and "unreadable by PyAV" in (row.probe_error or "")
+    assert row.probe_failed and "cut off" in (row.probe_error or "")
     assert "probe-failed" in row.flags and row.verified
     # what the headers said is kept: the picture's codec and size
     assert (row.video_codec, row.width, row.height) == ("mjpeg", 160, 120)

@@ -70,8 +70,11 @@ def pause_lines(proc: subprocess.Popen[bytes], *points: str) -> dict[str, str]:
             seen += chunk
             found = {}
             for line in seen.decode("utf-8", "replace").splitlines():
-                head, _, rel = line.partition(" ")[2].partition(" ")
-                if line.startswith("dockd-test-pause ") and head in points:
+                # anywhere in the line: the other thread's log record may be half
+                # written when this one writes its pause (its newline comes after)
+                at = line.find("dockd-test-pause ")
+                head, _, rel = line[at:].partition(" ")[2].partition(" ")
+                if at >= 0 and head in points:
                     found[head] = rel
             if len(found) == len(points):
                 return found
@@ -416,14 +419,15 @@ def fill(fs: Path, leave: int) -> Path:
 def test_ledger_disk_full_exits_75_keeps_no_half_file_and_recovers(tmp_path: Path) -> None:
     need(root=True, tools=("mount", "umount"), why="the ledger sits on a real, small tmpfs")
     rec = make_recorder(tmp_path / "rec", clips=2, extras=False)
-    # many small files, so the ledger runs out part-way, whatever a row costs
-    for i in range(40):
+    # more small files than one commit holds (pipeline.BEHIND_FILES), so some are
+    # left to commit when the disk is filled after the first commit
+    for i in range(100):
         write_jpeg(
             rec.root
             / "DCIM"
             / "100MEDIA"
-            / f"{rec.serial}_{rec.badge}_2026031507{i:02d}00_{i + 2:04d}.JPG",
-            width=64 + 16 * (i % 8),
+            / f"{rec.serial}_{rec.badge}_20260315{7 + i // 60:02d}{i % 60:02d}00_{i + 2:04d}.JPG",
+            width=66 + 16 * (i % 8),  # never the recorder's own 160 x 120 photo
             height=48 + 8 * (i // 8),
         )
     relpaths = sorted(
@@ -434,14 +438,27 @@ def test_ledger_disk_full_exits_75_keeps_no_half_file_and_recovers(tmp_path: Pat
     with small_tmpfs(tmp_path / "ledgerfs", "8m") as fs:
         db = fs / "ledger.sqlite3"
         station = registered(make_station(tmp_path / "station", ledger_url=f"sqlite:///{db}"), rec)
-        # room for the session and its first commits (each about 100 KB of WAL, a few KB
-        # more per row in a batch), never for all 42 files however they are batched
-        filler = fill(fs, leave=320 * 1024)
-
-        full = station.run("ingest", str(rec.root))
-        assert full.returncode == 75, full.stdout + full.stderr
-        lines = [ln for ln in full.stderr.splitlines() if ln.startswith("dockd: ")]
-        assert lines, full.stderr
+        resume = tmp_path / "resume"
+        os.mkfifo(resume)
+        full = station.start(
+            "ingest",
+            str(rec.root),
+            stdout=True,
+            DOCKD_TEST_PAUSE="after-commit:1",
+            DOCKD_TEST_RESUME=str(resume),
+        )
+        pause_line(full, "after-commit")
+        first = len(station.rows())  # the batch holding file 1
+        # no room for another commit (each writes about 100 KB of WAL)
+        filler = fill(fs, leave=16 * 1024)
+        with resume.open("wb") as fifo:
+            fifo.write(b"go")
+        assert full.stderr is not None and full.stdout is not None
+        err = full.stderr.read().decode("utf-8", "replace")
+        full.stdout.read()
+        assert full.wait() == 75, err
+        lines = [ln for ln in err.splitlines() if ln.startswith("dockd: ")]
+        assert lines, err
         assert str(db) in lines[-1], lines[-1]
         assert incoming_left(station.store) == []  # no half-file, no temporary
 
@@ -449,7 +466,7 @@ def test_ledger_disk_full_exits_75_keeps_no_half_file_and_recovers(tmp_path: Pat
         stored_by_crash = store_files(station.store)
         rows = station.rows()
         assert stored_by_crash == {r.store_path for r in rows}, "a store file without its row"
-        assert 0 < len(rows) < len(relpaths), "the ledger should have filled part-way"
+        assert len(rows) == first and 0 < first < len(relpaths), "filled after the first commit"
 
         again = station.run("ingest", str(rec.root))
         assert again.returncode == 0, again.stdout + again.stderr

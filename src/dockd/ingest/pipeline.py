@@ -208,6 +208,11 @@ def _take_each(
 # pipeline waits for the oldest beyond them. It bounds what a crash leaves to redo.
 BEHIND_FILES = 64
 BEHIND_BYTES = 256 << 20
+# How long the verify thread, having verified what it was handed, waits for the next
+# file before it commits: files that come faster (a shift's photos, one every few
+# milliseconds) share one transaction, up to the bounds above. A large file waits this
+# once for its row; nothing waits while the pipeline waits for the thread.
+GATHER_S = 0.05
 
 
 class _TakenBack(Exception):
@@ -225,10 +230,12 @@ class _Behind:
     """The files behind the one being copied: their verify and commit in the verify thread.
 
     The thread verifies each file handed to it in turn, then commits the rows of all
-    it verified in one transaction (``take.commit``): when it keeps up, one file at a
-    time; when files arrive faster than it commits (small ones), those that queued
-    meanwhile together, so a photo does not pay a transaction of its own. The
-    pipeline's thread counts each file on the session in order (:meth:`settle`).
+    it verified in one transaction (``take.commit``). Before it commits it waits
+    :data:`GATHER_S` for the next file, and verifies that too, so files that come
+    quickly (small ones) share a transaction, up to the bounds of what may be behind,
+    and a photo does not pay one of its own; it does not wait while the pipeline
+    waits for it (:meth:`_hurry`). The pipeline's thread counts each file on the
+    session in order (:meth:`settle`).
 
     Leaving the ``with`` block on an exception (an interrupt, the ledger failing) still
     waits for the thread, which verifies and commits or takes back every file it was
@@ -240,6 +247,8 @@ class _Behind:
         self._ctx, self._root, self._result, self._progress = ctx, root, result, progress
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dockd-verify")
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)  # a file queued, or the pipeline waits
+        self._waiting = False  # the pipeline waits for the thread: commit what it has
         self._queued: list[_Job] = []  # handed over, not yet picked up by the thread
         self._busy = False  # the thread is working through the queue
         self._failed = False  # ... and stopped at a failure: take back what comes
@@ -249,6 +258,7 @@ class _Behind:
         return self
 
     def __exit__(self, _type: object, exc: BaseException | None, _tb: object) -> None:
+        self._hurry()
         try:
             while self._jobs:  # left by an exception: report the files behind too
                 rel = self._jobs[0].taken.rel
@@ -269,9 +279,10 @@ class _Behind:
         self._jobs.append(job)
         why: BaseException | None = None
         with self._lock:
-            failed = self._failed
+            failed, self._waiting = self._failed, False
             if not failed:
                 self._queued.append(job)
+                self._arrived.notify()
                 if not self._busy:
                     try:
                         self._pool.submit(contextvars.copy_context().run, self._work)
@@ -284,7 +295,27 @@ class _Behind:
         if failed:
             self._give_back(job, why)
         while self._jobs and (self._jobs[0].done.done() or self._too_many()):
+            if not self._jobs[0].done.done():
+                self._hurry()
             self._settle_first()
+
+    def _hurry(self) -> None:
+        """The pipeline is about to wait for the thread: it commits what it has now."""
+        with self._lock:
+            self._waiting = True
+            self._arrived.notify()
+
+    def _gather(self, ready: list[_Job]) -> list[_Job]:
+        """The files queued within :data:`GATHER_S` (none when the pipeline waits, or
+        ``ready`` is already as much as may be behind)."""
+        held = sum(j.taken.incoming.size for j in ready)
+        if len(ready) >= BEHIND_FILES or held >= BEHIND_BYTES:
+            return []
+        with self._lock:
+            if not self._queued and not self._waiting:
+                self._arrived.wait(GATHER_S)
+            more, self._queued = self._queued, []
+        return more
 
     def _too_many(self) -> bool:
         held = sum(j.taken.incoming.size for j in self._jobs)
@@ -293,11 +324,15 @@ class _Behind:
     def wait(self, digest: str | None) -> None:
         """Wait for the files behind to be done: all (``None``), or those with the BLAKE3
         ``digest`` (the same recording twice must be found present, not kept twice)."""
-        futures.wait([j.done for j in self._jobs if digest in (None, j.taken.incoming.blake3)])
+        jobs = [j.done for j in self._jobs if digest in (None, j.taken.incoming.blake3)]
+        if not all(job.done() for job in jobs):
+            self._hurry()
+            futures.wait(jobs)
 
     def settle(self) -> None:
         """Count every file behind on the session, in order, once each is done; what the
         verify thread raised (the ledger gone) is raised here."""
+        self._hurry()
         while self._jobs:
             self._settle_first()
 
@@ -350,8 +385,9 @@ class _Behind:
             job.done.set_exception(why or _TakenBack())
 
     def _verify_and_commit(self, batch: list[_Job]) -> None:
-        """Each job of ``batch`` done: failed at its verify, committed, or with the
-        failure that stopped the batch (raised again; its files taken back or put right)."""
+        """Each job of ``batch``, and of what is gathered behind it, done: failed at its
+        verify, committed, or with the failure that stopped the batch (raised again; its
+        files taken back or put right)."""
         ready: list[_Job] = []
         pending = list(batch)
         try:
@@ -362,6 +398,9 @@ class _Behind:
                     job.done.set_result(failed)
                 else:
                     ready.append(job)
+                if not pending:
+                    pending = self._gather(ready)
+                    batch += pending
         except BaseException as exc:  # pending[0] was taken back by its verify
             try:
                 for job in ready + pending[1:]:
