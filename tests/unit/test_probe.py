@@ -14,6 +14,7 @@ from pathlib import Path
 import av
 import pytest
 
+from dockd.ingest import probe as probe_module
 from dockd.ingest.probe import probe, still_damage
 from fixtures.make_recorder import write_jpeg, write_mp4
 
@@ -105,6 +106,23 @@ def test_a_whole_photo_has_no_damage_even_padded_after_its_end(tmp_path: Path) -
     assert _damage(tmp_path, data + b"\xff" * 100) is None
 
 
+def test_what_a_camera_appends_after_the_picture_is_not_damage(tmp_path: Path) -> None:
+    """Vendor trailers, a motion photo's clip: bytes after the end-of-image marker,
+    any number of them, whatever they hold."""
+    data = _jpeg(tmp_path)
+    assert _damage(tmp_path, data + b"SEFT trailer\n") is None
+    write_mp4(tmp_path / "motion.mp4", start=datetime(2026, 3, 15, tzinfo=UTC), seconds=1.0)
+    assert _damage(tmp_path, data + (tmp_path / "motion.mp4").read_bytes() * 8) is None
+
+
+def test_a_photo_whose_end_never_reached_the_disk_is_damaged(tmp_path: Path) -> None:
+    """Power lost after the file's size was written but before all its data: the rest
+    of the file reads as zeros."""
+    data = _jpeg(tmp_path)
+    found = _damage(tmp_path, data[: len(data) // 2] + bytes(len(data) - len(data) // 2))
+    assert found is not None and "end-of-image" in found
+
+
 @pytest.mark.parametrize("kept", [0.3, 0.5, 0.9, -1])
 def test_a_photo_cut_off_anywhere_in_its_picture_is_damaged(tmp_path: Path, kept: float) -> None:
     """The damage a recorder losing power leaves: FFmpeg's decoder conceals it (it
@@ -114,6 +132,19 @@ def test_a_photo_cut_off_anywhere_in_its_picture_is_damaged(tmp_path: Path, kept
     assert data.index(b"\xff\xda") < len(cut)  # the cut is in the picture, past the headers
     found = _damage(tmp_path, cut)
     assert found is not None and "cut off" in found and "end-of-image" in found
+
+
+@pytest.mark.parametrize("chunk", [2, 3, 7, 4096])
+def test_the_file_is_read_in_chunks_without_losing_a_marker_between_two(
+    tmp_path: Path, chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large photo is read a chunk at a time: a marker (or a stuffed 0xFF 0x00) split
+    between two reads is still read as one."""
+    monkeypatch.setattr(probe_module, "_CHUNK", chunk)
+    data = _jpeg(tmp_path)
+    assert _damage(tmp_path, data + bytes(5)) is None
+    found = _damage(tmp_path, data[: len(data) * 2 // 3])
+    assert found is not None and "end-of-image" in found
 
 
 def test_a_photo_cut_off_in_its_headers_is_damaged(tmp_path: Path) -> None:
@@ -159,3 +190,4 @@ def test_a_png_is_damaged_only_when_cut_off(tmp_path: Path) -> None:
     assert data.startswith(b"\x89PNG") and _damage(tmp_path, data) is None
     found = _damage(tmp_path, data[: len(data) // 2])
     assert found is not None and "PNG without IEND" in found
+    assert _damage(tmp_path, data + b"trailer after IEND") is None

@@ -8,6 +8,7 @@ being damaged).
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from fractions import Fraction
@@ -70,77 +71,101 @@ def probe(path: Path, *, still: bool = False) -> ProbeResult:
 def still_damage(path: Path) -> str | None:
     """Why the picture of a photo is damaged; None when it is whole.
 
-    A JPEG or PNG is checked by its structure, which costs two small reads: the
-    picture must be there in full, up to the marker every such file ends with (a
-    JPEG's end-of-image after its scan, a PNG's IEND chunk). A recorder losing power
-    while it writes a photo leaves it cut off, and FFmpeg's decoder, which conceals
-    what is missing, decodes a JPEG cut anywhere past its first few kilobytes without
-    complaint. Another format has its first frame decoded (:func:`first_frame`).
+    A JPEG or PNG is checked by its structure: the picture must be there in full, up
+    to the marker that ends it (a JPEG's end-of-image after its scans, a PNG's IEND
+    chunk); what a camera appends after that marker is not the picture's business. A
+    recorder losing power while it writes a photo leaves it cut off, and FFmpeg's
+    decoder, which conceals what is missing, decodes a JPEG cut anywhere past its
+    first few kilobytes without complaint. Another format has its first frame decoded
+    (:func:`first_frame`). An error reading the file is raised: that is the store's
+    failure, not the photo's.
     """
-    try:
-        with path.open("rb") as f:
-            head = f.read(_HEAD)
-            end, tail = _end(f, f.seek(0, 2))
-            if head.startswith(_JPEG):
-                return _jpeg_damage(f, head, end, tail)
-            if head.startswith(_PNG):
-                return None if tail.endswith(_PNG_END) else f"{_CUT_OFF} (PNG without IEND)"
-    except OSError as exc:
-        return _unreadable(exc)
+    with path.open("rb") as f:
+        data = _Reader(f)
+        head = data.get(0, len(_PNG)) or b""
+        if head.startswith(_JPEG):
+            return _jpeg_damage(data)
+        if head.startswith(_PNG):
+            return _png_damage(data)
     return first_frame(path, still=True)
 
 
-def _end(f: BinaryIO, size: int) -> tuple[int, bytes]:
-    """Where the file's data ends, padding after its end marker (zeros, or 0xFF) left
-    out, and the last bytes before that."""
-    end = size
-    while end > 0:
-        start = max(0, end - _TAIL)
-        f.seek(start)
-        tail = f.read(end - start).rstrip(b"\x00\xff")
-        if tail:
-            return start + len(tail), tail
-        end = start
-    return 0, b""
+class _Reader:
+    """A file read forward in chunks, for a walk of its markers (a photo may be large:
+    it is never read whole into memory)."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self._f, self._buf, self._base = f, b"", 0
+
+    def _has(self, at: int, n: int) -> bool:
+        if at < self._base or at + n > self._base + len(self._buf):
+            self._f.seek(at)
+            self._buf, self._base = self._f.read(max(n, _CHUNK)), at
+        return self._base + len(self._buf) >= at + n
+
+    def get(self, at: int, n: int) -> bytes | None:
+        """``n`` bytes at ``at``; None when the file ends before them."""
+        return self._buf[at - self._base : at - self._base + n] if self._has(at, n) else None
+
+    def next_marker(self, at: int) -> int:
+        """Where the next marker is from ``at`` in a scan's entropy-coded data (there
+        0xFF is followed by 0x00, a stuffed byte, or by a restart marker; of fill bytes
+        the last begins the marker); -1 when the file ends first."""
+        while self._has(at, 2):
+            found = _MARKER.search(self._buf, at - self._base)
+            if found is not None and found.start() < len(self._buf) - 1:
+                return self._base + found.start()
+            at = self._base + len(self._buf) - 1  # its byte after is in the next read
+        return -1
 
 
+_MARKER = re.compile(rb"\xff(?![\x00\xd0-\xd7\xff])")
 _JPEG, _PNG = b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n"
-_PNG_END = b"IEND\xaeB`\x82"
-_HEAD, _TAIL = 64 * 1024, 64 * 1024
+_CHUNK = 1 << 20
 _CUT_OFF = "picture cut off (file damaged or truncated)"
+_EOI, _SOS = 0xD9, 0xDA
 # Markers without a length: TEM, RST0-7 (and the SOI already read).
 _BARE = frozenset({0x01, *range(0xD0, 0xD8)})
 
 
-def _jpeg_damage(f: BinaryIO, head: bytes, end: int, tail: bytes) -> str | None:
-    """A JPEG's segments walked from its start to its first scan (skipping what they
-    hold, an embedded thumbnail with its own end-of-image too); then the file must end
-    (at ``end``, its padding left out) with the end-of-image marker, after that scan."""
-    at, buf, base = 2, head, 0
+def _jpeg_damage(data: _Reader) -> str | None:
+    """A JPEG's markers walked from its start to its end-of-image: each segment skipped
+    by its length (an embedded thumbnail, with an end-of-image of its own, too), each
+    scan's data to the marker after it."""
+    at, scanned = 2, False
     while True:
-        if at + 4 > base + len(buf):  # the next marker is not in the buffer: read on
-            f.seek(at)
-            buf, base = f.read(_HEAD), at
-            if len(buf) < 4:
-                return f"{_CUT_OFF} (JPEG ends in its headers)"
-        i = at - base
-        if buf[i] != 0xFF:
+        pair = data.get(at, 2)
+        if pair is None:
+            where = "without its end-of-image marker" if scanned else "ends in its headers"
+            return f"{_CUT_OFF} (JPEG {where})"
+        if pair[0] != 0xFF:
             return f"{_CUT_OFF} (JPEG headers broken at byte {at})"
-        marker = buf[i + 1]
-        if marker == 0xFF:  # fill byte before a marker
+        marker = pair[1]
+        if marker == 0xFF:  # a fill byte before a marker
             at += 1
-            continue
-        if marker == 0xDA:  # start of scan: the picture follows
-            break
-        if marker == 0xD9:
-            return f"{_CUT_OFF} (JPEG ends before its picture)"
-        at += 2 if marker in _BARE else 2 + int.from_bytes(buf[i + 2 : i + 4], "big")
-    if tail.endswith(_JPEG_END) and at + 4 <= end - len(_JPEG_END):
-        return None
-    return f"{_CUT_OFF} (JPEG without its end-of-image marker)"
+        elif marker == _EOI:
+            return None if scanned else f"{_CUT_OFF} (JPEG ends before its picture)"
+        elif marker in _BARE:
+            at += 2
+        else:
+            size = data.get(at + 2, 2)
+            if size is None:
+                return f"{_CUT_OFF} (JPEG ends in its headers)"
+            at += 2 + int.from_bytes(size, "big")
+            if marker == _SOS:
+                scanned, at = True, data.next_marker(at)
+                if at < 0:
+                    return f"{_CUT_OFF} (JPEG without its end-of-image marker)"
 
 
-_JPEG_END = b"\xff\xd9"
+def _png_damage(data: _Reader) -> str | None:
+    """A PNG's chunks walked by their lengths to its IEND chunk."""
+    at = len(_PNG)
+    while (chunk := data.get(at, 8)) is not None:
+        if chunk[4:] == b"IEND":
+            return None
+        at += 12 + int.from_bytes(chunk[:4], "big")  # length, type, data, CRC
+    return f"{_CUT_OFF} (PNG without IEND)"
 
 
 def first_frame(path: Path, *, still: bool = False) -> str | None:
