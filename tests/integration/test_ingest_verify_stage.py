@@ -5,7 +5,7 @@ transaction each.
 
 The batches are made certain, not left to the machine's speed: the pipeline takes
 file 2 only once the verify thread is at file 1, and the verify thread goes on from
-file 1 only once the pipeline has published every other file."""
+file 1 only once the pipeline has handed it every other file."""
 
 from __future__ import annotations
 
@@ -19,13 +19,14 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from dockd.clock import FixedClock
 from dockd.context import Context
 from dockd.errors import LedgerError
 from dockd.evidence import caseimport
 from dockd.ingest import pipeline, take
+from dockd.ingest import session as dock_session
 from dockd.ingest.describe import describe as describe_file
 from dockd.ingest.pipeline import run_ingest
 from dockd.ledger import audit
@@ -36,11 +37,12 @@ from tests.helpers.ledgers import BACKENDS, register
 
 @dataclass
 class Held:
-    """The verify thread held at file 1 until every file is published; the size of
+    """The verify thread held at file 1 until every file is handed to it; the size of
     each commit, in order."""
 
     files: int
     published: int = 0
+    handed: int = 0
     at_first: threading.Event = field(default_factory=threading.Event)
     released: threading.Event = field(default_factory=threading.Event)
     commits: list[int] = field(default_factory=list)
@@ -49,6 +51,7 @@ class Held:
 @pytest.fixture
 def held(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Held]:
     real_take, real_verify, real_commit = take.take_file, take.verify, take._commit_rows
+    real_add = pipeline._Behind.add
     state = Held(files=0)
 
     # The waits below are guards only: a test fails on what they return, never hangs.
@@ -56,16 +59,19 @@ def held(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Held]:
         if state.published == 1:  # file 2 only once the verify thread is at file 1
             assert state.at_first.wait(120), "the verify thread never took file 1"
         got = real_take(*args, **kw)
-        if isinstance(got, take.Taken):
-            state.published += 1
-            if state.published == state.files:
-                state.released.set()
+        state.published += isinstance(got, take.Taken)
         return got
+
+    def add(behind: Any, taken: take.Taken) -> None:
+        real_add(behind, taken)
+        state.handed += 1
+        if state.handed == state.files:  # all queued: the thread finds them at once
+            state.released.set()
 
     def verify(c: Context, root: Path, taken: take.Taken) -> Any:
         if taken.nth == 1:
             state.at_first.set()
-            assert state.released.wait(120), "the pipeline never published the other files"
+            assert state.released.wait(120), "the pipeline never handed over the other files"
         return real_verify(c, root, taken)
 
     def commit_rows(c: Context, rows: Sequence[tuple[Recording, str | None]]) -> list[int]:
@@ -75,6 +81,7 @@ def held(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Held]:
     monkeypatch.setattr(take, "take_file", take_file)
     monkeypatch.setattr(take, "verify", verify)
     monkeypatch.setattr(take, "_commit_rows", commit_rows)
+    monkeypatch.setattr(pipeline._Behind, "add", add)
     yield state
 
 
@@ -100,7 +107,7 @@ def test_files_verified_while_a_commit_waits_share_one_transaction(
     result = run_ingest(ctx, rec.root)
 
     assert result.ok and result.count("stored") == n
-    assert held.commits == [n]  # file 1's verify outlasted the others' copy: all together
+    assert held.commits == [n]  # the others came while file 1 was verified: all together
     with ctx.ledger.read() as s:
         rows = list(s.scalars(select(Recording).order_by(Recording.id)))
         assert sorted(r.source_path for r in rows) == sorted(r.relpath for r in rec.recordings)
@@ -134,7 +141,7 @@ def test_the_thread_gathers_the_files_that_come_and_never_keeps_the_pipeline_wai
 
     monkeypatch.setattr(take, "_commit_rows", commit_rows)
     got: list[Any] = []
-    docking = threading.Thread(target=lambda: got.append(run_ingest(ctx, rec.root)))
+    docking = threading.Thread(target=lambda: got.append(run_ingest(ctx, rec.root)), daemon=True)
     docking.start()
     docking.join(120)  # a guard: the dock takes seconds unless the thread waits its time out
     assert not docking.is_alive(), "the pipeline waited for the verify thread's gathering"
@@ -205,9 +212,10 @@ def test_the_files_of_a_batch_are_each_tagged_by_their_own_case_also_after_a_ref
     ctx: Context, tmp_path: Path, clock: FixedClock, held: Held, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The cases that may cover a batch are read at once; each file still takes the
-    earliest-starting case of its officer whose window overlaps it. When the batch
-    is refused for one row and retried file by file, every other file is tagged
-    once, as it would have been alone."""
+    earliest-starting case of its officer whose window overlaps it. When the ledger
+    refuses the batch after its files were tagged (here: the session's count for one
+    file) and it is retried file by file, every other file is tagged once, as it would
+    have been alone, not left with the tag of the attempt that was rolled back."""
     rec = _card(tmp_path, ctx, clock, held)  # clips 2 s long, at 0, 62, 124, 186, 248 s
     _import_cases(
         ctx,
@@ -223,14 +231,14 @@ def test_the_files_of_a_batch_are_each_tagged_by_their_own_case_also_after_a_ref
     for other in (*rec.of_kind("photo"), *rec.of_kind("audio")):  # at 12 and 22 s
         expected[other.relpath] = "A-1"
     victim = clips[3]  # the one no case covers: the others tell the tags apart
+    real_count = dock_session.count
 
-    def describe(*args: Any, **kw: Any) -> Any:
-        row, badge = describe_file(*args, **kw)
-        if row.source_path == victim:
-            row.blake3 = None  # type: ignore[assignment]  # NOT NULL: the ledger refuses it
-        return row, badge
+    def count(s: Any, session_id: int, outcome: Any, at: Any) -> None:
+        if outcome.relpath == victim and outcome.status == "stored":  # after the tags
+            raise IntegrityError("UPDATE dock_sessions", {}, Exception("refused"))
+        real_count(s, session_id, outcome, at)
 
-    monkeypatch.setattr(take, "describe", describe)
+    monkeypatch.setattr(dock_session, "count", count)
     result = run_ingest(ctx, rec.root)
 
     n = len(rec.recordings)

@@ -69,7 +69,8 @@ def pause_lines(proc: subprocess.Popen[bytes], *points: str) -> dict[str, str]:
                 break  # EOF: the process ended without pausing
             seen += chunk
             found = {}
-            for line in seen.decode("utf-8", "replace").splitlines():
+            whole = seen[: seen.rfind(b"\n") + 1]  # a line still arriving may be cut short
+            for line in whole.decode("utf-8", "replace").splitlines():
                 # anywhere in the line: the other thread's log record may be half
                 # written when this one writes its pause (its newline comes after)
                 at = line.find("dockd-test-pause ")
@@ -453,10 +454,9 @@ def test_ledger_disk_full_exits_75_keeps_no_half_file_and_recovers(tmp_path: Pat
         filler = fill(fs, leave=16 * 1024)
         with resume.open("wb") as fifo:
             fifo.write(b"go")
-        assert full.stderr is not None and full.stdout is not None
-        err = full.stderr.read().decode("utf-8", "replace")
-        full.stdout.read()
-        assert full.wait() == 75, err
+        _, rest = full.communicate()
+        err = rest.decode("utf-8", "replace")
+        assert full.returncode == 75, err
         lines = [ln for ln in err.splitlines() if ln.startswith("dockd: ")]
         assert lines, err
         assert str(db) in lines[-1], lines[-1]

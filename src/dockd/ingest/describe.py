@@ -106,7 +106,7 @@ def describe(
         access_class="normal",
         state="stored",
     )
-    return row, found.badge or badge
+    return row, found.badge if found.officer_id is not None else badge
 
 
 def badge_mismatch_alert(ctx: Context, session_id: int, relpath: str, file_id: int) -> None:

@@ -309,7 +309,7 @@ class _Behind:
         """The files queued within :data:`GATHER_S` (none when the pipeline waits, or
         ``ready`` is already as much as may be behind)."""
         held = sum(j.taken.incoming.size for j in ready)
-        if len(ready) >= BEHIND_FILES or held >= BEHIND_BYTES:
+        if len(ready) >= BEHIND_FILES or held > BEHIND_BYTES:
             return []
         with self._lock:
             if not self._queued and not self._waiting:
