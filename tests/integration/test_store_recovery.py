@@ -20,6 +20,7 @@ from dockd.errors import LedgerError
 from dockd.ingest import probe, take
 from dockd.ingest.pipeline import run_ingest
 from dockd.ledger.models import Alert, DockSession, Recording, SessionFailure
+from dockd.store import markers
 from fixtures.make_recorder import Recorder
 from tests.helpers.ledgers import register
 
@@ -111,6 +112,41 @@ def test_recovery_removes_only_the_file_the_dead_process_published(tmp_path: Pat
     as_dead(second)  # now that one dies too, before its row: its own file goes
     _removed, orphans = store.recover_incoming(root, lambda _p, _h: False)
     assert orphans == [rel] and not (root / rel).exists()
+
+
+def test_recovery_beside_a_dock_that_publishes_leaves_its_files_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every dock recovers the store before it copies, while the other docks of the
+    daemon publish: a temporary listed in ``.incoming`` may be gone (published, its
+    marker renamed into place) by the time recovery looks at it. Eight recorders docked
+    at once failed two docks that way ("No such file or directory: ... .pub-new")."""
+    root = tmp_path / "store"
+    src = tmp_path / "a.mp4"
+    src.write_bytes(b"recording")
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        live = store.copy_into_incoming(root, fd, buffer_size=1 << 16)
+    finally:
+        os.close(fd)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    left = root / ".incoming" / f"{dead.pid}-0123456789abcdef.part"  # a killed process's
+    left.write_bytes(b"half a recording")
+    real_alive = markers.owner_alive
+
+    def published_meanwhile(path: Path, **kw: Any) -> bool:
+        """The other dock publishes its copy just after recovery listed it."""
+        if path == live.path:
+            store.publish(root, live, PurePosixPath("2026/03/15/DV-0002/a.mp4"))
+        return real_alive(path, **kw)
+
+    monkeypatch.setattr(markers, "owner_alive", published_meanwhile)
+    removed, orphans = store.recover_incoming(root, lambda _p, _h: False)
+
+    assert removed == [left] and orphans == []
+    assert (root / "2026/03/15/DV-0002/a.mp4").read_bytes() == b"recording"
+    assert store.in_flight(root) == {PurePosixPath("2026/03/15/DV-0002/a.mp4")}
 
 
 def test_interrupted_while_the_file_before_is_verified_that_file_is_still_reported(

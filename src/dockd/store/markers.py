@@ -125,14 +125,22 @@ def read_markers(incoming: Path) -> list[Marker]:
 
 
 def remove_dead_temporaries(incoming: Path) -> list[Path]:
-    """Remove the ``.part`` and ``.pub-new`` files of processes that are gone."""
+    """Remove the ``.part`` and ``.pub-new`` files of processes that are gone.
+
+    Another dock of this process (or another process) may publish meanwhile: a file
+    listed here may be gone by the time it is looked at, which is no failure.
+    """
     removed: list[Path] = []
     if incoming.is_dir():
         for entry in os.scandir(incoming):
             path = Path(entry.path)
             if not entry.name.endswith((".part", ".pub-new")) or owner_alive(path):
                 continue
-            if stat.S_ISREG(entry.stat(follow_symlinks=False).st_mode):
+            try:
+                regular = stat.S_ISREG(entry.stat(follow_symlinks=False).st_mode)
+            except FileNotFoundError:
+                continue  # published or renamed since the listing: its owner is alive
+            if regular:
                 path.unlink(missing_ok=True)
                 removed.append(path)
     return removed
