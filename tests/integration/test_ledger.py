@@ -11,7 +11,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, insert, text
 
 from dockd.alerts import AlertSink
 from dockd.alerts.rows import acknowledge, list_alerts
@@ -22,7 +22,7 @@ from dockd.config.alerts import AlertsConfig
 from dockd.errors import LedgerError, UsageError
 from dockd.ingest import take
 from dockd.ledger import db, registry
-from dockd.ledger.models import ONE_DIALECT_INDEXES, AuditEvent, Base
+from dockd.ledger.models import ONE_DIALECT_INDEXES, AuditEvent, Base, Recording
 from tests.helpers.ledgers import BACKENDS
 from tests.helpers.station import NOW
 
@@ -74,18 +74,39 @@ def test_postgresql_report_index_carries_the_row_id(config: Config) -> None:
 
 @pytest.mark.parametrize("config", BACKENDS, indirect=True)
 def test_already_here_by_name_is_an_index_search(config: Config) -> None:
-    """Every file docked asks whether its recorder already gave a file of that path and
-    size (``take._present_by_name``). Read by scanning the files table, that cost
-    seconds per file on a ledger of ten million files (revision 0018)."""
+    """Every dock asks whether its recorder already gave files of those paths and sizes
+    (``take.known_by_name``). Read by scanning the files table, that cost seconds per
+    file on a ledger of ten million files (revision 0018)."""
     led = db.open_ledger(config.ledger.url)
     try:
+        with led.engine.begin() as conn:  # a recorder's many files beside a few of others'
+            when = datetime(2026, 3, 15, tzinfo=UTC)
+            conn.execute(
+                insert(Recording),
+                [
+                    {
+                        "station": "ST-1",
+                        "device_ref": "DV-0001" if n % 50 else f"DV-{n:04d}",
+                        "kind": "video",
+                        "recorded_start": when,
+                        "time_source": "filename",
+                        "size_bytes": n,
+                        "blake3": f"{n:064x}",
+                        "source_path": f"DCIM/{n}.MP4",
+                        "source_path_raw": f"DCIM/{n}.MP4".encode(),
+                        "store_path": f"2026/03/15/{n}.MP4",
+                        "ingested_at": when,
+                    }
+                    for n in range(2000)
+                ],
+            )
+            conn.exec_driver_sql("ANALYZE")
         with led.engine.connect() as conn:
-            stmt = take._BY_NAME.params(device="DV-0001", raw=b"DCIM/a.MP4", size=1)
+            stmt = take._BY_NAMES.params(device="DV-0001", raws=[b"DCIM/a.MP4", b"DCIM/b.MP4"])
             sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
             if led.dialect == "sqlite":
                 plan = [r[-1] for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")]
-            else:  # a table this small is read whole unless told not to: is the index usable?
-                conn.exec_driver_sql("SET enable_seqscan = off")
+            else:
                 plan = [r[0] for r in conn.exec_driver_sql(f"EXPLAIN {sql}")]
         index = "ix_files_device_source" if led.dialect == "sqlite" else "ix_files_source_path"
         assert any(index in step for step in plan), plan

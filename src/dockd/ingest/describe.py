@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import Connection
+
 from dockd import store
 from dockd.context import Context
 from dockd.ingest import clockcheck
@@ -43,6 +45,7 @@ def recording_time(
 
 def describe(
     ctx: Context,
+    conn: Connection,
     cand: Candidate,
     name: NameInfo | None,
     identity: Identity,
@@ -51,7 +54,8 @@ def describe(
     session_id: int,
     clock: clockcheck.RecorderClock,
 ) -> tuple[Recording, str | None]:
-    """The file's row (no store path yet) and the badge it is tagged with."""
+    """The file's row (no store path yet) and the badge it is tagged with; ``conn`` reads
+    the ledger (who wore the recorder)."""
     cfg = ctx.config
     now = ctx.clock.now()
     start, time_source = recording_time(cand, name, info)
@@ -66,8 +70,7 @@ def describe(
         station_zone=cfg.station.tz,
     )
     badge = name.badge if name is not None else None
-    with ctx.ledger.read_rows() as conn:
-        found = attribution.who(conn, identity.device.id if identity.device else None, start, badge)
+    found = attribution.who(conn, identity.device.id if identity.device else None, start, badge)
     row = Recording(
         station=cfg.station.id,
         session_id=session_id,

@@ -166,6 +166,7 @@ def _take_each(
     for refusal in plan.refusals:
         session.record(ctx, result, FileOutcome.of_refusal(refusal))
     progress.start(len(plan.candidates), sum(c.size for c in plan.candidates))
+    known = take.known_by_name(ctx, plan.identity.ref, plan.candidates)
     with _Behind(ctx, root, result, progress) as behind:
         for cand in plan.candidates:
             if stop is not None and stop.is_set():
@@ -183,6 +184,7 @@ def _take_each(
                     plan.identity,
                     result,
                     plan.clock,
+                    known=known,
                     stop=stop,
                     progress=progress,
                     previous=behind.wait,

@@ -27,12 +27,12 @@ import os
 import stat
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import structlog
-from sqlalchemy import Select, bindparam, select
+from sqlalchemy import Connection, Select, bindparam, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -91,6 +91,7 @@ def take_file(
     result: SessionResult,
     clock: RecorderClock,
     *,
+    known: Known | None = None,
     stop: threading.Event | None = None,
     progress: Progress | None = None,
     previous: Callable[[str | None], None] = _no_wait,
@@ -100,6 +101,8 @@ def take_file(
     A :class:`Taken` file is published but has no ledger row yet: :func:`verify` and
     :func:`commit` finish it. ``previous(digest)`` waits for the files before this one, whose
     may still run, when it may have the same content (``digest``) or always (``None``).
+    ``known`` is what :func:`known_by_name` found of the session's files (asked here
+    for this file alone when not given).
     """
     cfg = ctx.config
     rel = cand.display
@@ -112,7 +115,9 @@ def take_file(
         return _failed_or_gone(source, rel, "cannot open", exc)
     try:
         size = cand.size if cand.fallback is not None else os.fstat(fd).st_size
-        if _present_by_name(ctx, identity.ref, cand.raw, size, fd, bufsize, stop):
+        if known is None:
+            known = known_by_name(ctx, identity.ref, [cand])
+        if _present_by_name(known, cand.raw, size, fd, bufsize, stop):
             return FileOutcome(rel, FileStatus.PRESENT, size=size)
         try:
             os.lseek(fd, 0, os.SEEK_SET)
@@ -148,25 +153,29 @@ def take_file(
     published: PurePosixPath | None = None
     try:
         previous(incoming.blake3)  # the same recording twice on one recorder: one is kept
-        if _present_by_hash(ctx, identity.ref, incoming.blake3):
-            incoming.discard()
-            return FileOutcome(rel, FileStatus.PRESENT, size=incoming.size)
-        info = probe(incoming.path, still=cand.kind == "photo")
-        row, officer_badge = describe(
-            ctx, cand, name, identity, info, incoming, result.session_id, clock
-        )
-        target = render_path(
-            cfg.store.path_template,
-            local_time=row.recorded_start.astimezone(cfg.station.tz),
-            device=identity.ref,
-            badge=officer_badge,
-            station=cfg.station.id,
-            source_name=PurePosixPath(rel).name,
-            kind=cand.kind,
-        )
-        published = store.publish(
-            root, incoming, target, taken=lambda p: _path_in_ledger(ctx, p.as_posix())
-        )
+        # One read transaction (begun now, so it sees the rows of the files before) for
+        # the file's questions to the ledger: each its own cost as much as the query.
+        with ctx.ledger.read_rows() as conn:
+            if _present_by_hash(conn, identity.ref, incoming.blake3):
+                incoming.discard()
+                return FileOutcome(rel, FileStatus.PRESENT, size=incoming.size)
+            info = probe(incoming.path, still=cand.kind == "photo")
+            row, officer_badge = describe(
+                ctx, conn, cand, name, identity, info, incoming, result.session_id, clock
+            )
+            target = render_path(
+                cfg.store.path_template,
+                local_time=row.recorded_start.astimezone(cfg.station.tz),
+                device=identity.ref,
+                badge=officer_badge,
+                station=cfg.station.id,
+                source_name=PurePosixPath(rel).name,
+                kind=cand.kind,
+            )
+            station = cfg.station.id
+            published = store.publish(
+                root, incoming, target, taken=lambda p: _path_in_ledger(conn, station, p)
+            )
         row.store_path = published.as_posix()
         _pause("after-publish", result.taken, rel, previous)
     except BaseException as exc:
@@ -475,10 +484,9 @@ def _source_alive(source: Path) -> bool:
 
 # The per-file reads, built once (bound per call): as ORM queries built per call they
 # were a third of a small file's time on the pipeline's thread.
-_BY_NAME = select(Recording.blake3).where(
+_BY_NAMES = select(Recording.source_path_raw, Recording.size_bytes, Recording.blake3).where(
     Recording.device_ref == bindparam("device"),
-    Recording.source_path_raw == bindparam("raw"),
-    Recording.size_bytes == bindparam("size"),
+    Recording.source_path_raw.in_(bindparam("raws", expanding=True)),
 )
 _BY_HASH = (
     select(Recording.id)
@@ -490,42 +498,59 @@ _BY_PATH = (
     .where(Recording.station == bindparam("station"), Recording.store_path == bindparam("path"))
     .limit(1)
 )
+# Paths asked for in one statement: far below every backend's limit of bound values.
+_NAMES_PER_QUERY = 500
+
+# (path on the recorder, size) -> the BLAKE3 of the rows the ledger has of them
+Known = Mapping[tuple[bytes, int], frozenset[str]]
+
+
+def known_by_name(ctx: Context, device_ref: str, cands: Sequence[Candidate]) -> Known:
+    """What the ledger already holds of these files of the recorder, by path and size,
+    asked in a few statements for a whole dock instead of one per file.
+
+    Trashed and purged files count too: re-docking a recorder that was never wiped
+    must not bring back footage that retention has already let go. Asked once, before
+    the first copy: only this session adds rows for this recorder while it runs (the
+    recorder's lock), and never two for one path on it.
+    """
+    found: dict[tuple[bytes, int], set[str]] = {}
+    raws = sorted({c.raw for c in cands})
+    with ctx.ledger.read_rows() as conn:
+        for i in range(0, len(raws), _NAMES_PER_QUERY):
+            params = {"device": device_ref, "raws": raws[i : i + _NAMES_PER_QUERY]}
+            for raw, size, digest in conn.execute(_BY_NAMES, params):
+                if raw is not None:  # matched by path: never None here
+                    found.setdefault((bytes(raw), size), set()).add(digest)
+    return {key: frozenset(digests) for key, digests in found.items()}
 
 
 def _present_by_name(
-    ctx: Context,
-    device_ref: str,
+    known: Known,
     raw: bytes,
     size: int,
     fd: int,
     bufsize: int,
     stop: threading.Event | None,
 ) -> bool:
-    """Same recorder, same path, same size already in the ledger? Then confirm by hash only.
-
-    Trashed and purged files count too: re-docking a recorder that was never wiped
-    must not bring back footage that retention has already let go.
-    """
-    with ctx.ledger.read_rows() as conn:
-        found = conn.execute(_BY_NAME, {"device": device_ref, "raw": raw, "size": size})
-        hashes = set(found.scalars())
+    """Same recorder, same path, same size already in the ledger? Then confirm by hash only."""
+    hashes = known.get((raw, size))
     if not hashes:
         return False
     return store.hash_fd(fd, buffer_size=bufsize, stop=stop) in hashes
 
 
-def _any_row(ctx: Context, stmt: Select[int], params: dict[str, str]) -> bool:
-    with ctx.ledger.read_rows() as conn:
-        return conn.execute(stmt, params).first() is not None
+def _any_row(conn: Connection, stmt: Select[int], params: dict[str, str]) -> bool:
+    return conn.execute(stmt, params).first() is not None
 
 
-def _path_in_ledger(ctx: Context, store_path: str) -> bool:
+def _path_in_ledger(conn: Connection, station: str, store_path: PurePosixPath) -> bool:
     """A row of this station already uses the path (a trashed, purged or quarantined file)."""
-    return _any_row(ctx, _BY_PATH, {"station": ctx.config.station.id, "path": store_path})
+    return _any_row(conn, _BY_PATH, {"station": station, "path": store_path.as_posix()})
 
 
-def _present_by_hash(ctx: Context, device_ref: str, digest: str) -> bool:
-    return _any_row(ctx, _BY_HASH, {"digest": digest, "device": device_ref})
+def _present_by_hash(conn: Connection, device_ref: str, digest: str) -> bool:
+    return _any_row(conn, _BY_HASH, {"digest": digest, "device": device_ref})
 
 
 def _pause(
