@@ -182,8 +182,9 @@ def _publish_without_commit(ctx: Context, tmp_path: Path) -> tuple[PurePosixPath
     finally:
         os.close(fd)
     rel = store.publish(root, incoming, PurePosixPath("2026/03/15/DV-9/in-flight.mp4"))
-    assert (root / rel).is_file() and incoming.marker.is_file()
-    return rel, incoming.marker
+    marker = incoming.marker
+    assert (root / rel).is_file() and marker is not None and marker.is_file()
+    return rel, marker
 
 
 def test_a_file_whose_ingest_is_in_flight_is_not_unexpected(sctx: Context, tmp_path: Path) -> None:

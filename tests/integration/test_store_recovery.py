@@ -91,8 +91,10 @@ def test_recovery_removes_only_the_file_the_dead_process_published(tmp_path: Pat
 
     def as_dead(inc: store.Incoming) -> None:
         """Make the marker look like one a killed process left (its PID is gone)."""
+        marker = inc.marker
+        assert marker is not None
         store.abandon(inc)
-        inc.marker.rename(inc.marker.with_name(f"{dead.pid}-{inc.marker.name.split('-', 1)[1]}"))
+        marker.rename(marker.with_name(f"{dead.pid}-{marker.name.split('-', 1)[1]}"))
 
     # A killed process published a.mp4 and died before its ledger row.
     first = copy()
@@ -147,6 +149,59 @@ def test_recovery_beside_a_dock_that_publishes_leaves_its_files_alone(
     assert removed == [left] and orphans == []
     assert (root / "2026/03/15/DV-0002/a.mp4").read_bytes() == b"recording"
     assert store.in_flight(root) == {PurePosixPath("2026/03/15/DV-0002/a.mp4")}
+
+
+def test_a_marker_file_holds_one_whole_marker_or_none(tmp_path: Path) -> None:
+    """An ingest writes each publish marker in place into a file it made once (one
+    fdatasync, where a new file costs two fsyncs) and blanks it once the file is
+    settled. A crash in the middle of such a write can leave bytes of two markers: the
+    checksum makes that no marker, so recovery never removes a file on its word. Blank
+    and cut files of dead processes are cleared; those of a live ingest are not."""
+    root = tmp_path / "store"
+    incoming = root / store.INCOMING
+
+    def copy(data: bytes) -> store.Incoming:
+        src = tmp_path / "src"
+        src.write_bytes(data)
+        fd = os.open(src, os.O_RDONLY)
+        try:
+            return store.copy_into_incoming(root, fd, buffer_size=1 << 16)
+        finally:
+            os.close(fd)
+
+    slots = store.MarkerSlots(incoming)
+    a, b = PurePosixPath("2026/03/15/DV-0001/a.mp4"), PurePosixPath("2026/03/15/DV-0001/b.mp4")
+    first = copy(b"recording a")
+    store.publish(root, first, a, slots=slots)
+    used = first.marker
+    assert used is not None
+    a_marker = used.read_bytes()
+    store.settle(first)  # committed: its marker file is blank, and kept for the next
+    assert used.read_bytes().strip() == b""
+    second = copy(b"recording b")
+    store.publish(root, second, b, slots=slots)
+    assert second.marker == used and [m.path for m in markers.read_markers(incoming)] == [b]
+
+    # The ingest dies while it writes b's marker over a's (whose blanking had not
+    # reached the disk): a's path and inode, b's hash. Taken at its word, a's committed
+    # file (its row has a's hash, not b's) would go as an orphan.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    store.abandon(second)
+    cut = incoming / f"{dead.pid}-{used.name.split('-', 1)[1]}"
+    used.rename(cut)
+    cut.write_bytes(a_marker.replace(first.blake3.encode(), second.blake3.encode()))
+    blank = incoming / f"{dead.pid}-0123456789abcdef.pub"  # a dead ingest's spare one
+    blank.write_bytes(b" " * 4096)
+    spare = slots.take()  # this ingest's, not in use
+    slots.give_back(spare)
+
+    assert markers.read_markers(incoming) == []  # neither the cut one nor a blank one
+    _removed, orphans = store.recover_incoming(root, lambda p, h: (p, h) == (a, first.blake3))
+    assert orphans == [] and (root / a).read_bytes() == b"recording a"
+    assert sorted(p.name for p in incoming.iterdir()) == [spare.name]
+    slots.close()
+    assert list(incoming.iterdir()) == []
 
 
 def test_interrupted_while_the_file_before_is_verified_that_file_is_still_reported(

@@ -27,6 +27,7 @@ import pytest
 from dockd import store
 from dockd.clock import FixedClock
 from dockd.ledger.models import Recording
+from dockd.store.markers import read_markers
 from fixtures.make_recorder import Recorder, make_recorder, write_jpeg
 from tests.helpers.blockdev import Daemon
 from tests.helpers.cli_station import Station, make_station
@@ -288,10 +289,12 @@ def test_second_ingest_of_a_busy_recorder_exits_73_and_stores_nothing(
         "ingest", str(card.root), DOCKD_TEST_PAUSE="after-commit:1+after-publish:2"
     )
     try:
-        pause_lines(first, "after-commit", "after-publish")
+        paused = pause_lines(first, "after-commit", "after-publish")
         held = store_files(station.store), incoming_left(station.store)
         assert len(held[0]) == 2 and len(station.rows()) == 1
-        assert [Path(n).suffix for n in held[1]] == [".pub"]  # file 2's publish marker
+        assert {Path(n).suffix for n in held[1]} == {".pub"}  # publish markers only:
+        markers = read_markers(station.store / store.INCOMING)  # file 2's, file 1's blanked
+        assert [m.path.name for m in markers] == [Path(paused["after-publish"]).name]
 
         second = station.run("ingest", str(card.root))
         assert second.returncode == 73, second.stdout + second.stderr

@@ -24,6 +24,7 @@ and the dock daemon.
 from __future__ import annotations
 
 import collections
+import contextlib
 import contextvars
 import dataclasses
 import os
@@ -167,7 +168,8 @@ def _take_each(
         session.record(ctx, result, FileOutcome.of_refusal(refusal))
     progress.start(len(plan.candidates), sum(c.size for c in plan.candidates))
     known = take.known_by_name(ctx, plan.identity.ref, plan.candidates)
-    with _Behind(ctx, root, result, progress) as behind:
+    slots = store.MarkerSlots(root / store.INCOMING)  # made by the first copy
+    with contextlib.closing(slots), _Behind(ctx, root, result, progress) as behind:
         for cand in plan.candidates:
             if stop is not None and stop.is_set():
                 result.outcome = SessionOutcome.INTERRUPTED
@@ -185,6 +187,7 @@ def _take_each(
                     result,
                     plan.clock,
                     known=known,
+                    slots=slots,
                     stop=stop,
                     progress=progress,
                     previous=behind.wait,

@@ -92,6 +92,7 @@ def take_file(
     clock: RecorderClock,
     *,
     known: Known | None = None,
+    slots: store.MarkerSlots | None = None,
     stop: threading.Event | None = None,
     progress: Progress | None = None,
     previous: Callable[[str | None], None] = _no_wait,
@@ -102,7 +103,7 @@ def take_file(
     :func:`commit` finish it. ``previous(digest)`` waits for the files before this one, whose
     may still run, when it may have the same content (``digest``) or always (``None``).
     ``known`` is what :func:`known_by_name` found of the session's files (asked here
-    for this file alone when not given).
+    for this file alone when not given); ``slots`` the session's publish markers.
     """
     cfg = ctx.config
     rel = cand.display
@@ -174,7 +175,11 @@ def take_file(
             )
             station = cfg.station.id
             published = store.publish(
-                root, incoming, target, taken=lambda p: _path_in_ledger(conn, station, p)
+                root,
+                incoming,
+                target,
+                taken=lambda p: _path_in_ledger(conn, station, p),
+                slots=slots,
             )
         row.store_path = published.as_posix()
         _pause("after-publish", result.taken, rel, previous)

@@ -12,10 +12,11 @@ Whatever fails in between, ``Incoming.discard`` removes the temporary file, so
 the store never holds a half-file.
 
 Between ``publish`` and the ledger commit a published file has no ledger row yet.
-``publish`` therefore first writes a marker (``.incoming/<owner>.pub``, fsynced)
-naming the path and hash; ``settle`` removes it once the row is committed (or the
-file unpublished). A marker whose process is alive means "in flight" (the fixity
-sweep does not call that file unexpected); one whose process is gone is a crash
+``publish`` therefore first writes a marker (``.incoming/<owner>.pub``, durable)
+naming the path and hash; ``settle`` blanks it once the row is committed (or the
+file unpublished), and the ingest's next file may use its file again (``markers``).
+A marker whose process is alive means "in flight" (the fixity sweep does not call
+that file unexpected); one whose process is gone is a crash
 between publish and commit, and ``recover_incoming`` removes the orphan (the
 recorder still holds the file, and was never told it is safe), so the next ingest
 never stores a twin. Temporary ``.part`` files of dead processes go the same way;
@@ -43,27 +44,23 @@ import blake3
 
 from dockd.store.markers import (
     Marker,
-    forget_marker,
+    blank_marker,
+    drop_slot,
+    new_slot,
     owner_tag,
     read_markers,
     recovery_lock,
     remove_dead_temporaries,
     write_marker,
 )
+from dockd.store.markers import MarkerSlots as MarkerSlots
+from dockd.store.markers import fsync_dir as fsync_dir
 from dockd.store.stream import Interrupted as Interrupted
 from dockd.store.stream import WriteBack, chunks, read_ahead
 
 INCOMING = ".incoming"
 FILE_MODE = 0o440
 DIR_MODE = 0o750
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # From this many directories on, one syncfs(2) of their filesystem is cheaper than an
@@ -135,11 +132,10 @@ class Incoming:
     path: Path
     size: int
     blake3: str
-
-    @property
-    def marker(self) -> Path:
-        """Where ``publish`` records the path it is about to publish (see module doc)."""
-        return self.path.with_suffix(".pub")
+    # Where ``publish`` records the path it is about to publish (see module doc), and
+    # the ingest's marker files it came from (None: a file of its own, removed settled).
+    marker: Path | None = None
+    slots: MarkerSlots | None = None
 
     def discard(self) -> None:
         """Remove the temporary copy (once published, a second name of the file). A store
@@ -285,12 +281,14 @@ def publish(
     rel: PurePosixPath,
     *,
     taken: Callable[[PurePosixPath], bool] | None = None,
+    slots: MarkerSlots | None = None,
 ) -> PurePosixPath:
     """Give the temporary copy its final name; never replace an existing file.
 
     When the name is taken by a different recording (on disk, or by ``taken``: a
     ledger row whose file was since trashed or purged), the file is stored beside it
-    as ``name~2.ext``, ``name~3.ext`` ... Returns the path actually used.
+    as ``name~2.ext``, ``name~3.ext`` ... Returns the path actually used. The marker
+    is written into a file of ``slots`` (an ingest's), else into a new one.
     """
     directory = makedirs(root, rel.parent)
     stem, dot, ext = rel.name.rpartition(".")
@@ -303,8 +301,10 @@ def publish(
         target = directory / name
         if taken is not None and taken(rel.parent / name):
             continue
+        if incoming.marker is None:
+            incoming.slots = slots
+            incoming.marker = new_slot(incoming.path.parent) if slots is None else slots.take()
         write_marker(incoming.marker, rel.parent / name, incoming.blake3, identity)
-        fsync_dir(incoming.marker.parent)
         try:
             os.link(incoming.path, target)  # fails with EEXIST: no silent overwrite
         except FileExistsError:
@@ -335,14 +335,26 @@ def publish(
 
 def settle(incoming: Incoming) -> None:
     """The published file has its ledger row (or was unpublished): drop the marker."""
-    with contextlib.suppress(FileNotFoundError):
-        incoming.marker.unlink()
-    forget_marker(incoming.marker)
+    marker, incoming.marker = incoming.marker, None
+    if marker is None:
+        return  # nothing was published
+    if incoming.slots is None:
+        drop_slot(marker)
+        marker.unlink(missing_ok=True)
+        return
+    try:
+        blank_marker(marker)
+    except BaseException:
+        drop_slot(marker)  # what it holds now is recovery's to judge
+        raise
+    incoming.slots.give_back(marker)
 
 
 def abandon(incoming: Incoming) -> None:
     """Leave the marker for recovery (whether the row committed is not known here)."""
-    forget_marker(incoming.marker)
+    marker, incoming.marker = incoming.marker, None
+    if marker is not None:
+        drop_slot(marker)
 
 
 def unpublish(root: Path, rel: PurePosixPath) -> None:

@@ -6,6 +6,14 @@ one (:func:`owner_alive`: same boot, PID alive, and for this process's own marke
 not left by a failure). A publish marker (``<owner>.pub``) is JSON naming the store
 path, the hash and the inode about to be published; :func:`read_markers` reads them
 back as :class:`Marker`. Recovery of a store is serialised by :func:`recovery_lock`.
+
+A marker must be on disk before the file it names is published, which costs a new
+file two fsyncs (its own, its directory's). A marker is therefore written in place
+into a file that already exists, padded to its size, with one ``fdatasync``: a
+:class:`MarkerSlots` makes such files (blank, made durable once) for one ingest and
+hands them out again once their file is settled; a settled marker is blanked. Each
+marker carries a checksum of itself, so a write cut short by a crash reads as no
+marker, never as another one; recovery removes such leftovers of dead processes.
 """
 
 from __future__ import annotations
@@ -20,13 +28,26 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from dockd.runtime import BOOT_ID, FileLock, before_boot, pid_alive, runtime_dir
 
 # Markers this process has written and not yet settled. A marker of this process's
 # PID that is not here was left by a failure (the daemon lives on after one).
 _OWN_MARKERS: set[str] = set()
+# Marker files this process made and still hands out (blank, or in _OWN_MARKERS).
+_OWN_SLOTS: set[str] = set()
 _OWN_LOCK = threading.Lock()
+# A marker file's least size: one block, rewritten in place.
+MARKER_BYTES = 4096
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def owner_tag() -> str:
@@ -63,40 +84,111 @@ class Marker:
     identity: tuple[int, int, int] | None  # (device, inode, mtime ns) of the published file
 
 
-def write_marker(
-    marker: Path, rel: PurePosixPath, blake3: str, identity: tuple[int, int, int]
-) -> None:
-    """Write (fsynced, replaced whole) "about to publish ``rel``: this hash, this inode".
-
-    The caller fsyncs the directory. Until :func:`forget_marker`, the marker counts
-    as this process's live one.
-    """
-    body = json.dumps(
-        {
-            "path": rel.as_posix(),
-            "blake3": blake3,
-            "boot_id": BOOT_ID,
-            "dev": identity[0],
-            "ino": identity[1],
-            "mtime_ns": identity[2],
-        }
-    ).encode()
-    with _OWN_LOCK:
-        _OWN_MARKERS.add(marker.name)
-    tmp = marker.with_suffix(".pub-new")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+def new_slot(incoming: Path) -> Path:
+    """A blank marker file of this process in ``incoming``, durable with its name."""
+    slot = incoming / f"{owner_tag()}.pub"
+    with _OWN_LOCK:  # before it exists: a recovery beside must never take it for a leftover
+        _OWN_SLOTS.add(slot.name)
+    fd = os.open(slot, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
-        os.write(fd, body)
+        os.write(fd, b" " * MARKER_BYTES)
         os.fsync(fd)
     finally:
         os.close(fd)
-    os.replace(tmp, marker)
+    fsync_dir(incoming)
+    return slot
+
+
+class MarkerSlots:
+    """The marker files of one ingest: made when more files are in flight than ever
+    before in it, handed out again once settled, removed by :meth:`close`."""
+
+    def __init__(self, incoming: Path) -> None:
+        self._incoming = incoming
+        self._free: list[Path] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> Path:
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+        return new_slot(self._incoming)
+
+    def give_back(self, slot: Path) -> None:
+        """The marker was settled (and blanked): the file may carry the next one."""
+        with self._lock:
+            self._free.append(slot)
+
+    def close(self) -> None:
+        """Remove the blank files (a crash before leaves them to the next recovery)."""
+        with self._lock:
+            free, self._free = self._free, []
+        for slot in free:
+            with _OWN_LOCK:
+                _OWN_SLOTS.discard(slot.name)
+            slot.unlink(missing_ok=True)
+
+
+def write_marker(
+    marker: Path, rel: PurePosixPath, blake3: str, identity: tuple[int, int, int]
+) -> None:
+    """Write "about to publish ``rel``: this hash, this inode" into the marker file
+    ``marker`` (:func:`new_slot`), in place, and make it durable (``fdatasync``).
+
+    Until :func:`forget_marker`, the marker counts as this process's live one.
+    """
+    fields = {
+        "path": rel.as_posix(),
+        "blake3": blake3,
+        "boot_id": BOOT_ID,
+        "dev": identity[0],
+        "ino": identity[1],
+        "mtime_ns": identity[2],
+    }
+    body = json.dumps({**fields, "sum": _checksum(fields)}).encode()
+    with _OWN_LOCK:
+        _OWN_MARKERS.add(marker.name)
+    _overwrite(marker, body, sync=True)
+
+
+def blank_marker(marker: Path) -> None:
+    """The marker's file is settled: blank it (not synced: if a crash brings the
+    settled marker back, recovery finds its row, or its file gone, and drops it)."""
+    _overwrite(marker, b"", sync=False)
+    forget_marker(marker)
+
+
+def _overwrite(marker: Path, body: bytes, *, sync: bool) -> None:
+    """``body`` at the start of ``marker``, the rest of the file blanked: never shorter,
+    so that nothing but the data has to reach the disk."""
+    fd = os.open(marker, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        size = os.fstat(fd).st_size
+        data = body.ljust(max(size, MARKER_BYTES), b" ")
+        written = 0
+        while written < len(data):
+            written += os.pwrite(fd, data[written:], written)
+        if sync:
+            os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
+def _checksum(fields: dict[str, object]) -> str:
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:32]
 
 
 def forget_marker(marker: Path) -> None:
     """This process no longer vouches for ``marker``: settled, or left for recovery."""
     with _OWN_LOCK:
         _OWN_MARKERS.discard(marker.name)
+
+
+def drop_slot(marker: Path) -> None:
+    """The marker is left for recovery: its file is no longer this process's to reuse."""
+    forget_marker(marker)
+    with _OWN_LOCK:
+        _OWN_SLOTS.discard(marker.name)
 
 
 def read_markers(incoming: Path) -> list[Marker]:
@@ -109,23 +201,40 @@ def read_markers(incoming: Path) -> list[Marker]:
     for entry in entries:
         if not entry.name.endswith(".pub"):
             continue
+        data = _parse(Path(entry.path))
+        if data is None:
+            continue
         try:
-            data = json.loads(Path(entry.path).read_bytes())
             rel, digest, boot = PurePosixPath(data["path"]), str(data["blake3"]), data["boot_id"]
             ident = (
                 (int(data["dev"]), int(data["ino"]), int(data["mtime_ns"]))
                 if "mtime_ns" in data
                 else None
             )
-        except (OSError, ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError):
             continue
         path = Path(entry.path)
         out.append(Marker(path, rel, digest, owner_alive(path, boot_id=boot), ident))
     return out
 
 
+def _parse(path: Path) -> dict[str, Any] | None:
+    """A marker's fields; None for a blank file, one cut short, or not a marker."""
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    if "sum" in data and data.pop("sum") != _checksum(data):
+        return None  # written in part when its process died
+    return data
+
+
 def remove_dead_temporaries(incoming: Path) -> list[Path]:
-    """Remove the ``.part`` and ``.pub-new`` files of processes that are gone.
+    """Remove the ``.part`` and ``.pub-new`` files of processes that are gone, and
+    their marker files that hold no marker (blank, or cut short): a readable marker is
+    recovery's to judge (``store.recover_incoming``).
 
     Another dock of this process (or another process) may publish meanwhile: a file
     listed here may be gone by the time it is looked at, which is no failure.
@@ -134,7 +243,12 @@ def remove_dead_temporaries(incoming: Path) -> list[Path]:
     if incoming.is_dir():
         for entry in os.scandir(incoming):
             path = Path(entry.path)
-            if not entry.name.endswith((".part", ".pub-new")) or owner_alive(path):
+            if entry.name.endswith(".pub"):
+                with _OWN_LOCK:
+                    ours = entry.name in _OWN_SLOTS
+                if ours or owner_alive(path) or _parse(path) is not None:
+                    continue
+            elif not entry.name.endswith((".part", ".pub-new")) or owner_alive(path):
                 continue
             try:
                 regular = stat.S_ISREG(entry.stat(follow_symlinks=False).st_mode)
