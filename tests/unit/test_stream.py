@@ -4,6 +4,7 @@ reader thread never outliving the copy, however it ends."""
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from collections.abc import Iterator
@@ -89,3 +90,48 @@ def test_a_caller_that_stops_early_ends_the_reader(source: tuple[int, bytes]) ->
     assert first == data[:BUF]
     chunks.close()  # as a failed write leaves the loop
     assert _readers() == []
+
+
+@pytest.mark.parametrize("size", [0, 1, 4095, 4096, 4097, 3 * BUF + 5])
+@pytest.mark.parametrize("buffer_size", [BUF, 5000])
+def test_a_stored_file_read_past_the_page_cache_is_read_whole(
+    tmp_path: Path, size: int, buffer_size: int
+) -> None:
+    """The verify's re-read (``O_DIRECT``: aligned reads into an aligned buffer) gives
+    every byte of the file, whatever its size and the buffer's, the short last block
+    too; on this filesystem (the store's kind: ext4) it is not refused."""
+    data = os.urandom(size)
+    path = tmp_path / "stored.mp4"
+    path.write_bytes(data)
+    os.sync()
+    assert b"".join(bytes(c) for c in stream.read_direct(path, buffer_size)) == data
+    assert store.hash_stored(path, buffer_size=buffer_size) == blake3.blake3(data).hexdigest()
+
+
+@pytest.mark.parametrize("refused", ["open", "second read"])
+def test_where_direct_reads_are_refused_the_re_read_drops_the_cache_instead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refused: str
+) -> None:
+    """A filesystem that refuses O_DIRECT (EINVAL at the open, or at a read) still has
+    its file re-read whole, from the start, the ordinary way."""
+    data = os.urandom(3 * BUF + 5)
+    path = tmp_path / "stored.mp4"
+    path.write_bytes(data)
+    real_open, real_preadv = os.open, os.preadv
+    reads = []
+
+    def open_(p: object, flags: int, *args: object) -> int:
+        if refused == "open" and flags & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_open(p, flags, *args)  # type: ignore[arg-type]
+
+    def preadv(fd: int, bufs: list[memoryview], offset: int) -> int:
+        reads.append(offset)
+        if refused == "second read" and len(reads) == 2:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_preadv(fd, bufs, offset)
+
+    monkeypatch.setattr(os, "open", open_)
+    monkeypatch.setattr(os, "preadv", preadv)
+    assert store.hash_stored(path, buffer_size=BUF) == blake3.blake3(data).hexdigest()
+    assert reads == ([] if refused == "open" else [0, BUF])

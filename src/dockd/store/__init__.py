@@ -56,7 +56,7 @@ from dockd.store.markers import (
 from dockd.store.markers import MarkerSlots as MarkerSlots
 from dockd.store.markers import fsync_dir as fsync_dir
 from dockd.store.stream import Interrupted as Interrupted
-from dockd.store.stream import WriteBack, chunks, read_ahead
+from dockd.store.stream import NoDirect, WriteBack, chunks, read_ahead, read_direct
 
 INCOMING = ".incoming"
 FILE_MODE = 0o440
@@ -260,11 +260,21 @@ def hash_fd(source_fd: int, *, buffer_size: int, stop: threading.Event | None = 
 
 
 def hash_stored(path: Path, *, buffer_size: int = 1 << 20, drop_cache: bool = True) -> str:
-    """BLAKE3 of a stored file, asking the kernel to drop its cached pages first.
+    """BLAKE3 of a stored file, read from the disk rather than the page cache the copy
+    just filled (``drop_cache``).
 
-    ``drop_cache`` makes the re-read come from the disk rather than the page cache
-    the copy just filled (POSIX_FADV_DONTNEED after the data is on disk).
+    Read with ``O_DIRECT`` where the filesystem allows it; else its cached pages are
+    dropped first (POSIX_FADV_DONTNEED, once the data is on disk) and it is read as
+    usual. Without ``drop_cache`` it is read as usual.
     """
+    if drop_cache:
+        try:
+            hasher = blake3.blake3()
+            for chunk in read_direct(path, buffer_size):
+                hasher.update(chunk)
+            return hasher.hexdigest()
+        except NoDirect:
+            pass
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         if drop_cache:

@@ -16,6 +16,10 @@ soon as it is written, instead of when the kernel's dirty limits are reached: th
 
 Nothing here weakens the guarantee: the caller still ``fsync``s the file (and the
 store its directory) before a ledger row names it.
+
+A stored file is read back for its verify past the page cache (:func:`read_direct`,
+``O_DIRECT``): from the disk itself, with no copy through the cache, which would
+cost the kernel as much CPU as the copy into the store did.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import errno
+import mmap
 import os
 import queue
 import threading
@@ -143,3 +149,49 @@ class WriteBack:
             if self._fn(self._fd, self._started, upto - self._started, _SYNC_FILE_RANGE_WRITE):
                 self._fn = None  # refused (EINVAL, ESPIPE...): stop asking
         self._started = upto
+
+
+class NoDirect(Exception):
+    """The file cannot be read with ``O_DIRECT`` here (the filesystem refuses it)."""
+
+
+_ALIGN = 4096  # offsets and buffers of direct reads: a multiple of any block size
+
+
+def read_direct(path: str | os.PathLike[str], buffer_size: int) -> Generator[memoryview]:
+    """A file read from its start past the page cache (``O_DIRECT``), one chunk at a time
+    into one page-aligned buffer (each chunk valid until the next is read).
+
+    Raises :class:`NoDirect` when the filesystem refuses direct reads (tmpfs, some
+    FUSE and network filesystems), at the open or at any read, so that the caller
+    reads the file anew in the ordinary way; other errors are raised as they are.
+    """
+    size = max(_ALIGN, -(-buffer_size // _ALIGN) * _ALIGN)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_DIRECT)
+    except OSError as exc:
+        if exc.errno == errno.EINVAL:
+            raise NoDirect(str(exc)) from exc
+        raise
+    try:
+        # anonymous memory is page-aligned; not closed here, while the caller may hold
+        # the last chunk: freed with the last view of it
+        view = memoryview(mmap.mmap(-1, size))
+        offset = 0
+        while True:
+            try:
+                n = os.preadv(fd, [view], offset)
+            except OSError as exc:
+                if exc.errno == errno.EINVAL:
+                    raise NoDirect(str(exc)) from exc
+                raise
+            if n == 0:
+                return
+            yield view[:n]
+            offset += n
+            if n % _ALIGN:  # only the file's last block is read short
+                if os.fstat(fd).st_size != offset:
+                    raise NoDirect(f"short direct read at {offset}")
+                return
+    finally:
+        os.close(fd)
