@@ -349,8 +349,8 @@ def settle(incoming: Incoming) -> None:
     if marker is None:
         return  # nothing was published
     if incoming.slots is None:
-        drop_slot(marker)
         marker.unlink(missing_ok=True)
+        drop_slot(marker)
         return
     try:
         blank_marker(marker)
