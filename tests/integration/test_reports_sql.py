@@ -84,6 +84,40 @@ def test_late_is_late_only_past_the_limit_to_the_microsecond(
 
 
 @pytest.mark.parametrize("config", BACKENDS, indirect=True)
+def test_times_a_hair_before_a_whole_second_are_measured_exactly(
+    config: Config, ledger: Ledger
+) -> None:
+    """SQLite's date functions keep milliseconds and round: 54.999513 s read as 55 s.
+    A break 0.33 s over the limit from a clip that ends at 54.999513 s is a break (found
+    in the ten-million-file bench: PostgreSQL listed it, SQLite did not), a file
+    ingested 0.4 ms inside the late limit, at 59.9996 s, is in time, and a clip begun
+    0.3 ms before local midnight was recorded on that day."""
+    gap = timedelta(minutes=config.reports.gap_minutes)
+    late = timedelta(hours=config.reports.late_ingest_hours)
+    end = T0 + timedelta(minutes=1, seconds=54, microseconds=999_513)
+    with ledger.session() as s:
+        _station(s)
+        soon = end + 2 * gap  # ingested in time
+        before = _file(s, T0, end, ingested_at=soon)
+        after = _file(s, end + gap + timedelta(microseconds=329_184), None, ingested_at=soon)
+        _file(
+            s,
+            T0 + 60 * gap,
+            T0 + 61 * gap,
+            ingested_at=T0 + 61 * gap + late - timedelta(microseconds=400),
+            device_ref="DV-2",  # not a break of DV-1's
+        )
+        midnight = datetime(2026, 3, 15, 16, 0, tzinfo=UTC)  # 00:00 in Shanghai
+        for start in (midnight - timedelta(microseconds=300), midnight + timedelta(hours=12)):
+            _file(s, start, None, device_ref="DV-3", ingested_at=start)
+    rows = _report(ledger, config, "gaps").rows
+    assert [(r["file_before"], r["file_after"]) for r in rows] == [(before, after)]
+    assert _report(ledger, config, "late").rows == []
+    devices = {r["device"]: r for r in _report(ledger, config, "usage-device").rows}
+    assert devices["DV-3"]["days_active"] == 2
+
+
+@pytest.mark.parametrize("config", BACKENDS, indirect=True)
 def test_a_break_runs_from_the_latest_end_so_far(config: Config, ledger: Ledger) -> None:
     """A long clip with shorter ones inside it: the break after them runs from the long
     clip's end, and it is the file before (a later clip ending at the same time is not)."""

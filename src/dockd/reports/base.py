@@ -84,14 +84,20 @@ Col = ColumnElement[Any] | InstrumentedAttribute[Any]  # a column or an expressi
 
 
 def _micros(ts: Col) -> ColumnElement[int]:
-    """A SQLite ledger time (``YYYY-MM-DD HH:MM:SS.ffffff``, UTC) as integer microseconds."""
-    seconds = cast(func.strftime("%s", ts), Integer)
-    fraction = cast(func.substr(type_coerce(ts, String) + ".000000", 21, 6), Integer)
+    """A SQLite ledger time (``YYYY-MM-DD HH:MM:SS.ffffff``, UTC) as integer microseconds.
+
+    The whole seconds are read from the text without its fraction: SQLite's date
+    functions keep milliseconds and round, so ``strftime('%s')`` of ``...:54.999513``
+    says 55.
+    """
+    text = type_coerce(ts, String)
+    seconds = cast(func.strftime("%s", func.substr(text, 1, 19)), Integer)
+    fraction = cast(func.substr(text + ".000000", 21, 6), Integer)
     return seconds * 1_000_000 + fraction
 
 
 _DAY = timedelta(days=1)
-_SLACK_DAYS = 1 / 86_400  # one second: far above julianday's rounding (tens of µs)
+_SLACK_DAYS = 1 / 86_400  # one second: far above julianday's rounding (to the ms)
 
 
 def exceeds(later: Col, earlier: Col, limit: timedelta, dialect: str) -> ColumnElement[bool]:
@@ -139,6 +145,8 @@ def local_day(
 
     ``span`` bounds the times it is asked of: on SQLite the zone's offsets over it
     become a ``CASE`` (just one offset in most zones); PostgreSQL knows the zones.
+    SQLite is given the time without its fraction of a second, which it would round
+    to the millisecond: 23:59:59.9997 is still that day.
     """
     if dialect != "sqlite":
         return cast(func.timezone(tz.key, ts), Date)
@@ -149,4 +157,4 @@ def local_day(
             (ts < start, literal(f"{off:+d} seconds")) for (_, off), (start, _) in pairwise(steps)
         ]
         modifier = case(*whens, else_=modifier)
-    return func.date(ts, modifier)
+    return func.date(func.substr(type_coerce(ts, String), 1, 19), modifier)
