@@ -135,3 +135,13 @@ def test_where_direct_reads_are_refused_the_re_read_drops_the_cache_instead(
     monkeypatch.setattr(os, "preadv", preadv)
     assert store.hash_stored(path, buffer_size=BUF) == blake3.blake3(data).hexdigest()
     assert reads == ([] if refused == "open" else [0, BUF])
+
+
+def test_one_thread_re_reads_file_after_file_with_its_one_buffer(tmp_path: Path) -> None:
+    """The verify thread re-reads a shift's photos one after the other into the one
+    buffer it keeps: each file whole, whether it is smaller or larger than the last."""
+    datas = [os.urandom(n) for n in (300_000, 5, 3 * BUF + 4097, 300_000)]
+    for i, data in enumerate(datas):
+        path = tmp_path / f"{i}.jpg"
+        path.write_bytes(data)
+        assert store.hash_stored(path, buffer_size=2 * BUF) == blake3.blake3(data).hexdigest()

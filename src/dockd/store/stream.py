@@ -160,13 +160,15 @@ _ALIGN = 4096  # offsets and buffers of direct reads: a multiple of any block si
 
 def read_direct(path: str | os.PathLike[str], buffer_size: int) -> Generator[memoryview]:
     """A file read from its start past the page cache (``O_DIRECT``), one chunk at a time
-    into one page-aligned buffer (each chunk valid until the next is read).
+    into a page-aligned buffer (each chunk valid until the next is read). The buffer is
+    the calling thread's, kept for its next file: a fresh one costs each file the
+    faulting in of every page of it, more than the read of a photo. So one read at a
+    time per thread.
 
     Raises :class:`NoDirect` when the filesystem refuses direct reads (tmpfs, some
     FUSE and network filesystems), at the open or at any read, so that the caller
     reads the file anew in the ordinary way; other errors are raised as they are.
     """
-    size = max(_ALIGN, -(-buffer_size // _ALIGN) * _ALIGN)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_DIRECT)
     except OSError as exc:
@@ -174,9 +176,10 @@ def read_direct(path: str | os.PathLike[str], buffer_size: int) -> Generator[mem
             raise NoDirect(str(exc)) from exc
         raise
     try:
-        # anonymous memory is page-aligned; not closed here, while the caller may hold
-        # the last chunk: freed with the last view of it
-        view = memoryview(mmap.mmap(-1, size))
+        size = os.fstat(fd).st_size
+        # no longer than the file: each read pins the pages it is given
+        want = max(_ALIGN, -(-min(buffer_size, size) // _ALIGN) * _ALIGN)
+        view = _direct_buffer(want)[:want]
         offset = 0
         while True:
             try:
@@ -195,3 +198,17 @@ def read_direct(path: str | os.PathLike[str], buffer_size: int) -> Generator[mem
                 return
     finally:
         os.close(fd)
+
+
+_THREAD = threading.local()
+
+
+def _direct_buffer(size: int) -> memoryview:
+    """This thread's page-aligned buffer (anonymous memory is), of at least ``size``
+    bytes. Never closed while in use: a larger one replaces it, and the old one goes
+    with the last view of it."""
+    buf: memoryview | None = getattr(_THREAD, "direct", None)
+    if buf is None or len(buf) < size:
+        buf = memoryview(mmap.mmap(-1, size))
+        _THREAD.direct = buf
+    return buf
