@@ -63,7 +63,7 @@ from dockd.config.dock import MountHelper, render
 from dockd.dock.mounts import choose_helper
 from dockd.dock.watcher import udevd_running
 from dockd.ledger.db import Ledger, open_ledger
-from dockd.ledger.models import DockSession
+from dockd.ledger.models import Alert, DockSession
 from fixtures.make_recorder import Recorder, make_recorder, pad_mp4
 
 UDEVD = ("/lib/systemd/systemd-udevd", "/usr/lib/systemd/systemd-udevd")
@@ -172,11 +172,17 @@ def sessions(ledger: Ledger) -> list[DockSession]:
 
 
 def wait_sessions(ledger: Ledger, n: int, timeout: float = 1800) -> list[DockSession]:
+    """The first ``n`` dock sessions once all have ended; stops the bench as soon as a
+    dock failed before its session began (it would never come)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         rows = sessions(ledger)
         if len(rows) >= n and all(r.outcome != "running" for r in rows):
             return rows
+        with ledger.read() as s:
+            failed = list(s.scalars(select(Alert.message).where(Alert.kind == "dock.failed")))
+        if failed:
+            raise SystemExit(f"a dock failed (see dockd.log): {failed[0]}")
         time.sleep(0.2)
     raise SystemExit(f"timed out waiting for {n} dock sessions")
 
