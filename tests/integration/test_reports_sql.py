@@ -90,8 +90,8 @@ def test_times_a_hair_before_a_whole_second_are_measured_exactly(
     """SQLite's date functions keep milliseconds and round: 54.999513 s read as 55 s.
     A break 0.33 s over the limit from a clip that ends at 54.999513 s is a break (found
     in the ten-million-file bench: PostgreSQL listed it, SQLite did not), a file
-    ingested 0.4 ms inside the late limit, at 59.9996 s, is in time, and a clip begun
-    0.3 ms before local midnight was recorded on that day."""
+    ingested 0.4 ms inside the late limit, at 59.9996 s, is in time, and clips begun
+    0.5 and 0.3 ms before local midnight were recorded on that day."""
     gap = timedelta(minutes=config.reports.gap_minutes)
     late = timedelta(hours=config.reports.late_ingest_hours)
     end = T0 + timedelta(minutes=1, seconds=54, microseconds=999_513)
@@ -108,13 +108,14 @@ def test_times_a_hair_before_a_whole_second_are_measured_exactly(
             device_ref="DV-2",  # not a break of DV-1's
         )
         midnight = datetime(2026, 3, 15, 16, 0, tzinfo=UTC)  # 00:00 in Shanghai
-        for start in (midnight - timedelta(microseconds=300), midnight + timedelta(hours=12)):
-            _file(s, start, None, device_ref="DV-3", ingested_at=start)
+        for device, hair in (("DV-3", 300), ("DV-4", 500)):
+            for start in (midnight - timedelta(microseconds=hair), midnight + timedelta(hours=12)):
+                _file(s, start, None, device_ref=device, ingested_at=start)
     rows = _report(ledger, config, "gaps").rows
     assert [(r["file_before"], r["file_after"]) for r in rows] == [(before, after)]
     assert _report(ledger, config, "late").rows == []
     devices = {r["device"]: r for r in _report(ledger, config, "usage-device").rows}
-    assert devices["DV-3"]["days_active"] == 2
+    assert (devices["DV-3"]["days_active"], devices["DV-4"]["days_active"]) == (2, 2)
 
 
 @pytest.mark.parametrize("config", BACKENDS, indirect=True)

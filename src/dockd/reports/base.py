@@ -145,8 +145,9 @@ def local_day(
 
     ``span`` bounds the times it is asked of: on SQLite the zone's offsets over it
     become a ``CASE`` (just one offset in most zones); PostgreSQL knows the zones.
-    SQLite is given the time without its fraction of a second, which it would round
-    to the millisecond: 23:59:59.9997 is still that day.
+    SQLite rounds a fraction of a second to the millisecond: a time from .9995 s on is
+    given without its fraction (23:59:59.9997 is still that day); one before that
+    rounds within its second (asking every row's whole seconds costs more).
     """
     if dialect != "sqlite":
         return cast(func.timezone(tz.key, ts), Date)
@@ -157,4 +158,6 @@ def local_day(
             (ts < start, literal(f"{off:+d} seconds")) for (_, off), (start, _) in pairwise(steps)
         ]
         modifier = case(*whens, else_=modifier)
-    return func.date(func.substr(type_coerce(ts, String), 1, 19), modifier)
+    text = type_coerce(ts, String)
+    whole = case((func.substr(text, 21, 4) >= "9995", func.substr(text, 1, 19)), else_=ts)
+    return func.date(whole, modifier)
