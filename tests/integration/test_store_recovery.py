@@ -3,6 +3,7 @@ recovery that must touch only the very file a dead process published."""
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 from collections.abc import Sequence
@@ -202,6 +203,80 @@ def test_a_marker_file_holds_one_whole_marker_or_none(tmp_path: Path) -> None:
     assert sorted(p.name for p in incoming.iterdir()) == [spare.name]
     slots.close()
     assert list(incoming.iterdir()) == []
+
+
+def test_recovery_never_removes_a_marker_file_an_ingest_reuses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dock's recovery reads a marker of another dock of the daemon; that dock then
+    settles its file (the marker file blanked, kept for its next) and, while recovery
+    asks the ledger about the old marker, publishes its next file with the same marker
+    file. Recovery must leave that file alone: removed, the next file would stand in
+    the store with no marker, an orphan no recovery could find after a crash."""
+    root = tmp_path / "store"
+    incoming = root / store.INCOMING
+
+    def copy(data: bytes) -> store.Incoming:
+        src = tmp_path / "src"
+        src.write_bytes(data)
+        fd = os.open(src, os.O_RDONLY)
+        try:
+            return store.copy_into_incoming(root, fd, buffer_size=1 << 16)
+        finally:
+            os.close(fd)
+
+    slots = store.MarkerSlots(incoming)
+    x, y = PurePosixPath("2026/03/15/DV-0001/x.mp4"), PurePosixPath("2026/03/15/DV-0001/y.mp4")
+    first = copy(b"recording x")
+    store.publish(root, first, x, slots=slots)
+    second = copy(b"recording y")
+    real_alive = markers.owner_alive
+
+    def settled_meanwhile(path: Path, **kw: Any) -> bool:
+        """The other dock commits x just after recovery read its marker, and publishes
+        y, in the same marker file, just after recovery asked whose it is."""
+        if path != first.marker:
+            return real_alive(path, **kw)
+        store.settle(first)
+        alive = real_alive(path, **kw)
+        store.publish(root, second, y, slots=slots)
+        return alive
+
+    monkeypatch.setattr(markers, "owner_alive", settled_meanwhile)
+    store.recover_incoming(root, lambda p, _h: p == x)
+
+    assert second.marker is not None and second.marker.is_file()
+    assert store.in_flight(root) == {y}
+    store.settle(second)
+    slots.close()
+    assert list(incoming.iterdir()) == []
+
+
+def test_a_marker_file_that_cannot_be_made_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full store refuses the new marker file's sync: the publish fails, and no
+    half-made marker file is left that this process would keep as its own."""
+    root = tmp_path / "store"
+    src = tmp_path / "a.mp4"
+    src.write_bytes(b"recording")
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        inc = store.copy_into_incoming(root, fd, buffer_size=1 << 16)
+    finally:
+        os.close(fd)
+
+    def full(_fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    store.makedirs(root, PurePosixPath("2026/03/15/DV-0001"))  # its folder is there
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match="No space"):
+        store.publish(root, inc, PurePosixPath("2026/03/15/DV-0001/a.mp4"))
+    monkeypatch.undo()
+    assert inc.marker is None and not (root / "2026/03/15/DV-0001/a.mp4").exists()
+    assert [p.suffix for p in (root / store.INCOMING).iterdir()] == [".part"]
+    inc.discard()
 
 
 def test_interrupted_while_the_file_before_is_verified_that_file_is_still_reported(

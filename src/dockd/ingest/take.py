@@ -154,13 +154,17 @@ def take_file(
     published: PurePosixPath | None = None
     try:
         previous(incoming.blake3)  # the same recording twice on one recorder: one is kept
-        # One read transaction (begun now, so it sees the rows of the files before) for
-        # the file's questions to the ledger: each its own cost as much as the query.
+        # begun now, so that it sees the rows of the files before
         with ctx.ledger.read_rows() as conn:
-            if _present_by_hash(conn, identity.ref, incoming.blake3):
-                incoming.discard()
-                return FileOutcome(rel, FileStatus.PRESENT, size=incoming.size)
-            info = probe(incoming.path, still=cand.kind == "photo")
+            present = _present_by_hash(conn, identity.ref, incoming.blake3)
+        if present:
+            incoming.discard()
+            return FileOutcome(rel, FileStatus.PRESENT, size=incoming.size)
+        # outside any transaction: a damaged video may keep the probe reading a while
+        info = probe(incoming.path, still=cand.kind == "photo")
+        # One read transaction for the rest of the file's questions to the ledger: each
+        # its own cost as much as its query.
+        with ctx.ledger.read_rows() as conn:
             row, officer_badge = describe(
                 ctx, conn, cand, name, identity, info, incoming, result.session_id, clock
             )

@@ -68,8 +68,8 @@ def owner_alive(path: Path, *, boot_id: str | None = None) -> bool:
     if not head.isdigit():
         return False  # a name of an older dockd: no owner to ask
     if int(head) == os.getpid() and path.suffix == ".pub":
-        with _OWN_LOCK:
-            return path.name in _OWN_MARKERS
+        with _OWN_LOCK:  # a marker file kept for reuse is in use too: the next may be in it
+            return path.name in _OWN_MARKERS or path.name in _OWN_SLOTS
     return pid_alive(int(head))
 
 
@@ -89,13 +89,19 @@ def new_slot(incoming: Path) -> Path:
     slot = incoming / f"{owner_tag()}.pub"
     with _OWN_LOCK:  # before it exists: a recovery beside must never take it for a leftover
         _OWN_SLOTS.add(slot.name)
-    fd = os.open(slot, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
-        os.write(fd, b" " * MARKER_BYTES)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    fsync_dir(incoming)
+        fd = os.open(slot, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, b" " * MARKER_BYTES)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        fsync_dir(incoming)
+    except BaseException:  # a full or failing store: no half-made file left as ours
+        with contextlib.suppress(OSError):
+            slot.unlink(missing_ok=True)
+        drop_slot(slot)
+        raise
     return slot
 
 
@@ -244,9 +250,7 @@ def remove_dead_temporaries(incoming: Path) -> list[Path]:
         for entry in os.scandir(incoming):
             path = Path(entry.path)
             if entry.name.endswith(".pub"):
-                with _OWN_LOCK:
-                    ours = entry.name in _OWN_SLOTS
-                if ours or owner_alive(path) or _parse(path) is not None:
+                if owner_alive(path) or _parse(path) is not None:
                     continue
             elif not entry.name.endswith((".part", ".pub-new")) or owner_alive(path):
                 continue
