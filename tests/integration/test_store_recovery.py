@@ -74,18 +74,23 @@ def test_a_commit_that_fails_keeps_the_file_exactly_when_its_row_exists(
     assert again.count("stored") + again.count("present") == len(recorder.recordings)
 
 
+def _copied(root: Path, tmp_path: Path, data: bytes = b"recording") -> store.Incoming:
+    """``data`` copied into the store's ``.incoming``, as an ingest's copy leaves it."""
+    src = tmp_path / "src"
+    src.write_bytes(data)
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        return store.copy_into_incoming(root, fd, buffer_size=1 << 16)
+    finally:
+        os.close(fd)
+
+
 def test_recovery_removes_only_the_file_the_dead_process_published(tmp_path: Path) -> None:
     root = tmp_path / "store"
     rel = PurePosixPath("2026/03/15/DV-0001/a.mp4")
-    src = tmp_path / "a.mp4"
-    src.write_bytes(b"recording")
 
     def copy() -> store.Incoming:
-        fd = os.open(src, os.O_RDONLY)
-        try:
-            return store.copy_into_incoming(root, fd, buffer_size=1 << 16)
-        finally:
-            os.close(fd)
+        return _copied(root, tmp_path)
 
     dead = subprocess.Popen(["true"])
     dead.wait()
@@ -125,13 +130,7 @@ def test_recovery_beside_a_dock_that_publishes_leaves_its_files_alone(
     marker renamed into place) by the time recovery looks at it. Eight recorders docked
     at once failed two docks that way ("No such file or directory: ... .pub-new")."""
     root = tmp_path / "store"
-    src = tmp_path / "a.mp4"
-    src.write_bytes(b"recording")
-    fd = os.open(src, os.O_RDONLY)
-    try:
-        live = store.copy_into_incoming(root, fd, buffer_size=1 << 16)
-    finally:
-        os.close(fd)
+    live = _copied(root, tmp_path)
     dead = subprocess.Popen(["true"])
     dead.wait()
     left = root / ".incoming" / f"{dead.pid}-0123456789abcdef.part"  # a killed process's
@@ -162,13 +161,7 @@ def test_a_marker_file_holds_one_whole_marker_or_none(tmp_path: Path) -> None:
     incoming = root / store.INCOMING
 
     def copy(data: bytes) -> store.Incoming:
-        src = tmp_path / "src"
-        src.write_bytes(data)
-        fd = os.open(src, os.O_RDONLY)
-        try:
-            return store.copy_into_incoming(root, fd, buffer_size=1 << 16)
-        finally:
-            os.close(fd)
+        return _copied(root, tmp_path, data)
 
     slots = store.MarkerSlots(incoming)
     a, b = PurePosixPath("2026/03/15/DV-0001/a.mp4"), PurePosixPath("2026/03/15/DV-0001/b.mp4")
@@ -217,13 +210,7 @@ def test_recovery_never_removes_a_marker_file_an_ingest_reuses(
     incoming = root / store.INCOMING
 
     def copy(data: bytes) -> store.Incoming:
-        src = tmp_path / "src"
-        src.write_bytes(data)
-        fd = os.open(src, os.O_RDONLY)
-        try:
-            return store.copy_into_incoming(root, fd, buffer_size=1 << 16)
-        finally:
-            os.close(fd)
+        return _copied(root, tmp_path, data)
 
     slots = store.MarkerSlots(incoming)
     x, y = PurePosixPath("2026/03/15/DV-0001/x.mp4"), PurePosixPath("2026/03/15/DV-0001/y.mp4")
@@ -258,13 +245,7 @@ def test_a_marker_file_that_cannot_be_made_leaves_nothing_behind(
     """A full store refuses the new marker file's sync: the publish fails, and no
     half-made marker file is left that this process would keep as its own."""
     root = tmp_path / "store"
-    src = tmp_path / "a.mp4"
-    src.write_bytes(b"recording")
-    fd = os.open(src, os.O_RDONLY)
-    try:
-        inc = store.copy_into_incoming(root, fd, buffer_size=1 << 16)
-    finally:
-        os.close(fd)
+    inc = _copied(root, tmp_path)
 
     def full(_fd: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
