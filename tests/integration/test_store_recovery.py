@@ -160,19 +160,16 @@ def test_a_marker_file_holds_one_whole_marker_or_none(tmp_path: Path) -> None:
     root = tmp_path / "store"
     incoming = root / store.INCOMING
 
-    def copy(data: bytes) -> store.Incoming:
-        return _copied(root, tmp_path, data)
-
     slots = store.MarkerSlots(incoming)
     a, b = PurePosixPath("2026/03/15/DV-0001/a.mp4"), PurePosixPath("2026/03/15/DV-0001/b.mp4")
-    first = copy(b"recording a")
+    first = _copied(root, tmp_path, b"recording a")
     store.publish(root, first, a, slots=slots)
     used = first.marker
     assert used is not None
     a_marker = used.read_bytes()
     store.settle(first)  # committed: its marker file is blank, and kept for the next
     assert used.read_bytes().strip() == b""
-    second = copy(b"recording b")
+    second = _copied(root, tmp_path, b"recording b")
     store.publish(root, second, b, slots=slots)
     assert second.marker == used and [m.path for m in markers.read_markers(incoming)] == [b]
 
@@ -209,14 +206,11 @@ def test_recovery_never_removes_a_marker_file_an_ingest_reuses(
     root = tmp_path / "store"
     incoming = root / store.INCOMING
 
-    def copy(data: bytes) -> store.Incoming:
-        return _copied(root, tmp_path, data)
-
     slots = store.MarkerSlots(incoming)
     x, y = PurePosixPath("2026/03/15/DV-0001/x.mp4"), PurePosixPath("2026/03/15/DV-0001/y.mp4")
-    first = copy(b"recording x")
+    first = _copied(root, tmp_path, b"recording x")
     store.publish(root, first, x, slots=slots)
-    second = copy(b"recording y")
+    second = _copied(root, tmp_path, b"recording y")
     real_alive = markers.owner_alive
 
     def settled_meanwhile(path: Path, **kw: Any) -> bool:
