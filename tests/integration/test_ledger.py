@@ -22,7 +22,7 @@ from dockd.config.alerts import AlertsConfig
 from dockd.errors import LedgerError, UsageError
 from dockd.ingest import take
 from dockd.ledger import db, registry
-from dockd.ledger.models import ONE_DIALECT_INDEXES, AuditEvent, Base, Recording
+from dockd.ledger.models import INDEX_OPTIONS, ONE_DIALECT_INDEXES, AuditEvent, Base, Recording
 from tests.helpers.ledgers import BACKENDS
 from tests.helpers.station import NOW
 
@@ -55,19 +55,31 @@ def test_migrations_build_exactly_the_models(config: Config) -> None:
         led.close()
 
 
-@pytest.mark.parametrize("config", [BACKENDS[1]], indirect=True)
-def test_postgresql_report_index_carries_the_row_id(config: Config) -> None:
-    """The late and gaps reports find a month's files in ``ix_files_report`` and fetch
-    the few they list by id: on PostgreSQL the index holds the id too (revision 0017),
-    which the schema comparison above does not look at."""
+@pytest.mark.parametrize("config", BACKENDS, indirect=True)
+def test_indexes_are_built_with_their_options(config: Config) -> None:
+    """The partial, INCLUDE and hash indexes the reports and the ingest rely on are
+    built as ``INDEX_OPTIONS`` says, which the schema comparison above does not look
+    at: the report index holds the id on PostgreSQL (the late and gaps reports fetch
+    the few files they list by it), the flag indexes hold only flagged files."""
     led = db.open_ledger(config.ledger.url)
     try:
         with led.engine.connect() as conn:
-            indexdef = conn.exec_driver_sql(
-                "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_files_report'"
-            ).scalar_one()
-        assert indexdef.endswith("INCLUDE (id)"), indexdef
-        assert "(recorded_start, recorded_end, ingested_at," in indexdef
+            if led.dialect == "sqlite":
+                ddl = "SELECT name, sql FROM sqlite_master WHERE type = 'index'"
+            else:
+                ddl = "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'files'"
+            built = {name: sql for name, sql in conn.exec_driver_sql(ddl) if sql}
+        expected = {
+            name: options[led.dialect]
+            for name, options in INDEX_OPTIONS.items()
+            if led.dialect in options
+        }
+        assert expected, led.dialect
+        for name, option in expected.items():
+            assert option in built[name], (name, built[name])
+        assert "recorded_start, recorded_end, ingested_at," in built["ix_files_report"]
+        for name in set(built) - set(expected):  # and no other index is partial
+            assert " WHERE " not in built[name], (name, built[name])
     finally:
         led.close()
 
