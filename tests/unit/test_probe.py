@@ -83,6 +83,61 @@ def test_a_video_whose_frames_are_gone_is_flagged_by_the_probe_itself(tmp_path: 
     assert probe(part, still=True).error is not None  # named a photo, read as the video
 
 
+def test_an_mp4_is_opened_once_told_its_format(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A video that starts with ISO media's ``ftyp`` box is opened with FFmpeg's mov
+    demuxer, told, not guessed, and read as FFmpeg finds it by content."""
+    write_mp4(tmp_path / "clip.mp4", start=datetime(2026, 3, 15, 6, 30, tzinfo=UTC), seconds=1.0)
+    part = _as_incoming(tmp_path / "clip.mp4", tmp_path)
+    guessed = probe_module._read(part, None, decode=True)
+    opened: list[str | None] = []
+    real_open = probe_module._open
+
+    def spy(path: Path, fmt: str | None) -> av.container.InputContainer:
+        opened.append(fmt)
+        return real_open(path, fmt)
+
+    monkeypatch.setattr(probe_module, "_open", spy)
+    info = probe(part)
+    assert opened == [probe_module.ISO_FORMAT]
+    assert info.error is None and info == guessed
+
+
+def test_a_video_in_another_container_is_found_by_content(tmp_path: Path) -> None:
+    part = tmp_path / ".incoming" / "5678-ef01.part"
+    part.parent.mkdir()
+    with av.open(str(part), mode="w", format="mpegts") as out:
+        stream = out.add_stream("mpeg2video", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        for n in range(25):
+            frame = av.VideoFrame(160, 120, "yuv420p")
+            for plane in frame.planes:
+                plane.update(bytes([n * 8]) * plane.buffer_size)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+
+    info = probe(part)
+    assert info.error is None, info.error
+    assert (info.container, info.video_codec, info.width) == ("mpegts", "mpeg2video", 160)
+
+
+def test_a_damaged_mp4_has_the_error_ffmpeg_gives_when_it_finds_the_format(
+    tmp_path: Path,
+) -> None:
+    """The mov demuxer refuses it, and the file is read again as by content: its error
+    is the one found that way, not one of the demuxer it was first offered to."""
+    write_mp4(tmp_path / "clip.mp4", start=datetime(2026, 3, 15, 6, 30, tzinfo=UTC), seconds=1.0)
+    data = (tmp_path / "clip.mp4").read_bytes()
+    part = tmp_path / ".incoming" / "9abc-def0.part"
+    part.parent.mkdir()
+    part.write_bytes(data[:32])  # the ftyp box and nothing after it
+
+    info = probe(part)
+    assert info.error is not None and info.error.startswith("unreadable by PyAV")
+    assert info == probe_module._read(part, None, decode=True)
+
+
 # ------------------------------------------------ a photo's picture, checked whole
 
 
