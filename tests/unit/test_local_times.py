@@ -6,12 +6,13 @@ history), for times in UTC as the ledger reads them and for others."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from dockd.clock import LocalTimes
-from dockd.reports.base import iso
+from dockd.reports.base import iso, local_days
 
 ZONES = ["Asia/Shanghai", "Europe/Berlin", "Australia/Lord_Howe", "America/Santiago", "UTC"]
 
@@ -40,6 +41,29 @@ def test_local_times_are_the_zones_to_the_microsecond(zone: str) -> None:
         assert local.iso(t) == iso(t, tz), t
         assert local.iso(t, "auto") == t.astimezone(tz).isoformat(), t  # ledger query
         assert local.date(t) == t.astimezone(tz).date(), t
+
+
+@pytest.mark.parametrize("zone", ZONES)
+def test_local_days_cut_a_span_where_the_local_date_changes(zone: str) -> None:
+    """The usage reports count an officer's active days by asking one piece of
+    ``local_days`` at a time: every time of the span is in exactly one piece, and that
+    piece's date is the time's local date, also across each clock change."""
+    tz = ZoneInfo(zone)
+    times = sorted(_times())
+    lo, hi = times[0] + timedelta(microseconds=7), times[-1]
+    pieces = local_days(tz, lo, hi)
+    assert pieces[0][1] == lo and pieces[-1][2] == hi + timedelta(microseconds=1)
+    for (_, _, end), (_, start, _) in pairwise(pieces):
+        assert end == start  # no time left out, none in two pieces
+    at = 0
+    for t in times:
+        if t < lo:
+            continue
+        while not pieces[at][1] <= t < pieces[at][2]:
+            at += 1
+        assert pieces[at][0] == t.astimezone(tz).date(), (t, pieces[at])
+    days = {day for day, _, _ in pieces}
+    assert len(days) == (hi.astimezone(tz).date() - lo.astimezone(tz).date()).days + 1
 
 
 def test_a_time_not_in_utc_and_none() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -135,6 +135,29 @@ def offsets(tz: ZoneInfo, lo: datetime, hi: datetime) -> list[tuple[datetime, in
         current = off(b)
         out.append((b, current))
         t = b
+    return out
+
+
+def local_days(tz: ZoneInfo, lo: datetime, hi: datetime) -> list[tuple[date, datetime, datetime]]:
+    """``[lo, hi]`` cut where ``tz``'s local date changes: ``(date, start, end)``, the
+    times in ``[start, end)`` being of that local date, as ``astimezone(tz).date()``
+    gives it (a day a clock change cuts is two pieces of one date).
+
+    A report that counts days asks the database one piece at a time: the local date
+    is known for the piece, not computed per row (on SQLite a date function for every
+    row of a month, and a sort of all of them to count them).
+    """
+    out: list[tuple[date, datetime, datetime]] = []
+    steps = offsets(tz, lo, hi)
+    ends = [start for start, _ in steps[1:]] + [hi + timedelta(microseconds=1)]
+    for (start, off), end in zip(steps, ends, strict=True):
+        shift = timedelta(seconds=off)  # constant from start to end
+        t = start
+        while t < end:
+            day = (t + shift).date()
+            midnight = datetime.combine(day + _DAY, time.min, t.tzinfo) - shift
+            out.append((day, t, min(midnight, end)))
+            t = min(midnight, end)
     return out
 
 

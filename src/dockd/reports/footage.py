@@ -11,10 +11,11 @@ month of thousands, that per-row cost is the report's.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, and_, case, func, or_, select, true
+from sqlalchemy import ColumnElement, and_, bindparam, case, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from dockd.clock import LocalTimes
@@ -29,7 +30,7 @@ from dockd.reports.base import (
     dialect_of,
     exceeds,
     iso,
-    local_day,
+    local_days,
 )
 
 R = Recording
@@ -277,42 +278,76 @@ _USAGE_COLS = columns(
 
 
 def _usage(session: Session, config: Config, period: Period, key: Col) -> dict[str, dict[str, Any]]:
-    """Per ``key``, over the period's files (all states): the usage columns (R16)."""
+    """Per ``key``, over the period's files (all states): the usage columns (R16).
+
+    Asked one local day at a time (:func:`local_days`): a key's active days are the
+    days it has files in, and each day's rows are grouped by a small sort of their own.
+    """
     tz, dialect = config.station.tz, dialect_of(session)
-    where = period.where(R.recorded_start)
     lo, hi = session.execute(
-        select(func.min(R.recorded_start), func.max(R.recorded_start)).where(*where)
+        select(func.min(R.recorded_start), func.max(R.recorded_start)).where(
+            *period.where(R.recorded_start)
+        )
     ).one()
     if lo is None:
         return {}
     q = (
         select(
-            key.label("key"),
-            func.count().label("files"),
-            func.sum(func.coalesce(R.duration_s, 0.0)).label("seconds"),
-            func.sum(case((late_sql(config, dialect), 1), else_=0)).label("late"),
-            func.count(func.distinct(local_day(R.recorded_start, tz, dialect, (lo, hi)))).label(
-                "days"
-            ),
-            func.min(R.recorded_start).label("first"),
-            func.max(R.recorded_start).label("last"),
+            key,
+            func.count(),
+            func.sum(func.coalesce(R.duration_s, 0.0)),
+            func.sum(case((late_sql(config, dialect), 1), else_=0)),
+            func.min(R.recorded_start),
+            func.max(R.recorded_start),
         )
         .outerjoin(Officer, R.officer_id == Officer.id)
-        .where(*where)
+        .where(R.recorded_start >= bindparam("day_start"), R.recorded_start < bindparam("day_end"))
         .group_by(key)
     )
+    conn = session.connection()
+    found: dict[str, _Use] = {}
+    for day, start, end in local_days(tz, lo, hi):
+        for k, files, seconds, late_files, first, last in conn.execute(
+            q, {"day_start": start, "day_end": end}
+        ):
+            use = found.get(k)
+            if use is None:
+                found[k] = _Use(files, float(seconds), int(late_files), {day}, first, last)
+            else:
+                use.add(files, float(seconds), int(late_files), day, first, last)
     return {
-        r.key: {
-            "files": r.files,
-            "hours_recorded": round(float(r.seconds) / 3600, 2),
-            "days_active": r.days,
-            "late_files": int(r.late),
-            "late_share": round(int(r.late) / r.files, 3),
-            "first_recorded": iso(r.first, tz),
-            "last_recorded": iso(r.last, tz),
+        k: {
+            "files": u.files,
+            "hours_recorded": round(u.seconds / 3600, 2),
+            "days_active": len(u.days),
+            "late_files": u.late,
+            "late_share": round(u.late / u.files, 3),
+            "first_recorded": iso(u.first, tz),
+            "last_recorded": iso(u.last, tz),
         }
-        for r in session.execute(q)
+        for k, u in found.items()
     }
+
+
+@dataclass
+class _Use:
+    """One key's use over the days asked so far."""
+
+    files: int
+    seconds: float
+    late: int
+    days: set[date]
+    first: datetime
+    last: datetime
+
+    def add(
+        self, files: int, seconds: float, late: int, day: date, first: datetime, last: datetime
+    ) -> None:
+        self.files += files
+        self.seconds += seconds
+        self.late += late
+        self.days.add(day)
+        self.first, self.last = min(self.first, first), max(self.last, last)
 
 
 _IDLE = {
