@@ -163,9 +163,9 @@ def plans(led: Ledger, fn: Callable[[], int]) -> list[str]:
     return out
 
 
-def _filled(led: Ledger) -> bool:
+def _rows(led: Ledger) -> int:
     with led.read() as s:
-        return s.scalar(select(func.count()).select_from(Recording)) != 0
+        return s.scalar(select(func.count()).select_from(Recording)) or 0
 
 
 def ms(runs: list[float], rows: int) -> dict[str, Any]:
@@ -201,7 +201,10 @@ def main() -> int:
         for name in names:
             with backend(name, tmp) as led:
                 fill_s = 0.0
-                if not (args.reuse and _filled(led)):
+                reused = _rows(led) if args.reuse else 0
+                if reused:  # measured as filled, whatever --files says
+                    args.files = reused
+                else:
                     fill_s, _ = timed(
                         lambda: fill(led, args.files, devices=args.devices, officers=args.officers)
                     )
