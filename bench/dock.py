@@ -133,6 +133,8 @@ class Dockd:
     def __init__(self, config: Path, log: Path) -> None:
         self.config, self.log = config, log
         self.proc: subprocess.Popen[bytes] | None = None
+        self.ready_kib: int | None = None  # the daemon's VmHWM once it said it was ready
+        self.peak_kib: int | None = None  # ... and when it was stopped
 
     def __enter__(self) -> Dockd:
         name = f"dockbench-{secrets.token_hex(4)}"
@@ -149,10 +151,22 @@ class Dockd:
         while b"READY=1" not in sock.recv(4096):
             pass
         sock.close()
+        self.ready_kib = self.hwm_kib()
         return self
+
+    def hwm_kib(self) -> int | None:
+        """The daemon's peak RSS so far (VmHWM, KiB)."""
+        if self.proc is None:
+            return None
+        with contextlib.suppress(OSError, ValueError):
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+        return None
 
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None:
+            self.peak_kib = self.hwm_kib()
             self.proc.send_signal(signal.SIGTERM)
             self.proc.wait(60)
 
@@ -322,8 +336,16 @@ fs_labels = ["{prefix}*"]
         f"= {cp_rate:.1f} MiB/s"
     )
     say(f"dockd / cp: {ratio:.2f} (goal >= {GOAL:.2f}: {'met' if ratio >= GOAL else 'NOT met'})")
-    if outcomes != ["complete"]:
-        say(f"WARNING: not every session completed ({outcomes}): see {work / 'dockd.log'}")
+    if dockd.ready_kib is not None and dockd.peak_kib is not None:
+        say(
+            f"dockd run, peak RSS (VmHWM): {dockd.ready_kib / 1024:.1f} MiB when ready, "
+            f"{dockd.peak_kib / 1024:.1f} MiB over the whole bench"
+        )
+    if outcomes != ["complete"]:  # the work directory goes unless --keep: keep its log
+        kept_log = args.json.with_suffix(".dockd.log")
+        kept_log.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(work / "dockd.log", kept_log)
+        say(f"WARNING: not every session completed ({outcomes}): see {kept_log}")
     write_results(
         args.json,
         {
@@ -337,6 +359,7 @@ fs_labels = ["{prefix}*"]
             "latency_attach_s": lat_attach,
             "dockd": {"bytes": total, "span_s": span, "wall_s": wall, "mib_per_s": dockd_rate},
             "dockd_outcomes": outcomes,
+            "dockd_rss_kib": {"ready": dockd.ready_kib, "peak": dockd.peak_kib},
             "cp": {"bytes": cp_total, "wall_s": cp_wall, "mib_per_s": cp_rate},
             "ratio": ratio,
             "goal": f">= {GOAL:.2f}",
