@@ -122,6 +122,34 @@ def test_recovery_removes_only_the_file_the_dead_process_published(tmp_path: Pat
     assert orphans == [rel] and not (root / rel).exists()
 
 
+def test_a_file_a_read_only_store_kept_from_being_taken_back_goes_at_recovery(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A published file without a row is taken back (the ledger failed, the session
+    stopped) as the store turns read-only after a disk error: the file and its marker
+    stay, and the next recovery removes the file, so the store never keeps a file the
+    ledger does not name."""
+    root = tmp_path / "store"
+    rel = PurePosixPath("2026/03/15/DV-0001/a.mp4")
+    inc = _copied(root, tmp_path)
+    assert store.publish(root, inc, rel) == rel
+
+    def read_only(*_args: Any) -> None:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(store, "unpublish", read_only)
+    taken = take.Taken("DCIM/a.mp4", 1, inc, rel, Recording(), None)
+    take.take_back(root, taken)  # logged, not raised: the session goes on to report
+    monkeypatch.undo()
+    assert (root / rel).read_bytes() == b"recording"
+    left = markers.read_markers(root / store.INCOMING)
+    assert [(m.path, m.alive) for m in left] == [(rel, False)]  # for recovery, not ours
+
+    _removed, orphans = store.recover_incoming(root, lambda _p, _h: False)
+    assert orphans == [rel] and not (root / rel).exists()
+    assert markers.read_markers(root / store.INCOMING) == []
+
+
 def test_recovery_beside_a_dock_that_publishes_leaves_its_files_alone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
