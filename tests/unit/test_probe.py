@@ -104,6 +104,18 @@ def test_an_mp4_is_opened_once_told_its_format(
     assert info.error is None and info == guessed
 
 
+def test_what_cannot_be_read_at_all_comes_back_with_its_error(tmp_path: Path) -> None:
+    """The probe never raises (a damaged file is still stored and flagged): not for a
+    path whose first bytes cannot be read either (a directory stands in for a file
+    the disk fails to read)."""
+    unreadable = tmp_path / ".incoming" / "1234-abcd.part"
+    unreadable.mkdir(parents=True)
+    (unreadable / "x").write_bytes(b"x")
+
+    info = probe(unreadable)
+    assert info.error is not None and info.error.startswith("unreadable by PyAV")
+
+
 def test_a_video_in_another_container_is_found_by_content(tmp_path: Path) -> None:
     part = tmp_path / ".incoming" / "5678-ef01.part"
     part.parent.mkdir()

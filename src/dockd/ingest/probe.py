@@ -84,8 +84,11 @@ def probe(path: Path, *, still: bool = False) -> ProbeResult:
 
 
 def _is_iso_media(path: Path) -> bool:
-    with path.open("rb") as f:
-        return f.read(8)[4:8] in _ISO_BOXES
+    try:
+        with path.open("rb") as f:
+            return f.read(8)[4:8] in _ISO_BOXES
+    except OSError:  # read as by content, which says what is wrong with the file
+        return False
 
 
 def still_damage(path: Path) -> str | None:
