@@ -10,6 +10,7 @@ from itertools import count
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from dockd.config import Config
@@ -167,6 +168,35 @@ def test_days_active_are_the_stations_local_days_across_a_clock_change(
     assert (officers["(unknown)"]["files"], officers["(unknown)"]["name"]) == (1, None)
     (device,) = _report(ledger, config, "usage-device", berlin).rows
     assert (device["device"], device["files"], device["days_active"]) == ("DV-1", 4, 2)
+
+
+@pytest.mark.parametrize("config", BACKENDS, indirect=True)
+def test_usage_over_decades_asks_only_the_days_with_files(config: Config, ledger: Ledger) -> None:
+    """A recorder whose clock was reset wrote a file dated 1980; the usage reports of an
+    open period still ask the ledger about the days that have files (one statement
+    each, and one to find the next such day), not about every day of 46 years."""
+    with ledger.session() as s:
+        _station(s)
+        _file(s, datetime(1980, 1, 1, 0, 0, 5, tzinfo=UTC), None)
+        for h in (0, 1, 30, 31):
+            _file(s, T0 + timedelta(hours=h), None, officer_id=None, badge_hint="054321")
+    statements: list[str] = []
+
+    def count_statement(*args: Any) -> None:
+        statements.append(args[2])
+
+    event.listen(ledger.engine, "before_cursor_execute", count_statement)
+    try:
+        officers = {r["officer"]: r for r in _report(ledger, config, "usage-officer").rows}
+    finally:
+        event.remove(ledger.engine, "before_cursor_execute", count_statement)
+    assert (officers["012345"]["files"], officers["012345"]["days_active"]) == (1, 1)
+    assert officers["012345"]["first_recorded"] == "1980-01-01T08:00:05+08:00"
+    assert (officers["054321"]["files"], officers["054321"]["days_active"]) == (4, 2)
+    # the officers, the period's bounds, and per day with files its rows and where the
+    # next file is (not after the last day): 2 + 3 x 2 - 1
+    asked = [q for q in statements if q.lstrip().upper().startswith("SELECT")]
+    assert len(asked) <= 7, asked
 
 
 @pytest.mark.parametrize("config", BACKENDS, indirect=True)

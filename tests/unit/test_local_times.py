@@ -5,14 +5,14 @@ history), for times in UTC as the ledger reads them and for others."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from dockd.clock import LocalTimes
-from dockd.reports.base import iso, local_days
+from dockd.reports.base import iso, local_day_at
 
 ZONES = ["Asia/Shanghai", "Europe/Berlin", "Australia/Lord_Howe", "America/Santiago", "UTC"]
 
@@ -43,15 +43,26 @@ def test_local_times_are_the_zones_to_the_microsecond(zone: str) -> None:
         assert local.date(t) == t.astimezone(tz).date(), t
 
 
+def _pieces(tz: ZoneInfo, lo: datetime, hi: datetime) -> list[tuple[date, datetime, datetime]]:
+    """``[lo, hi]`` cut by :func:`local_day_at` as the usage reports walk it."""
+    out, t = [], lo
+    while t <= hi:
+        day, end = local_day_at(tz, t, hi + timedelta(microseconds=1))
+        assert end > t
+        out.append((day, t, end))
+        t = end
+    return out
+
+
 @pytest.mark.parametrize("zone", ZONES)
 def test_local_days_cut_a_span_where_the_local_date_changes(zone: str) -> None:
-    """The usage reports count an officer's active days by asking one piece of
-    ``local_days`` at a time: every time of the span is in exactly one piece, and that
-    piece's date is the time's local date, also across each clock change."""
+    """The usage reports count an officer's active days by asking one piece of a day
+    at a time: every time of the span is in exactly one piece, and that piece's date
+    is the time's local date, also across each clock change."""
     tz = ZoneInfo(zone)
     times = sorted(_times())
     lo, hi = times[0] + timedelta(microseconds=7), times[-1]
-    pieces = local_days(tz, lo, hi)
+    pieces = _pieces(tz, lo, hi)
     assert pieces[0][1] == lo and pieces[-1][2] == hi + timedelta(microseconds=1)
     for (_, _, end), (_, start, _) in pairwise(pieces):
         assert end == start  # no time left out, none in two pieces
@@ -64,6 +75,15 @@ def test_local_days_cut_a_span_where_the_local_date_changes(zone: str) -> None:
         assert pieces[at][0] == t.astimezone(tz).date(), (t, pieces[at])
     days = {day for day, _, _ in pieces}
     assert len(days) == (hi.astimezone(tz).date() - lo.astimezone(tz).date()).days + 1
+
+
+def test_a_local_day_of_a_time_given_in_another_zone_and_of_one_instant() -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    # 01:00 on 2026-03-15 at +08:00 is 18:00 UTC on the 14th: 19:00 in Berlin, the 14th
+    t = datetime(2026, 3, 15, 1, 0, tzinfo=timezone(timedelta(hours=8)))
+    day, end = local_day_at(berlin, t, t + timedelta(days=3))
+    assert day == date(2026, 3, 14) and end == datetime(2026, 3, 14, 23, 0, tzinfo=UTC)
+    assert _pieces(berlin, t, t) == [(date(2026, 3, 14), t, t + timedelta(microseconds=1))]
 
 
 def test_a_time_not_in_utc_and_none() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -138,27 +138,27 @@ def offsets(tz: ZoneInfo, lo: datetime, hi: datetime) -> list[tuple[datetime, in
     return out
 
 
-def local_days(tz: ZoneInfo, lo: datetime, hi: datetime) -> list[tuple[date, datetime, datetime]]:
-    """``[lo, hi]`` cut where ``tz``'s local date changes: ``(date, start, end)``, the
-    times in ``[start, end)`` being of that local date, as ``astimezone(tz).date()``
-    gives it (a day a clock change cuts is two pieces of one date).
+def local_day_at(tz: ZoneInfo, t: datetime, until: datetime) -> tuple[date, datetime]:
+    """The station's local date of ``t`` (as ``astimezone(tz).date()`` gives it) and the
+    UTC time up to which every time from ``t`` on has that date and ``t``'s offset: the
+    next local midnight or change of offset, at most ``until``.
 
-    A report that counts days asks the database one piece at a time: the local date
-    is known for the piece, not computed per row (on SQLite a date function for every
-    row of a month, and a sort of all of them to count them).
+    A report that counts days asks the database one such piece at a time: the local
+    date is known for the piece, not computed per row (on SQLite a date function for
+    every row of a month, and a sort of all of them to count them).
     """
-    out: list[tuple[date, datetime, datetime]] = []
-    steps = offsets(tz, lo, hi)
-    ends = [start for start, _ in steps[1:]] + [hi + timedelta(microseconds=1)]
-    for (start, off), end in zip(steps, ends, strict=True):
-        shift = timedelta(seconds=off)  # constant from start to end
-        t = start
-        while t < end:
-            day = (t + shift).date()
-            midnight = datetime.combine(day + _DAY, time.min, t.tzinfo) - shift
-            out.append((day, t, min(midnight, end)))
-            t = min(midnight, end)
-    return out
+    t, until = t.astimezone(UTC), until.astimezone(UTC)
+    try:
+        local = t.astimezone(tz)
+        next_day = datetime.combine(local.date() + _DAY, time.min, tz)
+        midnight = next_day.astimezone(UTC)
+        if midnight <= t:  # t in an hour a clock change repeats across midnight
+            midnight = next_day.replace(fold=1).astimezone(UTC)
+    except OverflowError:  # the last day a datetime holds: the rest is one piece
+        return t.date(), until
+    steps = offsets(tz, t, min(midnight, until))
+    end = steps[1][0] if len(steps) > 1 else min(midnight, until)
+    return local.date(), end
 
 
 def local_day(

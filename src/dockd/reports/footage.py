@@ -30,7 +30,7 @@ from dockd.reports.base import (
     dialect_of,
     exceeds,
     iso,
-    local_days,
+    local_day_at,
 )
 
 R = Recording
@@ -280,14 +280,15 @@ _USAGE_COLS = columns(
 def _usage(session: Session, config: Config, period: Period, key: Col) -> dict[str, dict[str, Any]]:
     """Per ``key``, over the period's files (all states): the usage columns (R16).
 
-    Asked one local day at a time (:func:`local_days`): a key's active days are the
+    Asked one local day at a time (:func:`local_day_at`): a key's active days are the
     days it has files in, and each day's rows are grouped by a small sort of their own.
+    Each day asked, the next is the day of the next file: a period of decades (a
+    recorder's clock reset to 1980, in an open period) costs its days with files.
     """
     tz, dialect = config.station.tz, dialect_of(session)
+    within = period.where(R.recorded_start)
     lo, hi = session.execute(
-        select(func.min(R.recorded_start), func.max(R.recorded_start)).where(
-            *period.where(R.recorded_start)
-        )
+        select(func.min(R.recorded_start), func.max(R.recorded_start)).where(*within)
     ).one()
     if lo is None:
         return {}
@@ -304,17 +305,24 @@ def _usage(session: Session, config: Config, period: Period, key: Col) -> dict[s
         .where(R.recorded_start >= bindparam("day_start"), R.recorded_start < bindparam("day_end"))
         .group_by(key)
     )
+    next_start = select(func.min(R.recorded_start)).where(
+        R.recorded_start >= bindparam("after"), R.recorded_start <= hi
+    )
     conn = session.connection()
     found: dict[str, _Use] = {}
-    for day, start, end in local_days(tz, lo, hi):
-        for k, files, seconds, late_files, first, last in conn.execute(
-            q, {"day_start": start, "day_end": end}
-        ):
+    start: datetime | None = lo
+    while start is not None:
+        day, end = local_day_at(tz, start, hi + timedelta(microseconds=1))
+        rows = conn.execute(q, {"day_start": start, "day_end": end}).all()
+        for k, files, seconds, late_files, first, last in rows:
             use = found.get(k)
             if use is None:
                 found[k] = _Use(files, float(seconds), int(late_files), {day}, first, last)
             else:
                 use.add(files, float(seconds), int(late_files), day, first, last)
+        if end > hi:
+            break
+        start = conn.execute(next_start, {"after": end}).scalar()
     return {
         k: {
             "files": u.files,
