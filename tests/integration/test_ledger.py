@@ -11,7 +11,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, insert, text
+from sqlalchemy import Connection, func, insert, select, text
 
 from dockd.alerts import AlertSink
 from dockd.alerts.rows import acknowledge, list_alerts
@@ -80,6 +80,45 @@ def test_indexes_are_built_with_their_options(config: Config) -> None:
         assert "recorded_start, recorded_end, ingested_at," in built["ix_files_report"]
         for name in set(built) - set(expected):  # and no other index is partial
             assert " WHERE " not in built[name], (name, built[name])
+    finally:
+        led.close()
+
+
+@pytest.mark.parametrize("config", BACKENDS, indirect=True)
+def test_a_read_sees_one_snapshot_whatever_is_committed_meanwhile(config: Config) -> None:
+    """A report asks several statements in one read (the usage reports one per day):
+    a file committed between two of them is in none of them, on both ledgers."""
+    led = db.open_ledger(config.ledger.url)
+    when = datetime(2026, 3, 15, tzinfo=UTC)
+
+    def add(n: int) -> None:
+        with led.session() as s:
+            s.add(
+                Recording(
+                    station="ST-1",
+                    device_ref="DV-0001",
+                    kind="video",
+                    recorded_start=when,
+                    time_source="filename",
+                    size_bytes=n,
+                    blake3=f"{n:064x}",
+                    source_path=f"DCIM/{n}.MP4",
+                    source_path_raw=f"DCIM/{n}.MP4".encode(),
+                    store_path=f"2026/03/15/{n}.MP4",
+                    ingested_at=when,
+                )
+            )
+
+    count = select(func.count()).select_from(Recording)
+    try:
+        add(1)
+        with led.read() as s:
+            before = s.scalar(count)
+            add(2)  # committed by another unit of work while the read is open
+            during = s.scalar(count)
+        with led.read() as s:
+            after = s.scalar(count)
+        assert (before, during, after) == (1, 1, 2)
     finally:
         led.close()
 

@@ -201,7 +201,13 @@ class Ledger:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._factory = sessionmaker(engine, expire_on_commit=False)
-        self._read_engine = engine.execution_options(dockd_read_only=True)
+        read_options: dict[str, Any] = {"dockd_read_only": True}
+        if engine.dialect.name == "postgresql":
+            # one snapshot for the whole unit of work, as SQLite's BEGIN gives it
+            # (PostgreSQL's default takes one per statement): a report of several
+            # statements never counts a file twice nor misses one committed meanwhile
+            read_options["isolation_level"] = "REPEATABLE READ"
+        self._read_engine = engine.execution_options(**read_options)
         self._read_factory = sessionmaker(self._read_engine, expire_on_commit=False)
 
     @property
