@@ -6,6 +6,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from alembic import command
@@ -22,7 +23,14 @@ from dockd.config.alerts import AlertsConfig
 from dockd.errors import LedgerError, UsageError
 from dockd.ingest import take
 from dockd.ledger import db, registry
-from dockd.ledger.models import INDEX_OPTIONS, ONE_DIALECT_INDEXES, AuditEvent, Base, Recording
+from dockd.ledger.models import (
+    INDEX_OPTIONS,
+    ONE_DIALECT_INDEXES,
+    AuditEvent,
+    Base,
+    Device,
+    Recording,
+)
 from tests.helpers.ledgers import BACKENDS
 from tests.helpers.station import NOW
 
@@ -236,6 +244,70 @@ def test_times_come_back_aware_and_naive_times_are_refused(config: Config) -> No
             registry.add_officer(
                 s, badge="1", name="x", at=datetime(2026, 1, 1), station="s", actor="a"
             )
+    finally:
+        led.close()
+
+
+# times a ledger keeps: fractions or none, far back and far ahead, given in other zones
+_TIMES = (
+    NOW,
+    NOW.replace(microsecond=0),
+    NOW.replace(microsecond=999_999),
+    datetime(1980, 1, 1, tzinfo=UTC),
+    datetime(9999, 12, 30, 23, 59, 59, 999_999, tzinfo=UTC),
+    datetime(2026, 10, 25, 2, 30, fold=1, tzinfo=ZoneInfo("Europe/Berlin")),
+    datetime(2026, 9, 1, 0, 0, 0, 1, tzinfo=ZoneInfo("Asia/Shanghai")),
+)
+
+
+@pytest.mark.parametrize("config", BACKENDS, indirect=True)
+def test_times_come_back_to_the_microsecond_in_utc(config: Config) -> None:
+    """Read through an entity, a plain row or an aggregate, a time is the instant
+    written, in UTC (SQLite's text is read by a parse of its own: this holds it)."""
+    led = db.open_ledger(config.ledger.url)
+    try:
+        with led.session() as s:
+            for i, at in enumerate(_TIMES):
+                registry.add_device(s, number=f"DV-{i}", at=at, station="s", actor="a")
+        with led.read() as s:
+            by_entity = [d.registered_at for d in s.scalars(select(Device).order_by(Device.id))]
+            by_row = list(s.scalars(select(Device.registered_at).order_by(Device.id)))
+            latest = s.scalar(select(func.max(Device.registered_at)))
+        # (a time in an hour a clock change repeats equals no time of another zone:
+        # compared in UTC)
+        written = [t.astimezone(UTC) for t in _TIMES]
+        for got in (by_entity, by_row):
+            assert got == written
+            assert all(t.tzinfo is UTC for t in got)
+            assert [t.isoformat() for t in got] == [t.isoformat() for t in written]
+        assert latest == max(written) and latest is not None and latest.tzinfo is UTC
+    finally:
+        led.close()
+
+
+def test_a_time_written_into_the_sqlite_ledger_by_hand_is_read_as_it_says(tmp_path: Path) -> None:
+    """Text dockd does not write (an offset of its own, a date alone, a "T") is read as
+    SQLAlchemy reads it; text that is no time is an error, not a None."""
+    led = db.open_ledger(f"sqlite:///{tmp_path / 'l.sqlite3'}")
+    try:
+        with led.session() as s:
+            registry.add_device(s, number="DV-1", at=NOW, station="s", actor="a")
+        written = {
+            "2026-09-01T08:00:00+08:00": datetime(2026, 9, 1, tzinfo=UTC),
+            "2026-09-01 08:00:00.5-02:00": datetime(2026, 9, 1, 10, 0, 0, 500_000, tzinfo=UTC),
+            "2026-09-01": datetime(2026, 9, 1, tzinfo=UTC),
+            "2026-09-01T07:06:05": datetime(2026, 9, 1, 7, 6, 5, tzinfo=UTC),
+        }
+        for raw, meant in written.items():
+            with led.engine.begin() as conn:
+                conn.execute(text("UPDATE devices SET registered_at = :t"), {"t": raw})
+            with led.read() as s:
+                got = s.scalar(select(Device.registered_at))
+            assert got == meant and got is not None and got.tzinfo is UTC, raw
+        with led.engine.begin() as conn:
+            conn.execute(text("UPDATE devices SET registered_at = 'last tuesday'"))
+        with pytest.raises(ValueError, match="last tuesday"), led.read() as s:
+            s.scalar(select(Device.registered_at))
     finally:
         led.close()
 
