@@ -13,6 +13,7 @@ import stat
 import zipfile
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from html import unescape
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -37,6 +38,7 @@ from dockd.ledger.db import Ledger, open_ledger
 from dockd.ledger.models import AccessRequest, AuditEvent
 from dockd.runtime import LOCK_NAME, RUNTIME_ENV, FileLock
 from dockd.web.app import create_app
+from dockd.web.routes import reports as report_routes
 from fixtures.make_recorder import Recorder, make_recorder
 from tests.helpers.accounts import add_account
 from tests.helpers.ledgers import register
@@ -332,6 +334,47 @@ def test_an_auditor_reads_every_report_as_a_page_csv_and_recording_form(
     assert 'class="row"' not in empty.text
     assert aud.get("/reports/nonsense").status_code == 404
     assert aud.get("/reports/usage-device/form").status_code == 404
+
+
+def test_a_long_report_is_shown_a_page_at_a_time_and_downloaded_whole(
+    sign_in: Callable[[str], TestClient], file_ids: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A browser is sent one page of a report (a month of a large station's untagged
+    footage is hundreds of thousands of rows); its pager and CSV keep the period."""
+    monkeypatch.setattr(report_routes, "PAGE_SIZE", 1)
+    aud = sign_in("aud")
+    period = {"from": "2026-03-01", "to": "2026-03-16"}
+    untagged = sorted(file_ids[1:])
+    assert len(untagged) >= 2
+    last = len(untagged)
+    seen: list[int] = []
+    for n in range(1, last + 1):
+        html = aud.get("/reports/untagged", params={**period, "page": str(n)}).text
+        rows = re.findall(r'<tr class="row"><td>(\d+)</td>', html)
+        assert len(rows) == 1, n
+        seen += map(int, rows)
+        assert f'data-total="{last}"' in html and f"page {n} of {last}" in html
+        assert ('rel="next"' in html) == (n < last) and ('rel="prev"' in html) == (n > 1)
+        assert re.findall(r'class="page current"[^>]*>(\d+)<', html) == [str(n)]
+    assert sorted(seen) == untagged
+
+    first = aud.get("/reports/untagged", params=period).text
+    found = re.search(r'rel="next" href="([^"]+)"', first)
+    assert found is not None
+    following = aud.get(unescape(found.group(1))).text  # the pager's own link
+    assert re.findall(r'<tr class="row"><td>(\d+)</td>', following) == [str(seen[1])]
+    assert f"page 2 of {last}" in following
+    csv_link = re.search(r'id="csv" href="([^"]+)"', following)
+    assert csv_link is not None and "page=" not in csv_link.group(1)
+    lines = aud.get(unescape(csv_link.group(1))).content.decode("utf-8-sig").splitlines()
+    assert sorted(int(line.split(",")[0]) for line in lines[1:]) == untagged
+
+    past = aud.get("/reports/untagged", params={**period, "page": "99"}).text
+    assert re.findall(r'<tr class="row"><td>(\d+)</td>', past) == [str(seen[-1])]
+    assert f"page {last} of {last}" in past
+    for bad in ("0", "x"):
+        wrong = aud.get("/reports/untagged", params={**period, "page": bad})
+        assert wrong.status_code == 400 and "page" in wrong.text, bad
 
 
 # ------------------------------------------------------------------ exports

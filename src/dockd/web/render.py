@@ -9,8 +9,10 @@ holds the way people read it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
@@ -20,6 +22,7 @@ from dockd.auth.permissions import allowed
 from dockd.auth.roles import Actor
 from dockd.config import Config
 from dockd.config.station import local_text
+from dockd.errors import UsageError
 from dockd.reports.output import mb
 from dockd.web import i18n
 from dockd.web.deps import Signed, state_of
@@ -73,6 +76,32 @@ def make_env(config: Config) -> Environment:
     env.filters["mb"] = mb
     env.globals["station_name"] = config.station.unit
     return env
+
+
+def query_link(request: Request, path: str, fields: Iterable[str], **changes: Any) -> str:
+    """``path`` with the request's ``fields`` (query parameters), some changed (None
+    drops one): the links of a pager, a sort or a download keep the page's filters."""
+    keep = set(fields)
+    pairs = [(k, v) for k, v in request.query_params.multi_items() if k in keep and v != ""]
+    for key, value in changes.items():
+        pairs = [(k, v) for k, v in pairs if k != key]
+        if value is not None:
+            pairs.append((key, str(value)))
+    return path + ("?" + urlencode(pairs) if pairs else "")
+
+
+def pager_pages(current: int, last: int) -> list[int]:
+    """The page numbers a pager shows: the first, the last and those near the current."""
+    near = {1, last, *range(max(1, current - 2), min(last, current + 2) + 1)}
+    return sorted(near)
+
+
+def page_number(request: Request) -> int:
+    """The ``page`` a URL asks for (1 without one); a UsageError for one that is not."""
+    text = (request.query_params.get("page") or "1").strip()
+    if not text.isdigit() or int(text) < 1:
+        raise UsageError(f"page={text!r} is not a page number (1, 2, ...)")
+    return int(text)
 
 
 def lang_of(request: Request) -> str:

@@ -17,12 +17,14 @@ from dockd.evidence.form import FORM_COLUMNS
 from dockd.reports import output
 from dockd.reports.base import Report
 from dockd.web.deps import Refused, Signed, require, state_of
-from dockd.web.render import lang_of, page
+from dockd.web.render import lang_of, page, page_number, pager_pages, query_link
 from dockd.web.routes import report_data as data
 
 router = APIRouter()
 Reader = Annotated[Signed, Depends(require("report"))]
 Day = Annotated[str | None, Query(max_length=32)]
+PAGE_SIZE = 500  # rows of a report one page shows
+FIELDS = ("from", "to", "lang", "page")  # what a report's links carry on
 
 
 def _allowed(request: Request, name: str) -> Signed:
@@ -99,18 +101,30 @@ def report_form(
 def report_page(
     request: Request, name: str, start: Annotated[Day, Query(alias="from")] = None, to: Day = None
 ) -> Response:
+    """The report as a table, :data:`PAGE_SIZE` rows a page (a month of a large
+    station's untagged footage is hundreds of thousands of rows: a browser is not
+    sent them all; the CSV has every row)."""
     _allowed(request, name)
+    number = page_number(request)
     report = _run(request, name, start, to)
     tz = state_of(request).config.station.tz
-    query = request.url.query
+    last = max(1, -(-len(report.rows) // PAGE_SIZE))
+    number = min(number, last)  # a page past the end (the rows grew fewer): the last
+    shown = report.rows[(number - 1) * PAGE_SIZE : number * PAGE_SIZE]
     return page(
         request,
         "report.html",
         report=report,
-        rows=[[output.cell(r.get(c), tz) for c in report.columns] for r in report.rows],
+        rows=[[output.cell(r.get(c), tz) for c in report.columns] for r in shown],
+        total=len(report.rows),
+        page_no=number,
+        last_page=last,
+        pages=pager_pages(number, last),
+        link=lambda **changes: query_link(request, f"/reports/{name}", FIELDS, **changes),
         description=data.CATALOG[name][1],
         start=start or "",
         to=to or "",
-        query=f"?{query}" if query else "",
+        csv_link=query_link(request, f"/reports/{name}.csv", FIELDS, page=None),
+        form_link=query_link(request, f"/reports/{name}/form", FIELDS, page=None),
         has_form=name in data.FILE_COLUMNS,
     )

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
@@ -24,7 +23,7 @@ from dockd.errors import UsageError
 from dockd.reports.output import Encoding, csv_bytes, header_row
 from dockd.reports.search import FLAGS, MAX_PAGE_SIZE, SORTS, SearchQuery, search
 from dockd.web.deps import LedgerSession, Signed, require, state_of
-from dockd.web.render import page
+from dockd.web.render import page, page_number, pager_pages, query_link
 
 router = APIRouter()
 Reader = Annotated[Signed, Depends(require("ledger query"))]
@@ -71,9 +70,6 @@ def query_of(request: Request, config: Config, *, page_size: int = PAGE_SIZE) ->
     hold = (params.get("hold") or "").strip()
     if hold not in ("", "yes", "no"):
         raise UsageError(f"hold={hold!r}: use hold=yes, hold=no or leave it out")
-    page_text = (params.get("page") or "1").strip()
-    if not page_text.isdigit():
-        raise UsageError(f"page={page_text!r} is not a page number")
     order = (params.get("order") or "desc").strip()
     if order not in ("asc", "desc"):
         raise UsageError(f"order={order!r}: use order=asc or order=desc")
@@ -89,25 +85,14 @@ def query_of(request: Request, config: Config, *, page_size: int = PAGE_SIZE) ->
         end=parse_when(params.get("to") or "", config, end=True),
         sort=(params.get("sort") or "recorded").strip(),
         descending=order == "desc",
-        page=int(page_text),
+        page=page_number(request),
         page_size=page_size,
     )
 
 
 def link(request: Request, path: str = "/search", **changes: Any) -> str:
     """``path`` with the request's search fields, some changed (None drops one)."""
-    pairs = [(k, v) for k, v in request.query_params.multi_items() if k in FIELDS and v != ""]
-    for key, value in changes.items():
-        pairs = [(k, v) for k, v in pairs if k != key]
-        if value is not None:
-            pairs.append((key, str(value)))
-    return path + ("?" + urlencode(pairs) if pairs else "")
-
-
-def _pages(current: int, last: int) -> list[int]:
-    """The page numbers the pager shows: the first, the last and those near the current."""
-    near = {1, last, *range(max(1, current - 2), min(last, current + 2) + 1)}
-    return sorted(near)
+    return query_link(request, path, FIELDS, **changes)
 
 
 @router.get("/search")
@@ -132,7 +117,7 @@ def search_page(request: Request, signed: Reader, s: LedgerSession) -> Response:
         q=q,
         flags=FLAGS,
         sorts=SORTS,
-        pages=_pages(q.page, last),
+        pages=pager_pages(q.page, last),
         last_page=last,
         link=lambda **changes: link(request, **changes),
         csv_link=link(request, "/search.csv", page=None),
