@@ -35,7 +35,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from common import analyze, context, machine, parser, say, timed, work_dir, write_results
-from ledger_fill import DEVICES, NOW, OFFICERS
+from ledger_fill import DEVICES, NOW, OFFICERS, ORDERS
 from ledger_fill import fill as fill  # search.py fills its ledger with it
 from sqlalchemy import event, func, select
 
@@ -190,6 +190,14 @@ def main() -> int:
     ap.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
     ap.add_argument("--plans", action="store_true", help="print the plan of every query")
     ap.add_argument(
+        "--order",
+        choices=ORDERS,
+        default="ingest",
+        help="the order the rows are written in: ingest (as dockd writes them, the"
+        " default) or random (the runs before 2026-11-27; see ledger_fill.py);"
+        " with --reuse, the order the kept ledger was filled in, for the JSON",
+    )
+    ap.add_argument(
         "--reuse",
         action="store_true",
         help="measure the SQLite ledger in --workdir as a --keep run left it (no fill)",
@@ -206,7 +214,13 @@ def main() -> int:
                     args.files = reused
                 else:
                     fill_s, _ = timed(
-                        lambda: fill(led, args.files, devices=args.devices, officers=args.officers)
+                        lambda: fill(
+                            led,
+                            args.files,
+                            devices=args.devices,
+                            officers=args.officers,
+                            order=args.order,
+                        )
                     )
                 analyze(led)
                 m = measure(led, args.repeat, plan=args.plans)
@@ -215,9 +229,14 @@ def main() -> int:
     say(f"\nmedian (min-max) of {args.repeat} runs in ms, {args.files:,} files; rows found")
     say(f"{'query':28} " + " ".join(f"{n:>28}" for n in names))
     for q in results[names[0]]:
-        if q != "fill_s":
+        if q not in ("fill_s", "order"):
             say(f"{q:28} " + " ".join(f"{cell(results[n][q]):>28}" for n in names))
-    shape = {"files": args.files, "devices": args.devices, "officers": args.officers}
+    shape = {
+        "files": args.files,
+        "devices": args.devices,
+        "officers": args.officers,
+        "order": args.order,
+    }
     write_results(args.json, {**shape, "machine": machine(), **results})
     return 0
 

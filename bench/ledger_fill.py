@@ -1,13 +1,22 @@
 """The synthetic ledger of ``ledger.py``, loaded in bulk. Not a test.
 
-The rows are drawn exactly as before (the same seeds, the same draws in the same
-order, so a ledger filled by an earlier version holds the same rows), but they are
-loaded the way a bulk import is, not the way dockd writes one file at a time: the
-table's secondary indexes are dropped first and built again once the rows are in
-(one sort each instead of ~20 B-tree inserts per row), SQLite takes the rows through
-the raw ``executemany`` of one transaction with the journal in memory and no fsync,
-and PostgreSQL through ``COPY``. A bulk load that fails leaves a broken ledger: this
-is for a throw-away bench database only.
+The rows come in one of two orders (``--order``). ``ingest``, the default, is the
+order dockd writes them in: a station adds a file's row when it ingests it, so the
+rows of one month sit together in the table, and a report's look-ups of a month's
+rows read neighbouring pages. The recording times are spread evenly over the two
+years (each row's time drawn within its own slot of the span) and the rows are
+written in the order of their ingest time, late ingests (30-90 h) and all.
+``random`` is the order of the runs before 2026-11-27 07:00 UTC: each row's
+recording time drawn anywhere in the span, rows written as drawn, so a month's rows
+are scattered over the whole table (the same seeds, the same draws: a ledger filled
+by an earlier version holds the same rows).
+
+Either way the rows are loaded the way a bulk import is, not the way dockd writes
+one file at a time: the table's secondary indexes are dropped first and built again
+once the rows are in (one sort each instead of ~20 B-tree inserts per row), SQLite
+takes the rows through the raw ``executemany`` of one transaction with the journal
+in memory and no fsync, and PostgreSQL through ``COPY``. A bulk load that fails
+leaves a broken ledger: this is for a throw-away bench database only.
 
 The values are stored as SQLAlchemy stores them (``UTCDateTime`` on SQLite: naive
 UTC text with microseconds; booleans 0/1), so the reports read them back alike.
@@ -15,11 +24,12 @@ UTC text with microseconds; booleans 0/1), so the reports read them back alike.
 
 from __future__ import annotations
 
+import heapq
 import random
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from common import say
 from sqlalchemy import insert
@@ -76,11 +86,21 @@ _BOOLS = frozenset(
 _BATCH = 50_000
 
 
+Order = Literal["ingest", "random"]
+ORDERS: tuple[Order, ...] = ("ingest", "random")
+
+
 def fill(
-    led: Ledger, n: int, seed: int = 7, *, devices: int = DEVICES, officers: int = OFFICERS
+    led: Ledger,
+    n: int,
+    seed: int = 7,
+    *,
+    devices: int = DEVICES,
+    officers: int = OFFICERS,
+    order: Order = "ingest",
 ) -> None:
     """``n`` file rows of ``devices`` recorders worn by ``officers`` officers (two per
-    recorder in turn), and the devices and officers."""
+    recorder in turn), written in ``order``, and the devices and officers."""
     with led.session() as s:
         s.execute(
             insert(Device),
@@ -96,23 +116,59 @@ def fill(
                 for i in range(officers)
             ],
         )
+    source = rows(n, seed, devices, officers, order)
     if led.dialect == "sqlite":
-        _load_sqlite(led, rows(n, seed, devices, officers))
+        _load_sqlite(led, source)
     else:
-        _load_postgresql(led, rows(n, seed, devices, officers))
+        _load_postgresql(led, source)
+
+
+_INGESTED = COLUMNS.index("ingested_at")
+_RECORDED = COLUMNS.index("recorded_start")
 
 
 def rows(
-    n: int, seed: int = 7, devices: int = DEVICES, officers: int = OFFICERS
+    n: int,
+    seed: int = 7,
+    devices: int = DEVICES,
+    officers: int = OFFICERS,
+    order: Order = "ingest",
 ) -> Iterator[tuple[Any, ...]]:
-    """The ``n`` file rows, as tuples in the order of :data:`COLUMNS` (aware datetimes)."""
+    """The ``n`` file rows, as tuples in the order of :data:`COLUMNS` (aware datetimes),
+    in ``order`` (see the module's text)."""
+    if order == "random":
+        return _drawn(n, seed, devices, officers, spread=False)
+    return _by_ingest(_drawn(n, seed, devices, officers, spread=True))
+
+
+def _by_ingest(drawn: Iterator[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
+    """Rows coming in the order of their recording times, given in the order of their
+    ingest times. A row is ingested after it was recorded, so once a row recorded at
+    ``t`` has come, every row held back that was ingested by ``t`` can go: the rows
+    held are those of the last hours (90 at most), not the table."""
+    held: list[tuple[datetime, int, tuple[Any, ...]]] = []
+    for seq, row in enumerate(drawn):
+        recorded = row[_RECORDED]
+        while held and held[0][0] <= recorded:
+            yield heapq.heappop(held)[2]
+        heapq.heappush(held, (row[_INGESTED], seq, row))
+    while held:
+        yield heapq.heappop(held)[2]
+
+
+def _drawn(
+    n: int, seed: int, devices: int, officers: int, *, spread: bool
+) -> Iterator[tuple[Any, ...]]:
+    """The rows as drawn: each recording time anywhere in the span, or with ``spread``
+    within the row's own slot of it (so the rows come in recording order)."""
     rng = random.Random(seed)
     now = NOW
     span = (now - START).total_seconds()
     flags = random.Random(seed + 1)  # its own draws: the rows above stay as they were
     for i in range(n):
         dev = rng.randrange(devices)
-        rec = START + timedelta(seconds=rng.random() * span)
+        at = (i + rng.random()) / n if spread else rng.random()
+        rec = START + timedelta(seconds=at * span)
         dur = rng.uniform(30, 1800)
         late = rng.random() < 0.01
         ingest = (
