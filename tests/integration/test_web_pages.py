@@ -377,6 +377,25 @@ def test_a_long_report_is_shown_a_page_at_a_time_and_downloaded_whole(
         assert wrong.status_code == 400 and "page" in wrong.text, bad
 
 
+def test_a_recording_form_of_more_files_than_it_is_made_for_is_refused_whole(
+    sign_in: Callable[[str], TestClient], file_ids: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The printable form is evidence: never a part of the files passed off as all of
+    them; the reader is told how many there are and what to do."""
+    aud = sign_in("aud")
+    period = {"from": "2026-03-01", "to": "2026-03-16"}
+    untagged = len(file_ids) - 1
+    monkeypatch.setattr(report_routes, "FORM_MAX_FILES", untagged - 1)
+    refused = aud.get("/reports/untagged/form", params=period)
+    assert refused.status_code == 400
+    assert f"names {untagged} files" in refused.text and "shorter period" in refused.text
+    assert 'class="form-row"' not in refused.text
+    monkeypatch.setattr(report_routes, "FORM_MAX_FILES", untagged)
+    whole = aud.get("/reports/untagged/form", params=period)
+    assert whole.status_code == 200
+    assert len(re.findall(r'<tr class="form-row">', whole.text)) == untagged
+
+
 # ------------------------------------------------------------------ exports
 
 

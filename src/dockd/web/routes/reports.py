@@ -13,6 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
+from dockd.errors import UsageError
 from dockd.evidence.form import FORM_COLUMNS
 from dockd.reports import output
 from dockd.reports.base import Report
@@ -25,6 +26,7 @@ Reader = Annotated[Signed, Depends(require("report"))]
 Day = Annotated[str | None, Query(max_length=32)]
 PAGE_SIZE = 500  # rows of a report one page shows
 FIELDS = ("from", "to", "lang", "page")  # what a report's links carry on
+FORM_MAX_FILES = 2_000  # files one printable recording form lists (a few dozen pages)
 
 
 def _allowed(request: Request, name: str) -> Signed:
@@ -81,6 +83,12 @@ def report_form(
     web = state_of(request)
     report = _run(request, name, start, to)
     ids = data.file_ids(report)
+    if len(ids) > FORM_MAX_FILES:  # not cut short: a form printed as evidence is whole
+        raise UsageError(
+            f"the report {name} names {len(ids):,} files over this period; the printable"
+            f" form is made for at most {FORM_MAX_FILES:,}: choose a shorter period"
+            " (from, to), or download the report's CSV"
+        )
     with web.ledger.read() as s:
         rows = data.form_rows(s, web.config, ids)
     return page(
