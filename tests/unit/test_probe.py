@@ -258,3 +258,74 @@ def test_a_png_is_damaged_only_when_cut_off(tmp_path: Path) -> None:
     found = _damage(tmp_path, data[: len(data) // 2])
     assert found is not None and "PNG without IEND" in found
     assert _damage(tmp_path, data + b"trailer after IEND") is None
+
+
+def _mpf(first: bytes, *more: bytes) -> bytes:
+    """``first`` with an MPF index (APP2, CIPA DC-007) listing it and ``more`` after it,
+    followed by them: how cameras store a large preview or a second view. Little-endian,
+    offsets counted from the index's TIFF header, the first image's being 0."""
+    n = 1 + len(more)
+    entries_at = 8 + 2 + 3 * 12 + 4  # TIFF header, the IFD's count, 3 tags, next IFD
+
+    def u16(v: int) -> bytes:
+        return v.to_bytes(2, "little")
+
+    def u32(v: int) -> bytes:
+        return v.to_bytes(4, "little")
+
+    def index(sizes: list[int], offsets: list[int]) -> bytes:
+        tiff = b"II*\x00" + u32(8) + u16(3)
+        tiff += u16(0xB000) + u16(7) + u32(4) + b"0100"  # MPFVersion
+        tiff += u16(0xB001) + u16(4) + u32(1) + u32(n)  # NumberOfImages
+        tiff += u16(0xB002) + u16(7) + u32(16 * n) + u32(entries_at)  # MPEntry
+        tiff += u32(0)
+        for size, offset in zip(sizes, offsets, strict=True):
+            tiff += u32(0x20030000 if offset == 0 else 0x00010002) + u32(size) + u32(offset)
+            tiff += u16(0) + u16(0)
+        body = b"MPF\x00" + tiff
+        return b"\xff\xe2" + u16(len(body) + 2)[::-1] + body  # a segment's length: big-endian
+
+    probe_len = len(index([0] * n, [0] * n))  # its size does not depend on the values
+    head = len(first) + probe_len
+    base = 2 + 4 + 4  # SOI, the APP2 marker and length, "MPF\0"
+    offsets, at = [0], head
+    for image in more:
+        offsets.append(at - base)
+        at += len(image)
+    sizes = [head, *(len(m) for m in more)]
+    return first[:2] + index(sizes, offsets) + first[2:] + b"".join(more)
+
+
+def test_a_photo_with_more_images_is_whole_only_with_all_its_mpf_index_lists(
+    tmp_path: Path,
+) -> None:
+    """A JPEG whose MPF index lists a preview after its end-of-image: cut after the
+    first picture, or in the preview, it is damaged; whole (or padded) it is not."""
+    write_jpeg(tmp_path / "preview.jpg", width=320, height=240)
+    preview = (tmp_path / "preview.jpg").read_bytes()
+    photo = _mpf(_jpeg(tmp_path), preview)
+    assert photo.count(b"\xff\xd8") >= 2
+    assert _damage(tmp_path, photo) is None
+    assert _damage(tmp_path, photo + bytes(4096)) is None
+    first_end = len(photo) - len(preview)
+    assert photo[first_end - 2 : first_end] == b"\xff\xd9"
+    for cut in (first_end, first_end + 1, first_end + len(preview) // 2, len(photo) - 1):
+        found = _damage(tmp_path, photo[:cut])
+        assert found is not None and "cut off" in found and "image 2 of 2" in found, cut
+    # power lost after the size was written: the preview reads as zeros
+    zeroed = photo[:first_end] + bytes(len(preview))
+    found = _damage(tmp_path, zeroed)
+    assert found is not None and "image 2 of 2" in found
+    # the first picture's own damage is still what is told first
+    found = _damage(tmp_path, photo[: first_end // 2])
+    assert found is not None and "end-of-image" in found and "MPF" not in found
+
+
+def test_an_mpf_index_that_cannot_be_read_leaves_the_picture_to_its_own_check(
+    tmp_path: Path,
+) -> None:
+    """A broken or foreign APP2 segment is not damage to the picture (nor a crash)."""
+    data = _jpeg(tmp_path)
+    for body in (b"MPF\x00XX*\x00", b"MPF\x00II*\x00\xff\xff\xff\xff", b"ICC_PROFILE\x00"):
+        segment = b"\xff\xe2" + (len(body) + 2).to_bytes(2, "big") + body
+        assert _damage(tmp_path, data[:2] + segment + data[2:]) is None, body

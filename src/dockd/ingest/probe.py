@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
 import av
 
@@ -154,8 +154,27 @@ _BARE = frozenset({0x01, *range(0xD0, 0xD8)})
 def _jpeg_damage(data: _Reader) -> str | None:
     """A JPEG's markers walked from its start to its end-of-image: each segment skipped
     by its length (an embedded thumbnail, with an end-of-image of its own, too), each
-    scan's data to the marker after it."""
-    at, scanned = 2, False
+    scan's data to the marker after it. A picture whose MPF index (APP2, CIPA DC-007)
+    lists more images after it (a camera's large preview, a second view) is whole only
+    with each of them: they are checked the same way where the index puts them."""
+    images: list[tuple[int, int]] = []
+    damage = _jpeg_walk(data, 0, images)
+    for k, (start, size) in enumerate(images, start=2):
+        if damage is not None:
+            break
+        where = f"image {k} of {len(images) + 1} its MPF index lists"
+        if data.get(start, 2) != b"\xff\xd8" or data.get(start + size - 1, 1) is None:
+            return f"{_CUT_OFF} (JPEG without the {where})"
+        found = _jpeg_walk(data, start, None)
+        if found is not None:
+            return f"{found[:-1]}, in the {where})"
+    return damage
+
+
+def _jpeg_walk(data: _Reader, start: int, images: list[tuple[int, int]] | None) -> str | None:
+    """:func:`_jpeg_damage` of the JPEG at ``start``; with ``images``, its MPF index's
+    further images are added to it as (start, size) in the file."""
+    at, scanned = start + 2, False
     while True:
         pair = data.get(at, 2)
         if pair is None:
@@ -174,11 +193,60 @@ def _jpeg_damage(data: _Reader) -> str | None:
             size = data.get(at + 2, 2)
             if size is None:
                 return f"{_CUT_OFF} (JPEG ends in its headers)"
-            at += 2 + int.from_bytes(size, "big")
+            length = int.from_bytes(size, "big")
+            if marker == _APP2 and images is not None and not images:
+                images.extend(_mpf_images(data, at + 4, length - 2))
+            at += 2 + length
             if marker == _SOS:
                 scanned, at = True, data.next_marker(at)
                 if at < 0:
                     return f"{_CUT_OFF} (JPEG without its end-of-image marker)"
+
+
+_APP2, _MPF = 0xE2, b"MPF\x00"
+_MP_IMAGES, _MP_ENTRIES = 0xB001, 0xB002  # the MP Index IFD's NumberOfImages, MPEntry
+
+
+def _mpf_images(data: _Reader, at: int, length: int) -> list[tuple[int, int]]:
+    """The images after the first that an APP2 segment's MPF index lists, as (start,
+    size) in the file; none when the segment is no MPF index or cannot be read (a
+    picture is not called damaged for a header it may not need)."""
+    seg = data.get(at, length)
+    if seg is None or not seg.startswith(_MPF):
+        return []
+    base, tiff = at + len(_MPF), seg[len(_MPF) :]  # offsets count from the TIFF header
+    order: Literal["little", "big"]
+    if tiff[:4] == b"II*\x00":
+        order = "little"
+    elif tiff[:4] == b"MM\x00*":
+        order = "big"
+    else:
+        return []
+
+    def num(i: int, n: int) -> int | None:
+        return int.from_bytes(tiff[i : i + n], order) if i + n <= len(tiff) else None
+
+    ifd = num(4, 4)
+    count = num(ifd, 2) if ifd is not None else None
+    if ifd is None or count is None:
+        return []
+    n_images, entries = None, None
+    for e in range(ifd + 2, ifd + 2 + 12 * count, 12):
+        tag = num(e, 2)
+        if tag == _MP_IMAGES:
+            n_images = num(e + 8, 4)
+        elif tag == _MP_ENTRIES:
+            entries = num(e + 8, 4)
+    if n_images is None or entries is None:
+        return []
+    out = []
+    for m in range(entries + 16, entries + 16 * n_images, 16):  # the first is this one
+        size, offset = num(m + 4, 4), num(m + 8, 4)
+        if size is None or offset is None:
+            return []
+        if size and offset:  # an entry without its image (none written) is left alone
+            out.append((base + offset, size))
+    return out
 
 
 def _png_damage(data: _Reader) -> str | None:
