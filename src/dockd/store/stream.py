@@ -31,6 +31,7 @@ import errno
 import mmap
 import os
 import queue
+import sys
 import threading
 from collections.abc import Callable, Generator
 from functools import cache
@@ -127,6 +128,37 @@ def _sync_file_range() -> _SyncFileRange | None:
     fn.restype = ctypes.c_int
     sync: _SyncFileRange = fn
     return sync
+
+
+FUSE_SUPER_MAGIC = 0x65735546  # statfs(2)'s f_type of a FUSE filesystem
+
+
+@cache
+def _fstatfs() -> Callable[[int, ctypes.Array[ctypes.c_char]], int] | None:
+    """libc's fstatfs(2), or None where there is none."""
+    name = ctypes.util.find_library("c")
+    try:
+        fn = ctypes.CDLL(name, use_errno=True).fstatfs
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = (ctypes.c_int, ctypes.c_char_p)
+    fn.restype = ctypes.c_int
+    statfs: Callable[[int, ctypes.Array[ctypes.c_char]], int] = fn
+    return statfs
+
+
+def on_fuse(fd: int) -> bool:
+    """Is the open file on a FUSE filesystem (the dock's ``fusefat``, ``exfat-fuse``)?
+    False where it cannot be told."""
+    fn = _fstatfs()
+    if fn is None:
+        return False
+    buf = ctypes.create_string_buffer(256)  # a struct statfs: 120 bytes on 64-bit Linux
+    if fn(fd, buf) != 0:
+        return False
+    # f_type, the first field: a word (long) whose low 32 bits hold the magic
+    word = int.from_bytes(buf.raw[: ctypes.sizeof(ctypes.c_long)], sys.byteorder)
+    return word & 0xFFFFFFFF == FUSE_SUPER_MAGIC
 
 
 class WriteBack:
