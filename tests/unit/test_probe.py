@@ -212,6 +212,12 @@ def test_the_file_is_read_in_chunks_without_losing_a_marker_between_two(
     assert _damage(tmp_path, data + bytes(5)) is None
     found = _damage(tmp_path, data[: len(data) * 2 // 3])
     assert found is not None and "end-of-image" in found
+    # an MPF index, and the image it lists, read across chunks as well
+    write_jpeg(tmp_path / "preview.jpg", width=160, height=120)
+    photo = _mpf(data, (tmp_path / "preview.jpg").read_bytes())
+    assert _damage(tmp_path, photo) is None
+    found = _damage(tmp_path, photo[:-3])
+    assert found is not None and "image 2 of 2" in found
 
 
 def test_a_photo_cut_off_in_its_headers_is_damaged(tmp_path: Path) -> None:
