@@ -159,16 +159,16 @@ def _jpeg_damage(data: _Reader) -> str | None:
     with each of them: they are checked the same way where the index puts them."""
     images: list[tuple[int, int]] = []
     damage = _jpeg_walk(data, 0, images)
+    if damage is not None:
+        return damage
     for k, (start, size) in enumerate(images, start=2):
-        if damage is not None:
-            break
         where = f"image {k} of {len(images) + 1} its MPF index lists"
         if data.get(start, 2) != b"\xff\xd8" or data.get(start + size - 1, 1) is None:
             return f"{_CUT_OFF} (JPEG without the {where})"
         found = _jpeg_walk(data, start, None)
         if found is not None:
             return f"{found[:-1]}, in the {where})"
-    return damage
+    return None
 
 
 def _jpeg_walk(data: _Reader, start: int, images: list[tuple[int, int]] | None) -> str | None:

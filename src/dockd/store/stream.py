@@ -117,12 +117,19 @@ _SyncFileRange = Callable[[int, int, int, int], int]
 
 
 @cache
+def _libc() -> ctypes.CDLL | None:
+    """The C library, looked up once (``find_library`` asks ``ldconfig``)."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    except OSError:
+        return None
+
+
+@cache
 def _sync_file_range() -> _SyncFileRange | None:
     """libc's sync_file_range(2), or None where there is none (not Linux)."""
-    name = ctypes.util.find_library("c")
-    try:
-        fn = ctypes.CDLL(name, use_errno=True).sync_file_range
-    except (OSError, AttributeError):
+    fn = getattr(_libc(), "sync_file_range", None)
+    if fn is None:
         return None
     fn.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
     fn.restype = ctypes.c_int
@@ -136,10 +143,8 @@ FUSE_SUPER_MAGIC = 0x65735546  # statfs(2)'s f_type of a FUSE filesystem
 @cache
 def _fstatfs() -> Callable[[int, ctypes.Array[ctypes.c_char]], int] | None:
     """libc's fstatfs(2), or None where there is none."""
-    name = ctypes.util.find_library("c")
-    try:
-        fn = ctypes.CDLL(name, use_errno=True).fstatfs
-    except (OSError, AttributeError):
+    fn = getattr(_libc(), "fstatfs", None)
+    if fn is None:
         return None
     fn.argtypes = (ctypes.c_int, ctypes.c_char_p)
     fn.restype = ctypes.c_int
