@@ -8,7 +8,7 @@ photos) and reports the median and spread of repeated runs of what auditors ask:
 * the recordings of one officer in one month (``dockd ledger query --officer --from --to``)
 * the recordings of one case (``dockd ledger query --case``)
 * every footage report for one month (``dockd report NAME --from --to``: late, gaps,
-  untagged, usage-officer, usage-device, clock, badge-mismatch)
+  untagged, untagged-files, usage-officer, usage-device, clock, badge-mismatch)
 * the weekly summary of one week
 * what the retention sweep takes in the next 30 days (``dockd sweep upcoming 30``)
 
@@ -56,6 +56,7 @@ MONTH_REPORTS = (
     "late",
     "gaps",
     "untagged",
+    "untagged-files",
     "usage-officer",
     "usage-device",
     "clock",

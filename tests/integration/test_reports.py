@@ -137,15 +137,21 @@ def test_gaps_between_clips_of_one_device(station: tuple[Config, Ledger, Context
 def test_untagged_after_n_days(station: tuple[Config, Ledger, Context]) -> None:
     _, ledger, ctx = station
     assert report(ctx, "untagged").rows == []  # nothing is a week old yet
+    assert report(ctx, "untagged-files").rows == []
     later = NOW + timedelta(days=8)
-    assert len(report(ctx, "untagged", now=later).rows) == 9
+    assert len(report(ctx, "untagged-files", now=later).rows) == 9
+    by_day = {r["day"]: r["files"] for r in report(ctx, "untagged", now=later).rows}
+    assert by_day == {"2026-03-15": 7, "2026-03-16": 2}
     names = ids_by_name(ctx)
     with ledger.session() as s:
         rows = cases.select_files(s, file_ids=list(names.values())[:3])
         cases.tag_files(s, rows, cases.Tag(case_number="U-1"), at=NOW, actor="t")
-    untagged = report(ctx, "untagged", now=later)
+    untagged = report(ctx, "untagged-files", now=later)
     assert len(untagged.rows) == 6
     assert {r["age_days"] for r in untagged.rows} <= {8, 9}
+    summary = report(ctx, "untagged", now=later).rows
+    assert sum(r["files"] for r in summary) == 6
+    assert {(r["officer"], r["device"]) for r in summary} == {("012345", "DV-0001")}
 
 
 def test_usage_per_officer_and_device(station: tuple[Config, Ledger, Context]) -> None:

@@ -10,7 +10,7 @@ from itertools import count
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
 from dockd.config import Config
@@ -216,3 +216,81 @@ def test_clock_report_names_the_first_twenty_suspect_files_in_time_order(
     assert row["file_ids"] == suspect[::-1][:20]
     assert row["last_ingest"] == "2026-03-16T10:00:00+08:00"
     assert future not in row["file_ids"]
+
+
+@pytest.mark.parametrize("config", BACKENDS, indirect=True)
+def test_untagged_is_counted_per_officer_device_and_local_day(
+    config: Config, ledger: Ledger
+) -> None:
+    """The untagged report says who left which day's footage without a case (R5):
+    stored files only, a week after recording (``untagged_days``), the officer assigned
+    else the badge in the file name; ``untagged-files`` lists exactly the files counted.
+    T0 is 08:00 in Shanghai, so T0 + 17 h is 01:00 the next local day."""
+    with ledger.session() as s:
+        _station(s)
+        day_one = [
+            _file(s, T0, T0 + timedelta(minutes=10), duration_s=600.0),
+            _file(s, T0 + timedelta(hours=1), None, duration_s=1800.0),
+            _file(s, T0 + timedelta(hours=2), None),  # duration unknown: no hours
+        ]
+        _file(s, T0 + timedelta(hours=3), None, case_number="C-1")  # tagged
+        _file(s, T0 + timedelta(hours=4), None, state="trashed", trashed_at=NOW)
+        other = _file(s, T0, None, device_ref="DV-2", officer_id=None, badge_hint="054321")
+        nobody = _file(s, T0 + timedelta(hours=5), None, officer_id=None)
+        next_day = _file(s, T0 + timedelta(hours=17), None, duration_s=60.0)
+        _file(s, NOW - timedelta(hours=12), None)  # not untagged_days old
+    later = NOW + timedelta(days=1)  # T0 is then 3 days old: untagged_days = 2 below
+    cfg = config.model_copy(
+        update={"reports": config.reports.model_copy(update={"untagged_days": 2})}
+    )
+    with ledger.read() as s:
+        summary = run_report("untagged", s, cfg, Period(), later).rows
+        files = run_report("untagged-files", s, cfg, Period(), later).rows
+    assert [
+        (r["officer"], r["device"], r["day"], r["files"], r["hours_recorded"]) for r in summary
+    ] == [
+        (None, "DV-1", "2026-03-14", 1, 0.0),
+        ("012345", "DV-1", "2026-03-14", 3, 0.67),
+        ("012345", "DV-1", "2026-03-15", 1, 0.02),
+        ("054321", "DV-2", "2026-03-14", 1, 0.0),
+    ]
+    mine = summary[1]
+    assert (mine["first_recorded"], mine["last_recorded"]) == (
+        "2026-03-14T08:00:00+08:00",
+        "2026-03-14T10:00:00+08:00",
+    )
+    assert mine["age_days"] == (later - T0).days == 3
+    assert sorted(r["id"] for r in files) == sorted([*day_one, other, nobody, next_day])
+    assert sum(r["files"] for r in summary) == len(files)
+
+
+@pytest.mark.parametrize("config", BACKENDS, indirect=True)
+def test_untagged_is_counted_from_its_partial_index_alone(config: Config, ledger: Ledger) -> None:
+    """A month of a large station is hundreds of thousands of untagged files: each day's
+    count is read from ``ix_files_untagged`` (only untagged stored files, with the
+    columns counted), on SQLite without reading the table at all."""
+    with ledger.session() as s:
+        _station(s)
+        for h in range(0, 2000):
+            _file(s, T0 - timedelta(hours=h), None, case_number="C-1" if h % 3 else None)
+        s.flush()
+        s.execute(text("ANALYZE"))
+    statements: list[tuple[str, Any]] = []
+
+    def keep(*args: Any) -> None:
+        statements.append((args[2], args[3]))
+
+    event.listen(ledger.engine, "before_cursor_execute", keep)
+    try:
+        _report(ledger, config, "untagged")
+    finally:
+        event.remove(ledger.engine, "before_cursor_execute", keep)
+    counted = [(q, p) for q, p in statements if "GROUP BY" in q]
+    assert counted
+    explain = "EXPLAIN QUERY PLAN " if ledger.dialect == "sqlite" else "EXPLAIN "
+    with ledger.engine.connect() as conn:
+        for q, params in counted:
+            plan = [str(r[-1]) for r in conn.exec_driver_sql(explain + q, params)]
+            assert any("ix_files_untagged" in step for step in plan), plan
+            if ledger.dialect == "sqlite":
+                assert any("COVERING INDEX ix_files_untagged" in step for step in plan), plan

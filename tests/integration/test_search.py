@@ -135,13 +135,32 @@ def test_flags_mean_what_the_reports_mean(
         late = {r["id"] for r in run_report("late", s, config, Period(), NOW).rows}
         gaps = {r["file_after"] for r in run_report("gaps", s, config, Period(), NOW).rows}
         later = NOW + timedelta(days=8)
-        untagged = {r["id"] for r in run_report("untagged", s, config, Period(), later).rows}
+        untagged = {
+            r["id"] for r in run_report("untagged-files", s, config, Period(), later).rows
+        }
+        summary = run_report("untagged", s, config, Period(), later).rows
     assert len(late) == 7 and gaps == {station["ZFY2024000123_012345_20260315083000_0001.MP4"]}
     assert ids(find(ledger, config, flags=frozenset({"late"}))) == late
     assert ids(find(ledger, config, flags=frozenset({"gap"}))) == gaps
     assert ids(find(ledger, config, flags=frozenset({"gap", "late"}))) == gaps
     assert find(ledger, config, flags=frozenset({"untagged"})).total == 0  # not a week old
     assert ids(find(ledger, config, later, flags=frozenset({"untagged"}))) == untagged
+    # each row of the untagged summary: the files the search lists for it (as the web
+    # links it), the officer's, the device's, that local day's
+    assert len(summary) == 2
+    for line in summary:
+        day = datetime.fromisoformat(line["day"]).replace(tzinfo=config.station.tz)
+        page = find(
+            ledger,
+            config,
+            later,
+            officer=line["officer"],
+            device=line["device"],
+            start=day,
+            end=day + timedelta(days=1),
+            flags=frozenset({"untagged"}),
+        )
+        assert page.total == line["files"], line
     for flag in ("clock-suspect", "badge-mismatch", "probe-failed", "quarantined"):
         assert find(ledger, config, flags=frozenset({flag})).total == 0, flag
     # each row carries its flags, the gap too (seen from the page alone)

@@ -289,7 +289,7 @@ def test_reports_are_refused_to_an_account_without_a_reader_role(
         "/reports",
         "/reports/late",
         "/reports/late.csv",
-        "/reports/untagged/form",
+        "/reports/untagged-files/form",
         "/reports/x",
     )
     for url in urls:
@@ -301,19 +301,19 @@ def test_an_auditor_reads_every_report_as_a_page_csv_and_recording_form(
 ) -> None:
     aud = sign_in("aud")
     index = aud.get("/reports").text
-    for name in ("late", "gaps", "untagged", "usage-officer", "usage-device",
-                 "badge-mismatch", "upcoming"):  # fmt: skip
+    for name in ("late", "gaps", "untagged", "untagged-files", "usage-officer",
+                 "usage-device", "badge-mismatch", "upcoming"):  # fmt: skip
         assert f'href="/reports/{name}"' in index, name
 
     page = aud.get("/reports/usage-device", params={"from": "2026-03-01", "to": "2026-03-16"})
     assert page.status_code == 200
     assert 'id="report"' in page.text and rec.device_number in page.text
 
-    untagged = aud.get("/reports/untagged", params={"from": "2026-03-01", "to": "2026-03-16"})
+    untagged = aud.get("/reports/untagged-files", params={"from": "2026-03-01", "to": "2026-03-16"})
     rows = re.findall(r'<tr class="row"><td>(\d+)</td>', untagged.text)
     assert sorted(map(int, rows)) == sorted(file_ids[1:])  # K-1's clip is tagged
 
-    csv = aud.get("/reports/untagged.csv", params={"from": "2026-03-01", "to": "2026-03-16"})
+    csv = aud.get("/reports/untagged-files.csv", params={"from": "2026-03-01", "to": "2026-03-16"})
     assert csv.status_code == 200
     assert csv.headers["content-type"].startswith("text/csv")
     assert "attachment" in csv.headers["content-disposition"]
@@ -321,14 +321,26 @@ def test_an_auditor_reads_every_report_as_a_page_csv_and_recording_form(
     lines = csv.content.decode("utf-8-sig").splitlines()
     assert lines[0].startswith("id,device,officer")
     assert len(lines) == 1 + len(file_ids) - 1
-    chinese = aud.get("/reports/untagged.csv", params={"lang": "zh"})
+    chinese = aud.get("/reports/untagged-files.csv", params={"lang": "zh"})
     assert chinese.content.decode("utf-8-sig").startswith("编号,执法记录仪编号,执法人员")
 
-    form = aud.get("/reports/untagged/form", params={"from": "2026-03-01", "to": "2026-03-16"})
+    form = aud.get(
+        "/reports/untagged-files/form", params={"from": "2026-03-01", "to": "2026-03-16"}
+    )
     assert form.status_code == 200
     assert "摄录情况记录表" in form.text
     assert len(re.findall(r'<tr class="form-row">', form.text)) == len(file_ids) - 1
     assert "Zhang Wei" in form.text
+
+    # the summary: who left which day untagged; its count opens those files in the search
+    summary = aud.get("/reports/untagged", params={"from": "2026-03-01", "to": "2026-03-16"})
+    links = re.findall(r'<a class="files" href="([^"]+)">(\d+)</a>', summary.text)
+    assert links and sum(int(n) for _, n in links) == len(file_ids) - 1
+    for href, n in links:
+        assert "flag=untagged" in href and f"device={rec.device_number}" in href
+        listed = aud.get(unescape(href))
+        assert listed.status_code == 200
+        assert re.search(rf'data-total="{n}"', listed.text), (href, n)
 
     empty = aud.get("/reports/untagged", params={"from": "2025-01-01", "to": "2025-01-02"})
     assert 'class="row"' not in empty.text
@@ -349,7 +361,7 @@ def test_a_long_report_is_shown_a_page_at_a_time_and_downloaded_whole(
     last = len(untagged)
     seen: list[int] = []
     for n in range(1, last + 1):
-        html = aud.get("/reports/untagged", params={**period, "page": str(n)}).text
+        html = aud.get("/reports/untagged-files", params={**period, "page": str(n)}).text
         rows = re.findall(r'<tr class="row"><td>(\d+)</td>', html)
         assert len(rows) == 1, n
         seen += map(int, rows)
@@ -358,7 +370,7 @@ def test_a_long_report_is_shown_a_page_at_a_time_and_downloaded_whole(
         assert re.findall(r'class="page current"[^>]*>(\d+)<', html) == [str(n)]
     assert sorted(seen) == untagged
 
-    first = aud.get("/reports/untagged", params=period).text
+    first = aud.get("/reports/untagged-files", params=period).text
     found = re.search(r'rel="next" href="([^"]+)"', first)
     assert found is not None
     following = aud.get(unescape(found.group(1))).text  # the pager's own link
@@ -369,7 +381,7 @@ def test_a_long_report_is_shown_a_page_at_a_time_and_downloaded_whole(
     lines = aud.get(unescape(csv_link.group(1))).content.decode("utf-8-sig").splitlines()
     assert sorted(int(line.split(",")[0]) for line in lines[1:]) == untagged
 
-    past = aud.get("/reports/untagged", params={**period, "page": "99"}).text
+    past = aud.get("/reports/untagged-files", params={**period, "page": "99"}).text
     assert re.findall(r'<tr class="row"><td>(\d+)</td>', past) == [str(seen[-1])]
     assert f"page {last} of {last}" in past
     for bad in ("0", "x"):
@@ -386,12 +398,12 @@ def test_a_recording_form_of_more_files_than_it_is_made_for_is_refused_whole(
     period = {"from": "2026-03-01", "to": "2026-03-16"}
     untagged = len(file_ids) - 1
     monkeypatch.setattr(report_routes, "FORM_MAX_FILES", untagged - 1)
-    refused = aud.get("/reports/untagged/form", params=period)
+    refused = aud.get("/reports/untagged-files/form", params=period)
     assert refused.status_code == 400
     assert f"names {untagged} files" in refused.text and "shorter period" in refused.text
     assert 'class="form-row"' not in refused.text
     monkeypatch.setattr(report_routes, "FORM_MAX_FILES", untagged)
-    whole = aud.get("/reports/untagged/form", params=period)
+    whole = aud.get("/reports/untagged-files/form", params=period)
     assert whole.status_code == 200
     assert len(re.findall(r'<tr class="form-row">', whole.text)) == untagged
 

@@ -252,7 +252,7 @@ class SessionFailure(Base):
 ONE_DIALECT_INDEXES = {"ix_files_device_source": "sqlite", "ix_files_source_path": "postgresql"}
 
 # What some indexes are built with on one kind of database, as the database prints the
-# index back (revisions 0010, 0017, 0018): partial predicates, PostgreSQL's INCLUDE and
+# index back (revisions 0010, 0017, 0018, 0019): partial predicates, PostgreSQL's INCLUDE and
 # hash. Not given to the ``Index`` objects below: a ``postgresql_*`` keyword makes
 # SQLAlchemy import its PostgreSQL dialect into every command (2 MiB of an ingest's
 # memory, on a SQLite station too) for DDL that only the migrations issue, and
@@ -267,6 +267,12 @@ INDEX_OPTIONS: dict[str, dict[str, str]] = {
     "ix_files_clock_suspect": {
         "sqlite": "WHERE clock_suspect = 1",
         "postgresql": "WHERE clock_suspect",
+    },
+    # footage.untagged_sql writes its condition the same way (revision 0019)
+    "ix_files_untagged": {
+        "sqlite": "WHERE (case_number || '') IS NULL AND state = 'stored'",
+        "postgresql": "WHERE ((((case_number)::text || ''::text) IS NULL)"
+        " AND ((state)::text = 'stored'::text))",
     },
     "ix_files_source_path": {"postgresql": "USING hash"},
 }
@@ -302,6 +308,19 @@ class Recording(Base):
         # indexes (INDEX_OPTIONS).
         Index("ix_files_badge_mismatch", "recorded_start"),
         Index("ix_files_clock_suspect", "recorded_start"),
+        # The stored files still without a case, with what the untagged report counts
+        # of them per officer, device and day: revision 0019. The case and the state
+        # (one value each here) too, or SQLite reads the table to test its condition.
+        Index(
+            "ix_files_untagged",
+            "recorded_start",
+            "device_ref",
+            "officer_id",
+            "badge_hint",
+            "duration_s",
+            "case_number",
+            "state",
+        ),
         # The sweep's and the listing's due files by state first: purged files keep
         # their expires_at and trashed_at, and years of them must not lengthen the range.
         Index("ix_files_state_expires", "state", "expires_at"),

@@ -14,7 +14,14 @@ from dockd.reports.base import Period, Report, ReportFn
 REPORTS: dict[str, tuple[ReportFn, str]] = {
     "late": (footage.late, "files ingested later than reports.late_ingest_hours (R2)"),
     "gaps": (footage.gaps, "breaks longer than reports.gap_minutes between clips (R12)"),
-    "untagged": (footage.untagged, "footage without a case after reports.untagged_days (R5)"),
+    "untagged": (
+        footage.untagged,
+        "footage without a case after reports.untagged_days, per officer, device and day (R5)",
+    ),
+    "untagged-files": (
+        footage.untagged_files,
+        "each file without a case after reports.untagged_days (R5)",
+    ),
     "usage-officer": (footage.usage_officer, "hours, files, days active, late share per officer"),
     "usage-device": (footage.usage_device, "hours, files, days active, late share per device"),
     "holds": (trail.holds, "holds active in the period and the files they cover (R7)"),

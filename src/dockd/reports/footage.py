@@ -11,11 +11,25 @@ month of thousands, that per-row cost is the report's.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVarTuple
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, and_, bindparam, case, func, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Select,
+    and_,
+    bindparam,
+    case,
+    func,
+    literal_column,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.orm import Session
 
 from dockd.clock import LocalTimes
@@ -34,6 +48,7 @@ from dockd.reports.base import (
 )
 
 R = Recording
+Ts = TypeVarTuple("Ts")
 CLIPS = ("video", "audio")  # what a gap is measured between
 
 
@@ -227,9 +242,79 @@ class _Gap(NamedTuple):
     case: str | None
 
 
+def untagged_sql(config: Config, now: datetime) -> ColumnElement[bool]:
+    """Stored footage still without a case ``untagged_days`` after it was recorded (R5).
+
+    Written as the partial index ``ix_files_untagged`` is built, constants and all
+    (``models.INDEX_OPTIONS``), so that both databases see that it implies the index's
+    predicate. ``|| ''``: not the case index, which SQLite would walk for the NULLs
+    (most files).
+    """
+    return and_(
+        R.recorded_start <= now - timedelta(days=config.reports.untagged_days),
+        R.case_number.concat(literal_column("''")).is_(None),
+        R.state == literal_column(f"'{FileState.STORED.value}'"),
+    )
+
+
 def untagged(session: Session, config: Config, period: Period, now: datetime) -> Report:
-    """Stored footage still without a case ``untagged_days`` after it was recorded (R5)."""
-    cutoff = now - timedelta(days=config.reports.untagged_days)
+    """Who has footage still without a case ``untagged_days`` after it was recorded
+    (R5): one row per officer, device and local day recorded, with the number of files,
+    their hours and the oldest's age. The files themselves: ``untagged-files``.
+
+    A large station's month is hundreds of thousands of such files; an auditor reads
+    who left which shift untagged, and opens the files of one row (the web links each
+    row to the search). Counted one local day at a time from ``ix_files_untagged``,
+    which holds just these files and the columns counted: the table is not read.
+    """
+    tz = config.station.tz
+    badges: dict[int, str] = {
+        i: b for i, b in session.execute(select(Officer.id, Officer.badge)) if b
+    }
+    q = select(
+        R.device_ref,
+        R.officer_id,
+        R.badge_hint,
+        func.count(),
+        func.sum(func.coalesce(R.duration_s, 0.0)),
+        func.min(R.recorded_start),
+        func.max(R.recorded_start),
+    ).group_by(R.device_ref, R.officer_id, R.badge_hint)
+    found: dict[tuple[str, str, date], _Use] = {}
+    where = (*period.where(R.recorded_start), untagged_sql(config, now))
+    for day, rows in by_local_day(session, tz, where, q):
+        for device, officer_id, hint, files, seconds, first, last in rows:
+            key = ((badges.get(officer_id) if officer_id is not None else None) or hint or "",
+                   device, day)  # fmt: skip
+            use = found.get(key)
+            if use is None:
+                found[key] = _Use(files, float(seconds), 0, {day}, first, last)
+            else:
+                use.add(files, float(seconds), 0, day, first, last)
+    rows_out = [
+        {
+            "officer": badge or None,
+            "device": device,
+            "day": day.isoformat(),
+            "files": u.files,
+            "hours_recorded": round(u.seconds / 3600, 2),
+            "first_recorded": iso(u.first, tz),
+            "last_recorded": iso(u.last, tz),
+            "age_days": (now - u.first).days,
+        }
+        for (badge, device, day), u in sorted(found.items(), key=lambda kv: kv[0])
+    ]
+    return Report(
+        "untagged",
+        f"footage without a case {config.reports.untagged_days} day(s) after recording,"
+        " per officer, device and day",
+        columns("officer device day files hours_recorded first_recorded last_recorded age_days"),
+        rows_out,
+    )
+
+
+def untagged_files(session: Session, config: Config, period: Period, now: datetime) -> Report:
+    """Each file :func:`untagged` counts, one row a file (R5)."""
     q = (
         select(
             R.id,
@@ -240,14 +325,7 @@ def untagged(session: Session, config: Config, period: Period, now: datetime) ->
             R.store_path,
         )
         .outerjoin(Officer, R.officer_id == Officer.id)
-        .where(
-            *period.where(R.recorded_start),
-            R.recorded_start <= cutoff,
-            # ``|| ''``: not the case index, which SQLite would walk for the NULLs
-            # (most files); the recording times are what narrows it.
-            (R.case_number + "").is_(None),
-            R.state == FileState.STORED,
-        )
+        .where(*period.where(R.recorded_start), untagged_sql(config, now))
         .order_by(R.recorded_start, R.id)
     )
     local = LocalTimes(config.station.tz)
@@ -265,11 +343,43 @@ def untagged(session: Session, config: Config, period: Period, now: datetime) ->
         for id_, device, badge, kind, start, path in session.connection().execute(q).all()
     ]
     return Report(
-        "untagged",
-        f"footage without a case {config.reports.untagged_days} day(s) after recording",
+        "untagged-files",
+        f"files without a case {config.reports.untagged_days} day(s) after recording",
         columns("id device officer kind recorded_at age_days store_path"),
         rows,
     )
+
+
+def by_local_day(
+    session: Session, tz: ZoneInfo, where: Sequence[ColumnElement[bool]], q: Select[*Ts]
+) -> Iterator[tuple[date, Sequence[Row[*Ts]]]]:
+    """``q`` asked for the files matching ``where`` one local day at a time
+    (:func:`local_day_at`): each piece's rows, with its date.
+
+    Each piece's rows are grouped by a small sort of their own, and the date is known
+    for the piece rather than computed per row. The piece after each is the day of the
+    next file: a period of decades (a recorder's clock reset to 1980, in an open
+    period) costs its days with files.
+    """
+    lo, hi = session.execute(
+        select(func.min(R.recorded_start), func.max(R.recorded_start)).where(*where)
+    ).one()
+    if lo is None:
+        return
+    q = q.where(
+        *where, R.recorded_start >= bindparam("day_start"), R.recorded_start < bindparam("day_end")
+    )
+    next_start = select(func.min(R.recorded_start)).where(
+        *where, R.recorded_start >= bindparam("after"), R.recorded_start <= hi
+    )
+    conn = session.connection()
+    start: datetime | None = lo
+    while start is not None:
+        day, end = local_day_at(tz, start, hi + timedelta(microseconds=1))
+        yield day, conn.execute(q, {"day_start": start, "day_end": end}).all()
+        if end > hi:
+            break
+        start = conn.execute(next_start, {"after": end}).scalar()
 
 
 _USAGE_COLS = columns(
@@ -280,18 +390,10 @@ _USAGE_COLS = columns(
 def _usage(session: Session, config: Config, period: Period, key: Col) -> dict[str, dict[str, Any]]:
     """Per ``key``, over the period's files (all states): the usage columns (R16).
 
-    Asked one local day at a time (:func:`local_day_at`): a key's active days are the
-    days it has files in, and each day's rows are grouped by a small sort of their own.
-    Each day asked, the next is the day of the next file: a period of decades (a
-    recorder's clock reset to 1980, in an open period) costs its days with files.
+    Asked one local day at a time (:func:`by_local_day`): a key's active days are the
+    days it has files in.
     """
     tz, dialect = config.station.tz, dialect_of(session)
-    within = period.where(R.recorded_start)
-    lo, hi = session.execute(
-        select(func.min(R.recorded_start), func.max(R.recorded_start)).where(*within)
-    ).one()
-    if lo is None:
-        return {}
     q = (
         select(
             key,
@@ -302,27 +404,16 @@ def _usage(session: Session, config: Config, period: Period, key: Col) -> dict[s
             func.max(R.recorded_start),
         )
         .outerjoin(Officer, R.officer_id == Officer.id)
-        .where(R.recorded_start >= bindparam("day_start"), R.recorded_start < bindparam("day_end"))
         .group_by(key)
     )
-    next_start = select(func.min(R.recorded_start)).where(
-        R.recorded_start >= bindparam("after"), R.recorded_start <= hi
-    )
-    conn = session.connection()
     found: dict[str, _Use] = {}
-    start: datetime | None = lo
-    while start is not None:
-        day, end = local_day_at(tz, start, hi + timedelta(microseconds=1))
-        rows = conn.execute(q, {"day_start": start, "day_end": end}).all()
+    for day, rows in by_local_day(session, tz, period.where(R.recorded_start), q):
         for k, files, seconds, late_files, first, last in rows:
             use = found.get(k)
             if use is None:
                 found[k] = _Use(files, float(seconds), int(late_files), {day}, first, last)
             else:
                 use.add(files, float(seconds), int(late_files), day, first, last)
-        if end > hi:
-            break
-        start = conn.execute(next_start, {"after": end}).scalar()
     return {
         k: {
             "files": u.files,

@@ -118,6 +118,11 @@ HEADERS_ZH: dict[str, str] = {
     "roles": "角色",
     "count": "数量",
     "files": "文件数",
+    "day": "日期",
+    "hours_recorded": "录制时长(小时)",
+    "first_recorded": "最早录制时间",
+    "last_recorded": "最晚录制时间",
+    "age_days": "已过天数",
     "note": "备注",
 }
 

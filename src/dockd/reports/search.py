@@ -39,7 +39,7 @@ from dockd.ledger.models import FileState, Hold, Officer, Recording
 from dockd.policy.holds import HoldScope
 from dockd.policy.retention import UNTRUSTED_SOURCES
 from dockd.reports.base import columns, dialect_of, exceeds, local_day
-from dockd.reports.footage import CLIPS, late_sql
+from dockd.reports.footage import CLIPS, late_sql, untagged_sql
 
 R = Recording
 
@@ -208,16 +208,6 @@ def held_sql(now: datetime) -> ColumnElement[bool]:
 
 def _active(now: datetime) -> ColumnElement[bool]:
     return or_(Hold.released_at.is_(None), Hold.released_at > now)
-
-
-def untagged_sql(config: Config, now: datetime) -> ColumnElement[bool]:
-    """:func:`dockd.reports.footage.untagged`'s condition, without its period."""
-    return and_(
-        R.recorded_start <= now - timedelta(days=config.reports.untagged_days),
-        # ``|| ''``: not the case index, which SQLite would walk for the NULLs
-        (R.case_number + "").is_(None),
-        R.state == FileState.STORED,
-    )
 
 
 def _flag_sql(flag: str, config: Config, dialect: str, now: datetime) -> ColumnElement[bool]:

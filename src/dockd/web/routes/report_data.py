@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from math import ceil
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -39,13 +40,29 @@ CATALOG: dict[str, tuple[str, str]] = {
 FILE_COLUMNS: dict[str, tuple[str, ...]] = {
     "late": ("id",),
     "gaps": ("file_before", "file_after"),
-    "untagged": ("id",),
+    "untagged-files": ("id",),
     "badge-mismatch": ("id",),
     "deletions": ("id",),
     "clock": ("file_ids",),
     "access": ("file",),
     UPCOMING: ("file_id",),
 }
+
+
+def search_of(name: str, row: dict[str, Any]) -> dict[str, str] | None:
+    """The search (``/search`` parameters) listing the files one row of a summary
+    report counts; None for a report whose rows are no such summary. The search
+    matches a badge and a device number as a part: where one is part of another
+    (``DV-1``, ``DV-10``), the search lists both."""
+    if name == "untagged":
+        return {
+            "officer": row["officer"] or "",
+            "device": row["device"],
+            "from": row["day"],
+            "to": row["day"],
+            "flag": "untagged",
+        }
+    return None
 
 
 def parse_day(value: str | None, config: Config, *, end: bool = False) -> datetime | None:

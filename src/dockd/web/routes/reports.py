@@ -8,7 +8,9 @@ dates in the station's time zone, ``to`` included.
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import tzinfo
+from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
@@ -105,6 +107,14 @@ def report_form(
     )  # fmt: skip
 
 
+def _cells(report: Report, row: dict[str, Any], tz: tzinfo) -> list[tuple[str, str | None]]:
+    """A row's cells as shown, each with a link or None: a summary row's file count
+    links to the search that lists those files."""
+    search = data.search_of(report.name, row)
+    files = "/search?" + urlencode({k: v for k, v in search.items() if v}) if search else None
+    return [(output.cell(row.get(c), tz), files if c == "files" else None) for c in report.columns]
+
+
 @router.get("/reports/{name}")
 def report_page(
     request: Request, name: str, start: Annotated[Day, Query(alias="from")] = None, to: Day = None
@@ -123,7 +133,7 @@ def report_page(
         request,
         "report.html",
         report=report,
-        rows=[[output.cell(r.get(c), tz) for c in report.columns] for r in shown],
+        rows=[_cells(report, r, tz) for r in shown],
         total=len(report.rows),
         page_no=number,
         last_page=last,
