@@ -243,15 +243,20 @@ class _Gap(NamedTuple):
 
 
 def untagged_sql(config: Config, now: datetime) -> ColumnElement[bool]:
-    """Stored footage still without a case ``untagged_days`` after it was recorded (R5).
+    """Stored footage still without a case ``untagged_days`` after it was recorded (R5)."""
+    return and_(R.recorded_start <= _untagged_cutoff(config, now), _untagged())
 
-    Written as the partial index ``ix_files_untagged`` is built, constants and all
-    (``models.INDEX_OPTIONS``), so that both databases see that it implies the index's
-    predicate. ``|| ''``: not the case index, which SQLite would walk for the NULLs
-    (most files).
-    """
+
+def _untagged_cutoff(config: Config, now: datetime) -> datetime:
+    return now - timedelta(days=config.reports.untagged_days)
+
+
+def _untagged() -> ColumnElement[bool]:
+    """Stored, without a case. Written as the partial index ``ix_files_untagged`` is
+    built, constants and all (``models.INDEX_OPTIONS``), so that both databases see
+    that it implies the index's predicate. ``|| ''``: not the case index, which SQLite
+    would walk for the NULLs (most files)."""
     return and_(
-        R.recorded_start <= now - timedelta(days=config.reports.untagged_days),
         R.case_number.concat(literal_column("''")).is_(None),
         R.state == literal_column(f"'{FileState.STORED.value}'"),
     )
@@ -281,8 +286,9 @@ def untagged(session: Session, config: Config, period: Period, now: datetime) ->
         func.max(R.recorded_start),
     ).group_by(R.device_ref, R.officer_id, R.badge_hint)
     found: dict[tuple[str, str, date], _Use] = {}
-    where = (*period.where(R.recorded_start), untagged_sql(config, now))
-    for day, rows in by_local_day(session, tz, where, q):
+    due = _untagged_cutoff(config, now) + _TICK  # recorded up to the cutoff, included
+    due_period = Period(period.start, due if period.end is None else min(period.end, due))
+    for day, rows in by_local_day(session, tz, due_period, q, _untagged()):
         for device, officer_id, hint, files, seconds, first, last in rows:
             key = ((badges.get(officer_id) if officer_id is not None else None) or hint or "",
                    device, day)  # fmt: skip
@@ -351,18 +357,22 @@ def untagged_files(session: Session, config: Config, period: Period, now: dateti
 
 
 def by_local_day(
-    session: Session, tz: ZoneInfo, where: Sequence[ColumnElement[bool]], q: Select[*Ts]
+    session: Session, tz: ZoneInfo, period: Period, q: Select[*Ts], *where: ColumnElement[bool]
 ) -> Iterator[tuple[date, Sequence[Row[*Ts]]]]:
-    """``q`` asked for the files matching ``where`` one local day at a time
-    (:func:`local_day_at`): each piece's rows, with its date.
+    """``q`` asked for the files of ``period`` matching ``where`` one local day at a
+    time (:func:`local_day_at`): each piece's rows, with its date.
 
     Each piece's rows are grouped by a small sort of their own, and the date is known
     for the piece rather than computed per row. The piece after each is the day of the
     next file: a period of decades (a recorder's clock reset to 1980, in an open
-    period) costs its days with files.
+    period) costs its days with files. ``where`` holds no bound on the recording time:
+    given one more than the piece's own, SQLite would walk the index from that bound
+    to find each next file (the whole period, once per day).
     """
     lo, hi = session.execute(
-        select(func.min(R.recorded_start), func.max(R.recorded_start)).where(*where)
+        select(func.min(R.recorded_start), func.max(R.recorded_start)).where(
+            *period.where(R.recorded_start), *where
+        )
     ).one()
     if lo is None:
         return
@@ -375,11 +385,14 @@ def by_local_day(
     conn = session.connection()
     start: datetime | None = lo
     while start is not None:
-        day, end = local_day_at(tz, start, hi + timedelta(microseconds=1))
+        day, end = local_day_at(tz, start, hi + _TICK)
         yield day, conn.execute(q, {"day_start": start, "day_end": end}).all()
         if end > hi:
             break
         start = conn.execute(next_start, {"after": end}).scalar()
+
+
+_TICK = timedelta(microseconds=1)  # the least a time is later than another
 
 
 _USAGE_COLS = columns(
@@ -407,7 +420,7 @@ def _usage(session: Session, config: Config, period: Period, key: Col) -> dict[s
         .group_by(key)
     )
     found: dict[str, _Use] = {}
-    for day, rows in by_local_day(session, tz, period.where(R.recorded_start), q):
+    for day, rows in by_local_day(session, tz, period, q):
         for k, files, seconds, late_files, first, last in rows:
             use = found.get(k)
             if use is None:
