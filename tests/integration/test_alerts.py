@@ -470,11 +470,11 @@ def test_a_full_disk_under_the_ledger_loses_no_alert(tmp_path: Path, clock: Fixe
         try:
             notifier = Notifier(tmp_path, None)
             sink = AlertSink(led, "st-test", clock, AlertsConfig(notify_command=notifier.command))
-            with open(mnt / "filler", "wb") as f:  # fill the disk to the last block
+            # fill the disk to the last block; unbuffered, so that what the last write
+            # could not put on the disk is not left in a buffer for close() to fail on
+            with open(mnt / "filler", "wb", buffering=0) as f:
                 try:
-                    while True:
-                        f.write(b"\0" * 65536)
-                        f.flush()
+                    while f.write(b"\0" * 65536):
                         os.fsync(f.fileno())
                 except OSError:
                     pass
