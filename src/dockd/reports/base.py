@@ -24,6 +24,7 @@ from sqlalchemy import (
     cast,
     func,
     literal,
+    or_,
     type_coerce,
 )
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -104,11 +105,13 @@ def exceeds(later: Col, earlier: Col, limit: timedelta, dialect: str) -> ColumnE
     """``later - earlier > limit`` to the microsecond, as Python compares datetimes."""
     if dialect == "sqlite":
         # julianday first: one cheap call per side, less exact but with a second to
-        # spare, so it lets through every row the exact comparison would take and
-        # spares that comparison for most others
-        coarse = func.julianday(later) - func.julianday(earlier) > limit / _DAY - _SLACK_DAYS
+        # spare either way, so the exact comparison is made only for the rows within a
+        # second of the limit (a row clearly over it is taken on julianday's word)
+        days = func.julianday(later) - func.julianday(earlier)
         exact = _micros(later) - _micros(earlier) > limit // timedelta(microseconds=1)
-        return and_(coarse, exact)
+        return and_(
+            days > limit / _DAY - _SLACK_DAYS, or_(days > limit / _DAY + _SLACK_DAYS, exact)
+        )
     diff: ColumnElement[Any] = later - earlier
     return diff > limit
 
