@@ -16,7 +16,10 @@ one file at a time: the table's secondary indexes are dropped first and built ag
 once the rows are in (one sort each instead of ~20 B-tree inserts per row), SQLite
 takes the rows through the raw ``executemany`` of one transaction with the journal
 in memory and no fsync, and PostgreSQL through ``COPY``. A bulk load that fails
-leaves a broken ledger: this is for a throw-away bench database only.
+leaves a broken ledger: this is for a throw-away bench database only. The clips'
+leads (``dockd.ledger.leads``), which dockd's sessions keep as rows are written, are
+set once the rows are in (before the indexes), as the migration that brought them
+does.
 
 The values are stored as SQLAlchemy stores them (``UTCDateTime`` on SQLite: naive
 UTC text with microseconds; booleans 0/1), so the reports read them back alike.
@@ -35,6 +38,7 @@ from common import say
 from sqlalchemy import insert
 
 from dockd.config import Config
+from dockd.ledger import leads
 from dockd.ledger.db import Ledger
 from dockd.ledger.models import Device, FileState, Officer
 from dockd.policy.retention import FileFacts, retention_of
@@ -257,6 +261,13 @@ def _sqlite_row_fn() -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
     return convert
 
 
+def _leads_sql(led: Ledger) -> list[str]:
+    """The statements that set every clip's lead (``leads.bulk_statements``), as text
+    for the raw connection: run once the rows are in and before the indexes are built
+    again, so that no index is rewritten for them."""
+    return [str(stmt.compile(dialect=led.engine.dialect)) for stmt in leads.bulk_statements()]
+
+
 def _load_sqlite(led: Ledger, source: Iterator[tuple[Any, ...]]) -> None:
     raw = led.engine.raw_connection()
     try:
@@ -288,11 +299,15 @@ def _load_sqlite(led: Ledger, source: Iterator[tuple[Any, ...]]) -> None:
         if batch:
             cur.executemany(sql, batch)
         loaded = time.monotonic()
+        for sql in _leads_sql(led):
+            cur.execute(sql)
+        led_at = time.monotonic()
         for _, create in indexes:
             cur.execute(create)
         cur.execute("COMMIT")
         say(
-            f"  sqlite fill: rows {loaded - began:.1f} s, indexes {time.monotonic() - loaded:.1f} s"
+            f"  sqlite fill: rows {loaded - began:.1f} s, leads {led_at - loaded:.1f} s,"
+            f" indexes {time.monotonic() - led_at:.1f} s"
         )
         cur.execute("PRAGMA journal_mode=WAL")
         cur.close()
@@ -322,11 +337,15 @@ def _load_postgresql(led: Ledger, source: Iterator[tuple[Any, ...]]) -> None:
                 for row in source:
                     copy.write_row(row)
             loaded = time.monotonic()
+            for sql in _leads_sql(led):
+                cur.execute(sql)
+            led_at = time.monotonic()
             for _, create in indexes:
                 cur.execute(create)
             say(
                 f"  postgresql fill: {len(indexes)} indexes dropped, rows"
-                f" {loaded - began:.1f} s, indexes {time.monotonic() - loaded:.1f} s"
+                f" {loaded - began:.1f} s, leads {led_at - loaded:.1f} s,"
+                f" indexes {time.monotonic() - led_at:.1f} s"
             )
             cur.execute("RESET session_replication_role")
             cur.execute("RESET maintenance_work_mem")

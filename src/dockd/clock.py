@@ -80,6 +80,11 @@ class LocalTimes:
             self._days[day] = found
         return found
 
+    def local(self, ts: datetime) -> datetime:
+        """``ts.astimezone(tz)``, with the same offset and text (a fixed-offset zone
+        where ``tz`` keeps one offset all that UTC day)."""
+        return ts.astimezone(self.zone(ts))
+
     def iso(self, ts: datetime | None, timespec: Timespec = "seconds") -> str | None:
         """``ts.astimezone(tz).isoformat(timespec=timespec)``; None for None."""
         if ts is None:

@@ -135,9 +135,7 @@ def test_flags_mean_what_the_reports_mean(
         late = {r["id"] for r in run_report("late", s, config, Period(), NOW).rows}
         gaps = {r["file_after"] for r in run_report("gaps", s, config, Period(), NOW).rows}
         later = NOW + timedelta(days=8)
-        untagged = {
-            r["id"] for r in run_report("untagged-files", s, config, Period(), later).rows
-        }
+        untagged = {r["id"] for r in run_report("untagged-files", s, config, Period(), later).rows}
         summary = run_report("untagged", s, config, Period(), later).rows
     assert len(late) == 7 and gaps == {station["ZFY2024000123_012345_20260315083000_0001.MP4"]}
     assert ids(find(ledger, config, flags=frozenset({"late"}))) == late

@@ -24,7 +24,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dockd.errors import LedgerError, LedgerMissing
-from dockd.ledger import zone
+from dockd.ledger import leads, zone
 from dockd.ledger.failures import describe_failure, shown_url
 from dockd.ledger.permissions import (
     DEFAULT_GROUP,
@@ -41,7 +41,7 @@ PG_CONNECT_TIMEOUT_S = 10
 #: Written here so that opening the ledger (every command, every ingest) does not load
 #: alembic and every migration script, several MB of a process that should stay small
 #: (issue 16); tests/unit/test_schema_head.py checks it is alembic's head.
-SCHEMA_HEAD = "0019"
+SCHEMA_HEAD = "0020"
 #: Where alembic keeps the version a ledger is at (its default name, one row).
 VERSION_TABLE = "alembic_version"
 
@@ -201,6 +201,7 @@ class Ledger:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._factory = sessionmaker(engine, expire_on_commit=False)
+        leads.track(self._factory)  # the clips' leads kept right at every flush
         read_options: dict[str, Any] = {"dockd_read_only": True}
         if engine.dialect.name == "postgresql":
             # one snapshot for the whole unit of work, as SQLite's BEGIN gives it

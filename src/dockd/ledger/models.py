@@ -252,7 +252,7 @@ class SessionFailure(Base):
 ONE_DIALECT_INDEXES = {"ix_files_device_source": "sqlite", "ix_files_source_path": "postgresql"}
 
 # What some indexes are built with on one kind of database, as the database prints the
-# index back (revisions 0010, 0017, 0018, 0019): partial predicates, PostgreSQL's INCLUDE and
+# index back (revisions 0010, 0017, 0018, 0019, 0020): partial predicates, PostgreSQL's INCLUDE and
 # hash. Not given to the ``Index`` objects below: a ``postgresql_*`` keyword makes
 # SQLAlchemy import its PostgreSQL dialect into every command (2 MiB of an ingest's
 # memory, on a SQLite station too) for DDL that only the migrations issue, and
@@ -267,6 +267,11 @@ INDEX_OPTIONS: dict[str, dict[str, str]] = {
     "ix_files_clock_suspect": {
         "sqlite": "WHERE clock_suspect = 1",
         "postgresql": "WHERE clock_suspect",
+    },
+    # a clip that starts after its lead ends: where a break can be (revision 0020)
+    "ix_files_gap": {
+        "sqlite": "WHERE lead_end < recorded_start",
+        "postgresql": "WHERE (lead_end < recorded_start)",
     },
     # footage.untagged_sql writes its condition the same way (revision 0019)
     "ix_files_untagged": {
@@ -308,6 +313,20 @@ class Recording(Base):
         # indexes (INDEX_OPTIONS).
         Index("ix_files_badge_mismatch", "recorded_start"),
         Index("ix_files_clock_suspect", "recorded_start"),
+        # A device's clips in order, for keeping their leads (ledger/leads.py), and the
+        # clips that start after their lead ends, with what the gaps report reads of
+        # them: revision 0020.
+        Index("ix_files_device_line", "device_ref", "recorded_start", "id"),
+        Index(
+            "ix_files_gap",
+            "recorded_start",
+            "lead_end",
+            "lead_id",
+            "device_ref",
+            "officer_id",
+            "badge_hint",
+            "case_number",
+        ),
         # The stored files still without a case, with what the untagged report counts
         # of them per officer, device and day: revision 0019. The case and the state
         # (one value each here) too, or SQLite reads the table to test its condition.
@@ -356,6 +375,11 @@ class Recording(Base):
     access_class: Mapped[str] = mapped_column(String(16), default="normal")
     recorded_start: Mapped[datetime]
     recorded_end: Mapped[datetime | None]
+    # A video or audio clip's lead (ledger/leads.py, revision 0020): the latest end
+    # among its device's earlier clips, and the first clip to end then. NULL for the
+    # first clip of a device and for photos. Kept by the ledger's sessions.
+    lead_end: Mapped[datetime | None]
+    lead_id: Mapped[int | None]
     time_source: Mapped[str] = mapped_column(String(16))  # container | filename | mtime
     duration_s: Mapped[float | None] = mapped_column(Float)
     container: Mapped[str | None] = mapped_column(String(64))

@@ -26,7 +26,6 @@ from sqlalchemy import (
     case,
     func,
     literal_column,
-    or_,
     select,
     true,
 )
@@ -49,12 +48,17 @@ from dockd.reports.base import (
 
 R = Recording
 Ts = TypeVarTuple("Ts")
-CLIPS = ("video", "audio")  # what a gap is measured between
 
 
 def _badge() -> ColumnElement[str]:
     """The assigned officer's badge, else the one in the file name (needs the officer join)."""
     return func.coalesce(func.nullif(Officer.badge, ""), R.badge_hint)
+
+
+def _badges(session: Session) -> dict[int | None, str]:
+    """Each officer's badge by id, those with one: :func:`_badge` in Python, as
+    ``badges.get(officer_id, badge_hint)``."""
+    return {i: b for i, b in session.execute(select(Officer.id, Officer.badge)) if b}
 
 
 def _end() -> ColumnElement[datetime]:
@@ -140,61 +144,42 @@ def gaps(session: Session, config: Config, period: Period, now: datetime) -> Rep
     far to the next start, and only within one local day (a night off duty is not
     an interrupted recording).
 
-    In SQL, per device in (start, id) order: the latest end before each clip (a
-    running ``MAX``). A clip ending past it takes the lead; a break can only come
-    before a clip that takes the lead, and it runs from the end of the clip that
-    led before it (``LAG`` over the leading clips alone). Only breaks over the limit
-    leave the database, read as plain tuples; whether both ends lie in one local day
-    is Python's, and explanations are matched through an index by device and officer.
+    Each clip keeps its lead (:mod:`dockd.ledger.leads`): the latest end among its
+    device's earlier clips, and the clip that ended then. A break comes only before
+    a clip that starts after its lead ends; those clips are read from their partial
+    index (``ix_files_gap``), the ones over the limit leave the database as plain
+    tuples. Whether both ends lie in one local day is Python's, and explanations are
+    matched through an index by device and officer.
     """
     local = LocalTimes(config.station.tz)
     limit = timedelta(minutes=config.reports.gap_minutes)
-    a = (
-        select(
-            R.id,
-            R.device_ref,
-            R.recorded_start,
-            _end().label("end"),
-            func.max(_end())
-            .over(partition_by=R.device_ref, order_by=(R.recorded_start, R.id), rows=(None, -1))
-            .label("prev_end"),
-        )
-        .where(R.kind.in_(CLIPS), *period.where(R.recorded_start))
-        .subquery("a")
+    q = select(
+        R.device_ref,
+        R.recorded_start,
+        R.id,
+        R.lead_end,
+        R.lead_id,
+        R.officer_id,
+        R.badge_hint,
+        R.case_number,
+    ).where(
+        *period.where(R.recorded_start),
+        R.lead_end < R.recorded_start,  # as ix_files_gap is built: read from it alone
+        exceeds(R.recorded_start, R.lead_end, limit, dialect_of(session)),
     )
-    d = (
-        select(
-            *a.c,
-            func.lag(a.c.id)
-            .over(partition_by=a.c.device_ref, order_by=(a.c.recorded_start, a.c.id))
-            .label("before"),
-        )
-        .where(or_(a.c.prev_end.is_(None), a.c.end > a.c.prev_end))
-        .subquery("d")
-    )
-    q = (
-        select(
-            d.c.device_ref,
-            d.c.recorded_start,
-            d.c.id,
-            d.c.prev_end,
-            d.c.before,
-            _badge(),
-            R.case_number,
-        )
-        .join(R, R.id == d.c.id)
-        .outerjoin(Officer, R.officer_id == Officer.id)
-        .where(exceeds(d.c.recorded_start, d.c.prev_end, limit, dialect_of(session)))
-    )
+    badges = _badges(session)
     # sorted as Python sorts (device numbers whatever the collation); (device, start,
-    # id) is unique, so nothing after it is ever compared
-    found = [
-        _Gap(dev, badge, prev_end, start, before, fid, case)
-        for dev, start, fid, prev_end, before, badge, case in sorted(
-            session.connection().execute(q).all(), key=lambda r: (r[0], r[1], r[2])
-        )
-        if local.date(prev_end) == local.date(start)
-    ]
+    # id) is unique, so nothing after it is ever compared. Times in the station's zone
+    # from here on (each converted once: its day, then its text).
+    found = []
+    for dev, start, fid, lead_end, lead_id, officer, hint, case_no in sorted(
+        session.connection().execute(q).all(), key=lambda r: (r[0], r[1], r[2])
+    ):
+        if lead_end is None:  # never: the index holds only clips with a lead
+            continue
+        since, until = local.local(lead_end), local.local(start)
+        if since.date() == until.date():
+            found.append(_Gap(dev, badges.get(officer, hint), since, until, lead_id, fid, case_no))
     written = (
         explanations.gap_explanations(
             session, min(g.start for g in found), max(g.end for g in found)
@@ -210,8 +195,8 @@ def gaps(session: Session, config: Config, period: Period, now: datetime) -> Rep
             {
                 "device": g.device,
                 "officer": g.badge,
-                "gap_from": local.iso(g.start),
-                "gap_to": local.iso(g.end),
+                "gap_from": g.start.isoformat(timespec="seconds"),
+                "gap_to": g.end.isoformat(timespec="seconds"),
                 "gap_minutes": round((g.end - g.start).total_seconds() / 60, 1),
                 "file_before": g.before,
                 "file_after": g.after,
@@ -273,9 +258,7 @@ def untagged(session: Session, config: Config, period: Period, now: datetime) ->
     which holds just these files and the columns counted: the table is not read.
     """
     tz = config.station.tz
-    badges: dict[int, str] = {
-        i: b for i, b in session.execute(select(Officer.id, Officer.badge)) if b
-    }
+    badges = _badges(session)
     q = select(
         R.device_ref,
         R.officer_id,
@@ -290,8 +273,7 @@ def untagged(session: Session, config: Config, period: Period, now: datetime) ->
     due_period = Period(period.start, due if period.end is None else min(period.end, due))
     for day, rows in by_local_day(session, tz, due_period, q, _untagged()):
         for device, officer_id, hint, files, seconds, first, last in rows:
-            key = ((badges.get(officer_id) if officer_id is not None else None) or hint or "",
-                   device, day)  # fmt: skip
+            key = (badges.get(officer_id, hint) or "", device, day)
             use = found.get(key)
             if use is None:
                 found[key] = _Use(files, float(seconds), 0, {day}, first, last)

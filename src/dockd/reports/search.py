@@ -20,7 +20,6 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    Select,
     and_,
     case,
     exists,
@@ -35,11 +34,12 @@ from sqlalchemy.orm import Session, aliased
 
 from dockd.config import Config
 from dockd.errors import UsageError
+from dockd.ledger.leads import CLIPS
 from dockd.ledger.models import FileState, Hold, Officer, Recording
 from dockd.policy.holds import HoldScope
 from dockd.policy.retention import UNTRUSTED_SOURCES
 from dockd.reports.base import columns, dialect_of, exceeds, local_day
-from dockd.reports.footage import CLIPS, late_sql, untagged_sql
+from dockd.reports.footage import late_sql, untagged_sql
 
 R = Recording
 
@@ -60,8 +60,8 @@ FLAGS: tuple[str, ...] = tuple(Flag)
 # The columns a search may be sorted by (a whitelist: the name comes from a URL).
 SORTS = columns("recorded ingested device officer case category duration size station id")
 MAX_PAGE_SIZE = 500
-# How far back a clip's predecessors are looked for when deciding a gap: a break only
-# counts within one local day, and no clip is longer than a day.
+# Where the local days of gaps are worked out from, before the clips asked about: a
+# break only counts within one local day, and a lead further back is on another day.
 _GAP_LOOKBACK = timedelta(days=2)
 
 
@@ -227,29 +227,20 @@ def _flag_sql(flag: str, config: Config, dialect: str, now: datetime) -> ColumnE
     raise UsageError(f"no flag named {flag!r}")
 
 
-def gap_ids(
-    config: Config, dialect: str, read: ColumnElement[bool], span: tuple[datetime, datetime]
-) -> Select[int]:
-    """Ids of the clips among those ``read`` selects that follow a break over
-    ``gap_minutes`` since the latest end of their device's earlier clips, on the same
-    local day: the ``file_after`` of :func:`dockd.reports.footage.gaps`.
+def gap_sql(config: Config, dialect: str, span: tuple[datetime, datetime]) -> ColumnElement[bool]:
+    """A clip that follows a break over ``gap_minutes`` since the latest end of its
+    device's earlier clips (its lead, :mod:`dockd.ledger.leads`), on the same local
+    day: a ``file_after`` of :func:`dockd.reports.footage.gaps`.
 
-    ``read`` must take each clip asked about with its device's clips of the two days
-    before it; ``span`` bounds their recording times.
+    ``span`` bounds the recording times of the clips asked about, from the two days
+    before the first (a lead further back is on another day whatever the zone).
     """
     limit = timedelta(minutes=config.reports.gap_minutes)
-    end = func.coalesce(R.recorded_end, R.recorded_start)
-    prev_end = func.max(end).over(
-        partition_by=R.device_ref, order_by=(R.recorded_start, R.id), rows=(None, -1)
-    )
-    a = select(R.id, R.recorded_start, prev_end.label("prev_end"))
-    w = a.where(R.kind.in_(CLIPS), read).subquery("w")
     tz = config.station.tz
-    return select(w.c.id).where(
-        w.c.prev_end.is_not(None),
-        exceeds(w.c.recorded_start, w.c.prev_end, limit, dialect),
-        local_day(w.c.prev_end, tz, dialect, span)
-        == local_day(w.c.recorded_start, tz, dialect, span),
+    return and_(
+        R.lead_end < R.recorded_start,
+        exceeds(R.recorded_start, R.lead_end, limit, dialect),
+        local_day(R.lead_end, tz, dialect, span) == local_day(R.recorded_start, tz, dialect, span),
     )
 
 
@@ -291,9 +282,7 @@ def _conditions(
         if span is None:
             out.append(false())
         else:
-            lo, hi = span[0] - _GAP_LOOKBACK, span[1]
-            read = and_(R.recorded_start >= lo, R.recorded_start <= hi)
-            out.append(R.id.in_(gap_ids(config, dialect, read, (lo, hi))))
+            out.append(gap_sql(config, dialect, (span[0] - _GAP_LOOKBACK, span[1])))
     narrowed = len(out) > period
     if not q.include_removed:
         # Nearly every file is stored: with other conditions, ``|| ''`` keeps SQLite
@@ -405,28 +394,13 @@ def search(session: Session, q: SearchQuery, config: Config, now: datetime) -> S
 
 
 def _gaps_among(session: Session, config: Config, rows: Sequence[Any]) -> set[int]:
-    """Which of a page's clips follow a gap: each one's device read over the two days
-    before it alone (the device's index on its recording times), not the whole period;
-    a device's clips close together are read as one stretch."""
-    clips = sorted((r for r in rows if r.kind in CLIPS), key=lambda r: r.recorded_start)
+    """Which of a page's clips follow a gap: asked of their rows alone."""
+    clips = [r for r in rows if r.kind in CLIPS]
     if not clips:
         return set()
-    stretches: dict[tuple[int | None, str], list[list[datetime]]] = {}
-    for r in clips:
-        runs = stretches.setdefault((r.device_id, r.device), [])
-        if runs and r.recorded_start - runs[-1][1] <= _GAP_LOOKBACK:
-            runs[-1][1] = r.recorded_start
-        else:
-            runs.append([r.recorded_start - _GAP_LOOKBACK, r.recorded_start])
-    reads = [
-        and_(
-            R.device_id == dev_id if dev_id is not None else R.device_id.is_(None),
-            R.device_ref == ref,
-            R.recorded_start.between(lo, hi),
-        )
-        for (dev_id, ref), runs in stretches.items()
-        for lo, hi in runs
-    ]
-    span = (clips[0].recorded_start - _GAP_LOOKBACK, clips[-1].recorded_start)
-    q = gap_ids(config, dialect_of(session), or_(*reads), span)
-    return set(session.scalars(q)) & {r.id for r in clips}
+    starts = [r.recorded_start for r in clips]
+    span = (min(starts) - _GAP_LOOKBACK, max(starts))
+    q = select(R.id).where(
+        R.id.in_([r.id for r in clips]), gap_sql(config, dialect_of(session), span)
+    )
+    return set(session.scalars(q))
