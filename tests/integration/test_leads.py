@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from alembic import command
-from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy import delete, event, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from dockd.config import Config
@@ -299,3 +299,47 @@ def test_the_first_clip_to_end_then_keeps_the_lead(config: Config, ledger: Ledge
         s.execute(update(Recording).values(lead_end=None, lead_id=None))
         assert leads.relead_all(s.connection()) == 3
     assert _stored(ledger)[0] == stored
+
+
+@pytest.mark.parametrize("config", BACKENDS, indirect=True)
+def test_a_line_is_walked_on_its_index_and_only_the_walk_takes_it(
+    config: Config, ledger: Ledger
+) -> None:
+    """A clip docked into a long footage line: its lead is looked up and the line
+    walked on ``ix_files_device_line`` (a device's clips in order), not by reading the
+    device's files; and the usage report, grouping files by device, does not take
+    that index (SQLite did, and read the table for every row of the month)."""
+    with ledger.session() as s:
+        rows = [_clip(f"DV-{n % 5}", T0 + timedelta(minutes=n), None) for n in range(3000)]
+        s.execute(insert(Recording), rows)
+        leads.relead_all(s.connection())
+        s.execute(text("ANALYZE"))
+    statements: list[tuple[str, Any]] = []
+
+    def keep(*args: Any) -> None:
+        if args[2].lstrip().startswith("SELECT"):
+            statements.append((args[2], args[3]))
+
+    event.listen(ledger.engine, "before_cursor_execute", keep)
+    try:
+        with ledger.session() as s:
+            _add(s, [_clip("DV-1", T0 + timedelta(minutes=1000, seconds=30), None)])
+        walked = [(q, p) for q, p in statements if "lead_end" in q]
+        statements.clear()
+        with ledger.read() as s:
+            run_report("usage-device", s, config, Period(), NOW)
+        grouped = list(statements)
+    finally:
+        event.remove(ledger.engine, "before_cursor_execute", keep)
+    assert len(walked) >= 2  # the clip before it, then the line from it on
+    for q, params in walked:
+        assert "ix_files_device_line" in " ".join(_plan(ledger, q, params)), q
+    for q, params in grouped:
+        assert "ix_files_device_line" not in " ".join(_plan(ledger, q, params)), q
+    _check(ledger)
+
+
+def _plan(ledger: Ledger, q: str, params: Any) -> list[str]:
+    explain = "EXPLAIN QUERY PLAN " if ledger.dialect == "sqlite" else "EXPLAIN "
+    with ledger.engine.connect() as conn:
+        return [str(r[-1]) for r in conn.exec_driver_sql(explain + q, params)]

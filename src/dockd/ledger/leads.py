@@ -57,6 +57,14 @@ _PENDING = "dockd_leads"  # session.info: the places changed since the last flus
 _FIRST = datetime.min.replace(tzinfo=UTC)  # before every clip
 
 
+def is_clip() -> ColumnElement[bool]:
+    """A video or audio clip, written as ``ix_files_device_line`` is built (its partial
+    predicate, the kinds inline): so the databases see that a line's walk may read it,
+    and no other query does (SQLite took it for the usage reports' grouping by device,
+    then read the table for every row)."""
+    return R.kind.in_([literal_column(f"'{k}'") for k in CLIPS])
+
+
 def end_of() -> ColumnElement[datetime]:
     """The end of a recording, its start when the end is unknown."""
     return func.coalesce(R.recorded_end, R.recorded_start)
@@ -75,7 +83,7 @@ def relead(conn: Connection, device: str, since: Key | None, through: Key | None
     """Recompute the leads of ``device``'s clips from the place ``since`` on (None:
     from its first clip), walking past ``through`` (None: to its last clip) only until
     a clip's stored lead is already right. The number of rows updated."""
-    line = and_(R.device_ref == device, R.kind.in_(CLIPS))
+    line = and_(R.device_ref == device, is_clip())
     lead: Lead = None
     if since is not None:
         start, file_id = since
@@ -174,7 +182,7 @@ def bulk_statements() -> tuple[Update, Update]:
     values): a bulk load may run them on its raw connection.
     """
     order = (R.recorded_start, R.id)
-    clip = R.kind.in_([literal_column(f"'{k}'") for k in CLIPS])
+    clip = is_clip()
     running = (
         select(
             R.id,

@@ -268,6 +268,12 @@ INDEX_OPTIONS: dict[str, dict[str, str]] = {
         "sqlite": "WHERE clock_suspect = 1",
         "postgresql": "WHERE clock_suspect",
     },
+    # a device's clips, each line walked in order (leads.is_clip; revision 0020)
+    "ix_files_device_line": {
+        "sqlite": "WHERE kind IN ('video', 'audio')",
+        "postgresql": "WHERE ((kind)::text = ANY ((ARRAY['video'::character varying,"
+        " 'audio'::character varying])::text[]))",
+    },
     # a clip that starts after its lead ends: where a break can be (revision 0020)
     "ix_files_gap": {
         "sqlite": "WHERE lead_end < recorded_start",

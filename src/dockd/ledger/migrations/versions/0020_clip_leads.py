@@ -6,8 +6,11 @@
   month (about 400,000 at ten million files: 1.7 s on SQLite, 1.1 s on PostgreSQL);
   a break can only come before a clip that starts after its lead ends, so it now
   reads those clips alone.
-- ``ix_files_device_line``: ``(device_ref, recorded_start, id)``, a device's clips in
-  order, for keeping the leads as clips arrive or are corrected.
+- ``ix_files_device_line``: ``(device_ref, recorded_start, id)`` of the video and
+  audio clips (partial), a device's clips in order, for keeping the leads as clips
+  arrive or are corrected. Partial also so that no other query takes it: SQLite chose
+  it, as a whole index, for the usage and clock reports' grouping by device and read
+  the table for every row (usage-device at 10M files 0.29 -> 0.63 s).
 - ``ix_files_gap``: ``(recorded_start, lead_end, lead_id, device_ref, officer_id,
   badge_hint, case_number)`` of the clips that start after their lead ends (partial):
   all the report reads of them.
@@ -40,6 +43,8 @@ GAP_COLUMNS = [
     "case_number",
 ]
 
+CLIPS = "kind IN ('video', 'audio')"  # as leads.is_clip writes it
+
 revision = "0020"
 down_revision = "0019"
 branch_labels = None
@@ -49,7 +54,13 @@ depends_on = None
 def upgrade() -> None:
     op.add_column("files", sa.Column("lead_end", sa.DateTime(timezone=True), nullable=True))
     op.add_column("files", sa.Column("lead_id", sa.Integer(), nullable=True))
-    op.create_index("ix_files_device_line", "files", ["device_ref", "recorded_start", "id"])
+    op.create_index(
+        "ix_files_device_line",
+        "files",
+        ["device_ref", "recorded_start", "id"],
+        sqlite_where=sa.text(CLIPS),
+        postgresql_where=sa.text(CLIPS),
+    )
     leads.relead_all(op.get_bind())
     op.create_index(
         "ix_files_gap",
