@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any, NamedTuple, TypeVarTuple
+from typing import Any, TypeVarTuple
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
@@ -169,38 +169,33 @@ def gaps(session: Session, config: Config, period: Period, now: datetime) -> Rep
     )
     badges = _badges(session)
     # sorted as Python sorts (device numbers whatever the collation); (device, start,
-    # id) is unique, so nothing after it is ever compared. Times in the station's zone
-    # from here on (each converted once: its day, then its text).
-    found = []
-    for dev, start, fid, lead_end, lead_id, officer, hint, case_no in sorted(
-        session.connection().execute(q).all(), key=lambda r: (r[0], r[1], r[2])
-    ):
-        if lead_end is None:  # never: the index holds only clips with a lead
-            continue
-        since, until = local.local(lead_end), local.local(start)
-        if since.date() == until.date():
-            found.append(_Gap(dev, badges.get(officer, hint), since, until, lead_id, fid, case_no))
+    # id) is unique, so nothing after it is ever compared
+    found = sorted(session.connection().execute(q).all(), key=lambda r: (r[0], r[1], r[2]))
+    ends = [r[3] for r in found if r[3] is not None]  # all: the index holds clips with a lead
     written = (
-        explanations.gap_explanations(
-            session, min(g.start for g in found), max(g.end for g in found)
-        )
-        if found
-        else []
+        explanations.gap_explanations(session, min(ends), max(r[1] for r in found)) if ends else []
     )
     index = explanations.Index(written)
     rows = []
-    for g in found:
-        by = index.covering(device=g.device, officer=g.badge, start=g.start, end=g.end)
+    for dev, start, fid, lead_end, lead_id, officer, hint, case_no in found:
+        if lead_end is None:
+            continue
+        # in the station's zone from here on, each time converted once
+        since, until = local.local(lead_end), local.local(start)
+        if since.date() != until.date():
+            continue
+        badge = badges.get(officer, hint)
+        by = index.covering(device=dev, officer=badge, start=since, end=until)
         rows.append(
             {
-                "device": g.device,
-                "officer": g.badge,
-                "gap_from": g.start.isoformat(timespec="seconds"),
-                "gap_to": g.end.isoformat(timespec="seconds"),
-                "gap_minutes": round((g.end - g.start).total_seconds() / 60, 1),
-                "file_before": g.before,
-                "file_after": g.after,
-                "case": g.case,
+                "device": dev,
+                "officer": badge,
+                "gap_from": since.isoformat(timespec="seconds"),
+                "gap_to": until.isoformat(timespec="seconds"),
+                "gap_minutes": round((until - since).total_seconds() / 60, 1),
+                "file_before": lead_id,
+                "file_after": fid,
+                "case": case_no,
                 "explained": explanations.standing(by).value,
                 "explanation": by.id if by is not None else None,
             }
@@ -215,16 +210,6 @@ def gaps(session: Session, config: Config, period: Period, now: datetime) -> Rep
         ),
         rows,
     )
-
-
-class _Gap(NamedTuple):
-    device: str
-    badge: str | None
-    start: datetime  # the end of the clip before
-    end: datetime  # the start of the clip after
-    before: int | None
-    after: int
-    case: str | None
 
 
 def untagged_sql(config: Config, now: datetime) -> ColumnElement[bool]:
