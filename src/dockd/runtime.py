@@ -1,4 +1,5 @@
-"""The machine's runtime directory and the locks that live in it.
+"""The machine's runtime directory and the locks that live in it; and the process's
+heap held still while a large report is built (:func:`heap_held`).
 
 Locks are ``flock``s on files under the runtime directory: the kernel drops them
 when their holder dies (kill -9, power loss), so a crash never leaves a lock to
@@ -12,9 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gc
 import os
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 RUNTIME_ENV = "DOCKD_RUNTIME_DIR"
@@ -140,3 +143,35 @@ class FileLock:
     @property
     def held(self) -> bool:
         return self._fd is not None
+
+
+# ------------------------------------------------------------------------ the heap
+
+_held = 0
+_held_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def heap_held() -> Iterator[None]:
+    """While a report or listing builds its hundreds of thousands of rows: the objects
+    the process already had are left out of the cyclic garbage collector's passes
+    (``gc.freeze``), and given back to it after (``gc.unfreeze``).
+
+    Each full pass otherwise walks every object of the process (its modules, the
+    ORM's registries, the config) again for every few thousand rows made: 10-15 % of
+    a month's gaps report or untagged file list at ten million files, and most of its
+    spread. Nothing is lost: garbage among the held objects is collected once they
+    are given back. Threads nest: the last one out gives the heap back.
+    """
+    global _held
+    with _held_lock:
+        if _held == 0:
+            gc.freeze()
+        _held += 1
+    try:
+        yield
+    finally:
+        with _held_lock:
+            _held -= 1
+            if _held == 0:
+                gc.unfreeze()

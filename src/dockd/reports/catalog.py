@@ -10,6 +10,7 @@ from dockd.config import Config
 from dockd.errors import UsageError
 from dockd.reports import daily, devices, filing, footage, trail
 from dockd.reports.base import Period, Report, ReportFn
+from dockd.runtime import heap_held
 
 REPORTS: dict[str, tuple[ReportFn, str]] = {
     "late": (footage.late, "files ingested later than reports.late_ingest_hours (R2)"),
@@ -57,4 +58,5 @@ def run_report(
         fn, _ = REPORTS[name]
     except KeyError:
         raise UsageError(f"no report named {name!r}; choose one of: {', '.join(REPORTS)}") from None
-    return fn(session, config, period, now)
+    with heap_held():
+        return fn(session, config, period, now)

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from dockd.context import Context
 from dockd.ledger.models import FileState, Recording
 from dockd.policy import adapter as pledger
+from dockd.runtime import heap_held
 
 
 class Coming(StrEnum):
@@ -66,7 +67,7 @@ def upcoming(ctx: Context, days: int) -> list[dict[str, Any]]:
     policy = ctx.config.retention
     stored = Recording.state == FileState.STORED
     trashed = Recording.state == FileState.TRASHED
-    with ctx.ledger.read() as s:
+    with heap_held(), ctx.ledger.read() as s:
         # the indexed (state, expires_at) first, then the files whose expiry is not
         # computed yet; each batch's facts, cases and holds in three queries
         for due in (Recording.expires_at <= horizon, Recording.expires_at.is_(None)):
