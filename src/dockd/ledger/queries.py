@@ -31,6 +31,7 @@ from dockd.ledger.models import (
     Recording,
     flag_names,
 )
+from dockd.runtime import heap_held
 
 Row = TypeVar("Row", bound=Base)
 
@@ -165,7 +166,8 @@ def file_record(row: Sequence[Any], local: LocalTimes) -> dict[str, Any]:
 def find_files(session: Session, f: FileFilter, tz: ZoneInfo) -> list[dict[str, Any]]:
     local = LocalTimes(tz)
     # through the session's connection: plain rows, without the ORM's result handling
-    return [file_record(row, local) for row in session.connection().execute(file_query(f))]
+    with heap_held():
+        return [file_record(row, local) for row in session.connection().execute(file_query(f))]
 
 
 def recent_sessions(session: Session, limit: int = 20) -> Sequence[DockSession]:
