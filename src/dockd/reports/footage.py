@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 from dockd.clock import LocalTimes
 from dockd.config import Config
 from dockd.evidence import explanations
+from dockd.ledger.leads import end_of
 from dockd.ledger.models import Device, FileState, Officer, Recording
 from dockd.reports.base import (
     Col,
@@ -61,11 +62,6 @@ def _badges(session: Session) -> dict[int | None, str]:
     return {i: b for i, b in session.execute(select(Officer.id, Officer.badge)) if b}
 
 
-def _end() -> ColumnElement[datetime]:
-    """The end of the recording, its start when the end is unknown."""
-    return func.coalesce(R.recorded_end, R.recorded_start)
-
-
 def ingest_delay(row: Recording) -> timedelta:
     """From the end of the recording (its start when the end is unknown) to its ingest."""
     return row.ingested_at - (row.recorded_end or row.recorded_start)
@@ -78,7 +74,7 @@ def is_late(row: Recording, config: Config) -> bool:
 def late_sql(config: Config, dialect: str) -> ColumnElement[bool]:
     """:func:`is_late` in SQL."""
     return exceeds(
-        R.ingested_at, _end(), timedelta(hours=config.reports.late_ingest_hours), dialect
+        R.ingested_at, end_of(), timedelta(hours=config.reports.late_ingest_hours), dialect
     )
 
 
