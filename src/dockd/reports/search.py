@@ -211,7 +211,7 @@ def _active(now: datetime) -> ColumnElement[bool]:
 
 
 def _flag_sql(flag: str, config: Config, dialect: str, now: datetime) -> ColumnElement[bool]:
-    """The condition of every flag but the gap (which needs a window over the device)."""
+    """The condition of every flag but the gap (which needs the span the search covers)."""
     if flag == Flag.LATE:
         return late_sql(config, dialect)
     if flag == Flag.UNTAGGED:
