@@ -10,7 +10,8 @@ photos) and reports the median and spread of repeated runs of what auditors ask:
 * every footage report for one month (``dockd report NAME --from --to``: late, gaps,
   untagged, untagged-files, usage-officer, usage-device, clock, badge-mismatch)
 * the weekly summary of one week
-* what the retention sweep takes in the next 30 days (``dockd sweep upcoming 30``)
+* what the retention sweep takes in the next 30 days (``dockd sweep upcoming 30``), and
+  its first and last page of 500 as the web shows them (``/reports/upcoming``)
 
 Rows are filled as a station running for two years leaves them: each file's
 ``expires_at`` as the default policy gives it, and what expired before the fill's
@@ -48,7 +49,7 @@ from dockd.ledger.queries import FileFilter, find_files
 from dockd.reports.base import Period
 from dockd.reports.catalog import run_report
 from dockd.reports.weekly import weekly_summary
-from dockd.sweeps.listings import upcoming
+from dockd.sweeps.listings import upcoming, upcoming_page
 from tests.helpers.pgserver import running_server
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -113,9 +114,16 @@ def measure(led: Ledger, repeat: int, *, plan: bool = False) -> dict[str, Timing
     def coming() -> int:
         return len(upcoming(sweep_ctx, 30))
 
+    def coming_page(number: int) -> Callable[[], int]:
+        def run() -> int:  # the web's page of 500 (a number past the end: the last)
+            return len(upcoming_page(sweep_ctx, 30, number=number, size=500).rows)
+
+        return run
+
     queries: dict[str, Callable[[], int]] = {"officer+month": by_officer, "case": by_case}
     queries |= {f"report {name}": report(name) for name in MONTH_REPORTS}
     queries |= {"weekly summary": weekly, "upcoming 30 days": coming}
+    queries |= {"upcoming, page 1": coming_page(1), "upcoming, last page": coming_page(10**6)}
     out = {}
     for name, fn in queries.items():
         if plan:

@@ -388,6 +388,18 @@ def test_a_long_report_is_shown_a_page_at_a_time_and_downloaded_whole(
         wrong = aud.get("/reports/untagged", params={**period, "page": bad})
         assert wrong.status_code == 400 and "page" in wrong.text, bad
 
+    # the upcoming deletions decide only a page's files: the pages are the CSV's rows
+    months = {"to": "2026-10-01"}  # the month the clips' retention ends in, and before
+    lines = aud.get("/reports/upcoming.csv", params=months).content.decode("utf-8-sig")
+    coming = [line.split(",")[0] for line in lines.splitlines()[1:]]
+    assert sorted(map(int, coming)) == untagged  # K-1's clip waits for its case
+    paged = []
+    for n in range(1, len(coming) + 1):
+        html = aud.get("/reports/upcoming", params={**months, "page": str(n)}).text
+        assert f'data-total="{len(coming)}"' in html and f"page {n} of {len(coming)}" in html
+        paged += re.findall(r'<tr class="row"><td>(\d+)</td>', html)
+    assert paged == coming
+
 
 def test_a_recording_form_of_more_files_than_it_is_made_for_is_refused_whole(
     sign_in: Callable[[str], TestClient], file_ids: list[int], monkeypatch: pytest.MonkeyPatch

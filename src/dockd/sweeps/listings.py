@@ -2,7 +2,8 @@
 
 ``upcoming`` is ``dockd sweep upcoming``: the stored files the sweep will trash
 within a number of days (or would, but for a hold) and the trashed ones it will
-purge, each decided as the sweep decides. ``trash_list`` is ``dockd trash list``.
+purge, each decided as the sweep decides; ``upcoming_page`` is one page of it (the
+web's), whose files alone are decided. ``trash_list`` is ``dockd trash list``.
 Times are ISO 8601 in the station's time zone. ``counted_from`` says which clock a
 retention was counted from: ``recorded`` (the recorder's) or ``ingested`` (the
 station's, when the recording time is not trusted or the floor from ingest decides).
@@ -10,18 +11,27 @@ station's, when the recording time is not trusted or the floor from ingest decid
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from dockd.config.policy import RetentionConfig
 from dockd.context import Context
 from dockd.ledger.models import FileState, Recording
 from dockd.policy import adapter as pledger
 from dockd.runtime import heap_held
+
+#: The columns of each row of the listing, in order.
+COLUMNS = ("file_id", "action", "when", "store_path", "category", "counted_from", "rule",
+           "held_by")  # fmt: skip
 
 
 class Coming(StrEnum):
@@ -34,15 +44,106 @@ class Coming(StrEnum):
 
 
 def upcoming(ctx: Context, days: int) -> list[dict[str, Any]]:
-    """What the sweep will take within ``days``: files to trash, trash to purge."""
-    now = ctx.clock.now()
-    horizon = now + timedelta(days=days)
-    grace = timedelta(days=ctx.config.retention.trash_grace_days)
-    tz = ctx.config.station.tz
-    here = Recording.station == ctx.config.station.id
-    out: list[dict[str, Any]] = []
+    """What the sweep will take within ``days``: files to trash, trash to purge, every
+    candidate decided (:func:`upcoming_page` decides one page of them)."""
+    ask = _Ask.of(ctx, days)
+    out: list[_Entry] = []
+    with heap_held(), ctx.ledger.read() as s:
+        # the indexed (state, expires_at) first, then the files whose expiry is not
+        # computed yet; each batch's facts, cases and holds in three queries
+        for due in (Recording.expires_at <= ask.horizon, _UNKNOWN):
+            for rows, facts in _batches(s, _FILES.where(_STORED, due, ask.here)):
+                out.extend(e for row in rows if (e := ask.stored(row, facts)))
+        q = _FILES.where(_TRASHED, Recording.trashed_at <= ask.horizon - ask.grace, ask.here)
+        for rows, facts in _batches(s, q):
+            out.extend(ask.trashed(row, facts) for row in rows)
+    return [e.row for e in sorted(out)]
 
-    def add(
+
+class Page(NamedTuple):
+    """One page of the upcoming deletions, and how many rows the pages hold in all."""
+
+    rows: list[dict[str, Any]]
+    total: int
+    number: int  # the page given: the last one when the one asked for is past the end
+
+
+def upcoming_page(
+    ctx: Context, days: int, *, number: int, size: int, since: datetime | None = None
+) -> Page:
+    """Page ``number`` (from 1) of :func:`upcoming`, ``size`` rows a page, of the rows
+    whose time is ``since`` or later: the web's report page.
+
+    Only the page's files are decided. The rows are ordered by the expiries the ledger
+    keeps (read from the indexed ``(state, expires_at)`` and ``(state, trashed_at)``,
+    in :func:`upcoming`'s order: by when, then by file); the files whose expiry is not
+    computed yet are decided first, to find their place. A file whose kept expiry is
+    stale (a tag or a case changed since the sweep worked it out) is decided as the
+    sweep will decide it: where that puts it past the horizon it is left off its page,
+    and the total counts it until the next sweep puts its expiry right.
+    """
+    ask = _Ask.of(ctx, days)
+    start = ask.now if since is None else max(since, ask.now)
+    with heap_held(), ctx.ledger.read() as s:
+        fresh: list[_Entry] = []
+        for rows, facts in _batches(s, _FILES.where(_STORED, _UNKNOWN, ask.here)):
+            fresh.extend(e for row in rows if (e := ask.stored(row, facts)) and e.when >= start)
+        fresh.sort()
+        streams = ask.streams(start)
+        total = len(fresh) + sum(q.count(s) for q in streams)
+        number = min(max(number, 1), max(1, -(-total // size)))
+        skip = (number - 1) * size
+        keys = heapq.merge(
+            ((e.when, e.file_id, "") for e in fresh), *(q.keys(s, skip + size) for q in streams)
+        )
+        chosen = list(itertools.islice(keys, skip, skip + size))
+        ids = {i for _, i, state in chosen if not state}
+        out = [e for e in fresh if e.file_id in ids]
+        for q in streams:
+            ids = {i for _, i, state in chosen if state == q.name}
+            if not ids:
+                continue
+            rows = [_File._make(r) for r in s.execute(_FILES.where(Recording.id.in_(ids)))]
+            facts = pledger.facts_of(s, rows)
+            decided = (q.decide(row, facts) for row in rows)
+            out.extend(e for e in decided if e is not None and e.when >= start)
+    return Page([e.row for e in sorted(out)], total, number)
+
+
+class _Entry(NamedTuple):
+    """One row of the listing, with what it is ordered by: when (now for anything
+    overdue), then the file."""
+
+    when: datetime
+    file_id: int
+    row: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Ask:
+    """What every file of one listing is asked against: now, the horizon, the policy."""
+
+    now: datetime
+    horizon: datetime
+    grace: timedelta
+    tz: ZoneInfo
+    policy: RetentionConfig
+    here: ColumnElement[bool]
+
+    @classmethod
+    def of(cls, ctx: Context, days: int) -> _Ask:
+        now = ctx.clock.now()
+        return cls(
+            now,
+            now + timedelta(days=days),
+            timedelta(days=ctx.config.retention.trash_grace_days),
+            ctx.config.station.tz,
+            ctx.config.retention,
+            Recording.station == ctx.config.station.id,
+        )
+
+    def entry(
+        self,
         row: _File,
         action: Coming,
         when: datetime,
@@ -50,54 +151,105 @@ def upcoming(ctx: Context, days: int) -> list[dict[str, Any]]:
         rule: str,
         held_by: str,
         counted_from: str = "",
-    ) -> None:
-        out.append(
+    ) -> _Entry:
+        at = max(when, self.now)
+        return _Entry(
+            at,
+            row.id,
             {
                 "file_id": row.id,
                 "action": action,
-                "when": max(when, now).astimezone(tz).isoformat(),
+                "when": at.astimezone(self.tz).isoformat(),
                 "store_path": row.store_path,
                 "category": category,
                 "counted_from": counted_from,
                 "rule": rule,
                 "held_by": held_by,
-            }
+            },
         )
 
-    policy = ctx.config.retention
-    stored = Recording.state == FileState.STORED
-    trashed = Recording.state == FileState.TRASHED
-    with heap_held(), ctx.ledger.read() as s:
-        # the indexed (state, expires_at) first, then the files whose expiry is not
-        # computed yet; each batch's facts, cases and holds in three queries
-        for due in (Recording.expires_at <= horizon, Recording.expires_at.is_(None)):
-            for rows, facts in _batches(s, _FILES.where(stored, due, here)):
-                for row in rows:
-                    r = facts.retention(row.id, policy)
-                    if r.expires_at > horizon:
-                        continue
-                    holds = facts.holds_touching(row.id)
-                    held_by = ",".join(f"#{h.id}" for h in holds)
-                    action = Coming.HELD if holds else Coming.TRASH
-                    add(row, action, r.expires_at, r.category, r.rule, held_by, r.counted_from)
-        q = _FILES.where(trashed, Recording.trashed_at <= horizon - grace, here)
-        for rows, facts in _batches(s, q):
-            for row in rows:
-                assert row.trashed_at is not None
-                since = row.trashed_at.astimezone(tz).isoformat()
-                when = max(row.trashed_at + grace, now)
-                # Asked as the sweep will ask it then: a corrected time, a new case or a
-                # hold since the file was trashed puts it back instead of purging it.
-                v = facts.verdict(row.id, policy, when)
-                held = ",".join(f"#{h}" for h in v.held_by)
-                r = v.retention
-                if v.delete:
-                    rule = f"in the trash since {since}"
-                    add(row, Coming.PURGE, when, r.category, rule, "", r.counted_from)
-                else:
-                    add(row, Coming.RESTORE, when, r.category, v.why, held, r.counted_from)
-    out.sort(key=lambda d: (d["when"], d["file_id"]))
-    return out
+    def stored(self, row: _File, facts: pledger.Facts) -> _Entry | None:
+        """A stored file: trashed (or held) within the horizon, or None."""
+        r = facts.retention(row.id, self.policy)
+        if r.expires_at > self.horizon:
+            return None
+        holds = facts.holds_touching(row.id)
+        held_by = ",".join(f"#{h.id}" for h in holds)
+        action = Coming.HELD if holds else Coming.TRASH
+        return self.entry(row, action, r.expires_at, r.category, r.rule, held_by, r.counted_from)
+
+    def trashed(self, row: _File, facts: pledger.Facts) -> _Entry:
+        """A trashed file: purged when its grace ends, or put back."""
+        assert row.trashed_at is not None
+        since = row.trashed_at.astimezone(self.tz).isoformat()
+        when = max(row.trashed_at + self.grace, self.now)
+        # Asked as the sweep will ask it then: a corrected time, a new case or a
+        # hold since the file was trashed puts it back instead of purging it.
+        v = facts.verdict(row.id, self.policy, when)
+        held = ",".join(f"#{h}" for h in v.held_by)
+        r = v.retention
+        if v.delete:
+            rule = f"in the trash since {since}"
+            return self.entry(row, Coming.PURGE, when, r.category, rule, "", r.counted_from)
+        return self.entry(row, Coming.RESTORE, when, r.category, v.why, held, r.counted_from)
+
+    def streams(self, start: datetime) -> list[_Stream]:
+        """The rows of a page to be, read from the indexes in the listing's order: the
+        overdue ones (their time is now) by file, the others by time. From ``start``
+        on: anything overdue is before a ``start`` later than now."""
+        stored, trashed = Recording.expires_at, Recording.trashed_at
+        out = [
+            _Stream(FileState.STORED, stored, start, self.horizon, timedelta(0), self),
+            _Stream(FileState.TRASHED, trashed, start - self.grace, self.horizon - self.grace,
+                    self.grace, self),
+        ]  # fmt: skip
+        if start == self.now:
+            out += [
+                _Stream(FileState.STORED, stored, None, self.now, timedelta(0), self),
+                _Stream(FileState.TRASHED, trashed, None, self.now - self.grace, self.grace, self),
+            ]
+        return out
+
+
+@dataclass(frozen=True)
+class _Stream:
+    """Files of one state whose ``column`` is in ``[lo, hi]``, ordered by it (``lo``
+    None: the overdue ones, ``column < hi``, all at now, ordered by file)."""
+
+    state: str
+    column: InstrumentedAttribute[datetime | None]
+    lo: datetime | None
+    hi: datetime
+    shift: timedelta  # the column plus this is the file's time
+    ask: _Ask
+
+    @property
+    def name(self) -> str:
+        return f"{self.state}:{'due' if self.lo is not None else 'overdue'}"
+
+    def _where(self) -> list[ColumnElement[bool]]:
+        bounds = [self.column < self.hi] if self.lo is None else [
+            self.column >= self.lo, self.column <= self.hi
+        ]  # fmt: skip
+        return [Recording.state == self.state, self.ask.here, *bounds]
+
+    def count(self, s: Session) -> int:
+        return s.scalar(select(func.count()).select_from(Recording).where(*self._where())) or 0
+
+    def keys(self, s: Session, n: int) -> Iterator[tuple[datetime, int, str]]:
+        """The first ``n`` (time, file, name) of the stream, in the listing's order."""
+        if self.lo is None:  # few (held or not yet swept): read by the index, then sorted
+            ids = sorted(s.scalars(select(Recording.id).where(*self._where())))
+            return ((self.ask.now, i, self.name) for i in ids[:n])
+        q = select(self.column, Recording.id).where(*self._where())
+        rows = s.execute(q.order_by(self.column, Recording.id).limit(n))
+        return ((t + self.shift, i, self.name) for t, i in rows if t is not None)
+
+    def decide(self, row: _File, facts: pledger.Facts) -> _Entry | None:
+        """One of the stream's files, decided as :func:`upcoming` decides it."""
+        if self.state == FileState.STORED:
+            return self.ask.stored(row, facts)
+        return self.ask.trashed(row, facts)
 
 
 class _File(NamedTuple):
@@ -121,6 +273,9 @@ class _File(NamedTuple):
 
 _FILES = select(*(getattr(Recording, name) for name in _File._fields))
 _BATCH = 1000  # files per read of their facts: one bound parameter each
+_STORED = Recording.state == FileState.STORED
+_TRASHED = Recording.state == FileState.TRASHED
+_UNKNOWN = Recording.expires_at.is_(None)  # not worked out yet: the next sweep will
 
 
 def _batches(s: Session, q: Select[Any]) -> Iterator[tuple[list[_File], pledger.Facts]]:

@@ -92,18 +92,62 @@ class Station:
 def run(name: str, session: Session, st: Station, start: str | None, end: str | None) -> Report:
     """The report ``name`` over ``[start, end]`` (days in the station's zone)."""
     period = Period(parse_day(start, st.config), parse_day(end, st.config, end=True))
-    now = st.clock.now()
     if name != UPCOMING:
-        return run_report(name, session, st.config, period, now)
-    horizon = period.end or now + timedelta(days=UPCOMING_DAYS)
-    days = max(0, ceil((horizon - now) / timedelta(days=1)))
-    alerts = AlertSink(st.ledger, st.config.station.id, st.clock, st.config.alerts)
-    ctx = Context(st.config, st.ledger, st.clock, alerts, actor="web")
+        return run_report(name, session, st.config, period, st.clock.now())
+    days, ctx = _upcoming(st, period)
     rows = listings.upcoming(ctx, days)
     if period.start is not None:
         rows = [r for r in rows if datetime.fromisoformat(r["when"]) >= period.start]
-    cols = tuple(rows[0]) if rows else ("file_id", "action", "when", "store_path", "category")
-    return Report(UPCOMING, f"deletions in the next {days} days", cols, rows)
+    return _listed(days, rows)
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a report's rows, and how many there are in all."""
+
+    report: Report  # its rows: the page's
+    total: int
+    number: int  # the page given: the last one when the one asked for is past the end
+
+
+def run_page(
+    name: str,
+    session: Session,
+    st: Station,
+    start: str | None,
+    end: str | None,
+    *,
+    number: int,
+    size: int,
+) -> Page:
+    """Page ``number`` of :func:`run`, ``size`` rows a page. The upcoming deletions
+    decide the files of the page only (a large station's month lists 100,000 files);
+    a report is made whole, and its page cut from it."""
+    if name != UPCOMING:
+        report = run(name, session, st, start, end)
+        last = max(1, -(-len(report.rows) // size))
+        number = min(max(number, 1), last)
+        rows = report.rows[(number - 1) * size : number * size]
+        cut = Report(report.name, report.title, report.columns, rows)
+        return Page(cut, len(report.rows), number)
+    period = Period(parse_day(start, st.config), parse_day(end, st.config, end=True))
+    days, ctx = _upcoming(st, period)
+    page = listings.upcoming_page(ctx, days, number=number, size=size, since=period.start)
+    return Page(_listed(days, page.rows), page.total, page.number)
+
+
+def _upcoming(st: Station, period: Period) -> tuple[int, Context]:
+    """The days the upcoming deletions look ahead over ``period`` (30 when it has no
+    end), and the context they are asked in."""
+    now = st.clock.now()
+    horizon = period.end or now + timedelta(days=UPCOMING_DAYS)
+    days = max(0, ceil((horizon - now) / timedelta(days=1)))
+    alerts = AlertSink(st.ledger, st.config.station.id, st.clock, st.config.alerts)
+    return days, Context(st.config, st.ledger, st.clock, alerts, actor="web")
+
+
+def _listed(days: int, rows: list[dict[str, Any]]) -> Report:
+    return Report(UPCOMING, f"deletions in the next {days} days", listings.COLUMNS, rows)
 
 
 def file_ids(report: Report) -> list[int]:

@@ -123,18 +123,18 @@ def report_page(
     station's untagged footage is hundreds of thousands of rows: a browser is not
     sent them all; the CSV has every row)."""
     _allowed(request, name)
-    number = page_number(request)
-    report = _run(request, name, start, to)
-    tz = state_of(request).config.station.tz
-    last = max(1, -(-len(report.rows) // PAGE_SIZE))
-    number = min(number, last)  # a page past the end (the rows grew fewer): the last
-    shown = report.rows[(number - 1) * PAGE_SIZE : number * PAGE_SIZE]
+    web = state_of(request)
+    st = data.Station(web.config, web.ledger, web.clock)
+    with web.ledger.read() as s:  # a page past the end (the rows grew fewer): the last
+        shown = data.run_page(name, s, st, start, to, number=page_number(request), size=PAGE_SIZE)
+    report, number = shown.report, shown.number
+    last = max(1, -(-shown.total // PAGE_SIZE))
     return page(
         request,
         "report.html",
         report=report,
-        rows=[_cells(report, r, tz) for r in shown],
-        total=len(report.rows),
+        rows=[_cells(report, r, web.config.station.tz) for r in report.rows],
+        total=shown.total,
         page_no=number,
         last_page=last,
         pages=pager_pages(number, last),
