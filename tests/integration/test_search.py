@@ -1,5 +1,6 @@
 """The footage search of the web view (issue 13) on a ledger filled by a real ingest:
-officer by a part of the name or badge in any case, a case by a part of its number,
+officer by a part of the name or badge in any case (the whole of it in double quotes),
+a case by a part of its number,
 recording times, flags meaning what the reports mean, holds as the retention sweep
 sees them, sorted and paged with the total. On SQLite and on PostgreSQL."""
 
@@ -91,6 +92,13 @@ def test_officer_by_a_part_of_the_name_or_badge_in_any_case(
     assert find(ledger, config, device="DV-0002").total == 0
     assert find(ledger, config, station="st-test").total == 9
     assert find(ledger, config, station="st-other").total == 0
+    # in double quotes the whole badge, name or number: not a part of a longer one
+    for whole in ('"012345"', '"zhang wei"', '"dv-0001"'):
+        field = "device" if "dv" in whole else "officer"
+        assert find(ledger, config, **{field: whole}).total == 9, whole
+    for part in ('"01234"', '"zhang"', '"DV-000"', '"%"'):
+        field = "device" if "DV" in part else "officer"
+        assert find(ledger, config, **{field: part}).total == 0, part
 
 
 def test_a_file_named_with_an_unknown_badge_is_found_by_it(

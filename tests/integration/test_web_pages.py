@@ -337,7 +337,7 @@ def test_an_auditor_reads_every_report_as_a_page_csv_and_recording_form(
     links = re.findall(r'<a class="files" href="([^"]+)">(\d+)</a>', summary.text)
     assert links and sum(int(n) for _, n in links) == len(file_ids) - 1
     for href, n in links:
-        assert "flag=untagged" in href and f"device={rec.device_number}" in href
+        assert "flag=untagged" in href and f"device=%22{rec.device_number}%22" in href
         listed = aud.get(unescape(href))
         assert listed.status_code == 200
         assert re.search(rf'data-total="{n}"', listed.text), (href, n)

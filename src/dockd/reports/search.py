@@ -70,7 +70,8 @@ class SearchQuery:
     """One search; every field left at its default does not filter.
 
     ``officer`` and ``case`` match a part of the badge, the officer's name or the case
-    number, whatever the case of the letters; ``device`` a part of the device number.
+    number, whatever the case of the letters; ``device`` a part of the device number;
+    each of them in double quotes matches the whole of it.
     ``start``/``end`` bound the recording start, ``[start, end)``. ``held``: True only
     files under an active hold, False only those under none. ``flags``: files carrying
     every flag named.
@@ -151,8 +152,12 @@ def _escape(text: str) -> str:
 
 
 def contains(column: Any, text: str) -> ColumnElement[bool]:
-    """``column`` holds ``text`` somewhere, whatever the case of the letters."""
-    return column.ilike(f"%{_escape(text.strip())}%", escape="\\")  # type: ignore[no-any-return]
+    """``column`` holds ``text`` somewhere, whatever the case of the letters; a text in
+    double quotes (``"DV-1"``) is the whole value, so that it is not also ``DV-10``."""
+    text = text.strip()
+    if len(text) > 2 and text[0] == text[-1] == '"':
+        return column.ilike(_escape(text[1:-1]), escape="\\")  # type: ignore[no-any-return]
+    return column.ilike(f"%{_escape(text)}%", escape="\\")  # type: ignore[no-any-return]
 
 
 def officer_matches(text: str) -> ColumnElement[bool]:

@@ -51,13 +51,12 @@ FILE_COLUMNS: dict[str, tuple[str, ...]] = {
 
 def search_of(name: str, row: dict[str, Any]) -> dict[str, str] | None:
     """The search (``/search`` parameters) listing the files one row of a summary
-    report counts; None for a report whose rows are no such summary. The search
-    matches a badge and a device number as a part: where one is part of another
-    (``DV-1``, ``DV-10``), the search lists both."""
+    report counts; None for a report whose rows are no such summary. The badge and
+    the device number are quoted: the whole of each, not ``DV-10`` for ``DV-1``."""
     if name == "untagged":
         return {
-            "officer": row["officer"] or "",
-            "device": row["device"],
+            "officer": f'"{row["officer"]}"' if row["officer"] else "",
+            "device": f'"{row["device"]}"',
             "from": row["day"],
             "to": row["day"],
             "flag": "untagged",
