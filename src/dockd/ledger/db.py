@@ -41,7 +41,7 @@ PG_CONNECT_TIMEOUT_S = 10
 #: Written here so that opening the ledger (every command, every ingest) does not load
 #: alembic and every migration script, several MB of a process that should stay small
 #: (issue 16); tests/unit/test_schema_head.py checks it is alembic's head.
-SCHEMA_HEAD = "0020"
+SCHEMA_HEAD = "0021"
 #: Where alembic keeps the version a ledger is at (its default name, one row).
 VERSION_TABLE = "alembic_version"
 

@@ -47,17 +47,12 @@ def upcoming(ctx: Context, days: int) -> list[dict[str, Any]]:
     """What the sweep will take within ``days``: files to trash, trash to purge, every
     candidate decided (:func:`upcoming_page` decides one page of them)."""
     ask = _Ask.of(ctx, days)
-    out: list[_Entry] = []
     with heap_held(), ctx.ledger.read() as s:
-        # the indexed (state, expires_at) first, then the files whose expiry is not
-        # computed yet; each batch's facts, cases and holds in three queries
-        for due in (Recording.expires_at <= ask.horizon, _UNKNOWN):
-            for rows, facts in _batches(s, _FILES.where(_STORED, due, ask.here)):
-                out.extend(e for row in rows if (e := ask.stored(row, facts)))
-        q = _FILES.where(_TRASHED, Recording.trashed_at <= ask.horizon - ask.grace, ask.here)
-        for rows, facts in _batches(s, q):
-            out.extend(ask.trashed(row, facts) for row in rows)
-    return [e.row for e in sorted(out)]
+        fresh = ask.fresh(s, ask.now)
+        # every file is decided, and sorted then: their ids are enough, not their order
+        files = [(e.file_id, "") for e in fresh]
+        files += [(i, q.state) for q in ask.streams(ask.now) for i in q.ids(s)]
+        return [e.row for e in ask.decided(s, fresh, files, ask.now)]
 
 
 class Page(NamedTuple):
@@ -75,39 +70,29 @@ def upcoming_page(
     whose time is ``since`` or later: the web's report page.
 
     Only the page's files are decided. The rows are ordered by the expiries the ledger
-    keeps (read from the indexed ``(state, expires_at)`` and ``(state, trashed_at)``,
-    in :func:`upcoming`'s order: by when, then by file); the files whose expiry is not
-    computed yet are decided first, to find their place. A file whose kept expiry is
-    stale (a tag or a case changed since the sweep worked it out) is decided as the
-    sweep will decide it: where that puts it past the horizon it is left off its page,
-    and the total counts it until the next sweep puts its expiry right.
+    keeps (read from the indexes ``(state, station, expires_at, id)`` and ``(state,
+    station, trashed_at, id)`` alone, in :func:`upcoming`'s order: by when, then by
+    file); the files whose expiry is not computed yet are decided first, to find their
+    place. A file whose kept expiry is stale (a tag or a case changed since the sweep
+    worked it out) is decided as the sweep will decide it: where that puts it past the
+    horizon it is left off its page, and the total counts it until the next sweep puts
+    its expiry right.
     """
     ask = _Ask.of(ctx, days)
     start = ask.now if since is None else max(since, ask.now)
     with heap_held(), ctx.ledger.read() as s:
-        fresh: list[_Entry] = []
-        for rows, facts in _batches(s, _FILES.where(_STORED, _UNKNOWN, ask.here)):
-            fresh.extend(e for row in rows if (e := ask.stored(row, facts)) and e.when >= start)
-        fresh.sort()
+        fresh = ask.fresh(s, start)
         streams = ask.streams(start)
         total = len(fresh) + sum(q.count(s) for q in streams)
         number = min(max(number, 1), max(1, -(-total // size)))
         skip = (number - 1) * size
-        keys = heapq.merge(
-            ((e.when, e.file_id, "") for e in fresh), *(q.keys(s, skip + size) for q in streams)
-        )
-        chosen = list(itertools.islice(keys, skip, skip + size))
-        ids = {i for _, i, state in chosen if not state}
-        out = [e for e in fresh if e.file_id in ids]
-        for q in streams:
-            ids = {i for _, i, state in chosen if state == q.name}
-            if not ids:
-                continue
-            rows = [_File._make(r) for r in s.execute(_FILES.where(Recording.id.in_(ids)))]
-            facts = pledger.facts_of(s, rows)
-            decided = (q.decide(row, facts) for row in rows)
-            out.extend(e for e in decided if e is not None and e.when >= start)
-    return Page([e.row for e in sorted(out)], total, number)
+        keys = ask.keys(s, fresh, streams, skip + size)
+        page = [(i, state) for _, i, state in itertools.islice(keys, skip, skip + size)]
+        return Page([e.row for e in ask.decided(s, fresh, page, start)], total, number)
+
+
+# A file's place in the listing: its time, its id, and its state (empty: decided already)
+_Key = tuple[datetime, int, str]
 
 
 class _Entry(NamedTuple):
@@ -193,10 +178,46 @@ class _Ask:
             return self.entry(row, Coming.PURGE, when, r.category, rule, "", r.counted_from)
         return self.entry(row, Coming.RESTORE, when, r.category, v.why, held, r.counted_from)
 
+    def fresh(self, s: Session, start: datetime) -> list[_Entry]:
+        """The stored files whose expiry is not worked out yet (the sweep will), decided:
+        the indexes cannot place them. Those due from ``start`` to the horizon."""
+        out: list[_Entry] = []
+        for rows, facts in _batches(s, _FILES.where(_STORED, _UNKNOWN, self.here)):
+            out.extend(e for row in rows if (e := self.stored(row, facts)) and e.when >= start)
+        return sorted(out)
+
+    def keys(
+        self, s: Session, fresh: list[_Entry], streams: list[_Stream], n: int
+    ) -> Iterator[_Key]:
+        """The files of the listing in its order, up to the ``n`` first."""
+        known = ((e.when, e.file_id, "") for e in fresh)
+        return heapq.merge(known, *(q.keys(s, n) for q in streams))
+
+    def decided(
+        self, s: Session, fresh: list[_Entry], files: list[tuple[int, str]], start: datetime
+    ) -> list[_Entry]:
+        """The ``files`` (id, state; no state: one of ``fresh``) decided, a batch at a
+        time (each batch's facts, cases and holds in three queries), those due from
+        ``start``, in the listing's order."""
+        ready = {e.file_id: e for e in fresh}
+        out = [ready[i] for i, state in files if not state]
+        for b in range(0, len(files), _BATCH):
+            part = files[b : b + _BATCH]
+            stored = {i for i, state in part if state == FileState.STORED}
+            ids = [i for i, state in part if state]
+            found = s.connection().execute(_FILES.where(Recording.id.in_(ids))).all()
+            rows = [_File._make(r) for r in found]
+            facts = pledger.facts_of(s, rows)
+            for row in rows:
+                e = self.stored(row, facts) if row.id in stored else self.trashed(row, facts)
+                if e is not None and e.when >= start:
+                    out.append(e)
+        return sorted(out)
+
     def streams(self, start: datetime) -> list[_Stream]:
-        """The rows of a page to be, read from the indexes in the listing's order: the
-        overdue ones (their time is now) by file, the others by time. From ``start``
-        on: anything overdue is before a ``start`` later than now."""
+        """The files of the listing the indexes place, each stream in the listing's
+        order: the overdue ones (their time is now) by file, the others by time. From
+        ``start`` on: anything overdue is before a ``start`` later than now."""
         stored, trashed = Recording.expires_at, Recording.trashed_at
         out = [
             _Stream(FileState.STORED, stored, start, self.horizon, timedelta(0), self),
@@ -223,10 +244,6 @@ class _Stream:
     shift: timedelta  # the column plus this is the file's time
     ask: _Ask
 
-    @property
-    def name(self) -> str:
-        return f"{self.state}:{'due' if self.lo is not None else 'overdue'}"
-
     def _where(self) -> list[ColumnElement[bool]]:
         bounds = [self.column < self.hi] if self.lo is None else [
             self.column >= self.lo, self.column <= self.hi
@@ -236,20 +253,18 @@ class _Stream:
     def count(self, s: Session) -> int:
         return s.scalar(select(func.count()).select_from(Recording).where(*self._where())) or 0
 
-    def keys(self, s: Session, n: int) -> Iterator[tuple[datetime, int, str]]:
-        """The first ``n`` (time, file, name) of the stream, in the listing's order."""
-        if self.lo is None:  # few (held or not yet swept): read by the index, then sorted
-            ids = sorted(s.scalars(select(Recording.id).where(*self._where())))
-            return ((self.ask.now, i, self.name) for i in ids[:n])
-        q = select(self.column, Recording.id).where(*self._where())
-        rows = s.execute(q.order_by(self.column, Recording.id).limit(n))
-        return ((t + self.shift, i, self.name) for t, i in rows if t is not None)
+    def ids(self, s: Session) -> list[int]:
+        """The stream's files, in no order."""
+        return list(s.connection().scalars(select(Recording.id).where(*self._where())))
 
-    def decide(self, row: _File, facts: pledger.Facts) -> _Entry | None:
-        """One of the stream's files, decided as :func:`upcoming` decides it."""
-        if self.state == FileState.STORED:
-            return self.ask.stored(row, facts)
-        return self.ask.trashed(row, facts)
+    def keys(self, s: Session, n: int) -> Iterator[_Key]:
+        """The first ``n`` of the stream, in the listing's order."""
+        if self.lo is None:  # few (held or not yet swept): read by the index, then sorted
+            ids = sorted(self.ids(s))
+            return ((self.ask.now, i, self.state) for i in ids[:n])
+        q = select(self.column, Recording.id).where(*self._where())
+        rows = s.connection().execute(q.order_by(self.column, Recording.id).limit(n)).all()
+        return ((t + self.shift, i, self.state) for t, i in rows if t is not None)
 
 
 class _File(NamedTuple):
