@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -48,11 +48,11 @@ def upcoming(ctx: Context, days: int) -> list[dict[str, Any]]:
     candidate decided (:func:`upcoming_page` decides one page of them)."""
     ask = _Ask.of(ctx, days)
     with heap_held(), ctx.ledger.read() as s:
-        fresh = ask.fresh(s, ask.now)
-        # every file is decided, and sorted then: their ids are enough, not their order
-        files = [(e.file_id, "") for e in fresh]
-        files += [(i, q.state) for q in ask.streams(ask.now) for i in q.ids(s)]
-        return [e.row for e in ask.decided(s, fresh, files, ask.now)]
+        out = ask.fresh(s, ask.now)
+        for q in ask.streams(ask.now):
+            for rows in q.batches(s):
+                out += ask.decided(s, rows, q.state, ask.now)
+        return [e.row for e in sorted(out)]
 
 
 class Page(NamedTuple):
@@ -86,9 +86,13 @@ def upcoming_page(
         total = len(fresh) + sum(q.count(s) for q in streams)
         number = min(max(number, 1), max(1, -(-total // size)))
         skip = (number - 1) * size
-        keys = ask.keys(s, fresh, streams, skip + size)
-        page = [(i, state) for _, i, state in itertools.islice(keys, skip, skip + size)]
-        return Page([e.row for e in ask.decided(s, fresh, page, start)], total, number)
+        page = list(itertools.islice(ask.keys(s, fresh, streams, skip + size), skip, skip + size))
+        ids = {i for _, i, _ in page}
+        out = [e for e in fresh if e.file_id in ids]
+        for state in (FileState.STORED, FileState.TRASHED):
+            ids = {i for _, i, st in page if st == state}
+            out += ask.decided(s, _by_id(s, ids), state, start)
+        return Page([e.row for e in sorted(out)], total, number)
 
 
 # A file's place in the listing: its time, its id, and its state (empty: decided already)
@@ -193,26 +197,12 @@ class _Ask:
         known = ((e.when, e.file_id, "") for e in fresh)
         return heapq.merge(known, *(q.keys(s, n) for q in streams))
 
-    def decided(
-        self, s: Session, fresh: list[_Entry], files: list[tuple[int, str]], start: datetime
-    ) -> list[_Entry]:
-        """The ``files`` (id, state; no state: one of ``fresh``) decided, a batch at a
-        time (each batch's facts, cases and holds in three queries), those due from
-        ``start``, in the listing's order."""
-        ready = {e.file_id: e for e in fresh}
-        out = [ready[i] for i, state in files if not state]
-        for b in range(0, len(files), _BATCH):
-            part = files[b : b + _BATCH]
-            stored = {i for i, state in part if state == FileState.STORED}
-            ids = [i for i, state in part if state]
-            found = s.connection().execute(_FILES.where(Recording.id.in_(ids))).all()
-            rows = [_File._make(r) for r in found]
-            facts = pledger.facts_of(s, rows)
-            for row in rows:
-                e = self.stored(row, facts) if row.id in stored else self.trashed(row, facts)
-                if e is not None and e.when >= start:
-                    out.append(e)
-        return sorted(out)
+    def decided(self, s: Session, rows: list[_File], state: str, start: datetime) -> list[_Entry]:
+        """The ``rows`` (files in ``state``) decided, their facts, cases and holds read in
+        three queries: those due from ``start``."""
+        facts = pledger.facts_of(s, rows)
+        decide = self.stored if state == FileState.STORED else self.trashed
+        return [e for row in rows if (e := decide(row, facts)) is not None and e.when >= start]
 
     def streams(self, start: datetime) -> list[_Stream]:
         """The files of the listing the indexes place, each stream in the listing's
@@ -253,14 +243,27 @@ class _Stream:
     def count(self, s: Session) -> int:
         return s.scalar(select(func.count()).select_from(Recording).where(*self._where())) or 0
 
-    def ids(self, s: Session) -> list[int]:
-        """The stream's files, in no order."""
-        return list(s.connection().scalars(select(Recording.id).where(*self._where())))
+    def batches(self, s: Session) -> Iterator[list[_File]]:
+        """The stream's files, :data:`_BATCH` at a time, in no order.
+
+        SQLite reads them in one pass over the index range. PostgreSQL's planner
+        multiplies the selectivity of the state by that of the time, and the purged
+        files keep their old times: it expects a large part of the table and reads all
+        of it. There the ids come from the index alone first, then the rows by id."""
+        if s.get_bind().dialect.name != "postgresql":
+            found = s.connection().execute(
+                _FILES.where(*self._where()), execution_options=_IN_BATCHES
+            )
+            yield from ([_File._make(r) for r in part] for part in found.partitions())
+            return
+        ids = list(s.connection().scalars(select(Recording.id).where(*self._where())))
+        for b in range(0, len(ids), _BATCH):
+            yield _by_id(s, ids[b : b + _BATCH])
 
     def keys(self, s: Session, n: int) -> Iterator[_Key]:
         """The first ``n`` of the stream, in the listing's order."""
         if self.lo is None:  # few (held or not yet swept): read by the index, then sorted
-            ids = sorted(self.ids(s))
+            ids = sorted(s.connection().scalars(select(Recording.id).where(*self._where())))
             return ((self.ask.now, i, self.state) for i in ids[:n])
         q = select(self.column, Recording.id).where(*self._where())
         rows = s.connection().execute(q.order_by(self.column, Recording.id).limit(n)).all()
@@ -293,12 +296,18 @@ _TRASHED = Recording.state == FileState.TRASHED
 _UNKNOWN = Recording.expires_at.is_(None)  # not worked out yet: the next sweep will
 
 
+_IN_BATCHES = {"yield_per": _BATCH}
+
+
 def _batches(s: Session, q: Select[Any]) -> Iterator[tuple[list[_File], pledger.Facts]]:
     """The rows of ``q`` in batches, each with the policy's facts about them."""
-    result = s.connection().execute(q.execution_options(yield_per=_BATCH))
-    for part in result.partitions():
+    for part in s.connection().execute(q, execution_options=_IN_BATCHES).partitions():
         rows = [_File._make(r) for r in part]
         yield rows, pledger.facts_of(s, rows)
+
+
+def _by_id(s: Session, ids: Collection[int]) -> list[_File]:
+    return [_File._make(r) for r in s.connection().execute(_FILES.where(Recording.id.in_(ids)))]
 
 
 def trash_list(ctx: Context) -> list[dict[str, Any]]:
