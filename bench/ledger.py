@@ -8,7 +8,8 @@ photos) and reports the median and spread of repeated runs of what auditors ask:
 * the recordings of one officer in one month (``dockd ledger query --officer --from --to``)
 * the recordings of one case (``dockd ledger query --case``)
 * every footage report for one month (``dockd report NAME --from --to``: late, gaps,
-  untagged, untagged-files, usage-officer, usage-device, clock, badge-mismatch)
+  untagged, untagged-files, usage-officer, usage-device, clock, badge-mismatch), and
+  the web's last page of 500 of untagged-files (``/reports/untagged-files``)
 * the weekly summary of one week
 * what the retention sweep takes in the next 30 days (``dockd sweep upcoming 30``), and
   its first and last page of 500 as the web shows them (``/reports/upcoming``)
@@ -48,6 +49,7 @@ from dockd.ledger.models import Recording
 from dockd.ledger.queries import FileFilter, find_files
 from dockd.reports.base import Period
 from dockd.reports.catalog import run_report
+from dockd.reports.footage import untagged_files_page
 from dockd.reports.weekly import weekly_summary
 from dockd.sweeps.listings import upcoming, upcoming_page
 from tests.helpers.pgserver import running_server
@@ -101,6 +103,12 @@ def measure(led: Ledger, repeat: int, *, plan: bool = False) -> dict[str, Timing
 
         return run
 
+    def untagged_last_page() -> int:  # the web's last page of 500 (a page reads its own)
+        with led.read() as s:
+            total = untagged_files_page(s, cfg, month, now, 0, 0)[1]
+            skip = max(0, (total - 1) // 500 * 500)
+            return len(untagged_files_page(s, cfg, month, now, skip, 500)[0].rows)
+
     one_station = cfg.model_copy(update={"station": StationConfig(id="st-0")})
 
     def weekly() -> int:
@@ -122,6 +130,7 @@ def measure(led: Ledger, repeat: int, *, plan: bool = False) -> dict[str, Timing
 
     queries: dict[str, Callable[[], int]] = {"officer+month": by_officer, "case": by_case}
     queries |= {f"report {name}": report(name) for name in MONTH_REPORTS}
+    queries["untagged-files, last page"] = untagged_last_page
     queries |= {"weekly summary": weekly, "upcoming 30 days": coming}
     queries |= {"upcoming, page 1": coming_page(1), "upcoming, last page": coming_page(10**6)}
     out = {}

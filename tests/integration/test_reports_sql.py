@@ -19,6 +19,7 @@ from dockd.ledger.db import Ledger
 from dockd.ledger.models import Device, Officer, Recording
 from dockd.reports.base import Period, Report
 from dockd.reports.catalog import run_report
+from dockd.reports.footage import untagged_files_page
 from tests.helpers.ledgers import BACKENDS
 from tests.helpers.station import NOW
 
@@ -262,6 +263,11 @@ def test_untagged_is_counted_per_officer_device_and_local_day(
     assert mine["age_days"] == (later - T0).days == 3
     assert sorted(r["id"] for r in files) == sorted([*day_one, other, nobody, next_day])
     assert sum(r["files"] for r in summary) == len(files)
+    # a page (the web's) reads its own rows and the count: the list's slices
+    with ledger.read() as s:
+        for skip in range(0, len(files) + 2):
+            page, total = untagged_files_page(s, cfg, Period(), later, skip, 2)
+            assert (page.rows, total) == (files[skip : skip + 2], len(files)), skip
 
 
 @pytest.mark.parametrize("config", BACKENDS, indirect=True)

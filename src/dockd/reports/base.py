@@ -58,6 +58,8 @@ class Report:
 
 
 ReportFn = Callable[[Session, Config, Period, datetime], Report]
+# A report's page: (session, config, period, now, rows to skip, rows to give) -> its rows, total
+PagedFn = Callable[[Session, Config, Period, datetime, int, int | None], tuple[Report, int]]
 
 
 def columns(names: str) -> tuple[str, ...]:

@@ -284,6 +284,16 @@ def untagged(session: Session, config: Config, period: Period, now: datetime) ->
 
 def untagged_files(session: Session, config: Config, period: Period, now: datetime) -> Report:
     """Each file :func:`untagged` counts, one row a file (R5)."""
+    return untagged_files_page(session, config, period, now, 0, None)[0]
+
+
+def untagged_files_page(
+    session: Session, config: Config, period: Period, now: datetime, skip: int, size: int | None
+) -> tuple[Report, int]:
+    """The rows ``skip`` to ``skip + size`` (None: to the end) of :func:`untagged_files`,
+    and how many it has: a page of a month that lists 370,000 files at ten million
+    reads its own rows and a count, both from ``ix_files_untagged``."""
+    where = (*period.where(R.recorded_start), untagged_sql(config, now))
     q = (
         select(
             R.id,
@@ -294,8 +304,10 @@ def untagged_files(session: Session, config: Config, period: Period, now: dateti
             R.store_path,
         )
         .outerjoin(Officer, R.officer_id == Officer.id)
-        .where(*period.where(R.recorded_start), untagged_sql(config, now))
+        .where(*where)
         .order_by(R.recorded_start, R.id)
+        .offset(skip or None)
+        .limit(size)
     )
     local = LocalTimes(config.station.tz)
     # plain rows through Core, unpacked: no ORM loading nor lookups by name per row
@@ -311,12 +323,16 @@ def untagged_files(session: Session, config: Config, period: Period, now: dateti
         }
         for id_, device, badge, kind, start, path in session.connection().execute(q).all()
     ]
-    return Report(
+    total = len(rows)
+    if size is not None:
+        total = session.scalar(select(func.count()).select_from(R).where(*where)) or 0
+    report = Report(
         "untagged-files",
         f"files without a case {config.reports.untagged_days} day(s) after recording",
         columns("id device officer kind recorded_at age_days store_path"),
         rows,
     )
+    return report, total
 
 
 def by_local_day(

@@ -24,7 +24,7 @@ from dockd.evidence.access import files_by_id
 from dockd.evidence.form import FormRow, describe
 from dockd.ledger.db import Ledger
 from dockd.reports.base import Period, Report
-from dockd.reports.catalog import REPORTS, run_report
+from dockd.reports.catalog import PAGED, REPORTS, run_report
 from dockd.sweeps import listings
 
 UPCOMING = "upcoming"
@@ -120,16 +120,24 @@ def run_page(
     size: int,
 ) -> Page:
     """Page ``number`` of :func:`run`, ``size`` rows a page. The upcoming deletions
-    decide the files of the page only (a large station's month lists 100,000 files);
-    a report is made whole, and its page cut from it."""
+    decide the files of the page only (a large station's month lists 100,000 files),
+    a report of :data:`~dockd.reports.catalog.PAGED` reads the page's rows; any other
+    report is made whole, and its page cut from it."""
+    period = Period(parse_day(start, st.config), parse_day(end, st.config, end=True))
+    number = max(number, 1)
+    if name in PAGED:
+        skip = (number - 1) * size
+        report, total = PAGED[name](session, st.config, period, st.clock.now(), skip, size)
+        last = max(1, -(-total // size))
+        if number > last:  # past the end (the rows grew fewer): the last page
+            return run_page(name, session, st, start, end, number=last, size=size)
+        return Page(report, total, number)
     if name != UPCOMING:
         report = run(name, session, st, start, end)
-        last = max(1, -(-len(report.rows) // size))
-        number = min(max(number, 1), last)
+        number = min(number, max(1, -(-len(report.rows) // size)))
         rows = report.rows[(number - 1) * size : number * size]
         cut = Report(report.name, report.title, report.columns, rows)
         return Page(cut, len(report.rows), number)
-    period = Period(parse_day(start, st.config), parse_day(end, st.config, end=True))
     days, ctx = _upcoming(st, period)
     page = listings.upcoming_page(ctx, days, number=number, size=size, since=period.start)
     return Page(_listed(days, page.rows), page.total, page.number)
