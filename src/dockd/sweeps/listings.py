@@ -90,8 +90,8 @@ def upcoming_page(
         ids = {i for _, i, _ in page}
         out = [e for e in fresh if e.file_id in ids]
         for state in (FileState.STORED, FileState.TRASHED):
-            ids = {i for _, i, st in page if st == state}
-            out += ask.decided(s, _by_id(s, ids), state, start)
+            if ids := {i for _, i, st in page if st == state}:  # none: no four queries
+                out += ask.decided(s, _by_id(s, ids), state, start)
         return Page([e.row for e in sorted(out)], total, number)
 
 
