@@ -3,9 +3,10 @@
 The path of one recording, in two parts::
 
     take_file  open (no links, no FIFOs) -> already here by name? (confirmed by hash)
-               -> copy + BLAKE3 into .incoming (dockd.store) -> already here by hash?
-               -> probe -> describe (time, officer, flags) -> publish (no overwrite, 0440)
-    verify     optional re-read -> a photo's picture decodes?
+               -> copy + BLAKE3 into .incoming (dockd.store) -> probe
+               -> already here by hash? -> describe (time, officer, flags)
+               -> publish (no overwrite, 0440)
+    verify     optional re-read -> a photo's picture whole?
     commit     ledger rows + audit events (of the files verified meanwhile, together)
     after_commit                            -> per-case link, alert of an unplayable file
 
@@ -154,17 +155,15 @@ def take_file(
     published: PurePosixPath | None = None
     try:
         previous(incoming.blake3)  # the same recording twice on one recorder: one is kept
-        # begun now, so that it sees the rows of the files before
-        with ctx.ledger.read_rows() as conn:
-            present = _present_by_hash(conn, identity.ref, incoming.blake3)
-        if present:
-            incoming.discard()
-            return FileOutcome(rel, FileStatus.PRESENT, size=incoming.size)
         # outside any transaction: a damaged video may keep the probe reading a while
         info = probe(incoming.path, still=cand.kind == "photo")
-        # One read transaction for the rest of the file's questions to the ledger: each
-        # its own cost as much as its query.
+        # One read transaction for the file's questions to the ledger (each its own cost
+        # as much as its query), begun after the files before with the same content are
+        # committed (``previous``), so that it sees their rows.
         with ctx.ledger.read_rows() as conn:
+            if _present_by_hash(conn, identity.ref, incoming.blake3):
+                incoming.discard()
+                return FileOutcome(rel, FileStatus.PRESENT, size=incoming.size)
             row, officer_badge = describe(
                 ctx, conn, cand, name, identity, info, incoming, result.session_id, clock
             )

@@ -340,12 +340,17 @@ def publish(
                 os.unlink(target)
             raise
         final = rel.parent / name
-        resolved = (root / final).resolve()
-        if not resolved.is_relative_to(root.resolve()):  # defence in depth
+        if not _real(directory).is_relative_to(_real(root)):  # defence in depth
             os.unlink(target)
             raise ValueError(f"refusing to store outside the store root: {final}")
         return final
     raise FileExistsError(f"more than 9999 different files named {rel} in the store")
+
+
+def _real(path: Path) -> Path:
+    """``path`` with every link resolved. The file itself was just made by ``os.link``
+    in its directory: where the directory really is says where the file is."""
+    return Path(os.path.realpath(path))
 
 
 def settle(incoming: Incoming) -> None:
