@@ -350,3 +350,59 @@ def test_a_photo_cut_off_after_its_headers_is_kept_flagged_with_its_size(
     assert (row.video_codec, row.width, row.height) == ("mjpeg", 160, 120)
     assert any(photo.relpath in (a.message or "") for a in alerts)
     assert (ctx.config.store.root / row.store_path).stat().st_size == row.size_bytes
+
+
+class _Tripped(threading.Condition):
+    """The verify thread's condition, whose first ``notify`` (the hand-over of file 1,
+    queued, before a thread is started for it) raises what Ctrl-C raises there."""
+
+    tripped = False
+
+    def notify(self, n: int = 1) -> None:
+        if not self.tripped:
+            self.tripped = True
+            raise KeyboardInterrupt
+        super().notify(n)
+
+
+def test_an_interrupt_while_a_file_is_handed_to_the_verify_thread_leaves_nothing_behind(
+    ctx: Context, tmp_path: Path, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C may land anywhere in ``dockd ingest``: here inside the hand-over of the
+    first file. The ingest leaves at once with the interrupt (it used to wait for ever
+    for a file no thread would reach), the file taken back: nothing in the store
+    without its row, no marker left; the next dock takes every file."""
+    rec = make_recorder(tmp_path / "rec", extras=False, clips=3)
+    register(ctx.ledger, clock, rec)
+    real_init = pipeline._Behind.__init__
+
+    def init(behind: Any, *args: Any) -> None:
+        real_init(behind, *args)
+        behind._arrived = _Tripped(behind._lock)
+
+    monkeypatch.setattr(pipeline._Behind, "__init__", init)
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            run_ingest(ctx, rec.root)
+        except BaseException as exc:
+            raised.append(exc)
+
+    dock = threading.Thread(target=run, daemon=True)
+    dock.start()
+    dock.join(120)  # a guard: the test fails on it, never hangs
+    assert not dock.is_alive(), "the ingest waits for a file no thread will reach"
+    assert [type(e) for e in raised] == [KeyboardInterrupt]
+    assert _store_files(ctx) == set()
+    assert not list((ctx.config.store.root / ".incoming").iterdir())
+    with ctx.ledger.read() as s:
+        assert s.scalar(select(func.count()).select_from(Recording)) == 0
+
+    monkeypatch.undo()
+    again = run_ingest(ctx, rec.root)
+    assert again.ok and again.count("stored") == len(rec.recordings)
+    with ctx.ledger.read() as s:
+        paths = set(s.scalars(select(Recording.store_path)))
+    assert paths == _store_files(ctx) and len(paths) == len(rec.recordings)
+    _chain_ok(ctx)

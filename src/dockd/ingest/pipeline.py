@@ -229,6 +229,7 @@ class _TakenBack(Exception):
 class _Job:
     taken: take.Taken
     done: Future[FileOutcome] = dataclasses.field(default_factory=Future)
+    picked: bool = False  # the verify thread has it (set under the lock as it takes it)
 
 
 class _Behind:
@@ -266,8 +267,11 @@ class _Behind:
         self._hurry()
         try:
             while self._jobs:  # left by an exception: report the files behind too
-                rel = self._jobs[0].taken.rel
-                futures.wait([self._jobs[0].done])
+                job = self._jobs[0]
+                if self._orphaned(job):  # an interrupt as it was handed over
+                    self._give_back(job)
+                rel = job.taken.rel
+                futures.wait([job.done])
                 try:
                     self._settle_first()
                 except Exception as err:  # the exception already leaving wins
@@ -304,6 +308,20 @@ class _Behind:
                 self._hurry()
             self._settle_first()
 
+    def _orphaned(self, job: _Job) -> bool:
+        """Will the verify thread never reach ``job``? So when an interrupt (Ctrl-C in
+        ``dockd ingest``) came inside :meth:`add`, before the job was queued or before a
+        thread was started for it; it is then no longer queued, and the caller takes it
+        back, so that leaving never waits for it for ever."""
+        with self._lock:
+            if job.picked or job.done.done():
+                return False
+            if job in self._queued:
+                if self._busy:
+                    return False  # the thread running takes it at its next turn
+                self._queued.remove(job)
+            return True
+
     def _hurry(self) -> None:
         """The pipeline is about to wait for the thread: it commits what it has now."""
         with self._lock:
@@ -319,8 +337,14 @@ class _Behind:
         with self._lock:
             if not self._queued and not self._waiting:
                 self._arrived.wait(GATHER_S)
-            more, self._queued = self._queued, []
-        return more
+            return self._take_queued()
+
+    def _take_queued(self) -> list[_Job]:
+        """What is queued, now the thread's (called with the lock held)."""
+        jobs, self._queued = self._queued, []
+        for job in jobs:
+            job.picked = True
+        return jobs
 
     def _too_many(self) -> bool:
         held = sum(j.taken.incoming.size for j in self._jobs)
@@ -364,7 +388,7 @@ class _Behind:
         """The verify thread: verify what is queued, commit it together, until none is."""
         while True:
             with self._lock:
-                batch, self._queued = self._queued, []
+                batch = self._take_queued()
                 if not batch:
                     self._busy = False
                     return
@@ -373,7 +397,7 @@ class _Behind:
             except BaseException:
                 with self._lock:
                     self._failed, self._busy = True, False
-                    rest, self._queued = self._queued, []
+                    rest = self._take_queued()
                 try:
                     for job in rest:
                         self._give_back(job)
@@ -387,7 +411,8 @@ class _Behind:
         try:
             take.take_back(self._root, job.taken)
         finally:
-            job.done.set_exception(why or _TakenBack())
+            if not job.done.done():  # (an interrupt may have cut a first give-back short)
+                job.done.set_exception(why or _TakenBack())
 
     def _verify_and_commit(self, batch: list[_Job]) -> None:
         """Each job of ``batch``, and of what is gathered behind it, done: failed at its
