@@ -27,6 +27,7 @@ from dockd.policy.placing import place_hold
 from dockd.reports.base import Period
 from dockd.reports.catalog import run_report
 from dockd.reports.search import FLAGS, SORTS, SearchPage, SearchQuery, search
+from dockd.web.routes.report_data import search_of
 from fixtures.make_recorder import DEFAULT_START, Recorder, make_recorder
 from tests.helpers.ledgers import BACKENDS, register
 from tests.helpers.station import NOW
@@ -291,3 +292,41 @@ def test_trashed_footage_only_when_asked(
     with ledger.session() as s:
         registry.add_officer(s, badge="777777", name="Li Na", at=NOW, station="st-test", actor="a")
     assert find(ledger, config, officer="li na").total == 0
+
+
+def test_officer_in_empty_quotes_finds_the_footage_no_officer_is_known_for(
+    config: Config, ledger: Ledger, station: dict[str, int], ctx: Context, tmp_path: Path
+) -> None:
+    """A recorder that names no badge and is assigned to no one: its footage is
+    nobody's. The untagged summary's row for it opens exactly its files (it opened the
+    device's whole day, everyone's untagged files with it)."""
+    nobodys = make_recorder(
+        tmp_path / "rb",
+        vendor="b",
+        serial="ZFY2024000777",
+        device_number="DV-0077",
+        start=DEFAULT_START + timedelta(hours=3),
+        clips=2,
+        extras=False,
+    )
+    with ctx.ledger.session() as s:  # registered, assigned to no one
+        registry.add_device(s, number="DV-0077", serial="ZFY2024000777", brand="Test",
+                            model="BWC-2", at=NOW - timedelta(days=30), station="st-test",
+                            actor="admin")  # fmt: skip
+    assert run_ingest(ctx, nobodys.root).ok
+    n = len(nobodys.recordings)
+    page = find(ledger, config, officer='""')
+    assert page.total == n and {(r.officer, r.device) for r in page.rows} == {(None, "DV-0077")}
+    assert find(ledger, config).total == len(station) + n
+
+    later = NOW + timedelta(days=8)
+    with ledger.read() as s:
+        summary = run_report("untagged", s, config, Period(), later).rows
+    (line,) = [r for r in summary if r["officer"] is None]
+    asked = search_of("untagged", line)
+    assert asked is not None and asked["officer"] == '""'
+    day = datetime.fromisoformat(line["day"]).replace(tzinfo=config.station.tz)
+    untagged = frozenset({"untagged"})
+    listed = find(ledger, config, later, officer=asked["officer"], device=asked["device"],
+                  start=day, end=day + timedelta(days=1), flags=untagged)  # fmt: skip
+    assert ids(listed) == ids(page) and line["files"] == n

@@ -71,7 +71,8 @@ class SearchQuery:
 
     ``officer`` and ``case`` match a part of the badge, the officer's name or the case
     number, whatever the case of the letters; ``device`` a part of the device number;
-    each of them in double quotes matches the whole of it.
+    each of them in double quotes matches the whole of it, and ``officer=""`` the
+    files no officer is known for (no assignment, no badge in the file name).
     ``start``/``end`` bound the recording start, ``[start, end)``. ``held``: True only
     files under an active hold, False only those under none. ``flags``: files carrying
     every flag named.
@@ -160,9 +161,15 @@ def contains(column: Any, text: str) -> ColumnElement[bool]:
     return column.ilike(f"%{_escape(text)}%", escape="\\")  # type: ignore[no-any-return]
 
 
+# The officer asked for as nothing in quotes: the files no officer is known for.
+NO_OFFICER = '""'
+
+
 def officer_matches(text: str) -> ColumnElement[bool]:
     """Files of an officer whose badge or name holds ``text`` (by assignment, else by the
-    badge in the file name)."""
+    badge in the file name); :data:`NO_OFFICER` (``""``): files with neither."""
+    if text.strip() == NO_OFFICER:
+        return func.coalesce(_badge(), "") == ""
     o = aliased(Officer)
     ids = select(o.id).where(or_(contains(o.badge, text), contains(o.name, text)))
     return or_(

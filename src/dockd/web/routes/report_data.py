@@ -52,10 +52,11 @@ FILE_COLUMNS: dict[str, tuple[str, ...]] = {
 def search_of(name: str, row: dict[str, Any]) -> dict[str, str] | None:
     """The search (``/search`` parameters) listing the files one row of a summary
     report counts; None for a report whose rows are no such summary. The badge and
-    the device number are quoted: the whole of each, not ``DV-10`` for ``DV-1``."""
+    the device number are quoted: the whole of each, not ``DV-10`` for ``DV-1``; a row
+    of footage with no officer asks for none (``""``), not for any."""
     if name == "untagged":
         return {
-            "officer": f'"{row["officer"]}"' if row["officer"] else "",
+            "officer": f'"{row["officer"] or ""}"',
             "device": f'"{row["device"]}"',
             "from": row["day"],
             "to": row["day"],
