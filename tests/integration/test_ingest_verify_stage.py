@@ -12,9 +12,11 @@ from __future__ import annotations
 import shutil
 import threading
 from collections.abc import Iterator, Sequence
+from concurrent import futures
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -287,15 +289,34 @@ def test_the_ledger_failing_with_files_queued_takes_them_all_back(
 
 
 def test_the_same_recording_twice_on_a_recorder_is_kept_once(
-    ctx: Context, tmp_path: Path, clock: FixedClock
+    ctx: Context, tmp_path: Path, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A recorder that holds one clip under two names: the second waits for the
-    first's commit, whatever batch it is in, and is found present."""
+    first's commit, whatever batch it is in, and is found present.
+
+    Made certain, not left to the timing: the verify thread is held at the first
+    copy until the pipeline waits for a file behind, which it does only for the
+    second copy; a pipeline that did not wait would store a twin, and then wait at the
+    end of the session for a thread held until the guard fails."""
     rec = make_recorder(tmp_path / "rec", extras=False, clips=5)
     register(ctx.ledger, clock, rec)
     first = rec.of_kind("video")[0]
     twin = rec.root / "DCIM" / "100MEDIA" / "COPY_0001.MP4"
     shutil.copyfile(rec.path(first), twin)
+    real_verify, real_wait = take.verify, futures.wait
+    waited = threading.Event()
+
+    def verify(c: Context, root: Path, taken: take.Taken) -> Any:
+        if taken.nth == 1:
+            assert waited.wait(120), "the pipeline never waited for the first copy's commit"
+        return real_verify(c, root, taken)
+
+    def wait(jobs: Any) -> Any:
+        waited.set()
+        return real_wait(jobs)
+
+    monkeypatch.setattr(take, "verify", verify)
+    monkeypatch.setattr(pipeline, "futures", SimpleNamespace(wait=wait))
 
     result = run_ingest(ctx, rec.root)
 
