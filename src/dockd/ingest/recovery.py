@@ -55,10 +55,11 @@ def recover(ctx: Context, *, daemon_roots: tuple[Path, ...] = ()) -> None:
     recover_sessions(ctx, daemon_roots=daemon_roots)
 
 
-def recorded(ctx: Context, path: PurePosixPath, digest: str) -> bool:
-    """Has this station a ledger row for the store path with this content?"""
+def recorded(ctx: Context, path: PurePosixPath, digest: str) -> int | None:
+    """The id of this station's ledger row for the store path with this content; None
+    when there is none."""
     with ctx.ledger.read() as s:
-        row = s.scalar(
+        return s.scalar(
             select(Recording.id)
             .where(
                 Recording.station == ctx.config.station.id,
@@ -67,12 +68,11 @@ def recorded(ctx: Context, path: PurePosixPath, digest: str) -> bool:
             )
             .limit(1)
         )
-    return row is not None
 
 
 def recover_store(ctx: Context, root: Path) -> None:
     """Temporaries and unrecorded published files of dead processes, removed."""
-    removed, orphans = store.recover_incoming(root, lambda p, h: recorded(ctx, p, h))
+    removed, orphans = store.recover_incoming(root, lambda p, h: recorded(ctx, p, h) is not None)
     for part in removed:
         log.warning("temporary file left by a crash removed", path=str(part))
     for orphan in orphans:

@@ -230,7 +230,9 @@ def commit(ctx: Context, root: Path, batch: Sequence[Taken], decided: Decided) -
     (``IntegrityError``) fails its own file only: the batch is then committed file by
     file, each row as :func:`take_file` described it. Any other failure is raised for
     the files not yet decided, once each one's store is right: a commit that may have
-    landed is asked afresh (``_commit_unknown``), a file not tried is taken back.
+    landed is asked afresh (``_commit_unknown``), a file not tried is taken back. When
+    the ledger answered the commit with an error but its rows are there (a connection
+    lost after COMMIT was sent), the files are stored, and the dock goes on.
     """
     described = [_columns(t.row) for t in batch]
     try:
@@ -251,16 +253,18 @@ def commit(ctx: Context, root: Path, batch: Sequence[Taken], decided: Decided) -
                 raise
         return
     except BaseException as exc:
-        asked = True
-        for t in batch:
-            t.incoming.discard()
-            if asked:
-                asked = _commit_unknown(ctx, root, t.published, t.incoming)
-            else:  # the ledger cannot be asked: recovery asks again
-                store.abandon(t.incoming)
-        raise exc
+        landed = _asked_afresh(ctx, root, batch)
+        if landed is None or not isinstance(exc, SQLAlchemyError):
+            raise exc
+        log.warning(
+            "the ledger answered a commit with an error, but its rows are there: "
+            "the files are stored",
+            files=len(batch),
+            error=str(exc).splitlines()[0],
+        )
+        ids = landed
     for i, (t, file_id) in enumerate(zip(batch, ids, strict=True)):
-        _settle(t)
+        _settle(t)  # (settled already when the commit was asked afresh)
         _pause("after-commit", t.nth, t.rel)
         row = t.row
         outcome = FileOutcome(
@@ -273,6 +277,23 @@ def commit(ctx: Context, root: Path, batch: Sequence[Taken], decided: Decided) -
             officer=t.officer,
         )
         decided(i, outcome)
+
+
+def _asked_afresh(ctx: Context, root: Path, batch: Sequence[Taken]) -> list[int] | None:
+    """After a commit that may have landed: each file's store put right by what the
+    ledger says now (``_commit_unknown``); the rows' ids when every one is there, else
+    None. Once the ledger cannot be asked, the files left are recovery's."""
+    ids: list[int] = []
+    asked = True
+    for t in batch:
+        t.incoming.discard()
+        if asked:
+            asked, file_id = _commit_unknown(ctx, root, t.published, t.incoming)
+            if file_id is not None:
+                ids.append(file_id)
+        else:  # the ledger cannot be asked: recovery asks again
+            store.abandon(t.incoming)
+    return ids if len(ids) == len(batch) else None
 
 
 def _nth(decided: Decided, k: int) -> Decided:
@@ -421,26 +442,27 @@ def _commit_rows(ctx: Context, rows: Sequence[tuple[Recording, str | None]]) -> 
 
 def _commit_unknown(
     ctx: Context, root: Path, published: PurePosixPath, incoming: store.Incoming
-) -> bool:
+) -> tuple[bool, int | None]:
     """The commit failed in a way that may still have landed (a connection lost after
     COMMIT was sent, an interrupt): ask the ledger afresh before touching the file.
+    Whether it could be asked, and the id of the file's row.
 
-    Recorded: keep it. Not recorded: unpublish. Cannot tell (False): leave the file and
-    its marker; the next run's recovery asks again.
+    Recorded: keep it. Not recorded: unpublish. Cannot tell: leave the file and its
+    marker; the next run's recovery asks again.
     """
     try:
         kept = recovery.recorded(ctx, published, incoming.blake3)
     except SQLAlchemyError:
         store.abandon(incoming)
-        return False
+        return False, None
     try:
-        if not kept:
+        if kept is None:
             store.unpublish(root, published)
         store.settle(incoming)
     except OSError as exc:  # the store read-only: recovery puts it right
         store.abandon(incoming)
         log.error("file not put right after a failed commit", file=str(published), error=str(exc))
-    return True
+    return True, kept
 
 
 # ---------------------------------------------------------------------------- the source
