@@ -7,8 +7,10 @@ import itertools
 import os
 import stat
 import subprocess
+import threading
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import blake3
 import pytest
@@ -17,6 +19,8 @@ from sqlalchemy import func, select
 from dockd import store
 from dockd.clock import FixedClock
 from dockd.context import Context
+from dockd.ingest import pipeline
+from dockd.ingest.discover import discover as discover_files
 from dockd.ingest.pipeline import run_ingest
 from dockd.ledger.models import Alert, AuditEvent, DockSession, Recording, SessionFailure
 from dockd.ledger.queries import FileFilter, find_files
@@ -302,6 +306,47 @@ def test_hostile_tree_writes_nothing_outside_the_store(
     new = {p for p in outside_after - outside_before if not p.name.startswith("ledger.sqlite3")}
     assert new == set()
     assert secret.read_bytes() == b"not yours"
+
+
+def test_files_that_turn_into_a_fifo_or_a_link_after_the_listing_are_refused_unread(
+    ctx: Context, tmp_path: Path, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A recorder's files listed as regular become a FIFO and a link to a file outside
+    before they are taken (each is looked at early too, its read asked for while the
+    file before it is taken): both refused, nothing read through the link, and the
+    dock does not wait on the FIFO, which no one ever writes."""
+    rec = make_recorder(tmp_path / "rec", extras=False, clips=3)
+    register(ctx.ledger, clock, rec)
+    secret = tmp_path / "outside.MP4"
+    secret.write_bytes(b"not yours")
+    real = discover_files
+    swapped: list[str] = []
+
+    def discover(*args: Any, **kw: Any) -> Any:
+        cands, refusals = real(*args, **kw)
+        fifo, link = (rec.root / c.relpath for c in cands[1:3])
+        fifo.unlink()
+        os.mkfifo(fifo)
+        link.unlink()
+        link.symlink_to(secret)
+        swapped.extend(str(c.relpath) for c in cands[1:3])
+        return cands, refusals
+
+    monkeypatch.setattr(pipeline, "discover", discover)
+    results: list[Any] = []
+    dock = threading.Thread(target=lambda: results.append(run_ingest(ctx, rec.root)), daemon=True)
+    dock.start()
+    dock.join(120)  # a guard: the test fails on it, never hangs
+    assert not dock.is_alive(), "the dock waits on a FIFO"
+    (result,) = results
+    refused = {f.relpath: f.reason or "" for f in result.files if f.status == "refused"}
+    assert refused == {
+        swapped[0]: "is no longer a regular file: refused",
+        swapped[1]: "became a symbolic link while docked: refused",
+    }
+    assert result.count("stored") == len(rec.recordings) - 2
+    assert result.outcome == "partial"
+    assert all(r.blake3 != blake3.blake3(b"not yours").hexdigest() for r in rows(ctx))
 
 
 def test_unknown_device_is_quarantined_by_default(ctx: Context, recorder: Recorder) -> None:

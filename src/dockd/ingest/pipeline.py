@@ -169,11 +169,14 @@ def _take_each(
     progress.start(len(plan.candidates), sum(c.size for c in plan.candidates))
     known = take.known_by_name(ctx, plan.identity.ref, plan.candidates)
     slots = store.MarkerSlots(root / store.INCOMING)  # made by the first copy
+    bufsize = ctx.config.ingest.copy_buffer_kib * 1024
     with contextlib.closing(slots), _Behind(ctx, root, result, progress) as behind:
-        for cand in plan.candidates:
+        for n, cand in enumerate(plan.candidates):
             if stop is not None and stop.is_set():
                 result.outcome = SessionOutcome.INTERRUPTED
                 break
+            if n + 1 < len(plan.candidates):  # the next one read while this one is taken
+                take.read_soon(plan.source, plan.candidates[n + 1], bufsize)
             name = plan.names[cand.relpath]
             assert plan.clock is not None
             try:

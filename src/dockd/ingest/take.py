@@ -51,6 +51,7 @@ from dockd.ingest.probe import STILL_FORMAT, probe, still_damage
 from dockd.ledger import audit
 from dockd.ledger.models import Recording
 from dockd.store.paths import render_path
+from dockd.store.stream import on_fuse
 
 log = structlog.get_logger("dockd.ingest")
 
@@ -470,6 +471,29 @@ def _commit_unknown(
 
 class _NotRegular(Exception):
     pass
+
+
+def read_soon(source: Path, cand: Candidate, buffer_size: int) -> None:
+    """Ask the kernel to start reading a small file the next :func:`take_file` copies,
+    while this one is worked on: a photo's read from the recorder then overlaps the
+    previous photo's probe, publish and ledger questions. Advice only (nothing is read
+    into dockd, an error is ignored); not for a large file (its copy reads ahead in a
+    thread of its own), a file the fallback reader stages, nor on FUSE, where advice
+    about reading has cost reads before (``store.copy_into_incoming``)."""
+    if cand.fallback is not None or cand.size > 2 * buffer_size:
+        return
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(source / cand.relpath, flags)
+    except OSError:
+        return
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode) and not on_fuse(fd):
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _open_source(source: Path, cand: Candidate) -> int:
