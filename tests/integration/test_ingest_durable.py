@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import pytest
@@ -105,3 +105,43 @@ def test_a_failed_fsync_fails_that_file_and_keeps_nothing_of_it(
         assert victim.relpath not in set(s.scalars(select(Recording.source_path)))
         [failure] = s.scalars(select(SessionFailure)).all()
         assert failure.source_path == victim.relpath
+
+
+def test_names_that_cannot_be_made_durable_fail_their_files_and_keep_nothing_of_them(
+    ctx: Context, tmp_path: Path, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file's name is made durable (its directory fsynced) in the verify stage, once
+    for the files committed together, before their rows: EIO there (injected) fails
+    the files of that commit, none of them is left in the store, and the next dock
+    takes them."""
+    rec = make_recorder(tmp_path / "rec", extras=False, clips=3)
+    register(ctx.ledger, clock, rec)
+    real_sync_dirs = store.sync_dirs
+    failed_once: list[int] = []
+
+    def failing_sync_dirs(folders: Collection[Path]) -> None:
+        if not failed_once:
+            failed_once.append(len(folders))
+            raise OSError(errno.EIO, "Input/output error")
+        real_sync_dirs(folders)
+
+    monkeypatch.setattr(store, "sync_dirs", failing_sync_dirs)
+    result = run_ingest(ctx, rec.root)
+    assert failed_once, "no directory was synced before a commit"
+    failed = [f for f in result.files if f.status == "failed"]
+    assert failed and all("Input/output error" in (f.reason or "") for f in failed)
+    assert result.count("stored") + len(failed) == len(rec.recordings)
+    root = ctx.config.store.root
+    kept = {
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if p.is_file() and store.INCOMING not in p.parts
+    }
+    with ctx.ledger.read() as s:
+        assert kept == set(s.scalars(select(Recording.store_path)))
+    assert not list((root / store.INCOMING).iterdir())  # no temporary, no marker
+
+    monkeypatch.undo()
+    again = run_ingest(ctx, rec.root)
+    assert again.count("stored") == len(failed)
+    assert again.count("present") == len(rec.recordings) - len(failed)

@@ -6,13 +6,15 @@ The path of one recording, in two parts::
                -> copy + BLAKE3 into .incoming (dockd.store) -> probe
                -> already here by hash? -> describe (time, officer, flags)
                -> publish (no overwrite, 0440)
-    verify     optional re-read -> a photo's picture whole?
-    commit     ledger rows + audit events (of the files verified meanwhile, together)
+    verify     fsync -> optional re-read -> a photo's picture whole?
+    commit     the directories fsynced, once each -> ledger rows + audit events (of the
+               files verified meanwhile, together)
     after_commit                            -> per-case link, alert of an unplayable file
 
 The pipeline runs ``verify`` and ``commit`` in its verify thread while ``take_file``
-copies the next files, so the store's re-read, the decode of a photo and the ledger's
-commit overlap the recorder's read, and small files share a transaction.
+copies the next files, so the store's fsyncs and re-read, the check of a photo and the
+ledger's commit overlap the recorder's read, and small files share a transaction and
+their directory's fsync.
 
 A file ends verified in the store with its row, or as a ``failed``/``refused``
 outcome with the store put back as it was. A commit that fails in a way that may
@@ -136,6 +138,7 @@ def take_file(
             buffer_size=bufsize,
             stop=stop,
             progress=progress.advance if progress is not None else None,
+            sync=False,  # in the verify thread (verify, commit), beside the next copy
         )
     except OSError as exc:
         return _failed_or_gone(source, rel, "copy failed", exc)
@@ -184,6 +187,7 @@ def take_file(
                 target,
                 taken=lambda p: _path_in_ledger(conn, station, p),
                 slots=slots,
+                sync=False,
             )
         row.store_path = published.as_posix()
         _pause("after-publish", result.taken, rel, previous)
@@ -193,9 +197,10 @@ def take_file(
 
 
 def verify(ctx: Context, root: Path, taken: Taken) -> FileOutcome | None:
-    """Read a published file back (``verify = "reread"``) and decode a photo's picture:
-    None when its row may be committed (:func:`commit`), else the failed outcome with the
-    store put back. Anything but an ``OSError`` takes the file back and is raised.
+    """Make a published file's data durable, read it back (``verify = "reread"``) and
+    check a photo's picture: None when its row may be committed (:func:`commit`), else
+    the failed outcome with the store put back (an fsync the disk fails, too). Anything
+    but an ``OSError`` takes the file back and is raised.
 
     Runs in the pipeline's verify thread while the next file is copied.
     """
@@ -203,6 +208,7 @@ def verify(ctx: Context, root: Path, taken: Taken) -> FileOutcome | None:
     incoming, row = taken.incoming, taken.row
     try:
         _pause("in-verify", taken.nth, taken.rel)
+        store.sync_file(root / taken.published)  # its data on the disk: re-read from there
         if cfg.ingest.verify == "reread":
             bufsize = cfg.ingest.copy_buffer_kib * 1024
             again = store.hash_stored(root / taken.published, buffer_size=bufsize)
@@ -235,6 +241,12 @@ def commit(ctx: Context, root: Path, batch: Sequence[Taken], decided: Decided) -
     the ledger answered the commit with an error but its rows are there (a connection
     lost after COMMIT was sent), the files are stored, and the dock goes on.
     """
+    try:  # the files' names on the disk too, before a row names them: once a directory
+        store.sync_dirs({(root / t.published).parent for t in batch})
+    except OSError as exc:  # the store's disk is failing: none of them is kept
+        for i, t in enumerate(batch):
+            decided(i, _undo(ctx, root, t.rel, t.incoming, t.published, exc, committing=False))
+        return
     described = [_columns(t.row) for t in batch]
     try:
         ids = _commit_rows(ctx, [(t.row, t.officer) for t in batch])

@@ -9,7 +9,10 @@ A file enters the store in three steps, and only the last one makes it visible:
    file, makes it read-only (0440), and fsyncs the directory.
 
 Whatever fails in between, ``Incoming.discard`` removes the temporary file, so
-the store never holds a half-file.
+the store never holds a half-file. An ingest copies and publishes without those
+fsyncs (``sync=False``) and makes the file durable in its verify stage, beside the
+next copy: the file (:func:`sync_file`), then the directories of the files it
+commits together, once each (:func:`sync_dirs`), before any row names them.
 
 Between ``publish`` and the ledger commit a published file has no ledger row yet.
 ``publish`` therefore first writes a marker (``.incoming/<owner>.pub``, durable)
@@ -184,9 +187,11 @@ def write_hashed(
     buffer_size: int,
     stop: threading.Event | None = None,
     progress: ProgressFn | None = None,
+    sync: bool = True,
 ) -> int:
     """Copy an open file, from its current position, into the new file ``target`` (0600,
-    never over an existing one), feeding every chunk to each of ``hashers``; fsynced.
+    never over an existing one), feeding every chunk to each of ``hashers``; fsynced
+    (``sync``; else the caller makes it durable before anything names it).
 
     The source is read exactly once, by a reader thread a few buffers ahead, and the
     target's write-back starts as it is written (:mod:`dockd.store.stream`); the final
@@ -211,7 +216,8 @@ def write_hashed(
                     writeback.written(size)
                     if progress is not None:
                         progress(len(chunk))
-            os.fsync(out)
+            if sync:
+                os.fsync(out)
         finally:
             os.close(out)
     except BaseException:
@@ -235,11 +241,14 @@ def copy_into_incoming(
     buffer_size: int,
     stop: threading.Event | None = None,
     progress: ProgressFn | None = None,
+    sync: bool = True,
 ) -> Incoming:
     """Copy an open source file into ``<root>/.incoming`` in one pass, hashing as it goes.
 
     The source is read exactly once (:func:`write_hashed`); in every failure the
-    partial temporary file is removed before the exception leaves.
+    partial temporary file is removed before the exception leaves. Without ``sync`` the
+    copy is not fsynced: the caller does it (:func:`make_durable`) before a ledger row
+    names it.
     """
     tmp = incoming_dir(root) / f"{owner_tag()}.part"
     hasher = blake3.blake3()  # one thread hashes several times faster than a disk writes
@@ -251,7 +260,7 @@ def copy_into_incoming(
         with contextlib.suppress(OSError):
             os.posix_fadvise(source_fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
     size = write_hashed(
-        source_fd, tmp, [hasher], buffer_size=buffer_size, stop=stop, progress=progress
+        source_fd, tmp, [hasher], buffer_size=buffer_size, stop=stop, progress=progress, sync=sync
     )
     return Incoming(path=tmp, size=size, blake3=hasher.hexdigest())
 
@@ -297,6 +306,7 @@ def publish(
     *,
     taken: Callable[[PurePosixPath], bool] | None = None,
     slots: MarkerSlots | None = None,
+    sync: bool = True,
 ) -> PurePosixPath:
     """Give the temporary copy its final name; never replace an existing file.
 
@@ -332,7 +342,8 @@ def publish(
             os.rename(incoming.path, target)
         try:
             incoming.path.unlink(missing_ok=True)
-            fsync_dir(directory)
+            if sync:
+                fsync_dir(directory)
         except BaseException:
             # Published but not durable: take it back, so no file is left without
             # either a ledger row or a marker that names it.
@@ -351,6 +362,16 @@ def _real(path: Path) -> Path:
     """``path`` with every link resolved. The file itself was just made by ``os.link``
     in its directory: where the directory really is says where the file is."""
     return Path(os.path.realpath(path))
+
+
+def sync_file(path: Path) -> None:
+    """fsync a file copied or published without ``sync``; its name is made durable by
+    its directory's (:func:`sync_dirs`). Raises ``OSError`` as the disk gives it."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def settle(incoming: Incoming) -> None:
