@@ -273,7 +273,7 @@ def commit(ctx: Context, root: Path, batch: Sequence[Taken], decided: Decided) -
             "the ledger answered a commit with an error, but its rows are there: "
             "the files are stored",
             files=len(batch),
-            error=str(exc).splitlines()[0],
+            error=str(exc).partition("\n")[0],
         )
         ids = landed
     for i, (t, file_id) in enumerate(zip(batch, ids, strict=True)):
