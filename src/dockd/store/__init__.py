@@ -247,7 +247,7 @@ def copy_into_incoming(
 
     The source is read exactly once (:func:`write_hashed`); in every failure the
     partial temporary file is removed before the exception leaves. Without ``sync`` the
-    copy is not fsynced: the caller does it (:func:`make_durable`) before a ledger row
+    copy is not fsynced: the caller does it (:func:`sync_file`) before a ledger row
     names it.
     """
     tmp = incoming_dir(root) / f"{owner_tag()}.part"
@@ -313,7 +313,9 @@ def publish(
     When the name is taken by a different recording (on disk, or by ``taken``: a
     ledger row whose file was since trashed or purged), the file is stored beside it
     as ``name~2.ext``, ``name~3.ext`` ... Returns the path actually used. The marker
-    is written into a file of ``slots`` (an ingest's), else into a new one.
+    is written into a file of ``slots`` (an ingest's), else into a new one, and made
+    durable before the link, always; the directory is fsynced after it unless ``sync``
+    is False (the caller then does it, :func:`sync_dirs`, before a ledger row names it).
     """
     directory = makedirs(root, rel.parent)
     stem, dot, ext = rel.name.rpartition(".")
