@@ -20,6 +20,9 @@ One run
    (``sync; echo 3 > /proc/sys/vm/drop_caches``; if that fails, the output says so):
 
    * ``cp -r SRC DST && sync``;
+   * the same with, beside it, a direct read of a durable copy of the tree made once
+     before (``O_DIRECT``, as dockd re-reads): the disk's ceiling for any re-read
+     verify (with ``verify = "reread"`` timed);
    * ``cp -r SRC DST`` then ``b3sum`` of every copied file (and, for reference, the
      ``sync`` that makes that copy durable);
    * ``run_ingest`` with ``verify = "none"`` and ``verify = "reread"`` on a fresh
@@ -70,6 +73,7 @@ from ingest_report import environment, publish, ratio_lines, render_table
 from ingest_timing import (
     Measurements,
     bench_dir,
+    durable_copy,
     load_at_start,
     time_cp_b3sum,
     time_verified_by_hand,
@@ -140,7 +144,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def check_space(workdir: Path, files: int, sizes: Sequence[int]) -> int:
     tree = files * sizes[0]
-    peak = tree + max(tree, 2 * max(sizes)) + 64 * (1 << 20)
+    peak = 2 * tree + max(tree, 2 * max(sizes)) + 64 * (1 << 20)  # the source, its copy
     free = shutil.disk_usage(workdir).free
     if peak > free - GiB:
         raise SystemExit(
@@ -210,10 +214,16 @@ def run_bench(
         f"cp -r + sync, then {hasher} of source and copy (cache dropped)",
         f"cp -r SRC DST; sync; drop caches; {hasher} SRC/** DST/**; compare",
     )
+    readback = None
+    if "reread" in verifies:
+        readback = durable_copy(src, workdir / "bench-readback")
+        bench.add_ceiling()
     bench.add_dockd(verifies)
     for rep in range(args.repeat):
         say(f"run {rep + 1}/{args.repeat}")
         bench.cp_sync(src, dst)
+        if readback is not None:
+            bench.cp_sync_beside_read(src, dst, readback)
         drop()
         s, cpu, _ = time_verified_by_hand(src, dst, use_b3sum, drop)
         bench.record("verified_by_hand", s, cpu)

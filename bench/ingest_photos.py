@@ -15,6 +15,9 @@ One run
    reported), the page cache dropped before each measurement:
 
    * ``cp -r SRC DST && sync``;
+   * the same with, beside it, a direct read of a durable copy of the photos made once
+     before (``O_DIRECT``, as dockd re-reads): the disk's ceiling for any re-read
+     verify (with ``verify = "reread"`` timed);
    * ``run_ingest`` (as bench/ingest.py runs it: a fresh SQLite ledger and store, the
      recorder registered and assigned) with ``verify`` as shipped (``"reread"``) and
      ``"none"``; each session must store every photo, and the ledger's BLAKE3 of each
@@ -24,7 +27,7 @@ One run
    least 0.8 with verify as shipped, issue 16), and writes everything as JSON to
    ``bench/out/ingest_photos.json`` (``--json`` to change).
 
-All temporary data (about three times the photos' size) lives under ``--workdir``
+All temporary data (about four times the photos' size) lives under ``--workdir``
 (default: a new directory in /var/tmp) and is removed at the end unless ``--keep``.
 """
 
@@ -42,8 +45,15 @@ from typing import Any
 
 from common import CacheDropper, parser, say
 from ingest_recorder import PHOTO_HEIGHT, PHOTO_WIDTH, Verify, make_photos, photo_name
-from ingest_report import environment, publish, timing_table, vs_cp_sync
-from ingest_timing import Measurements, bench_dir, load_at_start, tree_hashes, warm_up
+from ingest_report import environment, publish, reread_ceiling, timing_table, vs_cp_sync
+from ingest_timing import (
+    Measurements,
+    bench_dir,
+    durable_copy,
+    load_at_start,
+    tree_hashes,
+    warm_up,
+)
 
 from dockd.config.ingest import IngestConfig
 from dockd.logs import setup_logging
@@ -106,10 +116,16 @@ def run_bench(
         raise SystemExit(f"the tree holds {len(source)} photos, not {args.photos}")
 
     bench = Measurements(total, drop)
+    readback = None
+    if "reread" in verifies:
+        readback = durable_copy(src, workdir / "bench-readback")
+        bench.add_ceiling()
     bench.add_dockd(verifies)
     for rep in range(args.repeat):
         say(f"run {rep + 1}/{args.repeat}")
         bench.cp_sync(src, dst)
+        if readback is not None:
+            bench.cp_sync_beside_read(src, dst, readback)
         for v in verifies:
             bench.dockd(src, runs / f"{v}-{rep}", v, args.copy_buffer_kib, args.photos)
             if bench.hashes[f"dockd_{v}"] != source:
@@ -132,7 +148,10 @@ def run_bench(
         "repeat": args.repeat,
         "shipped_verify": SHIPPED,
         "timings": timings,
-        "ratios": [vs_cp_sync(timings, f"dockd_{v}", GOAL) for v in verifies],
+        "ratios": [
+            *(vs_cp_sync(timings, f"dockd_{v}", GOAL) for v in verifies),
+            *reread_ceiling(timings, GOAL),
+        ],
         "hashes_agree": True,  # checked above, for every photo of every run
     }
 

@@ -13,6 +13,7 @@ import os
 import resource
 import statistics
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -20,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import blake3
-from common import per_second, rm_tree, say, work_dir
+from common import MiB, per_second, rm_tree, say, work_dir
 from ingest_recorder import Verify, check_result, clip_name, start_recorder, station, stored_hashes
 
 from dockd.ingest.pipeline import run_ingest
+from dockd.store.stream import read_direct
 from fixtures.make_recorder import DEFAULT_START, write_mp4
 
 
@@ -85,6 +87,31 @@ def time_cp_sync(src: Path, dst: Path) -> tuple[float, float]:
     c0, t0 = cpu_now(), time.perf_counter()
     subprocess.run(["cp", "-r", "--", str(src), str(dst)], check=True)
     subprocess.run(["sync"], check=True)
+    return time.perf_counter() - t0, cpu_now() - c0
+
+
+def time_cp_sync_beside_read(src: Path, dst: Path, readback: Path) -> tuple[float, float]:
+    """``cp -r`` + ``sync`` of ``src`` with, beside it, every file of ``readback`` (a
+    durable copy of the same tree) read from the disk as dockd's re-read reads the
+    stored copy (``O_DIRECT``, 1 MiB at a time), nothing hashed: the least any verify
+    that reads the copy back from the disk adds to a copy, overlapped with it as well
+    as it ever can be. Its throughput against ``cp -r`` + ``sync`` alone is the ceiling
+    of ``verify = "reread"``'s on this disk, whatever the code."""
+    paths = files_under(readback)
+
+    def read_all() -> None:
+        for path in paths:
+            for _ in read_direct(path, MiB):
+                pass
+
+    c0, t0 = cpu_now(), time.perf_counter()
+    reader = threading.Thread(target=read_all, name="bench-readback")
+    reader.start()
+    try:
+        subprocess.run(["cp", "-r", "--", str(src), str(dst)], check=True)
+        subprocess.run(["sync"], check=True)
+    finally:
+        reader.join()
     return time.perf_counter() - t0, cpu_now() - c0
 
 
@@ -192,6 +219,17 @@ def load_at_start() -> float:
     return load
 
 
+#: The key of :func:`time_cp_sync_beside_read`'s timing: the ceiling of a re-read's ratio.
+CEILING = "cp_sync_readback"
+
+
+def durable_copy(src: Path, dst: Path) -> Path:
+    """``cp -r src dst`` + ``sync``, once: what :func:`time_cp_sync_beside_read` reads."""
+    subprocess.run(["cp", "-r", "--", str(src), str(dst)], check=True)
+    subprocess.run(["sync"], check=True)
+    return dst
+
+
 class Measurements:
     """A bench's timings, in the order its table lists them, and the BLAKE3 digests each
     method found: ``cp -r`` + ``sync`` first (what the others are compared with), then
@@ -221,6 +259,17 @@ class Measurements:
         rm_tree(dst)
         self.drop()
         self.record("cp_sync", *time_cp_sync(src, dst))
+        rm_tree(dst)
+
+    def add_ceiling(self) -> None:
+        """Time :func:`time_cp_sync_beside_read` too (:meth:`cp_sync_beside_read`)."""
+        self.add(CEILING, "cp -r + sync, a direct read of a durable copy beside it",
+                 "cp -r SRC DST && sync, O_DIRECT read of COPY/** at once")  # fmt: skip
+
+    def cp_sync_beside_read(self, src: Path, dst: Path, readback: Path) -> None:
+        rm_tree(dst)
+        self.drop()
+        self.record(CEILING, *time_cp_sync_beside_read(src, dst, readback))
         rm_tree(dst)
 
     def dockd(
