@@ -135,6 +135,37 @@ def test_recovery_removes_only_the_file_the_dead_process_published(tmp_path: Pat
     assert orphans == [rel] and not (root / rel).exists()
 
 
+def test_recovery_takes_back_a_cut_short_file_on_a_filesystem_mounted_again(
+    tmp_path: Path,
+) -> None:
+    """A crash before the commit may leave the published file cut short (its data is
+    fsynced in the verify stage, after the link), and the store's filesystem may come
+    back with another device number (btrfs, NFS, LVM number theirs at each mount): the
+    dead process's file is still the one its marker names, by inode, and goes."""
+    root = tmp_path / "store"
+    rel = PurePosixPath("2026/03/15/DV-0001/a.mp4")
+    inc = _copied(root, tmp_path, b"recording " * 1000)
+    assert store.publish(root, inc, rel, sync=False) == rel
+    marker = inc.marker
+    assert marker is not None
+    target = root / rel
+    st = target.stat()
+    mtime_ns = st.st_mtime_ns
+    markers.write_marker(marker, rel, inc.blake3, (st.st_dev + 1, st.st_ino, mtime_ns))
+    target.chmod(0o600)
+    with target.open("r+b") as f:  # its data lost in the crash, its inode as it was
+        f.truncate(4096)
+    os.utime(target, ns=(mtime_ns, mtime_ns))
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    store.abandon(inc)
+    marker.rename(marker.with_name(f"{dead.pid}-{marker.name.split('-', 1)[1]}"))
+
+    _removed, orphans = store.recover_incoming(root, lambda _p, _h: False)
+    assert orphans == [rel] and not target.exists()
+    assert _store_files(root) == set()
+
+
 def test_a_file_a_read_only_store_kept_from_being_taken_back_goes_at_recovery(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

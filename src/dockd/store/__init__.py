@@ -130,7 +130,8 @@ def makedirs(root: Path, rel: PurePosixPath, *, unsynced: set[Path] | None = Non
 
 @dataclass
 class Incoming:
-    """A fully written, fsynced temporary copy inside the store, not yet published."""
+    """A fully written temporary copy inside the store, not yet published (fsynced
+    unless it was copied with ``sync=False``: then :func:`sync_file` before its row)."""
 
     path: Path
     size: int
@@ -447,8 +448,11 @@ def recover_incoming(
 def _is_the_published_copy(root: Path, m: Marker) -> bool:
     """Is the file at the marker's path the very one its process published?
 
-    By inode when the marker has it (another process may since have stored the same
-    recording there anew), else by content.
+    By inode and mtime when the marker has them (another process may since have stored
+    the same recording there anew), else by content. Not by device: the number a
+    filesystem gets may change when it is mounted again (btrfs, NFS, LVM), and after a
+    crash the file may be cut short (its data was not yet on the disk), so neither its
+    content nor anything but its inode says it is the one to take back.
     """
     target = root / m.path
     try:
@@ -458,7 +462,7 @@ def _is_the_published_copy(root: Path, m: Marker) -> bool:
     if not stat.S_ISREG(st.st_mode):
         return False
     if m.identity is not None:
-        return (st.st_dev, st.st_ino, st.st_mtime_ns) == m.identity
+        return (st.st_ino, st.st_mtime_ns) == m.identity[1:]
     try:
         return hash_stored(target, drop_cache=False) == m.blake3
     except OSError:
