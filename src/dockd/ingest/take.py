@@ -51,6 +51,7 @@ from dockd.ingest.naming import NameInfo
 from dockd.ingest.outcome import FileOutcome, FileStatus, Progress, SessionResult, SourceGone
 from dockd.ingest.probe import STILL_FORMAT, probe, still_damage
 from dockd.ledger import audit
+from dockd.ledger.db import OutcomeUnknown
 from dockd.ledger.models import Recording
 from dockd.store.paths import render_path
 from dockd.store.stream import on_fuse
@@ -266,7 +267,8 @@ def commit(ctx: Context, root: Path, batch: Sequence[Taken], decided: Decided) -
                 raise
         return
     except BaseException as exc:
-        landed = _asked_afresh(ctx, root, batch)
+        # The ledger could not make sure of the commit's outcome: recovery asks later.
+        landed = _asked_afresh(ctx, root, batch, can_ask=not isinstance(exc, OutcomeUnknown))
         if landed is None or not isinstance(exc, SQLAlchemyError):
             raise exc
         log.warning(
@@ -292,12 +294,15 @@ def commit(ctx: Context, root: Path, batch: Sequence[Taken], decided: Decided) -
         decided(i, outcome)
 
 
-def _asked_afresh(ctx: Context, root: Path, batch: Sequence[Taken]) -> list[int] | None:
+def _asked_afresh(
+    ctx: Context, root: Path, batch: Sequence[Taken], *, can_ask: bool
+) -> list[int] | None:
     """After a commit that may have landed: each file's store put right by what the
     ledger says now (``_commit_unknown``); the rows' ids when every one is there, else
-    None. Once the ledger cannot be asked, the files left are recovery's."""
+    None. Once the ledger cannot be asked (or not ``can_ask``: what it says may still
+    change), the files left are recovery's."""
     ids: list[int] = []
-    asked = True
+    asked = can_ask
     for t in batch:
         t.incoming.discard()
         if asked:

@@ -20,7 +20,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url, text
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dockd.errors import LedgerError, LedgerMissing
@@ -156,6 +156,29 @@ def _sqlite_setup(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
+#: Where a PostgreSQL connection keeps (pid, backend_start) of its server process.
+_BACKEND = "dockd_backend"
+#: How long a lost connection's server process is waited for once told to end.
+BACKEND_END_WAIT_MS = 10_000
+
+
+class OutcomeUnknown(SQLAlchemyError):
+    """A unit of work lost its connection and its server process could not be ended:
+    it may still commit, so what the ledger says now is not final."""
+
+
+def _postgresql_setup(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, record: Any) -> None:
+        # Once per connection: which server process it is, and since when (a number
+        # alone may belong to another process by the time it is asked about).
+        cur = dbapi_conn.cursor()
+        cur.execute("SELECT pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()")
+        record.info[_BACKEND] = cur.fetchone()
+        cur.close()
+        dbapi_conn.rollback()
+
+
 def make_engine(url: str, *, group: str | None = DEFAULT_GROUP) -> Engine:
     """An engine for ``url``.
 
@@ -192,6 +215,8 @@ def make_engine(url: str, *, group: str | None = DEFAULT_GROUP) -> Engine:
         raise describe_failure(parsed, exc) from exc
     if engine.dialect.name == "sqlite":
         _sqlite_setup(engine)
+    elif engine.dialect.name == "postgresql":
+        _postgresql_setup(engine)
     return engine
 
 
@@ -217,9 +242,25 @@ class Ledger:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A unit of work: committed when the block ends, rolled back on error."""
-        with self._factory() as session, session.begin():
-            yield session
+        """A unit of work: committed when the block ends, rolled back on error.
+
+        On PostgreSQL a unit of work whose connection is lost (its COMMIT sent, the
+        answer never read) may still be committing on the server: its process is
+        ended, and waited for, before the error is raised, so that whatever is asked
+        of the ledger next sees the outcome for good. Where that cannot be done the
+        error is :class:`OutcomeUnknown`.
+        """
+        with self._factory() as session:
+            backend = None
+            try:
+                with session.begin():
+                    if self.dialect == "postgresql":
+                        backend = session.connection().info.get(_BACKEND)
+                    yield session
+            except DBAPIError as exc:
+                if backend is not None and exc.connection_invalidated:
+                    self._end_backend(backend, exc)
+                raise
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -234,6 +275,33 @@ class Ledger:
         costs more than the indexed read."""
         with self._read_engine.connect() as conn, conn.begin():
             yield conn
+
+    def _end_backend(self, backend: tuple[int, datetime], lost: DBAPIError) -> None:
+        """End the server process of a lost connection, and wait until it has gone (or
+        :class:`OutcomeUnknown`). Ended while committing, it finishes the commit
+        first; ended before, its transaction is rolled back: either way, for good."""
+        pid, started = backend
+        end = text(
+            "SELECT pg_terminate_backend(pid, :wait) FROM pg_stat_activity "
+            "WHERE pid = :pid AND backend_start = :started"
+        )
+        try:
+            with self.engine.connect() as conn:
+                params = {"pid": pid, "started": started, "wait": BACKEND_END_WAIT_MS}
+                ended = conn.scalar(end, params)
+                conn.rollback()
+        except SQLAlchemyError as exc:
+            raise OutcomeUnknown(
+                f"the ledger's connection was lost ({lost.orig}) and the ledger cannot be "
+                f"asked whether its server process {pid} has ended ({exc})"
+            ) from lost
+        if ended is False:  # no row: gone already
+            raise OutcomeUnknown(
+                f"the ledger's connection was lost ({lost.orig}) and its server process "
+                f"{pid} did not end within {BACKEND_END_WAIT_MS} ms of being told to "
+                "(or this account may not end it): whether its last commit landed is not "
+                "known yet"
+            ) from lost
 
     def close(self) -> None:
         self.engine.dispose()
