@@ -23,15 +23,22 @@ from pathlib import Path
 
 import blake3
 import pytest
+from sqlalchemy import Connection, create_engine, text
 
 from dockd import store
+from dockd.alerts import AlertSink
 from dockd.clock import FixedClock
+from dockd.config.loader import load_config
+from dockd.context import Context
+from dockd.ingest import recovery
+from dockd.ledger.db import open_ledger
 from dockd.ledger.models import Recording
 from dockd.store.markers import read_markers
 from fixtures.make_recorder import Recorder, make_recorder, write_jpeg
 from tests.helpers.blockdev import Daemon
 from tests.helpers.cli_station import Station, make_station
 from tests.helpers.ledgers import register
+from tests.helpers.pgserver import PgServer
 from tests.helpers.skips import need
 from tests.helpers.station import NOW
 
@@ -247,6 +254,83 @@ def test_killed_twice_in_a_row_still_no_twin(tmp_path: Path, card: Recorder) -> 
     assert last.returncode == 0, last.stdout + last.stderr
     assert_each_recording_once(station, card)
     assert [s.outcome for s in station.sessions()] == ["interrupted", "interrupted", "complete"]
+    assert station.run("audit", "verify").returncode == 0
+
+
+# A COMMIT that takes its time on the server (a WAL flush, a synchronous standby),
+# made to wait for the test: a deferred trigger on the file rows runs at COMMIT, and
+# waits at the advisory lock GATE while test_gate_on has a row.
+GATE = 4343  # (written out in the trigger below)
+_GATED_COMMITS = """
+CREATE TABLE test_gate_on (x int);
+INSERT INTO test_gate_on VALUES (1);
+CREATE FUNCTION test_gate() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF EXISTS (SELECT 1 FROM test_gate_on) THEN PERFORM pg_advisory_xact_lock_shared(4343);
+  END IF;
+  RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER test_gate AFTER INSERT ON files
+DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_gate();
+"""
+_ALIVE = text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid")
+
+
+def _at_the_gate(admin: Connection, proc: subprocess.Popen[bytes]) -> int:
+    """The server process of ``proc``'s commit once it waits at the gate."""
+    q = text(
+        "SELECT pid FROM pg_stat_activity WHERE wait_event = 'advisory' "
+        "AND pid <> pg_backend_pid() AND datname = current_database()"
+    )
+    deadline = time.monotonic() + PAUSE_GUARD_S
+    while time.monotonic() < deadline and proc.poll() is None:
+        if pid := admin.scalar(q):
+            return int(pid)
+        time.sleep(0.01)  # polls for a state, not for a time: the guard is for a broken build
+    raise AssertionError(f"no commit of dockd ingest waited at the gate (exit {proc.poll()})")
+
+
+def test_killed_while_its_commit_runs_on_the_server_recovery_ends_that_first(
+    tmp_path: Path, card: Recorder, pg_server: PgServer
+) -> None:
+    """A crash does not end the dead process's server process on PostgreSQL: one in
+    the middle of a COMMIT lands its rows when it is done, whenever that is. The next
+    run's recovery ends it before asking the ledger which published files have their
+    rows, so that no row lands after the answer, naming a file recovery took back."""
+    url = pg_server.new_database()
+    station = registered(make_station(tmp_path / "station", ledger_url=url), card)
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as admin:
+            admin.execute(text(_GATED_COMMITS))
+            admin.execute(text("SELECT pg_advisory_lock(:k)"), {"k": GATE})
+            first = station.start("ingest", str(card.root))
+            orphan = _at_the_gate(admin, first)
+            kill9(first)
+            admin.execute(text("DELETE FROM test_gate_on"))  # the commits after pass
+            cfg = load_config(station.config)
+            clock = FixedClock(NOW)
+            led = open_ledger(cfg.ledger.url)
+            try:  # what the next `dockd ingest` or `dockd run` does first
+                sink = AlertSink(led, cfg.station.id, clock, cfg.alerts)
+                recovery.recover(Context(cfg, led, clock, sink))
+            finally:
+                led.close()
+            left = admin.scalar(_ALIVE, {"pid": orphan})
+            admin.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": GATE})
+            deadline = time.monotonic() + PAUSE_GUARD_S
+            while admin.scalar(_ALIVE, {"pid": orphan}) and time.monotonic() < deadline:
+                time.sleep(0.01)  # whatever it was still doing, done
+    finally:
+        engine.dispose()
+    assert left == 0  # ended before recovery asked the ledger
+    rows = station.rows()
+    assert store_files(station.store) == {r.store_path for r in rows}
+
+    again = station.run("ingest", str(card.root))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert_each_recording_once(station, card)
+    assert [s.outcome for s in station.sessions()] == ["interrupted", "complete"]
     assert station.run("audit", "verify").returncode == 0
 
 

@@ -3,6 +3,8 @@
 Run at the start of every ``dockd ingest`` and ``dockd run`` (a ``dockd ingest``
 may be the first thing that runs after a power cut)::
 
+    PostgreSQL: the server processes of dead dockd processes of this host ended
+        (one may still be committing what recovery is about to ask about)
     store and quarantine: temporaries of dead processes removed; files published
         by a dead process without their ledger row removed (never twinned: the
         recorder still holds them and the next dock takes them again)
@@ -49,9 +51,21 @@ def this_host() -> str:
 
 
 def recover(ctx: Context, *, daemon_roots: tuple[Path, ...] = ()) -> None:
-    """Everything below, in order."""
-    for root in (ctx.config.store.root, ctx.config.store.quarantine_root):
-        recover_store(ctx, root)
+    """Everything below, in order. On PostgreSQL the server processes of this host's
+    dead dockd processes are ended first (``Ledger.end_dead``): a commit one of them
+    still runs must land, or not, before the ledger is asked what it holds. Where one
+    cannot be ended, the store waits for the next run (its files keep their markers)."""
+    unsettled = ctx.ledger.end_dead()
+    if unsettled:
+        log.warning(
+            "server processes of a dead dockd process of this host could not be ended "
+            "(pg_terminate_backend); the files it published keep their markers until a "
+            "later run can end them and ask the ledger",
+            processes=unsettled,
+        )
+    else:
+        for root in (ctx.config.store.root, ctx.config.store.quarantine_root):
+            recover_store(ctx, root)
     recover_sessions(ctx, daemon_roots=daemon_roots)
 
 

@@ -13,6 +13,8 @@ turned into one :class:`LedgerError` naming the ledger and what to do
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -32,6 +34,7 @@ from dockd.ledger.permissions import (
     secure_sqlite_path,
     sqlite_path,
 )
+from dockd.runtime import BOOT_ID, pid_alive
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
@@ -162,12 +165,58 @@ _BACKEND = "dockd_backend"
 BACKEND_END_WAIT_MS = 10_000
 
 
+def _end(conn: Connection, pid: int, started: datetime) -> bool | None:
+    """End server process ``pid`` (if it is the one started then) and wait for it, up to
+    :data:`BACKEND_END_WAIT_MS`: True when it has ended, None when it was gone, False
+    when it did not end in time or may not be ended by this account."""
+    params = {"pid": pid, "started": started, "wait": BACKEND_END_WAIT_MS}
+    ended = conn.scalar(_END, params)
+    conn.rollback()
+    return None if ended is None else bool(ended)
+
+
 class OutcomeUnknown(SQLAlchemyError):
     """A unit of work lost its connection and its server process could not be ended:
     it may still commit, so what the ledger says now is not final."""
 
 
+# Ends a server process, guarded by its start (its number may be another's by now).
+_END = text(
+    "SELECT pg_terminate_backend(pid, :wait) FROM pg_stat_activity "
+    "WHERE pid = :pid AND backend_start = :started"
+)
+_DOCKD_PROCESSES = text(
+    "SELECT pid, backend_start, application_name FROM pg_stat_activity "
+    "WHERE application_name LIKE 'dockd %' AND datname = current_database() "
+    "AND pid <> pg_backend_pid()"
+)
+
+
+def application_name(pid: int | None = None, boot: str = BOOT_ID) -> str:
+    """What a PostgreSQL connection of process ``pid`` (this one) of this boot and host
+    is called on the server: ``dockd <boot> <pid> <host>`` in 63 bytes, so that a dead
+    process's server processes are known for what they are (:meth:`Ledger.end_dead`)."""
+    name = f"dockd {boot[:8]} {os.getpid() if pid is None else pid} {socket.gethostname()}"
+    return name.encode()[:63].decode(errors="ignore")
+
+
+def _of_a_dead_process(name: str) -> bool:
+    """Is ``name`` (:func:`application_name`) that of a dockd process of this host that
+    is gone: of an earlier boot, or whose PID no longer runs?"""
+    parts = name.split(" ", 3)
+    if len(parts) != 4 or not parts[2].isdigit():
+        return False
+    boot, pid = parts[1], int(parts[2])
+    if name != application_name(pid, boot):
+        return False  # another host's (or a name dockd does not give)
+    return boot != BOOT_ID[:8] or not pid_alive(pid)
+
+
 def _postgresql_setup(engine: Engine) -> None:
+    @event.listens_for(engine, "do_connect")
+    def _on_do_connect(_dialect: Any, _record: Any, _args: Any, params: dict[str, Any]) -> None:
+        params["application_name"] = application_name()
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, record: Any) -> None:
         # Once per connection: which server process it is, and since when (a number
@@ -281,15 +330,9 @@ class Ledger:
         :class:`OutcomeUnknown`). Ended while committing, it finishes the commit
         first; ended before, its transaction is rolled back: either way, for good."""
         pid, started = backend
-        end = text(
-            "SELECT pg_terminate_backend(pid, :wait) FROM pg_stat_activity "
-            "WHERE pid = :pid AND backend_start = :started"
-        )
         try:
             with self.engine.connect() as conn:
-                params = {"pid": pid, "started": started, "wait": BACKEND_END_WAIT_MS}
-                ended = conn.scalar(end, params)
-                conn.rollback()
+                ended = _end(conn, pid, started)
         except SQLAlchemyError as exc:
             raise OutcomeUnknown(
                 f"the ledger's connection was lost ({lost.orig}) and the ledger cannot be "
@@ -302,6 +345,20 @@ class Ledger:
                 "(or this account may not end it): whether its last commit landed is not "
                 "known yet"
             ) from lost
+
+    def end_dead(self) -> int:
+        """The server processes a dead dockd process of this host left on PostgreSQL
+        (a crash does not end them: one may still be committing, and would land its
+        rows after recovery has asked about them), each ended and waited for. How
+        many could not be ended. Nothing to do on SQLite (no server)."""
+        if self.dialect != "postgresql":
+            return 0
+        left = 0
+        with self.engine.connect() as conn:
+            for pid, started, name in conn.execute(_DOCKD_PROCESSES).all():
+                if _of_a_dead_process(name) and _end(conn, pid, started) is False:
+                    left += 1
+        return left
 
     def close(self) -> None:
         self.engine.dispose()
