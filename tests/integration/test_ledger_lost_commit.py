@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import threading
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, create_engine, event, select, text
+from sqlalchemy import Connection, create_engine, event, make_url, select, text
 from sqlalchemy.exc import DBAPIError
 
 from dockd import store
@@ -20,7 +22,7 @@ from dockd.clock import FixedClock
 from dockd.context import Context
 from dockd.errors import LedgerError
 from dockd.ingest.pipeline import run_ingest
-from dockd.ledger.db import Ledger, OutcomeUnknown
+from dockd.ledger.db import Ledger, OutcomeUnknown, application_name, make_engine
 from dockd.ledger.models import Recording
 from fixtures.make_recorder import Recorder
 from tests.helpers.ledgers import register
@@ -178,3 +180,27 @@ def test_a_lost_commit_whose_process_cannot_be_ended_leaves_its_files_to_recover
     assert line.rows_name_the_store() >= landed
     assert again.count("stored") + again.count("present") == len(recorder.recordings)
     assert again.count("present") >= len(landed)
+
+
+def test_a_dead_process_the_ledgers_account_may_not_end_is_counted_not_raised(
+    ctx: Context, admin: Connection
+) -> None:
+    """A dead dockd process's server process that the ledger's account may not end (it
+    runs as another role) is counted, not raised: recovery goes on, leaving the store
+    for a later run (test_store_recovery)."""
+    weak = f"dockd_weak_{uuid.uuid4().hex[:8]}"
+    admin.execute(text(f'CREATE ROLE "{weak}" LOGIN'))
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    url = make_url(ctx.config.ledger.url)
+    theirs = create_engine(url, connect_args={"application_name": application_name(dead.pid)})
+    led = Ledger(make_engine(url.set(username=weak).render_as_string(hide_password=False)))
+    try:
+        with theirs.connect() as held:  # the dead process's, of the ledger's owner
+            assert led.end_dead() == 1  # the other role may not end it: said, not raised
+            assert held.scalar(text("SELECT 1")) == 1  # and it was not ended
+        assert ctx.ledger.end_dead() == 0  # the owner's account ends it: none left
+    finally:
+        led.close()
+        theirs.dispose()
+        admin.execute(text(f'DROP ROLE "{weak}"'))

@@ -18,7 +18,7 @@ from dockd import store
 from dockd.clock import FixedClock
 from dockd.context import Context
 from dockd.errors import LedgerError
-from dockd.ingest import probe, take
+from dockd.ingest import probe, recovery, take
 from dockd.ingest.pipeline import run_ingest
 from dockd.ledger.models import Alert, DockSession, Recording, SessionFailure
 from dockd.store import markers
@@ -164,6 +164,33 @@ def test_recovery_takes_back_a_cut_short_file_on_a_filesystem_mounted_again(
     _removed, orphans = store.recover_incoming(root, lambda _p, _h: False)
     assert orphans == [rel] and not target.exists()
     assert _store_files(root) == set()
+
+
+def test_recovery_leaves_the_store_while_a_dead_process_may_still_commit(
+    ctx: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where a dead process's server process could not be ended (PostgreSQL), its
+    commit may still land: the files it published are left with their markers, and a
+    later recovery, once it is ended, decides them."""
+    root = ctx.config.store.root
+    rel = PurePosixPath("2026/03/15/DV-0001/a.mp4")
+    inc = _copied(root, tmp_path)
+    assert store.publish(root, inc, rel) == rel
+    marker = inc.marker
+    assert marker is not None
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    store.abandon(inc)
+    marker.rename(marker.with_name(f"{dead.pid}-{marker.name.split('-', 1)[1]}"))
+
+    monkeypatch.setattr(type(ctx.ledger), "end_dead", lambda _self: 1)
+    recovery.recover(ctx)
+    assert _store_files(root) == {rel.as_posix()}
+    assert list((root / store.INCOMING).glob("*.pub"))
+    monkeypatch.undo()
+    recovery.recover(ctx)  # ended now (SQLite: nothing to end): no row, so it goes
+    assert _store_files(root) == set()
+    assert not list((root / store.INCOMING).glob("*.pub"))
 
 
 def test_a_file_a_read_only_store_kept_from_being_taken_back_goes_at_recovery(

@@ -22,7 +22,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url, text
-from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, ProgrammingError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dockd.errors import LedgerError, LedgerMissing
@@ -165,12 +165,18 @@ _BACKEND = "dockd_backend"
 BACKEND_END_WAIT_MS = 10_000
 
 
-def _end(conn: Connection, pid: int, started: datetime) -> bool | None:
+def _end(conn: Connection, pid: int, started: datetime | None) -> bool | None:
     """End server process ``pid`` (if it is the one started then) and wait for it, up to
     :data:`BACKEND_END_WAIT_MS`: True when it has ended, None when it was gone, False
-    when it did not end in time or may not be ended by this account."""
+    when it did not end in time or may not be ended by this account (a process of
+    another role, whose start the server does not even show it: ``started`` None)."""
+    if started is None:
+        return False
     params = {"pid": pid, "started": started, "wait": BACKEND_END_WAIT_MS}
-    ended = conn.scalar(_END, params)
+    try:
+        ended = conn.scalar(_END, params)
+    except ProgrammingError:  # a process of another role, which this one may not end
+        ended = False
     conn.rollback()
     return None if ended is None else bool(ended)
 
