@@ -344,7 +344,7 @@ class Ledger:
                 f"the ledger's connection was lost ({lost.orig}) and the ledger cannot be "
                 f"asked whether its server process {pid} has ended ({exc})"
             ) from lost
-        if ended is False:  # no row: gone already
+        if ended is False:  # (None: it was gone already)
             raise OutcomeUnknown(
                 f"the ledger's connection was lost ({lost.orig}) and its server process "
                 f"{pid} did not end within {BACKEND_END_WAIT_MS} ms of being told to "
