@@ -52,6 +52,9 @@ def admin(ctx: Context) -> Iterator[Connection]:
         engine.dispose()
 
 
+_TERMINATE = text("SELECT pg_terminate_backend(:pid)")
+
+
 def _store_files(ctx: Context) -> set[str]:
     root = ctx.config.store.root
     return {
@@ -97,6 +100,9 @@ class _Cut:
                 with engine.connect() as conn:
                     while not done.is_set() and not self.cut:
                         for pid in _waiting_at_commit(conn):
+                            if pid not in clients:  # not dockd's: end it, never hang
+                                conn.execute(_TERMINATE, {"pid": pid})
+                                continue
                             fd = os.dup(clients[pid].pgconn.socket)
                             with socket.socket(fileno=fd) as sock:
                                 sock.shutdown(socket.SHUT_RDWR)
@@ -106,6 +112,7 @@ class _Cut:
                 engine.dispose()
 
         event.listen(ctx.ledger.engine, "connect", seen)
+        ctx.ledger.engine.dispose()  # every connection of the dock is made anew, and seen
         alive = text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid")
         watcher = threading.Thread(target=cut_the_line)
         watcher.start()
