@@ -74,6 +74,32 @@ def _boot_id() -> str:
 BOOT_ID = _boot_id()  # differs after every reboot
 
 
+def _machine_id() -> str:
+    for path in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
+        with contextlib.suppress(OSError):
+            if found := Path(path).read_text().strip():
+                return found
+    return "unknown"
+
+
+MACHINE_ID = _machine_id()  # this installation's, unlike a host name shared by clones
+
+
+def process_start(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks since boot (``/proc/<pid>/stat``):
+    with its PID, it names one process of one boot. None when there is no such process
+    (or no ``/proc``)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except (OSError, ValueError):
+        return None
+    fields = stat[stat.rfind(b")") + 2 :].split()  # after "pid (comm) ": state is first
+    try:
+        return int(fields[19])  # field 22 of the whole line
+    except (IndexError, ValueError):
+        return None
+
+
 def before_boot(timestamp: float) -> bool:
     """Was ``timestamp`` (POSIX seconds) before this boot? Then no process of it lives."""
     return timestamp < BOOT_TIME

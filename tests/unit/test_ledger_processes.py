@@ -1,35 +1,71 @@
 """Which of the server processes named by dockd belong to a dead dockd process of this
-host (recovery ends those before it asks the ledger anything: ``Ledger.end_dead``)."""
+machine (recovery ends those before it asks the ledger anything: ``Ledger.end_dead``),
+and the oldest PostgreSQL dockd runs on."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 
-from dockd.ledger.db import _of_a_dead_process, application_name
-from dockd.runtime import BOOT_ID
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from dockd.errors import LedgerError
+from dockd.ledger.db import _of_a_dead_process, application_name, check_server
+from dockd.ledger.failures import OutcomeUnknown, describe_failure, is_ledger_failure
+from dockd.runtime import BOOT_ID, MACHINE_ID, process_start
 
 
-def _dead_pid() -> int:
-    proc = subprocess.Popen(["true"])
-    proc.wait()
-    return proc.pid
+def _other(text: str) -> str:
+    """An 8-character id that is not ``text``'s first 8."""
+    return "0" * 8 if not text.startswith("0" * 8) else "1" * 8
 
 
-def test_a_process_of_this_host_is_dead_when_its_pid_is_gone_or_of_an_earlier_boot() -> None:
-    assert not _of_a_dead_process(application_name())  # this one
-    assert _of_a_dead_process(application_name(_dead_pid()))
-    earlier = "0" * 8 if not BOOT_ID.startswith("0" * 8) else "1" * 8
-    assert _of_a_dead_process(application_name(os.getpid(), earlier))
+def test_this_process_is_alive_and_a_process_that_ended_is_dead() -> None:
+    assert not _of_a_dead_process(application_name())
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        start = process_start(child.pid)
+        assert start is not None
+        assert not _of_a_dead_process(application_name(child.pid, start))
+    finally:
+        child.kill()
+        child.wait()
+    assert _of_a_dead_process(application_name(child.pid, start))
 
 
-def test_another_hosts_processes_and_other_names_are_never_ended() -> None:
-    theirs = application_name(_dead_pid()).rsplit(" ", 1)[0] + " another-station"
+def test_a_pid_now_another_processs_or_of_an_earlier_boot_is_dead() -> None:
+    mine = process_start(os.getpid())
+    assert mine is not None
+    assert _of_a_dead_process(application_name(os.getpid(), mine + 1))  # the PID reused
+    assert _of_a_dead_process(application_name(os.getpid(), mine, boot=_other(BOOT_ID)))
+    assert _of_a_dead_process(f"dockd {MACHINE_ID[:8]} {BOOT_ID[:8]} {10**12} 5")  # no such
+
+
+def test_another_machines_processes_and_other_names_are_never_ended() -> None:
+    theirs = application_name(os.getpid(), 1, machine=_other(MACHINE_ID), boot=_other(BOOT_ID))
     assert not _of_a_dead_process(theirs)
-    assert not _of_a_dead_process("dockd")
-    assert not _of_a_dead_process(f"dockd {BOOT_ID[:8]} x host")
-    assert not _of_a_dead_process("psql")
+    for name in ("dockd", "psql", f"dockd {MACHINE_ID[:8]} {BOOT_ID[:8]} x 1", ""):
+        assert not _of_a_dead_process(name)
 
 
-def test_the_name_fits_postgresqls_63_bytes() -> None:
-    assert len(application_name(2**22).encode()) <= 63
+def test_the_name_fits_in_postgresqls_63_bytes_whole() -> None:
+    assert len(application_name(4_194_304, 2**63).encode()) <= 63
+
+
+def test_a_postgresql_older_than_14_is_refused_with_what_to_do() -> None:
+    with pytest.raises(LedgerError, match=r"PostgreSQL 13\.9; dockd needs 14 or later"):
+        check_server((13, 9), "postgresql+psycopg://dockd@db/ledger")
+    check_server((14, 0), "postgresql+psycopg://dockd@db/ledger")
+    check_server(None, "postgresql+psycopg://dockd@db/ledger")
+
+
+def test_a_commit_whose_outcome_is_unknown_is_a_ledger_failure_a_person_reads() -> None:
+    """The CLI turns a ledger failure into its exit-75 message, not a traceback."""
+    lost = OperationalError("COMMIT", {}, Exception("server closed the connection"))
+    try:
+        raise OutcomeUnknown("whether the ledger's last commit landed is not known") from lost
+    except OutcomeUnknown as exc:
+        assert is_ledger_failure(exc)
+        said = str(describe_failure("postgresql+psycopg://dockd@db/ledger", exc))
+    assert said.startswith("ledger postgresql+psycopg://dockd@db/ledger:"), said

@@ -3,7 +3,7 @@
 Run at the start of every ``dockd ingest`` and ``dockd run`` (a ``dockd ingest``
 may be the first thing that runs after a power cut)::
 
-    PostgreSQL: the server processes of dead dockd processes of this host ended
+    PostgreSQL: the server processes of dead dockd processes of this machine ended
         (one may still be committing what recovery is about to ask about)
     store and quarantine: temporaries of dead processes removed; files published
         by a dead process without their ledger row removed (never twinned: the
@@ -51,17 +51,19 @@ def this_host() -> str:
 
 
 def recover(ctx: Context, *, daemon_roots: tuple[Path, ...] = ()) -> None:
-    """Everything below, in order. On PostgreSQL the server processes of this host's
+    """Everything below, in order. On PostgreSQL the server processes of this machine's
     dead dockd processes are ended first (``Ledger.end_dead``): a commit one of them
     still runs must land, or not, before the ledger is asked what it holds. Where one
     cannot be ended, the store waits for the next run (its files keep their markers)."""
     unsettled = ctx.ledger.end_dead()
     if unsettled:
         log.warning(
-            "server processes of a dead dockd process of this host could not be ended "
-            "(pg_terminate_backend); the files it published keep their markers until a "
-            "later run can end them and ask the ledger",
-            processes=unsettled,
+            "server processes a dead dockd process of this machine left on the ledger's "
+            "PostgreSQL could not be ended, so its last commit may still land: the files "
+            "it published keep their markers until a later run can ask the ledger. End "
+            "them as the ledger's owner or a superuser (SELECT pg_terminate_backend(PID)) "
+            "or wait until the server drops them",
+            processes=", ".join(unsettled),
         )
     else:
         for root in (ctx.config.store.root, ctx.config.store.quarantine_root):

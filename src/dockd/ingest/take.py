@@ -51,7 +51,7 @@ from dockd.ingest.naming import NameInfo
 from dockd.ingest.outcome import FileOutcome, FileStatus, Progress, SessionResult, SourceGone
 from dockd.ingest.probe import STILL_FORMAT, probe, still_damage
 from dockd.ledger import audit
-from dockd.ledger.db import OutcomeUnknown
+from dockd.ledger.failures import OutcomeUnknown
 from dockd.ledger.models import Recording
 from dockd.store.paths import render_path
 from dockd.store.stream import on_fuse

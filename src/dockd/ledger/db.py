@@ -13,28 +13,28 @@ turned into one :class:`LedgerError` naming the ledger and what to do
 
 from __future__ import annotations
 
+import contextlib
 import os
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url, text
-from sqlalchemy.exc import ArgumentError, DBAPIError, ProgrammingError, SQLAlchemyError
+from sqlalchemy import URL, Connection, Engine, create_engine, event, inspect, make_url, text
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dockd.errors import LedgerError, LedgerMissing
 from dockd.ledger import leads, zone
-from dockd.ledger.failures import describe_failure, shown_url
+from dockd.ledger.failures import OutcomeUnknown, describe_failure, shown_url
 from dockd.ledger.permissions import (
     DEFAULT_GROUP,
     keep_wal_files,
     secure_sqlite_path,
     sqlite_path,
 )
-from dockd.runtime import BOOT_ID, pid_alive
+from dockd.runtime import BOOT_ID, MACHINE_ID, process_start
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
@@ -163,28 +163,8 @@ def _sqlite_setup(engine: Engine) -> None:
 _BACKEND = "dockd_backend"
 #: How long a lost connection's server process is waited for once told to end.
 BACKEND_END_WAIT_MS = 10_000
-
-
-def _end(conn: Connection, pid: int, started: datetime | None) -> bool | None:
-    """End server process ``pid`` (if it is the one started then) and wait for it, up to
-    :data:`BACKEND_END_WAIT_MS`: True when it has ended, None when it was gone, False
-    when it did not end in time or may not be ended by this account (a process of
-    another role, whose start the server does not even show it: ``started`` None)."""
-    if started is None:
-        return False
-    params = {"pid": pid, "started": started, "wait": BACKEND_END_WAIT_MS}
-    try:
-        ended = conn.scalar(_END, params)
-    except ProgrammingError:  # a process of another role, which this one may not end
-        ended = False
-    conn.rollback()
-    return None if ended is None else bool(ended)
-
-
-class OutcomeUnknown(SQLAlchemyError):
-    """A unit of work lost its connection and its server process could not be ended:
-    it may still commit, so what the ledger says now is not final."""
-
+#: The oldest PostgreSQL dockd runs on: ``pg_terminate_backend(pid, timeout)`` is 14's.
+MIN_POSTGRESQL = (14,)
 
 # Ends a server process, guarded by its start (its number may be another's by now).
 _END = text(
@@ -192,30 +172,72 @@ _END = text(
     "WHERE pid = :pid AND backend_start = :started"
 )
 _DOCKD_PROCESSES = text(
-    "SELECT pid, backend_start, application_name FROM pg_stat_activity "
+    "SELECT pid, backend_start, application_name, usename FROM pg_stat_activity "
     "WHERE application_name LIKE 'dockd %' AND datname = current_database() "
     "AND pid <> pg_backend_pid()"
 )
 
 
-def application_name(pid: int | None = None, boot: str = BOOT_ID) -> str:
-    """What a PostgreSQL connection of process ``pid`` (this one) of this boot and host
-    is called on the server: ``dockd <boot> <pid> <host>`` in 63 bytes, so that a dead
-    process's server processes are known for what they are (:meth:`Ledger.end_dead`)."""
-    name = f"dockd {boot[:8]} {os.getpid() if pid is None else pid} {socket.gethostname()}"
-    return name.encode()[:63].decode(errors="ignore")
+def _end(conn: Connection, pid: int, started: datetime | None) -> bool | None:
+    """End server process ``pid`` (if it is the one started then) and wait for it, up to
+    :data:`BACKEND_END_WAIT_MS`: True when it has ended, None when it was gone, False
+    when it could not be: not in time (a role's ``statement_timeout`` may cut the wait
+    too), or not by this account (a process of another role, whose start the server
+    does not even show it: ``started`` None)."""
+    if started is None:
+        return False
+    params = {"pid": pid, "started": started, "wait": BACKEND_END_WAIT_MS}
+    try:
+        ended = conn.scalar(_END, params)
+    except SQLAlchemyError:  # not this role's to end, or cancelled: it may still run
+        ended = False
+    with contextlib.suppress(SQLAlchemyError):
+        conn.rollback()
+    return None if ended is None else bool(ended)
+
+
+_OWN_START = process_start(os.getpid())
+
+
+def application_name(
+    pid: int | None = None,
+    start: int | None = None,
+    *,
+    boot: str = BOOT_ID,
+    machine: str = MACHINE_ID,
+) -> str:
+    """What a PostgreSQL connection of process ``pid`` (this one), started at ``start``
+    (clock ticks since boot), of this boot and machine, is called on the server:
+    ``dockd <machine> <boot> <pid> <start>``, so that what a dead process left there is
+    known for what it is (:meth:`Ledger.end_dead`). The machine's id, not its host name:
+    stations cloned from one image share a host name, never a machine id."""
+    if pid is None:
+        pid, start = os.getpid(), _OWN_START
+    return f"dockd {machine[:8]} {boot[:8]} {pid} {start}"
 
 
 def _of_a_dead_process(name: str) -> bool:
-    """Is ``name`` (:func:`application_name`) that of a dockd process of this host that
-    is gone: of an earlier boot, or whose PID no longer runs?"""
-    parts = name.split(" ", 3)
-    if len(parts) != 4 or not parts[2].isdigit():
+    """Is ``name`` (:func:`application_name`) that of a dockd process of this machine
+    that is gone: of an earlier boot, or whose PID is gone or now another process's?"""
+    parts = name.split(" ")
+    if len(parts) != 5 or parts[0] != "dockd" or parts[1] != MACHINE_ID[:8]:
+        return False  # another machine's (or a name dockd does not give)
+    if not (parts[3].isdigit() and parts[4].isdigit()):
         return False
-    boot, pid = parts[1], int(parts[2])
-    if name != application_name(pid, boot):
-        return False  # another host's (or a name dockd does not give)
-    return boot != BOOT_ID[:8] or not pid_alive(pid)
+    if parts[2] != BOOT_ID[:8]:
+        return True  # no process of an earlier boot runs
+    return process_start(int(parts[3])) != int(parts[4])
+
+
+def check_server(version: tuple[int | str, ...] | None, url: str | URL) -> None:
+    """Refuse a PostgreSQL older than :data:`MIN_POSTGRESQL` with what to do."""
+    if version and isinstance(version[0], int) and version[0] < MIN_POSTGRESQL[0]:
+        shown = ".".join(map(str, version))
+        raise LedgerError(
+            f"the ledger at {shown_url(url)} is on PostgreSQL {shown}; dockd needs "
+            f"{MIN_POSTGRESQL[0]} or later (it ends a lost connection's server process "
+            "and waits for it: pg_terminate_backend(pid, timeout)); upgrade the server"
+        )
 
 
 def _postgresql_setup(engine: Engine) -> None:
@@ -336,34 +358,36 @@ class Ledger:
         :class:`OutcomeUnknown`). Ended while committing, it finishes the commit
         first; ended before, its transaction is rolled back: either way, for good."""
         pid, started = backend
+        why = str(lost.orig).strip().partition("\n")[0]
+        unknown = (
+            "whether the ledger's last commit landed is not known yet: its connection was "
+            f"lost ({why}) and its server process {pid} "
+        )
         try:
             with self.engine.connect() as conn:
                 ended = _end(conn, pid, started)
         except SQLAlchemyError as exc:
-            raise OutcomeUnknown(
-                f"the ledger's connection was lost ({lost.orig}) and the ledger cannot be "
-                f"asked whether its server process {pid} has ended ({exc})"
-            ) from lost
+            raise OutcomeUnknown(f"{unknown}cannot be asked about ({exc})") from lost
         if ended is False:  # (None: it was gone already)
             raise OutcomeUnknown(
-                f"the ledger's connection was lost ({lost.orig}) and its server process "
-                f"{pid} did not end within {BACKEND_END_WAIT_MS} ms of being told to "
-                "(or this account may not end it): whether its last commit landed is not "
-                "known yet"
+                f"{unknown}did not end within {BACKEND_END_WAIT_MS} ms of being told to, "
+                "or may not be ended by this account; what it published stays for the next "
+                "run's recovery"
             ) from lost
 
-    def end_dead(self) -> int:
-        """The server processes a dead dockd process of this host left on PostgreSQL
+    def end_dead(self) -> list[str]:
+        """The server processes a dead dockd process of this machine left on PostgreSQL
         (a crash does not end them: one may still be committing, and would land its
-        rows after recovery has asked about them), each ended and waited for. How
-        many could not be ended. Nothing to do on SQLite (no server)."""
+        rows after recovery has asked about them), each ended and waited for. Those
+        that could not be ended, each named for a person (PID, name, role). Nothing to
+        do on SQLite (no server)."""
         if self.dialect != "postgresql":
-            return 0
-        left = 0
+            return []
+        left: list[str] = []
         with self.engine.connect() as conn:
-            for pid, started, name in conn.execute(_DOCKD_PROCESSES).all():
+            for pid, started, name, role in conn.execute(_DOCKD_PROCESSES).all():
                 if _of_a_dead_process(name) and _end(conn, pid, started) is False:
-                    left += 1
+                    left.append(f"{pid} ({name!r}, role {role or '?'})")
         return left
 
     def close(self) -> None:
@@ -407,6 +431,8 @@ def open_ledger(
     engine = make_engine(url, group=group)
     try:
         has_tables = bool(inspect(engine).get_table_names())
+        if engine.dialect.name == "postgresql":
+            check_server(engine.dialect.server_version_info, engine.url)
         current = current_revision(engine)
         head = head_revision()
         if current is None and not has_tables and not create:

@@ -13,7 +13,7 @@ import sqlite3
 from pathlib import Path
 
 from sqlalchemy import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
 from dockd.errors import LedgerError
 from dockd.ledger.permissions import sqlite_path
@@ -39,10 +39,15 @@ def _is_driver_error(exc: BaseException) -> bool:
     )
 
 
+class OutcomeUnknown(SQLAlchemyError):
+    """A unit of work lost its connection and its server process could not be ended:
+    it may still commit, so what the ledger says now is not final."""
+
+
 def is_ledger_failure(exc: BaseException) -> bool:
     """A database failure (not a dockd bug such as a misused session): a DB-API error
-    as SQLAlchemy wraps it, or a raw sqlite3/psycopg one."""
-    return isinstance(exc, DBAPIError) or _is_driver_error(exc)
+    as SQLAlchemy wraps it, a raw sqlite3/psycopg one, or :class:`OutcomeUnknown`."""
+    return isinstance(exc, DBAPIError | OutcomeUnknown) or _is_driver_error(exc)
 
 
 def _driver_error(exc: BaseException) -> BaseException | None:
