@@ -64,11 +64,14 @@ def _boot_time() -> float:
 BOOT_TIME = _boot_time()
 
 
+UNKNOWN = "unknown"  # a boot or machine id that cannot be read
+
+
 def _boot_id() -> str:
     try:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
-        return "unknown"
+        return UNKNOWN
 
 
 BOOT_ID = _boot_id()  # differs after every reboot
@@ -79,7 +82,7 @@ def _machine_id() -> str:
         with contextlib.suppress(OSError):
             if found := Path(path).read_text().strip():
                 return found
-    return "unknown"
+    return UNKNOWN
 
 
 MACHINE_ID = _machine_id()  # this installation's, unlike a host name shared by clones

@@ -69,3 +69,12 @@ def test_a_commit_whose_outcome_is_unknown_is_a_ledger_failure_a_person_reads() 
         assert is_ledger_failure(exc)
         said = str(describe_failure("postgresql+psycopg://dockd@db/ledger", exc))
     assert said.startswith("ledger postgresql+psycopg://dockd@db/ledger:"), said
+
+
+def test_a_machine_without_an_id_ends_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A container without /etc/machine-id may share its host's boot and not see the
+    other's processes: it cannot tell a dead process of its own, so it ends none."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    monkeypatch.setattr("dockd.ledger.db.MACHINE_ID", "unknown")
+    assert not _of_a_dead_process(application_name(child.pid, 1, machine="unknown"))

@@ -34,7 +34,7 @@ from dockd.ledger.permissions import (
     secure_sqlite_path,
     sqlite_path,
 )
-from dockd.runtime import BOOT_ID, MACHINE_ID, process_start
+from dockd.runtime import BOOT_ID, MACHINE_ID, UNKNOWN, process_start
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
@@ -220,8 +220,10 @@ def _of_a_dead_process(name: str) -> bool:
     """Is ``name`` (:func:`application_name`) that of a dockd process of this machine
     that is gone: of an earlier boot, or whose PID is gone or now another process's?"""
     parts = name.split(" ")
-    if len(parts) != 5 or parts[0] != "dockd" or parts[1] != MACHINE_ID[:8]:
-        return False  # another machine's (or a name dockd does not give)
+    if MACHINE_ID == UNKNOWN or len(parts) != 5 or parts[0] != "dockd":
+        return False  # a machine without an id (a container) cannot tell its own
+    if parts[1] != MACHINE_ID[:8]:
+        return False  # another machine's
     if not (parts[3].isdigit() and parts[4].isdigit()):
         return False
     if parts[2] != BOOT_ID[:8]:
