@@ -78,3 +78,26 @@ def test_a_machine_without_an_id_ends_nothing(monkeypatch: pytest.MonkeyPatch) -
     child.wait()
     monkeypatch.setattr("dockd.ledger.db.MACHINE_ID", "unknown")
     assert not _of_a_dead_process(application_name(child.pid, 1, machine="unknown"))
+
+
+def test_a_forked_child_names_its_connections_as_itself() -> None:
+    """A child forked after the module was loaded is a process of its own: while it
+    runs, its connections are a live process's, not a dead one's."""
+    said_r, said_w = os.pipe()
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: say its name, wait to be let go
+        os.write(said_w, application_name().encode())
+        os.read(go_r, 1)
+        os._exit(0)
+    os.close(said_w)
+    try:
+        said = os.read(said_r, 200).decode()
+        assert said.split(" ")[3] == str(pid)
+        assert not _of_a_dead_process(said)  # alive: never ended
+    finally:
+        os.write(go_w, b"x")
+        for fd in (said_r, go_r, go_w):
+            os.close(fd)
+        os.waitpid(pid, 0)
+    assert _of_a_dead_process(said)  # ended now: dead

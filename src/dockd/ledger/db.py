@@ -196,9 +196,6 @@ def _end(conn: Connection, pid: int, started: datetime | None) -> bool | None:
     return None if ended is None else bool(ended)
 
 
-_OWN_START = process_start(os.getpid())
-
-
 def application_name(
     pid: int | None = None,
     start: int | None = None,
@@ -211,8 +208,9 @@ def application_name(
     ``dockd <machine> <boot> <pid> <start>``, so that what a dead process left there is
     known for what it is (:meth:`Ledger.end_dead`). The machine's id, not its host name:
     stations cloned from one image share a host name, never a machine id."""
-    if pid is None:
-        pid, start = os.getpid(), _OWN_START
+    if pid is None:  # asked at each connection: a forked child is a process of its own
+        pid = os.getpid()
+        start = process_start(pid)
     return f"dockd {machine[:8]} {boot[:8]} {pid} {start}"
 
 
