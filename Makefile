@@ -26,12 +26,19 @@ $(BIN)/dockd: pyproject.toml
 
 venv: $(BIN)/dockd
 
+MACHINE_ID_FILE ?= /etc/machine-id
+
 system-deps:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 		if [ -n "$$missing" ]; then \
 			echo "installing system packages: $$missing"; \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		fi; \
+		if [ ! -s $(MACHINE_ID_FILE) ]; then \
+			echo "giving this machine an id in $(MACHINE_ID_FILE) (as systemd does at first boot;" \
+			     "dockd tells its own PostgreSQL processes by it)"; \
+			tr -d '-' </proc/sys/kernel/random/uuid >$(MACHINE_ID_FILE); \
 		fi; \
 	else \
 		echo "not root (or no apt-get): system packages not installed;" \
