@@ -204,18 +204,19 @@ def test_a_dead_process_the_ledgers_account_may_not_end_is_counted_not_raised(
     dead = subprocess.Popen(["true"])
     dead.wait()
     url = make_url(ctx.config.ledger.url)
-    name = application_name(dead.pid, 1)  # (no process of this boot started at tick 1)
+    station = ctx.config.station.id
+    name = application_name(dead.pid, 1, station=station)  # (none of this boot began at 1)
     theirs = create_engine(url, connect_args={"application_name": name})
     led = Ledger(make_engine(url.set(username=weak).render_as_string(hide_password=False)))
     try:
         with theirs.connect() as held:  # the dead process's, of the ledger's owner
-            [left] = led.end_dead()  # the other role may not end it: said, not raised
+            [left] = led.end_dead(station)  # the other role may not end it: said, not raised
             assert left.startswith(f"{held.scalar(text('SELECT pg_backend_pid()'))} (")
             # one that may see its start, and may still not end a superuser's process
             admin.execute(text(f'GRANT pg_read_all_stats TO "{weak}"'))
-            assert len(led.end_dead()) == 1
+            assert len(led.end_dead(station)) == 1
             assert held.scalar(text("SELECT 1")) == 1  # and it was not ended
-        assert ctx.ledger.end_dead() == []  # the owner's account ends it: none left
+        assert ctx.ledger.end_dead(station) == []  # the owner's account ends it: none left
     finally:
         led.close()
         theirs.dispose()

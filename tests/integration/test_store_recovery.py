@@ -183,7 +183,8 @@ def test_recovery_leaves_the_store_while_a_dead_process_may_still_commit(
     store.abandon(inc)
     marker.rename(marker.with_name(f"{dead.pid}-{marker.name.split('-', 1)[1]}"))
 
-    monkeypatch.setattr(type(ctx.ledger), "end_dead", lambda _self: ["4242 ('dockd ...')"])
+    left = ["4242 ('dockd ...')"]
+    monkeypatch.setattr(type(ctx.ledger), "end_dead", lambda _self, _station: left)
     recovery.recover(ctx)
     assert _store_files(root) == {rel.as_posix()}
     assert list((root / store.INCOMING).glob("*.pub"))

@@ -1,11 +1,12 @@
 """Which of the server processes named by dockd belong to a dead dockd process of this
-machine (recovery ends those before it asks the ledger anything: ``Ledger.end_dead``),
-and the oldest PostgreSQL dockd runs on."""
+machine and station (recovery ends those before it asks the ledger anything:
+``Ledger.end_dead``), and the oldest PostgreSQL dockd runs on."""
 
 from __future__ import annotations
 
 import os
 import subprocess
+import sys
 
 import pytest
 from sqlalchemy.exc import OperationalError
@@ -13,7 +14,18 @@ from sqlalchemy.exc import OperationalError
 from dockd.errors import LedgerError
 from dockd.ledger.db import _of_a_dead_process, application_name, check_server
 from dockd.ledger.failures import OutcomeUnknown, describe_failure, is_ledger_failure
-from dockd.runtime import BOOT_ID, MACHINE_ID, process_start
+from dockd.runtime import BOOT_ID, MACHINE_ID, pid_namespace, process_start
+from tests.helpers.skips import need
+
+ST = "st-north"  # the station whose recovery asks
+
+
+def _name(pid: int | None = None, start: int | None = None, **kw: str) -> str:
+    return application_name(pid, start, **{"station": ST, **kw})
+
+
+def _dead(name: str) -> bool:
+    return _of_a_dead_process(name, ST)
 
 
 def _other(text: str) -> str:
@@ -22,35 +34,64 @@ def _other(text: str) -> str:
 
 
 def test_this_process_is_alive_and_a_process_that_ended_is_dead() -> None:
-    assert not _of_a_dead_process(application_name())
+    assert not _dead(_name())
     child = subprocess.Popen(["sleep", "30"])
     try:
         start = process_start(child.pid)
         assert start is not None
-        assert not _of_a_dead_process(application_name(child.pid, start))
+        assert not _dead(_name(child.pid, start))
     finally:
         child.kill()
         child.wait()
-    assert _of_a_dead_process(application_name(child.pid, start))
+    assert _dead(_name(child.pid, start))
 
 
 def test_a_pid_now_another_processs_or_of_an_earlier_boot_is_dead() -> None:
     mine = process_start(os.getpid())
     assert mine is not None
-    assert _of_a_dead_process(application_name(os.getpid(), mine + 1))  # the PID reused
-    assert _of_a_dead_process(application_name(os.getpid(), mine, boot=_other(BOOT_ID)))
-    assert _of_a_dead_process(f"dockd {MACHINE_ID[:8]} {BOOT_ID[:8]} {10**12} 5")  # no such
+    assert _dead(_name(os.getpid(), mine + 1))  # the PID reused
+    assert _dead(_name(os.getpid(), mine, boot=_other(BOOT_ID)))
+    assert _dead(_name(10**12, 5))  # no such PID
 
 
-def test_another_machines_processes_and_other_names_are_never_ended() -> None:
-    theirs = application_name(os.getpid(), 1, machine=_other(MACHINE_ID), boot=_other(BOOT_ID))
-    assert not _of_a_dead_process(theirs)
-    for name in ("dockd", "psql", f"dockd {MACHINE_ID[:8]} {BOOT_ID[:8]} x 1", ""):
-        assert not _of_a_dead_process(name)
+def test_another_machines_or_stations_processes_and_other_names_are_never_ended() -> None:
+    """An image may give many hosts one machine id (each boots its own kernel): what
+    tells a station's processes from another's on one ledger is the station."""
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    theirs = _name(os.getpid(), 1, machine=_other(MACHINE_ID), boot=_other(BOOT_ID))
+    assert not _dead(theirs)
+    # the same machine id, another host's boot or a dead PID, but another station's
+    assert not _dead(application_name(os.getpid(), 1, station="st-south", boot=_other(BOOT_ID)))
+    assert not _dead(application_name(ended.pid, 1, station="st-south"))
+    assert not _dead(application_name(ended.pid, 1))  # a ledger tool's, of no station
+    assert _dead(_name(ended.pid, 1))  # (this station's: ended)
+    old_style = f"dockd {MACHINE_ID[:8]} {BOOT_ID[:8]} {ended.pid} 1"
+    for name in ("dockd", "psql", old_style, _name().replace(str(os.getpid()), "x"), ""):
+        assert not _dead(name)
+
+
+def test_a_process_of_another_pid_namespace_is_never_ended() -> None:
+    """Containers on one host share its machine id and boot, not their PIDs: PID 1 of
+    a container is not this namespace's PID 1, alive or not."""
+    need(root=True, tools=("unshare",), why="a new PID namespace (unshare --pid)")
+    code = f"from dockd.ledger.db import application_name as a; print(a(station={ST!r}))"
+    said = subprocess.run(
+        ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    parts = said.split(" ")
+    assert parts[4] != pid_namespace() and parts[5] == "1", said  # PID 1 of its own
+    assert not _dead(said)  # here PID 1 is another process, started at another tick
 
 
 def test_the_name_fits_in_postgresqls_63_bytes_whole() -> None:
-    assert len(application_name(4_194_304, 2**63).encode()) <= 63
+    """A PID is at most 4194304 (pid_max), a start in ticks of 1/100 s at most 12
+    digits (three centuries of uptime); any station id is 6 characters in the name."""
+    name = application_name(4_194_304, 10**12 - 1, station="a-very-long-station-id" * 4)
+    assert len(name.encode()) <= 63, name
 
 
 def test_a_postgresql_older_than_14_is_refused_with_what_to_do() -> None:
@@ -77,7 +118,7 @@ def test_a_machine_without_an_id_ends_nothing(monkeypatch: pytest.MonkeyPatch) -
     child = subprocess.Popen(["true"])
     child.wait()
     monkeypatch.setattr("dockd.ledger.db.MACHINE_ID", "unknown")
-    assert not _of_a_dead_process(application_name(child.pid, 1, machine="unknown"))
+    assert not _dead(_name(child.pid, 1, machine="unknown"))
 
 
 def test_a_forked_child_names_its_connections_as_itself() -> None:
@@ -87,17 +128,17 @@ def test_a_forked_child_names_its_connections_as_itself() -> None:
     go_r, go_w = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: say its name, wait to be let go
-        os.write(said_w, application_name().encode())
+        os.write(said_w, _name().encode())
         os.read(go_r, 1)
         os._exit(0)
     os.close(said_w)
     try:
         said = os.read(said_r, 200).decode()
-        assert said.split(" ")[3] == str(pid)
-        assert not _of_a_dead_process(said)  # alive: never ended
+        assert said.split(" ")[5] == str(pid)
+        assert not _dead(said)  # alive: never ended
     finally:
         os.write(go_w, b"x")
         for fd in (said_r, go_r, go_w):
             os.close(fd)
         os.waitpid(pid, 0)
-    assert _of_a_dead_process(said)  # ended now: dead
+    assert _dead(said)  # ended now: dead

@@ -51,11 +51,12 @@ def this_host() -> str:
 
 
 def recover(ctx: Context, *, daemon_roots: tuple[Path, ...] = ()) -> None:
-    """Everything below, in order. On PostgreSQL the server processes of this machine's
-    dead dockd processes are ended first (``Ledger.end_dead``): a commit one of them
-    still runs must land, or not, before the ledger is asked what it holds. Where one
-    cannot be ended, the store waits for the next run (its files keep their markers)."""
-    unsettled = ctx.ledger.end_dead()
+    """Everything below, in order. On PostgreSQL the server processes this machine's
+    dead dockd processes of this station left are ended first (``Ledger.end_dead``): a
+    commit one of them still runs must land, or not, before the ledger is asked what it
+    holds. Where one cannot be ended, the store waits for the next run (its files keep
+    their markers)."""
+    unsettled = ctx.ledger.end_dead(ctx.config.station.id)
     if unsettled:
         log.warning(
             "server processes a dead dockd process of this machine left on the ledger's "

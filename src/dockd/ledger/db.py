@@ -14,6 +14,7 @@ turned into one :class:`LedgerError` naming the ledger and what to do
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,7 +35,7 @@ from dockd.ledger.permissions import (
     secure_sqlite_path,
     sqlite_path,
 )
-from dockd.runtime import BOOT_ID, MACHINE_ID, UNKNOWN, process_start
+from dockd.runtime import BOOT_ID, MACHINE_ID, UNKNOWN, pid_namespace, process_start
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
@@ -200,33 +201,54 @@ def application_name(
     pid: int | None = None,
     start: int | None = None,
     *,
+    station: str | None = None,
     boot: str = BOOT_ID,
     machine: str = MACHINE_ID,
+    pidns: str | None = None,
 ) -> str:
     """What a PostgreSQL connection of process ``pid`` (this one), started at ``start``
     (clock ticks since boot), of this boot and machine, is called on the server:
-    ``dockd <machine> <boot> <pid> <start>``, so that what a dead process left there is
-    known for what it is (:meth:`Ledger.end_dead`). The machine's id, not its host name:
-    stations cloned from one image share a host name, never a machine id."""
+    ``dockd <machine> <boot> <station> <PID namespace> <pid> <start>``, so that what a
+    dead process left there is known for what it is (:meth:`Ledger.end_dead`).
+
+    The machine's id, not its host name: stations cloned from one image share a host
+    name. The station (:func:`station_tag`; ``-`` for a ledger opened for none): an
+    image may carry one machine id to many hosts, but no two stations share an id. The
+    PID namespace: containers on one host share its machine id and boot, not their PIDs.
+    """
     if pid is None:  # asked at each connection: a forked child is a process of its own
         pid = os.getpid()
         start = process_start(pid)
-    return f"dockd {machine[:8]} {boot[:8]} {pid} {start}"
+    if pidns is None:
+        pidns = pid_namespace()
+    return f"dockd {machine[:8]} {boot[:8]} {station_tag(station)} {pidns} {pid} {start}"
 
 
-def _of_a_dead_process(name: str) -> bool:
+def station_tag(station: str | None) -> str:
+    """A station's mark in its connections' names: short enough for PostgreSQL's 63
+    bytes whatever the id; ``-`` for none."""
+    if station is None:
+        return "-"
+    return hashlib.sha256(station.encode("utf-8", "surrogateescape")).hexdigest()[:6]
+
+
+def _of_a_dead_process(name: str, station: str) -> bool:
     """Is ``name`` (:func:`application_name`) that of a dockd process of this machine
-    that is gone: of an earlier boot, or whose PID is gone or now another process's?"""
+    and ``station`` that is gone: of an earlier boot, or whose PID (in this PID
+    namespace) is gone or now another process's?"""
     parts = name.split(" ")
-    if MACHINE_ID == UNKNOWN or len(parts) != 5 or parts[0] != "dockd":
+    if MACHINE_ID == UNKNOWN or len(parts) != 7 or parts[0] != "dockd":
         return False  # a machine without an id (a container) cannot tell its own
-    if parts[1] != MACHINE_ID[:8]:
-        return False  # another machine's
-    if not (parts[3].isdigit() and parts[4].isdigit()):
+    _, machine, boot, tag, pidns, pid, start = parts
+    if machine != MACHINE_ID[:8] or tag != station_tag(station):
+        return False  # another machine's or station's (or a ledger tool's, of none)
+    if not (pid.isdigit() and start.isdigit()):
         return False
-    if parts[2] != BOOT_ID[:8]:
+    if boot != BOOT_ID[:8]:
         return True  # no process of an earlier boot runs
-    return process_start(int(parts[3])) != int(parts[4])
+    if pidns == UNKNOWN or pidns != pid_namespace():
+        return False  # its PID is not one this process can look up
+    return process_start(int(pid)) != int(start)
 
 
 def check_server(version: tuple[int | str, ...] | None, url: str | URL) -> None:
@@ -240,10 +262,10 @@ def check_server(version: tuple[int | str, ...] | None, url: str | URL) -> None:
         )
 
 
-def _postgresql_setup(engine: Engine) -> None:
+def _postgresql_setup(engine: Engine, station: str | None) -> None:
     @event.listens_for(engine, "do_connect")
     def _on_do_connect(_dialect: Any, _record: Any, _args: Any, params: dict[str, Any]) -> None:
-        params["application_name"] = application_name()
+        params["application_name"] = application_name(station=station)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, record: Any) -> None:
@@ -256,8 +278,11 @@ def _postgresql_setup(engine: Engine) -> None:
         dbapi_conn.rollback()
 
 
-def make_engine(url: str, *, group: str | None = DEFAULT_GROUP) -> Engine:
-    """An engine for ``url``.
+def make_engine(
+    url: str, *, group: str | None = DEFAULT_GROUP, station: str | None = None
+) -> Engine:
+    """An engine for ``url``; on PostgreSQL its connections are named for this process
+    and ``station`` (:func:`application_name`).
 
     For SQLite the database's directory and file are created confidential first
     (:func:`secure_sqlite_path`, ``group`` is the ``[ledger] group``; ``None`` leaves
@@ -293,7 +318,7 @@ def make_engine(url: str, *, group: str | None = DEFAULT_GROUP) -> Engine:
     if engine.dialect.name == "sqlite":
         _sqlite_setup(engine)
     elif engine.dialect.name == "postgresql":
-        _postgresql_setup(engine)
+        _postgresql_setup(engine, station)
     return engine
 
 
@@ -375,18 +400,18 @@ class Ledger:
                 "run's recovery"
             ) from lost
 
-    def end_dead(self) -> list[str]:
-        """The server processes a dead dockd process of this machine left on PostgreSQL
-        (a crash does not end them: one may still be committing, and would land its
-        rows after recovery has asked about them), each ended and waited for. Those
-        that could not be ended, each named for a person (PID, name, role). Nothing to
-        do on SQLite (no server)."""
+    def end_dead(self, station: str) -> list[str]:
+        """The server processes a dead dockd process of this machine and ``station``
+        left on PostgreSQL (a crash does not end them: one may still be committing, and
+        would land its rows after recovery has asked about them), each ended and waited
+        for. Those that could not be ended, each named for a person (PID, name, role).
+        Nothing to do on SQLite (no server)."""
         if self.dialect != "postgresql":
             return []
         left: list[str] = []
         with self.engine.connect() as conn:
             for pid, started, name, role in conn.execute(_DOCKD_PROCESSES).all():
-                if _of_a_dead_process(name) and _end(conn, pid, started) is False:
+                if _of_a_dead_process(name, station) and _end(conn, pid, started) is False:
                     left.append(f"{pid} ({name!r}, role {role or '?'})")
         return left
 
@@ -412,12 +437,12 @@ def open_ledger(
     ``group`` is the ``[ledger] group`` a new SQLite ledger is given (see
     :func:`secure_sqlite_path`). ``station_zone``: ``(station id, IANA zone)`` of the
     config opening it, written into the ledger for the SQL views' local times when it
-    is not there yet (:mod:`dockd.ledger.zone`). Raises :class:`LedgerError` if the
-    database cannot be reached or written (see :func:`describe_failure`) or its schema
-    is older (or newer) than this version of dockd. With ``create=False`` (every
-    command that only reads) a missing SQLite file or an empty database is
-    :class:`LedgerMissing`, and nothing is created: not the file, not its directory,
-    not a table.
+    is not there yet (:mod:`dockd.ledger.zone`); the station names the connections.
+    Raises :class:`LedgerError` if the database cannot be reached or written (see
+    :func:`describe_failure`) or its schema is older (or newer) than this version of
+    dockd. With ``create=False`` (every command that only reads) a missing SQLite file
+    or an empty database is :class:`LedgerMissing`, and nothing is created: not the
+    file, not its directory, not a table.
     """
     if not create:
         path = sqlite_path(url) if _is_url(url) else None
@@ -428,7 +453,7 @@ def open_ledger(
             raise missing_ledger(str(path)) from None
         except OSError:
             pass  # there, but this user may not see it: the open below says so
-    engine = make_engine(url, group=group)
+    engine = make_engine(url, group=group, station=station_zone[0] if station_zone else None)
     try:
         has_tables = bool(inspect(engine).get_table_names())
         if engine.dialect.name == "postgresql":
