@@ -88,15 +88,6 @@ def _machine_id() -> str:
 MACHINE_ID = _machine_id()  # this installation's, unlike a host name shared by clones
 
 
-def pid_namespace() -> str:
-    """This process's PID namespace, as the hex of its inode (``/proc/self/ns/pid``):
-    a PID means a process only within one. :data:`UNKNOWN` where it cannot be read."""
-    try:
-        return format(os.stat("/proc/self/ns/pid").st_ino, "x")
-    except OSError:
-        return UNKNOWN
-
-
 def process_start(pid: int) -> int | None:
     """When process ``pid`` started, in clock ticks since boot (``/proc/<pid>/stat``):
     with its PID, it names one process of one boot. None when there is no such process

@@ -35,7 +35,7 @@ from dockd.ledger.permissions import (
     secure_sqlite_path,
     sqlite_path,
 )
-from dockd.runtime import BOOT_ID, MACHINE_ID, UNKNOWN, pid_namespace, process_start
+from dockd.runtime import BOOT_ID, MACHINE_ID, UNKNOWN, process_start
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
@@ -204,24 +204,21 @@ def application_name(
     station: str | None = None,
     boot: str = BOOT_ID,
     machine: str = MACHINE_ID,
-    pidns: str | None = None,
 ) -> str:
     """What a PostgreSQL connection of process ``pid`` (this one), started at ``start``
     (clock ticks since boot), of this boot and machine, is called on the server:
-    ``dockd <machine> <boot> <station> <PID namespace> <pid> <start>``, so that what a
-    dead process left there is known for what it is (:meth:`Ledger.end_dead`).
+    ``dockd <machine> <boot> <station> <pid> <start>``, so that what a dead process left
+    there is known for what it is (:meth:`Ledger.end_dead`).
 
     The machine's id, not its host name: stations cloned from one image share a host
     name. The station (:func:`station_tag`; ``-`` for a ledger opened for none): an
-    image may carry one machine id to many hosts, but no two stations share an id. The
-    PID namespace: containers on one host share its machine id and boot, not their PIDs.
+    image may carry one machine id to many hosts, each with boots of its own, but no
+    two stations share an id, and a station's recovery is about its own store alone.
     """
     if pid is None:  # asked at each connection: a forked child is a process of its own
         pid = os.getpid()
         start = process_start(pid)
-    if pidns is None:
-        pidns = pid_namespace()
-    return f"dockd {machine[:8]} {boot[:8]} {station_tag(station)} {pidns} {pid} {start}"
+    return f"dockd {machine[:8]} {boot[:8]} {station_tag(station)} {pid} {start}"
 
 
 def station_tag(station: str | None) -> str:
@@ -234,20 +231,18 @@ def station_tag(station: str | None) -> str:
 
 def _of_a_dead_process(name: str, station: str) -> bool:
     """Is ``name`` (:func:`application_name`) that of a dockd process of this machine
-    and ``station`` that is gone: of an earlier boot, or whose PID (in this PID
-    namespace) is gone or now another process's?"""
+    and ``station`` that is gone: of an earlier boot, or whose PID is gone or now
+    another process's?"""
     parts = name.split(" ")
-    if MACHINE_ID == UNKNOWN or len(parts) != 7 or parts[0] != "dockd":
+    if MACHINE_ID == UNKNOWN or len(parts) != 6 or parts[0] != "dockd":
         return False  # a machine without an id (a container) cannot tell its own
-    _, machine, boot, tag, pidns, pid, start = parts
+    _, machine, boot, tag, pid, start = parts
     if machine != MACHINE_ID[:8] or tag != station_tag(station):
         return False  # another machine's or station's (or a ledger tool's, of none)
     if not (pid.isdigit() and start.isdigit()):
         return False
     if boot != BOOT_ID[:8]:
         return True  # no process of an earlier boot runs
-    if pidns == UNKNOWN or pidns != pid_namespace():
-        return False  # its PID is not one this process can look up
     return process_start(int(pid)) != int(start)
 
 
