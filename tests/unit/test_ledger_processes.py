@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from dockd.errors import LedgerError
-from dockd.ledger.db import _of_a_dead_process, application_name, check_server
+from dockd.ledger.db import _of_a_dead_process, application_name, check_server, station_tag
 from dockd.ledger.failures import OutcomeUnknown, describe_failure, is_ledger_failure
 from dockd.runtime import BOOT_ID, MACHINE_ID, process_start
 
@@ -64,15 +64,27 @@ def test_another_machines_or_stations_processes_and_other_names_are_never_ended(
     assert not _dead(application_name(ended.pid, 1, station="st-south"))
     assert not _dead(application_name(ended.pid, 1))  # a ledger tool's, of no station
     assert _dead(_name(ended.pid, 1))  # (this station's: ended)
-    old_style = f"dockd {MACHINE_ID[:8]} {BOOT_ID[:8]} {ended.pid} 1"
-    for name in ("dockd", "psql", old_style, _name().replace(str(os.getpid()), "x"), ""):
+    no_pid = f"dockd {MACHINE_ID[:8]} {BOOT_ID[:8]} {station_tag(ST)} x 1"
+    for name in ("dockd", "psql", no_pid, "dockd a b c d e f", ""):
         assert not _dead(name)
+
+
+def test_a_name_of_the_dockd_before_stations_is_judged_by_its_machine() -> None:
+    """A process killed before an upgrade named its connections without a station:
+    recovery after the upgrade still ends the one that may be committing."""
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    assert _dead(f"dockd {MACHINE_ID[:8]} {BOOT_ID[:8]} {ended.pid} 1")
+    assert not _dead(
+        f"dockd {MACHINE_ID[:8]} {BOOT_ID[:8]} {os.getpid()} {process_start(os.getpid())}"
+    )
+    assert not _dead(f"dockd {_other(MACHINE_ID)} {BOOT_ID[:8]} {ended.pid} 1")
 
 
 def test_the_name_fits_in_postgresqls_63_bytes_whole() -> None:
     """A PID is at most 4194304 (pid_max), a start a 64-bit count of ticks; any
-    station id is 6 characters in the name."""
-    name = application_name(4_194_304, 2**63, station="a-very-long-station-id" * 4)
+    station id is 8 characters in the name."""
+    name = application_name(4_194_304, 2**64 - 1, station="a-very-long-station-id" * 4)
     assert len(name.encode()) <= 63, name
 
 

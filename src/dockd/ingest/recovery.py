@@ -3,8 +3,8 @@
 Run at the start of every ``dockd ingest`` and ``dockd run`` (a ``dockd ingest``
 may be the first thing that runs after a power cut)::
 
-    PostgreSQL: the server processes of dead dockd processes of this machine ended
-        (one may still be committing what recovery is about to ask about)
+    PostgreSQL: the server processes of dead dockd processes of this machine and
+        station ended (one may still be committing what recovery is about to ask about)
     store and quarantine: temporaries of dead processes removed; files published
         by a dead process without their ledger row removed (never twinned: the
         recorder still holds them and the next dock takes them again)
@@ -59,7 +59,7 @@ def recover(ctx: Context, *, daemon_roots: tuple[Path, ...] = ()) -> None:
     unsettled = ctx.ledger.end_dead(ctx.config.station.id)
     if unsettled:
         log.warning(
-            "server processes a dead dockd process of this machine left on the ledger's "
+            "server processes a dead dockd process of this station left on the ledger's "
             "PostgreSQL could not be ended, so its last commit may still land: the files "
             "it published keep their markers until a later run can ask the ledger. End "
             "them as the ledger's owner or a superuser (SELECT pg_terminate_backend(PID)) "

@@ -222,18 +222,22 @@ def application_name(
 
 
 def station_tag(station: str | None) -> str:
-    """A station's mark in its connections' names: short enough for PostgreSQL's 63
-    bytes whatever the id; ``-`` for none."""
+    """A station's mark in its connections' names: 32 bits of a hash, short enough for
+    PostgreSQL's 63 bytes whatever the id (a thousand stations on one ledger: about one
+    chance in ten thousand that two share one); ``-`` for none."""
     if station is None:
         return "-"
-    return hashlib.sha256(station.encode("utf-8", "surrogateescape")).hexdigest()[:6]
+    return hashlib.sha256(station.encode("utf-8", "surrogateescape")).hexdigest()[:8]
 
 
 def _of_a_dead_process(name: str, station: str) -> bool:
     """Is ``name`` (:func:`application_name`) that of a dockd process of this machine
     and ``station`` that is gone: of an earlier boot, or whose PID is gone or now
-    another process's?"""
+    another process's? A name without a station is an older dockd's (a process killed
+    before an upgrade): judged by its machine alone, as that dockd judged it."""
     parts = name.split(" ")
+    if len(parts) == 5:
+        parts.insert(3, station_tag(station))
     if MACHINE_ID == UNKNOWN or len(parts) != 6 or parts[0] != "dockd":
         return False  # a machine without an id (a container) cannot tell its own
     _, machine, boot, tag, pid, start = parts
